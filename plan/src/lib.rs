@@ -1,0 +1,29 @@
+//! The fsql plan: the contract between the compiler and the runtime.
+//!
+//! `fsql compile` turns a `.fsql` file into a [`Plan`]: a typed operator graph ([`Pipeline`]) plus a
+//! [`PlanHeader`] that records the format version, the compiler version and the source hash. The
+//! runtime loads a plan and never sees SQL. Everything in here is plain data with a deterministic
+//! serialisation (ordered maps, no floats in their text form), so the same source compiled by the same
+//! compiler gives the same bytes.
+//!
+//! ```
+//! use fsql_plan::{Plan, PlanHeader, Pipeline, FORMAT_VERSION};
+//! let plan = Plan::new(PlanHeader::new("0.1.0", "sha256:00"), Pipeline::default());
+//! let bytes = plan.to_bytes();
+//! let back = Plan::from_bytes(&bytes).unwrap();
+//! assert_eq!(back.header.format_version, FORMAT_VERSION);
+//! assert_eq!(plan.to_bytes(), back.to_bytes());
+//! ```
+
+mod artefact;
+mod expr;
+mod graph;
+mod types;
+
+pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
+pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
+pub use graph::{
+    ConnectorSpec, EmitMode, ModelDecl, Node, NodeId, Operator, Pipeline, Rule, RulesetSpec,
+    SinkSpec, SourceSpec, WatermarkSpec,
+};
+pub use types::{DataType, Field, Schema};
