@@ -1,1 +1,184 @@
-fn main() {}
+//! `fsql`: check, compile, explain, run and test streaming-SQL pipelines.
+//!
+//! Exit codes: 0 success, 1 a user error (bad pipeline, failed test, runtime failure), 2 usage.
+
+mod explain;
+mod load;
+mod query_output;
+mod test_runner;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fsql_compiler::{CompileOptions, Severity, compile_file};
+
+#[derive(Parser)]
+#[command(
+    name = "fsql",
+    version,
+    about = "Streaming SQL for real-time features and fraud decisions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check pipelines and report every error and warning (with file:line:col).
+    Check {
+        /// `.fsql` files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+        format: DiagFormat,
+        /// Treat warnings about unbounded state as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Compile a pipeline into a plan artefact.
+    Compile {
+        file: PathBuf,
+        /// Where to write the plan (default: FILE with the extension `.plan`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show a pipeline's operator graph: schemas, time semantics, state.
+    Explain {
+        /// A `.fsql` file or a compiled `.plan`.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+    },
+    /// Run a pipeline (a `.fsql` file or a compiled `.plan`).
+    Run {
+        file: PathBuf,
+        /// How to print the rows of a bare SELECT (default: table on a terminal, jsonl otherwise).
+        #[arg(long, value_enum)]
+        format: Option<RowFormat>,
+        /// Ignore `rows-per-second` limits of generators and run as fast as possible.
+        #[arg(long)]
+        unthrottled: bool,
+    },
+    /// Run the TEST blocks of `.fsql` test files.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiagFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Dot,
+}
+
+/// How query results are printed.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum RowFormat {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check {
+            files,
+            format,
+            strict,
+        } => check(&files, format, strict),
+        Command::Compile { file, output } => compile(&file, output),
+        Command::Explain { file, format } => load::load(&file).map(|plan| {
+            let text = match format {
+                ExplainFormat::Text => explain::text(&plan),
+                ExplainFormat::Dot => explain::dot(&plan),
+            };
+            print!("{text}");
+            true
+        }),
+        Command::Run {
+            file,
+            format,
+            unthrottled,
+        } => {
+            let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+                RowFormat::Table
+            } else {
+                RowFormat::Jsonl
+            });
+            load::load(&file).and_then(|plan| query_output::run(&plan, format, unthrottled))
+        }
+        Command::Test { files } => test_runner::run_files(&files),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `fsql check`: every diagnostic of every file; false if any has an error.
+fn check(files: &[PathBuf], format: DiagFormat, strict: bool) -> Result<bool, String> {
+    let options = CompileOptions {
+        strict,
+        keep_unused: true,
+    };
+    let mut ok = true;
+    let mut records = Vec::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for file in files {
+        let c = compile_file(file, &options);
+        for d in &c.diagnostics {
+            match d.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            match format {
+                DiagFormat::Text => eprint!("{}", d.render(&c.sources)),
+                DiagFormat::Json => records.push(d.to_record(&c.sources)),
+            }
+        }
+        ok &= !c.has_errors();
+    }
+    match format {
+        DiagFormat::Text => {
+            if errors + warnings > 0 {
+                eprintln!(
+                    "{errors} error(s), {warnings} warning(s) in {} file(s)",
+                    files.len()
+                );
+            } else {
+                eprintln!("ok: {} file(s) checked", files.len());
+            }
+        }
+        DiagFormat::Json => {
+            let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+    }
+    Ok(ok)
+}
+
+/// `fsql compile`: writes the plan artefact and prints its hash.
+fn compile(file: &std::path::Path, output: Option<PathBuf>) -> Result<bool, String> {
+    let plan = load::compile(file)?;
+    let out = output.unwrap_or_else(|| file.with_extension("plan"));
+    std::fs::write(&out, plan.to_bytes())
+        .map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
+    eprintln!("wrote {} ({})", out.display(), plan.header.content_hash);
+    Ok(true)
+}

@@ -19,10 +19,16 @@ pub enum PlanError {
         "plan format version {found} is not supported by this runtime (it reads version {supported}); \
          recompile the pipeline with a matching `fsql compile` (plan was written by fsql {compiler})"
     )]
-    UnsupportedVersion { found: u32, supported: u32, compiler: String },
+    UnsupportedVersion {
+        found: u32,
+        supported: u32,
+        compiler: String,
+    },
     #[error("plan artefact is corrupt: {0}")]
     Corrupt(String),
-    #[error("plan artefact is corrupt: content hash {found} does not match the recorded {recorded}")]
+    #[error(
+        "plan artefact is corrupt: content hash {found} does not match the recorded {recorded}"
+    )]
     HashMismatch { found: String, recorded: String },
 }
 
@@ -118,7 +124,10 @@ impl Plan {
             serde_json::from_slice(bytes).map_err(|e| PlanError::Corrupt(e.to_string()))?;
         let found = sha256_hex(&pipeline_bytes(&plan.pipeline));
         if found != plan.header.content_hash {
-            return Err(PlanError::HashMismatch { found, recorded: plan.header.content_hash });
+            return Err(PlanError::HashMismatch {
+                found,
+                recorded: plan.header.content_hash,
+            });
         }
         Ok(plan)
     }
@@ -134,7 +143,10 @@ mod tests {
     use super::*;
 
     fn plan() -> Plan {
-        let pipeline = Pipeline { name: "p".into(), ..Pipeline::default() };
+        let pipeline = Pipeline {
+            name: "p".into(),
+            ..Pipeline::default()
+        };
         Plan::new(PlanHeader::new("0.1.0", "sha256:abc"), pipeline)
     }
 
@@ -151,8 +163,21 @@ mod tests {
         let bumped = text.replace("\"format_version\": 1", "\"format_version\": 2");
         let err = Plan::from_bytes(bumped.as_bytes()).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, PlanError::UnsupportedVersion { found: 2, supported: 1, .. }), "{msg}");
-        assert!(msg.contains("version 2") && msg.contains("version 1"), "{msg}");
+        assert!(
+            matches!(
+                err,
+                PlanError::UnsupportedVersion {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("version 2") && msg.contains("version 1"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -167,6 +192,9 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_plan() {
-        assert!(matches!(Plan::from_bytes(b"\x00\x01"), Err(PlanError::NotAPlan(_))));
+        assert!(matches!(
+            Plan::from_bytes(b"\x00\x01"),
+            Err(PlanError::NotAPlan(_))
+        ));
     }
 }

@@ -153,12 +153,20 @@ impl Expr {
     /// A literal of the given type.
     pub fn literal(value: Literal, data_type: DataType) -> Expr {
         let nullable = value == Literal::Null;
-        Expr { kind: ExprKind::Literal(value), data_type, nullable }
+        Expr {
+            kind: ExprKind::Literal(value),
+            data_type,
+            nullable,
+        }
     }
 
     /// A reference to input column `index`.
     pub fn column(index: usize, data_type: DataType, nullable: bool) -> Expr {
-        Expr { kind: ExprKind::Column(index), data_type, nullable }
+        Expr {
+            kind: ExprKind::Column(index),
+            data_type,
+            nullable,
+        }
     }
 
     /// The direct children of this node.
@@ -167,7 +175,10 @@ impl Expr {
             ExprKind::Column(_) | ExprKind::Literal(_) => vec![],
             ExprKind::Unary { arg, .. } | ExprKind::Cast { arg, .. } => vec![arg],
             ExprKind::Binary { left, right, .. } => vec![left, right],
-            ExprKind::Case { branches, otherwise } => branches
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => branches
                 .iter()
                 .flat_map(|(c, v)| [c, v])
                 .chain(otherwise.as_deref())
@@ -235,7 +246,10 @@ impl fmt::Display for Expr {
                 let name = if *safe { "TRY_CAST" } else { "CAST" };
                 write!(f, "{name}({arg} AS {})", self.data_type)
             }
-            ExprKind::Case { branches, otherwise } => {
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => {
                 write!(f, "CASE")?;
                 for (c, v) in branches {
                     write!(f, " WHEN {c} THEN {v}")?;
@@ -255,7 +269,13 @@ impl fmt::Display for Expr {
                 }
                 write!(f, ")")
             }
-            ExprKind::Like { arg, pattern, negated, case_insensitive, .. } => {
+            ExprKind::Like {
+                arg,
+                pattern,
+                negated,
+                case_insensitive,
+                ..
+            } => {
                 let not = if *negated { "NOT " } else { "" };
                 let op = if *case_insensitive { "ILIKE" } else { "LIKE" };
                 write!(f, "{arg} {not}{op} {pattern}")

@@ -44,7 +44,11 @@ impl Pipeline {
 
     /// The ids of the nodes that read `id`'s output.
     pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
-        self.nodes.iter().filter(|n| n.inputs.contains(&id)).map(|n| n.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.inputs.contains(&id))
+            .map(|n| n.id)
+            .collect()
     }
 }
 
@@ -68,7 +72,10 @@ pub enum Operator {
     /// Reads a connector; emits batches of `Node::schema` and watermarks.
     Source(SourceSpec),
     /// Filter then project (Flink's "Calc"): rows where `filter` is TRUE, mapped through `projections`.
-    Calc { filter: Option<Expr>, projections: Vec<Expr> },
+    Calc {
+        filter: Option<Expr>,
+        projections: Vec<Expr>,
+    },
     /// Bag union of all inputs (same schema).
     Union,
     /// First-match rule evaluation: appends `decision`, `rule` and `ruleset_version` columns.

@@ -19,7 +19,10 @@ pub enum DataType {
     BigInt,
     Float,
     Double,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// `STRING` / `VARCHAR(n)`; the length is kept for display only (Flink does not truncate on read).
     String,
     Bytes,
@@ -27,9 +30,13 @@ pub enum DataType {
     /// `TIME(p)`: milliseconds of the day.
     Time,
     /// `TIMESTAMP(p)`: a wall-clock timestamp without time zone.
-    Timestamp { precision: u8 },
+    Timestamp {
+        precision: u8,
+    },
     /// `TIMESTAMP_LTZ(p)`: an instant, shown in the session time zone (UTC in fsql).
-    TimestampLtz { precision: u8 },
+    TimestampLtz {
+        precision: u8,
+    },
     /// `INTERVAL DAY TO SECOND`, held as milliseconds.
     IntervalDayTime,
     /// `INTERVAL YEAR TO MONTH`, held as months.
@@ -56,7 +63,10 @@ impl DataType {
 
     /// Whether the type can be an event-time attribute (`WATERMARK FOR` column).
     pub fn is_timestamp(&self) -> bool {
-        matches!(self, DataType::Timestamp { .. } | DataType::TimestampLtz { .. })
+        matches!(
+            self,
+            DataType::Timestamp { .. } | DataType::TimestampLtz { .. }
+        )
     }
 
     /// The Arrow type the runtime uses for values of this type.
@@ -136,13 +146,20 @@ impl DataType {
             ArrowType::Int64 => DataType::BigInt,
             ArrowType::Float32 => DataType::Float,
             ArrowType::Float64 => DataType::Double,
-            ArrowType::Decimal128(p, s) => DataType::Decimal { precision: *p, scale: *s },
+            ArrowType::Decimal128(p, s) => DataType::Decimal {
+                precision: *p,
+                scale: *s,
+            },
             ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => DataType::String,
             ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => DataType::Bytes,
             ArrowType::Date32 => DataType::Date,
             ArrowType::Time32(_) | ArrowType::Time64(_) => DataType::Time,
-            ArrowType::Timestamp(u, None) => DataType::Timestamp { precision: precision(u) },
-            ArrowType::Timestamp(u, Some(_)) => DataType::TimestampLtz { precision: precision(u) },
+            ArrowType::Timestamp(u, None) => DataType::Timestamp {
+                precision: precision(u),
+            },
+            ArrowType::Timestamp(u, Some(_)) => DataType::TimestampLtz {
+                precision: precision(u),
+            },
             ArrowType::Duration(_) => DataType::IntervalDayTime,
             ArrowType::Interval(arrow_schema::IntervalUnit::YearMonth) => {
                 DataType::IntervalYearMonth
@@ -224,7 +241,11 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: impl Into<String>, data_type: DataType, nullable: bool) -> Self {
-        Field { name: name.into(), data_type, nullable }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable,
+        }
     }
 }
 
@@ -241,10 +262,11 @@ impl Schema {
 
     /// The position of the column called `name` (case-insensitive, as Flink resolves unquoted names).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.fields
-            .iter()
-            .position(|f| f.name == name)
-            .or_else(|| self.fields.iter().position(|f| f.name.eq_ignore_ascii_case(name)))
+        self.fields.iter().position(|f| f.name == name).or_else(|| {
+            self.fields
+                .iter()
+                .position(|f| f.name.eq_ignore_ascii_case(name))
+        })
     }
 
     /// The Arrow schema of batches of this relation.
@@ -267,7 +289,10 @@ mod tests {
         let types = [
             DataType::Boolean,
             DataType::BigInt,
-            DataType::Decimal { precision: 10, scale: 2 },
+            DataType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
             DataType::String,
             DataType::Timestamp { precision: 3 },
             DataType::TimestampLtz { precision: 3 },
@@ -281,7 +306,10 @@ mod tests {
 
     #[test]
     fn display_uses_flink_names() {
-        assert_eq!(DataType::TimestampLtz { precision: 3 }.to_string(), "TIMESTAMP_LTZ(3)");
+        assert_eq!(
+            DataType::TimestampLtz { precision: 3 }.to_string(),
+            "TIMESTAMP_LTZ(3)"
+        );
         assert_eq!(
             DataType::Map(Box::new(DataType::String), Box::new(DataType::BigInt)).to_string(),
             "MAP<STRING, BIGINT>"

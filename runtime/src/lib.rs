@@ -1,1 +1,37 @@
-//! stub
+//! fsql runtime: executes a compiled plan (`fsql_plan::Pipeline`) over Arrow batches.
+//!
+//! - [`eval`]: the expression interpreter (the reference executor of the expression IR).
+//! - [`operator`] / [`operators`]: the operator trait and the stateless operators.
+//! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator; print, blackhole,
+//!   filesystem).
+//! - [`batcher`]: size- and linger-bounded batching.
+//! - [`executor`]: runs a pipeline ([`run`]).
+//! - [`format`] / [`text`]: rendering of values and rows, shared by sinks and the CLI.
+
+pub mod batcher;
+pub mod duration;
+pub mod error;
+pub mod eval;
+pub mod executor;
+pub mod format;
+pub mod metrics;
+pub mod operator;
+pub mod operators;
+pub mod sink;
+pub mod source;
+pub mod text;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub use batcher::{BatchConfig, Batcher};
+pub use duration::parse_duration;
+pub use error::{EvalError, RuntimeError};
+pub use eval::{evaluate, evaluate_masked, evaluate_predicate};
+pub use executor::{MalformedReporter, RunOptions, RunSummary, SinkSummary, SourceSummary, run};
+pub use format::{OutputFormat, QueryWriter};
+pub use metrics::{Metrics, NodeMetrics};
+pub use operator::{Event, Operator};
+pub use sink::SharedBuffer;
+pub use source::test_input::TestInput;
+pub use source::{MalformedRecord, Source, SourcePoll};

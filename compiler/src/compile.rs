@@ -1,0 +1,1259 @@
+//! The compiler driver: statements in order → catalog, DataFusion plans, plan nodes, diagnostics.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType as ArrowType, SchemaRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{DFSchema, DataFusionError, TableReference};
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion::logical_expr::{
+    AggregateUDF, HigherOrderUDF, LogicalPlan, LogicalPlanBuilder, LogicalTableSource, ScalarUDF,
+    TableSource, WindowUDF,
+};
+use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext};
+use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use fsql_plan::{
+    BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, Literal, ModelDecl, Node,
+    NodeId, Operator, Pipeline, Plan, PlanHeader, Rule, RulesetSpec, Schema, SinkSpec, SourceSpec,
+    WatermarkSpec, sha256_hex,
+};
+
+use crate::ast::*;
+use crate::diagnostic::{Diagnostic, Severity, closest};
+use crate::functions::SyntaxPlanner;
+use crate::lower::{ScanResolver, lower_plan, materialize, output_names, project};
+use crate::lower_expr::{Unsupported, lower_expr};
+use crate::options::{ConnectorInfo, Role, check_connector, check_role, check_setting};
+use crate::parse::parse_file;
+use crate::source::{FileId, SourceFile, SourceMap, Span};
+use crate::typecheck::check_types;
+
+/// How to compile.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Turn state-boundedness warnings into errors (`fsql check --strict`).
+    pub strict: bool,
+    /// Keep views no sink or query reads (`fsql test` observes them).
+    pub keep_unused: bool,
+}
+
+/// A relation the pipeline defines, by name: where its rows come from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelationInfo {
+    pub node: NodeId,
+    pub schema: Schema,
+}
+
+/// The result of compiling one file: diagnostics and, when there are no errors, the pipeline.
+#[derive(Debug)]
+pub struct Compilation {
+    pub sources: SourceMap,
+    pub diagnostics: Vec<Diagnostic>,
+    pub pipeline: Option<Pipeline>,
+    /// Views, rulesets, sources and sinks by name (for `fsql test` and `fsql explain`).
+    pub relations: BTreeMap<String, RelationInfo>,
+    /// The file's `TEST` blocks.
+    pub tests: Vec<TestDef>,
+    /// The declared tables and their schemas (used to type test inputs).
+    pub tables: BTreeMap<String, Schema>,
+}
+
+impl Compilation {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// The plan artefact, if compilation succeeded.
+    pub fn plan(&self) -> Option<Plan> {
+        let pipeline = self.pipeline.clone()?;
+        let mut text = Vec::new();
+        for f in self.sources.files() {
+            text.extend_from_slice(f.text.as_bytes());
+        }
+        let header = PlanHeader::new(env!("CARGO_PKG_VERSION"), &sha256_hex(&text));
+        Some(Plan::new(header, pipeline))
+    }
+}
+
+/// Compiles the file at `path`.
+pub fn compile_file(path: &Path, options: &CompileOptions) -> Compilation {
+    match std::fs::read_to_string(path) {
+        Ok(text) => compile_source(path, text, options, &[]),
+        Err(e) => Compilation {
+            sources: SourceMap::default(),
+            diagnostics: vec![Diagnostic::error(
+                format!("cannot read `{}`: {e}", path.display()),
+                None,
+            )],
+            pipeline: None,
+            relations: BTreeMap::new(),
+            tests: vec![],
+            tables: BTreeMap::new(),
+        },
+    }
+}
+
+/// Compiles `text` (as the file `path`), followed by `extra` statements (a test's additions).
+pub fn compile_source(
+    path: &Path,
+    text: String,
+    options: &CompileOptions,
+    extra: &[Statement],
+) -> Compilation {
+    let mut sources = SourceMap::default();
+    let file = sources.add(SourceFile::new(path, text));
+    let mut diags = Vec::new();
+    let mut statements = parse_file(&mut sources, file, &mut diags);
+    statements.extend(extra.iter().cloned());
+    let dirs = sources
+        .files()
+        .iter()
+        .map(|f| f.dir().display().to_string())
+        .collect();
+    let mut c = Compiler::new(dirs, diags);
+    let name = path.file_stem().map_or_else(
+        || "pipeline".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let mut tests = Vec::new();
+    for stmt in &statements {
+        match &stmt.kind {
+            StatementKind::Test(t) => tests.push(t.clone()),
+            _ => c.statement(stmt),
+        }
+    }
+    let pipeline = c.finish(name, file, options);
+    Compilation {
+        sources,
+        diagnostics: c.diags,
+        pipeline,
+        relations: c.relations,
+        tests,
+        tables: c
+            .tables
+            .iter()
+            .map(|(k, t)| (k.clone(), t.schema.clone()))
+            .collect(),
+    }
+}
+
+/// A `CREATE TABLE` after analysis.
+struct TableInfo {
+    def: TableDef,
+    /// Output columns (physical, metadata and computed, in declaration order).
+    schema: Schema,
+    physical: Schema,
+    columns: Vec<Expr>,
+    watermark: Option<WatermarkSpec>,
+    /// The connector, if the options named a known one.
+    connector: Option<&'static ConnectorInfo>,
+    /// The source node, once a query reads the table.
+    node: Option<NodeId>,
+}
+
+struct Compiler {
+    /// The directory of each source file (by `FileId`): relative connector paths resolve there.
+    dirs: Vec<String>,
+    diags: Vec<Diagnostic>,
+    settings: BTreeMap<String, String>,
+    tables: BTreeMap<String, TableInfo>,
+    relations: BTreeMap<String, RelationInfo>,
+    /// Where each name was defined (for "already defined" messages).
+    defined: BTreeMap<String, Span>,
+    /// Names whose definition failed: references to them are not reported again.
+    failed: BTreeSet<String>,
+    nodes: Vec<Node>,
+    models: Vec<ModelDecl>,
+    udfs: HashMap<String, Arc<ScalarUDF>>,
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
+    config: ConfigOptions,
+    selects: usize,
+}
+
+fn parser_options() -> ParserOptions {
+    ParserOptions {
+        // Flink resolves identifiers case-sensitively and keeps their case.
+        enable_ident_normalization: false,
+        collect_spans: true,
+        map_string_types_to_utf8view: false,
+        ..ParserOptions::new()
+    }
+}
+
+impl Compiler {
+    fn new(dirs: Vec<String>, diags: Vec<Diagnostic>) -> Compiler {
+        let mut config = ConfigOptions::new();
+        config.sql_parser.enable_ident_normalization = false;
+        config.sql_parser.map_string_types_to_utf8view = false;
+        config.sql_parser.collect_spans = true;
+        let mut c = Compiler {
+            dirs,
+            diags,
+            settings: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            relations: BTreeMap::new(),
+            defined: BTreeMap::new(),
+            failed: BTreeSet::new(),
+            nodes: Vec::new(),
+            models: Vec::new(),
+            expr_planners: vec![],
+            udfs: crate::functions::udfs(),
+            config,
+            selects: 0,
+        };
+        c.expr_planners = vec![Arc::new(SyntaxPlanner::new(&c.udfs))];
+        c
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    /// Records a new name; false (with a diagnostic) if it is taken.
+    fn define(&mut self, name: &Spanned<String>) -> bool {
+        if let Some(prev) = self.defined.get(&name.node) {
+            let _ = prev;
+            self.error(Diagnostic::error(
+                format!("`{}` is already defined", name.node),
+                name.span,
+            ));
+            return false;
+        }
+        self.defined.insert(name.node.clone(), name.span);
+        true
+    }
+
+    fn statement(&mut self, stmt: &Statement) {
+        match &stmt.kind {
+            StatementKind::Set { key, value } => {
+                if let Some(d) = check_setting(&key.node, &value.node, key.span, value.span) {
+                    self.error(d);
+                }
+                self.settings.insert(key.node.clone(), value.node.clone());
+            }
+            StatementKind::CreateTable(t) => self.create_table(t),
+            StatementKind::CreateModel(m) => self.create_model(m),
+            StatementKind::CreateRuleset(r) => self.create_ruleset(r),
+            StatementKind::Query(q) => self.query(q),
+            StatementKind::Test(_) => {}
+        }
+    }
+
+    // ---- CREATE TABLE ---------------------------------------------------------------------------
+
+    fn create_table(&mut self, t: &TableDef) {
+        if !self.define(&t.name) {
+            return;
+        }
+        let connector = check_connector(&t.name.node, &t.options, t.name.span, &mut self.diags);
+        let mut physical = Vec::new();
+        for c in &t.columns {
+            match &c.kind {
+                ColumnKind::Physical { data_type } | ColumnKind::Metadata { data_type, .. } => {
+                    physical.push(Field::new(&c.name.node, data_type.node.clone(), true));
+                }
+                ColumnKind::Computed(_) => {}
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for c in &t.columns {
+            if !seen.insert(c.name.node.clone()) {
+                self.error(Diagnostic::error(
+                    format!("column `{}` is declared twice", c.name.node),
+                    c.name.span,
+                ));
+            }
+        }
+        let physical = Schema::new(physical);
+        let physical_arrow = Arc::new(physical.to_arrow());
+        let mut columns = Vec::new();
+        let mut fields = Vec::new();
+        let mut phys_index = 0;
+        let mut ok = true;
+        for c in &t.columns {
+            match &c.kind {
+                ColumnKind::Physical { .. } | ColumnKind::Metadata { .. } => {
+                    let f = physical.fields[phys_index].clone();
+                    columns.push(Expr::column(phys_index, f.data_type.clone(), true));
+                    fields.push(f);
+                    phys_index += 1;
+                }
+                ColumnKind::Computed(e) => {
+                    match self.plan_exprs(&t.name.node, &physical_arrow, &[e]) {
+                        Some(mut exprs) => {
+                            let expr = exprs.remove(0);
+                            fields.push(Field::new(
+                                &c.name.node,
+                                expr.data_type.clone(),
+                                expr.nullable,
+                            ));
+                            columns.push(expr);
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        let schema = Schema::new(fields);
+        let mut watermark = None;
+        if let (Some(w), true) = (&t.watermark, ok) {
+            watermark = self.watermark(t, w, &schema);
+        }
+        if let Some(pk) = &t.primary_key {
+            for k in pk {
+                if schema.index_of(&k.node).is_none() {
+                    self.unknown_column(&k.node, k.span, &schema, &t.name.node);
+                }
+            }
+        }
+        if !ok {
+            self.failed.insert(t.name.node.clone());
+        }
+        self.tables.insert(
+            t.name.node.clone(),
+            TableInfo {
+                def: t.clone(),
+                schema,
+                physical,
+                columns,
+                watermark,
+                connector,
+                node: None,
+            },
+        );
+    }
+
+    fn watermark(
+        &mut self,
+        t: &TableDef,
+        w: &WatermarkDef,
+        schema: &Schema,
+    ) -> Option<WatermarkSpec> {
+        let Some(rowtime) = schema.index_of(&w.column.node) else {
+            self.unknown_column(&w.column.node, w.column.span, schema, &t.name.node);
+            return None;
+        };
+        let ty = &schema.fields[rowtime].data_type;
+        if !ty.is_timestamp() {
+            self.error(Diagnostic::error(
+                format!(
+                    "the event-time column `{}` must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {ty}",
+                    w.column.node
+                ),
+                w.column.span,
+            ));
+            return None;
+        }
+        let arrow = Arc::new(schema.to_arrow());
+        let expr = self.plan_exprs(&t.name.node, &arrow, &[&w.expr])?.remove(0);
+        if !expr.data_type.is_timestamp() {
+            self.error(Diagnostic::error(
+                format!(
+                    "a watermark expression must return a timestamp, this one returns {}",
+                    expr.data_type
+                ),
+                w.expr.span(),
+            ));
+            return None;
+        }
+        let max_out_of_orderness_ms = match &expr.kind {
+            ExprKind::Column(c) if *c == rowtime => Some(0),
+            ExprKind::Binary {
+                op: BinaryOp::Minus,
+                left,
+                right,
+            } => match (&left.kind, &right.kind) {
+                (ExprKind::Column(c), ExprKind::Literal(Literal::Int(ms)))
+                    if *c == rowtime && right.data_type == DataType::IntervalDayTime =>
+                {
+                    Some(*ms)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        Some(WatermarkSpec {
+            rowtime,
+            expr,
+            max_out_of_orderness_ms,
+        })
+    }
+
+    /// Plans expressions written in an fsql statement against a schema (as a projection over a
+    /// table called `table`) and lowers them.
+    fn plan_exprs(
+        &mut self,
+        table: &str,
+        schema: &SchemaRef,
+        exprs: &[&SqlExpr],
+    ) -> Option<Vec<Expr>> {
+        let provider = Provider { c: self };
+        let planner = SqlToRel::new_with_options(&provider, parser_options());
+        let df_schema = match DFSchema::try_from_qualified_schema(table, schema) {
+            Ok(s) => s,
+            Err(e) => {
+                let d = Diagnostic::error(e.strip_backtrace(), exprs.first().map(|e| e.span()));
+                self.error(d);
+                return None;
+            }
+        };
+        let mut planned = Vec::new();
+        let mut errors = Vec::new();
+        for (i, e) in exprs.iter().enumerate() {
+            match planner.sql_to_expr(e.expr.clone(), &df_schema, &mut PlannerContext::new()) {
+                Ok(x) => planned.push(x.alias(format!("__expr{i}"))),
+                Err(err) => errors.push(self.df_error(&err, &e.source)),
+            }
+        }
+        if !errors.is_empty() {
+            self.diags.extend(errors);
+            return None;
+        }
+        let source = Arc::new(LogicalTableSource::new(schema.clone()));
+        let plan = LogicalPlanBuilder::scan(table, source, None)
+            .and_then(|b| b.project(planned))
+            .and_then(|b| b.build());
+        let span = exprs.first().map(|e| e.span());
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(Diagnostic::error(clean(&e), span));
+                return None;
+            }
+        };
+        let type_errors = check_types(&plan, exprs[0].source.snippet());
+        if !type_errors.is_empty() {
+            self.diags.extend(type_errors);
+            return None;
+        }
+        let plan = match Analyzer::new().execute_and_check(plan, &self.config, |_, _| {}) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(Diagnostic::error(clean(&e), span));
+                return None;
+            }
+        };
+        let LogicalPlan::Projection(p) = &plan else {
+            self.error(Diagnostic::error("internal: expected a projection", span));
+            return None;
+        };
+        let lowered: Result<Vec<_>, _> = p
+            .expr
+            .iter()
+            .map(|e| lower_expr(e, p.input.schema()))
+            .collect();
+        match lowered {
+            Ok(v) => Some(v),
+            Err(Unsupported(m)) => {
+                self.error(Diagnostic::error(m, span));
+                None
+            }
+        }
+    }
+
+    fn unknown_column(&mut self, name: &str, span: Span, schema: &Schema, relation: &str) {
+        let d = Diagnostic::error(format!("column `{name}` not found in `{relation}`"), span);
+        let d = match closest(name, schema.fields.iter().map(|f| f.name.as_str())) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!(
+                "columns of `{relation}`: {}",
+                schema
+                    .fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        self.error(d);
+    }
+
+    /// A DataFusion error as a diagnostic, located through its span or the statement.
+    fn df_error(&self, err: &DataFusionError, source: &SqlText) -> Diagnostic {
+        let snippet = source.snippet();
+        let diag = err.diagnostic();
+        let span = diag.and_then(|d| d.span).map(|s| snippet.df_span(s));
+        let message = clean(err);
+        // Unknown columns: DataFusion lists the valid fields; suggest the closest.
+        if let Some(DataFusionError::SchemaError(e, _)) = find_schema_error(err)
+            && let datafusion::common::SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } = e.as_ref()
+        {
+            let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+            let mut d = Diagnostic::error(
+                format!("column `{}` not found", field.name),
+                span.or(Some(snippet.whole())),
+            );
+            d = match closest(&field.name, names.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("available columns: {}", names.join(", "))),
+            };
+            return d;
+        }
+        let mut d = Diagnostic::error(message, span.or(Some(snippet.whole())));
+        if let Some(h) = diag.and_then(|d| d.helps.first()) {
+            d = d.with_help(h.message.clone());
+        }
+        d
+    }
+
+    // ---- CREATE VIEW / INSERT INTO / SELECT ---------------------------------------------------
+
+    fn query(&mut self, q: &QueryDef) {
+        let (label, defines) = match &q.kind {
+            QueryKind::CreateView { name, .. } => (name.node.clone(), Some(name.clone())),
+            QueryKind::Insert { table } => (format!("insert:{}", table.node), None),
+            QueryKind::Select => {
+                self.selects += 1;
+                (format!("select#{}", self.selects), None)
+            }
+        };
+        if let Some(name) = &defines
+            && !self.define(name)
+        {
+            return;
+        }
+        let Some(plan) = self.plan_query(q) else {
+            if let Some(name) = defines {
+                self.failed.insert(name.node);
+            }
+            return;
+        };
+        let names = output_names(&plan);
+        let mut resolver = Resolver {
+            c: self,
+            error: None,
+        };
+        let mut nodes = std::mem::take(&mut resolver.c.nodes);
+        let lowered = lower_plan(&plan, &mut nodes, &mut resolver);
+        let scan_error = resolver.error.take();
+        self.nodes = nodes;
+        let whole = q.source.snippet().whole();
+        let rel = match (lowered, scan_error) {
+            (_, Some(d)) => {
+                self.error(d);
+                None
+            }
+            (Ok(rel), None) => Some(rel),
+            (Err(Unsupported(m)), None) => {
+                self.error(Diagnostic::error(m, whole));
+                None
+            }
+        };
+        let Some(mut rel) = rel else {
+            if let Some(name) = defines {
+                self.failed.insert(name.node);
+            }
+            return;
+        };
+        let mut names = names;
+        if let QueryKind::CreateView { columns, .. } = &q.kind
+            && !columns.is_empty()
+        {
+            if columns.len() != names.len() {
+                self.error(Diagnostic::error(
+                    format!(
+                        "the view names {} columns but its query has {}",
+                        columns.len(),
+                        names.len()
+                    ),
+                    whole,
+                ));
+                return;
+            }
+            names = columns.iter().map(|c| c.node.clone()).collect();
+        }
+        for (f, n) in rel.schema.fields.iter_mut().zip(&names) {
+            f.name = n.clone();
+        }
+        match &q.kind {
+            QueryKind::CreateView { name, .. } => {
+                let schema = rel.schema.clone();
+                let node = materialize(rel, &mut self.nodes, &name.node);
+                self.relations
+                    .insert(name.node.clone(), RelationInfo { node, schema });
+            }
+            QueryKind::Select => {
+                let schema = rel.schema.clone();
+                let event_time = rel.event_time;
+                let input = materialize(rel, &mut self.nodes, &label);
+                self.push_node(&label, vec![input], schema, event_time, Operator::Collect);
+            }
+            QueryKind::Insert { table } => {
+                let Some(info) = self.tables.get(&table.node) else {
+                    let d =
+                        Diagnostic::error(format!("table `{}` not found", table.node), table.span);
+                    let d = match closest(&table.node, self.tables.keys().map(String::as_str)) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => {
+                            d.with_help("declare it with CREATE TABLE ... WITH ('connector' = ...)")
+                        }
+                    };
+                    self.error(d);
+                    return;
+                };
+                let target = info.physical.clone();
+                let def = info.def.clone();
+                let Some(conn) = info.connector else {
+                    return;
+                };
+                if let Some(d) = check_role(&table.node, conn, Role::Sink, table.span) {
+                    self.error(d);
+                    return;
+                }
+                if rel.schema.fields.len() != target.fields.len() {
+                    self.error(Diagnostic::error(
+                        format!(
+                            "the query has {} columns but sink `{}` has {} ({})",
+                            rel.schema.fields.len(),
+                            table.node,
+                            target.fields.len(),
+                            target
+                                .fields
+                                .iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        whole,
+                    ));
+                    return;
+                }
+                let mut casts = Vec::new();
+                for (i, (have, want)) in rel.schema.fields.iter().zip(&target.fields).enumerate() {
+                    let col = Expr::column(i, have.data_type.clone(), have.nullable);
+                    if have.data_type == want.data_type {
+                        casts.push(col);
+                    } else if implicitly_castable(&have.data_type, &want.data_type) {
+                        casts.push(Expr {
+                            kind: ExprKind::Cast {
+                                arg: Box::new(col),
+                                safe: false,
+                            },
+                            data_type: want.data_type.clone(),
+                            nullable: have.nullable,
+                        });
+                    } else {
+                        self.error(
+                            Diagnostic::error(
+                                format!(
+                                    "column {} `{}` of the query is {} but sink column `{}` is {}",
+                                    i + 1,
+                                    have.name,
+                                    have.data_type,
+                                    want.name,
+                                    want.data_type
+                                ),
+                                whole,
+                            )
+                            .with_help(format!(
+                                "CAST it: CAST({} AS {})",
+                                have.name, want.data_type
+                            )),
+                        );
+                        return;
+                    }
+                }
+                let sink_names: Vec<String> =
+                    target.fields.iter().map(|f| f.name.clone()).collect();
+                let rel = project(rel, casts, Some(sink_names));
+                let schema = rel.schema.clone();
+                let event_time = rel.event_time;
+                let input = materialize(rel, &mut self.nodes, &label);
+                let spec = SinkSpec {
+                    table: table.node.clone(),
+                    connector: self.connector_spec(&def),
+                };
+                let id = self.push_node(
+                    &format!("sink:{}", table.node),
+                    vec![input],
+                    schema.clone(),
+                    event_time,
+                    Operator::Sink(spec),
+                );
+                self.relations
+                    .entry(table.node.clone())
+                    .or_insert(RelationInfo { node: id, schema });
+            }
+        }
+    }
+
+    fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
+        let provider = Provider { c: self };
+        let planner = SqlToRel::new_with_options(&provider, parser_options());
+        let stmt = sqlparser::ast::Statement::Query(q.query.clone());
+        let planned = planner.sql_statement_to_plan(stmt);
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                if !self.references_failed(&e) {
+                    let d = self.df_error(&e, &q.source);
+                    self.error(d);
+                }
+                return None;
+            }
+        };
+        let type_errors = check_types(&plan, q.source.snippet());
+        if !type_errors.is_empty() {
+            self.diags.extend(type_errors);
+            return None;
+        }
+        let whole = q.source.snippet().whole();
+        let plan = match Analyzer::new().execute_and_check(plan, &self.config, |_, _| {}) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(Diagnostic::error(clean(&e), whole));
+                return None;
+            }
+        };
+        match Optimizer::new().optimize(plan, &OptimizerContext::new(), |_, _| {}) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.error(Diagnostic::error(clean(&e), whole));
+                None
+            }
+        }
+    }
+
+    fn references_failed(&self, e: &DataFusionError) -> bool {
+        let m = e.to_string();
+        self.failed.iter().any(|f| m.contains(&format!("`{f}`")))
+    }
+
+    fn push_node(
+        &mut self,
+        name: &str,
+        inputs: Vec<NodeId>,
+        schema: Schema,
+        event_time: Option<usize>,
+        op: Operator,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            id,
+            name: name.to_string(),
+            inputs,
+            schema,
+            event_time,
+            op,
+        });
+        id
+    }
+
+    fn connector_spec(&self, def: &TableDef) -> ConnectorSpec {
+        let connector = def
+            .options
+            .iter()
+            .find(|o| o.key.node == "connector")
+            .map(|o| o.value.node.clone())
+            .unwrap_or_default();
+        let options = def
+            .options
+            .iter()
+            .filter(|o| o.key.node != "connector")
+            .map(|o| (o.key.node.clone(), o.value.node.clone()))
+            .collect();
+        let base_dir = self
+            .dirs
+            .get(def.name.span.file.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| ".".into());
+        ConnectorSpec {
+            connector,
+            options,
+            base_dir,
+        }
+    }
+
+    /// The source node of table `name`, created on first use.
+    fn source_node(&mut self, name: &str) -> Result<(NodeId, Schema, Option<usize>), Diagnostic> {
+        let Some(info) = self.tables.get(name) else {
+            return Err(Diagnostic::error(format!("table `{name}` not found"), None));
+        };
+        if let Some(node) = info.node {
+            return Ok((
+                node,
+                info.schema.clone(),
+                info.watermark.as_ref().map(|w| w.rowtime),
+            ));
+        }
+        let def = info.def.clone();
+        let role_error = info
+            .connector
+            .and_then(|c| check_role(name, c, Role::Source, def.name.span));
+        let failed = info.connector.is_none() || role_error.is_some();
+        self.diags.extend(role_error);
+        let info = self
+            .tables
+            .get(name)
+            .ok_or_else(|| Diagnostic::error("table vanished", None))?;
+        let spec = SourceSpec {
+            table: name.to_string(),
+            connector: self.connector_spec(&def),
+            physical: info.physical.clone(),
+            columns: info.columns.clone(),
+            watermark: info.watermark.clone(),
+        };
+        let schema = info.schema.clone();
+        let event_time = info.watermark.as_ref().map(|w| w.rowtime);
+        let id = self.push_node(
+            name,
+            vec![],
+            schema.clone(),
+            event_time,
+            Operator::Source(spec),
+        );
+        if let Some(t) = self.tables.get_mut(name) {
+            t.node = Some(id);
+        }
+        self.relations
+            .entry(name.to_string())
+            .or_insert(RelationInfo {
+                node: id,
+                schema: schema.clone(),
+            });
+        if failed {
+            self.failed.insert(name.to_string());
+        }
+        Ok((id, schema, event_time))
+    }
+
+    // ---- CREATE MODEL / CREATE RULESET --------------------------------------------------------
+
+    fn create_model(&mut self, m: &ModelDef) {
+        if !self.define(&m.name) {
+            return;
+        }
+        let provider = m.options.iter().find(|o| o.key.node == "provider");
+        match provider {
+            None => self.error(
+                Diagnostic::error(
+                    format!("model `{}` has no 'provider' option", m.name.node),
+                    m.name.span,
+                )
+                .with_help("add WITH ('provider' = 'lightgbm', 'path' = 'model.txt')"),
+            ),
+            Some(p) if p.value.node != "lightgbm" => self.error(
+                Diagnostic::error(
+                    format!("unknown model provider '{}'", p.value.node),
+                    p.value.span,
+                )
+                .with_help("the supported provider is 'lightgbm'"),
+            ),
+            Some(_) => {}
+        }
+        for o in &m.options {
+            if !["provider", "path", "task", "lightgbm.output"].contains(&o.key.node.as_str()) {
+                let d =
+                    Diagnostic::error(format!("unknown model option '{}'", o.key.node), o.key.span);
+                self.error(match closest(&o.key.node, ["provider", "path", "task"]) {
+                    Some(s) => d.with_help(format!("did you mean '{s}'?")),
+                    None => d,
+                });
+            }
+        }
+        if !m.options.iter().any(|o| o.key.node == "path") {
+            self.error(Diagnostic::error(
+                format!("model `{}` needs a 'path' option", m.name.node),
+                m.name.span,
+            ));
+        }
+        let fields = |cols: &[(Spanned<String>, DataType)]| {
+            Schema::new(
+                cols.iter()
+                    .map(|(n, t)| Field::new(&n.node, t.clone(), true))
+                    .collect(),
+            )
+        };
+        self.models.push(ModelDecl {
+            name: m.name.node.clone(),
+            inputs: fields(&m.inputs),
+            outputs: fields(&m.outputs),
+            options: m
+                .options
+                .iter()
+                .map(|o| (o.key.node.clone(), o.value.node.clone()))
+                .collect(),
+        });
+    }
+
+    fn create_ruleset(&mut self, r: &RulesetDef) {
+        if !self.define(&r.name) {
+            return;
+        }
+        let input = match self.relation(&r.input.node) {
+            Ok(i) => i,
+            Err(d) => {
+                if !self.failed.contains(&r.input.node) {
+                    self.error(d.unwrap_or_else(|| {
+                        Diagnostic::error(format!("`{}` not found", r.input.node), r.input.span)
+                    }));
+                }
+                self.failed.insert(r.name.node.clone());
+                return;
+            }
+        };
+        let Some(key) = input.schema.index_of(&r.key.node) else {
+            self.unknown_column(&r.key.node, r.key.span, &input.schema, &r.input.node);
+            self.failed.insert(r.name.node.clone());
+            return;
+        };
+        let arrow = Arc::new(input.schema.to_arrow());
+        let mut rules = Vec::new();
+        let mut names = BTreeSet::new();
+        for rule in &r.rules {
+            if !names.insert(rule.name.node.clone()) {
+                self.error(Diagnostic::error(
+                    format!("rule `{}` is defined twice", rule.name.node),
+                    rule.name.span,
+                ));
+                continue;
+            }
+            let Some(mut exprs) = self.plan_exprs(&r.input.node, &arrow, &[&rule.condition]) else {
+                continue;
+            };
+            let condition = exprs.remove(0);
+            if condition.data_type != DataType::Boolean {
+                self.error(Diagnostic::error(
+                    format!(
+                        "a rule condition must be BOOLEAN, this one is {}",
+                        condition.data_type
+                    ),
+                    rule.condition.span(),
+                ));
+                continue;
+            }
+            rules.push(Rule {
+                name: rule.name.node.clone(),
+                priority: rule.priority,
+                condition,
+                decision: rule.decision.node.clone(),
+            });
+        }
+        // First match by priority; equal priorities keep declaration order (stable sort).
+        rules.sort_by_key(|r| r.priority);
+        let mut schema = input.schema.clone();
+        schema
+            .fields
+            .push(Field::new("decision", DataType::String, false));
+        schema
+            .fields
+            .push(Field::new("rule", DataType::String, true));
+        schema
+            .fields
+            .push(Field::new("ruleset_version", DataType::BigInt, false));
+        let event_time = self
+            .nodes
+            .get(input.node.0 as usize)
+            .and_then(|n| n.event_time);
+        let spec = RulesetSpec {
+            name: r.name.node.clone(),
+            key,
+            default_decision: r.default_decision.node.clone(),
+            version: 1,
+            rules,
+        };
+        let id = self.push_node(
+            &r.name.node,
+            vec![input.node],
+            schema.clone(),
+            event_time,
+            Operator::Ruleset(spec),
+        );
+        self.relations
+            .insert(r.name.node.clone(), RelationInfo { node: id, schema });
+    }
+
+    /// A view, ruleset or table (instantiated as a source) by name.
+    fn relation(&mut self, name: &str) -> Result<RelationInfo, Option<Diagnostic>> {
+        if let Some(r) = self.relations.get(name) {
+            return Ok(r.clone());
+        }
+        if self.tables.contains_key(name) {
+            let (node, schema, _) = self.source_node(name).map_err(Some)?;
+            return Ok(RelationInfo { node, schema });
+        }
+        Err(None)
+    }
+
+    // ---- the whole pipeline --------------------------------------------------------------------
+
+    fn finish(
+        &mut self,
+        name: String,
+        _file: FileId,
+        options: &CompileOptions,
+    ) -> Option<Pipeline> {
+        let warnings = crate::bounds::check_state_bounds(&self.nodes, &self.settings);
+        for w in warnings {
+            let w = if options.strict {
+                Diagnostic {
+                    severity: Severity::Error,
+                    ..w
+                }
+            } else {
+                w
+            };
+            self.diags.push(w);
+        }
+        if self.diags.iter().any(|d| d.severity == Severity::Error) {
+            return None;
+        }
+        let emit = match self.settings.get("pipeline.emit-mode").map(String::as_str) {
+            Some("arrival") => EmitMode::Arrival,
+            _ => EmitMode::Watermark,
+        };
+        let mut nodes = std::mem::take(&mut self.nodes);
+        if !options.keep_unused {
+            nodes = prune(nodes, &mut self.relations);
+        }
+        Some(Pipeline {
+            name: self.settings.get("pipeline.name").cloned().unwrap_or(name),
+            settings: self.settings.clone(),
+            emit,
+            nodes,
+            models: self.models.clone(),
+        })
+    }
+}
+
+/// Flink's implicit casts on insert: numeric widening, precision changes of timestamps, NULL.
+fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let rank = |t: &DataType| match t {
+        TinyInt => Some(1),
+        SmallInt => Some(2),
+        Int => Some(3),
+        BigInt => Some(4),
+        Decimal { .. } => Some(5),
+        Float => Some(6),
+        Double => Some(7),
+        _ => None,
+    };
+    match (from, to) {
+        (Null, _) => true,
+        (Timestamp { .. }, Timestamp { .. }) | (TimestampLtz { .. }, TimestampLtz { .. }) => true,
+        (Decimal { .. }, Decimal { .. }) => true,
+        _ => matches!((rank(from), rank(to)), (Some(a), Some(b)) if a <= b),
+    }
+}
+
+/// Removes nodes that feed no sink or query, renumbering ids (topological order is kept).
+fn prune(nodes: Vec<Node>, relations: &mut BTreeMap<String, RelationInfo>) -> Vec<Node> {
+    let mut live = vec![false; nodes.len()];
+    for n in nodes.iter().rev() {
+        let i = n.id.0 as usize;
+        if matches!(n.op, Operator::Sink(_) | Operator::Collect) {
+            live[i] = true;
+        }
+        if live[i] {
+            for input in &n.inputs {
+                live[input.0 as usize] = true;
+            }
+        }
+    }
+    let mut remap = vec![None; nodes.len()];
+    let mut out = Vec::new();
+    for mut n in nodes {
+        let old = n.id.0 as usize;
+        if !live[old] {
+            continue;
+        }
+        let id = NodeId(out.len() as u32);
+        remap[old] = Some(id);
+        n.id = id;
+        n.inputs = n
+            .inputs
+            .iter()
+            .filter_map(|i| remap[i.0 as usize])
+            .collect();
+        out.push(n);
+    }
+    relations.retain(|_, r| remap[r.node.0 as usize].is_some());
+    for r in relations.values_mut() {
+        if let Some(id) = remap[r.node.0 as usize] {
+            r.node = id;
+        }
+    }
+    out
+}
+
+fn find_schema_error(e: &DataFusionError) -> Option<&DataFusionError> {
+    match e {
+        DataFusionError::SchemaError(..) => Some(e),
+        DataFusionError::Context(_, inner) => find_schema_error(inner),
+        DataFusionError::Diagnostic(_, inner) => find_schema_error(inner),
+        _ => None,
+    }
+}
+
+/// A DataFusion error message without DataFusion's category prefixes.
+fn clean(e: &DataFusionError) -> String {
+    let mut m = e.strip_backtrace();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+        "Optimizer rule",
+        "Execution error: ",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            m = rest.to_string();
+        }
+    }
+    m
+}
+
+/// Resolves table scans while lowering (creates source nodes).
+struct Resolver<'a> {
+    c: &'a mut Compiler,
+    error: Option<Diagnostic>,
+}
+
+impl ScanResolver for Resolver<'_> {
+    fn scan(
+        &mut self,
+        table: &str,
+        nodes: &mut Vec<Node>,
+    ) -> Result<(NodeId, Schema, Option<usize>), Unsupported> {
+        if let Some(r) = self.c.relations.get(table)
+            && !matches!(
+                nodes.get(r.node.0 as usize).map(|n| &n.op),
+                Some(Operator::Sink(_))
+            )
+        {
+            let et = nodes.get(r.node.0 as usize).and_then(|n| n.event_time);
+            return Ok((r.node, r.schema.clone(), et));
+        }
+        std::mem::swap(&mut self.c.nodes, nodes);
+        let result = self.c.source_node(table);
+        std::mem::swap(&mut self.c.nodes, nodes);
+        result.map_err(|d| {
+            let m = d.message.clone();
+            self.error.get_or_insert(d);
+            Unsupported(m)
+        })
+    }
+}
+
+/// DataFusion's view of the catalog: tables, views and rulesets by name, and the stdlib functions.
+struct Provider<'a> {
+    c: &'a Compiler,
+}
+
+impl ContextProvider for Provider<'_> {
+    fn get_table_source(
+        &self,
+        name: TableReference,
+    ) -> datafusion::common::Result<Arc<dyn TableSource>> {
+        let table = name.table();
+        let schema = self
+            .c
+            .relations
+            .get(table)
+            .filter(|r| {
+                !matches!(
+                    self.c.nodes.get(r.node.0 as usize).map(|n| &n.op),
+                    Some(Operator::Sink(_))
+                )
+            })
+            .map(|r| r.schema.clone())
+            .or_else(|| self.c.tables.get(table).map(|t| t.schema.clone()));
+        match schema {
+            Some(s) => Ok(Arc::new(LogicalTableSource::new(Arc::new(s.to_arrow())))),
+            None => {
+                let known = self
+                    .c
+                    .relations
+                    .keys()
+                    .chain(self.c.tables.keys())
+                    .map(String::as_str);
+                let hint = match closest(table, known) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => String::new(),
+                };
+                Err(DataFusionError::Plan(format!(
+                    "table or view `{table}` not found{hint}"
+                )))
+            }
+        }
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.c.expr_planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.c.udfs.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, _name: &str) -> Option<Arc<AggregateUDF>> {
+        None
+    }
+
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<ArrowType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        &self.c.config
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.c.udfs.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// Plans constant expressions (test rows, watermarks), each cast to its target type.
+pub fn constants(exprs: &[&SqlExpr], types: &[DataType]) -> Result<Vec<Expr>, Vec<Diagnostic>> {
+    let mut c = Compiler::new(vec![".".into()], vec![]);
+    let empty: SchemaRef = Arc::new(arrow::datatypes::Schema::empty());
+    match c.plan_exprs("values", &empty, exprs) {
+        Some(values) => Ok(values
+            .into_iter()
+            .zip(types)
+            .map(|(e, t)| {
+                if &e.data_type == t {
+                    e
+                } else {
+                    let nullable = e.nullable;
+                    Expr {
+                        kind: ExprKind::Cast {
+                            arg: Box::new(e),
+                            safe: false,
+                        },
+                        data_type: t.clone(),
+                        nullable,
+                    }
+                }
+            })
+            .collect()),
+        None => Err(c.diags),
+    }
+}

@@ -1,0 +1,399 @@
+//! Connector and pipeline option validation: every `WITH` key and `SET` key is checked against the
+//! options the connector or the runtime understands, with a suggestion for a misspelt one.
+
+use crate::ast::OptionDef;
+use crate::diagnostic::{Diagnostic, closest};
+use crate::source::Span;
+
+/// Whether a table is read, written, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Sink,
+}
+
+/// What a connector accepts.
+pub struct ConnectorInfo {
+    pub name: &'static str,
+    pub source: bool,
+    pub sink: bool,
+    /// Options every use must give.
+    pub required: &'static [&'static str],
+    /// Exact option keys.
+    pub keys: &'static [&'static str],
+    /// Key prefixes (`fields.`, `properties.`): any key starting with one is accepted.
+    pub prefixes: &'static [&'static str],
+    /// Whether the runtime executes it today (Kafka is checked, not yet run).
+    pub runnable: bool,
+}
+
+/// Every connector fsql knows.
+pub const CONNECTORS: &[ConnectorInfo] = &[
+    ConnectorInfo {
+        name: "filesystem",
+        source: true,
+        sink: true,
+        required: &["path", "format"],
+        keys: &[
+            "path",
+            "format",
+            "json.ignore-parse-errors",
+            "csv.field-delimiter",
+            "csv.ignore-parse-errors",
+            "csv.null-literal",
+            "csv.allow-comments",
+            "csv.quote-character",
+            "csv.disable-quote-character",
+            "csv.escape-character",
+            "dead-letter.path",
+        ],
+        prefixes: &[],
+        runnable: true,
+    },
+    ConnectorInfo {
+        name: "datagen",
+        source: true,
+        sink: false,
+        required: &[],
+        keys: &["rows-per-second", "number-of-rows", "seed", "start-time"],
+        prefixes: &["fields."],
+        runnable: true,
+    },
+    ConnectorInfo {
+        name: "payments-generator",
+        source: true,
+        sink: false,
+        required: &[],
+        keys: &[
+            "seed",
+            "number-of-rows",
+            "rows-per-second",
+            "cards",
+            "devices",
+            "ips",
+            "merchants",
+            "fraud-rate",
+            "out-of-orderness",
+            "out-of-order-fraction",
+            "start-time",
+            "events-per-second-of-event-time",
+        ],
+        prefixes: &[],
+        runnable: true,
+    },
+    ConnectorInfo {
+        name: "print",
+        source: false,
+        sink: true,
+        required: &[],
+        keys: &["print-identifier", "standard-error"],
+        prefixes: &[],
+        runnable: true,
+    },
+    ConnectorInfo {
+        name: "blackhole",
+        source: false,
+        sink: true,
+        required: &[],
+        keys: &[],
+        prefixes: &[],
+        runnable: true,
+    },
+    ConnectorInfo {
+        name: "kafka",
+        source: true,
+        sink: true,
+        required: &["topic", "format"],
+        keys: &[
+            "topic",
+            "topic-pattern",
+            "format",
+            "key.format",
+            "key.fields",
+            "value.format",
+            "value.fields-include",
+            "scan.startup.mode",
+            "scan.startup.timestamp-millis",
+            "scan.startup.specific-offsets",
+            "scan.bounded.mode",
+            "scan.bounded.timestamp-millis",
+            "scan.bounded.specific-offsets",
+            "scan.watermark.idle-timeout",
+            "sink.partitioner",
+            "sink.delivery-guarantee",
+            "sink.transactional-id-prefix",
+            "dead-letter.topic",
+        ],
+        prefixes: &["properties.", "json.", "csv."],
+        runnable: false,
+    },
+];
+
+/// The connector called `name`.
+pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
+    CONNECTORS.iter().find(|c| c.name == name)
+}
+
+/// Checks a table's `WITH` options (at `CREATE TABLE`); returns the connector if it is known.
+pub fn check_connector(
+    table: &str,
+    options: &[OptionDef],
+    table_span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'static ConnectorInfo> {
+    let Some(conn_opt) = options.iter().find(|o| o.key.node == "connector") else {
+        diags.push(
+            Diagnostic::error(format!("table `{table}` has no 'connector' option"), table_span)
+                .with_help("add WITH ('connector' = 'filesystem' | 'datagen' | 'payments-generator' | 'print' | 'blackhole' | 'kafka', ...)"),
+        );
+        return None;
+    };
+    let Some(info) = connector(&conn_opt.value.node) else {
+        let d = Diagnostic::error(
+            format!("unknown connector '{}'", conn_opt.value.node),
+            conn_opt.value.span,
+        );
+        let names = CONNECTORS.iter().map(|c| c.name);
+        diags.push(match closest(&conn_opt.value.node, names) {
+            Some(s) => d.with_help(format!("did you mean '{s}'?")),
+            None => d.with_help(format!(
+                "known connectors: {}",
+                CONNECTORS
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+        return None;
+    };
+    if !info.runnable {
+        diags.push(Diagnostic::warning(
+            format!(
+                "connector '{}' is checked but this fsql runtime cannot run it yet",
+                info.name
+            ),
+            conn_opt.value.span,
+        ));
+    }
+    for o in options.iter().filter(|o| o.key.node != "connector") {
+        let key = o.key.node.as_str();
+        let known = info.keys.contains(&key) || info.prefixes.iter().any(|p| key.starts_with(p));
+        if !known {
+            let d = Diagnostic::error(
+                format!("unknown option '{key}' for connector '{}'", info.name),
+                o.key.span,
+            );
+            diags.push(match closest(key, info.keys.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean '{s}'?")),
+                None => d.with_help(format!(
+                    "options of '{}': {}",
+                    info.name,
+                    info.keys.join(", ")
+                )),
+            });
+        }
+    }
+    for req in info.required {
+        if !options.iter().any(|o| o.key.node == *req) {
+            diags.push(Diagnostic::error(
+                format!(
+                    "connector '{}' needs option '{req}' (table `{table}`)",
+                    info.name
+                ),
+                table_span,
+            ));
+        }
+    }
+    if let Some(f) = options.iter().find(|o| o.key.node == "format")
+        && !["json", "csv"].contains(&f.value.node.as_str())
+    {
+        diags.push(
+            Diagnostic::error(format!("unknown format '{}'", f.value.node), f.value.span)
+                .with_help("formats: 'json', 'csv'"),
+        );
+    }
+    Some(info)
+}
+
+/// Checks that a table's connector can be used in `role` (read by a query or written by INSERT).
+pub fn check_role(table: &str, info: &ConnectorInfo, role: Role, span: Span) -> Option<Diagnostic> {
+    match role {
+        Role::Source if !info.source => Some(Diagnostic::error(
+            format!(
+                "connector '{}' can only be written to, but table `{table}` is read here",
+                info.name
+            ),
+            span,
+        )),
+        Role::Sink if !info.sink => Some(Diagnostic::error(
+            format!(
+                "connector '{}' can only be read, but table `{table}` is written here",
+                info.name
+            ),
+            span,
+        )),
+        _ => None,
+    }
+}
+
+/// A `SET` option fsql understands, with how to check its value.
+struct SettingInfo {
+    key: &'static str,
+    check: fn(&str) -> Result<(), String>,
+}
+
+fn any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn duration(v: &str) -> Result<(), String> {
+    parse_duration_ms(v).map(|_| ())
+}
+
+fn boolean(v: &str) -> Result<(), String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "false" => Ok(()),
+        _ => Err(format!("expected 'true' or 'false', got '{v}'")),
+    }
+}
+
+fn positive(v: &str) -> Result<(), String> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(format!("expected a positive whole number, got '{v}'")),
+    }
+}
+
+fn emit_mode(v: &str) -> Result<(), String> {
+    match v {
+        "watermark" | "arrival" => Ok(()),
+        _ => Err(format!("expected 'watermark' or 'arrival', got '{v}'")),
+    }
+}
+
+fn utc(v: &str) -> Result<(), String> {
+    match v {
+        "UTC" | "Z" | "+00:00" => Ok(()),
+        _ => Err(format!("only 'UTC' is supported, got '{v}'")),
+    }
+}
+
+const SETTINGS: &[SettingInfo] = &[
+    SettingInfo {
+        key: "pipeline.name",
+        check: any,
+    },
+    SettingInfo {
+        key: "pipeline.emit-mode",
+        check: emit_mode,
+    },
+    SettingInfo {
+        key: "state.ttl",
+        check: duration,
+    },
+    SettingInfo {
+        key: "table.exec.state.ttl",
+        check: duration,
+    },
+    SettingInfo {
+        key: "state.backend",
+        check: any,
+    },
+    SettingInfo {
+        key: "execution.checkpointing.interval",
+        check: duration,
+    },
+    SettingInfo {
+        key: "table.exec.mini-batch.size",
+        check: positive,
+    },
+    SettingInfo {
+        key: "table.exec.mini-batch.allow-latency",
+        check: duration,
+    },
+    SettingInfo {
+        key: "table.exec.source.idle-timeout",
+        check: duration,
+    },
+    SettingInfo {
+        key: "table.local-time-zone",
+        check: utc,
+    },
+    SettingInfo {
+        key: "parallelism.default",
+        check: positive,
+    },
+    SettingInfo {
+        key: "jit.enabled",
+        check: boolean,
+    },
+    SettingInfo {
+        key: "sql-client.execution.result-mode",
+        check: any,
+    },
+    SettingInfo {
+        key: "execution.runtime-mode",
+        check: any,
+    },
+];
+
+/// Checks a `SET` key and value; unknown keys are warnings (Flink ignores them), bad values errors.
+pub fn check_setting(
+    key: &str,
+    value: &str,
+    key_span: Span,
+    value_span: Span,
+) -> Option<Diagnostic> {
+    match SETTINGS.iter().find(|s| s.key == key) {
+        Some(s) => (s.check)(value)
+            .err()
+            .map(|m| Diagnostic::error(format!("invalid value for '{key}': {m}"), value_span)),
+        None => {
+            let d = Diagnostic::warning(format!("unknown option '{key}' is ignored"), key_span);
+            Some(match closest(key, SETTINGS.iter().map(|s| s.key)) {
+                Some(s) => d.with_help(format!("did you mean '{s}'?")),
+                None => d,
+            })
+        }
+    }
+}
+
+/// Parses a Flink-style duration (`'2 s'`, `'100 ms'`, `'5 min'`, `'25 h'`, `'1 d'`, `'500ms'`) to
+/// milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like '5 s', got '{text}'"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "min" | "m" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{text}' (use ms, s, min, h, d)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("duration '{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_flink_style() {
+        assert_eq!(parse_duration_ms("2 s"), Ok(2000));
+        assert_eq!(parse_duration_ms("25 h"), Ok(90_000_000));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert!(parse_duration_ms("5 parsecs").is_err());
+        assert!(parse_duration_ms("").is_err());
+    }
+}

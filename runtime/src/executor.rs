@@ -1,0 +1,662 @@
+//! Runs a whole [`Pipeline`] in one thread.
+//!
+//! Sources are polled in turn; each batch is pushed depth-first through the DAG (nodes are in
+//! topological order; a node with several consumers hands each the same batch, a cheap clone).
+//! Watermarks: a source's watermark is the maximum so far of its `WATERMARK FOR` expression over
+//! its rows, emitted after the batch; a node's watermark is the minimum over its inputs, forwarded
+//! only when it advances. A bounded source ends with a final watermark of `i64::MAX` (every window
+//! flushes), and a node's `on_end` runs once all its inputs ended. [`run`] returns when every source
+//! is exhausted or when the stop flag is set.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
+use fsql_plan::{Expr, ExprKind, NodeId, Operator as PlanOp, Pipeline, SourceSpec, WatermarkSpec};
+
+use crate::batcher::BatchConfig;
+use crate::error::RuntimeError;
+use crate::eval::evaluate;
+use crate::metrics::{Metrics, NodeMetrics};
+use crate::operator::{Event, Operator, conform_batch};
+use crate::operators::{Calc, Passthrough, Ruleset, SinkOperator};
+use crate::sink::{PrintTarget, open_sink};
+use crate::source::test_input::{TestInput, TestSource};
+use crate::source::{
+    MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, open_source, runtime_schema,
+};
+use crate::text::units_per_second;
+
+/// A callback receiving each malformed input record.
+pub type MalformedReporter = Box<dyn FnMut(&MalformedRecord)>;
+
+/// A callback observing every event a node emits.
+pub type EventTrace = Box<dyn FnMut(NodeId, &Event)>;
+
+/// How to run a pipeline.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Replaces a source's connector with these items (used by `fsql test`): table name → items in
+    /// order. See [`TestInput`] for the accepted batch shapes.
+    pub inputs: BTreeMap<String, Vec<TestInput>>,
+    /// Nodes whose output batches are handed to the collector, besides `Collect` nodes.
+    pub taps: Vec<NodeId>,
+    /// Set to stop an unbounded run (e.g. on Ctrl-C); checked between batches.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Ignore `'rows-per-second'` throttling: run generators as fast as possible.
+    pub unthrottled: bool,
+    /// Where `print` sinks write (stdout by default); tests pass a [`crate::SharedBuffer`].
+    pub print_output: Option<Box<dyn Write>>,
+    /// Called for each malformed input record (the CLI prints `path:line: error` on stderr);
+    /// records are counted in the summary either way.
+    pub on_malformed: Option<MalformedReporter>,
+    /// Observes every event a node emits, watermarks included (tests, debugging).
+    pub trace: Option<EventTrace>,
+    /// Hand what sinks receive to the collector instead of opening their connectors (`fsql test`
+    /// never writes files or topics).
+    pub capture_sinks: bool,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
+            .field("taps", &self.taps)
+            .field("stop", &self.stop)
+            .field("unthrottled", &self.unthrottled)
+            .field("print_output", &self.print_output.is_some())
+            .field("on_malformed", &self.on_malformed.is_some())
+            .field("trace", &self.trace.is_some())
+            .finish()
+    }
+}
+
+/// Rows read by one source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// The source table.
+    pub table: String,
+    /// Rows decoded and emitted.
+    pub rows: u64,
+    /// Records that could not be decoded (reported and dead-lettered, not emitted).
+    pub malformed: u64,
+}
+
+/// Rows written by one sink or handed out by one `Collect` node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// The sink table, or the node name of a query result.
+    pub table: String,
+    /// `print`, `blackhole`, `filesystem`..., or `query` for a `Collect` node.
+    pub connector: String,
+    /// Rows written.
+    pub rows: u64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// One entry per source node, in plan order.
+    pub sources: Vec<SourceSummary>,
+    /// One entry per sink and `Collect` node, in plan order.
+    pub sinks: Vec<SinkSummary>,
+    /// Per-node counters.
+    pub metrics: Metrics,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// Whether the run ended because the stop flag was set (not because the input ended).
+    pub stopped: bool,
+}
+
+impl RunSummary {
+    /// Rows read by all sources.
+    pub fn rows_in(&self) -> u64 {
+        self.sources.iter().map(|s| s.rows).sum()
+    }
+
+    /// Rows written by all sinks and query results.
+    pub fn rows_out(&self) -> u64 {
+        self.sinks.iter().map(|s| s.rows).sum()
+    }
+
+    /// Malformed records over all sources.
+    pub fn malformed(&self) -> u64 {
+        self.sources.iter().map(|s| s.malformed).sum()
+    }
+}
+
+/// `finished: N rows in, M out, K malformed in 1.234 s`.
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} rows in, {} out, {} malformed in {:.3} s",
+            if self.stopped { "stopped" } else { "finished" },
+            self.rows_in(),
+            self.rows_out(),
+            self.malformed(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs `pipeline` to completion (bounded sources) or until `options.stop` is set, handing the
+/// batches of `Collect` nodes and of `options.taps` to `collector`.
+pub fn run(
+    pipeline: &Pipeline,
+    options: RunOptions,
+    collector: &mut dyn FnMut(NodeId, &RecordBatch),
+) -> Result<RunSummary, RuntimeError> {
+    let start = Instant::now();
+    let RunOptions {
+        inputs,
+        taps,
+        stop,
+        unthrottled,
+        print_output,
+        on_malformed,
+        trace,
+        capture_sinks,
+    } = options;
+    let print = print_output
+        .map(PrintTarget::new)
+        .unwrap_or_else(PrintTarget::stdout);
+    let open = OpenOptions {
+        batch: BatchConfig::from_settings(&pipeline.settings)?,
+        unthrottled,
+        capture_sinks,
+    };
+    let mut exec = Executor::build(pipeline, inputs, &taps, &open, &print, collector)?;
+    exec.trace = trace;
+    let mut reporter: MalformedReporter =
+        on_malformed.unwrap_or_else(|| Box::new(|_: &MalformedRecord| {}));
+    let result = exec.run_loop(stop.as_deref(), reporter.as_mut());
+    let closed = exec.close();
+    let stopped = result?;
+    closed?;
+    Ok(exec.summary(pipeline, start.elapsed(), stopped))
+}
+
+/// Data and control signals along an edge.
+#[derive(Clone, Debug)]
+enum Signal {
+    Event(Event),
+    End,
+}
+
+struct NodeRt {
+    op: Option<Box<dyn Operator>>,
+    input_wms: Vec<i64>,
+    wm: i64,
+    ended: Vec<bool>,
+    done: bool,
+    consumers: Vec<(usize, usize)>,
+    collect: bool,
+    metrics: NodeMetrics,
+}
+
+/// A source with its computed columns and watermark generation.
+struct SourceDriver {
+    node: usize,
+    name: String,
+    source: Box<dyn Source>,
+    /// Output column expressions over the physical batch; `None` when they are the identity.
+    columns: Option<Vec<Expr>>,
+    physical_width: usize,
+    out_schema: SchemaRef,
+    watermark: Option<WatermarkSpec>,
+    wm: i64,
+    ended: bool,
+}
+
+impl SourceDriver {
+    fn new(
+        node: usize,
+        name: &str,
+        spec: &SourceSpec,
+        source: Box<dyn Source>,
+        out_schema: SchemaRef,
+        derive_wm: bool,
+    ) -> Self {
+        let identity = spec.columns.len() == spec.physical.fields.len()
+            && spec.columns.iter().enumerate().all(|(i, e)| {
+                matches!(e.kind, ExprKind::Column(c) if c == i)
+                    && Some(&e.data_type) == spec.physical.fields.get(i).map(|f| &f.data_type)
+            });
+        SourceDriver {
+            node,
+            name: name.to_string(),
+            source,
+            columns: (!identity).then(|| spec.columns.clone()),
+            physical_width: spec.physical.fields.len(),
+            out_schema,
+            watermark: if derive_wm {
+                spec.watermark.clone()
+            } else {
+                None
+            },
+            wm: i64::MIN,
+            ended: false,
+        }
+    }
+
+    /// Turns a physical batch into output events (the batch, then a watermark if it advanced).
+    fn on_batch(&mut self, batch: RecordBatch) -> Result<Vec<Event>, RuntimeError> {
+        let mut events = Vec::with_capacity(2);
+        if batch.num_rows() == 0 {
+            return Ok(events);
+        }
+        let out = match &self.columns {
+            Some(columns) if batch.num_columns() == self.physical_width => {
+                let arrays = columns
+                    .iter()
+                    .map(|c| evaluate(c, &batch))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| RuntimeError::eval(&self.name, e))?;
+                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                RecordBatch::try_new_with_options(self.out_schema.clone(), arrays, &options)
+                    .map_err(|e| RuntimeError::arrow(&self.name, e))?
+            }
+            _ => conform_batch(&self.name, &batch, &self.out_schema)?,
+        };
+        let wm = match &self.watermark {
+            Some(spec) => {
+                let values =
+                    evaluate(&spec.expr, &out).map_err(|e| RuntimeError::eval(&self.name, e))?;
+                max_epoch_ms(&values)
+            }
+            None => None,
+        };
+        events.push(Event::Batch(out));
+        if let Some(w) = wm
+            && w > self.wm
+        {
+            self.wm = w;
+            events.push(Event::Watermark(w));
+        }
+        Ok(events)
+    }
+}
+
+/// The largest value of a timestamp (or integer) array in epoch milliseconds, ignoring NULLs.
+fn max_epoch_ms(values: &arrow::array::ArrayRef) -> Option<i64> {
+    let per_second = match values.data_type() {
+        ArrowType::Timestamp(unit, _) => units_per_second(*unit),
+        _ => 1000,
+    };
+    let ints = arrow::compute::cast(values, &ArrowType::Int64).ok()?;
+    let max = arrow::compute::max(ints.as_primitive::<Int64Type>())?;
+    Some(if per_second >= 1000 {
+        max.div_euclid(per_second / 1000)
+    } else {
+        max.saturating_mul(1000 / per_second)
+    })
+}
+
+fn kind_of(op: &PlanOp) -> &'static str {
+    match op {
+        PlanOp::Source(_) => "source",
+        PlanOp::Calc { .. } => "calc",
+        PlanOp::Union => "union",
+        PlanOp::Ruleset(_) => "ruleset",
+        PlanOp::Sink(_) => "sink",
+        PlanOp::Collect => "collect",
+    }
+}
+
+struct Executor<'c> {
+    nodes: Vec<NodeRt>,
+    sources: Vec<SourceDriver>,
+    collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
+    trace: Option<EventTrace>,
+}
+
+impl<'c> Executor<'c> {
+    fn build(
+        pipeline: &Pipeline,
+        mut inputs: BTreeMap<String, Vec<TestInput>>,
+        taps: &[NodeId],
+        open: &OpenOptions,
+        print: &PrintTarget,
+        collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
+    ) -> Result<Self, RuntimeError> {
+        let n = pipeline.nodes.len();
+        for t in taps {
+            if t.0 as usize >= n {
+                return Err(RuntimeError::Plan(format!(
+                    "tap on node {} but the plan has {n} nodes",
+                    t.0
+                )));
+            }
+        }
+        let known: Vec<&str> = pipeline
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                PlanOp::Source(s) => Some(s.table.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(table) = inputs
+            .keys()
+            .find(|k| !known.iter().any(|t| t.eq_ignore_ascii_case(k)))
+        {
+            return Err(RuntimeError::TestInput {
+                table: table.clone(),
+                message: format!(
+                    "the pipeline reads no such table (its sources: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+        let mut nodes = Vec::with_capacity(n);
+        let mut sources = Vec::new();
+        let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        for (i, node) in pipeline.nodes.iter().enumerate() {
+            if node.id.0 as usize != i {
+                return Err(RuntimeError::Plan(format!(
+                    "node `{}` has id {} at position {i}",
+                    node.name, node.id.0
+                )));
+            }
+            for (slot, input) in node.inputs.iter().enumerate() {
+                let j = input.0 as usize;
+                if j >= i {
+                    return Err(RuntimeError::Plan(format!(
+                        "node `{}` reads node {j}, which does not come before it",
+                        node.name
+                    )));
+                }
+                consumers[j].push((i, slot));
+            }
+            let needs_inputs = !matches!(node.op, PlanOp::Source(_));
+            if needs_inputs == node.inputs.is_empty() {
+                return Err(RuntimeError::Plan(format!(
+                    "node `{}` ({}) has {} inputs",
+                    node.name,
+                    kind_of(&node.op),
+                    node.inputs.len()
+                )));
+            }
+        }
+        for (i, node) in pipeline.nodes.iter().enumerate() {
+            let schema = runtime_schema(&node.schema);
+            let op: Option<Box<dyn Operator>> = match &node.op {
+                PlanOp::Source(spec) => {
+                    let key = inputs
+                        .keys()
+                        .find(|k| **k == spec.table)
+                        .or_else(|| inputs.keys().find(|k| k.eq_ignore_ascii_case(&spec.table)))
+                        .cloned();
+                    let (source, derive_wm): (Box<dyn Source>, bool) =
+                        match key.and_then(|k| inputs.remove(&k)) {
+                            Some(items) => {
+                                let t = TestSource::new(
+                                    &spec.table,
+                                    items,
+                                    runtime_schema(&spec.physical),
+                                    schema.clone(),
+                                );
+                                let derive = !t.has_explicit_watermarks();
+                                (Box::new(t), derive)
+                            }
+                            None => (open_source(spec, open)?, true),
+                        };
+                    sources.push(SourceDriver::new(
+                        i,
+                        &node.name,
+                        spec,
+                        source,
+                        schema.clone(),
+                        derive_wm,
+                    ));
+                    None
+                }
+                PlanOp::Calc {
+                    filter,
+                    projections,
+                } => Some(Box::new(Calc::new(
+                    &node.name,
+                    filter.clone(),
+                    projections.clone(),
+                    schema.clone(),
+                ))),
+                PlanOp::Union | PlanOp::Collect => {
+                    Some(Box::new(Passthrough::new(&node.name, schema.clone())))
+                }
+                PlanOp::Ruleset(spec) => Some(Box::new(Ruleset::new(
+                    &node.name,
+                    spec.clone(),
+                    schema.clone(),
+                ))),
+                PlanOp::Sink(_) if open.capture_sinks => {
+                    Some(Box::new(Passthrough::new(&node.name, schema.clone())))
+                }
+                PlanOp::Sink(spec) => {
+                    let sink = open_sink(spec, print)?;
+                    Some(Box::new(SinkOperator::new(
+                        &node.name,
+                        schema.clone(),
+                        sink,
+                    )))
+                }
+            };
+            nodes.push(NodeRt {
+                op,
+                input_wms: vec![i64::MIN; node.inputs.len()],
+                wm: i64::MIN,
+                ended: vec![false; node.inputs.len()],
+                done: false,
+                consumers: Vec::new(),
+                collect: matches!(node.op, PlanOp::Collect)
+                    || (open.capture_sinks && matches!(node.op, PlanOp::Sink(_)))
+                    || taps.contains(&node.id),
+                metrics: NodeMetrics {
+                    id: node.id.0,
+                    name: node.name.clone(),
+                    kind: kind_of(&node.op),
+                    ..NodeMetrics::default()
+                },
+            });
+        }
+        for (node, c) in nodes.iter_mut().zip(consumers) {
+            node.consumers = c;
+        }
+        Ok(Executor {
+            nodes,
+            sources,
+            collector,
+            trace: None,
+        })
+    }
+
+    /// Polls sources until all ended (`Ok(false)`) or the stop flag is set (`Ok(true)`).
+    fn run_loop(
+        &mut self,
+        stop: Option<&AtomicBool>,
+        reporter: &mut dyn FnMut(&MalformedRecord),
+    ) -> Result<bool, RuntimeError> {
+        loop {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Ok(true);
+            }
+            if self.sources.iter().all(|s| s.ended) {
+                return Ok(false);
+            }
+            let mut progressed = false;
+            let mut wake: Option<Instant> = None;
+            for k in 0..self.sources.len() {
+                if self.sources[k].ended {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut ctx = SourceContext::new(now, reporter);
+                let poll = self.sources[k].source.poll(&mut ctx)?;
+                let node = self.sources[k].node;
+                self.nodes[node].metrics.malformed += ctx.malformed_count();
+                match poll {
+                    SourcePoll::Batch(batch) => {
+                        progressed = true;
+                        let events = self.sources[k].on_batch(batch)?;
+                        self.emit(node, events)?;
+                    }
+                    SourcePoll::Watermark(w) => {
+                        progressed = true;
+                        if w > self.sources[k].wm {
+                            self.sources[k].wm = w;
+                            self.emit(node, vec![Event::Watermark(w)])?;
+                        }
+                    }
+                    SourcePoll::Pending(at) => {
+                        let at = at.unwrap_or(now + Duration::from_millis(1));
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                    SourcePoll::End => {
+                        progressed = true;
+                        self.sources[k].ended = true;
+                        if self.sources[k].wm < i64::MAX {
+                            self.sources[k].wm = i64::MAX;
+                            self.emit(node, vec![Event::Watermark(i64::MAX)])?;
+                        }
+                        self.deliver(node, &Signal::End)?;
+                    }
+                }
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return Ok(true);
+                }
+            }
+            if !progressed {
+                let now = Instant::now();
+                let until = wake
+                    .unwrap_or(now + Duration::from_millis(1))
+                    .min(now + Duration::from_millis(10));
+                if until > now {
+                    std::thread::sleep(until - now);
+                }
+            }
+        }
+    }
+
+    /// Hands a node's output events to the collector (if it collects) and its consumers.
+    fn emit(&mut self, node: usize, events: Vec<Event>) -> Result<(), RuntimeError> {
+        for event in events {
+            if let Some(trace) = self.trace.as_mut() {
+                trace(NodeId(node as u32), &event);
+            }
+            match &event {
+                Event::Batch(b) => {
+                    let m = &mut self.nodes[node].metrics;
+                    m.rows_out += b.num_rows() as u64;
+                    m.batches_out += 1;
+                    if self.nodes[node].collect {
+                        (self.collector)(NodeId(node as u32), b);
+                    }
+                }
+                Event::Watermark(w) => self.nodes[node].metrics.watermark = Some(*w),
+            }
+            self.deliver(node, &Signal::Event(event))?;
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, from: usize, signal: &Signal) -> Result<(), RuntimeError> {
+        for k in 0..self.nodes[from].consumers.len() {
+            let (to, slot) = self.nodes[from].consumers[k];
+            self.handle(to, slot, signal.clone())?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, n: usize, slot: usize, signal: Signal) -> Result<(), RuntimeError> {
+        let mut out = Vec::new();
+        let node = &mut self.nodes[n];
+        let Some(op) = node.op.as_mut() else {
+            return Ok(());
+        };
+        match signal {
+            Signal::Event(Event::Batch(batch)) => {
+                node.metrics.rows_in += batch.num_rows() as u64;
+                node.metrics.batches_in += 1;
+                op.on_batch(slot, batch, &mut out)?;
+                self.emit(n, out)
+            }
+            Signal::Event(Event::Watermark(w)) => {
+                if w > node.input_wms[slot] {
+                    node.input_wms[slot] = w;
+                }
+                let min = node.input_wms.iter().copied().min().unwrap_or(w);
+                if min > node.wm {
+                    node.wm = min;
+                    op.on_watermark(min, &mut out)?;
+                    self.emit(n, out)?;
+                }
+                Ok(())
+            }
+            Signal::End => {
+                node.ended[slot] = true;
+                if node.done || !node.ended.iter().all(|e| *e) {
+                    return Ok(());
+                }
+                node.done = true;
+                op.on_end(&mut out)?;
+                self.emit(n, out)?;
+                self.deliver(n, &Signal::End)
+            }
+        }
+    }
+
+    /// Closes every operator; returns the first error after trying all.
+    fn close(&mut self) -> Result<(), RuntimeError> {
+        let mut first = None;
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut()
+                && let Err(e) = op.close()
+            {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn summary(&self, pipeline: &Pipeline, elapsed: Duration, stopped: bool) -> RunSummary {
+        let mut sources = Vec::new();
+        let mut sinks = Vec::new();
+        for (node, rt) in pipeline.nodes.iter().zip(&self.nodes) {
+            match &node.op {
+                PlanOp::Source(spec) => sources.push(SourceSummary {
+                    table: spec.table.clone(),
+                    rows: rt.metrics.rows_out,
+                    malformed: rt.metrics.malformed,
+                }),
+                PlanOp::Sink(spec) => sinks.push(SinkSummary {
+                    table: spec.table.clone(),
+                    connector: spec.connector.connector.clone(),
+                    rows: rt.metrics.rows_in,
+                }),
+                PlanOp::Collect => sinks.push(SinkSummary {
+                    table: node.name.clone(),
+                    connector: "query".to_string(),
+                    rows: rt.metrics.rows_in,
+                }),
+                _ => {}
+            }
+        }
+        RunSummary {
+            sources,
+            sinks,
+            metrics: Metrics {
+                nodes: self.nodes.iter().map(|n| n.metrics.clone()).collect(),
+            },
+            elapsed,
+            stopped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

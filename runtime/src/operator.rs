@@ -1,0 +1,87 @@
+//! The operator interface every node of the running DAG implements.
+//!
+//! The executor calls an operator with the batches of each input (`input` is the position in the
+//! node's `inputs`), with its watermark (the minimum over its inputs, only when it advances) and,
+//! once every input ended, with `on_end`. Outputs are pushed into `out` and flow on to consumers.
+//! Stateful operators (OVER windows, MATCH_RECOGNIZE) buffer rows and emit on watermarks; they will
+//! add checkpoint hooks to this trait.
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+
+use crate::error::RuntimeError;
+
+/// What flows along the edges of the DAG.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Rows.
+    Batch(RecordBatch),
+    /// Event time has reached this point (epoch ms): no later row on this edge is older (except
+    /// late rows). `i64::MAX` means end of input.
+    Watermark(i64),
+}
+
+/// One node's processing logic.
+pub trait Operator {
+    /// Processes a batch arriving on input `input`.
+    fn on_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError>;
+
+    /// Event time advanced to `watermark_ms` on all inputs. The default forwards it.
+    fn on_watermark(
+        &mut self,
+        watermark_ms: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        out.push(Event::Watermark(watermark_ms));
+        Ok(())
+    }
+
+    /// Every input ended (after the final `i64::MAX` watermark). The default does nothing.
+    fn on_end(&mut self, _out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// The run is over (ended or stopped): release resources, flush files. Called once.
+    fn close(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+}
+
+/// Re-labels `batch` with `schema` (same number of columns), casting columns whose type differs.
+/// Nodes like Union and Sink emit their own schema's column names.
+pub fn conform_batch(
+    node: &str,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, RuntimeError> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    if batch.num_columns() != schema.fields().len() {
+        return Err(RuntimeError::Plan(format!(
+            "`{node}` expects {} columns but its input has {}",
+            schema.fields().len(),
+            batch.num_columns()
+        )));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields().iter())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type()).map_err(|e| RuntimeError::arrow(node, e))
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| RuntimeError::arrow(node, e))
+}

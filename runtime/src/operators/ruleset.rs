@@ -1,0 +1,182 @@
+//! Ruleset: for each row, the first rule (in `rules` order) whose condition is TRUE gives the row's
+//! `decision` and `rule` (its name); no rule firing gives the default decision and a NULL rule.
+//! `ruleset_version` carries the version of the rules that decided. Output = input columns +
+//! `decision`, `rule`, `ruleset_version`.
+//!
+//! A rule's condition is only evaluated on rows no earlier rule decided, so a condition that would
+//! fail on such rows does not fail the batch.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use fsql_plan::RulesetSpec;
+
+use crate::error::RuntimeError;
+use crate::eval::{evaluate_masked, logic_is_true};
+use crate::operator::{Event, Operator};
+
+/// First-match rule evaluation.
+pub struct Ruleset {
+    name: String,
+    spec: RulesetSpec,
+    schema: SchemaRef,
+}
+
+impl Ruleset {
+    /// A ruleset node producing `schema` (input columns + decision, rule, ruleset_version).
+    pub fn new(name: &str, spec: RulesetSpec, schema: SchemaRef) -> Ruleset {
+        Ruleset {
+            name: name.to_string(),
+            spec,
+            schema,
+        }
+    }
+
+    /// The rules in force.
+    pub fn spec(&self) -> &RulesetSpec {
+        &self.spec
+    }
+
+    /// Decides every row of `batch`.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, RuntimeError> {
+        let rows = batch.num_rows();
+        let mut fired: Vec<Option<usize>> = vec![None; rows];
+        let mut open = BooleanArray::from(vec![true; rows]);
+        for (k, rule) in self.spec.rules.iter().enumerate() {
+            if open.true_count() == 0 {
+                break;
+            }
+            let cond = evaluate_masked(&rule.condition, batch, &open)
+                .and_then(|a| crate::eval::as_boolean(&a))
+                .map_err(|e| {
+                    RuntimeError::eval(&format!("{}: rule {}", self.name, rule.name), e)
+                })?;
+            let hit = logic_is_true(&cond);
+            let hit = BooleanArray::new(open.values() & hit.values(), None);
+            for (i, on) in hit.values().iter().enumerate() {
+                if on {
+                    fired[i] = Some(k);
+                }
+            }
+            open = BooleanArray::new(open.values() & &!hit.values(), None);
+        }
+        let mut decision = StringBuilder::with_capacity(rows, rows * 6);
+        let mut rule = StringBuilder::with_capacity(rows, rows * 8);
+        for f in &fired {
+            match f.and_then(|k| self.spec.rules.get(k)) {
+                Some(r) => {
+                    decision.append_value(&r.decision);
+                    rule.append_value(&r.name);
+                }
+                None => {
+                    decision.append_value(&self.spec.default_decision);
+                    rule.append_null();
+                }
+            }
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(decision.finish()));
+        columns.push(Arc::new(rule.finish()));
+        columns.push(Arc::new(Int64Array::from(vec![self.spec.version; rows])));
+        // Cast the appended columns if the plan typed them differently (e.g. VARCHAR(n)).
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields().iter())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    arrow::compute::cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| RuntimeError::arrow(&self.name, e))
+    }
+}
+
+impl Operator for Ruleset {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if batch.num_rows() > 0 {
+            out.push(Event::Batch(self.apply(&batch)?));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float64Array, Int64Array};
+    use fsql_plan::{BinaryOp, DataType, Literal, Rule};
+
+    use super::*;
+    use crate::source::runtime_schema;
+    use crate::testkit::*;
+
+    fn rule(name: &str, priority: i64, threshold: f64, decision: &str) -> Rule {
+        Rule {
+            name: name.to_string(),
+            priority,
+            condition: bin(
+                BinaryOp::Gt,
+                col(1, DataType::Double),
+                lit(Literal::float(threshold), DataType::Double),
+                DataType::Boolean,
+            ),
+            decision: decision.to_string(),
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_in_order_wins_else_default() {
+        let input = schema(&[("id", DataType::BigInt), ("score", DataType::Double)]);
+        let mut out = input.clone();
+        out.fields
+            .push(fsql_plan::Field::new("decision", DataType::String, false));
+        out.fields
+            .push(fsql_plan::Field::new("rule", DataType::String, true));
+        out.fields.push(fsql_plan::Field::new(
+            "ruleset_version",
+            DataType::BigInt,
+            false,
+        ));
+        let spec = RulesetSpec {
+            name: "decisions".into(),
+            key: 0,
+            default_decision: "ALLOW".into(),
+            version: 7,
+            // Order matters, not threshold: `review` comes first and also matches high scores.
+            rules: vec![
+                rule("review", 10, 0.5, "REVIEW"),
+                rule("block", 20, 0.9, "BLOCK"),
+            ],
+        };
+        let rs = Ruleset::new("decisions", spec, runtime_schema(&out));
+        let batch = batch_of(
+            &input,
+            vec![
+                arc(Int64Array::from(vec![1, 2, 3])),
+                arc(Float64Array::from(vec![Some(0.95), Some(0.1), None])),
+            ],
+        );
+        let got = rs.apply(&batch).unwrap();
+        assert_eq!(
+            rows(&[got]),
+            vec![
+                r#"{"id":1,"score":0.95,"decision":"REVIEW","rule":"review","ruleset_version":7}"#,
+                r#"{"id":2,"score":0.1,"decision":"ALLOW","rule":null,"ruleset_version":7}"#,
+                r#"{"id":3,"score":null,"decision":"ALLOW","rule":null,"ruleset_version":7}"#,
+            ]
+        );
+    }
+}

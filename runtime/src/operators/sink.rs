@@ -1,0 +1,55 @@
+//! The Sink node: writes its input to a connector and forwards it (so tests can tap a sink's rows).
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::error::RuntimeError;
+use crate::operator::{Event, Operator, conform_batch};
+use crate::sink::Sink;
+
+/// Writes batches to a [`Sink`].
+pub struct SinkOperator {
+    name: String,
+    schema: SchemaRef,
+    sink: Box<dyn Sink>,
+}
+
+impl SinkOperator {
+    /// A node writing to `sink` with the sink table's `schema`.
+    pub fn new(name: &str, schema: SchemaRef, sink: Box<dyn Sink>) -> SinkOperator {
+        SinkOperator {
+            name: name.to_string(),
+            schema,
+            sink,
+        }
+    }
+}
+
+impl Operator for SinkOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform_batch(&self.name, &batch, &self.schema)?;
+        self.sink.write(&batch)?;
+        out.push(Event::Batch(batch));
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _watermark_ms: i64,
+        _out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), RuntimeError> {
+        self.sink.flush()
+    }
+}

@@ -1,0 +1,518 @@
+//! The `filesystem` source (Flink's connector name and options): JSON lines or CSV from a file or
+//! a directory.
+//!
+//! Options: `'path'` (a file, or a directory whose files are read in path order, recursively,
+//! skipping names starting with `.` or `_` as Flink does; relative to the `.fsql` file's directory),
+//! `'format'` = `'json'` | `'csv'`, the format's options (see `json_decode` / `csv_decode`), and
+//! fsql's `'dead-letter.path'`.
+//!
+//! Malformed records never stop the run and are never dropped silently: each is counted, reported
+//! (`path:line: error`) and, with `'dead-letter.path'`, appended to the dead-letter file. With
+//! `'json.ignore-parse-errors'` / `'csv.ignore-parse-errors'` = `'true'` they are skipped without
+//! being reported (still counted, still dead-lettered if configured). Difference from Flink: Flink
+//! then keeps the row with the bad field set to NULL; fsql skips the whole record.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use fsql_plan::SourceSpec;
+
+use super::builder::ColumnBuilder;
+use super::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
+use super::{MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, runtime_schema};
+use crate::error::RuntimeError;
+
+/// Decodes one record (line) into staged builders.
+pub(crate) trait LineDecoder {
+    /// Decodes `line` and appends it as one row, or returns why it is malformed (appending nothing).
+    /// `Ok(false)` means the line holds no record (blank, comment).
+    fn decode(&mut self, line: &str) -> Result<bool, String>;
+    /// Builds the rows appended so far into columns (the builders start over).
+    fn finish(&mut self) -> Result<Vec<arrow::array::ArrayRef>, arrow::error::ArrowError>;
+}
+
+/// Builders for every physical column, or an error naming the first column no decoder supports.
+pub(crate) fn builders(
+    spec: &SourceSpec,
+    format: &str,
+) -> Result<Vec<ColumnBuilder>, RuntimeError> {
+    spec.physical
+        .fields
+        .iter()
+        .map(|f| {
+            ColumnBuilder::new(&f.data_type).ok_or_else(|| {
+                RuntimeError::connector(
+                    &spec.table,
+                    format!(
+                        "column `{}` of type {} cannot be read from {format} (not supported yet)",
+                        f.name, f.data_type
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Resolves `path` against the pipeline's directory.
+pub(crate) fn resolve(base_dir: &str, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    let p = p.strip_prefix("file://").unwrap_or(p);
+    if p.is_absolute() || base_dir.is_empty() {
+        p.to_path_buf()
+    } else {
+        Path::new(base_dir).join(p)
+    }
+}
+
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.') && !name.starts_with('_')
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            list_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+struct OpenFile {
+    display: String,
+    reader: BufReader<File>,
+    line_no: u64,
+}
+
+/// Reads the files of a `filesystem` table line by line into batches.
+pub struct FileSource {
+    table: String,
+    schema: SchemaRef,
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<OpenFile>,
+    decoder: Box<dyn LineDecoder>,
+    max_rows: usize,
+    quiet: bool,
+    dead_letter: Option<DeadLetter>,
+    buf: Vec<u8>,
+}
+
+impl FileSource {
+    /// Opens the table's files and its format decoder (errors name the table and option).
+    pub fn open(spec: &SourceSpec, options: &OpenOptions) -> Result<FileSource, RuntimeError> {
+        let opts = &spec.connector.options;
+        let path = opts.get("path").ok_or_else(|| {
+            RuntimeError::option(
+                &spec.table,
+                "path",
+                "is required for the filesystem connector",
+            )
+        })?;
+        let path = resolve(&spec.connector.base_dir, path);
+        let display = path.display().to_string();
+        let meta = std::fs::metadata(&path).map_err(|e| RuntimeError::io(&display, e))?;
+        let mut files = Vec::new();
+        if meta.is_dir() {
+            list_files(&path, &mut files).map_err(|e| RuntimeError::io(&display, e))?;
+        } else {
+            files.push(path);
+        }
+        let format = opts
+            .get("format")
+            .map(|f| f.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let (decoder, quiet): (Box<dyn LineDecoder>, bool) = match format.as_str() {
+            "json" => {
+                let quiet = super::option_bool(opts, &spec.table, "json.ignore-parse-errors")?;
+                (Box::new(super::json_decode::JsonDecoder::new(spec)?), quiet)
+            }
+            "csv" => {
+                let quiet = super::option_bool(opts, &spec.table, "csv.ignore-parse-errors")?;
+                (Box::new(super::csv_decode::CsvDecoder::new(spec)?), quiet)
+            }
+            "" => {
+                return Err(RuntimeError::option(
+                    &spec.table,
+                    "format",
+                    "is required (json or csv)",
+                ));
+            }
+            other => {
+                return Err(RuntimeError::option(
+                    &spec.table,
+                    "format",
+                    format!("'{other}' is not supported (json or csv)"),
+                ));
+            }
+        };
+        let dead_letter = opts
+            .get(DEAD_LETTER_PATH)
+            .map(|p| DeadLetter::new(resolve(&spec.connector.base_dir, p)));
+        Ok(FileSource {
+            table: spec.table.clone(),
+            schema: runtime_schema(&spec.physical),
+            files: files.into_iter(),
+            current: None,
+            decoder,
+            max_rows: options.batch.max_rows.max(1),
+            quiet,
+            dead_letter,
+            buf: Vec::new(),
+        })
+    }
+
+    fn finish_batch(&mut self, rows: usize) -> Result<RecordBatch, RuntimeError> {
+        let columns = self
+            .decoder
+            .finish()
+            .map_err(|e| RuntimeError::arrow(&self.table, e))?;
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| RuntimeError::arrow(&self.table, e))
+    }
+}
+
+impl Source for FileSource {
+    fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
+        let mut rows = 0;
+        while rows < self.max_rows {
+            if self.current.is_none() {
+                match self.files.next() {
+                    None => break,
+                    Some(path) => {
+                        let display = path.display().to_string();
+                        let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
+                        self.current = Some(OpenFile {
+                            display,
+                            reader: BufReader::new(file),
+                            line_no: 0,
+                        });
+                    }
+                }
+            }
+            let Some(file) = self.current.as_mut() else {
+                break;
+            };
+            self.buf.clear();
+            let n = file
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| RuntimeError::io(&file.display, e))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            file.line_no += 1;
+            let mut bytes = self.buf.as_slice();
+            if let Some(b) = bytes.strip_suffix(b"\n") {
+                bytes = b;
+            }
+            if let Some(b) = bytes.strip_suffix(b"\r") {
+                bytes = b;
+            }
+            let result = match std::str::from_utf8(bytes) {
+                Ok(line) => self.decoder.decode(line),
+                Err(e) => Err(format!("invalid UTF-8: {e}")),
+            };
+            match result {
+                Ok(true) => rows += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    let record = MalformedRecord {
+                        table: self.table.clone(),
+                        file: Some(file.display.clone()),
+                        line: Some(file.line_no),
+                        error,
+                        raw: String::from_utf8_lossy(bytes).into_owned(),
+                    };
+                    if let Some(dl) = self.dead_letter.as_mut() {
+                        dl.write(&record)?;
+                    }
+                    ctx.malformed(&record, self.quiet);
+                }
+            }
+        }
+        if rows == 0 {
+            return Ok(SourcePoll::End);
+        }
+        Ok(SourcePoll::Batch(self.finish_batch(rows)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use fsql_plan::{DataType, Operator as PlanOp};
+
+    use crate::executor::RunOptions;
+    use crate::testkit::*;
+
+    fn json_schema() -> fsql_plan::Schema {
+        schema(&[
+            ("id", DataType::BigInt),
+            ("name", DataType::String),
+            (
+                "amount",
+                DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
+            ("ok", DataType::Boolean),
+            ("ts", DataType::Timestamp { precision: 3 }),
+        ])
+    }
+
+    /// Runs `filesystem` → Collect over `files` (name, content) and returns rows, malformed reports
+    /// and the summary.
+    fn read(
+        name: &str,
+        files: &[(&str, &str)],
+        format: &str,
+        table_schema: fsql_plan::Schema,
+        extra: &[(&str, &str)],
+    ) -> (
+        Vec<String>,
+        Vec<String>,
+        crate::RunSummary,
+        std::path::PathBuf,
+    ) {
+        let dir = temp_dir(name);
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        for (file, content) in files {
+            std::fs::write(dir.join("in").join(file), content).unwrap();
+        }
+        let mut options = vec![("path", "in"), ("format", format)];
+        options.extend_from_slice(extra);
+        let mut p = PlanBuilder::new().setting("table.exec.mini-batch.size", "2");
+        let src = p.source(source_spec(
+            "events",
+            connector("filesystem", &options, dir.to_str().unwrap()),
+            table_schema.clone(),
+        ));
+        let q = p.add("q", &[src.0], table_schema, PlanOp::Collect);
+        let reports = Rc::new(RefCell::new(Vec::new()));
+        let sink = reports.clone();
+        let run_options = RunOptions {
+            on_malformed: Some(Box::new(move |m| sink.borrow_mut().push(m.to_string()))),
+            ..RunOptions::default()
+        };
+        let (got, summary) = run_collect(&p.pipeline, run_options);
+        let out = got.get(&q.0).map(|b| rows(b)).unwrap_or_default();
+        let reports = reports.borrow().clone();
+        (out, reports, summary, dir)
+    }
+
+    #[test]
+    fn json_lines_decode_all_timestamp_forms_and_missing_fields() {
+        let data = concat!(
+            r#"{"id": 1, "name": "a", "amount": 12.5, "ok": true, "ts": "2024-01-01 10:00:00.123", "extra": [1, 2]}"#,
+            "\n",
+            r#"{"id": 2, "amount": "3.14159", "ts": "2024-01-01T10:00:00Z"}"#,
+            "\n\n",
+            r#"{"ts": 1704103200000, "name": 42, "ok": "false"}"#,
+            "\n"
+        );
+        let (rows, reports, summary, _) =
+            read("json-ok", &[("a.json", data)], "json", json_schema(), &[]);
+        assert_eq!(
+            rows,
+            vec![
+                r#"{"id":1,"name":"a","amount":"12.50","ok":true,"ts":"2024-01-01 10:00:00.123"}"#,
+                r#"{"id":2,"name":null,"amount":"3.14","ok":null,"ts":"2024-01-01 10:00:00.000"}"#,
+                r#"{"id":null,"name":"42","amount":null,"ok":false,"ts":"2024-01-01 10:00:00.000"}"#,
+            ]
+        );
+        assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!((summary.rows_in(), summary.malformed()), (3, 0));
+    }
+
+    #[test]
+    fn malformed_json_is_counted_reported_dead_lettered_and_the_run_continues() {
+        let data = concat!(
+            r#"{"id": 1, "ts": "2024-01-01 10:00:00"}"#,
+            "\n",
+            "not json at all\n",
+            r#"{"id": "x1", "ts": "2024-01-01 10:00:00"}"#,
+            "\n",
+            r#"{"id": 4, "ts": "yesterday"}"#,
+            "\n",
+            r#"{"id": 5, "ts": "2024-01-01 10:00:05"}"#,
+            "\n"
+        );
+        let (rows, reports, summary, dir) = read(
+            "json-bad",
+            &[("a.json", data)],
+            "json",
+            json_schema(),
+            &[("dead-letter.path", "dlq/bad.jsonl")],
+        );
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(summary.malformed(), 3);
+        assert_eq!(reports.len(), 3);
+        let file = dir.join("in").join("a.json").display().to_string();
+        assert!(
+            reports[0].starts_with(&format!("{file}:2: invalid JSON")),
+            "{}",
+            reports[0]
+        );
+        assert!(
+            reports[1].starts_with(&format!(
+                "{file}:3: column `id`: cannot parse 'x1' as BIGINT"
+            )),
+            "{}",
+            reports[1]
+        );
+        assert!(
+            reports[2].starts_with(&format!(
+                "{file}:4: column `ts`: cannot parse 'yesterday' as TIMESTAMP"
+            )),
+            "{}",
+            reports[2]
+        );
+        let dead = std::fs::read_to_string(dir.join("dlq/bad.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = dead
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["source"], "events");
+        assert_eq!(lines[0]["file"], file.as_str());
+        assert_eq!(lines[0]["line"], 2);
+        assert_eq!(lines[0]["raw"], "not json at all");
+        assert!(lines[2]["error"].as_str().unwrap().contains("yesterday"));
+    }
+
+    #[test]
+    fn ignore_parse_errors_skips_quietly_but_still_counts() {
+        let data = "{\"id\": 1}\n[1, 2]\n{\"id\": 3}\n";
+        let (rows, reports, summary, _) = read(
+            "json-quiet",
+            &[("a.json", data)],
+            "json",
+            json_schema(),
+            &[("json.ignore-parse-errors", "true")],
+        );
+        assert_eq!(rows.len(), 2);
+        assert!(reports.is_empty());
+        assert_eq!(summary.malformed(), 1);
+    }
+
+    #[test]
+    fn directories_are_read_in_name_order_skipping_hidden_files() {
+        let (rows, _, _, _) = read(
+            "json-dir",
+            &[
+                ("b.json", "{\"id\": 2}\n"),
+                ("a.json", "{\"id\": 1}\n"),
+                (".hidden", "{\"id\": 9}\n"),
+                ("_tmp", "x\n"),
+            ],
+            "json",
+            schema(&[("id", DataType::BigInt)]),
+            &[],
+        );
+        assert_eq!(rows, vec![r#"{"id":1}"#, r#"{"id":2}"#]);
+    }
+
+    #[test]
+    fn unsupported_column_types_fail_at_open_naming_the_column() {
+        let dir = temp_dir("json-nested");
+        std::fs::write(dir.join("a.json"), "{}\n").unwrap();
+        let table = schema(&[("tags", DataType::Array(Box::new(DataType::String)))]);
+        let mut p = PlanBuilder::new();
+        p.source(source_spec(
+            "events",
+            connector(
+                "filesystem",
+                &[("path", "a.json"), ("format", "json")],
+                dir.to_str().unwrap(),
+            ),
+            table,
+        ));
+        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column `tags` of type ARRAY<STRING>"), "{err}");
+        let mut p = PlanBuilder::new();
+        p.source(source_spec(
+            "events",
+            connector(
+                "filesystem",
+                &[("path", "missing.json"), ("format", "json")],
+                dir.to_str().unwrap(),
+            ),
+            schema(&[("id", DataType::BigInt)]),
+        ));
+        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn csv_decodes_quoted_fields_and_nulls() {
+        let table = schema(&[
+            ("id", DataType::Int),
+            ("name", DataType::String),
+            ("amount", DataType::Double),
+            ("ts", DataType::Timestamp { precision: 3 }),
+        ]);
+        let data = "1,\"Smith, J\",2.5,2024-01-01 10:00:00\n2,,,\n# comment\n3,\"say \"\"hi\"\"\",1e3,2024-01-01T10:00:01.5\n";
+        let (rows, reports, summary, _) = read(
+            "csv-ok",
+            &[("a.csv", data)],
+            "csv",
+            table,
+            &[("csv.allow-comments", "true")],
+        );
+        assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!(
+            rows,
+            vec![
+                r#"{"id":1,"name":"Smith, J","amount":2.5,"ts":"2024-01-01 10:00:00.000"}"#,
+                r#"{"id":2,"name":"","amount":null,"ts":null}"#,
+                r#"{"id":3,"name":"say \"hi\"","amount":1000.0,"ts":"2024-01-01 10:00:01.500"}"#,
+            ]
+        );
+        assert_eq!(summary.rows_in(), 3);
+    }
+
+    #[test]
+    fn malformed_csv_is_reported_with_its_line() {
+        let table = schema(&[("id", DataType::Int), ("name", DataType::String)]);
+        let data = "1|a\n2|b|extra\nx|c\n4|\"open\n5|e\n";
+        let (rows, reports, summary, dir) = read(
+            "csv-bad",
+            &[("a.csv", data)],
+            "csv",
+            table,
+            &[("csv.field-delimiter", "|"), ("csv.null-literal", "N/A")],
+        );
+        assert_eq!(
+            rows,
+            vec![r#"{"id":1,"name":"a"}"#, r#"{"id":5,"name":"e"}"#]
+        );
+        assert_eq!(summary.malformed(), 3);
+        let file = dir.join("in").join("a.csv").display().to_string();
+        assert_eq!(reports[0], format!("{file}:2: expected 2 fields, found 3"));
+        assert_eq!(
+            reports[1],
+            format!("{file}:3: column `id`: cannot parse 'x' as INT")
+        );
+        assert_eq!(reports[2], format!("{file}:4: unterminated quoted field"));
+    }
+}

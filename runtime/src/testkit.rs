@@ -1,0 +1,184 @@
+//! Helpers for unit tests: hand-built plans and batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use fsql_plan::{
+    BinaryOp, ConnectorSpec, DataType, Expr, ExprKind, Field, Literal, Node, NodeId, Operator,
+    Pipeline, Schema, SinkSpec, SourceSpec, WatermarkSpec,
+};
+
+use crate::executor::{RunOptions, RunSummary, run};
+use crate::source::runtime_schema;
+
+pub fn schema(fields: &[(&str, DataType)]) -> Schema {
+    Schema::new(
+        fields
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect(),
+    )
+}
+
+pub fn col(i: usize, t: DataType) -> Expr {
+    Expr::column(i, t, true)
+}
+
+pub fn bin(op: BinaryOp, l: Expr, r: Expr, t: DataType) -> Expr {
+    Expr {
+        kind: ExprKind::Binary {
+            op,
+            left: Box::new(l),
+            right: Box::new(r),
+        },
+        data_type: t,
+        nullable: true,
+    }
+}
+
+pub fn lit(v: Literal, t: DataType) -> Expr {
+    Expr::literal(v, t)
+}
+
+pub fn connector(name: &str, options: &[(&str, &str)], base_dir: &str) -> ConnectorSpec {
+    ConnectorSpec {
+        connector: name.to_string(),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        base_dir: base_dir.to_string(),
+    }
+}
+
+/// A source spec whose output columns are its physical columns.
+pub fn source_spec(table: &str, connector: ConnectorSpec, physical: Schema) -> SourceSpec {
+    let columns = physical
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| col(i, f.data_type.clone()))
+        .collect();
+    SourceSpec {
+        table: table.to_string(),
+        connector,
+        physical,
+        columns,
+        watermark: None,
+    }
+}
+
+/// `WATERMARK FOR <rowtime> AS <rowtime> - INTERVAL delay_ms`.
+pub fn watermark(rowtime: usize, delay_ms: i64) -> WatermarkSpec {
+    let t = DataType::Timestamp { precision: 3 };
+    WatermarkSpec {
+        rowtime,
+        expr: bin(
+            BinaryOp::Minus,
+            col(rowtime, t.clone()),
+            lit(Literal::Int(delay_ms), DataType::IntervalDayTime),
+            t,
+        ),
+        max_out_of_orderness_ms: Some(delay_ms),
+    }
+}
+
+pub struct PlanBuilder {
+    pub pipeline: Pipeline,
+}
+
+impl PlanBuilder {
+    pub fn new() -> Self {
+        PlanBuilder {
+            pipeline: Pipeline {
+                name: "test".into(),
+                ..Pipeline::default()
+            },
+        }
+    }
+
+    pub fn setting(mut self, k: &str, v: &str) -> Self {
+        self.pipeline.settings.insert(k.to_string(), v.to_string());
+        self
+    }
+
+    pub fn add(&mut self, name: &str, inputs: &[u32], schema: Schema, op: Operator) -> NodeId {
+        let id = NodeId(self.pipeline.nodes.len() as u32);
+        self.pipeline.nodes.push(Node {
+            id,
+            name: name.to_string(),
+            inputs: inputs.iter().map(|i| NodeId(*i)).collect(),
+            schema,
+            event_time: None,
+            op,
+        });
+        id
+    }
+
+    pub fn source(&mut self, spec: SourceSpec) -> NodeId {
+        let schema = spec.physical.clone();
+        let name = spec.table.clone();
+        self.add(&name, &[], schema, Operator::Source(spec))
+    }
+
+    pub fn sink(
+        &mut self,
+        input: NodeId,
+        table: &str,
+        connector: ConnectorSpec,
+        schema: Schema,
+    ) -> NodeId {
+        self.add(
+            table,
+            &[input.0],
+            schema,
+            Operator::Sink(SinkSpec {
+                table: table.to_string(),
+                connector,
+            }),
+        )
+    }
+}
+
+pub fn batch_of(schema: &Schema, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(runtime_schema(schema), columns).expect("test batch")
+}
+
+/// Runs a pipeline and returns the collected batches per node with the summary.
+pub fn run_collect(
+    pipeline: &Pipeline,
+    options: RunOptions,
+) -> (BTreeMap<u32, Vec<RecordBatch>>, RunSummary) {
+    let mut got: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
+    let summary = run(pipeline, options, &mut |id, b| {
+        got.entry(id.0).or_default().push(b.clone())
+    })
+    .expect("run");
+    (got, summary)
+}
+
+/// All rows of the batches as JSON lines.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let mut s = String::new();
+            crate::format::json_row(b, r, &mut s);
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// A fresh temporary directory for a test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fsql-runtime-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
+    Arc::new(a)
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on a fresh Debian machine with the Rust toolchain:
+# installs what is missing, then formatting, lints, unit and end-to-end tests, and the `fsql test`
+# suites. This is the README's test command; `.ci/run` calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fsql-target}"
+export CARGO_TERM_COLOR=never
+source scripts/deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
+echo "== fsql test (semantics suites, examples, pipelines)"
+cargo build --bin fsql
+mapfile -t suites < <(find tests/suites examples pipelines -name '*.test.fsql' | sort)
+"$CARGO_TARGET_DIR/debug/fsql" test "${suites[@]}"

@@ -1,0 +1,199 @@
+//! `fsql explain`: the operator graph as text or Graphviz dot.
+
+use std::fmt::Write;
+
+use fsql_plan::{EmitMode, Node, Operator, Plan};
+
+/// A readable listing: one block per operator with its inputs, schema, time and state.
+pub fn text(plan: &Plan) -> String {
+    let p = &plan.pipeline;
+    let mut out = String::new();
+    let emit = match p.emit {
+        EmitMode::Watermark => "watermark order (event-time results once the watermark passes)",
+        EmitMode::Arrival => "arrival order (each event emitted as it arrives)",
+    };
+    let _ = writeln!(out, "pipeline `{}`", p.name);
+    let _ = writeln!(
+        out,
+        "  plan format {}, compiled by fsql {}",
+        plan.header.format_version, plan.header.compiler_version
+    );
+    let _ = writeln!(out, "  source {}", plan.header.source_hash);
+    let _ = writeln!(out, "  content {}", plan.header.content_hash);
+    let _ = writeln!(out, "  emit: {emit}");
+    for (k, v) in &p.settings {
+        let _ = writeln!(out, "  set '{k}' = '{v}'");
+    }
+    for m in &p.models {
+        let _ = writeln!(
+            out,
+            "  model `{}` ({} inputs, {} outputs; scoring not yet executed)",
+            m.name,
+            m.inputs.fields.len(),
+            m.outputs.fields.len()
+        );
+    }
+    for n in &p.nodes {
+        let _ = writeln!(out);
+        let inputs = if n.inputs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " <- {}",
+                n.inputs
+                    .iter()
+                    .map(|i| format!("#{}", i.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let _ = writeln!(out, "#{} {} `{}`{inputs}", n.id.0, kind(n), n.name);
+        let cols: Vec<String> = n
+            .schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let rowtime = if n.event_time == Some(i) {
+                    " *ROWTIME*"
+                } else {
+                    ""
+                };
+                let null = if f.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}{rowtime}", f.name, f.data_type)
+            })
+            .collect();
+        let _ = writeln!(out, "    schema: {}", cols.join(", "));
+        match &n.op {
+            Operator::Source(s) => {
+                let opts: Vec<String> = s
+                    .connector
+                    .options
+                    .iter()
+                    .map(|(k, v)| format!("'{k}'='{v}'"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    connector: {} {}",
+                    s.connector.connector,
+                    opts.join(" ")
+                );
+                for (i, c) in s.columns.iter().enumerate() {
+                    if !matches!(c.kind, fsql_plan::ExprKind::Column(_)) {
+                        let _ = writeln!(out, "    computed: {} = {c}", n.schema.fields[i].name);
+                    }
+                }
+                match &s.watermark {
+                    Some(w) => {
+                        let strategy = match w.max_out_of_orderness_ms {
+                            Some(0) => "ascending timestamps".to_string(),
+                            Some(ms) => format!("bounded out-of-orderness {ms} ms"),
+                            None => "custom expression".to_string(),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "    watermark: {} ({strategy}); rows behind it are late",
+                            w.expr
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "    watermark: none (no event time)");
+                    }
+                }
+            }
+            Operator::Calc {
+                filter,
+                projections,
+            } => {
+                if let Some(f) = filter {
+                    let _ = writeln!(out, "    filter: {f}");
+                }
+                for (i, e) in projections.iter().enumerate() {
+                    let _ = writeln!(out, "    {} := {e}", n.schema.fields[i].name);
+                }
+            }
+            Operator::Ruleset(r) => {
+                let _ = writeln!(
+                    out,
+                    "    key: {} (version {}), default '{}'",
+                    n.schema.fields[r.key].name, r.version, r.default_decision
+                );
+                for rule in &r.rules {
+                    let _ = writeln!(
+                        out,
+                        "    rule {} priority {}: WHEN {} THEN '{}'",
+                        rule.name, rule.priority, rule.condition, rule.decision
+                    );
+                }
+            }
+            Operator::Sink(s) => {
+                let opts: Vec<String> = s
+                    .connector
+                    .options
+                    .iter()
+                    .map(|(k, v)| format!("'{k}'='{v}'"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    connector: {} {}",
+                    s.connector.connector,
+                    opts.join(" ")
+                );
+            }
+            Operator::Union | Operator::Collect => {}
+        }
+        let _ = writeln!(out, "    state: {}", state(n));
+        let _ = writeln!(
+            out,
+            "    expressions: interpreted (the JIT is not built yet)"
+        );
+    }
+    out
+}
+
+fn kind(n: &Node) -> &'static str {
+    match n.op {
+        Operator::Source(_) => "Source",
+        Operator::Calc { .. } => "Calc",
+        Operator::Union => "Union",
+        Operator::Ruleset(_) => "Ruleset",
+        Operator::Sink(_) => "Sink",
+        Operator::Collect => "Collect",
+    }
+}
+
+fn state(n: &Node) -> &'static str {
+    match n.op {
+        Operator::Source(_) => "source position only",
+        _ => "none (stateless)",
+    }
+}
+
+/// Graphviz: `fsql explain p.fsql --format dot | dot -Tsvg > p.svg`.
+pub fn dot(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "digraph \"{}\" {{",
+        plan.pipeline.name.replace('"', "'")
+    );
+    let _ = writeln!(
+        out,
+        "  rankdir=LR; node [shape=box, fontname=\"monospace\"];"
+    );
+    for n in &plan.pipeline.nodes {
+        let _ = writeln!(
+            out,
+            "  n{} [label=\"#{} {}\\n{}\"];",
+            n.id.0,
+            n.id.0,
+            kind(n),
+            n.name.replace('"', "'")
+        );
+        for i in &n.inputs {
+            let _ = writeln!(out, "  n{} -> n{};", i.0, n.id.0);
+        }
+    }
+    let _ = writeln!(out, "}}");
+    out
+}

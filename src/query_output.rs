@@ -1,0 +1,71 @@
+//! `fsql run`: runs a plan and prints the rows of its bare SELECTs.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fsql_plan::{Operator, Plan};
+use fsql_runtime::RunOptions;
+use fsql_runtime::format::{OutputFormat, QueryWriter};
+
+use crate::RowFormat;
+
+/// How many malformed records are printed one by one before only counting them.
+const MAX_REPORTED_MALFORMED: usize = 20;
+
+/// Runs `plan` to the end of its input (or Ctrl-C), printing query rows; a summary goes to stderr.
+pub fn run(plan: &Plan, format: RowFormat, unthrottled: bool) -> Result<bool, String> {
+    let pipeline = &plan.pipeline;
+    let collect: Vec<_> = pipeline
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Operator::Collect))
+        .collect();
+    let columns: Vec<String> = collect
+        .first()
+        .map(|n| n.schema.fields.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
+    let format = match format {
+        RowFormat::Table => OutputFormat::Table,
+        RowFormat::Jsonl => OutputFormat::Jsonl,
+        RowFormat::Csv => OutputFormat::Csv,
+    };
+    let stdout = std::io::stdout();
+    let mut writer = QueryWriter::new(format, stdout.lock());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut write_error = None;
+    let mut reported = 0usize;
+    let on_malformed: fsql_runtime::MalformedReporter = Box::new(move |record| {
+        reported += 1;
+        if reported <= MAX_REPORTED_MALFORMED {
+            eprintln!("malformed record: {record}");
+        } else if reported == MAX_REPORTED_MALFORMED + 1 {
+            eprintln!("(more malformed records are counted but not shown)");
+        }
+    });
+    let options = RunOptions {
+        stop: Some(stop.clone()),
+        unthrottled,
+        on_malformed: Some(on_malformed),
+        ..RunOptions::default()
+    };
+    let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {
+        let is_collect = pipeline
+            .node(node)
+            .is_some_and(|n| matches!(n.op, Operator::Collect));
+        if is_collect
+            && write_error.is_none()
+            && let Err(e) = writer.write(batch)
+        {
+            // A closed pipe (`fsql run ... | head`) ends the run quietly.
+            write_error = Some(e);
+            stop.store(true, Ordering::Relaxed);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if write_error.is_none() && !collect.is_empty() {
+        let _ = writer.finish(&columns).map(|mut w| w.flush());
+    }
+    eprintln!("{summary}");
+    Ok(true)
+}

@@ -1,0 +1,191 @@
+//! End-to-end tests of the `fsql` binary: what a user sees on the terminal and in files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fsql(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(args)
+        .output()
+        .expect("run fsql")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh directory under the target dir for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fsql-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).expect("write file");
+    p
+}
+
+const THREE_MISTAKES: &str = "CREATE TABLE payments (
+  payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3)
+) WITH ('connector' = 'filesystem', 'path' = 'p.jsonl', 'format' = 'json', 'dead-leter.path' = 'dead.jsonl');
+
+CREATE VIEW v1 AS SELECT payment_id, amout FROM payments;
+
+CREATE VIEW v2 AS SELECT payment_id FROM payments WHERE card_id > 100;
+
+SELECT * FROM v2;
+";
+
+#[test]
+fn check_reports_every_mistake_with_position_caret_and_suggestion() {
+    let dir = scratch("check");
+    let file = write(&dir, "bad.fsql", THREE_MISTAKES);
+    let out = fsql(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    // Unknown column with a close name.
+    assert!(err.contains("column `amout` not found"), "{err}");
+    assert!(err.contains("bad.fsql:5:38"), "{err}");
+    assert!(err.contains("did you mean `amount`?"), "{err}");
+    // Type mismatch in WHERE.
+    assert!(err.contains("type mismatch"), "{err}");
+    assert!(err.contains("bad.fsql:7:57"), "{err}");
+    // Unknown connector option.
+    assert!(err.contains("unknown option 'dead-leter.path'"), "{err}");
+    assert!(err.contains("bad.fsql:3:76"), "{err}");
+    assert!(err.contains("did you mean 'dead-letter.path'?"), "{err}");
+    assert!(err.contains("^^^^^"), "{err}");
+    assert!(err.contains("3 error(s)"), "{err}");
+
+    let out = fsql(&["check", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let records = records.as_array().expect("array");
+    assert_eq!(records.len(), 3, "{records:?}");
+    let lines: Vec<u64> = records
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&3) && lines.contains(&5) && lines.contains(&7),
+        "{lines:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["severity"] == "error" && r["column"].is_u64() && r["help"].is_string())
+    );
+}
+
+#[test]
+fn compile_is_deterministic_and_other_plan_versions_are_refused() {
+    let dir = scratch("compile");
+    let file = write(
+        &dir,
+        "p.fsql",
+        "CREATE TABLE e (seq BIGINT) WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1', 'fields.seq.end' = '5');\nSELECT seq * 2 AS twice FROM e WHERE seq > 2;\n",
+    );
+    let (a, b) = (dir.join("a.plan"), dir.join("b.plan"));
+    for p in [&a, &b] {
+        let out = fsql(&["compile", file.to_str().unwrap(), "-o", p.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let (bytes_a, bytes_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(bytes_a, bytes_b);
+
+    let out = fsql(&["explain", a.to_str().unwrap()]);
+    assert!(out.status.success());
+    let explain = text(&out.stdout);
+    assert!(
+        explain.contains("Source `e`") && explain.contains("Collect"),
+        "{explain}"
+    );
+
+    let out = fsql(&["run", a.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"twice\":6}\n{\"twice\":8}\n{\"twice\":10}\n"
+    );
+
+    let bumped = text(&bytes_a).replacen("\"format_version\": 1", "\"format_version\": 999", 1);
+    let c = write(&dir, "bumped.plan", &bumped);
+    let out = fsql(&["run", c.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plan format version 999 is not supported") && err.contains("recompile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn query_mode_prints_rows_and_reports_malformed_lines() {
+    let dir = scratch("query");
+    write(
+        &dir,
+        "in.jsonl",
+        "{\"id\": 1, \"name\": \"ann\", \"amount\": 10.5, \"ts\": \"2024-01-01 10:00:00\"}\n\
+         not json\n\
+         {\"id\": 2, \"name\": \"bob\", \"amount\": 250, \"ts\": \"2024-01-01T10:00:01.5\"}\n\
+         {\"id\": 3, \"name\": null, \"amount\": 300, \"ts\": 1704103202000}\n\
+         {\"id\": \"x\", \"name\": \"eve\", \"amount\": 1, \"ts\": \"2024-01-01 10:00:03\"}\n",
+    );
+    let file = write(
+        &dir,
+        "q.fsql",
+        "CREATE TABLE t (id BIGINT, name STRING, amount DOUBLE, ts TIMESTAMP(3))\n\
+         WITH ('connector' = 'filesystem', 'path' = 'in.jsonl', 'format' = 'json', 'dead-letter.path' = 'dead.jsonl');\n\
+         SELECT id, UPPER(name) AS name, amount * 2 AS doubled, ts FROM t WHERE amount > 100;\n",
+    );
+    let out = fsql(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":2,\"name\":\"BOB\",\"doubled\":500.0,\"ts\":\"2024-01-01 10:00:01.500\"}\n\
+         {\"id\":3,\"name\":null,\"doubled\":600.0,\"ts\":\"2024-01-01 10:00:02.000\"}\n"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("in.jsonl:2:"), "{err}");
+    assert!(err.contains("in.jsonl:5:"), "{err}");
+    let dead = std::fs::read_to_string(dir.join("dead.jsonl")).expect("dead letters written");
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(
+        dead.contains("\"line\":2") && dead.contains("not json"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn a_failing_test_prints_a_diff_and_exits_1() {
+    let dir = scratch("test");
+    let file = write(
+        &dir,
+        "t.test.fsql",
+        "CREATE TABLE t (id BIGINT, amount DOUBLE) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'json');\n\
+         CREATE VIEW big AS SELECT id, amount FROM t WHERE amount > 10;\n\
+         TEST passes (INPUT t (id, amount) VALUES (1, 5.0), (2, 50.0), EXPECT big (id) VALUES (2));\n\
+         TEST fails (INPUT t (id, amount) VALUES (1, 5.0), (2, 50.0), EXPECT big (id, amount) VALUES (1, 5.0));\n",
+    );
+    let out = fsql(&["test", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok    passes"), "{stdout}");
+    assert!(stdout.contains("FAIL  fails"), "{stdout}");
+    assert!(
+        stdout.contains("- (1, 5)") && stdout.contains("+ (2, 50)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = fsql(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = fsql(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+}
