@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, DataFusionError, TableReference};
-use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, TypePlanner};
 use datafusion::logical_expr::{
     AggregateUDF, HigherOrderUDF, LogicalPlan, LogicalPlanBuilder, LogicalTableSource, ScalarUDF,
     TableSource, WindowUDF,
@@ -141,6 +141,14 @@ pub fn compile_source(
     }
 }
 
+/// A table written by `INSERT INTO`, before its sink node is created.
+struct PendingSink {
+    def: TableDef,
+    schema: Schema,
+    inputs: Vec<NodeId>,
+    event_time: Option<usize>,
+}
+
 /// A `CREATE TABLE` after analysis.
 struct TableInfo {
     def: TableDef,
@@ -167,6 +175,8 @@ struct Compiler {
     /// Names whose definition failed: references to them are not reported again.
     failed: BTreeSet<String>,
     nodes: Vec<Node>,
+    /// Tables written by INSERT INTO, by name.
+    sinks: BTreeMap<String, PendingSink>,
     models: Vec<ModelDecl>,
     udfs: HashMap<String, Arc<ScalarUDF>>,
     expr_planners: Vec<Arc<dyn ExprPlanner>>,
@@ -199,6 +209,7 @@ impl Compiler {
             defined: BTreeMap::new(),
             failed: BTreeSet::new(),
             nodes: Vec::new(),
+            sinks: BTreeMap::new(),
             models: Vec::new(),
             expr_planners: vec![],
             udfs: crate::functions::udfs(),
@@ -257,6 +268,26 @@ impl Compiler {
                     physical.push(Field::new(&c.name.node, data_type.node.clone(), true));
                 }
                 ColumnKind::Computed(_) => {}
+            }
+        }
+        for c in &t.columns {
+            let ColumnKind::Metadata { key, .. } = &c.kind else {
+                continue;
+            };
+            let key = key.clone().unwrap_or_else(|| c.name.node.clone());
+            match connector.map(|c| c.metadata) {
+                Some([]) => self.error(Diagnostic::error(
+                    format!(
+                        "connector '{}' has no metadata columns",
+                        connector.map_or("", |c| c.name)
+                    ),
+                    c.name.span,
+                )),
+                Some(keys) if !keys.contains(&key.as_str()) => self.error(
+                    Diagnostic::error(format!("unknown metadata key '{key}'"), c.name.span)
+                        .with_help(format!("metadata keys: {}", keys.join(", "))),
+                ),
+                _ => {}
             }
         }
         let mut seen = BTreeSet::new();
@@ -338,7 +369,8 @@ impl Compiler {
             return None;
         };
         let ty = &schema.fields[rowtime].data_type;
-        if !ty.is_timestamp() {
+        let precision_ok = matches!(ty, DataType::Timestamp { precision } | DataType::TimestampLtz { precision } if *precision <= 3);
+        if !precision_ok {
             self.error(Diagnostic::error(
                 format!(
                     "the event-time column `{}` must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {ty}",
@@ -404,7 +436,9 @@ impl Compiler {
         let mut planned = Vec::new();
         let mut errors = Vec::new();
         for (i, e) in exprs.iter().enumerate() {
-            match planner.sql_to_expr(e.expr.clone(), &df_schema, &mut PlannerContext::new()) {
+            let mut sql = e.expr.clone();
+            crate::rewrite::flink_syntax(&mut sql);
+            match planner.sql_to_expr(sql, &df_schema, &mut PlannerContext::new()) {
                 Ok(x) => planned.push(x.alias(format!("__expr{i}"))),
                 Err(err) => errors.push(self.df_error(&err, &e.source)),
             }
@@ -511,6 +545,16 @@ impl Compiler {
             QueryKind::Insert { table } => (format!("insert:{}", table.node), None),
             QueryKind::Select => {
                 self.selects += 1;
+                if self.selects > 1 {
+                    self.error(
+                        Diagnostic::error(
+                            "a pipeline has at most one bare SELECT (its rows are what `fsql run` prints)",
+                            q.source.snippet().whole(),
+                        )
+                        .with_help("make it a view (CREATE VIEW name AS SELECT ...) or write it to a table with INSERT INTO"),
+                    );
+                    return;
+                }
                 (format!("select#{}", self.selects), None)
             }
         };
@@ -628,9 +672,18 @@ impl Compiler {
                 let mut casts = Vec::new();
                 for (i, (have, want)) in rel.schema.fields.iter().zip(&target.fields).enumerate() {
                     let col = Expr::column(i, have.data_type.clone(), have.nullable);
+                    // A numeric literal takes the sink column's numeric type (Flink types `0` as INT,
+                    // DataFusion as BIGINT; either way `INSERT ... SELECT 0` into an INT is meant).
+                    let literal = rel
+                        .projections
+                        .as_ref()
+                        .and_then(|p| p.get(i))
+                        .is_some_and(|e| matches!(e.kind, ExprKind::Literal(_)));
                     if have.data_type == want.data_type {
                         casts.push(col);
-                    } else if implicitly_castable(&have.data_type, &want.data_type) {
+                    } else if implicitly_castable(&have.data_type, &want.data_type)
+                        || (literal && have.data_type.is_numeric() && want.data_type.is_numeric())
+                    {
                         casts.push(Expr {
                             kind: ExprKind::Cast {
                                 arg: Box::new(col),
@@ -666,28 +719,61 @@ impl Compiler {
                 let schema = rel.schema.clone();
                 let event_time = rel.event_time;
                 let input = materialize(rel, &mut self.nodes, &label);
-                let spec = SinkSpec {
-                    table: table.node.clone(),
-                    connector: self.connector_spec(&def),
-                };
-                let id = self.push_node(
-                    &format!("sink:{}", table.node),
-                    vec![input],
-                    schema.clone(),
-                    event_time,
-                    Operator::Sink(spec),
-                );
-                self.relations
+                let sink = self
+                    .sinks
                     .entry(table.node.clone())
-                    .or_insert(RelationInfo { node: id, schema });
+                    .or_insert_with(|| PendingSink {
+                        def: def.clone(),
+                        schema,
+                        inputs: vec![],
+                        event_time,
+                    });
+                sink.inputs.push(input);
+                if sink.event_time != event_time {
+                    sink.event_time = None;
+                }
             }
+        }
+    }
+
+    /// One sink node per table written by `INSERT INTO` (several INSERTs are unioned, as Flink's
+    /// statement sets write one table from several queries).
+    fn create_sinks(&mut self) {
+        for (table, sink) in std::mem::take(&mut self.sinks) {
+            let input = match sink.inputs.as_slice() {
+                [one] => *one,
+                inputs => self.push_node(
+                    &format!("union:{table}"),
+                    inputs.to_vec(),
+                    sink.schema.clone(),
+                    sink.event_time,
+                    Operator::Union,
+                ),
+            };
+            let spec = SinkSpec {
+                table: table.clone(),
+                connector: self.connector_spec(&sink.def),
+            };
+            let id = self.push_node(
+                &format!("sink:{table}"),
+                vec![input],
+                sink.schema.clone(),
+                sink.event_time,
+                Operator::Sink(spec),
+            );
+            self.relations.entry(table).or_insert(RelationInfo {
+                node: id,
+                schema: sink.schema,
+            });
         }
     }
 
     fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
         let provider = Provider { c: self };
         let planner = SqlToRel::new_with_options(&provider, parser_options());
-        let stmt = sqlparser::ast::Statement::Query(q.query.clone());
+        let mut query = q.query.clone();
+        crate::rewrite::flink_syntax(&mut *query);
+        let stmt = sqlparser::ast::Statement::Query(query);
         let planned = planner.sql_statement_to_plan(stmt);
         let plan = match planned {
             Ok(p) => p,
@@ -990,6 +1076,7 @@ impl Compiler {
         _file: FileId,
         options: &CompileOptions,
     ) -> Option<Pipeline> {
+        self.create_sinks();
         let warnings = crate::bounds::check_state_bounds(&self.nodes, &self.settings);
         for w in warnings {
             let w = if options.strict {
@@ -1183,6 +1270,10 @@ impl ContextProvider for Provider<'_> {
                 )))
             }
         }
+    }
+
+    fn get_type_planner(&self) -> Option<Arc<dyn TypePlanner>> {
+        Some(Arc::new(crate::sql_types::FlinkTypes))
     }
 
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {

@@ -22,7 +22,9 @@ mod lower;
 mod lower_expr;
 pub mod options;
 pub mod parse;
+mod rewrite;
 pub mod source;
+mod sql_types;
 mod typecheck;
 mod types;
 

@@ -25,6 +25,8 @@ pub struct ConnectorInfo {
     pub prefixes: &'static [&'static str],
     /// Whether the runtime executes it today (Kafka is checked, not yet run).
     pub runnable: bool,
+    /// Keys of `METADATA` columns it provides.
+    pub metadata: &'static [&'static str],
 }
 
 /// Every connector fsql knows.
@@ -49,6 +51,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         ],
         prefixes: &[],
         runnable: true,
+        metadata: &[],
     },
     ConnectorInfo {
         name: "datagen",
@@ -58,6 +61,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         keys: &["rows-per-second", "number-of-rows", "seed", "start-time"],
         prefixes: &["fields."],
         runnable: true,
+        metadata: &[],
     },
     ConnectorInfo {
         name: "payments-generator",
@@ -80,6 +84,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         ],
         prefixes: &[],
         runnable: true,
+        metadata: &[],
     },
     ConnectorInfo {
         name: "print",
@@ -89,6 +94,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         keys: &["print-identifier", "standard-error"],
         prefixes: &[],
         runnable: true,
+        metadata: &[],
     },
     ConnectorInfo {
         name: "blackhole",
@@ -98,6 +104,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         keys: &[],
         prefixes: &[],
         runnable: true,
+        metadata: &[],
     },
     ConnectorInfo {
         name: "kafka",
@@ -126,6 +133,15 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         ],
         prefixes: &["properties.", "json.", "csv."],
         runnable: false,
+        metadata: &[
+            "topic",
+            "partition",
+            "headers",
+            "leader-epoch",
+            "offset",
+            "timestamp",
+            "timestamp-type",
+        ],
     },
 ];
 

@@ -253,7 +253,7 @@ impl Ctx {
 
     /// Parses an embedded SQL expression with sqlparser.
     fn sql_expr(&self, pair: &Pair<Rule>) -> Result<SqlExpr, Diagnostic> {
-        let text = pair.as_str();
+        let text = pair.as_str().trim_end();
         let source = SqlText {
             file: self.file,
             base: self.base + pair.as_span().start(),
@@ -325,7 +325,18 @@ impl Ctx {
         for p in pair.into_inner() {
             match p.as_rule() {
                 Rule::object_name => table.name = self.ident(&p),
-                Rule::column_def => table.columns.push(self.column(p)?),
+                Rule::column_def => {
+                    let inline_pk = p
+                        .clone()
+                        .into_inner()
+                        .flat_map(|c| c.into_inner())
+                        .any(|c| c.as_rule() == Rule::inline_pk);
+                    let column = self.column(p)?;
+                    if inline_pk {
+                        table.primary_key = Some(vec![column.name.clone()]);
+                    }
+                    table.columns.push(column);
+                }
                 Rule::watermark_def => {
                     let mut it = p
                         .into_inner()
@@ -816,7 +827,7 @@ mod tests {
     fn ruleset_and_model_parse() {
         let (stmts, diags) = parse(
             "CREATE MODEL m INPUT (a DOUBLE, b DOUBLE) OUTPUT (score DOUBLE) WITH ('provider' = 'lightgbm', 'path' = 'm.txt');\n\
-             CREATE RULESET d ON scored KEY id DEFAULT 'ALLOW' (\n  RULE high PRIORITY 10 WHEN score > 0.9 AND note <> 'THEN' THEN 'BLOCK',\n  RULE big PRIORITY 20 WHEN amount > 50000 THEN 'REVIEW')",
+             CREATE RULESET d ON scored KEY id DEFAULT 'ALLOW' (\n  RULE high PRIORITY 10 WHEN score > 0.9 AND note <> 'THEN' AND CASE WHEN a THEN b ELSE c END THEN 'BLOCK',\n  RULE big PRIORITY 20 WHEN amount > 50000 THEN 'REVIEW')",
         );
         assert!(diags.is_empty(), "{diags:?}");
         let StatementKind::CreateRuleset(r) = &stmts[1].kind else {
@@ -825,6 +836,11 @@ mod tests {
         assert_eq!(r.rules.len(), 2);
         assert_eq!(r.rules[0].decision.node, "BLOCK");
         assert!(r.rules[0].condition.source.text.contains("'THEN'"));
+        assert!(
+            r.rules[0].condition.source.text.ends_with("ELSE c END"),
+            "{}",
+            r.rules[0].condition.source.text
+        );
         let StatementKind::CreateModel(m) = &stmts[0].kind else {
             panic!()
         };

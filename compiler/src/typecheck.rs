@@ -146,6 +146,46 @@ fn check_expr(expr: &Expr, schema: &DFSchema, snippet: &Snippet, out: &mut Vec<D
         }
         return;
     }
+    if let Expr::ScalarFunction(f) = expr
+        && let Some(function) = fsql_stdlib::lookup(f.func.name())
+        && let fsql_stdlib::Signature::OneOf(lists) = &function.signature
+    {
+        let arg_types: Vec<Option<A>> = f.args.iter().map(ty).collect();
+        let fits = |list: &Vec<A>| {
+            list.len() == arg_types.len()
+                && list.iter().zip(&arg_types).all(|(want, have)| match have {
+                    None => true,
+                    Some(have) => {
+                        matches!(family(have), Family::Null) || family(have) == family(want)
+                    }
+                })
+        };
+        if !lists.is_empty() && !lists.iter().any(fits) {
+            let have: Vec<String> = arg_types
+                .iter()
+                .map(|t| t.as_ref().map_or_else(|| "?".to_string(), type_name))
+                .collect();
+            let expected: Vec<String> = lists
+                .iter()
+                .map(|l| l.iter().map(type_name).collect::<Vec<_>>().join(", "))
+                .collect();
+            out.push(
+                Diagnostic::error(
+                    format!(
+                        "type mismatch: {}({}) is not defined",
+                        function.name.to_uppercase(),
+                        have.join(", ")
+                    ),
+                    span_of(expr, snippet),
+                )
+                .with_help(format!(
+                    "{} takes ({})",
+                    function.name.to_uppercase(),
+                    expected.join(") or (")
+                )),
+            );
+        }
+    }
     let _ = expr.apply_children(|child| {
         check_expr(child, schema, snippet, out);
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)

@@ -260,13 +260,9 @@ impl Schema {
         Schema { fields }
     }
 
-    /// The position of the column called `name` (case-insensitive, as Flink resolves unquoted names).
+    /// The position of the column called `name` (case-sensitive, as Flink resolves identifiers).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name == name).or_else(|| {
-            self.fields
-                .iter()
-                .position(|f| f.name.eq_ignore_ascii_case(name))
-        })
+        self.fields.iter().position(|f| f.name == name)
     }
 
     /// The Arrow schema of batches of this relation.
