@@ -192,19 +192,45 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
-    let pipeline = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/payments_risk/payments_risk.fsql");
+    let pipeline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/payments_risk/payments_risk.fsql"
+    );
     let first = fsql(&["run", pipeline, "--format", "jsonl"]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let stdout = text(&first.stdout);
-    let rows: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
     assert!(rows.len() > 100, "{} decisions", rows.len());
-    assert!(rows.iter().all(|r| r["decision"] != "ALLOW" && r["ruleset_version"] == 1));
-    for rule in ["tiny_probe", "exotic_large", "night_large", "declined_large"] {
-        assert!(rows.iter().any(|r| r["rule"] == rule), "rule {rule} never fired");
+    assert!(
+        rows.iter()
+            .all(|r| r["decision"] != "ALLOW" && r["ruleset_version"] == 1)
+    );
+    for rule in [
+        "tiny_probe",
+        "exotic_large",
+        "night_large",
+        "declined_large",
+    ] {
+        assert!(
+            rows.iter().any(|r| r["rule"] == rule),
+            "rule {rule} never fired"
+        );
     }
-    assert!(rows.iter().any(|r| r["is_fraud"] == true && r["scenario"] == "card_testing"));
-    assert!(text(&first.stderr).contains("200000 rows in"), "{}", text(&first.stderr));
+    assert!(
+        rows.iter()
+            .any(|r| r["is_fraud"] == true && r["scenario"] == "card_testing")
+    );
+    assert!(
+        text(&first.stderr).contains("200000 rows in"),
+        "{}",
+        text(&first.stderr)
+    );
     let second = fsql(&["run", pipeline, "--format", "jsonl"]);
-    assert_eq!(first.stdout, second.stdout, "the seeded generator makes runs repeatable");
+    assert_eq!(
+        first.stdout, second.stdout,
+        "the seeded generator makes runs repeatable"
+    );
 }

@@ -530,7 +530,35 @@ impl Compiler {
             };
             return d;
         }
+        // Without a span from DataFusion, point at the first name the message quotes, if the
+        // statement mentions it as a whole word.
+        let span = span.or_else(|| {
+            let name = message.split('`').nth(1)?;
+            let at = find_word(&source.text, name)?;
+            Some(Span::new(
+                source.file,
+                source.base + at,
+                source.base + at + name.len(),
+            ))
+        });
+        let (message, help) = match message
+            .split_once("; did you mean")
+            .or_else(|| message.split_once("\nDid you mean"))
+        {
+            Some((m, rest)) => (
+                m.trim_end_matches('.').to_string(),
+                Some(format!("did you mean{rest}")),
+            ),
+            None => (message.trim_end_matches('.').to_string(), None),
+        };
+        let message = match message.strip_prefix("Invalid function ") {
+            Some(name) => format!("unknown function {name}"),
+            None => message,
+        };
         let mut d = Diagnostic::error(message, span.or(Some(snippet.whole())));
+        if let Some(h) = help {
+            d = d.with_help(h);
+        }
         if let Some(h) = diag.and_then(|d| d.helps.first()) {
             d = d.with_help(h.message.clone());
         }
@@ -1178,6 +1206,22 @@ fn find_schema_error(e: &DataFusionError) -> Option<&DataFusionError> {
         DataFusionError::Diagnostic(_, inner) => find_schema_error(inner),
         _ => None,
     }
+}
+
+/// The byte offset of the first whole-word occurrence of `word` in `text`.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    if word.is_empty() {
+        return None;
+    }
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !is_ident(c));
+        let after = text[i + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !is_ident(c));
+        before && after
+    })
 }
 
 /// A DataFusion error message without DataFusion's category prefixes.
