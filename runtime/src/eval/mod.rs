@@ -21,10 +21,15 @@ mod logic;
 mod strings;
 mod temporal;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Datum, RecordBatch, new_null_array};
-use arrow::compute::kernels::filter::filter_record_batch;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Datum, NullArray, RecordBatch, RecordBatchOptions,
+    new_null_array,
+};
+use arrow::compute::kernels::filter::FilterBuilder;
 use arrow::compute::kernels::interleave::interleave;
-use arrow::datatypes::DataType as ArrowType;
+use arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use fsql_plan::{Expr, ExprKind};
 
 use crate::error::EvalError;
@@ -88,8 +93,7 @@ pub fn evaluate_masked(
     if selected == 0 {
         return Ok(new_null_array(&expr.data_type.to_arrow(), n));
     }
-    let sub = filter_record_batch(batch, &mask)?;
-    let values = eval(expr, &sub)?.into_array(selected);
+    let values = eval_selected(expr, batch, &mask, selected)?.into_array(selected);
     let nulls = new_null_array(values.data_type(), 1);
     let mut k = 0;
     let indices: Vec<(usize, usize)> = mask
@@ -105,6 +109,57 @@ pub fn evaluate_masked(
         })
         .collect();
     Ok(interleave(&[values.as_ref(), nulls.as_ref()], &indices)?)
+}
+
+/// Evaluates `expr` on the `selected` rows of `batch` where `mask` (without NULLs) is TRUE: an
+/// array of `selected` rows, or a scalar.
+pub(crate) fn eval_selected(
+    expr: &Expr,
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+    selected: usize,
+) -> Result<Value, EvalError> {
+    if selected == batch.num_rows() {
+        return eval(expr, batch);
+    }
+    eval(expr, &filter_read_columns(expr, batch, mask, selected)?)
+}
+
+/// The rows of `batch` where `mask` is TRUE, filtering only the columns `expr` reads: the others
+/// become typeless placeholders that cost nothing, so a guarded sub-expression (a CASE branch, the
+/// right side of AND/OR) does not copy the whole batch, strings included. Positions, the column
+/// count and the row count are those of a full filter, which is all the interpreter looks at.
+fn filter_read_columns(
+    expr: &Expr,
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+    selected: usize,
+) -> Result<RecordBatch, EvalError> {
+    let read = expr.columns();
+    let schema = batch.schema();
+    let filter = FilterBuilder::new(mask);
+    let filter = if read.len() > 1 {
+        filter.optimize().build()
+    } else {
+        filter.build()
+    };
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (i, field) in schema.fields().iter().enumerate() {
+        if read.binary_search(&i).is_ok() {
+            fields.push(field.clone());
+            columns.push(filter.filter(batch.column(i))?);
+        } else {
+            fields.push(Arc::new(Field::new(field.name(), ArrowType::Null, true)));
+            columns.push(Arc::new(NullArray::new(selected)));
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(selected));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &options,
+    )?)
 }
 
 /// An intermediate result: a full-length array, or a one-row scalar broadcast over all rows.

@@ -458,6 +458,65 @@ fn case_takes_first_true_branch_and_does_not_fail_on_unselected_rows() {
 }
 
 #[test]
+fn guarded_branches_read_the_right_columns_of_a_wide_batch() {
+    // Guarded evaluation filters only the columns a branch reads: the others are placeholders, so
+    // positions must still line up, and array and constant branches must land on their own rows.
+    let b = batch(vec![
+        (
+            "s",
+            Arc::new(StringArray::from(vec!["s0", "s1", "s2", "s3"])) as ArrayRef,
+        ),
+        (
+            "x",
+            Arc::new(Int64Array::from(vec![Some(5), Some(1), None, Some(3)])) as ArrayRef,
+        ),
+        (
+            "t",
+            Arc::new(StringArray::from(vec![Some("t0"), Some("t1"), None, None])) as ArrayRef,
+        ),
+    ]);
+    let x = || col(1, DataType::BigInt);
+    // CASE WHEN x > 2 THEN t WHEN x = 1 THEN 'one' ELSE s END
+    let case = Expr {
+        kind: ExprKind::Case {
+            branches: vec![
+                (
+                    bin(BinaryOp::Gt, x(), bigint(2), DataType::Boolean),
+                    col(2, DataType::String),
+                ),
+                (
+                    bin(BinaryOp::Eq, x(), bigint(1), DataType::Boolean),
+                    string("one"),
+                ),
+            ],
+            otherwise: Some(Box::new(col(0, DataType::String))),
+        },
+        data_type: DataType::String,
+        nullable: true,
+    };
+    assert_eq!(
+        strs(&evaluate(&case, &b).unwrap()),
+        vec![
+            Some("t0".into()),
+            Some("one".into()),
+            Some("s2".into()),
+            None
+        ]
+    );
+    // x > 2 AND t IS NULL: the right side sees only the rows the left side leaves open.
+    let and = bin(
+        BinaryOp::And,
+        bin(BinaryOp::Gt, x(), bigint(2), DataType::Boolean),
+        un(UnaryOp::IsNull, col(2, DataType::String), DataType::Boolean),
+        DataType::Boolean,
+    );
+    assert_eq!(
+        bools(&evaluate(&and, &b).unwrap()),
+        vec![Some(false), Some(false), None, Some(true)]
+    );
+}
+
+#[test]
 fn and_guard_protects_a_failing_cast() {
     let b = batch(vec![(
         "s",
