@@ -65,6 +65,14 @@ fn main() {
             "datagen → Calc → blackhole (the Flink comparison SQL)",
             "benches/sql/datagen_filter_project.sql",
         ),
+        (
+            "payments-generator → OVER 1 h COUNT+SUM per card (100k) → blackhole, watermark order",
+            "benches/sql/over_card_1h.fsql",
+        ),
+        (
+            "payments-generator → OVER 1 h COUNT+SUM per card (100k) → blackhole, arrival order",
+            "benches/sql/over_card_1h_arrival.fsql",
+        ),
     ];
     let throughput: Vec<Throughput> = pipelines
         .iter()

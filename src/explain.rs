@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use fsql_plan::{EmitMode, Node, Operator, Plan};
+use fsql_plan::{AggregateFunction, EmitMode, Node, Operator, OverFrame, Plan};
 
 /// A readable listing: one block per operator with its inputs, schema, time and state.
 pub fn text(plan: &Plan) -> String {
@@ -140,6 +140,51 @@ pub fn text(plan: &Plan) -> String {
                     opts.join(" ")
                 );
             }
+            Operator::Over(o) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let col = |i: usize| {
+                    input
+                        .and_then(|n| n.schema.fields.get(i))
+                        .map_or_else(|| format!("${i}"), |f| f.name.clone())
+                };
+                let keys: Vec<String> = o.partition_by.iter().map(|&i| col(i)).collect();
+                let _ = writeln!(
+                    out,
+                    "    partition by: {}; order by: {} (event time)",
+                    if keys.is_empty() {
+                        "(none)".into()
+                    } else {
+                        keys.join(", ")
+                    },
+                    col(o.order_by)
+                );
+                let first = n.schema.fields.len() - o.aggregates.len();
+                for (i, a) in o.aggregates.iter().enumerate() {
+                    let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
+                    let distinct = if a.distinct { "DISTINCT " } else { "" };
+                    let _ = writeln!(
+                        out,
+                        "    {} := {}({distinct}{}) {}",
+                        n.schema.fields[first + i].name,
+                        aggregate_name(&a.function),
+                        if args.is_empty() {
+                            "*".into()
+                        } else {
+                            args.join(", ")
+                        },
+                        frame(&a.frame)
+                    );
+                }
+                let emit = match p.emit {
+                    EmitMode::Watermark => {
+                        "rows are buffered and emitted in event-time order once the watermark passes them; rows behind the watermark are late (counted, not emitted)"
+                    }
+                    EmitMode::Arrival => {
+                        "each row is emitted as it arrives with all state seen so far; late rows still update state"
+                    }
+                };
+                let _ = writeln!(out, "    emit: {emit}");
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -151,8 +196,31 @@ pub fn text(plan: &Plan) -> String {
     out
 }
 
+fn aggregate_name(f: &AggregateFunction) -> String {
+    match f {
+        AggregateFunction::Lag { offset } => format!("LAG[offset {offset}]"),
+        other => format!("{other:?}")
+            .to_uppercase()
+            .replace("VALUE", "_VALUE")
+            .replace("STDDEVPOP", "STDDEV_POP")
+            .replace("STDDEVSAMP", "STDDEV_SAMP")
+            .replace("VARPOP", "VAR_POP")
+            .replace("VARSAMP", "VAR_SAMP"),
+    }
+}
+
+fn frame(f: &OverFrame) -> String {
+    match f {
+        OverFrame::Range { preceding_ms } => format!("RANGE {preceding_ms} ms PRECEDING"),
+        OverFrame::UnboundedRange => "RANGE UNBOUNDED PRECEDING".into(),
+        OverFrame::Rows { preceding } => format!("ROWS {preceding} PRECEDING"),
+        OverFrame::UnboundedRows => "ROWS UNBOUNDED PRECEDING".into(),
+    }
+}
+
 fn kind(n: &Node) -> &'static str {
     match n.op {
+        Operator::Over(_) => "Over",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -164,6 +232,9 @@ fn kind(n: &Node) -> &'static str {
 
 fn state(n: &Node) -> &'static str {
     match n.op {
+        Operator::Over(_) => {
+            "per partition key: the rows of each bounded frame and one accumulator per aggregate"
+        }
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",
     }

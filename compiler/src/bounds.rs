@@ -4,25 +4,60 @@
 
 use std::collections::BTreeMap;
 
-use fsql_plan::{Node, Operator};
+use fsql_plan::{AggregateFunction, Node, Operator, OverFrame};
 
 use crate::diagnostic::Diagnostic;
 
 /// Warnings for operators whose state can grow without bound.
 ///
-/// No operator of today's plans keeps state across batches (sources keep only their read
-/// position), so none is reported. The match is exhaustive on purpose: each stateful operator
-/// added to the plan must say here what bounds its state.
+/// The match is exhaustive on purpose: each stateful operator added to the plan must say here what
+/// bounds its state.
 pub fn check_state_bounds(nodes: &[Node], _settings: &BTreeMap<String, String>) -> Vec<Diagnostic> {
     nodes
         .iter()
-        .filter_map(|node| match &node.op {
+        .flat_map(|node| match &node.op {
+            // Stateless (sources keep only their read position).
             Operator::Source(_)
             | Operator::Calc { .. }
             | Operator::Union
             | Operator::Ruleset(_)
             | Operator::Sink(_)
-            | Operator::Collect => None,
+            | Operator::Collect => vec![],
+            // A bounded frame evicts rows; an unbounded frame keeps O(1) per key, except for
+            // DISTINCT aggregates, which keep every distinct value a key has ever had.
+            Operator::Over(spec) => spec
+                .aggregates
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| {
+                    a.distinct
+                        && matches!(a.frame, OverFrame::UnboundedRange | OverFrame::UnboundedRows)
+                        && !matches!(a.function, AggregateFunction::Lag { .. })
+                })
+                .map(|(i, a)| {
+                    let column = node
+                        .schema
+                        .fields
+                        .get(spec_column(node, i))
+                        .map_or_else(|| format!("#{i}"), |f| f.name.clone());
+                    Diagnostic::warning(
+                        format!(
+                            "state of `{}` grows without bound: {:?}(DISTINCT ...) OVER an unbounded frame keeps every distinct value of every key (column `{column}`)",
+                            node.name, a.function
+                        ),
+                        None,
+                    )
+                    .with_help("bound the frame, e.g. RANGE BETWEEN INTERVAL '24' HOUR PRECEDING AND CURRENT ROW")
+                })
+                .collect(),
         })
         .collect()
+}
+
+/// The output column of the `i`-th aggregate of an OVER node (after the input columns).
+fn spec_column(node: &Node, i: usize) -> usize {
+    match &node.op {
+        Operator::Over(spec) => node.schema.fields.len() - spec.aggregates.len() + i,
+        _ => i,
+    }
 }

@@ -179,6 +179,8 @@ struct Compiler {
     sinks: BTreeMap<String, PendingSink>,
     models: Vec<ModelDecl>,
     udfs: HashMap<String, Arc<ScalarUDF>>,
+    udafs: HashMap<String, Arc<AggregateUDF>>,
+    udwfs: HashMap<String, Arc<WindowUDF>>,
     expr_planners: Vec<Arc<dyn ExprPlanner>>,
     config: ConfigOptions,
     selects: usize,
@@ -213,6 +215,8 @@ impl Compiler {
             models: Vec::new(),
             expr_planners: vec![],
             udfs: crate::functions::udfs(),
+            udafs: crate::aggregates::udafs(),
+            udwfs: crate::aggregates::udwfs(),
             config,
             selects: 0,
         };
@@ -601,6 +605,8 @@ impl Compiler {
         let mut resolver = Resolver {
             c: self,
             error: None,
+            label: label.clone(),
+            created: BTreeMap::new(),
         };
         let mut nodes = std::mem::take(&mut resolver.c.nodes);
         let lowered = lower_plan(&plan, &mut nodes, &mut resolver);
@@ -1241,13 +1247,23 @@ fn clean(e: &DataFusionError) -> String {
     m
 }
 
-/// Resolves table scans while lowering (creates source nodes).
+/// Resolves table scans while lowering (creates source nodes) and names the statement's operators.
 struct Resolver<'a> {
     c: &'a mut Compiler,
     error: Option<Diagnostic>,
+    /// The statement's identity (view name, `insert:<table>`, `select#n`).
+    label: String,
+    /// How many operators of each kind the statement created so far.
+    created: BTreeMap<String, usize>,
 }
 
 impl ScanResolver for Resolver<'_> {
+    fn node_name(&mut self, kind: &str) -> String {
+        let n = self.created.entry(kind.to_string()).or_insert(0);
+        *n += 1;
+        format!("{}#{kind}{n}", self.label)
+    }
+
     fn scan(
         &mut self,
         table: &str,
@@ -1332,12 +1348,12 @@ impl ContextProvider for Provider<'_> {
         None
     }
 
-    fn get_aggregate_meta(&self, _name: &str) -> Option<Arc<AggregateUDF>> {
-        None
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.c.udafs.get(&name.to_ascii_lowercase()).cloned()
     }
 
-    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
-        None
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.c.udwfs.get(&name.to_ascii_lowercase()).cloned()
     }
 
     fn get_variable_type(&self, _variable_names: &[String]) -> Option<ArrowType> {
@@ -1357,11 +1373,11 @@ impl ContextProvider for Provider<'_> {
     }
 
     fn udaf_names(&self) -> Vec<String> {
-        vec![]
+        self.c.udafs.keys().cloned().collect()
     }
 
     fn udwf_names(&self) -> Vec<String> {
-        vec![]
+        self.c.udwfs.keys().cloned().collect()
     }
 }
 
@@ -1390,5 +1406,132 @@ pub fn constants(exprs: &[&SqlExpr], types: &[DataType]) -> Result<Vec<Expr>, Ve
             })
             .collect()),
         None => Err(c.diags),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fsql_plan::{AggregateFunction, OverFrame};
+
+    fn compile(text: &str) -> Compilation {
+        compile_source(
+            Path::new("t.fsql"),
+            text.to_string(),
+            &CompileOptions {
+                keep_unused: true,
+                ..Default::default()
+            },
+            &[],
+        )
+    }
+
+    const SOURCE: &str = "CREATE TABLE p (id BIGINT, card STRING, amount DOUBLE, qty INT, ts TIMESTAMP(3), \
+        WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH ('connector' = 'datagen');\n";
+
+    fn over_specs(c: &Compilation) -> Vec<&fsql_plan::OverSpec> {
+        let pipeline = c.pipeline.as_ref().expect("compiles");
+        pipeline
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Operator::Over(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn over_windows_lower_with_frames_and_flink_types() {
+        let c = compile(&format!(
+            "{SOURCE}CREATE VIEW v AS SELECT id, \
+             COUNT(*) OVER w AS n, SUM(amount) OVER w AS total, AVG(qty) OVER w AS avg_qty, \
+             MAX(amount) OVER (PARTITION BY card ORDER BY ts ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS mx, \
+             LAG(ts) OVER (PARTITION BY card ORDER BY ts) AS prev_ts, \
+             COUNT(DISTINCT amount) OVER w AS distinct_amounts \
+             FROM p WINDOW w AS (PARTITION BY card ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW);"
+        ));
+        let errors: Vec<_> = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+        assert!(!c.has_errors(), "{errors:?}");
+        let aggs: Vec<_> = over_specs(&c)
+            .into_iter()
+            .flat_map(|o| o.aggregates.iter())
+            .collect();
+        assert_eq!(aggs.len(), 6);
+        let count = aggs
+            .iter()
+            .find(|a| a.function == AggregateFunction::Count && !a.distinct)
+            .unwrap();
+        assert!(count.args.is_empty(), "COUNT(*) counts rows");
+        assert_eq!(
+            count.frame,
+            OverFrame::Range {
+                preceding_ms: 3_600_000
+            }
+        );
+        assert_eq!(count.data_type, DataType::BigInt);
+        let avg = aggs
+            .iter()
+            .find(|a| a.function == AggregateFunction::Avg)
+            .unwrap();
+        assert_eq!(avg.data_type, DataType::Int, "AVG(INT) is INT in Flink");
+        let max = aggs
+            .iter()
+            .find(|a| a.function == AggregateFunction::Max)
+            .unwrap();
+        assert_eq!(max.frame, OverFrame::Rows { preceding: 5 });
+        let lag = aggs
+            .iter()
+            .find(|a| matches!(a.function, AggregateFunction::Lag { offset: 1 }))
+            .unwrap();
+        assert_eq!(lag.data_type, DataType::Timestamp { precision: 3 });
+        let v = &c.relations["v"];
+        let names: Vec<&str> = v.schema.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "id",
+                "n",
+                "total",
+                "avg_qty",
+                "mx",
+                "prev_ts",
+                "distinct_amounts"
+            ]
+        );
+    }
+
+    #[test]
+    fn over_must_be_ordered_by_event_time() {
+        let c = compile(&format!(
+            "{SOURCE}CREATE VIEW v AS SELECT COUNT(*) OVER (PARTITION BY card ORDER BY id) AS n FROM p;"
+        ));
+        let text: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+        assert!(text.contains("OVER windows must be ordered by"), "{text}");
+    }
+
+    #[test]
+    fn distinct_over_an_unbounded_frame_is_an_unbounded_state_warning() {
+        let text = format!(
+            "{SOURCE}CREATE VIEW v AS SELECT COUNT(DISTINCT amount) OVER (PARTITION BY card ORDER BY ts) AS n FROM p;"
+        );
+        let c = compile(&text);
+        assert!(!c.has_errors());
+        assert!(
+            c.diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Warning
+                    && d.message.contains("grows without bound"))
+        );
+        let strict = compile_source(
+            Path::new("t.fsql"),
+            text,
+            &CompileOptions {
+                strict: true,
+                keep_unused: true,
+            },
+            &[],
+        );
+        assert!(strict.has_errors(), "--strict turns it into an error");
     }
 }

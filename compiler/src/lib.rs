@@ -13,6 +13,7 @@
 //! Pipeline: [`parse`] (pest + sqlparser) → `compile` (catalog, DataFusion planning and type
 //! coercion, Flink type rules) → `lower` (DataFusion logical plans to plan nodes).
 
+mod aggregates;
 pub mod ast;
 mod bounds;
 mod compile;

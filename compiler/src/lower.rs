@@ -5,9 +5,15 @@
 //! Calc does; anything stateful that has no streaming operator yet is reported, not approximated.
 
 use datafusion::common::DFSchema;
-use datafusion::logical_expr::LogicalPlan;
-use fsql_plan::{BinaryOp, DataType, Expr, ExprKind, Field, Node, NodeId, Operator, Schema};
+use datafusion::logical_expr::{
+    Expr as DfExpr, ExprSchemable, LogicalPlan, WindowFrame, WindowFrameBound, WindowFrameUnits,
+};
+use fsql_plan::{
+    AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, Node, NodeId, Operator,
+    OverAggregate, OverFrame, OverSpec, Schema,
+};
 
+use crate::aggregates::aggregate_function;
 use crate::lower_expr::{Unsupported, lower_expr, plan_type};
 
 /// A relation: rows of `input` where `filter` holds, mapped through `projections`.
@@ -21,8 +27,13 @@ pub struct Rel {
     pub event_time: Option<usize>,
 }
 
-/// Resolves a scanned table name to the node producing it (creating source nodes on first use).
+/// Resolves a scanned table name to the node producing it (creating source nodes on first use),
+/// and names the operators a statement creates.
 pub trait ScanResolver {
+    /// A stable name for the next operator of `kind` the current statement creates
+    /// (e.g. `card_velocity#over1`).
+    fn node_name(&mut self, kind: &str) -> String;
+
     fn scan(
         &mut self,
         table: &str,
@@ -88,6 +99,29 @@ pub fn lower_plan(
             Ok(project(rel, exprs, Some(names)))
         }
         LogicalPlan::SubqueryAlias(a) => lower_plan(&a.input, nodes, resolver),
+        LogicalPlan::Window(w) => {
+            let rel = lower_plan(&w.input, nodes, resolver)?;
+            let event_time = rel.event_time;
+            let input = materialize(rel, nodes, &resolver.node_name("calc"));
+            let spec = over_spec(&w.window_expr, w.input.schema(), event_time)?;
+            let schema = schema_of(w.schema.as_ref(), &output_names(plan))?;
+            let id = NodeId(nodes.len() as u32);
+            nodes.push(Node {
+                id,
+                name: resolver.node_name("over"),
+                inputs: vec![input],
+                schema: schema.clone(),
+                event_time,
+                op: Operator::Over(spec),
+            });
+            Ok(Rel {
+                input: id,
+                filter: None,
+                projections: None,
+                schema,
+                event_time,
+            })
+        }
         LogicalPlan::Union(u) => {
             let mut inputs = Vec::new();
             let mut event_time = None;
@@ -98,13 +132,13 @@ pub fn lower_plan(
                 } else if rel.event_time != event_time {
                     event_time = None;
                 }
-                inputs.push(materialize(rel, nodes, "union#input"));
+                inputs.push(materialize(rel, nodes, &resolver.node_name("calc")));
             }
             let schema = schema_of(u.schema.as_ref(), &output_names(plan))?;
             let id = NodeId(nodes.len() as u32);
             nodes.push(Node {
                 id,
-                name: "union".into(),
+                name: resolver.node_name("union"),
                 inputs,
                 schema: schema.clone(),
                 event_time,
@@ -122,6 +156,183 @@ pub fn lower_plan(
             "{} is not supported in a streaming pipeline yet",
             describe(other)
         ))),
+    }
+}
+
+/// The OVER operator of one DataFusion `Window` node (its expressions share PARTITION BY and
+/// ORDER BY; each may have its own frame).
+fn over_spec(
+    exprs: &[DfExpr],
+    input: &DFSchema,
+    event_time: Option<usize>,
+) -> Result<OverSpec, Unsupported> {
+    use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
+    let mut partition_by: Option<Vec<usize>> = None;
+    let mut order_by = None;
+    let mut aggregates = Vec::new();
+    for expr in exprs {
+        let (DfExpr::WindowFunction(wf), data_type) = (unalias(expr), expr.get_type(input)) else {
+            return Err(Unsupported(format!("`{expr}` is not a window function")));
+        };
+        let WindowFunction { fun, params } = wf.as_ref();
+        let name = fun.name().to_string();
+        let upper = name.to_uppercase();
+        // PARTITION BY: columns.
+        let keys = params
+            .partition_by
+            .iter()
+            .map(|p| match p {
+                DfExpr::Column(c) => input.index_of_column(c).map_err(|e| Unsupported(e.strip_backtrace())),
+                other => Err(Unsupported(format!("PARTITION BY `{other}`: partition by columns (compute expressions in a view first)"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match &partition_by {
+            None => partition_by = Some(keys),
+            Some(k) if *k == keys => {}
+            Some(_) => {
+                return Err(Unsupported(
+                    "OVER windows of one operator must share PARTITION BY".into(),
+                ));
+            }
+        }
+        // ORDER BY the event-time attribute, ascending (as Flink requires).
+        let [sort] = params.order_by.as_slice() else {
+            return Err(Unsupported(format!(
+                "{upper} OVER (...) needs ORDER BY the event-time attribute"
+            )));
+        };
+        let column = match &sort.expr {
+            DfExpr::Column(c) => input.index_of_column(c).ok(),
+            _ => None,
+        };
+        if column.is_none() || column != event_time || !sort.asc {
+            return Err(Unsupported(match event_time {
+                Some(i) => format!(
+                    "OVER windows must be ordered by the event-time attribute ascending (ORDER BY `{}`), as in Flink",
+                    input.field(i).name()
+                ),
+                None => "OVER windows must be ordered by an event-time attribute (a column with WATERMARK FOR), ascending, as in Flink".to_string(),
+            }));
+        }
+        order_by = column;
+        let frame = frame(&params.window_frame, &upper)?;
+        let (function, args) = match fun {
+            WindowFunctionDefinition::AggregateUDF(udaf) => {
+                let f = aggregate_function(udaf.name()).ok_or_else(|| {
+                    Unsupported(format!("{upper} is not supported in OVER windows"))
+                })?;
+                // COUNT(*) arrives as COUNT(*) or COUNT(1): count rows.
+                #[allow(deprecated)]
+                let args = match (f, params.args.as_slice()) {
+                    (AggregateFunction::Count, [DfExpr::Wildcard { .. }]) => vec![],
+                    (AggregateFunction::Count, [DfExpr::Literal(v, _)]) if !v.is_null() => vec![],
+                    _ => params
+                        .args
+                        .iter()
+                        .map(|a| lower_expr(a, input))
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                (f, args)
+            }
+            WindowFunctionDefinition::WindowUDF(udwf)
+                if matches!(udwf.name(), "first_value" | "last_value") =>
+            {
+                let f = aggregate_function(udwf.name()).ok_or_else(|| {
+                    Unsupported(format!("{upper} is not supported in OVER windows"))
+                })?;
+                let args = params
+                    .args
+                    .iter()
+                    .map(|a| lower_expr(a, input))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (f, args)
+            }
+            WindowFunctionDefinition::WindowUDF(udwf) if udwf.name() == "lag" => {
+                let offset = match params.args.get(1) {
+                    None => 1,
+                    Some(DfExpr::Literal(v, _)) => v.to_string().parse::<u64>().map_err(|_| {
+                        Unsupported("LAG's offset must be a non-negative integer literal".into())
+                    })?,
+                    Some(_) => {
+                        return Err(Unsupported(
+                            "LAG's offset must be an integer literal".into(),
+                        ));
+                    }
+                };
+                let mut args = vec![lower_expr(
+                    params
+                        .args
+                        .first()
+                        .ok_or_else(|| Unsupported("LAG needs an argument".into()))?,
+                    input,
+                )?];
+                if let Some(default) = params.args.get(2) {
+                    args.push(lower_expr(default, input)?);
+                }
+                (AggregateFunction::Lag { offset }, args)
+            }
+            other => {
+                return Err(Unsupported(format!(
+                    "{} is not supported in OVER windows",
+                    other.name().to_uppercase()
+                )));
+            }
+        };
+        let data_type = plan_type(&data_type.map_err(|e| Unsupported(e.strip_backtrace()))?)?;
+        aggregates.push(OverAggregate {
+            function,
+            args,
+            distinct: params.distinct,
+            frame,
+            data_type,
+        });
+    }
+    Ok(OverSpec {
+        partition_by: partition_by.unwrap_or_default(),
+        order_by: order_by.ok_or_else(|| Unsupported("OVER needs ORDER BY".into()))?,
+        aggregates,
+    })
+}
+
+fn unalias(e: &DfExpr) -> &DfExpr {
+    match e {
+        DfExpr::Alias(a) => unalias(&a.expr),
+        other => other,
+    }
+}
+
+/// The plan frame of a DataFusion window frame (frames must end at the current row).
+fn frame(f: &WindowFrame, function: &str) -> Result<OverFrame, Unsupported> {
+    if !matches!(f.end_bound, WindowFrameBound::CurrentRow) {
+        return Err(Unsupported(format!(
+            "{function} OVER (...): a streaming OVER frame must end at CURRENT ROW"
+        )));
+    }
+    let WindowFrameBound::Preceding(start) = &f.start_bound else {
+        return Err(Unsupported(format!(
+            "{function} OVER (...): the frame must start at a PRECEDING bound"
+        )));
+    };
+    match (f.units, start.is_null()) {
+        (WindowFrameUnits::Rows, true) => Ok(OverFrame::UnboundedRows),
+        (WindowFrameUnits::Range, true) => Ok(OverFrame::UnboundedRange),
+        (WindowFrameUnits::Rows, false) => {
+            let n = start.to_string().parse::<u64>().map_err(|_| {
+                Unsupported(format!(
+                    "{function} OVER (...): ROWS needs a whole number of rows, got {start}"
+                ))
+            })?;
+            Ok(OverFrame::Rows { preceding: n })
+        }
+        (WindowFrameUnits::Range, false) => match crate::lower_expr::literal(start) {
+            Ok((fsql_plan::Literal::Int(ms), DataType::IntervalDayTime)) if ms >= 0 => {
+                Ok(OverFrame::Range { preceding_ms: ms })
+            }
+            _ => Err(Unsupported(format!(
+                "{function} OVER (...): RANGE over event time needs an INTERVAL day-to-second bound, got {start}"
+            ))),
+        },
+        (WindowFrameUnits::Groups, _) => Err(Unsupported("GROUPS frames are not supported".into())),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::expr::Expr;
-use crate::types::Schema;
+use crate::types::{DataType, Schema};
 
 /// Identifies a node within one [`Pipeline`]; nodes are stored in topological order, so a node's
 /// inputs always have smaller ids.
@@ -84,6 +84,70 @@ pub enum Operator {
     Sink(SinkSpec),
     /// The result of a bare `SELECT`: handed to the caller (printed by `fsql run`).
     Collect,
+    /// OVER aggregation: every input row is emitted with aggregates over earlier rows of its
+    /// partition, appended as new columns.
+    Over(OverSpec),
+}
+
+/// `agg(...) OVER (PARTITION BY ... ORDER BY rowtime <frame>)` for one partitioning; the aggregates
+/// may have different frames (Flink allows one window per SELECT; fsql does not need that limit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverSpec {
+    /// Partition key columns (positions in the input).
+    pub partition_by: Vec<usize>,
+    /// The event-time column rows are ordered by (ascending).
+    pub order_by: usize,
+    /// Appended to the input columns, in order.
+    pub aggregates: Vec<OverAggregate>,
+}
+
+/// One aggregate of an [`OverSpec`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverAggregate {
+    pub function: AggregateFunction,
+    /// Arguments over the input row (none for `COUNT(*)`).
+    pub args: Vec<Expr>,
+    /// `COUNT(DISTINCT x)` and friends.
+    pub distinct: bool,
+    pub frame: OverFrame,
+    /// The result type (the output column's type).
+    pub data_type: DataType,
+}
+
+/// Aggregate functions of OVER windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AggregateFunction {
+    /// `COUNT(*)` (no argument) or `COUNT(x)` (non-NULL values).
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    FirstValue,
+    LastValue,
+    StddevPop,
+    StddevSamp,
+    VarPop,
+    VarSamp,
+    /// `LAG(x [, offset [, default]])`: the value `offset` rows before the current one.
+    Lag {
+        offset: u64,
+    },
+}
+
+/// Which rows of the partition an OVER aggregate covers (always ending at the current row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OverFrame {
+    /// `RANGE BETWEEN INTERVAL 'x' PRECEDING AND CURRENT ROW`: rows with an event time in
+    /// `[t - preceding_ms, t]`, rows with the same time (peers) included.
+    Range { preceding_ms: i64 },
+    /// `RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW` (the default frame): every row up to `t`,
+    /// peers included.
+    UnboundedRange,
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`: the current row and the `n` before it.
+    Rows { preceding: u64 },
+    /// `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`.
+    UnboundedRows,
 }
 
 /// A connector and its `WITH (...)` options (validated by the compiler).

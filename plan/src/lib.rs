@@ -23,7 +23,7 @@ mod types;
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
 pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
-    ConnectorSpec, EmitMode, ModelDecl, Node, NodeId, Operator, Pipeline, Rule, RulesetSpec,
-    SinkSpec, SourceSpec, WatermarkSpec,
+    AggregateFunction, ConnectorSpec, EmitMode, ModelDecl, Node, NodeId, Operator, OverAggregate,
+    OverFrame, OverSpec, Pipeline, Rule, RulesetSpec, SinkSpec, SourceSpec, WatermarkSpec,
 };
 pub use types::{DataType, Field, Schema};

@@ -24,7 +24,7 @@ use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
-use crate::operators::{Calc, Passthrough, Ruleset, SinkOperator};
+use crate::operators::{Calc, Over, Passthrough, Ruleset, SinkOperator};
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::test_input::{TestInput, TestSource};
 use crate::source::{
@@ -128,20 +128,30 @@ impl RunSummary {
     pub fn malformed(&self) -> u64 {
         self.sources.iter().map(|s| s.malformed).sum()
     }
+
+    /// Late rows dropped over all nodes.
+    pub fn late(&self) -> u64 {
+        self.metrics.nodes.iter().map(|n| n.late).sum()
+    }
 }
 
-/// `finished: N rows in, M out, K malformed in 1.234 s`.
+/// `finished: N rows in, M out, K malformed in 1.234 s` (`..., K malformed, L late in ...` when
+/// stateful operators dropped late rows).
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} rows in, {} out, {} malformed in {:.3} s",
+            "{}: {} rows in, {} out, {} malformed",
             if self.stopped { "stopped" } else { "finished" },
             self.rows_in(),
             self.rows_out(),
             self.malformed(),
-            self.elapsed.as_secs_f64()
-        )
+        )?;
+        let late = self.late();
+        if late > 0 {
+            write!(f, ", {late} late")?;
+        }
+        write!(f, " in {:.3} s", self.elapsed.as_secs_f64())
     }
 }
 
@@ -306,6 +316,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::Ruleset(_) => "ruleset",
         PlanOp::Sink(_) => "sink",
         PlanOp::Collect => "collect",
+        PlanOp::Over(_) => "over",
     }
 }
 
@@ -434,6 +445,23 @@ impl<'c> Executor<'c> {
                     spec.clone(),
                     schema.clone(),
                 ))),
+                PlanOp::Over(spec) => {
+                    let input = node
+                        .inputs
+                        .first()
+                        .and_then(|i| pipeline.node(*i))
+                        .map(|n| runtime_schema(&n.schema))
+                        .ok_or_else(|| {
+                            RuntimeError::Plan(format!("OVER node `{}` has no input", node.name))
+                        })?;
+                    Some(Box::new(Over::new(
+                        &node.name,
+                        spec,
+                        &input,
+                        schema.clone(),
+                        pipeline.emit,
+                    )?))
+                }
                 PlanOp::Sink(_) if open.capture_sinks => {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }
@@ -650,7 +678,17 @@ impl<'c> Executor<'c> {
             sources,
             sinks,
             metrics: Metrics {
-                nodes: self.nodes.iter().map(|n| n.metrics.clone()).collect(),
+                nodes: self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let mut m = n.metrics.clone();
+                        if let Some(op) = &n.op {
+                            m.late = op.late_rows();
+                        }
+                        m
+                    })
+                    .collect(),
             },
             elapsed,
             stopped,

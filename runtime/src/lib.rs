@@ -1,7 +1,8 @@
 //! fsql runtime: executes a compiled plan (`fsql_plan::Pipeline`) over Arrow batches.
 //!
 //! - [`eval`]: the expression interpreter (the reference executor of the expression IR).
-//! - [`operator`] / [`operators`]: the operator trait and the stateless operators.
+//! - [`operator`] / [`operators`]: the operator trait, the stateless operators and OVER
+//!   aggregation.
 //! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator; print, blackhole,
 //!   filesystem).
 //! - [`batcher`]: size- and linger-bounded batching.

@@ -12,7 +12,7 @@ pub struct NodeMetrics {
     pub id: u32,
     /// The node's stable name.
     pub name: String,
-    /// `source`, `calc`, `union`, `ruleset`, `sink` or `collect`.
+    /// `source`, `calc`, `union`, `ruleset`, `over`, `sink` or `collect`.
     pub kind: &'static str,
     /// Rows received from inputs.
     pub rows_in: u64,
@@ -24,6 +24,8 @@ pub struct NodeMetrics {
     pub batches_out: u64,
     /// Records a source could not decode.
     pub malformed: u64,
+    /// Rows a stateful operator (OVER) dropped because they arrived behind its watermark.
+    pub late: u64,
     /// The node's current watermark (epoch ms), if any arrived.
     pub watermark: Option<i64>,
 }
@@ -41,8 +43,10 @@ impl Metrics {
         self.nodes.get(id.0 as usize)
     }
 
-    /// A fixed-width text table, one line per node.
+    /// A fixed-width text table, one line per node (with a `late` column when any node dropped
+    /// late rows).
     pub fn render(&self) -> String {
+        let late = self.nodes.iter().any(|n| n.late > 0);
         let width = self
             .nodes
             .iter()
@@ -51,17 +55,27 @@ impl Metrics {
             .unwrap_or(4)
             .max(4);
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:>3}  {:<width$}  {:<8} {:>12} {:>12} {:>9}",
             "id", "node", "kind", "rows in", "rows out", "malformed"
         );
+        let _ = if late {
+            writeln!(out, " {:>9}", "late")
+        } else {
+            writeln!(out)
+        };
         for n in &self.nodes {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{:>3}  {:<width$}  {:<8} {:>12} {:>12} {:>9}",
                 n.id, n.name, n.kind, n.rows_in, n.rows_out, n.malformed
             );
+            let _ = if late {
+                writeln!(out, " {:>9}", n.late)
+            } else {
+                writeln!(out)
+            };
         }
         out
     }

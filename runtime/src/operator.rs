@@ -46,6 +46,12 @@ pub trait Operator {
         Ok(())
     }
 
+    /// Rows dropped because they arrived behind the watermark (stateful operators); reported in
+    /// the node's metrics.
+    fn late_rows(&self) -> u64 {
+        0
+    }
+
     /// The run is over (ended or stopped): release resources, flush files. Called once.
     fn close(&mut self) -> Result<(), RuntimeError> {
         Ok(())

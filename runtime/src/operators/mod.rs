@@ -1,11 +1,14 @@
-//! The stateless operators: Calc (filter + project), Union, Ruleset, Sink and Collect.
+//! The operators: Calc (filter + project), Union, Ruleset, Sink and Collect (stateless), and OVER
+//! aggregation (stateful).
 
 pub mod calc;
+pub mod over;
 pub mod passthrough;
 pub mod ruleset;
 pub mod sink;
 
 pub use calc::Calc;
+pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;
 pub use sink::SinkOperator;

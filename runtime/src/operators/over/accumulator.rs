@@ -1,0 +1,615 @@
+//! Incremental aggregate state: a row's value is added when it enters the frame and retracted
+//! when it leaves a sliding frame; the result is read after each step.
+//!
+//! Rows always leave a frame oldest first (the frame's front), which FIRST_VALUE/LAST_VALUE rely
+//! on. NULL values are ignored by every function except `COUNT(*)`. Costs per add/retract:
+//! O(1) for COUNT/SUM/AVG/variance and unbounded MIN/MAX, O(log w) for sliding MIN/MAX (a
+//! multiset), O(1) amortised for FIRST/LAST_VALUE when rows arrive in order, and one hash
+//! lookup more with DISTINCT.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::key::FxBuild;
+use super::value::{Dec, Value, ValueType};
+
+/// Identifies a row within a partition: event time, then arrival sequence.
+pub(crate) type RowKey = (i64, u64);
+
+/// The arithmetic of SUM and AVG, from the argument's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Domain {
+    /// 64-bit integers, wrapping on overflow (narrowed to the output type at the end).
+    Int,
+    Float,
+    /// Unscaled `i128` at the argument's scale.
+    Decimal {
+        scale: i8,
+    },
+}
+
+/// The result type of AVG (Flink types `AVG(INT)` as `INT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AvgOut {
+    /// Truncated toward zero.
+    Int,
+    Float,
+    /// Rounded half up at this scale.
+    Decimal {
+        scale: i8,
+    },
+}
+
+/// The variance family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Moment {
+    VarPop,
+    VarSamp,
+    StddevPop,
+    StddevSamp,
+}
+
+/// Which aggregate an accumulator computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccKind {
+    CountStar,
+    Count,
+    Sum(Domain),
+    Avg(Domain, AvgOut),
+    Min,
+    Max,
+    FirstValue,
+    LastValue,
+    Moment(Moment),
+}
+
+/// An aggregate's accumulator description (shared by every partition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AccSpec {
+    pub kind: AccKind,
+    /// Aggregate distinct values only (refcounted, so retraction works).
+    pub distinct: bool,
+    /// The frame slides: values are retracted, so MIN/MAX and FIRST/LAST_VALUE keep every value
+    /// of the frame instead of the running extreme.
+    pub bounded: bool,
+}
+
+impl AccSpec {
+    /// The type of the results, given the argument's.
+    pub(crate) fn result_type(&self, arg: &ValueType) -> ValueType {
+        match self.kind {
+            AccKind::CountStar | AccKind::Count => ValueType::int64(),
+            AccKind::Sum(Domain::Int) => ValueType::int64(),
+            AccKind::Sum(Domain::Float) => ValueType::Float,
+            AccKind::Sum(Domain::Decimal { scale }) => ValueType::Decimal { scale },
+            AccKind::Avg(_, AvgOut::Int) => ValueType::int64(),
+            AccKind::Avg(_, AvgOut::Float) => ValueType::Float,
+            AccKind::Avg(_, AvgOut::Decimal { scale }) => ValueType::Decimal { scale },
+            AccKind::Min | AccKind::Max | AccKind::FirstValue | AccKind::LastValue => arg.clone(),
+            AccKind::Moment(_) => ValueType::Float,
+        }
+    }
+
+    /// An empty accumulator.
+    pub(crate) fn new_acc(&self) -> Accumulator {
+        let state = match self.kind {
+            AccKind::CountStar | AccKind::Count => State::Count(0),
+            AccKind::Sum(d) | AccKind::Avg(d, _) => match d {
+                Domain::Int => State::Int { sum: 0, n: 0 },
+                Domain::Float => State::Float { sum: 0.0, n: 0 },
+                Domain::Decimal { .. } => State::Dec { sum: 0, n: 0 },
+            },
+            AccKind::Min | AccKind::Max if self.bounded => State::Multiset(BTreeMap::new()),
+            AccKind::Min | AccKind::Max => State::Extreme(None),
+            AccKind::FirstValue | AccKind::LastValue => State::Ends(VecDeque::new()),
+            AccKind::Moment(_) => State::Moments {
+                n: 0,
+                sum: 0.0,
+                sumsq: 0.0,
+            },
+        };
+        let distinct = self.distinct
+            && !matches!(
+                self.kind,
+                AccKind::CountStar
+                    | AccKind::Min
+                    | AccKind::Max
+                    | AccKind::FirstValue
+                    | AccKind::LastValue
+            );
+        Accumulator {
+            distinct: distinct.then(HashMap::default),
+            state,
+        }
+    }
+}
+
+/// The state of one aggregate in one partition.
+#[derive(Clone, Debug)]
+pub(crate) struct Accumulator {
+    /// DISTINCT: how many rows of the frame hold each value; only a value's first occurrence
+    /// reaches `state`.
+    distinct: Option<HashMap<Value, u32, FxBuild>>,
+    state: State,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Count(i64),
+    Int {
+        sum: i64,
+        n: i64,
+    },
+    Float {
+        sum: f64,
+        n: i64,
+    },
+    Dec {
+        sum: i128,
+        n: i64,
+    },
+    /// Sliding MIN/MAX: value → occurrences.
+    Multiset(BTreeMap<Value, u32>),
+    /// Unbounded MIN/MAX: the extreme so far.
+    Extreme(Option<Value>),
+    /// FIRST/LAST_VALUE: the frame's non-NULL values by row key (only the first, or the last,
+    /// one for an unbounded frame).
+    Ends(VecDeque<(RowKey, Value)>),
+    Moments {
+        n: i64,
+        sum: f64,
+        sumsq: f64,
+    },
+}
+
+impl Accumulator {
+    /// Row `key` with argument value `v` enters the frame.
+    #[inline]
+    pub(crate) fn add(&mut self, spec: &AccSpec, key: RowKey, v: &Value) {
+        if spec.kind == AccKind::CountStar {
+            if let State::Count(n) = &mut self.state {
+                *n += 1;
+            }
+            return;
+        }
+        if v.is_null() {
+            return;
+        }
+        if let Some(seen) = &mut self.distinct {
+            if let Some(c) = seen.get_mut(v) {
+                *c += 1;
+                return;
+            }
+            seen.insert(v.clone(), 1);
+        }
+        self.state.add(spec, key, v);
+    }
+
+    /// Row `key` with argument value `v` leaves the frame (it was added before).
+    #[inline]
+    pub(crate) fn retract(&mut self, spec: &AccSpec, key: RowKey, v: &Value) {
+        if spec.kind == AccKind::CountStar {
+            if let State::Count(n) = &mut self.state {
+                *n -= 1;
+            }
+            return;
+        }
+        if v.is_null() {
+            return;
+        }
+        if let Some(seen) = &mut self.distinct {
+            match seen.get_mut(v) {
+                Some(c) if *c > 1 => {
+                    *c -= 1;
+                    return;
+                }
+                Some(_) => {
+                    seen.remove(v);
+                }
+                None => return,
+            }
+        }
+        self.state.retract(spec, key, v);
+    }
+
+    /// The aggregate over the rows added and not retracted.
+    pub(crate) fn result(&self, spec: &AccSpec) -> Value {
+        match &self.state {
+            State::Count(n) => Value::Int(*n),
+            State::Int { sum, n } => match spec.kind {
+                _ if *n == 0 => Value::Null,
+                AccKind::Avg(_, out) => avg(*sum as i128, 0, *n, out),
+                _ => Value::Int(*sum),
+            },
+            State::Float { sum, n } => match spec.kind {
+                _ if *n == 0 => Value::Null,
+                AccKind::Avg(_, out) => {
+                    let a = sum / *n as f64;
+                    match out {
+                        AvgOut::Int => Value::Int(a as i64),
+                        AvgOut::Float => Value::Float(a),
+                        AvgOut::Decimal { scale } => {
+                            let scaled = a * 10f64.powi(scale as i32);
+                            if scaled.is_finite() {
+                                Value::Decimal(Dec::new(scaled.round() as i128))
+                            } else {
+                                Value::Null
+                            }
+                        }
+                    }
+                }
+                _ => Value::Float(*sum),
+            },
+            State::Dec { sum, n } => match spec.kind {
+                _ if *n == 0 => Value::Null,
+                AccKind::Avg(Domain::Decimal { scale }, out) => avg(*sum, scale, *n, out),
+                _ => Value::Decimal(Dec::new(*sum)),
+            },
+            State::Multiset(m) => {
+                let e = if spec.kind == AccKind::Min {
+                    m.first_key_value()
+                } else {
+                    m.last_key_value()
+                };
+                e.map_or(Value::Null, |(v, _)| v.clone())
+            }
+            State::Extreme(v) => v.clone().unwrap_or(Value::Null),
+            State::Ends(entries) => {
+                let e = if spec.kind == AccKind::FirstValue {
+                    entries.front()
+                } else {
+                    entries.back()
+                };
+                e.map_or(Value::Null, |(_, v)| v.clone())
+            }
+            State::Moments { n, sum, sumsq } => {
+                let AccKind::Moment(m) = spec.kind else {
+                    return Value::Null;
+                };
+                let sample = matches!(m, Moment::VarSamp | Moment::StddevSamp);
+                if *n == 0 || (sample && *n == 1) {
+                    return Value::Null;
+                }
+                // Flink's reduction: (Σx² − (Σx)²/n) / n (or n − 1).
+                let n = *n as f64;
+                let divisor = if sample { n - 1.0 } else { n };
+                let var = ((sumsq - sum * sum / n) / divisor).max(0.0);
+                Value::Float(match m {
+                    Moment::VarPop | Moment::VarSamp => var,
+                    Moment::StddevPop | Moment::StddevSamp => var.sqrt(),
+                })
+            }
+        }
+    }
+}
+
+impl State {
+    #[inline]
+    fn add(&mut self, spec: &AccSpec, key: RowKey, v: &Value) {
+        match self {
+            State::Count(n) => *n += 1,
+            State::Int { sum, n } => {
+                if let Value::Int(x) = v {
+                    *sum = sum.wrapping_add(*x);
+                    *n += 1;
+                }
+            }
+            State::Float { sum, n } => {
+                if let Some(x) = as_f64(v) {
+                    *sum += x;
+                    *n += 1;
+                }
+            }
+            State::Dec { sum, n } => {
+                if let Value::Decimal(x) = v {
+                    *sum = sum.wrapping_add(x.get());
+                    *n += 1;
+                }
+            }
+            State::Multiset(m) => {
+                if let Some(c) = m.get_mut(v) {
+                    *c += 1;
+                } else {
+                    m.insert(v.clone(), 1);
+                }
+            }
+            State::Extreme(cur) => {
+                let replace = match cur {
+                    None => true,
+                    Some(c) if spec.kind == AccKind::Min => v < c,
+                    Some(c) => v > c,
+                };
+                if replace {
+                    *cur = Some(v.clone());
+                }
+            }
+            State::Ends(entries) => {
+                if !spec.bounded {
+                    // Unbounded: only the first (or last) value can ever be the result.
+                    let keep = match entries.front() {
+                        None => true,
+                        Some((k, _)) if spec.kind == AccKind::FirstValue => key < *k,
+                        Some((k, _)) => key > *k,
+                    };
+                    if keep {
+                        entries.clear();
+                        entries.push_back((key, v.clone()));
+                    }
+                } else if entries.back().is_none_or(|(k, _)| *k < key) {
+                    entries.push_back((key, v.clone()));
+                } else {
+                    // An out-of-order row (arrival mode): insert at its place.
+                    let at = entries.partition_point(|(k, _)| *k < key);
+                    entries.insert(at, (key, v.clone()));
+                }
+            }
+            State::Moments { n, sum, sumsq } => {
+                if let Some(x) = as_f64(v) {
+                    *n += 1;
+                    *sum += x;
+                    *sumsq += x * x;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn retract(&mut self, _spec: &AccSpec, key: RowKey, v: &Value) {
+        match self {
+            State::Count(n) => *n -= 1,
+            State::Int { sum, n } => {
+                if let Value::Int(x) = v {
+                    *sum = sum.wrapping_sub(*x);
+                    *n -= 1;
+                }
+            }
+            State::Float { sum, n } => {
+                if let Some(x) = as_f64(v) {
+                    *sum -= x;
+                    *n -= 1;
+                    if *n == 0 {
+                        // Drop the rounding residue of add/subtract: an empty sum restarts at 0.
+                        *sum = 0.0;
+                    }
+                }
+            }
+            State::Dec { sum, n } => {
+                if let Value::Decimal(x) = v {
+                    *sum = sum.wrapping_sub(x.get());
+                    *n -= 1;
+                }
+            }
+            State::Multiset(m) => match m.get_mut(v) {
+                Some(c) if *c > 1 => *c -= 1,
+                Some(_) => {
+                    m.remove(v);
+                }
+                None => {}
+            },
+            // Unbounded frames never retract.
+            State::Extreme(_) => {}
+            State::Ends(entries) => {
+                if entries.front().is_some_and(|(k, _)| *k == key) {
+                    entries.pop_front();
+                } else if let Ok(at) = entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    entries.remove(at);
+                }
+            }
+            State::Moments { n, sum, sumsq } => {
+                if let Some(x) = as_f64(v) {
+                    *n -= 1;
+                    *sum -= x;
+                    *sumsq -= x * x;
+                    if *n == 0 {
+                        *sum = 0.0;
+                        *sumsq = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+/// AVG of `n` values summing to `sum` (unscaled at `scale`), in the output type.
+fn avg(sum: i128, scale: i8, n: i64, out: AvgOut) -> Value {
+    match out {
+        AvgOut::Int => {
+            let per = pow10(scale.max(0) as u32).unwrap_or(1);
+            Value::Int((sum / (n as i128 * per)) as i64)
+        }
+        AvgOut::Float => Value::Float(sum as f64 / 10f64.powi(scale as i32) / n as f64),
+        AvgOut::Decimal { scale: to } => match divide_half_up(sum, scale, n, to) {
+            Some(v) => Value::Decimal(Dec::new(v)),
+            None => Value::Null,
+        },
+    }
+}
+
+fn pow10(e: u32) -> Option<i128> {
+    10i128.checked_pow(e)
+}
+
+/// `num / 10^from / den` as an unscaled value at scale `to`, rounded half up (away from zero);
+/// `None` on overflow.
+fn divide_half_up(num: i128, from: i8, den: i64, to: i8) -> Option<i128> {
+    let diff = to as i32 - from as i32;
+    let (num, den) = if diff >= 0 {
+        (num.checked_mul(pow10(diff as u32)?)?, den as i128)
+    } else {
+        (num, (den as i128).checked_mul(pow10((-diff) as u32)?)?)
+    };
+    if den == 0 {
+        return None;
+    }
+    let q = num / den;
+    let r = num % den;
+    Some(if r.unsigned_abs() * 2 >= den.unsigned_abs() {
+        q + num.signum() * den.signum()
+    } else {
+        q
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: AccKind, bounded: bool) -> AccSpec {
+        AccSpec {
+            kind,
+            distinct: false,
+            bounded,
+        }
+    }
+
+    fn f(x: f64) -> Value {
+        Value::Float(x)
+    }
+
+    fn run(spec: &AccSpec, adds: &[Value]) -> Accumulator {
+        let mut acc = spec.new_acc();
+        for (i, v) in adds.iter().enumerate() {
+            acc.add(spec, (i as i64, i as u64), v);
+        }
+        acc
+    }
+
+    #[test]
+    fn moments_match_flinks_digits() {
+        // ROWS 2 PRECEDING over 1, 2, 4, 8, 16, NULL (Flink 2.3).
+        let pop = spec(AccKind::Moment(Moment::StddevPop), true);
+        let samp = spec(AccKind::Moment(Moment::VarSamp), true);
+        let values = [f(1.0), f(2.0), f(4.0), f(8.0), f(16.0), Value::Null];
+        let mut a = pop.new_acc();
+        let mut b = samp.new_acc();
+        let mut got = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            a.add(&pop, (i as i64, i as u64), v);
+            b.add(&samp, (i as i64, i as u64), v);
+            if i >= 3 {
+                let old = &values[i - 3];
+                a.retract(&pop, ((i - 3) as i64, (i - 3) as u64), old);
+                b.retract(&samp, ((i - 3) as i64, (i - 3) as u64), old);
+            }
+            got.push((a.result(&pop), b.result(&samp)));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (f(0.0), Value::Null),
+                (f(0.5), f(0.5)),
+                (f(1.2472191289246473), f(2.333333333333334)),
+                (f(2.4944382578492945), f(9.333333333333336)),
+                (f(4.988876515698589), f(37.33333333333334)),
+                (f(4.0), f(32.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn integer_avg_truncates_toward_zero() {
+        let s = spec(AccKind::Avg(Domain::Int, AvgOut::Int), false);
+        let acc = run(&s, &[Value::Int(-7), Value::Int(2)]);
+        assert_eq!(acc.result(&s), Value::Int(-2));
+        let fl = spec(AccKind::Avg(Domain::Int, AvgOut::Float), false);
+        assert_eq!(
+            run(&fl, &[Value::Int(1), Value::Int(2)]).result(&fl),
+            f(1.5)
+        );
+    }
+
+    #[test]
+    fn decimal_avg_rounds_half_up_at_the_output_scale() {
+        // AVG of 1.00, 2.00, 2.00 (scale 2) = 1.666666666... → DECIMAL(38, 6) 1.666667.
+        let s = spec(
+            AccKind::Avg(Domain::Decimal { scale: 2 }, AvgOut::Decimal { scale: 6 }),
+            false,
+        );
+        let d = |v| Value::Decimal(Dec::new(v));
+        assert_eq!(run(&s, &[d(100), d(200), d(200)]).result(&s), d(1_666_667));
+        assert_eq!(
+            run(&s, &[d(-100), d(-200), d(-200)]).result(&s),
+            d(-1_666_667)
+        );
+        let sum = spec(AccKind::Sum(Domain::Decimal { scale: 2 }), false);
+        assert_eq!(
+            run(&sum, &[d(100), Value::Null, d(250)]).result(&sum),
+            d(350)
+        );
+    }
+
+    #[test]
+    fn sums_are_null_without_values_and_wrap_on_overflow() {
+        let s = spec(AccKind::Sum(Domain::Int), true);
+        let mut acc = run(&s, &[Value::Null]);
+        assert_eq!(acc.result(&s), Value::Null);
+        acc.add(&s, (5, 5), &Value::Int(i64::MAX));
+        acc.add(&s, (6, 6), &Value::Int(1));
+        assert_eq!(acc.result(&s), Value::Int(i64::MIN));
+        acc.retract(&s, (5, 5), &Value::Int(i64::MAX));
+        acc.retract(&s, (6, 6), &Value::Int(1));
+        assert_eq!(acc.result(&s), Value::Null);
+    }
+
+    #[test]
+    fn distinct_counts_values_until_their_last_copy_leaves() {
+        let s = AccSpec {
+            kind: AccKind::Count,
+            distinct: true,
+            bounded: true,
+        };
+        let mut acc = run(&s, &[f(1.0), f(1.0), f(2.0), Value::Null]);
+        assert_eq!(acc.result(&s), Value::Int(2));
+        acc.retract(&s, (0, 0), &f(1.0));
+        assert_eq!(acc.result(&s), Value::Int(2));
+        acc.retract(&s, (1, 1), &f(1.0));
+        assert_eq!(acc.result(&s), Value::Int(1));
+        let sum = AccSpec {
+            kind: AccKind::Sum(Domain::Float),
+            distinct: true,
+            bounded: false,
+        };
+        assert_eq!(run(&sum, &[f(3.0), f(3.0), f(4.0)]).result(&sum), f(7.0));
+    }
+
+    #[test]
+    fn first_and_last_value_skip_nulls_and_follow_retraction() {
+        let first = spec(AccKind::FirstValue, true);
+        let last = spec(AccKind::LastValue, true);
+        let values = [f(16.0), Value::Null];
+        assert_eq!(run(&last, &values).result(&last), f(16.0));
+        let mut acc = run(&first, &[Value::Null, f(2.0), f(3.0)]);
+        assert_eq!(acc.result(&first), f(2.0));
+        acc.retract(&first, (0, 0), &Value::Null);
+        acc.retract(&first, (1, 1), &f(2.0));
+        assert_eq!(acc.result(&first), f(3.0));
+        // An older row arriving late becomes the first value.
+        acc.add(&first, (-1, 9), &f(9.0));
+        assert_eq!(acc.result(&first), f(9.0));
+        // Unbounded frames keep one value.
+        let unb = spec(AccKind::FirstValue, false);
+        let mut acc = run(&unb, &[f(5.0), f(6.0)]);
+        acc.add(&unb, (-1, 7), &f(4.0));
+        assert_eq!(acc.result(&unb), f(4.0));
+    }
+
+    #[test]
+    fn sliding_min_max_survive_duplicates() {
+        let min = spec(AccKind::Min, true);
+        let mut acc = run(&min, &[f(1.0), f(1.0), f(3.0)]);
+        acc.retract(&min, (0, 0), &f(1.0));
+        assert_eq!(acc.result(&min), f(1.0));
+        acc.retract(&min, (1, 1), &f(1.0));
+        assert_eq!(acc.result(&min), f(3.0));
+        acc.retract(&min, (2, 2), &f(3.0));
+        assert_eq!(acc.result(&min), Value::Null);
+    }
+}

@@ -1,0 +1,305 @@
+//! Partition keys: the `PARTITION BY` columns of a batch encoded once per batch with Arrow's row
+//! format (one allocation per batch, none per row), hashed with a fast non-cryptographic hash
+//! ([`hash_key`]) and kept inline when short ([`KeyBytes`]), so finding a partition touches the
+//! hash table and the partition itself, nothing else.
+
+use std::hash::{BuildHasher, Hasher};
+
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
+use arrow::row::{RowConverter, Rows, SortField};
+
+/// The partition keys of one batch.
+pub(crate) enum BatchKeys {
+    /// No `PARTITION BY`: every row is in the one partition (key `[]`).
+    Single,
+    Rows(Rows),
+}
+
+impl BatchKeys {
+    /// The key bytes of row `i`.
+    #[inline]
+    pub(crate) fn key(&self, i: usize) -> &[u8] {
+        match self {
+            BatchKeys::Single => &[],
+            BatchKeys::Rows(rows) => rows.row(i).data(),
+        }
+    }
+}
+
+/// Encodes the partition columns of batches.
+pub(crate) struct KeyEncoder {
+    columns: Vec<usize>,
+    converter: Option<RowConverter>,
+}
+
+impl KeyEncoder {
+    pub(crate) fn new(columns: Vec<usize>) -> KeyEncoder {
+        KeyEncoder {
+            columns,
+            converter: None,
+        }
+    }
+
+    /// The keys of every row of `batch`.
+    pub(crate) fn encode(&mut self, batch: &RecordBatch) -> Result<BatchKeys, ArrowError> {
+        if self.columns.is_empty() {
+            return Ok(BatchKeys::Single);
+        }
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        for &c in &self.columns {
+            if c >= batch.num_columns() {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "partition column ${c} does not exist (the input has {} columns)",
+                    batch.num_columns()
+                )));
+            }
+            arrays.push(batch.column(c).clone());
+        }
+        if self.converter.is_none() {
+            let fields = arrays
+                .iter()
+                .map(|a| SortField::new(a.data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
+        }
+        match &self.converter {
+            Some(conv) => Ok(BatchKeys::Rows(conv.convert_columns(&arrays)?)),
+            None => Ok(BatchKeys::Single),
+        }
+    }
+}
+
+/// A word-at-a-time hasher built on folded multiplication (as foldhash and ahash use): fast on
+/// short keys and mixing every input bit into the low bits the table indexes by. Not
+/// DoS-resistant: keys come from the pipeline's own data, and a skewed key space costs time,
+/// not correctness.
+#[derive(Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+impl Default for FxHasher {
+    fn default() -> FxHasher {
+        FxHasher { hash: SEED_0 }
+    }
+}
+
+const SEED_0: u64 = 0x243f_6a88_85a3_08d3;
+const SEED_1: u64 = 0x1319_8a2e_0370_7344;
+const SEED_2: u64 = 0xa409_3822_299f_31d0;
+
+/// The 128-bit product of `a` and `b`, folded to 64 bits.
+#[inline]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let full = (a as u128).wrapping_mul(b as u128);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = folded_mul(self.hash ^ word, SEED_1);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        folded_mul(self.hash, SEED_2)
+    }
+}
+
+/// The hash of key bytes.
+#[inline]
+pub(crate) fn hash_key(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// Key bytes, inline up to 22 bytes (a row-encoded BIGINT is 9, a short string about 20).
+#[derive(Clone, Debug)]
+pub(crate) enum KeyBytes {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    pub(crate) fn new(key: &[u8]) -> KeyBytes {
+        if key.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..key.len()].copy_from_slice(key);
+            KeyBytes::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyBytes::Heap(key.into())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, bytes } => &bytes[..*len as usize],
+            KeyBytes::Heap(b) => b,
+        }
+    }
+}
+
+/// Hashes `u64`s that already are hashes: the identity.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`IdHasher`]s.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdBuild;
+
+impl BuildHasher for IdBuild {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher::default()
+    }
+}
+
+/// Builds [`FxHasher`]s.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FxBuild;
+
+impl BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn equal_key_values_encode_to_equal_bytes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    Some("a"),
+                    None,
+                ])),
+                Arc::new(Int64Array::from(vec![1, 1, 1, 1])),
+            ],
+        )
+        .unwrap();
+        let mut enc = KeyEncoder::new(vec![0, 1]);
+        let keys = enc.encode(&batch).unwrap();
+        assert_eq!(keys.key(0), keys.key(2));
+        assert_ne!(keys.key(0), keys.key(1));
+        assert_ne!(keys.key(0), keys.key(3));
+        let single = KeyEncoder::new(vec![]).encode(&batch).unwrap();
+        assert_eq!(single.key(3), &[] as &[u8]);
+    }
+
+    #[test]
+    fn hasher_spreads_big_endian_integer_keys_over_low_bits() {
+        // Row-format BIGINT keys differ in their last bytes; the table indexes by low bits.
+        let mut buckets = std::collections::HashSet::new();
+        for k in 0u64..4096 {
+            let mut key = vec![1u8];
+            key.extend_from_slice(&(k ^ (1 << 63)).to_be_bytes());
+            let mut s = FxBuild.build_hasher();
+            s.write(&key);
+            buckets.insert(s.finish() & 4095);
+        }
+        assert!(
+            buckets.len() > 2500,
+            "{} of 4096 buckets used",
+            buckets.len()
+        );
+    }
+
+    #[test]
+    fn short_keys_stay_inline() {
+        assert_eq!(std::mem::size_of::<KeyBytes>(), 24);
+        let short = KeyBytes::new(b"card-1");
+        assert!(matches!(short, KeyBytes::Inline { .. }));
+        assert_eq!(short.as_slice(), b"card-1");
+        let long = KeyBytes::new(&[7u8; 40]);
+        assert!(matches!(long, KeyBytes::Heap(_)));
+        assert_eq!(long.as_slice(), &[7u8; 40]);
+    }
+
+    #[test]
+    fn hasher_separates_lengths_and_contents() {
+        let h = |b: &[u8]| {
+            let mut s = FxBuild.build_hasher();
+            s.write(b);
+            s.finish()
+        };
+        assert_ne!(h(b"a"), h(b"a\0"));
+        assert_ne!(h(b"abcdefgh1"), h(b"abcdefgh2"));
+        assert_eq!(h(b"card-42"), h(b"card-42"));
+    }
+}

@@ -1,0 +1,366 @@
+//! How an [`OverSpec`]'s aggregates map onto state: which argument columns are evaluated per batch
+//! and kept per row (deduplicated across aggregates), each aggregate's frame in the event-time
+//! column's unit, its accumulator and its result type.
+
+use arrow::datatypes::DataType as ArrowType;
+use fsql_plan::{AggregateFunction, Expr, OverFrame, OverSpec};
+
+use super::accumulator::{AccKind, AccSpec, AvgOut, Domain, Moment};
+use super::value::{Repr, ValueType};
+
+/// A frame, with RANGE offsets in the event-time column's unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    Range(i64),
+    UnboundedRange,
+    Rows(u64),
+    UnboundedRows,
+}
+
+impl Frame {
+    /// RANGE frames process rows with equal event times (peers) as one group.
+    pub(crate) fn peers(self) -> bool {
+        matches!(self, Frame::Range(_) | Frame::UnboundedRange)
+    }
+
+    /// Rows leave the frame (values are retracted).
+    pub(crate) fn bounded(self) -> bool {
+        matches!(self, Frame::Range(_) | Frame::Rows(_))
+    }
+}
+
+/// What an aggregate computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Func {
+    Acc(AccSpec),
+    /// `LAG(x, offset, default)`: `default` indexes [`Layout::defaults`].
+    Lag {
+        offset: u64,
+        default: Option<usize>,
+    },
+}
+
+/// One aggregate of the spec.
+#[derive(Clone, Debug)]
+pub(crate) struct AggPlan {
+    pub func: Func,
+    pub frame: Frame,
+    /// The stored column of its argument (`None` for `COUNT(*)`).
+    pub col: Option<usize>,
+    /// The type of the values it produces...
+    pub result: ValueType,
+    /// ... and the output column's type they are cast to.
+    pub target: ArrowType,
+}
+
+/// The compiled spec.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// Argument columns evaluated per batch and kept with each row, and how they are read.
+    pub stored: Vec<(Expr, Repr)>,
+    /// LAG defaults, evaluated per batch (read for the current row only, never stored), with
+    /// the type of the LAG argument they are cast to.
+    pub defaults: Vec<(Expr, ArrowType)>,
+    pub aggs: Vec<AggPlan>,
+    /// When every aggregate is a sliding RANGE frame: the longest offset. A partition whose
+    /// newest row is older than `watermark - expire_after` has nothing any later row can see, so
+    /// it is dropped.
+    pub expire_after: Option<i64>,
+}
+
+impl Layout {
+    /// Compiles `spec`; `to_unit` turns milliseconds into the event-time column's unit and
+    /// `targets` are the output types of the aggregates.
+    pub(crate) fn new(
+        spec: &OverSpec,
+        to_unit: impl Fn(i64) -> i64,
+        targets: &[ArrowType],
+    ) -> Result<Layout, String> {
+        if targets.len() != spec.aggregates.len() {
+            return Err(format!(
+                "{} aggregates but {} output columns for them",
+                spec.aggregates.len(),
+                targets.len()
+            ));
+        }
+        let mut layout = Layout {
+            stored: Vec::new(),
+            defaults: Vec::new(),
+            aggs: Vec::new(),
+            expire_after: None,
+        };
+        for (agg, target) in spec.aggregates.iter().zip(targets) {
+            let frame = match agg.frame {
+                OverFrame::Range { preceding_ms } => {
+                    if preceding_ms < 0 {
+                        return Err(format!("negative RANGE offset {preceding_ms} ms"));
+                    }
+                    Frame::Range(to_unit(preceding_ms))
+                }
+                OverFrame::UnboundedRange => Frame::UnboundedRange,
+                OverFrame::Rows { preceding } => Frame::Rows(preceding),
+                OverFrame::UnboundedRows => Frame::UnboundedRows,
+            };
+            let arg = agg.args.first();
+            let arg_type = match arg {
+                Some(e) => {
+                    let t = e.data_type.to_arrow();
+                    Some(ValueType::of(&t).ok_or_else(|| {
+                        format!(
+                            "{:?} over {} values is not supported",
+                            agg.function, e.data_type
+                        )
+                    })?)
+                }
+                None => None,
+            };
+            let name = function_name(agg.function);
+            let need_arg = || {
+                arg_type
+                    .clone()
+                    .ok_or_else(|| format!("{name} needs an argument"))
+            };
+            let numeric = |vt: &ValueType| -> Result<Domain, String> {
+                match vt {
+                    ValueType::Int(t) if t.is_integer() => Ok(Domain::Int),
+                    ValueType::Float | ValueType::Null => Ok(Domain::Float),
+                    ValueType::Decimal { scale } => Ok(Domain::Decimal { scale: *scale }),
+                    _ => Err(format!("{name} takes a numeric argument")),
+                }
+            };
+            let acc = |kind| AccSpec {
+                kind,
+                distinct: agg.distinct,
+                bounded: frame.bounded(),
+            };
+            let (func, repr, vt) = match agg.function {
+                AggregateFunction::Count => match &arg_type {
+                    None => (Func::Acc(acc(AccKind::CountStar)), None, ValueType::int64()),
+                    Some(vt) => {
+                        if agg.args.len() > 1 {
+                            return Err("COUNT with several arguments is not supported".into());
+                        }
+                        let repr = if agg.distinct {
+                            Repr::Full
+                        } else {
+                            Repr::Presence
+                        };
+                        (Func::Acc(acc(AccKind::Count)), Some(repr), vt.clone())
+                    }
+                },
+                AggregateFunction::Sum => {
+                    let vt = need_arg()?;
+                    let d = numeric(&vt)?;
+                    (Func::Acc(acc(AccKind::Sum(d))), Some(Repr::Full), vt)
+                }
+                AggregateFunction::Avg => {
+                    let vt = need_arg()?;
+                    let d = numeric(&vt)?;
+                    let out = match target {
+                        t if t.is_integer() => AvgOut::Int,
+                        t if t.is_floating() => AvgOut::Float,
+                        ArrowType::Decimal128(_, s) => AvgOut::Decimal { scale: *s },
+                        other => return Err(format!("AVG cannot produce {other}")),
+                    };
+                    (Func::Acc(acc(AccKind::Avg(d, out))), Some(Repr::Full), vt)
+                }
+                AggregateFunction::Min => {
+                    (Func::Acc(acc(AccKind::Min)), Some(Repr::Full), need_arg()?)
+                }
+                AggregateFunction::Max => {
+                    (Func::Acc(acc(AccKind::Max)), Some(Repr::Full), need_arg()?)
+                }
+                AggregateFunction::FirstValue => (
+                    Func::Acc(acc(AccKind::FirstValue)),
+                    Some(Repr::Full),
+                    need_arg()?,
+                ),
+                AggregateFunction::LastValue => (
+                    Func::Acc(acc(AccKind::LastValue)),
+                    Some(Repr::Full),
+                    need_arg()?,
+                ),
+                AggregateFunction::StddevPop
+                | AggregateFunction::StddevSamp
+                | AggregateFunction::VarPop
+                | AggregateFunction::VarSamp => {
+                    let vt = need_arg()?;
+                    numeric(&vt)?;
+                    let m = match agg.function {
+                        AggregateFunction::StddevPop => Moment::StddevPop,
+                        AggregateFunction::StddevSamp => Moment::StddevSamp,
+                        AggregateFunction::VarPop => Moment::VarPop,
+                        _ => Moment::VarSamp,
+                    };
+                    (Func::Acc(acc(AccKind::Moment(m))), Some(Repr::Float), vt)
+                }
+                AggregateFunction::Lag { offset } => {
+                    let vt = need_arg()?;
+                    let default = match agg.args.get(1) {
+                        Some(d) => {
+                            layout
+                                .defaults
+                                .push((d.clone(), agg.args[0].data_type.to_arrow()));
+                            Some(layout.defaults.len() - 1)
+                        }
+                        None => None,
+                    };
+                    (Func::Lag { offset, default }, Some(Repr::Full), vt)
+                }
+            };
+            let col = match (repr, arg) {
+                (Some(repr), Some(expr)) => Some(layout.store(expr, repr)),
+                _ => None,
+            };
+            let result = match &func {
+                Func::Acc(spec) => spec.result_type(&vt),
+                Func::Lag { .. } => vt,
+            };
+            layout.aggs.push(AggPlan {
+                func,
+                frame,
+                col,
+                result,
+                target: target.clone(),
+            });
+        }
+        let all_range = layout
+            .aggs
+            .iter()
+            .all(|a| matches!((a.func, a.frame), (Func::Acc(_), Frame::Range(_))));
+        if all_range {
+            layout.expire_after = layout
+                .aggs
+                .iter()
+                .filter_map(|a| match a.frame {
+                    Frame::Range(p) => Some(p),
+                    _ => None,
+                })
+                .max();
+        }
+        Ok(layout)
+    }
+
+    /// The stored column holding `expr` read as `repr` (shared with aggregates of the same
+    /// argument; a presence column is served by a full one).
+    fn store(&mut self, expr: &Expr, repr: Repr) -> usize {
+        if let Some(i) = self.stored.iter().position(|(e, r)| {
+            e == expr && (*r == repr || (repr == Repr::Presence && *r == Repr::Full))
+        }) {
+            return i;
+        }
+        if repr == Repr::Full
+            && let Some(i) = self
+                .stored
+                .iter()
+                .position(|(e, r)| e == expr && *r == Repr::Presence)
+        {
+            // Upgrade: a COUNT(x) column now also serves a full-value aggregate.
+            self.stored[i].1 = Repr::Full;
+            return i;
+        }
+        self.stored.push((expr.clone(), repr));
+        self.stored.len() - 1
+    }
+}
+
+/// The SQL name of a function, for messages.
+fn function_name(f: AggregateFunction) -> &'static str {
+    match f {
+        AggregateFunction::Count => "COUNT",
+        AggregateFunction::Sum => "SUM",
+        AggregateFunction::Avg => "AVG",
+        AggregateFunction::Min => "MIN",
+        AggregateFunction::Max => "MAX",
+        AggregateFunction::FirstValue => "FIRST_VALUE",
+        AggregateFunction::LastValue => "LAST_VALUE",
+        AggregateFunction::StddevPop => "STDDEV_POP",
+        AggregateFunction::StddevSamp => "STDDEV_SAMP",
+        AggregateFunction::VarPop => "VAR_POP",
+        AggregateFunction::VarSamp => "VAR_SAMP",
+        AggregateFunction::Lag { .. } => "LAG",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fsql_plan::{DataType, OverAggregate};
+
+    use super::*;
+
+    fn agg(
+        function: AggregateFunction,
+        args: Vec<Expr>,
+        frame: OverFrame,
+        t: DataType,
+    ) -> OverAggregate {
+        OverAggregate {
+            function,
+            args,
+            distinct: false,
+            frame,
+            data_type: t,
+        }
+    }
+
+    #[test]
+    fn aggregates_of_one_argument_share_its_stored_column() {
+        let v = Expr::column(2, DataType::Double, true);
+        let w = OverFrame::Range {
+            preceding_ms: 3_600_000,
+        };
+        let spec = OverSpec {
+            partition_by: vec![1],
+            order_by: 3,
+            aggregates: vec![
+                agg(
+                    AggregateFunction::Count,
+                    vec![v.clone()],
+                    w,
+                    DataType::BigInt,
+                ),
+                agg(AggregateFunction::Sum, vec![v.clone()], w, DataType::Double),
+                agg(AggregateFunction::Count, vec![], w, DataType::BigInt),
+                agg(
+                    AggregateFunction::StddevPop,
+                    vec![v.clone()],
+                    w,
+                    DataType::Double,
+                ),
+            ],
+        };
+        let targets: Vec<ArrowType> = spec
+            .aggregates
+            .iter()
+            .map(|a| a.data_type.to_arrow())
+            .collect();
+        let l = Layout::new(&spec, |ms| ms * 1000, &targets).unwrap();
+        assert_eq!(
+            l.stored.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+            vec![Repr::Full, Repr::Float]
+        );
+        assert_eq!(
+            l.aggs.iter().map(|a| a.col).collect::<Vec<_>>(),
+            vec![Some(0), Some(0), None, Some(1)]
+        );
+        assert_eq!(l.aggs[0].frame, Frame::Range(3_600_000_000));
+        assert_eq!(l.expire_after, Some(3_600_000_000));
+    }
+
+    #[test]
+    fn sum_of_a_string_is_rejected() {
+        let s = Expr::column(0, DataType::String, true);
+        let spec = OverSpec {
+            partition_by: vec![],
+            order_by: 1,
+            aggregates: vec![agg(
+                AggregateFunction::Sum,
+                vec![s],
+                OverFrame::UnboundedRows,
+                DataType::String,
+            )],
+        };
+        let err = Layout::new(&spec, |ms| ms, &[ArrowType::Utf8]).unwrap_err();
+        assert_eq!(err, "SUM takes a numeric argument");
+    }
+}
