@@ -67,5 +67,17 @@ pub fn run(plan: &Plan, format: RowFormat, unthrottled: bool) -> Result<bool, St
         let _ = writer.finish(&columns).map(|mut w| w.flush());
     }
     eprintln!("{summary}");
+    if summary.late() > 0 {
+        match pipeline
+            .settings
+            .get(fsql_runtime::late_data::LATE_DATA_PATH)
+        {
+            Some(path) => eprintln!("late rows were written to {path}"),
+            None => eprintln!(
+                "{} late row(s) arrived behind the watermark; SET 'pipeline.late-data.path' to keep them",
+                summary.late()
+            ),
+        }
+    }
     Ok(true)
 }

@@ -234,3 +234,41 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
         "the seeded generator makes runs repeatable"
     );
 }
+
+#[test]
+fn rows_behind_the_watermark_go_to_the_late_data_file_and_none_vanish() {
+    let dir = scratch("late");
+    write(
+        &dir,
+        "in.jsonl",
+        "{\"id\":1,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:10\"}\n\
+         {\"id\":2,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:20\"}\n\
+         {\"id\":3,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:05\"}\n\
+         {\"id\":4,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:21\"}\n",
+    );
+    let file = write(
+        &dir,
+        "late.fsql",
+        "SET 'table.exec.mini-batch.size' = '1';\n\
+         SET 'pipeline.late-data.path' = 'late-rows.jsonl';\n\
+         CREATE TABLE t (id BIGINT, k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'in.jsonl', 'format' = 'json');\n\
+         SELECT id, COUNT(*) OVER (PARTITION BY k ORDER BY ts) AS n FROM t;\n",
+    );
+    let out = fsql(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":1,\"n\":1}\n{\"id\":2,\"n\":2}\n{\"id\":4,\"n\":3}\n"
+    );
+    assert!(
+        text(&out.stderr).contains("4 rows in, 3 out, 0 malformed, 1 late"),
+        "{}",
+        text(&out.stderr)
+    );
+    let late = std::fs::read_to_string(dir.join("late-rows.jsonl")).expect("late rows written");
+    assert_eq!(
+        late,
+        "{\"operator\":\"select#1#over1\",\"row\":{\"id\":3,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:05.000\"}}\n"
+    );
+}

@@ -1130,6 +1130,13 @@ impl Compiler {
             Some("arrival") => EmitMode::Arrival,
             _ => EmitMode::Watermark,
         };
+        // The late-data file, like connector paths, is relative to the pipeline file.
+        if let Some(path) = self.settings.get_mut("pipeline.late-data.path")
+            && Path::new(path.as_str()).is_relative()
+            && let Some(dir) = self.dirs.first()
+        {
+            *path = Path::new(dir).join(path.as_str()).display().to_string();
+        }
         let mut nodes = std::mem::take(&mut self.nodes);
         if !options.keep_unused {
             nodes = prune(nodes, &mut self.relations);

@@ -305,6 +305,10 @@ const SETTINGS: &[SettingInfo] = &[
         check: emit_mode,
     },
     SettingInfo {
+        key: "pipeline.late-data.path",
+        check: any,
+    },
+    SettingInfo {
         key: "state.ttl",
         check: duration,
     },

@@ -22,6 +22,7 @@ use fsql_plan::{Expr, ExprKind, NodeId, Operator as PlanOp, Pipeline, SourceSpec
 use crate::batcher::BatchConfig;
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
+use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::{Calc, Over, Passthrough, Ruleset, SinkOperator};
@@ -325,6 +326,8 @@ struct Executor<'c> {
     sources: Vec<SourceDriver>,
     collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
     trace: Option<EventTrace>,
+    /// Where late rows go (`pipeline.late-data.path`); counted in metrics either way.
+    late_data: Option<LateData>,
 }
 
 impl<'c> Executor<'c> {
@@ -495,11 +498,16 @@ impl<'c> Executor<'c> {
         for (node, c) in nodes.iter_mut().zip(consumers) {
             node.consumers = c;
         }
+        let late_data = pipeline
+            .settings
+            .get(LATE_DATA_PATH)
+            .map(|p| LateData::new(std::path::PathBuf::from(p)));
         Ok(Executor {
             nodes,
             sources,
             collector,
             trace: None,
+            late_data,
         })
     }
 
@@ -611,6 +619,11 @@ impl<'c> Executor<'c> {
                 node.metrics.rows_in += batch.num_rows() as u64;
                 node.metrics.batches_in += 1;
                 op.on_batch(slot, batch, &mut out)?;
+                if let Some(late) = op.take_late()
+                    && let Some(late_data) = self.late_data.as_mut()
+                {
+                    late_data.write(&node.metrics.name, &late)?;
+                }
                 self.emit(n, out)
             }
             Signal::Event(Event::Watermark(w)) => {

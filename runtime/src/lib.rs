@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod executor;
 pub mod format;
+pub mod late_data;
 pub mod metrics;
 pub mod operator;
 pub mod operators;

@@ -52,6 +52,12 @@ pub trait Operator {
         0
     }
 
+    /// The rows that arrived late since the last call (in the operator's input schema), for the
+    /// pipeline's late-data output. Nothing late is ever dropped silently.
+    fn take_late(&mut self) -> Option<RecordBatch> {
+        None
+    }
+
     /// The run is over (ended or stopped): release resources, flush files. Called once.
     fn close(&mut self) -> Result<(), RuntimeError> {
         Ok(())

@@ -106,6 +106,8 @@ pub struct Over {
     /// Arrival sequence of the next row.
     seq: u64,
     late: u64,
+    /// Late rows not yet handed to the late-data output.
+    late_batches: Vec<RecordBatch>,
     expiry: VecDeque<Expiry>,
     /// Results of the rows being processed: one vector per aggregate, by output position.
     results: Vec<Vec<Value>>,
@@ -171,6 +173,7 @@ impl Over {
             watermark: i64::MIN,
             seq: 0,
             late: 0,
+            late_batches: Vec::new(),
             expiry: VecDeque::new(),
             ready: Vec::new(),
             pids: Vec::new(),
@@ -258,12 +261,16 @@ impl Over {
     fn buffer(&mut self, batch: RecordBatch) -> Result<(), RuntimeError> {
         let n = batch.num_rows();
         let ts = self.event_times(&batch)?;
+        let late: Vec<u32> = (0..n)
+            .filter(|&i| ts.is_null(i) || is_late(ts.value(i), self.watermark))
+            .map(|i| i as u32)
+            .collect();
+        self.keep_late(&batch, &late)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
         let columns = self.evaluate(&batch)?;
         let slot = self.pending.store(batch, columns, keys);
         for i in 0..n {
             if ts.is_null(i) || is_late(ts.value(i), self.watermark) {
-                self.late += 1;
                 continue;
             }
             // The partition is looked up when the row is processed, so its state is touched
@@ -279,6 +286,19 @@ impl Over {
             self.seq += 1;
         }
         self.pending.seal(slot);
+        Ok(())
+    }
+
+    /// Counts the rows at `late` and keeps them for the late-data output.
+    fn keep_late(&mut self, batch: &RecordBatch, late: &[u32]) -> Result<(), RuntimeError> {
+        if late.is_empty() {
+            return Ok(());
+        }
+        self.late += late.len() as u64;
+        let indices = arrow::array::UInt32Array::from(late.to_vec());
+        let rows =
+            arrow::compute::take_record_batch(batch, &indices).map_err(|e| self.arrow_err(e))?;
+        self.late_batches.push(rows);
         Ok(())
     }
 
@@ -429,6 +449,11 @@ impl Over {
     fn arrive(&mut self, batch: RecordBatch, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         let n = batch.num_rows();
         let ts = self.event_times(&batch)?;
+        let no_time: Vec<u32> = (0..n)
+            .filter(|&i| ts.is_null(i))
+            .map(|i| i as u32)
+            .collect();
+        self.keep_late(&batch, &no_time)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
         let columns = self.evaluate(&batch)?;
         self.reset_results(n);
@@ -452,7 +477,6 @@ impl Over {
         }
         for (i, &pid) in pids.iter().enumerate() {
             if ts.is_null(i) {
-                self.late += 1;
                 continue;
             }
             let r = RowRef {
@@ -582,6 +606,12 @@ impl Operator for Over {
 
     fn late_rows(&self) -> u64 {
         self.late
+    }
+
+    fn take_late(&mut self) -> Option<RecordBatch> {
+        let batches = std::mem::take(&mut self.late_batches);
+        let first = batches.first()?;
+        arrow::compute::concat_batches(&first.schema(), &batches).ok()
     }
 }
 
