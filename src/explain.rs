@@ -177,7 +177,7 @@ pub fn text(plan: &Plan) -> String {
                 }
                 let emit = match p.emit {
                     EmitMode::Watermark => {
-                        "rows are buffered and emitted in event-time order once the watermark passes them; rows behind the watermark are late (counted, not emitted)"
+                        "rows are buffered and emitted in event-time order once the watermark passes them; rows behind the watermark are late here (counted, and written to 'pipeline.late-data.path' when set)"
                     }
                     EmitMode::Arrival => {
                         "each row is emitted as it arrives with all state seen so far; late rows still update state"

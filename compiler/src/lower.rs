@@ -104,7 +104,20 @@ pub fn lower_plan(
             let event_time = rel.event_time;
             let input = materialize(rel, nodes, &resolver.node_name("calc"));
             let spec = over_spec(&w.window_expr, w.input.schema(), event_time)?;
-            let schema = schema_of(w.schema.as_ref(), &output_names(plan))?;
+            // Input columns keep their names; aggregate columns get short internal names (the
+            // query's aliases name them in the projection above).
+            let inputs = w.input.schema().fields().len();
+            let names: Vec<String> = w
+                .schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match i.checked_sub(inputs) {
+                    Some(a) => format!("over${a}"),
+                    None => f.name().clone(),
+                })
+                .collect();
+            let schema = schema_of(w.schema.as_ref(), &names)?;
             let id = NodeId(nodes.len() as u32);
             nodes.push(Node {
                 id,
