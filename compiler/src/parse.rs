@@ -100,6 +100,14 @@ fn include(
         return;
     }
     let full = sources.file(from).dir().join(&path.node);
+    // Only regular files: `INCLUDE '/dev/zero'` must not read forever.
+    if !std::fs::metadata(&full).is_ok_and(|m| m.is_file()) {
+        diags.push(Diagnostic::error(
+            format!("cannot include `{}`: not a readable file", full.display()),
+            path.span,
+        ));
+        return;
+    }
     match std::fs::read_to_string(&full) {
         Ok(text) => {
             let id = sources.add(SourceFile::new(full, text));
@@ -846,5 +854,17 @@ mod tests {
         };
         assert_eq!(m.inputs.len(), 2);
         assert_eq!(m.outputs[0].0.node, "score");
+    }
+
+    #[test]
+    fn include_refuses_what_is_not_a_regular_file() {
+        let (_, diags) = parse("INCLUDE '/dev/zero';\nINCLUDE 'missing.fsql';");
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert!(
+            diags
+                .iter()
+                .all(|d| d.message.contains("not a readable file")),
+            "{diags:?}"
+        );
     }
 }
