@@ -12,7 +12,11 @@ use crate::diagnostic::Diagnostic;
 ///
 /// The match is exhaustive on purpose: each stateful operator added to the plan must say here what
 /// bounds its state.
-pub fn check_state_bounds(nodes: &[Node], _settings: &BTreeMap<String, String>) -> Vec<Diagnostic> {
+pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -> Vec<Diagnostic> {
+    // A state TTL drops idle keys, which bounds every keyed operator.
+    if settings.contains_key("state.ttl") || settings.contains_key("table.exec.state.ttl") {
+        return vec![];
+    }
     nodes
         .iter()
         .flat_map(|node| match &node.op {
@@ -47,7 +51,7 @@ pub fn check_state_bounds(nodes: &[Node], _settings: &BTreeMap<String, String>) 
                         ),
                         None,
                     )
-                    .with_help("bound the frame, e.g. RANGE BETWEEN INTERVAL '24' HOUR PRECEDING AND CURRENT ROW")
+                    .with_help("bound the frame, e.g. RANGE BETWEEN INTERVAL '24' HOUR PRECEDING AND CURRENT ROW, or SET 'state.ttl'")
                 })
                 .collect(),
         })

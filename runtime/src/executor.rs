@@ -39,6 +39,20 @@ pub type MalformedReporter = Box<dyn FnMut(&MalformedRecord)>;
 /// A callback observing every event a node emits.
 pub type EventTrace = Box<dyn FnMut(NodeId, &Event)>;
 
+/// `SET 'state.ttl'` (or Flink's `'table.exec.state.ttl'`) in milliseconds; `None` or 0 = keep forever.
+fn state_ttl_ms(settings: &BTreeMap<String, String>) -> Result<Option<i64>, RuntimeError> {
+    let Some(text) = settings
+        .get("state.ttl")
+        .or_else(|| settings.get("table.exec.state.ttl"))
+    else {
+        return Ok(None);
+    };
+    let ttl =
+        crate::parse_duration(text).map_err(|e| RuntimeError::Plan(format!("state.ttl: {e}")))?;
+    let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    Ok((ms > 0).then_some(ms))
+}
+
 /// How to run a pipeline.
 #[derive(Default)]
 pub struct RunOptions {
@@ -463,6 +477,7 @@ impl<'c> Executor<'c> {
                         &input,
                         schema.clone(),
                         pipeline.emit,
+                        state_ttl_ms(&pipeline.settings)?,
                     )?))
                 }
                 PlanOp::Sink(_) if open.capture_sinks => {

@@ -125,6 +125,7 @@ impl Over {
         input: &ArrowSchema,
         schema: SchemaRef,
         emit: EmitMode,
+        state_ttl_ms: Option<i64>,
     ) -> Result<Over, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("OVER node `{name}`: {m}"));
         let n_aggs = spec.aggregates.len();
@@ -157,7 +158,12 @@ impl Over {
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
-        let layout = Layout::new(spec, |ms| unit.of_ms(ms), &targets).map_err(plan_err)?;
+        let mut layout = Layout::new(spec, |ms| unit.of_ms(ms), &targets).map_err(plan_err)?;
+        // State TTL (event time): a key idle for longer than the TTL behind the watermark is dropped.
+        if let Some(ttl) = state_ttl_ms {
+            let ttl = unit.of_ms(ttl);
+            layout.expire_after = Some(layout.expire_after.map_or(ttl, |a| a.min(ttl)));
+        }
         Ok(Over {
             name: name.to_string(),
             schema,

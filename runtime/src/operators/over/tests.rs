@@ -103,6 +103,7 @@ fn over_on(
         &runtime_schema(input),
         runtime_schema(&out),
         emit,
+        None,
     )
     .expect("over")
 }
@@ -801,6 +802,7 @@ fn a_spec_the_runtime_cannot_run_is_a_plan_error() {
         &runtime_schema(&input),
         runtime_schema(&input),
         EmitMode::Watermark,
+        None,
     )
     .err()
     .unwrap();
