@@ -145,25 +145,29 @@ impl Snippet<'_> {
 
     /// A file span from a sqlparser span, or the whole snippet when the span is empty.
     pub fn span(&self, span: sqlparser::tokenizer::Span) -> Span {
-        if span.start.line == 0 {
-            return self.whole();
-        }
-        Span::new(
-            self.file,
-            self.offset(span.start.line, span.start.column),
-            self.offset(span.end.line, span.end.column),
+        self.between(
+            (span.start.line, span.start.column),
+            (span.end.line, span.end.column),
         )
     }
 
     /// A file span from a DataFusion span (DataFusion keeps its own copy of sqlparser's).
     pub fn df_span(&self, span: datafusion::common::Span) -> Span {
-        if span.start.line == 0 {
+        self.between(
+            (span.start.line, span.start.column),
+            (span.end.line, span.end.column),
+        )
+    }
+
+    /// The file span between two 1-based (line, column) positions; the whole snippet when unknown.
+    fn between(&self, start: (u64, u64), end: (u64, u64)) -> Span {
+        if start.0 == 0 {
             return self.whole();
         }
         Span::new(
             self.file,
-            self.offset(span.start.line, span.start.column),
-            self.offset(span.end.line, span.end.column),
+            self.offset(start.0, start.1),
+            self.offset(end.0, end.1),
         )
     }
 

@@ -9,6 +9,7 @@
 //! - [`executor`]: runs a pipeline ([`run`]).
 //! - [`format`] / [`text`]: rendering of values and rows, shared by sinks and the CLI.
 
+pub mod append_file;
 pub mod batcher;
 pub mod duration;
 pub mod error;
