@@ -24,13 +24,13 @@ impl AppendFile {
         let display = || self.path.display().to_string();
         if self.file.is_none() {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io(&display(), e))?;
+                std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io(display(), e))?;
             }
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .map_err(|e| RuntimeError::io(&display(), e))?;
+                .map_err(|e| RuntimeError::io(display(), e))?;
             self.file = Some(BufWriter::new(file));
         }
         let Some(file) = self.file.as_mut() else {
