@@ -38,6 +38,6 @@ impl AppendFile {
         };
         file.write_all(text.as_bytes())
             .and_then(|()| file.flush())
-            .map_err(|e| RuntimeError::io(&self.path.display().to_string(), e))
+            .map_err(|e| RuntimeError::io(self.path.display().to_string(), e))
     }
 }
