@@ -867,4 +867,20 @@ mod tests {
             "{diags:?}"
         );
     }
+
+    #[test]
+    fn nested_unterminated_case_in_a_rule_is_an_error_not_a_hang() {
+        let text = format!(
+            "CREATE RULESET r ON t KEY k DEFAULT 'a' (RULE x PRIORITY 1 WHEN {} THEN 'b')",
+            "CASE ".repeat(2000)
+        );
+        let start = std::time::Instant::now();
+        let (_, diags) = parse(&text);
+        assert!(!diags.is_empty());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }
