@@ -4,7 +4,7 @@
 //!    functions, filters, views reading views, `UNION ALL`, a ruleset, an `INSERT`) is compiled
 //!    in-process with `fsql_compiler::compile_file` (as `fsql check` does: unused views kept), and
 //!    the release `fsql check` binary is timed as a subprocess (wall time including process start).
-//! 2. **Stateless throughput**: `benches/sql/*.fsql|sql` pipelines (generator → Calc → blackhole)
+//! 2. **Throughput**: `benches/sql/*.fsql|sql` pipelines (generator → Calc or OVER → blackhole)
 //!    run in-process with `fsql_runtime::run` (unthrottled, one thread): events/s per core.
 //!
 //! ```sh
@@ -358,7 +358,7 @@ fn generate_pipeline(views: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Stateless throughput
+// 2. Throughput (stateless Calc and OVER pipelines)
 
 struct Throughput {
     label: &'static str,
@@ -508,7 +508,7 @@ fn render(
 
     let _ = writeln!(
         r,
-        "\n**Stateless throughput** — in-process `fsql_runtime::run`, unthrottled, one thread, \
+        "\n**Throughput** — in-process `fsql_runtime::run`, unthrottled, one thread, \
          {} rows per run, default batch size (1024); best and median of {runs} runs. \
          \"per CPU-s\" divides by the thread's on-CPU time, which is less sensitive to other load \
          on the machine.\n",
