@@ -272,3 +272,37 @@ fn rows_behind_the_watermark_go_to_the_late_data_file_and_none_vanish() {
         "{\"operator\":\"select#1#over1\",\"row\":{\"id\":3,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:05.000\"}}\n"
     );
 }
+
+#[test]
+fn a_plan_with_a_long_expression_chain_loads_back_and_deeper_ones_are_refused_at_compile_time() {
+    let dir = scratch("deep");
+    let chain = |n: usize| vec!["seq"; n].join(" + ");
+    let source = |n: usize| {
+        format!(
+            "CREATE TABLE e (seq BIGINT) WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence', \
+             'fields.seq.start' = '1', 'fields.seq.end' = '2');\nSELECT {} AS total FROM e;\n",
+            chain(n)
+        )
+    };
+    let file = write(&dir, "deep.fsql", &source(250));
+    let plan = dir.join("deep.plan");
+    let out = fsql(&[
+        "compile",
+        file.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fsql(&["run", plan.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "{\"total\":250}\n{\"total\":500}\n");
+
+    let file = write(&dir, "deeper.fsql", &source(300));
+    let out = fsql(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nested more than 256 levels"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -17,6 +17,7 @@ mod aggregates;
 pub mod ast;
 mod bounds;
 mod compile;
+mod depth;
 pub mod diagnostic;
 mod functions;
 mod lower;

@@ -280,6 +280,11 @@ impl Ctx {
                 }
             });
         match result {
+            Ok(expr) if crate::depth::too_deep(&expr) => Err(Diagnostic::error(
+                crate::depth::message(),
+                source.snippet().whole(),
+            )
+            .with_help("split the expression into intermediate columns of a view")),
             Ok(expr) => Ok(SqlExpr { expr, source }),
             Err(e) => Err(sql_error(&source, &e.to_string())),
         }
@@ -664,6 +669,10 @@ impl Ctx {
                 .with_help(format!("sqlparser read it as: {}", truncate(&other.to_string(), 60))));
             }
         };
+        if crate::depth::too_deep(&query) {
+            return Err(Diagnostic::error(crate::depth::message(), whole)
+                .with_help("split the expression into intermediate columns of a view"));
+        }
         Ok(QueryDef {
             kind,
             query,
@@ -881,6 +890,18 @@ mod tests {
             start.elapsed() < std::time::Duration::from_secs(5),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    #[test]
+    fn expressions_nested_too_deep_are_refused_with_a_diagnostic() {
+        let chain = |n: usize| vec!["a"; n].join(" + ");
+        let (stmts, diags) = parse(&format!("SELECT {} FROM t", chain(200)));
+        assert!(diags.is_empty() && stmts.len() == 1, "{diags:?}");
+        let (_, diags) = parse(&format!("SELECT {} FROM t", chain(400)));
+        assert!(
+            diags[0].message.contains("nested more than 256 levels"),
+            "{diags:?}"
         );
     }
 }

@@ -120,8 +120,19 @@ impl Plan {
                 compiler: probe.header.compiler_version,
             });
         }
-        let plan: Plan =
-            serde_json::from_slice(bytes).map_err(|e| PlanError::Corrupt(e.to_string()))?;
+        // serde_json stops at 128 levels; compiled expressions nest deeper (the compiler allows 256
+        // levels of expression, about 3 JSON levels each). Check our own bound first, then parse
+        // without serde_json's.
+        let depth = json_depth(bytes);
+        if depth > MAX_JSON_DEPTH {
+            return Err(PlanError::Corrupt(format!(
+                "nests {depth} levels deep; plans nest at most {MAX_JSON_DEPTH}"
+            )));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        de.disable_recursion_limit();
+        let plan = Plan::deserialize(&mut de).map_err(|e| PlanError::Corrupt(e.to_string()))?;
+        de.end().map_err(|e| PlanError::Corrupt(e.to_string()))?;
         let found = sha256_hex(&pipeline_bytes(&plan.pipeline));
         if found != plan.header.content_hash {
             return Err(PlanError::HashMismatch {
@@ -131,6 +142,36 @@ impl Plan {
         }
         Ok(plan)
     }
+}
+
+/// The deepest JSON nesting a plan may have (well above what the compiler's expression depth
+/// limit produces, well below what exhausts a thread's stack while parsing).
+const MAX_JSON_DEPTH: usize = 1024;
+
+/// The maximum nesting of `[`/`{` in JSON text (brackets inside strings do not count).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn pipeline_bytes(pipeline: &Pipeline) -> Vec<u8> {
@@ -188,6 +229,18 @@ mod tests {
             Plan::from_bytes(tampered.as_bytes()),
             Err(PlanError::HashMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn nesting_beyond_the_bound_is_refused_not_a_stack_overflow() {
+        let deep = format!(
+            "{{\"header\":{{\"format\":\"fsql-plan\",\"format_version\":1}},\"pipeline\":{}1{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let err = Plan::from_bytes(deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("plans nest at most"), "{err}");
+        assert_eq!(json_depth(br#"{"a":"[[[{{","b":[1,[2]]}"#), 3);
     }
 
     #[test]
