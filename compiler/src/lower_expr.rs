@@ -218,7 +218,11 @@ pub fn literal(v: &ScalarValue) -> R<(Literal, DataType)> {
         | ScalarValue::LargeBinary(Some(b))
         | ScalarValue::BinaryView(Some(b)) => Literal::Bytes(b.clone()),
         ScalarValue::Date32(Some(d)) => Literal::Int(i64::from(*d)),
+        // TIME is held as milliseconds of the day.
         ScalarValue::Time32Millisecond(Some(t)) => Literal::Int(i64::from(*t)),
+        ScalarValue::Time32Second(Some(t)) => Literal::Int(i64::from(*t) * 1000),
+        ScalarValue::Time64Microsecond(Some(t)) => Literal::Int(*t / 1000),
+        ScalarValue::Time64Nanosecond(Some(t)) => Literal::Int(*t / 1_000_000),
         ScalarValue::TimestampSecond(Some(x), _) => Literal::Int(*x),
         ScalarValue::TimestampMillisecond(Some(x), _)
         | ScalarValue::TimestampMicrosecond(Some(x), _)

@@ -1,11 +1,16 @@
 //! Rewrites of the sqlparser AST before DataFusion sees it, for Flink syntax DataFusion reads
-//! differently: the unit of `TIMESTAMPDIFF(DAY, a, b)` / `TIMESTAMPADD(HOUR, n, t)` is a keyword in
-//! Flink, which sqlparser reads as a column name; it becomes the string `'DAY'` the stdlib expects.
+//! differently:
+//! * the unit of `TIMESTAMPDIFF(DAY, a, b)` / `TIMESTAMPADD(HOUR, n, t)` is a keyword in Flink, which
+//!   sqlparser reads as a column name; it becomes the string `'DAY'` the stdlib expects;
+//! * an unnamed `SELECT` expression is named `EXPR$i` (its position), as Flink names it, so two
+//!   unnamed expressions DataFusion would display alike (`CAST(s AS INT)`, `TRY_CAST(...)`) do
+//!   not clash.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem, SetExpr,
+    Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 const UNITS: &[&str] = &[
@@ -22,12 +27,48 @@ const UNITS: &[&str] = &[
     "NANOSECOND",
 ];
 
-/// Applies the rewrites to every expression of `node`.
+/// Applies the rewrites to every expression and query of `node`.
 pub fn flink_syntax<V: VisitMut>(node: &mut V) {
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
         rewrite(e);
         ControlFlow::<()>::Continue(())
     });
+    let _ = node.visit(&mut NameExpressions);
+}
+
+/// Names unnamed `SELECT` expressions `EXPR$i`.
+struct NameExpressions;
+
+impl VisitorMut for NameExpressions {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        name_expressions(&mut query.body);
+        ControlFlow::Continue(())
+    }
+}
+
+fn name_expressions(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                if let SelectItem::UnnamedExpr(e) = item
+                    && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                {
+                    let expr = std::mem::replace(e, Expr::value(Value::Null));
+                    *item = SelectItem::ExprWithAlias {
+                        expr,
+                        alias: Ident::new(format!("EXPR${i}")),
+                    };
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            name_expressions(left);
+            name_expressions(right);
+        }
+        _ => {}
+    }
 }
 
 fn rewrite(e: &mut Expr) {

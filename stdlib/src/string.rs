@@ -48,6 +48,13 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         btrim,
     );
     add(
+        "trim",
+        "TRIM(s): alias of BTRIM (the SQL front end plans a plain TRIM(s) under this name).",
+        Signature::OneOf(vec![vec![Utf8], vec![Utf8, Utf8]]),
+        utf8_out,
+        btrim,
+    );
+    add(
         "ltrim",
         "LTRIM(s) / TRIM(LEADING [chars FROM] s): removes leading spaces (or any of the given characters).",
         Signature::OneOf(vec![vec![Utf8], vec![Utf8, Utf8]]),
@@ -1060,6 +1067,7 @@ mod tests {
     #[test]
     fn trims() {
         assert_eq!(one("btrim", vec![s("  a b  ")]), some("a b"));
+        assert_eq!(one("trim", vec![s("  a b  ")]), some("a b"));
         assert_eq!(one("btrim", vec![s("xyhixy"), s("xy")]), some("hi"));
         assert_eq!(one("ltrim", vec![s(" \ta ")]), some("\ta "));
         assert_eq!(one("rtrim", vec![s(" a ")]), some(" a"));
