@@ -66,18 +66,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "    schema: {}", cols.join(", "));
         match &n.op {
             Operator::Source(s) => {
-                let opts: Vec<String> = s
-                    .connector
-                    .options
-                    .iter()
-                    .map(|(k, v)| format!("'{k}'='{v}'"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "    connector: {} {}",
-                    s.connector.connector,
-                    opts.join(" ")
-                );
+                let _ = writeln!(out, "    connector: {}", connector(&s.connector));
                 for (i, c) in s.columns.iter().enumerate() {
                     if !matches!(c.kind, fsql_plan::ExprKind::Column(_)) {
                         let _ = writeln!(out, "    computed: {} = {c}", n.schema.fields[i].name);
@@ -127,18 +116,7 @@ pub fn text(plan: &Plan) -> String {
                 }
             }
             Operator::Sink(s) => {
-                let opts: Vec<String> = s
-                    .connector
-                    .options
-                    .iter()
-                    .map(|(k, v)| format!("'{k}'='{v}'"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "    connector: {} {}",
-                    s.connector.connector,
-                    opts.join(" ")
-                );
+                let _ = writeln!(out, "    connector: {}", connector(&s.connector));
             }
             Operator::Over(o) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
@@ -216,6 +194,15 @@ fn frame(f: &OverFrame) -> String {
         OverFrame::Rows { preceding } => format!("ROWS {preceding} PRECEDING"),
         OverFrame::UnboundedRows => "ROWS UNBOUNDED PRECEDING".into(),
     }
+}
+
+/// `name 'key'='value' ...` of a connector.
+fn connector(c: &fsql_plan::ConnectorSpec) -> String {
+    let mut text = c.connector.clone();
+    for (k, v) in &c.options {
+        text.push_str(&format!(" '{k}'='{v}'"));
+    }
+    text
 }
 
 fn kind(n: &Node) -> &'static str {
