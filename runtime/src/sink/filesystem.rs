@@ -15,7 +15,7 @@ use fsql_plan::SinkSpec;
 use super::Sink;
 use crate::error::RuntimeError;
 use crate::format::{csv_row, json_row};
-use crate::source::filesystem::resolve;
+use crate::source::filesystem::table_path;
 
 enum Format {
     Json,
@@ -35,14 +35,7 @@ impl FileSink {
     /// Creates (or truncates) the file.
     pub fn open(spec: &SinkSpec) -> Result<FileSink, RuntimeError> {
         let opts = &spec.connector.options;
-        let path = opts.get("path").ok_or_else(|| {
-            RuntimeError::option(
-                &spec.table,
-                "path",
-                "is required for the filesystem connector",
-            )
-        })?;
-        let path = resolve(&spec.connector.base_dir, path);
+        let path = table_path(&spec.table, &spec.connector)?;
         let display = path.display().to_string();
         let format = match opts
             .get("format")

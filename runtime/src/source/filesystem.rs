@@ -57,6 +57,18 @@ pub(crate) fn builders(
 }
 
 /// Resolves `path` against the pipeline's directory.
+/// The file or directory a filesystem table names in `'path'`, resolved against the `.fsql` file's
+/// directory (for sources and sinks alike).
+pub(crate) fn table_path(
+    table: &str,
+    connector: &fsql_plan::ConnectorSpec,
+) -> Result<PathBuf, RuntimeError> {
+    let path = connector.options.get("path").ok_or_else(|| {
+        RuntimeError::option(table, "path", "is required for the filesystem connector")
+    })?;
+    Ok(resolve(&connector.base_dir, path))
+}
+
 pub(crate) fn resolve(base_dir: &str, path: &str) -> PathBuf {
     let p = Path::new(path);
     let p = p.strip_prefix("file://").unwrap_or(p);
@@ -112,14 +124,7 @@ impl FileSource {
     /// Opens the table's files and its format decoder (errors name the table and option).
     pub fn open(spec: &SourceSpec, options: &OpenOptions) -> Result<FileSource, RuntimeError> {
         let opts = &spec.connector.options;
-        let path = opts.get("path").ok_or_else(|| {
-            RuntimeError::option(
-                &spec.table,
-                "path",
-                "is required for the filesystem connector",
-            )
-        })?;
-        let path = resolve(&spec.connector.base_dir, path);
+        let path = table_path(&spec.table, &spec.connector)?;
         let display = path.display().to_string();
         let meta = std::fs::metadata(&path).map_err(|e| RuntimeError::io(&display, e))?;
         let mut files = Vec::new();
