@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use fsql_plan::{AggregateFunction, EmitMode, Node, Operator, OverFrame, Plan};
+use fsql_plan::{
+    AggregateFunction, EmitMode, GroupColumn, Node, Operator, OverFrame, Plan, WindowKind,
+};
 
 /// A readable listing: one block per operator with its inputs, schema, time and state.
 pub fn text(plan: &Plan) -> String {
@@ -163,6 +165,57 @@ pub fn text(plan: &Plan) -> String {
                 };
                 let _ = writeln!(out, "    emit: {emit}");
             }
+            Operator::WindowAssign(w) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let _ = writeln!(
+                    out,
+                    "    {} on {}; each row once per window, with window_start, window_end, window_time",
+                    window(&w.window),
+                    column(input, w.time)
+                );
+            }
+            Operator::WindowAggregate(w) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let keys: Vec<String> = w
+                    .group
+                    .iter()
+                    .filter_map(|g| match g {
+                        GroupColumn::Key(c) => Some(column(input, *c)),
+                        _ => None,
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {} on {}; group by: window_start, window_end{}",
+                    window(&w.window),
+                    column(input, w.time),
+                    keys.iter().map(|k| format!(", {k}")).collect::<String>()
+                );
+                for (i, a) in w.aggregates.iter().enumerate() {
+                    let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
+                    let distinct = if a.distinct { "DISTINCT " } else { "" };
+                    let filter = a
+                        .filter
+                        .as_ref()
+                        .map(|f| format!(" FILTER (WHERE {f})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "    {} := {}({distinct}{}){filter}",
+                        n.schema.fields[w.group.len() + i].name,
+                        aggregate_name(&a.function),
+                        if args.is_empty() {
+                            "*".into()
+                        } else {
+                            args.join(", ")
+                        },
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "    emit: one row per window and key when the watermark reaches window_end - 1 (in both emit modes); a row whose window already fired is late here (counted, and written to 'pipeline.late-data.path' when set)"
+                );
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -187,6 +240,73 @@ fn aggregate_name(f: &AggregateFunction) -> String {
     }
 }
 
+/// Input column `i`'s name.
+fn column(input: Option<&Node>, i: usize) -> String {
+    input
+        .and_then(|n| n.schema.fields.get(i))
+        .map_or_else(|| format!("${i}"), |f| f.name.clone())
+}
+
+/// A window TVF as SQL-ish text.
+fn window(w: &WindowKind) -> String {
+    let d = duration;
+    match *w {
+        WindowKind::Tumble {
+            size_ms,
+            offset_ms: 0,
+        } => {
+            format!("TUMBLE({})", d(size_ms))
+        }
+        WindowKind::Tumble { size_ms, offset_ms } => {
+            format!("TUMBLE({}, offset {})", d(size_ms), d(offset_ms))
+        }
+        WindowKind::Hop {
+            size_ms,
+            slide_ms,
+            offset_ms,
+        } => format!(
+            "HOP(slide {}, size {}{})",
+            d(slide_ms),
+            d(size_ms),
+            if offset_ms == 0 {
+                String::new()
+            } else {
+                format!(", offset {}", d(offset_ms))
+            }
+        ),
+        WindowKind::Cumulate {
+            step_ms,
+            size_ms,
+            offset_ms,
+        } => format!(
+            "CUMULATE(step {}, max size {}{})",
+            d(step_ms),
+            d(size_ms),
+            if offset_ms == 0 {
+                String::new()
+            } else {
+                format!(", offset {}", d(offset_ms))
+            }
+        ),
+        WindowKind::Session { gap_ms } => format!("SESSION(gap {})", d(gap_ms)),
+    }
+}
+
+/// Milliseconds in the largest whole unit.
+fn duration(ms: i64) -> String {
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1000),
+    ] {
+        if ms != 0 && ms % len == 0 {
+            return format!("{} {unit}", ms / len);
+        }
+    }
+    format!("{ms} ms")
+}
+
 fn frame(f: &OverFrame) -> String {
     match f {
         OverFrame::Range { preceding_ms } => format!("RANGE {preceding_ms} ms PRECEDING"),
@@ -208,6 +328,8 @@ fn connector(c: &fsql_plan::ConnectorSpec) -> String {
 fn kind(n: &Node) -> &'static str {
     match n.op {
         Operator::Over(_) => "Over",
+        Operator::WindowAssign(_) => "WindowAssign",
+        Operator::WindowAggregate(_) => "WindowAggregate",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -218,9 +340,15 @@ fn kind(n: &Node) -> &'static str {
 }
 
 fn state(n: &Node) -> &'static str {
-    match n.op {
+    match &n.op {
         Operator::Over(_) => {
             "per partition key: the rows of each bounded frame and one accumulator per aggregate"
+        }
+        Operator::WindowAggregate(w) if matches!(w.window, WindowKind::Session { .. }) => {
+            "per key: its open sessions, one accumulator per aggregate each; freed when a session fires"
+        }
+        Operator::WindowAggregate(_) => {
+            "per slice and key: one accumulator per aggregate; a slice is freed when the last window containing it fires"
         }
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",

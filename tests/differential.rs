@@ -235,3 +235,203 @@ fn out_of_order_input_within_the_watermark_delay_equals_sorted_input() {
         }
     }
 }
+
+/// Window TVF aggregations: the fsql query, and a DataFusion batch query computing the same
+/// windows without TVFs (`date_bin` for aligned windows, a cross join for the several windows of
+/// HOP and CUMULATE, LAG for session boundaries).
+const AGGS: &str = "COUNT(*) AS c, SUM(v) AS s, MIN(v) AS mn, MAX(v) AS mx, AVG(v) AS av, \
+                    COUNT(v) AS cv, COUNT(DISTINCT v) AS cd";
+
+fn window_queries() -> Vec<(&'static str, String, String)> {
+    let fsql = |tvf: &str| {
+        format!(
+            "SELECT k, window_start, window_end, {AGGS} FROM TABLE({tvf}) \
+             GROUP BY k, window_start, window_end"
+        )
+    };
+    vec![
+        (
+            "tumble",
+            fsql("TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)"),
+            format!(
+                "SELECT k, ws AS window_start, ws + INTERVAL '10 seconds' AS window_end, {AGGS} \
+                 FROM (SELECT *, date_bin(INTERVAL '10 seconds', ts) AS ws FROM t) w GROUP BY k, ws"
+            ),
+        ),
+        (
+            // The slide does not divide the size: slices of gcd(4, 10) = 2 s.
+            "hop",
+            fsql("HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '4' SECOND, INTERVAL '10' SECOND)"),
+            format!(
+                "SELECT k, ws AS window_start, ws + INTERVAL '10 seconds' AS window_end, {AGGS} \
+                 FROM (SELECT t.*, date_bin(INTERVAL '4 seconds', ts) - d AS ws FROM t CROSS JOIN \
+                   (VALUES (INTERVAL '0 seconds'), (INTERVAL '4 seconds'), (INTERVAL '8 seconds')) AS o(d)) w \
+                 WHERE ws + INTERVAL '10 seconds' > ts GROUP BY k, ws"
+            ),
+        ),
+        (
+            "cumulate",
+            fsql("CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '3' SECOND, INTERVAL '12' SECOND)"),
+            format!(
+                "SELECT k, ws AS window_start, ws + d AS window_end, {AGGS} \
+                 FROM (SELECT t.*, date_bin(INTERVAL '12 seconds', ts) AS ws, d FROM t CROSS JOIN \
+                   (VALUES (INTERVAL '3 seconds'), (INTERVAL '6 seconds'), (INTERVAL '9 seconds'), \
+                           (INTERVAL '12 seconds')) AS o(d)) w \
+                 WHERE ws + d > ts GROUP BY k, ws, d"
+            ),
+        ),
+        (
+            // Rows at most the gap apart share a session (touching sessions merge, as in Flink).
+            "session",
+            fsql("SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '5' SECOND)"),
+            format!(
+                "WITH marked AS (SELECT *, CASE WHEN CAST(ts AS BIGINT) - \
+                   CAST(LAG(ts) OVER (PARTITION BY k ORDER BY ts, id) AS BIGINT) <= 5000 \
+                   THEN 0 ELSE 1 END AS brk FROM t), \
+                 numbered AS (SELECT *, SUM(brk) OVER (PARTITION BY k ORDER BY ts, id \
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM marked) \
+                 SELECT k, MIN(ts) AS window_start, MAX(ts) + INTERVAL '5 seconds' AS window_end, \
+                   {AGGS} FROM numbered GROUP BY k, sid"
+            ),
+        ),
+    ]
+}
+
+/// Runs `sql` (a bare SELECT over `t`) on fsql, feeding `batches` in order.
+fn run_fsql_query(sql: &str, batches: Vec<RecordBatch>, delay_s: u32) -> Vec<RecordBatch> {
+    let text = format!(
+        "CREATE TABLE t (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), \
+         WATERMARK FOR ts AS ts - INTERVAL '{delay_s}' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = 'unused', 'format' = 'json');\n{sql};"
+    );
+    let c = compile_source(
+        Path::new("differential.fsql"),
+        text,
+        &CompileOptions::default(),
+        &[],
+    );
+    let errors: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+    let pipeline = c.pipeline.unwrap_or_else(|| panic!("compiles: {errors}"));
+    let options = RunOptions {
+        inputs: BTreeMap::from([(
+            "t".to_string(),
+            batches.into_iter().map(TestInput::Batch).collect(),
+        )]),
+        ..RunOptions::default()
+    };
+    let mut out = Vec::new();
+    fsql_runtime::run(&pipeline, options, &mut |node, b| {
+        if matches!(pipeline.node(node).map(|n| &n.op), Some(Operator::Collect)) {
+            out.push(b.clone());
+        }
+    })
+    .expect("runs");
+    out
+}
+
+/// Each window row as text keyed by (key, window_start, window_end); floats to 9 decimals.
+fn window_rows(batches: &[RecordBatch]) -> WindowRows {
+    let mut out = BTreeMap::new();
+    for batch in batches {
+        let k = cast(batch.column(0), &ArrowType::Utf8).expect("k");
+        let k = k.as_any().downcast_ref::<StringArray>().expect("strings");
+        let millis = |c: usize| {
+            let ms = cast(
+                batch.column(c),
+                &ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            )
+            .expect("timestamp");
+            let ms = cast(&ms, &ArrowType::Int64).expect("int");
+            ms.as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("i64")
+                .clone()
+        };
+        let (ws, we) = (millis(1), millis(2));
+        for row in 0..batch.num_rows() {
+            let key = (
+                if k.is_null(row) {
+                    "NULL".to_string()
+                } else {
+                    k.value(row).to_string()
+                },
+                ws.value(row),
+                we.value(row),
+            );
+            let mut cells = Vec::new();
+            for col in batch.columns().iter().skip(3) {
+                let v = cast(col, &ArrowType::Float64).expect("numeric");
+                let v = v.as_any().downcast_ref::<Float64Array>().expect("f64");
+                cells.push(if v.is_null(row) {
+                    "NULL".to_string()
+                } else {
+                    format!("{:.9}", v.value(row))
+                });
+            }
+            assert!(
+                out.insert(key.clone(), cells).is_none(),
+                "duplicate {key:?}"
+            );
+        }
+    }
+    out
+}
+
+type WindowRows = BTreeMap<(String, i64, i64), Vec<String>>;
+
+/// Fails with the windows that differ (a whole map would drown them).
+fn assert_same_windows(got: &WindowRows, expected: &WindowRows, what: &str) {
+    let mut diff = Vec::new();
+    for (k, v) in expected {
+        match got.get(k) {
+            Some(g) if g == v => {}
+            other => diff.push(format!("{k:?}: got {other:?}, expected {v:?}")),
+        }
+    }
+    for k in got.keys().filter(|k| !expected.contains_key(*k)) {
+        diff.push(format!("{k:?}: unexpected {:?}", got[k]));
+    }
+    assert!(
+        diff.is_empty(),
+        "{what}: {} of {} windows differ:\n{}",
+        diff.len(),
+        expected.len(),
+        diff.iter().take(8).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn window_aggregations_in_watermark_order_equal_the_batch_result() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    for (name, fsql, reference) in window_queries() {
+        for seed in 0..SEEDS {
+            let batch = input(seed);
+            let streaming = window_rows(&run_fsql_query(&fsql, vec![batch.clone()], 0));
+            let expected = runtime.block_on(async {
+                let ctx = SessionContext::new();
+                ctx.register_batch("t", batch.clone()).expect("register");
+                let df = ctx.sql(&reference).await.expect("plans");
+                window_rows(&df.collect().await.expect("runs"))
+            });
+            assert!(
+                !expected.is_empty(),
+                "{name}, seed {seed}: windows expected"
+            );
+            assert_same_windows(&streaming, &expected, &format!("{name}, seed {seed}"));
+        }
+    }
+}
+
+#[test]
+fn window_aggregations_of_out_of_order_input_equal_sorted_input() {
+    for (name, fsql, _) in window_queries() {
+        for seed in 0..SEEDS {
+            let batch = input(seed);
+            let sorted = window_rows(&run_fsql_query(&fsql, vec![batch.clone()], 5));
+            let shuffled = window_rows(&run_fsql_query(&fsql, disordered(&batch, seed, 5000), 5));
+            assert_same_windows(&shuffled, &sorted, &format!("{name}, seed {seed}"));
+        }
+    }
+}

@@ -26,7 +26,10 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Union
             | Operator::Ruleset(_)
             | Operator::Sink(_)
-            | Operator::Collect => vec![],
+            | Operator::Collect
+            | Operator::WindowAssign(_) => vec![],
+            // Windows are freed when the watermark passes them.
+            Operator::WindowAggregate(_) => vec![],
             // A bounded frame evicts rows; an unbounded frame keeps O(1) per key, except for
             // DISTINCT aggregates, which keep every distinct value a key has ever had.
             Operator::Over(spec) => spec

@@ -29,6 +29,7 @@ use crate::options::{ConnectorInfo, Role, check_connector, check_role, check_set
 use crate::parse::parse_file;
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::typecheck::check_types;
+use crate::window_tvf::{self, WindowTvf};
 
 /// How to compile.
 #[derive(Clone, Debug, Default)]
@@ -184,6 +185,8 @@ struct Compiler {
     expr_planners: Vec<Arc<dyn ExprPlanner>>,
     config: ConfigOptions,
     selects: usize,
+    /// Window TVFs of the queries so far, by their synthetic relation name (`__window<n>`).
+    windows: BTreeMap<String, WindowTvf>,
 }
 
 fn parser_options() -> ParserOptions {
@@ -219,6 +222,7 @@ impl Compiler {
             udwfs: crate::aggregates::udwfs(),
             config,
             selects: 0,
+            windows: BTreeMap::new(),
         };
         c.expr_planners = vec![Arc::new(SyntaxPlanner::new(&c.udfs))];
         c
@@ -803,9 +807,27 @@ impl Compiler {
     }
 
     fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
+        let mut query = q.query.clone();
+        let mut next = self.windows.len();
+        let snippet = q.source.snippet();
+        let found = window_tvf::extract(
+            &mut query,
+            &snippet,
+            &mut TvfCatalogOf {
+                c: self,
+                source: &q.source,
+            },
+            &mut next,
+        );
+        match found {
+            Ok(found) => self.windows.extend(found),
+            Err(d) => {
+                self.error(d);
+                return None;
+            }
+        }
         let provider = Provider { c: self };
         let planner = SqlToRel::new_with_options(&provider, parser_options());
-        let mut query = q.query.clone();
         crate::rewrite::flink_syntax(&mut *query);
         let stmt = sqlparser::ast::Statement::Query(query);
         let planned = planner.sql_statement_to_plan(stmt);
@@ -832,7 +854,7 @@ impl Compiler {
                 return None;
             }
         };
-        match Optimizer::new().optimize(plan, &OptimizerContext::new(), |_, _| {}) {
+        match optimizer().optimize(plan, &OptimizerContext::new(), |_, _| {}) {
             Ok(p) => Some(p),
             Err(e) => {
                 self.error(Diagnostic::error(clean(&e), whole));
@@ -1152,6 +1174,66 @@ impl Compiler {
 }
 
 /// Flink's implicit casts on insert: numeric widening, precision changes of timestamps, NULL.
+/// DataFusion's optimizer without the rules that change what a streaming operator sees:
+/// `single_distinct_aggregation_to_group_by` splits `COUNT(DISTINCT x)` into two aggregations,
+/// which would hide a window aggregation's window columns from the outer one.
+fn optimizer() -> Optimizer {
+    let rules = Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+        .collect();
+    Optimizer::with_rules(rules)
+}
+
+/// The catalog window TVFs are checked against.
+struct TvfCatalogOf<'a> {
+    c: &'a mut Compiler,
+    source: &'a SqlText,
+}
+
+impl window_tvf::TvfCatalog for TvfCatalogOf<'_> {
+    fn relation(&self, name: &str) -> Option<(Vec<String>, Option<usize>)> {
+        let names = |s: &Schema| s.fields.iter().map(|f| f.name.clone()).collect();
+        if let Some(r) = self.c.relations.get(name) {
+            let et = self
+                .c
+                .nodes
+                .get(r.node.0 as usize)
+                .and_then(|n| n.event_time);
+            return Some((names(&r.schema), et));
+        }
+        let t = self.c.tables.get(name)?;
+        Some((names(&t.schema), t.watermark.as_ref().map(|w| w.rowtime)))
+    }
+
+    fn interval_ms(&mut self, e: &sqlparser::ast::Expr) -> Result<i64, Diagnostic> {
+        use sqlparser::ast::Spanned as _;
+        let span = self.source.snippet().span(e.span());
+        let sql = SqlExpr {
+            expr: e.clone(),
+            source: self.source.clone(),
+        };
+        let empty: SchemaRef = Arc::new(arrow::datatypes::Schema::empty());
+        let planned = self.c.plan_exprs("window", &empty, &[&sql]);
+        match planned.as_deref() {
+            Some(
+                [
+                    Expr {
+                        kind: ExprKind::Literal(fsql_plan::Literal::Int(ms)),
+                        data_type: DataType::IntervalDayTime,
+                        ..
+                    },
+                ],
+            ) => Ok(*ms),
+            _ => Err(Diagnostic::error(
+                format!("expected a constant INTERVAL (like INTERVAL '10' MINUTE), got `{e}`"),
+                span,
+            )),
+        }
+    }
+}
+
 fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     let rank = |t: &DataType| match t {
@@ -1271,6 +1353,10 @@ impl ScanResolver for Resolver<'_> {
         format!("{}#{kind}{n}", self.label)
     }
 
+    fn window(&self, table: &str) -> Option<WindowTvf> {
+        self.c.windows.get(table).cloned()
+    }
+
     fn scan(
         &mut self,
         table: &str,
@@ -1306,7 +1392,11 @@ impl ContextProvider for Provider<'_> {
         &self,
         name: TableReference,
     ) -> datafusion::common::Result<Arc<dyn TableSource>> {
-        let table = name.table();
+        let mut table = name.table();
+        let window = self.c.windows.get(table);
+        if let Some(w) = window {
+            table = &w.data;
+        }
         let schema = self
             .c
             .relations
@@ -1319,6 +1409,17 @@ impl ContextProvider for Provider<'_> {
             })
             .map(|r| r.schema.clone())
             .or_else(|| self.c.tables.get(table).map(|t| t.schema.clone()));
+        let schema = match (schema, window) {
+            (Some(s), Some(w)) => {
+                let time = s
+                    .fields
+                    .iter()
+                    .position(|f| f.name == w.time_column)
+                    .unwrap_or(0);
+                Some(window_tvf::window_schema(&s, time))
+            }
+            (s, _) => s,
+        };
         match schema {
             Some(s) => Ok(Arc::new(LogicalTableSource::new(Arc::new(s.to_arrow())))),
             None => {
@@ -1506,6 +1607,74 @@ mod tests {
                 "distinct_amounts"
             ]
         );
+    }
+
+    #[test]
+    fn window_aggregation_lowers_to_one_sliced_operator() {
+        let c = compile(&format!(
+            "{SOURCE}CREATE VIEW v AS SELECT card, window_start, window_end, COUNT(*) AS n, \
+             SUM(amount) FILTER (WHERE qty > 1) AS s, COUNT(DISTINCT qty) AS d \
+             FROM TABLE(HOP(TABLE p, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '1' HOUR)) \
+             WHERE amount > 0 GROUP BY window_start, window_end, card;"
+        ));
+        let text: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+        let nodes = &c.pipeline.as_ref().expect(&text).nodes;
+        let specs: Vec<_> = nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Operator::WindowAggregate(w) => Some((n, w)),
+                _ => None,
+            })
+            .collect();
+        let [(node, w)] = specs.as_slice() else {
+            panic!("one window aggregation: {nodes:#?}")
+        };
+        assert_eq!(
+            w.window,
+            fsql_plan::WindowKind::Hop {
+                size_ms: 3_600_000,
+                slide_ms: 60_000,
+                offset_ms: 0
+            }
+        );
+        assert!(w.group.contains(&fsql_plan::GroupColumn::WindowStart));
+        assert!(w.group.contains(&fsql_plan::GroupColumn::WindowEnd));
+        assert_eq!(w.aggregates.len(), 3);
+        assert!(w.aggregates[1].filter.is_some() && w.aggregates[2].distinct);
+        // The WHERE runs on the data rows, before the windows: a Calc feeds the aggregation.
+        let input = &nodes[node.inputs[0].0 as usize];
+        assert!(matches!(
+            input.op,
+            Operator::Calc {
+                filter: Some(_),
+                ..
+            }
+        ));
+        // No event time after the aggregation unless window_time is grouped by.
+        assert_eq!(node.event_time, None);
+    }
+
+    #[test]
+    fn window_tvf_mistakes_point_at_the_argument() {
+        let c = compile(&format!(
+            "{SOURCE}CREATE VIEW a AS SELECT window_start, window_end, COUNT(*) AS n \
+             FROM TABLE(TUMBLE(TABLE p, DESCRIPTOR(id), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n\
+             CREATE VIEW b AS SELECT window_start, window_end, COUNT(*) AS n \
+             FROM TABLE(TUMBLE(TABLE p, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '2' MINUTE)) GROUP BY window_start, window_end;\n\
+             CREATE VIEW c AS SELECT card, COUNT(*) AS n FROM p GROUP BY card;"
+        ));
+        let text: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+        assert!(
+            text.contains("`id` is not one")
+                && text.contains("the event-time attribute of `p` is `ts`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the offset of TUMBLE must be smaller in magnitude than its size"),
+            "{text}"
+        );
+        assert!(text.contains("GROUP BY without a window TVF"), "{text}");
+        assert_eq!(c.diagnostics.len(), 3, "{text}");
     }
 
     #[test]

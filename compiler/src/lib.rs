@@ -29,6 +29,7 @@ pub mod source;
 mod sql_types;
 mod typecheck;
 mod types;
+mod window_tvf;
 
 pub use compile::{
     Compilation, CompileOptions, RelationInfo, compile_file, compile_source, constants,

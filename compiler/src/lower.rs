@@ -9,12 +9,14 @@ use datafusion::logical_expr::{
     Expr as DfExpr, ExprSchemable, LogicalPlan, WindowFrame, WindowFrameBound, WindowFrameUnits,
 };
 use fsql_plan::{
-    AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, Node, NodeId, Operator,
-    OverAggregate, OverFrame, OverSpec, Schema,
+    AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, GroupAggregate, GroupColumn,
+    Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, Schema, WindowAggregateSpec,
+    WindowAssignSpec,
 };
 
 use crate::aggregates::aggregate_function;
 use crate::lower_expr::{Unsupported, lower_expr, plan_type};
+use crate::window_tvf::{WindowTvf, window_schema};
 
 /// A relation: rows of `input` where `filter` holds, mapped through `projections`.
 #[derive(Clone, Debug)]
@@ -39,6 +41,9 @@ pub trait ScanResolver {
         table: &str,
         nodes: &mut Vec<Node>,
     ) -> Result<(NodeId, Schema, Option<usize>), Unsupported>;
+
+    /// The window TVF a synthetic `__window<n>` table stands for.
+    fn window(&self, table: &str) -> Option<WindowTvf>;
 }
 
 /// Lowers `plan` into nodes appended to `nodes`.
@@ -47,9 +52,60 @@ pub fn lower_plan(
     nodes: &mut Vec<Node>,
     resolver: &mut dyn ScanResolver,
 ) -> Result<Rel, Unsupported> {
+    lower(plan, nodes, resolver, None)
+}
+
+/// Lowers `plan`. With `windowed`, a window TVF scan below filters and projections is not
+/// materialised: the relation reads the TVF's data with its three window columns *virtual*
+/// (positions past the data node's columns) and the TVF lands in `windowed`, for the window
+/// aggregation above to slice by.
+fn lower(
+    plan: &LogicalPlan,
+    nodes: &mut Vec<Node>,
+    resolver: &mut dyn ScanResolver,
+    mut windowed: Option<&mut Option<WindowTvf>>,
+) -> Result<Rel, Unsupported> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let (node, schema, event_time) = resolver.scan(scan.table_name.table(), nodes)?;
+            let table = scan.table_name.table();
+            let (node, schema, event_time) = match resolver.window(table) {
+                None => resolver.scan(table, nodes)?,
+                Some(tvf) => {
+                    let (data, data_schema, time) = resolver.scan(&tvf.data, nodes)?;
+                    let time = time.ok_or_else(|| {
+                        Unsupported(format!("`{}` has no event-time attribute", tvf.data))
+                    })?;
+                    let schema = window_schema(&data_schema, time);
+                    match windowed.as_deref_mut() {
+                        Some(slot) => {
+                            *slot = Some(tvf);
+                            (data, schema, Some(time))
+                        }
+                        None => {
+                            let partition = tvf
+                                .partition
+                                .iter()
+                                .map(|k| column_of(&data_schema, k))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            let event_time = Some(schema.fields.len() - 1);
+                            let id = NodeId(nodes.len() as u32);
+                            nodes.push(Node {
+                                id,
+                                name: resolver.node_name("window"),
+                                inputs: vec![data],
+                                schema: schema.clone(),
+                                event_time,
+                                op: Operator::WindowAssign(WindowAssignSpec {
+                                    window: tvf.kind,
+                                    time,
+                                    partition,
+                                }),
+                            });
+                            (id, schema, event_time)
+                        }
+                    }
+                }
+            };
             let mut rel = Rel {
                 input: node,
                 filter: None,
@@ -84,12 +140,12 @@ pub fn lower_plan(
             Ok(rel)
         }
         LogicalPlan::Filter(f) => {
-            let rel = lower_plan(&f.input, nodes, resolver)?;
+            let rel = lower(&f.input, nodes, resolver, windowed)?;
             let pred = lower_expr(&f.predicate, f.input.schema())?;
             Ok(filter(rel, pred))
         }
         LogicalPlan::Projection(p) => {
-            let rel = lower_plan(&p.input, nodes, resolver)?;
+            let rel = lower(&p.input, nodes, resolver, windowed)?;
             let exprs = p
                 .expr
                 .iter()
@@ -98,7 +154,26 @@ pub fn lower_plan(
             let names = output_names(plan);
             Ok(project(rel, exprs, Some(names)))
         }
-        LogicalPlan::SubqueryAlias(a) => lower_plan(&a.input, nodes, resolver),
+        LogicalPlan::SubqueryAlias(a) => lower(&a.input, nodes, resolver, windowed),
+        LogicalPlan::Aggregate(a) => {
+            let mut window = None;
+            let rel = lower(&a.input, nodes, resolver, Some(&mut window))?;
+            let Some(tvf) = window else {
+                return Err(Unsupported(
+                    "GROUP BY without a window TVF is a regular aggregation, whose results change as rows arrive; fsql aggregates over windows: GROUP BY window_start, window_end, ... FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE, SESSION), or per event with OVER".into(),
+                ));
+            };
+            let node = window_aggregate(a, rel, tvf, nodes, resolver)?;
+            let (id, schema, event_time) = (node.id, node.schema.clone(), node.event_time);
+            nodes.push(node);
+            Ok(Rel {
+                input: id,
+                filter: None,
+                projections: None,
+                schema,
+                event_time,
+            })
+        }
         LogicalPlan::Window(w) => {
             let rel = lower_plan(&w.input, nodes, resolver)?;
             let event_time = rel.event_time;
@@ -170,6 +245,239 @@ pub fn lower_plan(
             describe(other)
         ))),
     }
+}
+
+/// The window aggregation of DataFusion `Aggregate` `a` over `rel`, a relation over a window TVF's
+/// data whose window columns are virtual (see [`lower`]).
+///
+/// The filter and projections below the aggregation run on the data rows (a Calc); the window
+/// columns may only pass through them to the GROUP BY, where they become [`GroupColumn`]s.
+fn window_aggregate(
+    a: &datafusion::logical_expr::Aggregate,
+    rel: Rel,
+    tvf: WindowTvf,
+    nodes: &mut Vec<Node>,
+    resolver: &mut dyn ScanResolver,
+) -> Result<Node, Unsupported> {
+    let misuse = || {
+        Unsupported(
+            "window_start, window_end and window_time of a window TVF can be grouped by, not used in expressions below the aggregation (use them in the SELECT list, or in a view over the aggregation)".into(),
+        )
+    };
+    let data = nodes
+        .get(rel.input.0 as usize)
+        .ok_or_else(|| Unsupported("window input missing".into()))?;
+    let data_schema = data.schema.clone();
+    let width = data.schema.fields.len();
+    let time_col = data
+        .event_time
+        .and_then(|t| data.schema.fields.get(t).map(|f| (t, f)))
+        .map(|(t, f)| Expr::column(t, f.data_type.clone(), f.nullable))
+        .ok_or_else(|| Unsupported(format!("`{}` has no event-time attribute", tvf.data)))?;
+    let virtual_role = |c: usize| match c.checked_sub(width) {
+        Some(0) => Some(GroupColumn::WindowStart),
+        Some(1) => Some(GroupColumn::WindowEnd),
+        Some(2) => Some(GroupColumn::WindowTime),
+        _ => None,
+    };
+    let touches_window = |e: &Expr| e.columns().iter().any(|&c| c >= width);
+    if rel.filter.as_ref().is_some_and(touches_window) {
+        return Err(misuse());
+    }
+    let mut projections: Vec<Expr> = rel.projections.clone().unwrap_or_else(|| {
+        rel.schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+            .collect()
+    });
+    let mut fields = rel.schema.fields.clone();
+    // Virtual window columns become placeholders (the time column) with a role.
+    let mut roles: Vec<Option<GroupColumn>> = Vec::with_capacity(projections.len());
+    for (p, f) in projections.iter_mut().zip(fields.iter_mut()) {
+        let role = match p.kind {
+            ExprKind::Column(c) => virtual_role(c),
+            _ if touches_window(p) => return Err(misuse()),
+            _ => None,
+        };
+        if role.is_some() {
+            *p = time_col.clone();
+            f.data_type = time_col.data_type.clone();
+            f.nullable = time_col.nullable;
+        }
+        roles.push(role);
+    }
+    let time_pos = match projections
+        .iter()
+        .zip(&roles)
+        .position(|(p, r)| r.is_none() && *p == time_col)
+    {
+        Some(i) => i,
+        None => {
+            projections.push(time_col.clone());
+            fields.push(Field::new(
+                "__rowtime",
+                time_col.data_type.clone(),
+                time_col.nullable,
+            ));
+            roles.push(None);
+            projections.len() - 1
+        }
+    };
+    // SESSION's partition columns, from the data (the query may not read them otherwise).
+    let mut partition = Vec::new();
+    for k in &tvf.partition {
+        let c = column_of(&data_schema, k)?;
+        let f = &data_schema.fields[c];
+        let e = Expr::column(c, f.data_type.clone(), f.nullable);
+        let at = match projections
+            .iter()
+            .zip(&roles)
+            .position(|(p, r)| r.is_none() && *p == e)
+        {
+            Some(i) => i,
+            None => {
+                projections.push(e);
+                fields.push(Field::new(
+                    format!("__partition{}", partition.len()),
+                    f.data_type.clone(),
+                    f.nullable,
+                ));
+                roles.push(None);
+                projections.len() - 1
+            }
+        };
+        partition.push(at);
+    }
+    // Expressions over the aggregation's input (positions of `projections`).
+    let is_role = |e: &Expr, roles: &[Option<GroupColumn>]| {
+        e.columns()
+            .iter()
+            .any(|&c| roles.get(c).is_some_and(Option::is_some))
+    };
+    let input_schema = a.input.schema();
+    let mut group = Vec::new();
+    for g in &a.group_expr {
+        if let DfExpr::GroupingSet(_) = g {
+            return Err(Unsupported(
+                "GROUPING SETS, ROLLUP and CUBE over windows are not supported yet".into(),
+            ));
+        }
+        let e = lower_expr(g, input_schema)?;
+        let column = match e.kind {
+            ExprKind::Column(c) => match roles.get(c).copied().flatten() {
+                Some(role) => role,
+                None => GroupColumn::Key(c),
+            },
+            _ if is_role(&e, &roles) => return Err(misuse()),
+            _ => {
+                projections.push(e.clone());
+                fields.push(Field::new(
+                    format!("__key{}", group.len()),
+                    e.data_type.clone(),
+                    e.nullable,
+                ));
+                roles.push(None);
+                GroupColumn::Key(projections.len() - 1)
+            }
+        };
+        group.push(column);
+    }
+    if !group.contains(&GroupColumn::WindowStart) || !group.contains(&GroupColumn::WindowEnd) {
+        return Err(Unsupported(
+            "a window aggregation groups by both window_start and window_end (GROUP BY window_start, window_end, ...), as in Flink".into(),
+        ));
+    }
+    let mut aggregates = Vec::new();
+    for (i, expr) in a.aggr_expr.iter().enumerate() {
+        let DfExpr::AggregateFunction(af) = unalias(expr) else {
+            return Err(Unsupported(format!(
+                "`{expr}` is not an aggregate function"
+            )));
+        };
+        let name = af.func.name();
+        let upper = name.to_uppercase();
+        let function = aggregate_function(name).ok_or_else(|| {
+            Unsupported(format!("{upper} is not supported in window aggregations"))
+        })?;
+        let params = &af.params;
+        if !params.order_by.is_empty() {
+            return Err(Unsupported(format!(
+                "{upper}(... ORDER BY ...) is not supported"
+            )));
+        }
+        #[allow(deprecated)]
+        let args = match (function, params.args.as_slice()) {
+            (AggregateFunction::Count, [DfExpr::Wildcard { .. }]) => vec![],
+            (AggregateFunction::Count, [DfExpr::Literal(v, _)]) if !v.is_null() => vec![],
+            _ => params
+                .args
+                .iter()
+                .map(|x| lower_expr(x, input_schema))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let filter = params
+            .filter
+            .as_ref()
+            .map(|f| lower_expr(f, input_schema))
+            .transpose()?;
+        if args.iter().chain(&filter).any(|e| is_role(e, &roles)) {
+            return Err(misuse());
+        }
+        let field = a.schema.field(a.group_expr.len() + i);
+        aggregates.push(GroupAggregate {
+            function,
+            args,
+            distinct: params.distinct,
+            filter,
+            data_type: plan_type(field.data_type())?,
+        });
+    }
+    let calc = Rel {
+        input: rel.input,
+        filter: rel.filter,
+        projections: Some(projections),
+        schema: Schema::new(fields),
+        event_time: Some(time_pos),
+    };
+    let input = materialize(calc, nodes, &resolver.node_name("calc"));
+    let group_len = group.len();
+    let names: Vec<String> = a
+        .schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match i.checked_sub(group_len) {
+            Some(j) => format!("agg${j}"),
+            None => f.name().clone(),
+        })
+        .collect();
+    let schema = schema_of(a.schema.as_ref(), &names)?;
+    let event_time = group.iter().position(|g| *g == GroupColumn::WindowTime);
+    Ok(Node {
+        id: NodeId(nodes.len() as u32),
+        name: resolver.node_name("window"),
+        inputs: vec![input],
+        schema,
+        event_time,
+        op: Operator::WindowAggregate(WindowAggregateSpec {
+            window: tvf.kind,
+            time: time_pos,
+            partition,
+            group,
+            aggregates,
+        }),
+    })
+}
+
+/// The position of column `name` in `schema`.
+fn column_of(schema: &Schema, name: &str) -> Result<usize, Unsupported> {
+    schema
+        .fields
+        .iter()
+        .position(|f| f.name == name)
+        .ok_or_else(|| Unsupported(format!("column `{name}` not found")))
 }
 
 /// The OVER operator of one DataFusion `Window` node (its expressions share PARTITION BY and

@@ -622,8 +622,8 @@ impl Ctx {
             text: text.to_string(),
         };
         let dialect = GenericDialect {};
-        let mut statements =
-            SqlParser::parse_sql(&dialect, text).map_err(|e| sql_error(&source, &e.to_string()))?;
+        let mut statements = crate::window_tvf::parse_statements(&dialect, text)
+            .map_err(|e| sql_error(&source, &e.to_string()))?;
         let whole = source.snippet().whole();
         if statements.len() != 1 {
             return Err(Diagnostic::error("expected one statement", whole));

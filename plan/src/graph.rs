@@ -87,6 +87,89 @@ pub enum Operator {
     /// OVER aggregation: every input row is emitted with aggregates over earlier rows of its
     /// partition, appended as new columns.
     Over(OverSpec),
+    /// A window TVF read without aggregation: every input row once per window it belongs to, with
+    /// `window_start`, `window_end` and `window_time` appended.
+    WindowAssign(WindowAssignSpec),
+    /// Window aggregation (`GROUP BY window_start, window_end, keys` over a window TVF): one row per
+    /// window and key, emitted when the watermark passes the window's end.
+    WindowAggregate(WindowAggregateSpec),
+}
+
+/// A window table-valued function: which windows a row with event time `t` belongs to.
+///
+/// All durations are milliseconds; windows are aligned to the epoch plus `offset_ms`, as Flink
+/// aligns them. A window covers `[start, end)` and its `window_time` is `end - 1 ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WindowKind {
+    /// `TUMBLE(data, timecol, size [, offset])`: consecutive windows of `size`.
+    Tumble { size_ms: i64, offset_ms: i64 },
+    /// `HOP(data, timecol, slide, size [, offset])`: windows of `size` starting every `slide`.
+    Hop {
+        size_ms: i64,
+        slide_ms: i64,
+        offset_ms: i64,
+    },
+    /// `CUMULATE(data, timecol, step, size [, offset])`: windows starting every `size` that grow by
+    /// `step` up to `size`.
+    Cumulate {
+        step_ms: i64,
+        size_ms: i64,
+        offset_ms: i64,
+    },
+    /// `SESSION(data PARTITION BY keys, timecol, gap)`: per key, rows less than `gap` apart
+    /// (touching windows `[t, t + gap)` merge).
+    Session { gap_ms: i64 },
+}
+
+/// [`Operator::WindowAssign`]: output = input columns, then `window_start`, `window_end`,
+/// `window_time`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowAssignSpec {
+    pub window: WindowKind,
+    /// The event-time column (position in the input).
+    pub time: usize,
+    /// SESSION's `PARTITION BY` columns (positions in the input): sessions are per partition.
+    #[serde(default)]
+    pub partition: Vec<usize>,
+}
+
+/// [`Operator::WindowAggregate`]: output = `group` columns, then one column per aggregate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowAggregateSpec {
+    pub window: WindowKind,
+    /// The event-time column (position in the input).
+    pub time: usize,
+    /// SESSION's `PARTITION BY` columns (positions in the input): sessions are per partition,
+    /// and grouped by `group` within each session.
+    #[serde(default)]
+    pub partition: Vec<usize>,
+    /// The grouping columns in output order.
+    pub group: Vec<GroupColumn>,
+    pub aggregates: Vec<GroupAggregate>,
+}
+
+/// One grouping column of a window aggregation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GroupColumn {
+    WindowStart,
+    WindowEnd,
+    /// `window_end - 1 ms`: the event time of the result row.
+    WindowTime,
+    /// An input column (a group key).
+    Key(usize),
+}
+
+/// One aggregate of a grouped (windowed) aggregation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupAggregate {
+    pub function: AggregateFunction,
+    /// Arguments over the input row (none for `COUNT(*)`).
+    pub args: Vec<Expr>,
+    pub distinct: bool,
+    /// Rows for which this is not TRUE are not aggregated (`agg(x) FILTER (WHERE p)`).
+    pub filter: Option<Expr>,
+    /// The result type (the output column's type).
+    pub data_type: DataType,
 }
 
 /// `agg(...) OVER (PARTITION BY ... ORDER BY rowtime <frame>)` for one partitioning; the aggregates

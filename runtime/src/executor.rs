@@ -25,7 +25,9 @@ use crate::eval::evaluate;
 use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
-use crate::operators::{Calc, Over, Passthrough, Ruleset, SinkOperator};
+use crate::operators::{
+    Calc, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign,
+};
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::test_input::{TestInput, TestSource};
 use crate::source::{
@@ -332,6 +334,8 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::Sink(_) => "sink",
         PlanOp::Collect => "collect",
         PlanOp::Over(_) => "over",
+        PlanOp::WindowAssign(_) => "window",
+        PlanOp::WindowAggregate(_) => "window-aggregate",
     }
 }
 
@@ -478,6 +482,27 @@ impl<'c> Executor<'c> {
                         schema.clone(),
                         pipeline.emit,
                         state_ttl_ms(&pipeline.settings)?,
+                    )?))
+                }
+                PlanOp::WindowAssign(spec) => Some(Box::new(WindowAssign::new(
+                    &node.name,
+                    spec,
+                    schema.clone(),
+                )?)),
+                PlanOp::WindowAggregate(spec) => {
+                    let input = node
+                        .inputs
+                        .first()
+                        .and_then(|i| pipeline.node(*i))
+                        .map(|n| runtime_schema(&n.schema))
+                        .ok_or_else(|| {
+                            RuntimeError::Plan(format!("window node `{}` has no input", node.name))
+                        })?;
+                    Some(Box::new(WindowAggregate::new(
+                        &node.name,
+                        spec,
+                        &input,
+                        schema.clone(),
                     )?))
                 }
                 PlanOp::Sink(_) if open.capture_sinks => {

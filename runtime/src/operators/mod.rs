@@ -1,14 +1,17 @@
 //! The operators: Calc (filter + project), Union, Ruleset, Sink and Collect (stateless), and OVER
-//! aggregation (stateful).
+//! aggregation and window aggregation (stateful), over shared aggregation state ([`agg`]).
 
+pub(crate) mod agg;
 pub mod calc;
 pub mod over;
 pub mod passthrough;
 pub mod ruleset;
 pub mod sink;
+pub mod window;
 
 pub use calc::Calc;
 pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;
 pub use sink::SinkOperator;
+pub use window::{WindowAggregate, WindowAssign};

@@ -5,8 +5,9 @@
 use arrow::datatypes::DataType as ArrowType;
 use fsql_plan::{AggregateFunction, Expr, OverFrame, OverSpec};
 
-use super::accumulator::{AccKind, AccSpec, AvgOut, Domain, Moment};
-use super::value::{Repr, ValueType};
+use crate::operators::agg::accumulator::AccSpec;
+use crate::operators::agg::value::{Repr, ValueType};
+use crate::operators::agg::{accumulator_for, value_type};
 
 /// A frame, with RANGE offsets in the event-time column's unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,100 +103,12 @@ impl Layout {
                 OverFrame::UnboundedRows => Frame::UnboundedRows,
             };
             let arg = agg.args.first();
-            let arg_type = match arg {
-                Some(e) => {
-                    let t = e.data_type.to_arrow();
-                    Some(ValueType::of(&t).ok_or_else(|| {
-                        format!(
-                            "{:?} over {} values is not supported",
-                            agg.function, e.data_type
-                        )
-                    })?)
-                }
-                None => None,
-            };
-            let name = function_name(agg.function);
-            let need_arg = || {
-                arg_type
-                    .clone()
-                    .ok_or_else(|| format!("{name} needs an argument"))
-            };
-            let numeric = |vt: &ValueType| -> Result<Domain, String> {
-                match vt {
-                    ValueType::Int(t) if t.is_integer() => Ok(Domain::Int),
-                    ValueType::Float | ValueType::Null => Ok(Domain::Float),
-                    ValueType::Decimal { scale } => Ok(Domain::Decimal { scale: *scale }),
-                    _ => Err(format!("{name} takes a numeric argument")),
-                }
-            };
-            let acc = |kind| AccSpec {
-                kind,
-                distinct: agg.distinct,
-                bounded: frame.bounded(),
-            };
             let (func, repr, vt) = match agg.function {
-                AggregateFunction::Count => match &arg_type {
-                    None => (Func::Acc(acc(AccKind::CountStar)), None, ValueType::int64()),
-                    Some(vt) => {
-                        if agg.args.len() > 1 {
-                            return Err("COUNT with several arguments is not supported".into());
-                        }
-                        let repr = if agg.distinct {
-                            Repr::Full
-                        } else {
-                            Repr::Presence
-                        };
-                        (Func::Acc(acc(AccKind::Count)), Some(repr), vt.clone())
-                    }
-                },
-                AggregateFunction::Sum => {
-                    let vt = need_arg()?;
-                    let d = numeric(&vt)?;
-                    (Func::Acc(acc(AccKind::Sum(d))), Some(Repr::Full), vt)
-                }
-                AggregateFunction::Avg => {
-                    let vt = need_arg()?;
-                    let d = numeric(&vt)?;
-                    let out = match target {
-                        t if t.is_integer() => AvgOut::Int,
-                        t if t.is_floating() => AvgOut::Float,
-                        ArrowType::Decimal128(_, s) => AvgOut::Decimal { scale: *s },
-                        other => return Err(format!("AVG cannot produce {other}")),
-                    };
-                    (Func::Acc(acc(AccKind::Avg(d, out))), Some(Repr::Full), vt)
-                }
-                AggregateFunction::Min => {
-                    (Func::Acc(acc(AccKind::Min)), Some(Repr::Full), need_arg()?)
-                }
-                AggregateFunction::Max => {
-                    (Func::Acc(acc(AccKind::Max)), Some(Repr::Full), need_arg()?)
-                }
-                AggregateFunction::FirstValue => (
-                    Func::Acc(acc(AccKind::FirstValue)),
-                    Some(Repr::Full),
-                    need_arg()?,
-                ),
-                AggregateFunction::LastValue => (
-                    Func::Acc(acc(AccKind::LastValue)),
-                    Some(Repr::Full),
-                    need_arg()?,
-                ),
-                AggregateFunction::StddevPop
-                | AggregateFunction::StddevSamp
-                | AggregateFunction::VarPop
-                | AggregateFunction::VarSamp => {
-                    let vt = need_arg()?;
-                    numeric(&vt)?;
-                    let m = match agg.function {
-                        AggregateFunction::StddevPop => Moment::StddevPop,
-                        AggregateFunction::StddevSamp => Moment::StddevSamp,
-                        AggregateFunction::VarPop => Moment::VarPop,
-                        _ => Moment::VarSamp,
-                    };
-                    (Func::Acc(acc(AccKind::Moment(m))), Some(Repr::Float), vt)
-                }
                 AggregateFunction::Lag { offset } => {
-                    let vt = need_arg()?;
+                    let vt = match arg {
+                        Some(e) => value_type(e, agg.function)?,
+                        None => return Err("LAG needs an argument".into()),
+                    };
                     let default = match agg.args.get(1) {
                         Some(d) => {
                             layout
@@ -206,6 +119,10 @@ impl Layout {
                         None => None,
                     };
                     (Func::Lag { offset, default }, Some(Repr::Full), vt)
+                }
+                f => {
+                    let a = accumulator_for(f, &agg.args, agg.distinct, frame.bounded(), target)?;
+                    (Func::Acc(a.spec), a.repr, a.arg_type)
                 }
             };
             let col = match (repr, arg) {
@@ -261,24 +178,6 @@ impl Layout {
         }
         self.stored.push((expr.clone(), repr));
         self.stored.len() - 1
-    }
-}
-
-/// The SQL name of a function, for messages.
-fn function_name(f: AggregateFunction) -> &'static str {
-    match f {
-        AggregateFunction::Count => "COUNT",
-        AggregateFunction::Sum => "SUM",
-        AggregateFunction::Avg => "AVG",
-        AggregateFunction::Min => "MIN",
-        AggregateFunction::Max => "MAX",
-        AggregateFunction::FirstValue => "FIRST_VALUE",
-        AggregateFunction::LastValue => "LAST_VALUE",
-        AggregateFunction::StddevPop => "STDDEV_POP",
-        AggregateFunction::StddevSamp => "STDDEV_SAMP",
-        AggregateFunction::VarPop => "VAR_POP",
-        AggregateFunction::VarSamp => "VAR_SAMP",
-        AggregateFunction::Lag { .. } => "LAG",
     }
 }
 

@@ -26,16 +26,12 @@
 //! newest row fell out of every frame at the watermark are dropped. A row with a NULL event time
 //! cannot be ordered: it is dropped and counted as late.
 //!
-//! Modules: [`value`] (argument values and result columns), [`key`] (partition keys),
-//! [`accumulator`] (incremental aggregates), [`layout`] (the compiled spec), [`partition`]
+//! Modules: [`layout`] (the compiled spec), [`partition`]
 //! (per-key state and frame logic), [`pending`] (rows waiting for the watermark).
 
-mod accumulator;
-mod key;
 mod layout;
 mod partition;
 mod pending;
-mod value;
 
 use std::collections::VecDeque;
 
@@ -49,11 +45,11 @@ use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::operator::{Event, Operator};
 
-use self::key::KeyEncoder;
 use self::layout::Layout;
 use self::partition::{BatchColumns, OneBatch, Partitions, RowRef};
 use self::pending::Pending;
-use self::value::{Repr, Value, ValueColumn, build_array};
+use crate::operators::agg::key::KeyEncoder;
+use crate::operators::agg::value::{Repr, Value, ValueColumn, build_array};
 
 /// Rows per output batch at most (a watermark that releases more emits several batches).
 const MAX_OUTPUT_ROWS: usize = 64 * 1024;
@@ -230,7 +226,8 @@ impl Over {
 
     /// The event times of `batch` in the column's unit.
     fn event_times(&self, batch: &RecordBatch) -> Result<Int64Array, RuntimeError> {
-        value::widen(batch.column(self.order_by)).map_err(|e| self.arrow_err(e))
+        crate::operators::agg::value::widen(batch.column(self.order_by))
+            .map_err(|e| self.arrow_err(e))
     }
 
     /// Evaluates the aggregates' arguments over `batch` (once per batch).

@@ -8,10 +8,10 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
-use super::accumulator::{Accumulator, RowKey};
-use super::key::{FxBuild, IdBuild, KeyBytes, hash_key};
 use super::layout::{Frame, Func, Layout};
-use super::value::{Value, ValueColumn};
+use crate::operators::agg::accumulator::{Accumulator, RowKey};
+use crate::operators::agg::key::{FxBuild, IdBuild, KeyBytes, hash_key};
+use crate::operators::agg::value::{Value, ValueColumn};
 
 static NULL: Value = Value::Null;
 /// The argument of `COUNT(*)`: any non-NULL value.

@@ -4,8 +4,8 @@
 
 use arrow::array::RecordBatch;
 
-use super::key::BatchKeys;
 use super::partition::{BatchColumns, Batches, RowRef};
+use crate::operators::agg::key::BatchKeys;
 
 struct Stored {
     batch: RecordBatch,

@@ -211,6 +211,61 @@ impl Accumulator {
         self.state.retract(spec, key, v);
     }
 
+    /// Adds every value `other` holds (another slice or session of the same aggregate), as if its
+    /// rows had been added here.
+    pub(crate) fn merge(&mut self, spec: &AccSpec, other: &Accumulator) {
+        if let (Some(seen), Some(theirs)) = (&mut self.distinct, &other.distinct) {
+            for (v, c) in theirs {
+                if let Some(mine) = seen.get_mut(v) {
+                    *mine += c;
+                } else {
+                    seen.insert(v.clone(), *c);
+                    self.state.add(spec, (0, 0), v);
+                }
+            }
+            return;
+        }
+        match (&mut self.state, &other.state) {
+            (State::Count(a), State::Count(b)) => *a += b,
+            (State::Int { sum, n }, State::Int { sum: s, n: m }) => {
+                *sum = sum.wrapping_add(*s);
+                *n += m;
+            }
+            (State::Float { sum, n }, State::Float { sum: s, n: m }) => {
+                *sum += s;
+                *n += m;
+            }
+            (State::Dec { sum, n }, State::Dec { sum: s, n: m }) => {
+                *sum = sum.wrapping_add(*s);
+                *n += m;
+            }
+            (State::Multiset(a), State::Multiset(b)) => {
+                for (v, c) in b {
+                    *a.entry(v.clone()).or_insert(0) += c;
+                }
+            }
+            (State::Extreme(_), State::Extreme(Some(v))) => self.state.add(spec, (0, 0), v),
+            (State::Ends(_), State::Ends(entries)) => {
+                for (k, v) in entries {
+                    self.state.add(spec, *k, v);
+                }
+            }
+            (
+                State::Moments { n, sum, sumsq },
+                State::Moments {
+                    n: m,
+                    sum: s,
+                    sumsq: q,
+                },
+            ) => {
+                *n += m;
+                *sum += s;
+                *sumsq += q;
+            }
+            _ => {}
+        }
+    }
+
     /// The aggregate over the rows added and not retracted.
     pub(crate) fn result(&self, spec: &AccSpec) -> Value {
         match &self.state {

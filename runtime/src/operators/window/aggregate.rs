@@ -1,0 +1,619 @@
+//! Window aggregation: one row per (window, key), emitted when the watermark passes the window.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
+use fsql_plan::{GroupColumn, WindowAggregateSpec, WindowKind};
+
+use super::session::{Session, Sessions};
+use super::{Slicing, event_millis, millis_array};
+use crate::error::RuntimeError;
+use crate::eval::evaluate;
+use crate::operator::{Event, Operator};
+use crate::operators::agg::accumulator::{AccSpec, Accumulator};
+use crate::operators::agg::accumulator_for;
+use crate::operators::agg::key::{FxBuild, KeyEncoder};
+use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
+
+/// Rows per output batch at most.
+const MAX_OUTPUT_ROWS: usize = 64 * 1024;
+
+/// One aggregate call.
+struct AggSlot {
+    spec: AccSpec,
+    /// The argument and how it is read (`None` for `COUNT(*)`).
+    arg: Option<(fsql_plan::Expr, Repr)>,
+    filter: Option<fsql_plan::Expr>,
+    result: ValueType,
+    target: ArrowType,
+}
+
+/// The accumulators of one key in one slice or window.
+struct Group {
+    key: Vec<Value>,
+    accs: Vec<Accumulator>,
+}
+
+/// Groups by key, in first-seen order.
+#[derive(Default)]
+struct Groups {
+    index: HashMap<Box<[u8]>, u32, FxBuild>,
+    groups: Vec<Group>,
+}
+
+impl Groups {
+    /// Adds `other`'s groups (another session of the same partition).
+    fn merge(&mut self, other: Groups, aggs: &[AggSlot]) {
+        let mut by_index: Vec<(&[u8], u32)> =
+            other.index.iter().map(|(k, &i)| (&k[..], i)).collect();
+        by_index.sort_by_key(|&(_, i)| i);
+        let mut groups: Vec<Option<Group>> = other.groups.into_iter().map(Some).collect();
+        for (bytes, i) in by_index {
+            let Some(theirs) = groups.get_mut(i as usize).and_then(Option::take) else {
+                continue;
+            };
+            let mut theirs = Some(theirs);
+            let mine = self.entry(bytes, || {
+                theirs.take().unwrap_or_else(|| Group {
+                    key: vec![],
+                    accs: vec![],
+                })
+            });
+            if let Some(theirs) = theirs {
+                for ((acc, other), a) in mine.accs.iter_mut().zip(&theirs.accs).zip(aggs) {
+                    acc.merge(&a.spec, other);
+                }
+            }
+        }
+    }
+
+    fn entry(&mut self, key: &[u8], make: impl FnOnce() -> Group) -> &mut Group {
+        let i = match self.index.get(key) {
+            Some(&i) => i as usize,
+            None => {
+                self.index.insert(key.into(), self.groups.len() as u32);
+                self.groups.push(make());
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[i]
+    }
+}
+
+enum State {
+    Sliced {
+        slicing: Slicing,
+        /// Per-slice groups, by slice end.
+        slices: BTreeMap<i64, Groups>,
+        /// Windows with at least one slice, as (end, start), not yet fired.
+        pending: BTreeSet<(i64, i64)>,
+    },
+    /// Sessions per partition key, each grouping its rows by the group key.
+    Session {
+        sessions: Sessions<Groups>,
+        partition: KeyEncoder,
+    },
+}
+
+/// A result row before it becomes columns.
+struct OutRow {
+    start: i64,
+    end: i64,
+    key: Vec<Value>,
+    results: Vec<Value>,
+}
+
+/// The WindowAggregate operator.
+pub struct WindowAggregate {
+    name: String,
+    schema: SchemaRef,
+    input_width: usize,
+    time: usize,
+    group: Vec<GroupColumn>,
+    keys: KeyEncoder,
+    /// The key columns (input positions) with their value and output types.
+    key_columns: Vec<(usize, ValueType, ArrowType)>,
+    aggs: Vec<AggSlot>,
+    state: State,
+    watermark: i64,
+    seq: u64,
+    late: u64,
+    late_batches: Vec<RecordBatch>,
+    windows: Vec<(i64, i64)>,
+    ready: Vec<OutRow>,
+}
+
+impl WindowAggregate {
+    /// A window aggregation over rows of `input`, producing `schema` (the group columns, then
+    /// one column per aggregate).
+    pub fn new(
+        name: &str,
+        spec: &WindowAggregateSpec,
+        input: &ArrowSchema,
+        schema: SchemaRef,
+    ) -> Result<WindowAggregate, RuntimeError> {
+        let plan_err = |m: String| RuntimeError::Plan(format!("window node `{name}`: {m}"));
+        let width = input.fields().len();
+        let out = schema.fields();
+        if out.len() != spec.group.len() + spec.aggregates.len() {
+            return Err(plan_err(format!(
+                "{} output columns for {} group columns and {} aggregates",
+                out.len(),
+                spec.group.len(),
+                spec.aggregates.len()
+            )));
+        }
+        if spec.time >= width {
+            return Err(plan_err(format!(
+                "time column ${} does not exist",
+                spec.time
+            )));
+        }
+        let mut key_columns = Vec::new();
+        for (g, f) in spec.group.iter().zip(out.iter()) {
+            if let GroupColumn::Key(c) = g {
+                let t = input
+                    .fields()
+                    .get(*c)
+                    .ok_or_else(|| plan_err(format!("key column ${c} does not exist")))?
+                    .data_type();
+                let vt = ValueType::of(t)
+                    .ok_or_else(|| plan_err(format!("cannot group by {t} values")))?;
+                key_columns.push((*c, vt, f.data_type().clone()));
+            }
+        }
+        let mut aggs = Vec::new();
+        for (a, f) in spec.aggregates.iter().zip(&out[spec.group.len()..]) {
+            let plan = accumulator_for(a.function, &a.args, a.distinct, false, f.data_type())
+                .map_err(plan_err)?;
+            aggs.push(AggSlot {
+                arg: match (plan.repr, a.args.first()) {
+                    (Some(r), Some(e)) => Some((e.clone(), r)),
+                    _ => None,
+                },
+                result: plan.spec.result_type(&plan.arg_type),
+                spec: plan.spec,
+                filter: a.filter.clone(),
+                target: f.data_type().clone(),
+            });
+        }
+        let state = match spec.window {
+            WindowKind::Session { gap_ms } if gap_ms > 0 => {
+                if let Some(c) = spec.partition.iter().find(|c| **c >= width) {
+                    return Err(plan_err(format!("partition column ${c} does not exist")));
+                }
+                State::Session {
+                    sessions: Sessions::new(gap_ms),
+                    partition: KeyEncoder::new(spec.partition.clone()),
+                }
+            }
+            kind => State::Sliced {
+                slicing: Slicing::of(&kind)
+                    .ok_or_else(|| plan_err(format!("invalid window {kind:?}")))?,
+                slices: BTreeMap::new(),
+                pending: BTreeSet::new(),
+            },
+        };
+        Ok(WindowAggregate {
+            name: name.to_string(),
+            schema,
+            input_width: width,
+            time: spec.time,
+            group: spec.group.clone(),
+            keys: KeyEncoder::new(key_columns.iter().map(|k| k.0).collect()),
+            key_columns,
+            aggs,
+            state,
+            watermark: i64::MIN,
+            seq: 0,
+            late: 0,
+            late_batches: Vec::new(),
+            windows: Vec::new(),
+            ready: Vec::new(),
+        })
+    }
+
+    /// Slices (or sessions) holding state.
+    pub fn live_windows(&self) -> usize {
+        match &self.state {
+            State::Sliced { slices, .. } => slices.len(),
+            State::Session { sessions, .. } => sessions.len(),
+        }
+    }
+
+    fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
+        RuntimeError::arrow(&self.name, e)
+    }
+
+    fn new_accs(aggs: &[AggSlot]) -> Vec<Accumulator> {
+        aggs.iter().map(|a| a.spec.new_acc()).collect()
+    }
+
+    /// Fires every window ending at or before `w + 1` into `self.ready`, then frees what no
+    /// later window needs.
+    fn fire(&mut self, w: i64) {
+        let aggs = &self.aggs;
+        let ready = &mut self.ready;
+        let results = |accs: &[Accumulator]| -> Vec<Value> {
+            accs.iter()
+                .zip(aggs)
+                .map(|(acc, a)| acc.result(&a.spec))
+                .collect()
+        };
+        match &mut self.state {
+            State::Sliced {
+                slicing,
+                slices,
+                pending,
+            } => {
+                while let Some(&(end, start)) = pending.first() {
+                    if end - 1 > w {
+                        break;
+                    }
+                    pending.pop_first();
+                    let mut merged = Groups::default();
+                    for groups in slices.range(start + 1..=end).map(|(_, g)| g) {
+                        for (bytes, &i) in &groups.index {
+                            let g = &groups.groups[i as usize];
+                            let m = merged.entry(bytes, || Group {
+                                key: g.key.clone(),
+                                accs: Self::new_accs(aggs),
+                            });
+                            for ((acc, other), a) in m.accs.iter_mut().zip(&g.accs).zip(aggs) {
+                                acc.merge(&a.spec, other);
+                            }
+                        }
+                    }
+                    // In first-seen order of the window's keys.
+                    for g in merged.groups {
+                        ready.push(OutRow {
+                            start,
+                            end,
+                            results: results(&g.accs),
+                            key: g.key,
+                        });
+                    }
+                }
+                while let Some((&se, _)) = slices.first_key_value() {
+                    if slicing.last_window_end(se) - 1 > w {
+                        break;
+                    }
+                    slices.pop_first();
+                }
+            }
+            State::Session { sessions, .. } => sessions.fire(w, |_, s: Session<Groups>| {
+                for g in s.payload.groups {
+                    ready.push(OutRow {
+                        start: s.start,
+                        end: s.end,
+                        results: results(&g.accs),
+                        key: g.key,
+                    });
+                }
+            }),
+        }
+    }
+
+    /// The output batch of `rows`.
+    fn build(&self, rows: &[OutRow]) -> Result<RecordBatch, RuntimeError> {
+        let err = |e| self.arrow_err(e);
+        let fields = self.schema.fields();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+        let mut k = 0;
+        for (g, f) in self.group.iter().zip(fields.iter()) {
+            let t = f.data_type();
+            let col = match g {
+                GroupColumn::WindowStart => {
+                    millis_array(rows.iter().map(|r| r.start).collect(), t).map_err(err)?
+                }
+                GroupColumn::WindowEnd => {
+                    millis_array(rows.iter().map(|r| r.end).collect(), t).map_err(err)?
+                }
+                GroupColumn::WindowTime => {
+                    millis_array(rows.iter().map(|r| r.end - 1).collect(), t).map_err(err)?
+                }
+                GroupColumn::Key(_) => {
+                    let (_, vt, target) = &self.key_columns[k];
+                    let values: Vec<Value> = rows.iter().map(|r| r.key[k].clone()).collect();
+                    k += 1;
+                    build_array(&values, vt, target).map_err(err)?
+                }
+            };
+            columns.push(col);
+        }
+        for (j, a) in self.aggs.iter().enumerate() {
+            let values: Vec<Value> = rows.iter().map(|r| r.results[j].clone()).collect();
+            columns.push(build_array(&values, &a.result, &a.target).map_err(err)?);
+        }
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(err)
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if batch.num_columns() != self.input_width {
+            return Err(RuntimeError::Plan(format!(
+                "window node `{}` expects {} input columns but a batch has {}",
+                self.name,
+                self.input_width,
+                batch.num_columns()
+            )));
+        }
+        let eval = |e| RuntimeError::eval(&self.name, e);
+        let ts = event_millis(batch.column(self.time)).map_err(|e| self.arrow_err(e))?;
+        let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
+        let partition_keys = match &mut self.state {
+            State::Session { partition, .. } => Some(
+                partition
+                    .encode(&batch)
+                    .map_err(|e| RuntimeError::arrow(&self.name, e))?,
+            ),
+            State::Sliced { .. } => None,
+        };
+        let key_values = self
+            .key_columns
+            .iter()
+            .map(|(c, _, _)| ValueColumn::new(batch.column(*c), Repr::Full))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.arrow_err(e))?;
+        let mut args = Vec::with_capacity(self.aggs.len());
+        let mut filters = Vec::with_capacity(self.aggs.len());
+        for a in &self.aggs {
+            args.push(match &a.arg {
+                Some((e, repr)) => {
+                    let v = evaluate(e, &batch).map_err(eval)?;
+                    Some(ValueColumn::new(&v, *repr).map_err(|e| self.arrow_err(e))?)
+                }
+                None => None,
+            });
+            filters.push(match &a.filter {
+                Some(p) => {
+                    let v = evaluate(p, &batch).map_err(eval)?;
+                    let b = v
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .ok_or_else(|| {
+                            RuntimeError::Plan(format!(
+                                "window node `{}`: a FILTER is not BOOLEAN",
+                                self.name
+                            ))
+                        })?;
+                    Some(b)
+                }
+                None => None,
+            });
+        }
+        let mut late = Vec::new();
+        let aggs = &self.aggs;
+        let key_row = |i: usize| key_values.iter().map(|c| c.get(i)).collect::<Vec<_>>();
+        let update = |accs: &mut [Accumulator], i: usize, seq: u64| {
+            for (j, a) in aggs.iter().enumerate() {
+                if filters[j]
+                    .as_ref()
+                    .is_some_and(|f| f.is_null(i) || !f.value(i))
+                {
+                    continue;
+                }
+                let v = args[j].as_ref().map_or(Value::Null, |c| c.get(i));
+                accs[j].add(&a.spec, (0, seq), &v);
+            }
+        };
+        for i in 0..batch.num_rows() {
+            if ts.is_null(i) {
+                late.push(i as u32);
+                continue;
+            }
+            let t = ts.value(i);
+            let seq = self.seq;
+            self.seq += 1;
+            match &mut self.state {
+                State::Sliced {
+                    slicing,
+                    slices,
+                    pending,
+                } => {
+                    let se = slicing.slice_end(t);
+                    if se - 1 <= self.watermark {
+                        late.push(i as u32);
+                        continue;
+                    }
+                    let groups = match slices.get_mut(&se) {
+                        Some(g) => g,
+                        None => {
+                            slicing.windows_of_slice(se, &mut self.windows);
+                            if self.windows.is_empty() {
+                                // Between HOP windows (size < slide): in no window.
+                                continue;
+                            }
+                            pending.extend(self.windows.iter().map(|&(s, e)| (e, s)));
+                            slices.entry(se).or_default()
+                        }
+                    };
+                    let g = groups.entry(keys.key(i), || Group {
+                        key: key_row(i),
+                        accs: Self::new_accs(aggs),
+                    });
+                    update(&mut g.accs, i, seq);
+                }
+                State::Session { sessions, .. } => {
+                    let groups = sessions.add(
+                        partition_keys.as_ref().map_or(&[][..], |k| k.key(i)),
+                        Vec::new,
+                        t,
+                        self.watermark,
+                        Groups::default,
+                        |into, from| into.merge(from, aggs),
+                    );
+                    let Some(groups) = groups else {
+                        late.push(i as u32);
+                        continue;
+                    };
+                    let g = groups.entry(keys.key(i), || Group {
+                        key: key_row(i),
+                        accs: Self::new_accs(aggs),
+                    });
+                    update(&mut g.accs, i, seq);
+                }
+            }
+        }
+        if !late.is_empty() {
+            self.late += late.len() as u64;
+            let rows = take_record_batch(&batch, &UInt32Array::from(late))
+                .map_err(|e| self.arrow_err(e))?;
+            self.late_batches.push(rows);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        if w > self.watermark {
+            self.watermark = w;
+            self.fire(w);
+            let ready = std::mem::take(&mut self.ready);
+            for chunk in ready.chunks(MAX_OUTPUT_ROWS) {
+                out.push(Event::Batch(self.build(chunk)?));
+            }
+        }
+        out.push(Event::Watermark(w));
+        Ok(())
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.late
+    }
+
+    fn take_late(&mut self) -> Option<RecordBatch> {
+        let batches = std::mem::take(&mut self.late_batches);
+        let first = batches.first()?;
+        arrow::compute::concat_batches(&first.schema(), &batches).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{Field, TimeUnit};
+    use fsql_plan::{AggregateFunction, DataType, GroupAggregate};
+
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn input_schema() -> Arc<ArrowSchema> {
+        Arc::new(ArrowSchema::new(vec![
+            Field::new("k", ArrowType::Utf8, true),
+            Field::new(
+                "ts",
+                ArrowType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
+        ]))
+    }
+
+    fn batch(rows: &[(&str, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input_schema(),
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| Some(r.0)).collect::<Vec<_>>(),
+                )),
+                Arc::new(TimestampMillisecondArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// TUMBLE(10 min) counting rows per key.
+    fn tumble_count() -> WindowAggregate {
+        let spec = WindowAggregateSpec {
+            window: WindowKind::Tumble {
+                size_ms: 10 * MIN,
+                offset_ms: 0,
+            },
+            time: 1,
+            partition: vec![],
+            group: vec![
+                GroupColumn::Key(0),
+                GroupColumn::WindowStart,
+                GroupColumn::WindowEnd,
+            ],
+            aggregates: vec![GroupAggregate {
+                function: AggregateFunction::Count,
+                args: vec![],
+                distinct: false,
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+        };
+        let ts = ArrowType::Timestamp(TimeUnit::Millisecond, None);
+        let out = Arc::new(ArrowSchema::new(vec![
+            Field::new("k", ArrowType::Utf8, true),
+            Field::new("window_start", ts.clone(), false),
+            Field::new("window_end", ts, false),
+            Field::new("n", ArrowType::Int64, false),
+        ]));
+        WindowAggregate::new("w", &spec, &input_schema(), out).unwrap()
+    }
+
+    fn rows(events: &[Event]) -> Vec<(String, i64, i64)> {
+        let mut out = Vec::new();
+        for e in events {
+            if let Event::Batch(b) = e {
+                let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                let start = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .unwrap();
+                let n = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+                for i in 0..b.num_rows() {
+                    out.push((k.value(i).to_string(), start.value(i), n.value(i)));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_window_fires_once_the_watermark_reaches_its_end_and_later_rows_for_it_are_late() {
+        let mut op = tumble_count();
+        let mut out = Vec::new();
+        op.on_batch(
+            0,
+            batch(&[("a", MIN), ("b", 2 * MIN), ("a", 9 * MIN), ("a", 11 * MIN)]),
+            &mut out,
+        )
+        .unwrap();
+        // One millisecond short of the end: nothing yet.
+        op.on_watermark(10 * MIN - 2, &mut out).unwrap();
+        assert!(rows(&out).is_empty());
+        op.on_watermark(10 * MIN - 1, &mut out).unwrap();
+        assert_eq!(rows(&out), vec![("a".into(), 0, 2), ("b".into(), 0, 1)]);
+        // A row of the fired window is late: counted and kept for the late-data output; a row of
+        // the open window is not.
+        out.clear();
+        op.on_batch(0, batch(&[("b", 5 * MIN), ("b", 10 * MIN)]), &mut out)
+            .unwrap();
+        assert_eq!(op.late_rows(), 1);
+        assert_eq!(op.take_late().map(|b| b.num_rows()), Some(1));
+        assert_eq!(op.live_windows(), 1, "the fired slice was freed");
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(
+            rows(&out),
+            vec![("a".into(), 10 * MIN, 1), ("b".into(), 10 * MIN, 1)]
+        );
+        assert_eq!(op.live_windows(), 0);
+    }
+}
