@@ -216,6 +216,48 @@ pub fn text(plan: &Plan) -> String {
                     "    emit: one row per window and key when the watermark reaches window_end - 1 (in both emit modes); a row whose window already fired is late here (counted, and written to 'pipeline.late-data.path' when set)"
                 );
             }
+            Operator::Join(j) => {
+                let side = |k: usize| n.inputs.get(k).and_then(|i| p.node(*i));
+                let keys: Vec<String> = j
+                    .left_keys
+                    .iter()
+                    .zip(&j.right_keys)
+                    .map(|(l, r)| format!("left.{l} = right.{r}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {:?} join on {}",
+                    j.kind,
+                    if keys.is_empty() {
+                        "(no keys)".into()
+                    } else {
+                        keys.join(" AND ")
+                    }
+                );
+                match &j.interval {
+                    Some(b) => {
+                        let _ = writeln!(
+                            out,
+                            "    interval: {} {} left.{} - right.{} {} {}; rows are dropped once the watermark passes their bound (unmatched outer rows emitted then); rows at or behind the watermark are late here",
+                            duration(b.lower_ms),
+                            if b.lower_inclusive { "<=" } else { "<" },
+                            column(side(0), b.left_time),
+                            column(side(1), b.right_time),
+                            if b.upper_inclusive { "<=" } else { "<" },
+                            duration(b.upper_ms),
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "    regular join: each input's rows are kept until the other input ends"
+                        );
+                    }
+                }
+                if let Some(r) = &j.residual {
+                    let _ = writeln!(out, "    condition: {r}");
+                }
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -294,6 +336,9 @@ fn window(w: &WindowKind) -> String {
 
 /// Milliseconds in the largest whole unit.
 fn duration(ms: i64) -> String {
+    if ms < 0 {
+        return format!("-{}", duration(ms.saturating_neg()));
+    }
     for (unit, len) in [
         ("d", 86_400_000),
         ("h", 3_600_000),
@@ -330,6 +375,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::Over(_) => "Over",
         Operator::WindowAssign(_) => "WindowAssign",
         Operator::WindowAggregate(_) => "WindowAggregate",
+        Operator::Join(_) => "Join",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -350,6 +396,10 @@ fn state(n: &Node) -> &'static str {
         Operator::WindowAggregate(_) => {
             "per slice and key: one accumulator per aggregate; a slice is freed when the last window containing it fires"
         }
+        Operator::Join(j) if j.interval.is_some() => {
+            "per join key: the rows of each input still within the interval of a future row"
+        }
+        Operator::Join(_) => "per join key: the rows of each input, until the other input ends",
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",
     }

@@ -299,11 +299,27 @@ fn window_queries() -> Vec<(&'static str, String, String)> {
 
 /// Runs `sql` (a bare SELECT over `t`) on fsql, feeding `batches` in order.
 fn run_fsql_query(sql: &str, batches: Vec<RecordBatch>, delay_s: u32) -> Vec<RecordBatch> {
-    let text = format!(
-        "CREATE TABLE t (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), \
-         WATERMARK FOR ts AS ts - INTERVAL '{delay_s}' SECOND) \
-         WITH ('connector' = 'filesystem', 'path' = 'unused', 'format' = 'json');\n{sql};"
-    );
+    run_fsql_tables(sql, vec![("t", batches)], delay_s)
+}
+
+/// Runs `sql` on fsql over tables of the `input` schema named and fed as `tables` gives; every
+/// table's watermark trails its largest event time by `delay_s` seconds.
+fn run_fsql_tables(
+    sql: &str,
+    tables: Vec<(&str, Vec<RecordBatch>)>,
+    delay_s: u32,
+) -> Vec<RecordBatch> {
+    let ddl: String = tables
+        .iter()
+        .map(|(name, _)| {
+            format!(
+                "CREATE TABLE {name} (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), \
+                 WATERMARK FOR ts AS ts - INTERVAL '{delay_s}' SECOND) \
+                 WITH ('connector' = 'filesystem', 'path' = 'unused', 'format' = 'json');\n"
+            )
+        })
+        .collect();
+    let text = format!("{ddl}{sql};");
     let c = compile_source(
         Path::new("differential.fsql"),
         text,
@@ -313,10 +329,15 @@ fn run_fsql_query(sql: &str, batches: Vec<RecordBatch>, delay_s: u32) -> Vec<Rec
     let errors: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
     let pipeline = c.pipeline.unwrap_or_else(|| panic!("compiles: {errors}"));
     let options = RunOptions {
-        inputs: BTreeMap::from([(
-            "t".to_string(),
-            batches.into_iter().map(TestInput::Batch).collect(),
-        )]),
+        inputs: tables
+            .into_iter()
+            .map(|(name, batches)| {
+                (
+                    name.to_string(),
+                    batches.into_iter().map(TestInput::Batch).collect(),
+                )
+            })
+            .collect(),
         ..RunOptions::default()
     };
     let mut out = Vec::new();
@@ -432,6 +453,122 @@ fn window_aggregations_of_out_of_order_input_equal_sorted_input() {
             let sorted = window_rows(&run_fsql_query(&fsql, vec![batch.clone()], 5));
             let shuffled = window_rows(&run_fsql_query(&fsql, disordered(&batch, seed, 5000), 5));
             assert_same_windows(&shuffled, &sorted, &format!("{name}, seed {seed}"));
+        }
+    }
+}
+
+/// Interval joins of `t` and `u` (NULL keys never match), inner and outer, inclusive and strict
+/// bounds, with a residual condition.
+fn join_queries() -> Vec<(&'static str, String)> {
+    let select = "SELECT t.id AS tid, u.id AS uid, t.v AS tv, u.v AS uv FROM t";
+    let between =
+        "t.k = u.k AND t.ts BETWEEN u.ts - INTERVAL '3' SECOND AND u.ts + INTERVAL '2' SECOND";
+    let strict =
+        "t.k = u.k AND t.ts > u.ts - INTERVAL '3' SECOND AND t.ts < u.ts + INTERVAL '2' SECOND";
+    vec![
+        ("inner", format!("{select}, u WHERE {between}")),
+        (
+            "inner strict with residual",
+            format!("{select} JOIN u ON {strict} AND t.v < u.v"),
+        ),
+        ("left", format!("{select} LEFT JOIN u ON {between}")),
+        ("right", format!("{select} RIGHT JOIN u ON {strict}")),
+        (
+            "full",
+            format!("{select} FULL OUTER JOIN u ON {between} AND t.v <> u.v"),
+        ),
+        // Entirely in the past of the right row.
+        (
+            "before",
+            format!(
+                "{select} JOIN u ON t.k = u.k AND t.ts BETWEEN u.ts - INTERVAL '6' SECOND AND u.ts - INTERVAL '2' SECOND"
+            ),
+        ),
+    ]
+}
+
+/// Joined rows as a sorted multiset of text rows.
+fn join_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let cols: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &ArrowType::Float64).expect("numeric"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    let c = c.as_any().downcast_ref::<Float64Array>().expect("f64");
+                    if c.is_null(row) {
+                        "NULL".to_string()
+                    } else {
+                        c.value(row).to_string()
+                    }
+                })
+                .collect();
+            out.push(cells.join(","));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn interval_joins_in_watermark_order_equal_the_batch_result() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    for (name, sql) in join_queries() {
+        let (mut matched, mut padded) = (0, 0);
+        for seed in 0..SEEDS {
+            let (t, u) = (input(seed), input(seed + 10_000));
+            let streaming = join_rows(&run_fsql_tables(
+                &sql,
+                vec![("t", vec![t.clone()]), ("u", vec![u.clone()])],
+                0,
+            ));
+            let expected = runtime.block_on(async {
+                let ctx = SessionContext::new();
+                ctx.register_batch("t", t.clone()).expect("register");
+                ctx.register_batch("u", u.clone()).expect("register");
+                let df = ctx.sql(&sql).await.expect("plans");
+                join_rows(&df.collect().await.expect("runs"))
+            });
+            assert_eq!(streaming, expected, "{name}, seed {seed}");
+            matched += expected.iter().filter(|r| !r.contains("NULL")).count();
+            padded += expected.len() - expected.iter().filter(|r| !r.contains("NULL")).count();
+        }
+        assert!(
+            matched > 1000,
+            "{name}: the inputs meet ({matched} joined rows)"
+        );
+        if name == "left" || name == "right" || name == "full" {
+            assert!(padded > 100, "{name}: unmatched rows are padded ({padded})");
+        }
+    }
+}
+
+#[test]
+fn interval_joins_of_out_of_order_input_equal_sorted_input() {
+    for (name, sql) in join_queries() {
+        for seed in 0..SEEDS {
+            let (t, u) = (input(seed), input(seed + 10_000));
+            let sorted = join_rows(&run_fsql_tables(
+                &sql,
+                vec![("t", vec![t.clone()]), ("u", vec![u.clone()])],
+                5,
+            ));
+            let shuffled = join_rows(&run_fsql_tables(
+                &sql,
+                vec![
+                    ("t", disordered(&t, seed, 5000)),
+                    ("u", disordered(&u, seed + 1, 5000)),
+                ],
+                5,
+            ));
+            assert_eq!(shuffled, sorted, "{name}, seed {seed}");
         }
     }
 }

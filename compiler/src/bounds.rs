@@ -13,10 +13,8 @@ use crate::diagnostic::Diagnostic;
 /// The match is exhaustive on purpose: each stateful operator added to the plan must say here what
 /// bounds its state.
 pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-    // A state TTL drops idle keys, which bounds every keyed operator.
-    if settings.contains_key("state.ttl") || settings.contains_key("table.exec.state.ttl") {
-        return vec![];
-    }
+    // A state TTL drops idle keys, which bounds OVER state (joins do not apply it yet).
+    let ttl = settings.contains_key("state.ttl") || settings.contains_key("table.exec.state.ttl");
     nodes
         .iter()
         .flat_map(|node| match &node.op {
@@ -30,8 +28,31 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::WindowAssign(_) => vec![],
             // Windows are freed when the watermark passes them.
             Operator::WindowAggregate(_) => vec![],
+            // Interval joins free rows as the watermark passes their bounds; a regular join keeps
+            // each input's rows until the other input ends, which is fine for a reference table
+            // (no watermark) and unbounded between two streams.
+            Operator::Join(j) => {
+                let streams = node
+                    .inputs
+                    .iter()
+                    .filter(|i| nodes.get(i.0 as usize).is_some_and(|n| n.event_time.is_some()))
+                    .count();
+                if j.interval.is_none() && streams == 2 {
+                    vec![Diagnostic::warning(
+                        format!(
+                            "state of `{}` grows without bound: a regular join of two streams keeps every row of both",
+                            node.name
+                        ),
+                        None,
+                    )
+                    .with_help("bound it in time (an interval join: AND l.ts BETWEEN r.ts - INTERVAL '1' HOUR AND r.ts)")]
+                } else {
+                    vec![]
+                }
+            }
             // A bounded frame evicts rows; an unbounded frame keeps O(1) per key, except for
             // DISTINCT aggregates, which keep every distinct value a key has ever had.
+            Operator::Over(_) if ttl => vec![],
             Operator::Over(spec) => spec
                 .aggregates
                 .iter()

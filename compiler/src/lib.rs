@@ -22,6 +22,7 @@ pub mod diagnostic;
 mod functions;
 mod lower;
 mod lower_expr;
+mod lower_join;
 pub mod options;
 pub mod parse;
 mod rewrite;

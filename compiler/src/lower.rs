@@ -210,6 +210,42 @@ fn lower(
                 event_time,
             })
         }
+        LogicalPlan::Join(j) => {
+            let left = lower_plan(&j.left, nodes, resolver)?;
+            let right = lower_plan(&j.right, nodes, resolver)?;
+            let spec = crate::lower_join::join_spec(j, left.event_time, right.event_time)?;
+            let left_width = left.schema.fields.len();
+            // An interval join keeps the left input's time attribute (its output watermark is
+            // held back by the bounds); a regular join keeps one only when the other input has
+            // none (its watermark then stays at the minimum until that input ends).
+            let event_time = match (&spec.interval, left.event_time, right.event_time) {
+                (Some(_), lt, _) => lt,
+                (None, Some(lt), None) => Some(lt),
+                (None, None, Some(rt)) => Some(left_width + rt),
+                _ => None,
+            };
+            let inputs = vec![
+                materialize(left, nodes, &resolver.node_name("calc")),
+                materialize(right, nodes, &resolver.node_name("calc")),
+            ];
+            let schema = schema_of(j.schema.as_ref(), &output_names(plan))?;
+            let id = NodeId(nodes.len() as u32);
+            nodes.push(Node {
+                id,
+                name: resolver.node_name("join"),
+                inputs,
+                schema: schema.clone(),
+                event_time,
+                op: Operator::Join(spec),
+            });
+            Ok(Rel {
+                input: id,
+                filter: None,
+                projections: None,
+                schema,
+                event_time,
+            })
+        }
         LogicalPlan::Union(u) => {
             let mut inputs = Vec::new();
             let mut event_time = None;

@@ -93,6 +93,45 @@ pub enum Operator {
     /// Window aggregation (`GROUP BY window_start, window_end, keys` over a window TVF): one row per
     /// window and key, emitted when the watermark passes the window's end.
     WindowAggregate(WindowAggregateSpec),
+    /// A join of its two inputs (left, right): output = left columns, then right columns.
+    Join(JoinSpec),
+}
+
+/// Which unmatched rows a join keeps (NULL-padded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+/// [`Operator::Join`]: rows whose keys are equal (NULL never matches), within the time bounds of
+/// an interval join, for which `residual` is TRUE.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinSpec {
+    pub kind: JoinKind,
+    /// Equi-join keys over the left input, pairwise with `right_keys`.
+    pub left_keys: Vec<Expr>,
+    pub right_keys: Vec<Expr>,
+    /// Interval join bounds; `None` for a regular join (which keeps both inputs' rows until the
+    /// other input ends).
+    pub interval: Option<IntervalBounds>,
+    /// Further conditions over the joined row (left columns, then right columns).
+    pub residual: Option<Expr>,
+}
+
+/// `lower ≤ left.time − right.time ≤ upper` (each bound inclusive or strict), in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IntervalBounds {
+    /// The left input's event-time column.
+    pub left_time: usize,
+    /// The right input's event-time column.
+    pub right_time: usize,
+    pub lower_ms: i64,
+    pub lower_inclusive: bool,
+    pub upper_ms: i64,
+    pub upper_inclusive: bool,
 }
 
 /// A window table-valued function: which windows a row with event time `t` belongs to.

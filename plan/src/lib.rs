@@ -23,8 +23,9 @@ mod types;
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
 pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
-    AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupColumn, ModelDecl, Node,
-    NodeId, Operator, OverAggregate, OverFrame, OverSpec, Pipeline, Rule, RulesetSpec, SinkSpec,
-    SourceSpec, WatermarkSpec, WindowAggregateSpec, WindowAssignSpec, WindowKind,
+    AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupColumn, IntervalBounds,
+    JoinKind, JoinSpec, ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec,
+    Pipeline, Rule, RulesetSpec, SinkSpec, SourceSpec, WatermarkSpec, WindowAggregateSpec,
+    WindowAssignSpec, WindowKind,
 };
 pub use types::{DataType, Field, Schema};

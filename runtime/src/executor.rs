@@ -26,7 +26,7 @@ use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::{
-    Calc, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign,
+    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::test_input::{TestInput, TestSource};
@@ -336,6 +336,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::Over(_) => "over",
         PlanOp::WindowAssign(_) => "window",
         PlanOp::WindowAggregate(_) => "window-aggregate",
+        PlanOp::Join(_) => "join",
     }
 }
 
@@ -502,6 +503,27 @@ impl<'c> Executor<'c> {
                         &node.name,
                         spec,
                         &input,
+                        schema.clone(),
+                    )?))
+                }
+                PlanOp::Join(spec) => {
+                    let input = |k: usize| {
+                        node.inputs
+                            .get(k)
+                            .and_then(|i| pipeline.node(*i))
+                            .map(|n| runtime_schema(&n.schema))
+                            .ok_or_else(|| {
+                                RuntimeError::Plan(format!(
+                                    "join node `{}` lacks an input",
+                                    node.name
+                                ))
+                            })
+                    };
+                    Some(Box::new(Join::new(
+                        &node.name,
+                        spec,
+                        input(0)?,
+                        input(1)?,
                         schema.clone(),
                     )?))
                 }
@@ -679,9 +701,12 @@ impl<'c> Executor<'c> {
                 Ok(())
             }
             Signal::End => {
-                node.ended[slot] = true;
+                if !node.ended[slot] {
+                    node.ended[slot] = true;
+                    op.on_input_end(slot, &mut out)?;
+                }
                 if node.done || !node.ended.iter().all(|e| *e) {
-                    return Ok(());
+                    return self.emit(n, out);
                 }
                 node.done = true;
                 op.on_end(&mut out)?;

@@ -41,6 +41,11 @@ pub trait Operator {
         Ok(())
     }
 
+    /// Input `input` ended (it sends nothing more). The default does nothing.
+    fn on_input_end(&mut self, _input: usize, _out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// Every input ended (after the final `i64::MAX` watermark). The default does nothing.
     fn on_end(&mut self, _out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         Ok(())

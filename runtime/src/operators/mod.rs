@@ -3,6 +3,7 @@
 
 pub(crate) mod agg;
 pub mod calc;
+pub mod join;
 pub mod over;
 pub mod passthrough;
 pub mod ruleset;
@@ -10,6 +11,7 @@ pub mod sink;
 pub mod window;
 
 pub use calc::Calc;
+pub use join::Join;
 pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;
