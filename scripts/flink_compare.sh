@@ -7,7 +7,8 @@
 #   scripts/flink_compare.sh benches/sql/datagen_over_card_1h.sql     # per-card 1 h RANGE OVER
 #
 # SQL_FILE must be accepted by `fsql check`, end with an `INSERT INTO` (the oracle waits for that job)
-# and write its row count as '10000000' (the number of rows the source reads).
+# and write its row count as '10000000' (the number of rows each source reads). With several sources
+# (a join), events/s count the rows of all of them.
 #
 # Environment:
 #   ROWS=N            rows per run (default 10000000; replaces every '10000000' in the SQL file)
@@ -58,6 +59,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 script="$work/$(basename "$sql")"
 sed "s/10000000/$rows/g" "$sql" >"$script"
+# Sources reading ROWS rows each: every event of every source counts.
+sources=$(grep -c "'number-of-rows' = '10000000'" "$sql" || true)
+events=$((rows * (sources > 0 ? sources : 1)))
 
 "$fsql" check "$script" >&2
 
@@ -144,13 +148,13 @@ if [[ -f "$work/fsql.time" ]]; then
   fsql_cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$work/fsql.time")
   fsql_peak=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/fsql.time")
 fi
-if [[ "$fsql_in" != "$rows" ]]; then
-  echo "error: fsql read '$fsql_in' rows, expected $rows: $fsql_summary" >&2
+if [[ "$fsql_in" != "$events" ]]; then
+  echo "error: fsql read '$fsql_in' rows, expected $events: $fsql_summary" >&2
   exit 1
 fi
 
-python3 - "$rows" "$flink_job" "$flink_total" "$flink_wall" "$fsql_wall" "$fsql_run" "$parallelism" "$sql" \
-  "$small_rows" "$small_job" "$small_total" "${flink_peak:-0}" "$fsql_cpu" "$fsql_peak" "$(uptime)" \
+python3 - "$events" "$flink_job" "$flink_total" "$flink_wall" "$fsql_wall" "$fsql_run" "$parallelism" "$sql" \
+  "$((small_rows * (sources > 0 ? sources : 1)))" "$small_job" "$small_total" "${flink_peak:-0}" "$fsql_cpu" "$fsql_peak" "$(uptime)" \
   "${flink_cpu:-0}" "${small_cpu:-0}" <<'EOF'
 import sys
 rows = int(sys.argv[1])

@@ -258,6 +258,29 @@ pub fn text(plan: &Plan) -> String {
                     let _ = writeln!(out, "    condition: {r}");
                 }
             }
+            Operator::WindowRank(r) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let keys: Vec<String> = r.partition_by.iter().map(|&c| column(input, c)).collect();
+                let order: Vec<String> = r
+                    .order_by
+                    .iter()
+                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}){}; a partition is emitted, numbered, when the watermark reaches {} - 1; rows of a fired window are late here",
+                    keys.join(", "),
+                    if order.is_empty() {
+                        "(arrival)".into()
+                    } else {
+                        order.join(", ")
+                    },
+                    r.limit
+                        .map(|l| format!(", first {l} rows kept"))
+                        .unwrap_or_default(),
+                    column(input, r.window_end),
+                );
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -376,6 +399,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::WindowAssign(_) => "WindowAssign",
         Operator::WindowAggregate(_) => "WindowAggregate",
         Operator::Join(_) => "Join",
+        Operator::WindowRank(_) => "WindowRank",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -400,6 +424,9 @@ fn state(n: &Node) -> &'static str {
             "per join key: the rows of each input still within the interval of a future row"
         }
         Operator::Join(_) => "per join key: the rows of each input, until the other input ends",
+        Operator::WindowRank(_) => {
+            "per window partition: its rows (the first N with a limit) until the window fires"
+        }
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",
     }

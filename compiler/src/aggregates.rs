@@ -93,10 +93,11 @@ pub fn udafs() -> HashMap<String, Arc<AggregateUDF>> {
         .collect()
 }
 
-/// The window functions, by name: `LAG`, and `FIRST_VALUE` / `LAST_VALUE` (DataFusion plans those two
-/// as window functions, not aggregates, when they have an OVER clause).
+/// The window functions, by name: `LAG`, `FIRST_VALUE` / `LAST_VALUE` (DataFusion plans those two
+/// as window functions, not aggregates, when they have an OVER clause), and `ROW_NUMBER` (Window
+/// TopN and deduplication).
 pub fn udwfs() -> HashMap<String, Arc<WindowUDF>> {
-    ["lag", "first_value", "last_value"]
+    let mut f: HashMap<String, Arc<WindowUDF>> = ["lag", "first_value", "last_value"]
         .into_iter()
         .map(|name| {
             let f = ValueWindowFunction {
@@ -105,7 +106,45 @@ pub fn udwfs() -> HashMap<String, Arc<WindowUDF>> {
             };
             (name.to_string(), Arc::new(WindowUDF::from(f)))
         })
-        .collect()
+        .collect();
+    f.insert(
+        "row_number".into(),
+        Arc::new(WindowUDF::from(RowNumber {
+            signature: Signature::nullary(Volatility::Immutable),
+        })),
+    );
+    f
+}
+
+/// `ROW_NUMBER()`: a row's 1-based position in its ordered partition (planning only).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RowNumber {
+    signature: Signature,
+}
+
+impl WindowUDFImpl for RowNumber {
+    fn name(&self) -> &str {
+        "row_number"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
+        not_impl_err!("ROW_NUMBER runs in fsql's window rank operator, not in DataFusion")
+    }
+
+    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Int64,
+            false,
+        )))
+    }
 }
 
 impl AggregateUDFImpl for FlinkAggregate {

@@ -27,7 +27,7 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Collect
             | Operator::WindowAssign(_) => vec![],
             // Windows are freed when the watermark passes them.
-            Operator::WindowAggregate(_) => vec![],
+            Operator::WindowAggregate(_) | Operator::WindowRank(_) => vec![],
             // Interval joins free rows as the watermark passes their bounds; a regular join keeps
             // each input's rows until the other input ends, which is fine for a reference table
             // (no watermark) and unbounded between two streams.

@@ -1193,18 +1193,19 @@ struct TvfCatalogOf<'a> {
 }
 
 impl window_tvf::TvfCatalog for TvfCatalogOf<'_> {
-    fn relation(&self, name: &str) -> Option<(Vec<String>, Option<usize>)> {
+    fn relation(&self, name: &str) -> Option<(Vec<String>, Vec<usize>)> {
         let names = |s: &Schema| s.fields.iter().map(|f| f.name.clone()).collect();
         if let Some(r) = self.c.relations.get(name) {
-            let et = self
-                .c
-                .nodes
-                .get(r.node.0 as usize)
-                .and_then(|n| n.event_time);
-            return Some((names(&r.schema), et));
+            return Some((
+                names(&r.schema),
+                crate::lower::time_attributes(&self.c.nodes, r.node),
+            ));
         }
         let t = self.c.tables.get(name)?;
-        Some((names(&t.schema), t.watermark.as_ref().map(|w| w.rowtime)))
+        Some((
+            names(&t.schema),
+            t.watermark.iter().map(|w| w.rowtime).collect(),
+        ))
     }
 
     fn interval_ms(&mut self, e: &sqlparser::ast::Expr) -> Result<i64, Diagnostic> {

@@ -10,8 +10,8 @@ use datafusion::logical_expr::{
 };
 use fsql_plan::{
     AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, GroupAggregate, GroupColumn,
-    Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, Schema, WindowAggregateSpec,
-    WindowAssignSpec,
+    Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, Schema, SortKey,
+    WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
 };
 
 use crate::aggregates::aggregate_function;
@@ -71,10 +71,8 @@ fn lower(
             let (node, schema, event_time) = match resolver.window(table) {
                 None => resolver.scan(table, nodes)?,
                 Some(tvf) => {
-                    let (data, data_schema, time) = resolver.scan(&tvf.data, nodes)?;
-                    let time = time.ok_or_else(|| {
-                        Unsupported(format!("`{}` has no event-time attribute", tvf.data))
-                    })?;
+                    let (data, data_schema, _) = resolver.scan(&tvf.data, nodes)?;
+                    let time = column_of(&data_schema, &tvf.time_column)?;
                     let schema = window_schema(&data_schema, time);
                     match windowed.as_deref_mut() {
                         Some(slot) => {
@@ -142,7 +140,9 @@ fn lower(
         LogicalPlan::Filter(f) => {
             let rel = lower(&f.input, nodes, resolver, windowed)?;
             let pred = lower_expr(&f.predicate, f.input.schema())?;
-            Ok(filter(rel, pred))
+            let rel = filter(rel, pred);
+            limit_rank(&rel, nodes);
+            Ok(rel)
         }
         LogicalPlan::Projection(p) => {
             let rel = lower(&p.input, nodes, resolver, windowed)?;
@@ -172,6 +172,43 @@ fn lower(
                 projections: None,
                 schema,
                 event_time,
+            })
+        }
+        LogicalPlan::Window(w) if is_row_number(&w.window_expr) => {
+            let rel = lower_plan(&w.input, nodes, resolver)?;
+            let spec = window_rank(&w.window_expr, w.input.schema(), &rel)?;
+            // The result is no longer a time attribute: rows leave by window, not by time.
+            let input = materialize(rel, nodes, &resolver.node_name("calc"));
+            let inputs = w.input.schema().fields().len();
+            let names: Vec<String> = w
+                .schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if i < inputs {
+                        f.name().clone()
+                    } else {
+                        "rank$0".into()
+                    }
+                })
+                .collect();
+            let schema = schema_of(w.schema.as_ref(), &names)?;
+            let id = NodeId(nodes.len() as u32);
+            nodes.push(Node {
+                id,
+                name: resolver.node_name("rank"),
+                inputs: vec![input],
+                schema: schema.clone(),
+                event_time: None,
+                op: Operator::WindowRank(spec),
+            });
+            Ok(Rel {
+                input: id,
+                filter: None,
+                projections: None,
+                schema,
+                event_time: None,
             })
         }
         LogicalPlan::Window(w) => {
@@ -305,11 +342,11 @@ fn window_aggregate(
         .ok_or_else(|| Unsupported("window input missing".into()))?;
     let data_schema = data.schema.clone();
     let width = data.schema.fields.len();
-    let time_col = data
-        .event_time
-        .and_then(|t| data.schema.fields.get(t).map(|f| (t, f)))
-        .map(|(t, f)| Expr::column(t, f.data_type.clone(), f.nullable))
-        .ok_or_else(|| Unsupported(format!("`{}` has no event-time attribute", tvf.data)))?;
+    let time_col = {
+        let t = column_of(&data.schema, &tvf.time_column)?;
+        let f = &data.schema.fields[t];
+        Expr::column(t, f.data_type.clone(), f.nullable)
+    };
     let virtual_role = |c: usize| match c.checked_sub(width) {
         Some(0) => Some(GroupColumn::WindowStart),
         Some(1) => Some(GroupColumn::WindowEnd),
@@ -505,6 +542,161 @@ fn window_aggregate(
             aggregates,
         }),
     })
+}
+
+/// Whether a DataFusion `Window` node computes just `ROW_NUMBER()`.
+fn is_row_number(exprs: &[DfExpr]) -> bool {
+    use datafusion::logical_expr::expr::WindowFunctionDefinition;
+    match exprs {
+        [e] => matches!(
+            unalias(e),
+            DfExpr::WindowFunction(wf) if matches!(&wf.fun, WindowFunctionDefinition::WindowUDF(u) if u.name() == "row_number")
+        ),
+        _ => false,
+    }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)` over windowed rows
+/// (`rel`): Flink's Window TopN and Window Deduplication.
+fn window_rank(
+    exprs: &[DfExpr],
+    input: &DFSchema,
+    rel: &Rel,
+) -> Result<WindowRankSpec, Unsupported> {
+    let refuse = || {
+        Unsupported(
+            "ROW_NUMBER() is supported as Flink's Window TopN / deduplication: OVER (PARTITION BY window_start, window_end, ... ORDER BY ...) over a window TVF or a window aggregation, with WHERE rownum <= N".into(),
+        )
+    };
+    let [e] = exprs else { return Err(refuse()) };
+    let DfExpr::WindowFunction(wf) = unalias(e) else {
+        return Err(refuse());
+    };
+    let params = &wf.params;
+    let partition_by = params
+        .partition_by
+        .iter()
+        .map(|p| match p {
+            DfExpr::Column(c) => input.index_of_column(c).map_err(|_| refuse()),
+            _ => Err(refuse()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let named = |name: &str| {
+        partition_by.iter().copied().find(|&i| {
+            rel.schema.fields.get(i).is_some_and(|f| {
+                f.name == name
+                    && matches!(
+                        f.data_type,
+                        DataType::Timestamp { .. } | DataType::TimestampLtz { .. }
+                    )
+            })
+        })
+    };
+    let (Some(_), Some(window_end)) = (named("window_start"), named("window_end")) else {
+        return Err(refuse());
+    };
+    let order_by = params
+        .order_by
+        .iter()
+        .map(|s| {
+            Ok(SortKey {
+                expr: lower_expr(&s.expr, input)?,
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            })
+        })
+        .collect::<Result<Vec<_>, Unsupported>>()?;
+    Ok(WindowRankSpec {
+        partition_by,
+        window_end,
+        order_by,
+        limit: None,
+    })
+}
+
+/// `WHERE rownum <= N` (or `< N`, `= 1`) right over a window rank: the rank keeps only the first N
+/// rows of each partition (the filter stays, so the result is the same either way).
+fn limit_rank(rel: &Rel, nodes: &mut [Node]) {
+    let Some(node) = nodes.get_mut(rel.input.0 as usize) else {
+        return;
+    };
+    let rank_column = node.schema.fields.len().saturating_sub(1);
+    let Operator::WindowRank(spec) = &mut node.op else {
+        return;
+    };
+    let Some(pred) = &rel.filter else { return };
+    let mut conjuncts = vec![pred];
+    let mut limit: Option<u64> = None;
+    while let Some(e) = conjuncts.pop() {
+        let ExprKind::Binary { op, left, right } = &e.kind else {
+            continue;
+        };
+        if *op == BinaryOp::And {
+            conjuncts.push(left);
+            conjuncts.push(right);
+            continue;
+        }
+        let (ExprKind::Column(c), ExprKind::Literal(fsql_plan::Literal::Int(n))) =
+            (&left.kind, &right.kind)
+        else {
+            continue;
+        };
+        if *c != rank_column || *n < 1 {
+            continue;
+        }
+        let n = *n as u64;
+        let bound = match op {
+            BinaryOp::LtEq | BinaryOp::Eq => Some(n),
+            BinaryOp::Lt => Some(n - 1),
+            _ => None,
+        };
+        if let Some(b) = bound {
+            limit = Some(limit.map_or(b, |l| l.min(b)));
+        }
+    }
+    if let Some(l) = limit {
+        spec.limit = Some(spec.limit.map_or(l, |x| x.min(l)));
+    }
+}
+
+/// The columns of node `id` that are event-time attributes (never behind its watermark): its
+/// `event_time`, both inputs' times after an interval join (whose watermark is held back by the
+/// bounds), and those a Calc passes through.
+pub fn time_attributes(nodes: &[Node], id: NodeId) -> Vec<usize> {
+    let Some(node) = nodes.get(id.0 as usize) else {
+        return vec![];
+    };
+    let mut out: Vec<usize> = node.event_time.into_iter().collect();
+    match &node.op {
+        Operator::Join(j) => {
+            if let (Some(b), Some(left)) = (&j.interval, node.inputs.first()) {
+                let width = nodes
+                    .get(left.0 as usize)
+                    .map_or(0, |n| n.schema.fields.len());
+                out.extend([b.left_time, width + b.right_time]);
+            }
+        }
+        Operator::Calc { projections, .. } => {
+            if let Some(&input) = node.inputs.first()
+                && input.0 < id.0
+            {
+                let inner = time_attributes(nodes, input);
+                out.extend(
+                    projections
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| match p.kind {
+                            ExprKind::Column(c) if inner.contains(&c) => Some(i),
+                            _ => None,
+                        }),
+                );
+            }
+        }
+        _ => {}
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The position of column `name` in `schema`.
@@ -713,7 +905,7 @@ fn describe(plan: &LogicalPlan) -> &'static str {
 /// unnamed expressions.
 pub fn output_names(plan: &LogicalPlan) -> Vec<String> {
     use datafusion::logical_expr::Expr as DfExpr;
-    match plan {
+    let names: Vec<String> = match plan {
         LogicalPlan::Projection(p) => p
             .expr
             .iter()
@@ -730,7 +922,25 @@ pub fn output_names(plan: &LogicalPlan) -> Vec<String> {
             .iter()
             .map(|f| f.name().clone())
             .collect(),
+    };
+    uniquify(names)
+}
+
+/// Makes names unique as Flink does: a name already taken gets a number appended (`id`, `id0`,
+/// `id1`, ...), as after `SELECT *` over a join of two tables with an `id` column.
+fn uniquify(names: Vec<String>) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mut unique = name.clone();
+        let mut i = 0;
+        while !taken.insert(unique.clone()) {
+            unique = format!("{name}{i}");
+            i += 1;
+        }
+        out.push(unique);
     }
+    out
 }
 
 /// The plan schema of a DataFusion schema with the given column names.

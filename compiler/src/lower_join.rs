@@ -156,6 +156,13 @@ fn time_bounds(
                 .collect()
         }
         DfExpr::BinaryExpr(BinaryExpr { left, op, right }) => match (term(left), term(right)) {
+            // `l.ts = r.ts + x`: both bounds at once.
+            (Some(a), Some(b)) if *op == DfOp::Eq => {
+                [compare(a, DfOp::GtEq, b), compare(a, DfOp::LtEq, b)]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
             (Some(a), Some(b)) => compare(a, *op, b).into_iter().collect(),
             _ => vec![],
         },

@@ -187,8 +187,8 @@ pub fn window_schema(data: &Schema, time: usize) -> Schema {
 
 /// What [`extract`] needs from the catalog.
 pub trait TvfCatalog {
-    /// The column names of relation `name` and the position of its event-time attribute.
-    fn relation(&self, name: &str) -> Option<(Vec<String>, Option<usize>)>;
+    /// The column names of relation `name` and the positions of its event-time attributes.
+    fn relation(&self, name: &str) -> Option<(Vec<String>, Vec<usize>)>;
     /// The milliseconds of a constant `INTERVAL` day-to-second expression.
     fn interval_ms(&mut self, e: &SqlExpr) -> Result<i64, Diagnostic>;
 }
@@ -409,7 +409,7 @@ impl Extract<'_, '_> {
                 span,
             ));
         }
-        let Some((columns, rowtime)) = self.catalog.relation(&data) else {
+        let Some((columns, times)) = self.catalog.relation(&data) else {
             return Err(Diagnostic::error(
                 format!("table or view `{data}` not found"),
                 arg(0).map(|e| self.snippet.span(e.span())),
@@ -443,11 +443,20 @@ impl Extract<'_, '_> {
                 time_span,
             ));
         };
-        if rowtime != Some(pos) {
-            let help = match rowtime.and_then(|r| columns.get(r)) {
-                Some(r) => format!("the event-time attribute of `{data}` is `{r}`"),
-                None => format!(
+        if !times.contains(&pos) {
+            let names: Vec<String> = times
+                .iter()
+                .filter_map(|&t| columns.get(t))
+                .map(|c| format!("`{c}`"))
+                .collect();
+            let help = match names.as_slice() {
+                [] => format!(
                     "`{data}` has no event-time attribute: declare WATERMARK FOR {time_column} AS ... on its source"
+                ),
+                [one] => format!("the event-time attribute of `{data}` is {one}"),
+                many => format!(
+                    "the event-time attributes of `{data}` are {}",
+                    many.join(", ")
                 ),
             };
             return Err(Diagnostic::error(

@@ -95,6 +95,30 @@ pub enum Operator {
     WindowAggregate(WindowAggregateSpec),
     /// A join of its two inputs (left, right): output = left columns, then right columns.
     Join(JoinSpec),
+    /// Window TopN / deduplication: `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
+    /// ORDER BY ...)` over windowed rows; output = input columns, then the row number.
+    WindowRank(WindowRankSpec),
+}
+
+/// [`Operator::WindowRank`]: each partition's rows are numbered in order once the watermark
+/// passes its window's end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowRankSpec {
+    /// Partition columns (positions in the input), including the window's start and end.
+    pub partition_by: Vec<usize>,
+    /// The `window_end` column: a partition is complete once the watermark reaches it − 1 ms.
+    pub window_end: usize,
+    pub order_by: Vec<SortKey>,
+    /// Only the first `limit` rows of a partition are emitted (from `WHERE rownum <= N`).
+    pub limit: Option<u64>,
+}
+
+/// One `ORDER BY` key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub descending: bool,
+    pub nulls_first: bool,
 }
 
 /// Which unmatched rows a join keeps (NULL-padded).

@@ -26,7 +26,7 @@ use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::{
-    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign,
+    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::test_input::{TestInput, TestSource};
@@ -337,6 +337,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::WindowAssign(_) => "window",
         PlanOp::WindowAggregate(_) => "window-aggregate",
         PlanOp::Join(_) => "join",
+        PlanOp::WindowRank(_) => "window-rank",
     }
 }
 
@@ -505,6 +506,9 @@ impl<'c> Executor<'c> {
                         &input,
                         schema.clone(),
                     )?))
+                }
+                PlanOp::WindowRank(spec) => {
+                    Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
                 }
                 PlanOp::Join(spec) => {
                     let input = |k: usize| {

@@ -16,4 +16,4 @@ pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;
 pub use sink::SinkOperator;
-pub use window::{WindowAggregate, WindowAssign};
+pub use window::{WindowAggregate, WindowAssign, WindowRank};

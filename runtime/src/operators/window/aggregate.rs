@@ -1,6 +1,6 @@
 //! Window aggregation: one row per (window, key), emitted when the watermark passes the window.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
 use fsql_plan::{GroupColumn, WindowAggregateSpec, WindowKind};
 
 use super::session::{Session, Sessions};
+use super::sliced::SlicedState;
 use super::{Slicing, event_millis, millis_array};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
@@ -83,13 +84,7 @@ impl Groups {
 }
 
 enum State {
-    Sliced {
-        slicing: Slicing,
-        /// Per-slice groups, by slice end.
-        slices: BTreeMap<i64, Groups>,
-        /// Windows with at least one slice, as (end, start), not yet fired.
-        pending: BTreeSet<(i64, i64)>,
-    },
+    Sliced(SlicedState),
     /// Sessions per partition key, each grouping its rows by the group key.
     Session {
         sessions: Sessions<Groups>,
@@ -121,7 +116,6 @@ pub struct WindowAggregate {
     seq: u64,
     late: u64,
     late_batches: Vec<RecordBatch>,
-    windows: Vec<(i64, i64)>,
     ready: Vec<OutRow>,
 }
 
@@ -189,12 +183,9 @@ impl WindowAggregate {
                     partition: KeyEncoder::new(spec.partition.clone()),
                 }
             }
-            kind => State::Sliced {
-                slicing: Slicing::of(&kind)
-                    .ok_or_else(|| plan_err(format!("invalid window {kind:?}")))?,
-                slices: BTreeMap::new(),
-                pending: BTreeSet::new(),
-            },
+            kind => State::Sliced(SlicedState::new(
+                Slicing::of(&kind).ok_or_else(|| plan_err(format!("invalid window {kind:?}")))?,
+            )),
         };
         Ok(WindowAggregate {
             name: name.to_string(),
@@ -210,7 +201,6 @@ impl WindowAggregate {
             seq: 0,
             late: 0,
             late_batches: Vec::new(),
-            windows: Vec::new(),
             ready: Vec::new(),
         })
     }
@@ -218,7 +208,7 @@ impl WindowAggregate {
     /// Slices (or sessions) holding state.
     pub fn live_windows(&self) -> usize {
         match &self.state {
-            State::Sliced { slices, .. } => slices.len(),
+            State::Sliced(state) => state.len(),
             State::Session { sessions, .. } => sessions.len(),
         }
     }
@@ -243,46 +233,22 @@ impl WindowAggregate {
                 .collect()
         };
         match &mut self.state {
-            State::Sliced {
-                slicing,
-                slices,
-                pending,
-            } => {
-                while let Some(&(end, start)) = pending.first() {
-                    if end - 1 > w {
-                        break;
+            State::Sliced(state) => state.fire(
+                w,
+                |into, from| {
+                    for ((acc, other), a) in into.iter_mut().zip(from).zip(aggs) {
+                        acc.merge(&a.spec, other);
                     }
-                    pending.pop_first();
-                    let mut merged = Groups::default();
-                    for groups in slices.range(start + 1..=end).map(|(_, g)| g) {
-                        for (bytes, &i) in &groups.index {
-                            let g = &groups.groups[i as usize];
-                            let m = merged.entry(bytes, || Group {
-                                key: g.key.clone(),
-                                accs: Self::new_accs(aggs),
-                            });
-                            for ((acc, other), a) in m.accs.iter_mut().zip(&g.accs).zip(aggs) {
-                                acc.merge(&a.spec, other);
-                            }
-                        }
-                    }
-                    // In first-seen order of the window's keys.
-                    for g in merged.groups {
-                        ready.push(OutRow {
-                            start,
-                            end,
-                            results: results(&g.accs),
-                            key: g.key,
-                        });
-                    }
-                }
-                while let Some((&se, _)) = slices.first_key_value() {
-                    if slicing.last_window_end(se) - 1 > w {
-                        break;
-                    }
-                    slices.pop_first();
-                }
-            }
+                },
+                |f| {
+                    ready.push(OutRow {
+                        start: f.start,
+                        end: f.end,
+                        results: results(f.accs),
+                        key: f.key.to_vec(),
+                    })
+                },
+            ),
             State::Session { sessions, .. } => sessions.fire(w, |_, s: Session<Groups>| {
                 for g in s.payload.groups {
                     ready.push(OutRow {
@@ -355,7 +321,7 @@ impl Operator for WindowAggregate {
                     .encode(&batch)
                     .map_err(|e| RuntimeError::arrow(&self.name, e))?,
             ),
-            State::Sliced { .. } => None,
+            State::Sliced(_) => None,
         };
         let key_values = self
             .key_columns
@@ -415,33 +381,18 @@ impl Operator for WindowAggregate {
             let seq = self.seq;
             self.seq += 1;
             match &mut self.state {
-                State::Sliced {
-                    slicing,
-                    slices,
-                    pending,
-                } => {
-                    let se = slicing.slice_end(t);
+                State::Sliced(state) => {
+                    let se = state.slice_end(t);
                     if se - 1 <= self.watermark {
                         late.push(i as u32);
                         continue;
                     }
-                    let groups = match slices.get_mut(&se) {
-                        Some(g) => g,
-                        None => {
-                            slicing.windows_of_slice(se, &mut self.windows);
-                            if self.windows.is_empty() {
-                                // Between HOP windows (size < slide): in no window.
-                                continue;
-                            }
-                            pending.extend(self.windows.iter().map(|&(s, e)| (e, s)));
-                            slices.entry(se).or_default()
-                        }
-                    };
-                    let g = groups.entry(keys.key(i), || Group {
-                        key: key_row(i),
-                        accs: Self::new_accs(aggs),
-                    });
-                    update(&mut g.accs, i, seq);
+                    // None: between HOP windows (size < slide), in no window.
+                    if let Some(accs) =
+                        state.accumulators(se, keys.key(i), || key_row(i), || Self::new_accs(aggs))
+                    {
+                        update(accs, i, seq);
+                    }
                 }
                 State::Session { sessions, .. } => {
                     let groups = sessions.add(

@@ -7,6 +7,8 @@
 //!   for CUMULATE — so an event updates one accumulator per aggregate whatever the window's
 //!   size/slide; a window's result merges its slices when the watermark passes its end. SESSION
 //!   windows are kept per key and merged as rows arrive ([`session`]).
+//! * [`WindowRank`] numbers the rows of each window partition in order once the window is complete
+//!   (Window TopN and deduplication).
 //!
 //! Semantics follow Flink: windows are `[start, end)` aligned to the epoch plus the offset, a
 //! window fires when the watermark reaches `end - 1`, `window_time = end - 1 ms`; a row is late
@@ -16,11 +18,14 @@
 
 mod aggregate;
 mod assign;
+mod rank;
 mod session;
+mod sliced;
 mod slicing;
 
 pub use aggregate::WindowAggregate;
 pub use assign::WindowAssign;
+pub use rank::WindowRank;
 pub(crate) use slicing::Slicing;
 
 use arrow::array::{Array, ArrayRef, Int64Array};
