@@ -96,11 +96,14 @@ impl AccSpec {
             AccKind::Sum(d) | AccKind::Avg(d, _) => match d {
                 Domain::Int => State::Int { sum: 0, n: 0 },
                 Domain::Float => State::Float { sum: 0.0, n: 0 },
-                Domain::Decimal { .. } => State::Dec { sum: 0, n: 0 },
+                Domain::Decimal { .. } => State::Dec {
+                    sum: Dec::new(0),
+                    n: 0,
+                },
             },
             AccKind::Min | AccKind::Max if self.bounded => State::Multiset(BTreeMap::new()),
             AccKind::Min | AccKind::Max => State::Extreme(None),
-            AccKind::FirstValue | AccKind::LastValue => State::Ends(VecDeque::new()),
+            AccKind::FirstValue | AccKind::LastValue => State::Ends(Box::default()),
             AccKind::Moment(_) => State::Moments {
                 n: 0,
                 sum: 0.0,
@@ -117,7 +120,7 @@ impl AccSpec {
                     | AccKind::LastValue
             );
         Accumulator {
-            distinct: distinct.then(HashMap::default),
+            distinct: distinct.then(Box::default),
             state,
         }
     }
@@ -128,7 +131,10 @@ impl AccSpec {
 pub(crate) struct Accumulator {
     /// DISTINCT: how many rows of the frame hold each value; only a value's first occurrence
     /// reaches `state`.
-    distinct: Option<HashMap<Value, u32, FxBuild>>,
+    // Boxed (as is `State::Ends`'s deque): few aggregates are DISTINCT, and an inline map would
+    // make every accumulator of every key 24 bytes larger.
+    #[allow(clippy::box_collection)]
+    distinct: Option<Box<HashMap<Value, u32, FxBuild>>>,
     state: State,
 }
 
@@ -143,8 +149,9 @@ enum State {
         sum: f64,
         n: i64,
     },
+    /// `sum` as two words ([`Dec`]), so the state stays 32 bytes.
     Dec {
-        sum: i128,
+        sum: Dec,
         n: i64,
     },
     /// Sliding MIN/MAX: value → occurrences.
@@ -153,7 +160,8 @@ enum State {
     Extreme(Option<Value>),
     /// FIRST/LAST_VALUE: the frame's non-NULL values by row key (only the first, or the last,
     /// one for an unbounded frame).
-    Ends(VecDeque<(RowKey, Value)>),
+    #[allow(clippy::box_collection)]
+    Ends(Box<VecDeque<(RowKey, Value)>>),
     Moments {
         n: i64,
         sum: f64,
@@ -215,7 +223,7 @@ impl Accumulator {
     /// rows had been added here.
     pub(crate) fn merge(&mut self, spec: &AccSpec, other: &Accumulator) {
         if let (Some(seen), Some(theirs)) = (&mut self.distinct, &other.distinct) {
-            for (v, c) in theirs {
+            for (v, c) in theirs.iter() {
                 if let Some(mine) = seen.get_mut(v) {
                     *mine += c;
                 } else {
@@ -236,7 +244,7 @@ impl Accumulator {
                 *n += m;
             }
             (State::Dec { sum, n }, State::Dec { sum: s, n: m }) => {
-                *sum = sum.wrapping_add(*s);
+                *sum = Dec::new(sum.get().wrapping_add(s.get()));
                 *n += m;
             }
             (State::Multiset(a), State::Multiset(b)) => {
@@ -246,7 +254,7 @@ impl Accumulator {
             }
             (State::Extreme(_), State::Extreme(Some(v))) => self.state.add(spec, (0, 0), v),
             (State::Ends(_), State::Ends(entries)) => {
-                for (k, v) in entries {
+                for (k, v) in entries.iter() {
                     self.state.add(spec, *k, v);
                 }
             }
@@ -296,8 +304,8 @@ impl Accumulator {
             },
             State::Dec { sum, n } => match spec.kind {
                 _ if *n == 0 => Value::Null,
-                AccKind::Avg(Domain::Decimal { scale }, out) => avg(*sum, scale, *n, out),
-                _ => Value::Decimal(Dec::new(*sum)),
+                AccKind::Avg(Domain::Decimal { scale }, out) => avg(sum.get(), scale, *n, out),
+                _ => Value::Decimal(*sum),
             },
             State::Multiset(m) => {
                 let e = if spec.kind == AccKind::Min {
@@ -356,7 +364,7 @@ impl State {
             }
             State::Dec { sum, n } => {
                 if let Value::Decimal(x) = v {
-                    *sum = sum.wrapping_add(x.get());
+                    *sum = Dec::new(sum.get().wrapping_add(x.get()));
                     *n += 1;
                 }
             }
@@ -429,7 +437,7 @@ impl State {
             }
             State::Dec { sum, n } => {
                 if let Value::Decimal(x) = v {
-                    *sum = sum.wrapping_sub(x.get());
+                    *sum = Dec::new(sum.get().wrapping_sub(x.get()));
                     *n -= 1;
                 }
             }
@@ -516,6 +524,16 @@ fn divide_half_up(num: i128, from: i8, den: i64, to: i8) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accumulator_fits_in_40_bytes() {
+        // Per key and aggregate in every OVER partition and window slice: keep it small.
+        assert!(
+            std::mem::size_of::<Accumulator>() <= 40,
+            "{}",
+            std::mem::size_of::<Accumulator>()
+        );
+    }
 
     fn spec(kind: AccKind, bounded: bool) -> AccSpec {
         AccSpec {

@@ -70,6 +70,18 @@ impl KeyEncoder {
     }
 }
 
+impl KeyEncoder {
+    /// The key columns of encoded keys (the inverse of [`KeyEncoder::encode`]), in key column
+    /// order; none without key columns.
+    pub(crate) fn decode(&self, keys: &[&[u8]]) -> Result<Vec<arrow::array::ArrayRef>, ArrowError> {
+        let Some(conv) = &self.converter else {
+            return Ok(vec![]);
+        };
+        let parser = conv.parser();
+        conv.convert_rows(keys.iter().map(|k| parser.parse(k)))
+    }
+}
+
 /// A word-at-a-time hasher built on folded multiplication (as foldhash and ahash use): fast on
 /// short keys and mixing every input bit into the low bits the table indexes by. Not
 /// DoS-resistant: keys come from the pipeline's own data, and a skewed key space costs time,

@@ -33,7 +33,8 @@ struct AggSlot {
 
 /// The accumulators of one key in one slice or window.
 struct Group {
-    key: Vec<Value>,
+    /// The row-encoded key.
+    key: Box<[u8]>,
     accs: Vec<Accumulator>,
 }
 
@@ -58,7 +59,7 @@ impl Groups {
             let mut theirs = Some(theirs);
             let mine = self.entry(bytes, || {
                 theirs.take().unwrap_or_else(|| Group {
-                    key: vec![],
+                    key: Box::default(),
                     accs: vec![],
                 })
             });
@@ -96,7 +97,8 @@ enum State {
 struct OutRow {
     start: i64,
     end: i64,
-    key: Vec<Value>,
+    /// The row-encoded key.
+    key: Box<[u8]>,
     results: Vec<Value>,
 }
 
@@ -109,7 +111,8 @@ pub struct WindowAggregate {
     group: Vec<GroupColumn>,
     keys: KeyEncoder,
     /// The key columns (input positions) with their value and output types.
-    key_columns: Vec<(usize, ValueType, ArrowType)>,
+    /// The key columns (input positions) with their output types.
+    key_columns: Vec<(usize, ArrowType)>,
     aggs: Vec<AggSlot>,
     state: State,
     watermark: i64,
@@ -153,9 +156,10 @@ impl WindowAggregate {
                     .get(*c)
                     .ok_or_else(|| plan_err(format!("key column ${c} does not exist")))?
                     .data_type();
-                let vt = ValueType::of(t)
-                    .ok_or_else(|| plan_err(format!("cannot group by {t} values")))?;
-                key_columns.push((*c, vt, f.data_type().clone()));
+                if ValueType::of(t).is_none() {
+                    return Err(plan_err(format!("cannot group by {t} values")));
+                }
+                key_columns.push((*c, f.data_type().clone()));
             }
         }
         let mut aggs = Vec::new();
@@ -185,6 +189,7 @@ impl WindowAggregate {
             }
             kind => State::Sliced(SlicedState::new(
                 Slicing::of(&kind).ok_or_else(|| plan_err(format!("invalid window {kind:?}")))?,
+                aggs.len(),
             )),
         };
         Ok(WindowAggregate {
@@ -221,9 +226,9 @@ impl WindowAggregate {
         aggs.iter().map(|a| a.spec.new_acc()).collect()
     }
 
-    /// Fires every window ending at or before `w + 1` into `self.ready`, then frees what no
-    /// later window needs.
-    fn fire(&mut self, w: i64) {
+    /// Fires windows ending at or before `w + 1` into `self.ready`, at most `MAX_OUTPUT_ROWS`
+    /// rows of sliced windows at a time; returns whether more remain.
+    fn fire(&mut self, w: i64) -> bool {
         let aggs = &self.aggs;
         let ready = &mut self.ready;
         let results = |accs: &[Accumulator]| -> Vec<Value> {
@@ -235,6 +240,7 @@ impl WindowAggregate {
         match &mut self.state {
             State::Sliced(state) => state.fire(
                 w,
+                MAX_OUTPUT_ROWS,
                 |into, from| {
                     for ((acc, other), a) in into.iter_mut().zip(from).zip(aggs) {
                         acc.merge(&a.spec, other);
@@ -245,20 +251,23 @@ impl WindowAggregate {
                         start: f.start,
                         end: f.end,
                         results: results(f.accs),
-                        key: f.key.to_vec(),
+                        key: f.key.into(),
                     })
                 },
             ),
-            State::Session { sessions, .. } => sessions.fire(w, |_, s: Session<Groups>| {
-                for g in s.payload.groups {
-                    ready.push(OutRow {
-                        start: s.start,
-                        end: s.end,
-                        results: results(&g.accs),
-                        key: g.key,
-                    });
-                }
-            }),
+            State::Session { sessions, .. } => {
+                sessions.fire(w, |_, s: Session<Groups>| {
+                    for g in s.payload.groups {
+                        ready.push(OutRow {
+                            start: s.start,
+                            end: s.end,
+                            results: results(&g.accs),
+                            key: g.key,
+                        });
+                    }
+                });
+                false
+            }
         }
     }
 
@@ -267,6 +276,12 @@ impl WindowAggregate {
         let err = |e| self.arrow_err(e);
         let fields = self.schema.fields();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+        let keys: Vec<&[u8]> = rows.iter().map(|r| &r.key[..]).collect();
+        let decoded = if self.key_columns.is_empty() {
+            vec![]
+        } else {
+            self.keys.decode(&keys).map_err(err)?
+        };
         let mut k = 0;
         for (g, f) in self.group.iter().zip(fields.iter()) {
             let t = f.data_type();
@@ -281,10 +296,19 @@ impl WindowAggregate {
                     millis_array(rows.iter().map(|r| r.end - 1).collect(), t).map_err(err)?
                 }
                 GroupColumn::Key(_) => {
-                    let (_, vt, target) = &self.key_columns[k];
-                    let values: Vec<Value> = rows.iter().map(|r| r.key[k].clone()).collect();
+                    let target = &self.key_columns[k].1;
+                    let values = decoded.get(k).cloned().ok_or_else(|| {
+                        RuntimeError::Plan(format!(
+                            "window node `{}`: key column {k} missing",
+                            self.name
+                        ))
+                    })?;
                     k += 1;
-                    build_array(&values, vt, target).map_err(err)?
+                    if values.data_type() == target {
+                        values
+                    } else {
+                        arrow::compute::cast(&values, target).map_err(err)?
+                    }
                 }
             };
             columns.push(col);
@@ -323,12 +347,7 @@ impl Operator for WindowAggregate {
             ),
             State::Sliced(_) => None,
         };
-        let key_values = self
-            .key_columns
-            .iter()
-            .map(|(c, _, _)| ValueColumn::new(batch.column(*c), Repr::Full))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.arrow_err(e))?;
+
         let mut args = Vec::with_capacity(self.aggs.len());
         let mut filters = Vec::with_capacity(self.aggs.len());
         for a in &self.aggs {
@@ -359,7 +378,6 @@ impl Operator for WindowAggregate {
         }
         let mut late = Vec::new();
         let aggs = &self.aggs;
-        let key_row = |i: usize| key_values.iter().map(|c| c.get(i)).collect::<Vec<_>>();
         let update = |accs: &mut [Accumulator], i: usize, seq: u64| {
             for (j, a) in aggs.iter().enumerate() {
                 if filters[j]
@@ -388,8 +406,7 @@ impl Operator for WindowAggregate {
                         continue;
                     }
                     // None: between HOP windows (size < slide), in no window.
-                    if let Some(accs) =
-                        state.accumulators(se, keys.key(i), || key_row(i), || Self::new_accs(aggs))
+                    if let Some(accs) = state.accumulators(se, keys.key(i), || Self::new_accs(aggs))
                     {
                         update(accs, i, seq);
                     }
@@ -408,7 +425,7 @@ impl Operator for WindowAggregate {
                         continue;
                     };
                     let g = groups.entry(keys.key(i), || Group {
-                        key: key_row(i),
+                        key: keys.key(i).into(),
                         accs: Self::new_accs(aggs),
                     });
                     update(&mut g.accs, i, seq);
@@ -427,10 +444,15 @@ impl Operator for WindowAggregate {
     fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         if w > self.watermark {
             self.watermark = w;
-            self.fire(w);
-            let ready = std::mem::take(&mut self.ready);
-            for chunk in ready.chunks(MAX_OUTPUT_ROWS) {
-                out.push(Event::Batch(self.build(chunk)?));
+            loop {
+                let more = self.fire(w);
+                let ready = std::mem::take(&mut self.ready);
+                for chunk in ready.chunks(MAX_OUTPUT_ROWS) {
+                    out.push(Event::Batch(self.build(chunk)?));
+                }
+                if !more {
+                    break;
+                }
             }
         }
         out.push(Event::Watermark(w));

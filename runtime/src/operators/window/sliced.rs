@@ -5,36 +5,49 @@
 //! firing window merges its slices into a dense scratch table indexed by key number — no hashing
 //! of key bytes per (slice, key) when a HOP window merges `size / slide` slices.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Slicing;
 use crate::operators::agg::accumulator::Accumulator;
-use crate::operators::agg::key::FxBuild;
-use crate::operators::agg::value::Value;
+use crate::operators::agg::key::{FxBuild, IdBuild, KeyBytes, hash_key};
 
-/// A key's number, its bytes and values, and how many slices hold it.
+/// A numbered key: its row-encoded bytes (inline when short) and how many slices hold it.
 struct KeyEntry {
-    bytes: Box<[u8]>,
-    values: Vec<Value>,
+    bytes: KeyBytes,
+    hash: u64,
     slices: u32,
 }
 
-/// The numbering of live keys (a key leaves when no slice holds it).
+/// The numbering of live keys (a key leaves when no slice holds it): a hash → number table, with
+/// colliding keys in `overflow`, so a key's bytes are stored once.
 #[derive(Default)]
 struct KeyIds {
-    index: HashMap<Box<[u8]>, u32, FxBuild>,
+    by_hash: HashMap<u64, u32, IdBuild>,
+    overflow: HashMap<Box<[u8]>, u32, FxBuild>,
     keys: Vec<KeyEntry>,
     free: Vec<u32>,
 }
 
 impl KeyIds {
-    fn id(&mut self, bytes: &[u8], values: impl FnOnce() -> Vec<Value>) -> u32 {
-        if let Some(&id) = self.index.get(bytes) {
+    fn id(&mut self, bytes: &[u8]) -> u32 {
+        let hash = hash_key(bytes);
+        if let Some(&id) = self.by_hash.get(&hash)
+            && self
+                .keys
+                .get(id as usize)
+                .is_some_and(|k| k.bytes.as_slice() == bytes)
+        {
+            return id;
+        }
+        if !self.overflow.is_empty()
+            && let Some(&id) = self.overflow.get(bytes)
+        {
             return id;
         }
         let entry = KeyEntry {
-            bytes: bytes.into(),
-            values: values(),
+            bytes: KeyBytes::new(bytes),
+            hash,
             slices: 0,
         };
         let id = match self.free.pop() {
@@ -47,8 +60,21 @@ impl KeyIds {
                 (self.keys.len() - 1) as u32
             }
         };
-        self.index.insert(bytes.into(), id);
+        match self.by_hash.entry(hash) {
+            Entry::Occupied(_) => {
+                self.overflow.insert(bytes.into(), id);
+            }
+            Entry::Vacant(v) => {
+                v.insert(id);
+            }
+        }
         id
+    }
+
+    fn bytes(&self, id: u32) -> &[u8] {
+        self.keys
+            .get(id as usize)
+            .map_or(&[], |k| k.bytes.as_slice())
     }
 
     /// A slice holding key `id` was freed.
@@ -57,32 +83,42 @@ impl KeyIds {
             return;
         };
         k.slices = k.slices.saturating_sub(1);
-        if k.slices == 0 {
-            self.index.remove(&k.bytes);
-            k.values = Vec::new();
-            self.free.push(id);
+        if k.slices > 0 {
+            return;
         }
+        if self.by_hash.get(&k.hash) == Some(&id) {
+            self.by_hash.remove(&k.hash);
+        } else {
+            self.overflow.remove(k.bytes.as_slice());
+        }
+        k.bytes = KeyBytes::new(&[]);
+        self.free.push(id);
     }
 }
 
-/// One slice: accumulators per key number, in first-seen order.
+/// One slice: per key number, one accumulator per aggregate, stored flat (`width` per key) in
+/// first-seen order of the keys.
 #[derive(Default)]
 struct Slice {
     index: HashMap<u32, u32, FxBuild>,
-    groups: Vec<(u32, Vec<Accumulator>)>,
+    ids: Vec<u32>,
+    accs: Vec<Accumulator>,
 }
 
 /// A fired window's result for one key.
 pub(super) struct Fired<'a> {
     pub start: i64,
     pub end: i64,
-    pub key: &'a [Value],
+    /// The key, row-encoded.
+    pub key: &'a [u8],
     pub accs: &'a [Accumulator],
 }
 
 /// Sliced windows of every key.
 pub(super) struct SlicedState {
     slicing: Slicing,
+    /// Accumulators per key (the aggregates).
+    width: usize,
     keys: KeyIds,
     /// By slice end.
     slices: BTreeMap<i64, Slice>,
@@ -90,20 +126,26 @@ pub(super) struct SlicedState {
     pending: BTreeSet<(i64, i64)>,
     /// Scratch for merging: key number → position in `merged`, or `u32::MAX`.
     slot: Vec<u32>,
-    merged: Vec<(u32, Vec<Accumulator>)>,
+    merged_ids: Vec<u32>,
+    merged: Vec<Accumulator>,
     windows: Vec<(i64, i64)>,
+    /// A window whose results were partly emitted.
+    cursor: Option<Cursor>,
 }
 
 impl SlicedState {
-    pub(super) fn new(slicing: Slicing) -> SlicedState {
+    pub(super) fn new(slicing: Slicing, width: usize) -> SlicedState {
         SlicedState {
             slicing,
+            width,
             keys: KeyIds::default(),
             slices: BTreeMap::new(),
             pending: BTreeSet::new(),
             slot: Vec::new(),
+            merged_ids: Vec::new(),
             merged: Vec::new(),
             windows: Vec::new(),
+            cursor: None,
         }
     }
 
@@ -123,9 +165,8 @@ impl SlicedState {
         &mut self,
         slice_end: i64,
         key: &[u8],
-        values: impl FnOnce() -> Vec<Value>,
         new: impl FnOnce() -> Vec<Accumulator>,
-    ) -> Option<&mut Vec<Accumulator>> {
+    ) -> Option<&mut [Accumulator]> {
         if !self.slices.contains_key(&slice_end) {
             self.slicing.windows_of_slice(slice_end, &mut self.windows);
             if self.windows.is_empty() {
@@ -135,7 +176,7 @@ impl SlicedState {
                 .extend(self.windows.iter().map(|&(s, e)| (e, s)));
             self.slices.insert(slice_end, Slice::default());
         }
-        let id = self.keys.id(key, values);
+        let id = self.keys.id(key);
         let slice = self.slices.get_mut(&slice_end)?;
         let at = match slice.index.get(&id) {
             Some(&at) => at as usize,
@@ -143,67 +184,209 @@ impl SlicedState {
                 if let Some(k) = self.keys.keys.get_mut(id as usize) {
                     k.slices += 1;
                 }
-                slice.index.insert(id, slice.groups.len() as u32);
-                slice.groups.push((id, new()));
-                slice.groups.len() - 1
+                let at = slice.ids.len();
+                slice.index.insert(id, at as u32);
+                slice.ids.push(id);
+                slice.accs.extend(new());
+                at
             }
         };
-        Some(&mut slice.groups[at].1)
+        slice.accs.get_mut(at * self.width..(at + 1) * self.width)
     }
 
-    /// Fires every window ending at or before `w + 1` (by end, keys in first-seen order), then
-    /// frees the slices no later window needs.
+    /// Fires the windows ending at or before `w + 1` (by end, keys in first-seen order), emitting
+    /// at most `max_rows` results; returns whether more remain (call again with the same `w`).
+    /// Once every due window is out, frees the slices no later window needs.
     pub(super) fn fire(
         &mut self,
         w: i64,
+        max_rows: usize,
         merge: impl Fn(&mut [Accumulator], &[Accumulator]),
         mut emit: impl FnMut(Fired<'_>),
-    ) {
-        while let Some(&(end, start)) = self.pending.first() {
-            if end - 1 > w {
-                break;
-            }
-            self.pending.pop_first();
-            self.merged.clear();
-            for slice in self.slices.range(start + 1..=end).map(|(_, s)| s) {
-                for (id, accs) in &slice.groups {
-                    let i = *id as usize;
-                    if self.slot.len() <= i {
-                        self.slot.resize(i + 1, u32::MAX);
+    ) -> bool {
+        let width = self.width;
+        let mut emitted = 0;
+        loop {
+            let cursor = match self.cursor.take() {
+                Some(c) => c,
+                None => {
+                    let Some(&(end, start)) = self.pending.first() else {
+                        break;
+                    };
+                    if end - 1 > w {
+                        break;
                     }
-                    match self.slot[i] {
-                        u32::MAX => {
-                            self.slot[i] = self.merged.len() as u32;
-                            self.merged.push((*id, accs.clone()));
-                        }
-                        at => merge(&mut self.merged[at as usize].1, accs),
+                    self.pending.pop_first();
+                    let mut slices = self.slices.range(start + 1..=end);
+                    let single = match (slices.next(), slices.next()) {
+                        (Some((&se, _)), None) => Some(se),
+                        _ => None,
+                    };
+                    if single.is_none() {
+                        self.merge_window(start, end, &merge);
+                    }
+                    Cursor {
+                        start,
+                        end,
+                        single,
+                        next: 0,
+                    }
+                }
+            };
+            // One slice (TUMBLE, and CUMULATE's first step): its accumulators are the result;
+            // several: the merged scratch.
+            let (ids, accs) = match cursor.single.and_then(|se| self.slices.get(&se)) {
+                Some(slice) => (&slice.ids, &slice.accs),
+                None => (&self.merged_ids, &self.merged),
+            };
+            let take = (max_rows - emitted).min(ids.len() - cursor.next);
+            for g in cursor.next..cursor.next + take {
+                emit(Fired {
+                    start: cursor.start,
+                    end: cursor.end,
+                    key: self.keys.bytes(ids[g]),
+                    accs: &accs[g * width..(g + 1) * width],
+                });
+            }
+            emitted += take;
+            if cursor.next + take < ids.len() {
+                self.cursor = Some(Cursor {
+                    next: cursor.next + take,
+                    ..cursor
+                });
+                return true;
+            }
+            if emitted >= max_rows {
+                // This window is done; others may be due.
+                return self.pending.first().is_some_and(|&(end, _)| end - 1 <= w)
+                    || self.free_slices(w);
+            }
+        }
+        self.free_slices(w)
+    }
+
+    /// Merges the slices of window `(start, end]` per key into the scratch.
+    fn merge_window(
+        &mut self,
+        start: i64,
+        end: i64,
+        merge: &impl Fn(&mut [Accumulator], &[Accumulator]),
+    ) {
+        let width = self.width;
+        self.merged_ids.clear();
+        self.merged.clear();
+        for slice in self.slices.range(start + 1..=end).map(|(_, s)| s) {
+            for (g, &id) in slice.ids.iter().enumerate() {
+                let accs = &slice.accs[g * width..(g + 1) * width];
+                let i = id as usize;
+                if self.slot.len() <= i {
+                    self.slot.resize(i + 1, u32::MAX);
+                }
+                match self.slot[i] {
+                    u32::MAX => {
+                        self.slot[i] = self.merged_ids.len() as u32;
+                        self.merged_ids.push(id);
+                        self.merged.extend_from_slice(accs);
+                    }
+                    at => {
+                        let at = at as usize;
+                        merge(&mut self.merged[at * width..(at + 1) * width], accs);
                     }
                 }
             }
-            for (id, accs) in &self.merged {
-                self.slot[*id as usize] = u32::MAX;
-                let key = self
-                    .keys
-                    .keys
-                    .get(*id as usize)
-                    .map_or(&[][..], |k| &k.values[..]);
-                emit(Fired {
-                    start,
-                    end,
-                    key,
-                    accs,
-                });
-            }
         }
+        for &id in &self.merged_ids {
+            self.slot[id as usize] = u32::MAX;
+        }
+    }
+
+    /// Frees the slices no window after `w` needs; always false (nothing left to emit).
+    fn free_slices(&mut self, w: i64) -> bool {
         while let Some((&se, _)) = self.slices.first_key_value() {
             if self.slicing.last_window_end(se) - 1 > w {
                 break;
             }
             if let Some((_, slice)) = self.slices.pop_first() {
-                for (id, _) in slice.groups {
+                for id in slice.ids {
                     self.keys.release(id);
                 }
             }
         }
+        false
+    }
+}
+
+/// Where an interrupted firing resumes.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    start: i64,
+    end: i64,
+    /// The window's only slice (its end), or `None` when its slices were merged.
+    single: Option<i64>,
+    /// The next key position to emit.
+    next: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use fsql_plan::WindowKind;
+
+    use super::*;
+    use crate::operators::agg::accumulator::{AccKind, AccSpec};
+    use crate::operators::agg::value::Value;
+
+    const COUNT: AccSpec = AccSpec {
+        kind: AccKind::CountStar,
+        distinct: false,
+        bounded: false,
+    };
+
+    /// Fires at `w` in steps of `max_rows`; (start, key, count) in emission order.
+    fn fire_all(state: &mut SlicedState, w: i64, max_rows: usize) -> Vec<(i64, u8, Value)> {
+        let mut out = Vec::new();
+        loop {
+            let mut step = Vec::new();
+            let more = state.fire(
+                w,
+                max_rows,
+                |into, from| into[0].merge(&COUNT, &from[0]),
+                |f| step.push((f.start, f.key[0], f.accs[0].result(&COUNT))),
+            );
+            assert!(step.len() <= max_rows);
+            out.extend(step);
+            if !more {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn firing_in_small_steps_emits_every_window_once_in_order() {
+        let kind = WindowKind::Hop {
+            size_ms: 20,
+            slide_ms: 10,
+            offset_ms: 0,
+        };
+        let mut state = SlicedState::new(Slicing::of(&kind).unwrap(), 1);
+        for (t, key) in [(1, 1u8), (2, 2), (3, 1), (12, 3), (13, 1), (25, 2)] {
+            let se = state.slice_end(t);
+            let accs = state
+                .accumulators(se, &[key], || vec![COUNT.new_acc()])
+                .unwrap();
+            accs[0].add(&COUNT, (0, 0), &Value::Null);
+        }
+        let expected = vec![
+            (-10, 1, Value::Int(2)),
+            (-10, 2, Value::Int(1)),
+            (0, 1, Value::Int(3)),
+            (0, 2, Value::Int(1)),
+            (0, 3, Value::Int(1)),
+            (10, 3, Value::Int(1)),
+            (10, 1, Value::Int(1)),
+            (10, 2, Value::Int(1)),
+            (20, 2, Value::Int(1)),
+        ];
+        assert_eq!(fire_all(&mut state, i64::MAX, 2), expected);
+        assert_eq!(state.len(), 0, "every slice freed");
     }
 }
