@@ -195,6 +195,8 @@ fn parser_options() -> ParserOptions {
         enable_ident_normalization: false,
         collect_spans: true,
         map_string_types_to_utf8view: false,
+        // Flink orders NULL as the smallest value: first ascending, last descending.
+        default_null_ordering: datafusion::sql::planner::NullOrdering::NullsMin,
         ..ParserOptions::new()
     }
 }
@@ -205,6 +207,7 @@ impl Compiler {
         config.sql_parser.enable_ident_normalization = false;
         config.sql_parser.map_string_types_to_utf8view = false;
         config.sql_parser.collect_spans = true;
+        config.sql_parser.default_null_ordering = "nulls_min".into();
         let mut c = Compiler {
             dirs,
             diags,

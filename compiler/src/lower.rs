@@ -176,7 +176,19 @@ fn lower(
         }
         LogicalPlan::Window(w) if is_row_number(&w.window_expr) => {
             let rel = lower_plan(&w.input, nodes, resolver)?;
-            let spec = window_rank(&w.window_expr, w.input.schema(), &rel)?;
+            let mut spec = window_rank(&w.window_expr, w.input.schema(), &rel)?;
+            // ORDER BY one event-time attribute, descending: a deduplication keeping the last row.
+            let times = time_attributes(nodes, rel.input);
+            spec.latest_on_ties = match spec.order_by.as_slice() {
+                [k] if k.descending => match (&k.expr.kind, &rel.projections) {
+                    (ExprKind::Column(c), None) => times.contains(c),
+                    (ExprKind::Column(c), Some(p)) => p.get(*c).is_some_and(
+                        |e| matches!(e.kind, ExprKind::Column(i) if times.contains(&i)),
+                    ),
+                    _ => false,
+                },
+                _ => false,
+            };
             // The result is no longer a time attribute: rows leave by window, not by time.
             let input = materialize(rel, nodes, &resolver.node_name("calc"));
             let inputs = w.input.schema().fields().len();
@@ -611,6 +623,7 @@ fn window_rank(
         window_end,
         order_by,
         limit: None,
+        latest_on_ties: false,
     })
 }
 
@@ -667,7 +680,15 @@ pub fn time_attributes(nodes: &[Node], id: NodeId) -> Vec<usize> {
         return vec![];
     };
     let mut out: Vec<usize> = node.event_time.into_iter().collect();
+    let inner = |k: usize| {
+        node.inputs
+            .get(k)
+            .filter(|i| i.0 < id.0)
+            .map_or_else(Vec::new, |&i| time_attributes(nodes, i))
+    };
     match &node.op {
+        // The data's time attributes stay ones (window_time is the node's event time).
+        Operator::WindowAssign(_) => out.extend(inner(0)),
         Operator::Join(j) => {
             if let (Some(b), Some(left)) = (&j.interval, node.inputs.first()) {
                 let width = nodes

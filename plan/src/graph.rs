@@ -111,6 +111,11 @@ pub struct WindowRankSpec {
     pub order_by: Vec<SortKey>,
     /// Only the first `limit` rows of a partition are emitted (from `WHERE rownum <= N`).
     pub limit: Option<u64>,
+    /// Flink's Window Deduplication keeping the last row (one `ORDER BY` key, an event-time
+    /// attribute, descending): among rows with equal times the latest arrival wins. Otherwise
+    /// ties are numbered in arrival order.
+    #[serde(default)]
+    pub latest_on_ties: bool,
 }
 
 /// One `ORDER BY` key.

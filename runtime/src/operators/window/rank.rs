@@ -194,7 +194,13 @@ impl Operator for WindowRank {
                 row: batch.slice(i, 1),
             };
             self.seq += 1;
-            if ranked.len() < limit {
+            if self.spec.latest_on_ties
+                && limit == 1
+                && ranked.first().is_some_and(|kept| kept.sort == entry.sort)
+            {
+                // Deduplication keeping the last row: the latest of equal times wins.
+                ranked[0] = entry;
+            } else if ranked.len() < limit {
                 ranked.push(entry);
             } else if let Some((worst, _)) = ranked
                 .iter()
