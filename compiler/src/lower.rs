@@ -387,7 +387,9 @@ fn window_aggregate(
             _ => None,
         };
         if role.is_some() {
+            // A placeholder: the window column is the aggregation's to compute.
             *p = time_col.clone();
+            f.name = format!("__unused{}", roles.len());
             f.data_type = time_col.data_type.clone();
             f.nullable = time_col.nullable;
         }
