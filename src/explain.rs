@@ -281,6 +281,26 @@ pub fn text(plan: &Plan) -> String {
                     column(input, r.window_end),
                 );
             }
+            Operator::TemporalJoin(j) => {
+                let side = |k: usize| n.inputs.get(k).and_then(|i| p.node(*i));
+                let keys: Vec<String> = j
+                    .left_keys
+                    .iter()
+                    .zip(&j.right_keys)
+                    .map(|(l, r)| format!("left.{l} = right.{r}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {:?} temporal join on {}: each left row with the version valid at left.{} (right versions by {}); left rows wait for the watermark; rows at or behind it are late here",
+                    j.kind,
+                    keys.join(" AND "),
+                    column(side(0), j.left_time),
+                    column(side(1), j.right_time),
+                );
+                if let Some(r) = &j.residual {
+                    let _ = writeln!(out, "    condition: {r}");
+                }
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -400,6 +420,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::WindowAggregate(_) => "WindowAggregate",
         Operator::Join(_) => "Join",
         Operator::WindowRank(_) => "WindowRank",
+        Operator::TemporalJoin(_) => "TemporalJoin",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -426,6 +447,9 @@ fn state(n: &Node) -> &'static str {
         Operator::Join(_) => "per join key: the rows of each input, until the other input ends",
         Operator::WindowRank(_) => {
             "per window partition: its rows (the first N with a limit) until the window fires"
+        }
+        Operator::TemporalJoin(_) => {
+            "left rows until the watermark passes them; per key, the versions from the latest one at or before the watermark"
         }
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",

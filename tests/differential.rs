@@ -312,8 +312,14 @@ fn run_fsql_tables(
     let ddl: String = tables
         .iter()
         .map(|(name, _)| {
+            // `u` is also the versioned table of temporal joins (keyed by `k`).
+            let pk = if *name == "u" {
+                "PRIMARY KEY (k) NOT ENFORCED, "
+            } else {
+                ""
+            };
             format!(
-                "CREATE TABLE {name} (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), \
+                "CREATE TABLE {name} (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), {pk}\
                  WATERMARK FOR ts AS ts - INTERVAL '{delay_s}' SECOND) \
                  WITH ('connector' = 'filesystem', 'path' = 'unused', 'format' = 'json');\n"
             )
@@ -570,5 +576,62 @@ fn interval_joins_of_out_of_order_input_equal_sorted_input() {
             ));
             assert_eq!(shuffled, sorted, "{name}, seed {seed}");
         }
+    }
+}
+
+/// Temporal joins of `t` with `u` as a versioned table keyed by `k`, and the batch query computing
+/// the same: each `t` row with the `u` row of its key with the latest `ts` at or before its own
+/// (among equal times, the latest arrival: the largest `id`).
+fn temporal_queries() -> Vec<(&'static str, String, String)> {
+    let batch = |join: &str, keep: &str| {
+        format!(
+            "SELECT tid, uid, tv, uv FROM (SELECT t.id AS tid, u.id AS uid, t.v AS tv, u.v AS uv, \
+               ROW_NUMBER() OVER (PARTITION BY t.id ORDER BY u.ts DESC, u.id DESC) AS rn \
+             FROM t LEFT JOIN u ON t.k = u.k AND u.ts <= t.ts{join}) w WHERE rn = 1{keep}"
+        )
+    };
+    vec![
+        (
+            "inner",
+            "SELECT t.id AS tid, u.id AS uid, t.v AS tv, u.v AS uv FROM t \
+             JOIN u FOR SYSTEM_TIME AS OF t.ts ON t.k = u.k"
+                .to_string(),
+            batch("", " AND uid IS NOT NULL"),
+        ),
+        (
+            "left",
+            "SELECT t.id AS tid, u.id AS uid, t.v AS tv, u.v AS uv FROM t \
+             LEFT JOIN u FOR SYSTEM_TIME AS OF t.ts ON t.k = u.k"
+                .to_string(),
+            batch("", ""),
+        ),
+    ]
+}
+
+#[test]
+fn temporal_joins_in_watermark_order_equal_the_batch_result() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    for (name, sql, reference) in temporal_queries() {
+        let mut joined = 0;
+        for seed in 0..SEEDS {
+            let (t, u) = (input(seed), input(seed + 20_000));
+            let streaming = join_rows(&run_fsql_tables(
+                &sql,
+                vec![("t", vec![t.clone()]), ("u", vec![u.clone()])],
+                0,
+            ));
+            let expected = runtime.block_on(async {
+                let ctx = SessionContext::new();
+                ctx.register_batch("t", t.clone()).expect("register");
+                ctx.register_batch("u", u.clone()).expect("register");
+                let df = ctx.sql(&reference).await.expect("plans");
+                join_rows(&df.collect().await.expect("runs"))
+            });
+            assert_eq!(streaming, expected, "{name}, seed {seed}");
+            joined += expected.len();
+        }
+        assert!(joined > 1000, "{name}: rows meet their versions ({joined})");
     }
 }

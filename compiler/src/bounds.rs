@@ -28,6 +28,9 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::WindowAssign(_) => vec![],
             // Windows are freed when the watermark passes them.
             Operator::WindowAggregate(_) | Operator::WindowRank(_) => vec![],
+            // Left rows leave at the watermark; a key keeps its latest version (a versioned table
+            // is as large as its key space).
+            Operator::TemporalJoin(_) => vec![],
             // Interval joins free rows as the watermark passes their bounds; a regular join keeps
             // each input's rows until the other input ends, which is fine for a reference table
             // (no watermark) and unbounded between two streams.

@@ -23,13 +23,13 @@ use fsql_plan::{
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, Severity, closest};
 use crate::functions::SyntaxPlanner;
-use crate::lower::{ScanResolver, lower_plan, materialize, output_names, project};
+use crate::lower::{ScanResolver, VersionedTable, lower_plan, materialize, output_names, project};
 use crate::lower_expr::{Unsupported, lower_expr};
 use crate::options::{ConnectorInfo, Role, check_connector, check_role, check_setting};
 use crate::parse::parse_file;
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::typecheck::check_types;
-use crate::window_tvf::{self, WindowTvf};
+use crate::window_tvf::{self, VersionedScan, WindowTvf};
 
 /// How to compile.
 #[derive(Clone, Debug, Default)]
@@ -187,6 +187,10 @@ struct Compiler {
     selects: usize,
     /// Window TVFs of the queries so far, by their synthetic relation name (`__window<n>`).
     windows: BTreeMap<String, WindowTvf>,
+    /// Versioned tables of temporal joins, by their synthetic relation name (`__versioned<n>`).
+    versioned: BTreeMap<String, VersionedScan>,
+    /// Those a temporal join read (the others were not on a join's right side).
+    claimed: BTreeSet<String>,
 }
 
 fn parser_options() -> ParserOptions {
@@ -226,6 +230,8 @@ impl Compiler {
             config,
             selects: 0,
             windows: BTreeMap::new(),
+            versioned: BTreeMap::new(),
+            claimed: BTreeSet::new(),
         };
         c.expr_planners = vec![Arc::new(SyntaxPlanner::new(&c.udfs))];
         c
@@ -620,6 +626,22 @@ impl Compiler {
         let scan_error = resolver.error.take();
         self.nodes = nodes;
         let whole = q.source.snippet().whole();
+        let unclaimed: Vec<String> = self
+            .versioned
+            .keys()
+            .filter(|k| !self.claimed.contains(*k))
+            .cloned()
+            .collect();
+        for name in unclaimed {
+            self.claimed.insert(name);
+            self.error(
+                Diagnostic::error(
+                    "FOR SYSTEM_TIME AS OF is supported on the right side of a join (an event-time temporal join)",
+                    whole,
+                )
+                .with_help("FROM orders o JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.currency = r.currency"),
+            );
+        }
         let rel = match (lowered, scan_error) {
             (_, Some(d)) => {
                 self.error(d);
@@ -811,7 +833,7 @@ impl Compiler {
 
     fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
         let mut query = q.query.clone();
-        let mut next = self.windows.len();
+        let mut next = self.windows.len() + self.versioned.len();
         let snippet = q.source.snippet();
         let found = window_tvf::extract(
             &mut query,
@@ -823,7 +845,10 @@ impl Compiler {
             &mut next,
         );
         match found {
-            Ok(found) => self.windows.extend(found),
+            Ok(found) => {
+                self.windows.extend(found.windows);
+                self.versioned.extend(found.versioned);
+            }
             Err(d) => {
                 self.error(d);
                 return None;
@@ -1361,6 +1386,24 @@ impl ScanResolver for Resolver<'_> {
         self.c.windows.get(table).cloned()
     }
 
+    fn versioned_table(&self, table: &str) -> Option<String> {
+        self.c.versioned.get(table).map(|v| v.table.clone())
+    }
+
+    fn versioned(&mut self, table: &str) -> Option<VersionedTable> {
+        self.c.claimed.insert(table.to_string());
+        let v = self.c.versioned.get(table)?;
+        let info = self.c.tables.get(&v.table);
+        Some(VersionedTable {
+            table: v.table.clone(),
+            as_of: v.as_of.clone(),
+            primary_key: info
+                .and_then(|t| t.def.primary_key.as_ref())
+                .map(|k| k.iter().map(|c| c.node.clone()).collect())
+                .unwrap_or_default(),
+        })
+    }
+
     fn scan(
         &mut self,
         table: &str,
@@ -1400,6 +1443,9 @@ impl ContextProvider for Provider<'_> {
         let window = self.c.windows.get(table);
         if let Some(w) = window {
             table = &w.data;
+        }
+        if let Some(v) = self.c.versioned.get(table) {
+            table = &v.table;
         }
         let schema = self
             .c

@@ -44,6 +44,22 @@ pub trait ScanResolver {
 
     /// The window TVF a synthetic `__window<n>` table stands for.
     fn window(&self, table: &str) -> Option<WindowTvf>;
+
+    /// The versioned table a synthetic `__versioned<n>` table stands for (a temporal join's right
+    /// side); claims it, so that one not under a join can be reported.
+    fn versioned(&mut self, table: &str) -> Option<VersionedTable>;
+
+    /// The table a synthetic `__versioned<n>` table reads.
+    fn versioned_table(&self, table: &str) -> Option<String>;
+}
+
+/// A temporal join's versioned table.
+#[derive(Clone, Debug)]
+pub struct VersionedTable {
+    pub table: String,
+    /// The left input's time column (`FOR SYSTEM_TIME AS OF`).
+    pub as_of: String,
+    pub primary_key: Vec<String>,
 }
 
 /// Lowers `plan` into nodes appended to `nodes`.
@@ -69,6 +85,12 @@ fn lower(
         LogicalPlan::TableScan(scan) => {
             let table = scan.table_name.table();
             let (node, schema, event_time) = match resolver.window(table) {
+                None if table.starts_with(crate::window_tvf::VERSIONED_RELATION) => {
+                    let real = resolver
+                        .versioned_table(table)
+                        .ok_or_else(|| Unsupported("unknown versioned table".into()))?;
+                    resolver.scan(&real, nodes)?
+                }
                 None => resolver.scan(table, nodes)?,
                 Some(tvf) => {
                     let (data, data_schema, _) = resolver.scan(&tvf.data, nodes)?;
@@ -260,8 +282,12 @@ fn lower(
             })
         }
         LogicalPlan::Join(j) => {
+            let versioned = versioned_scan(&j.right).and_then(|t| resolver.versioned(&t));
             let left = lower_plan(&j.left, nodes, resolver)?;
             let right = lower_plan(&j.right, nodes, resolver)?;
+            if let Some(v) = versioned {
+                return crate::lower_join::temporal_join(j, left, right, &v, nodes, resolver, plan);
+            }
             let spec = crate::lower_join::join_spec(j, left.event_time, right.event_time)?;
             let left_width = left.schema.fields.len();
             // An interval join keeps the left input's time attribute (its output watermark is
@@ -722,6 +748,21 @@ pub fn time_attributes(nodes: &[Node], id: NodeId) -> Vec<usize> {
     out
 }
 
+/// The synthetic versioned table a join's right side scans (through projections and filters).
+fn versioned_scan(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::TableScan(t) => {
+            let name = t.table_name.table();
+            name.starts_with(crate::window_tvf::VERSIONED_RELATION)
+                .then(|| name.to_string())
+        }
+        LogicalPlan::Projection(p) => versioned_scan(&p.input),
+        LogicalPlan::Filter(f) => versioned_scan(&f.input),
+        LogicalPlan::SubqueryAlias(a) => versioned_scan(&a.input),
+        _ => None,
+    }
+}
+
 /// The position of column `name` in `schema`.
 fn column_of(schema: &Schema, name: &str) -> Result<usize, Unsupported> {
     schema
@@ -981,7 +1022,7 @@ pub fn schema_of(schema: &DFSchema, names: &[String]) -> Result<Schema, Unsuppor
 }
 
 /// Replaces column references of `expr` by the expressions they stand for.
-fn inline(expr: Expr, projections: &[Expr]) -> Expr {
+pub(crate) fn inline(expr: Expr, projections: &[Expr]) -> Expr {
     let Expr {
         kind,
         data_type,

@@ -259,3 +259,196 @@ fn time_term(
         _ => None,
     }
 }
+
+/// An event-time temporal join: `left [LEFT] JOIN versioned FOR SYSTEM_TIME AS OF left.time ON
+/// left.k = versioned.pk`.
+pub fn temporal_join(
+    j: &datafusion::logical_expr::Join,
+    left: crate::lower::Rel,
+    right: crate::lower::Rel,
+    versioned: &crate::lower::VersionedTable,
+    nodes: &mut Vec<fsql_plan::Node>,
+    resolver: &mut dyn crate::lower::ScanResolver,
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<crate::lower::Rel, Unsupported> {
+    use crate::lower::{Rel, materialize, output_names, schema_of, time_attributes};
+    use fsql_plan::{Node, NodeId, Operator, TemporalJoinSpec};
+    let table = &versioned.table;
+    let kind = match j.join_type {
+        JoinType::Inner => JoinKind::Inner,
+        JoinType::Left => JoinKind::Left,
+        other => {
+            return Err(Unsupported(format!(
+                "a temporal join (FOR SYSTEM_TIME AS OF) is an inner or LEFT join, not {other}"
+            )));
+        }
+    };
+    if versioned.primary_key.is_empty() {
+        return Err(Unsupported(format!(
+            "`{table}` needs a PRIMARY KEY (...) NOT ENFORCED to be a versioned table: FOR SYSTEM_TIME AS OF finds the version of each key"
+        )));
+    }
+    let (ls, rs) = (j.left.schema(), j.right.schema());
+    let mut left_keys = Vec::new();
+    let mut right_keys = Vec::new();
+    let mut key_names = Vec::new();
+    for (l, r) in &j.on {
+        left_keys.push(lower_expr(l, ls)?);
+        right_keys.push(lower_expr(r, rs)?);
+        if let DfExpr::Column(c) = r {
+            key_names.push(c.name.clone());
+        }
+    }
+    if let Some(missing) = versioned
+        .primary_key
+        .iter()
+        .find(|k| !key_names.contains(k))
+    {
+        return Err(Unsupported(format!(
+            "a temporal join's condition must equate the primary key of `{table}`: `{missing}` is missing (ON ... = {table}.{missing})"
+        )));
+    }
+    let no_watermark = || {
+        Unsupported(format!(
+            "`{table}` needs a WATERMARK to be a versioned table: each row is its key's version from its event time on"
+        ))
+    };
+    // The version time, even when the query does not read it: appended to the right side (and
+    // dropped again after the join).
+    let mut right = right;
+    let mut extra = false;
+    let right_time = match right.event_time {
+        Some(t) => t,
+        None => {
+            let source = nodes.get(right.input.0 as usize).ok_or_else(no_watermark)?;
+            let st = source.event_time.ok_or_else(no_watermark)?;
+            let f = source
+                .schema
+                .fields
+                .get(st)
+                .cloned()
+                .ok_or_else(no_watermark)?;
+            let Some(p) = right.projections.as_mut() else {
+                return Err(no_watermark());
+            };
+            p.push(Expr::column(st, f.data_type.clone(), f.nullable));
+            right.schema.fields.push(fsql_plan::Field::new(
+                "__version_time",
+                f.data_type,
+                f.nullable,
+            ));
+            extra = true;
+            right.schema.fields.len() - 1
+        }
+    };
+    // The AS OF column, even when the query does not read it: appended to the left side (and
+    // dropped again after the join).
+    let mut left = left;
+    let (left_time, left_extra) = match ls
+        .fields()
+        .iter()
+        .position(|f| *f.name() == versioned.as_of)
+    {
+        Some(t) => (t, false),
+        None => {
+            let missing = || {
+                Unsupported(format!(
+                    "FOR SYSTEM_TIME AS OF `{}`: no such column on the left side of the join",
+                    versioned.as_of
+                ))
+            };
+            let source = nodes.get(left.input.0 as usize).ok_or_else(missing)?;
+            let st = source
+                .schema
+                .fields
+                .iter()
+                .position(|f| f.name == versioned.as_of)
+                .ok_or_else(missing)?;
+            let f = source.schema.fields[st].clone();
+            let Some(p) = left.projections.as_mut() else {
+                return Err(missing());
+            };
+            p.push(Expr::column(st, f.data_type.clone(), f.nullable));
+            left.schema.fields.push(f);
+            if source.event_time == Some(st) {
+                left.event_time = Some(left.schema.fields.len() - 1);
+            }
+            (left.schema.fields.len() - 1, true)
+        }
+    };
+    let (lw, rw) = (ls.fields().len(), rs.fields().len());
+    // Positions in the joined row: left (+ its extra column), then right (+ its extra column).
+    let shift = usize::from(left_extra);
+    let both = ls.join(rs).map_err(|e| Unsupported(e.strip_backtrace()))?;
+    let residual = match &j.filter {
+        Some(f) => {
+            let e = lower_expr(f, &both)?;
+            let moved: Vec<Expr> = both
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let at = if i < lw { i } else { i + shift };
+                    Expr::column(
+                        at,
+                        crate::lower_expr::plan_type(f.data_type()).unwrap_or(DataType::Null),
+                        f.is_nullable(),
+                    )
+                })
+                .collect();
+            Some(crate::lower::inline(e, &moved))
+        }
+        None => None,
+    };
+    let left_field = left_extra.then(|| left.schema.fields[left_time].clone());
+    let left_node = materialize(left, nodes, &resolver.node_name("calc"));
+    if !time_attributes(nodes, left_node).contains(&left_time) {
+        return Err(Unsupported(format!(
+            "FOR SYSTEM_TIME AS OF `{}`: an event-time temporal join needs the left side's event-time attribute",
+            versioned.as_of
+        )));
+    }
+    let right_field = extra.then(|| right.schema.fields[right_time].clone());
+    let right_node = materialize(right, nodes, &resolver.node_name("calc"));
+    let visible = schema_of(j.schema.as_ref(), &output_names(plan))?;
+    let mut fields = visible.fields[..lw].to_vec();
+    fields.extend(left_field);
+    fields.extend(visible.fields[lw..].iter().cloned());
+    fields.extend(right_field);
+    let schema = fsql_plan::Schema::new(fields);
+    let id = NodeId(nodes.len() as u32);
+    nodes.push(Node {
+        id,
+        name: resolver.node_name("temporal-join"),
+        inputs: vec![left_node, right_node],
+        schema: schema.clone(),
+        event_time: Some(left_time),
+        op: Operator::TemporalJoin(TemporalJoinSpec {
+            kind,
+            left_keys,
+            right_keys,
+            left_time,
+            right_time,
+            residual,
+        }),
+    });
+    let keep: Vec<usize> = (0..lw).chain(lw + shift..lw + shift + rw).collect();
+    let projections = (left_extra || extra).then(|| {
+        keep.iter()
+            .map(|&i| {
+                Expr::column(
+                    i,
+                    schema.fields[i].data_type.clone(),
+                    schema.fields[i].nullable,
+                )
+            })
+            .collect()
+    });
+    Ok(Rel {
+        input: id,
+        filter: None,
+        projections,
+        schema: visible,
+        event_time: (!left_extra).then_some(left_time),
+    })
+}

@@ -26,6 +26,10 @@ use crate::source::{Snippet, Span};
 const TABLE_ARG: &str = "__fsql_table";
 /// The prefix of the synthetic relations window TVFs become.
 pub const WINDOW_RELATION: &str = "__window";
+/// The table function `name FOR SYSTEM_TIME AS OF t` becomes.
+const VERSIONED_ARG: &str = "__fsql_versioned";
+/// The prefix of the synthetic relations temporal joins' versioned tables become.
+pub const VERSIONED_RELATION: &str = "__versioned";
 
 /// Parses SQL statements, reading `TABLE t [PARTITION BY ...]` function arguments (Flink's table
 /// arguments of window TVFs).
@@ -121,10 +125,91 @@ fn table_arguments(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             i = j;
             continue;
         }
+        if let Some(next) = versioned_scan(&tokens, i, &mut out) {
+            i = next;
+            continue;
+        }
         out.push(t.clone());
         i += 1;
     }
     out
+}
+
+/// `name FOR SYSTEM_TIME AS OF a.b` (a temporal join's versioned table), with `name` already in
+/// `out`, becomes `__fsql_versioned(name, a.b)`; returns the position after it.
+fn versioned_scan(
+    tokens: &[TokenWithSpan],
+    i: usize,
+    out: &mut Vec<TokenWithSpan>,
+) -> Option<usize> {
+    let word = |j: usize, v: &str| matches!(tokens.get(j).map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(v));
+    if !word(i, "FOR") {
+        return None;
+    }
+    let mut j = i;
+    for v in ["SYSTEM_TIME", "AS", "OF"] {
+        j = next_significant(tokens, j + 1);
+        if !word(j, v) {
+            return None;
+        }
+    }
+    // The time column: words separated by periods.
+    let mut time = Vec::new();
+    j = next_significant(tokens, j + 1);
+    while let Some(tok) = tokens.get(j) {
+        let want_word = time
+            .last()
+            .is_none_or(|t: &TokenWithSpan| t.token == Token::Period);
+        match &tok.token {
+            Token::Word(_) if want_word => time.push(tok.clone()),
+            Token::Period if !want_word => time.push(tok.clone()),
+            _ => break,
+        }
+        j += 1;
+    }
+    if !matches!(time.last().map(|t| &t.token), Some(Token::Word(_))) {
+        return None;
+    }
+    // The table name at the end of `out`.
+    while matches!(out.last().map(|t| &t.token), Some(Token::Whitespace(_))) {
+        out.pop();
+    }
+    let mut name = Vec::new();
+    while let Some(t) = out.last() {
+        let want_word = name
+            .last()
+            .is_none_or(|t: &TokenWithSpan| t.token == Token::Period);
+        match &t.token {
+            Token::Word(_) if want_word => {}
+            Token::Period if !want_word => {}
+            _ => break,
+        }
+        name.push(out.pop()?);
+    }
+    name.reverse();
+    if !matches!(name.first().map(|t| &t.token), Some(Token::Word(_))) {
+        out.extend(name);
+        return None;
+    }
+    let span = tokens[i].span;
+    out.push(TokenWithSpan::new(
+        Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
+        span,
+    ));
+    out.push(TokenWithSpan::new(
+        Token::Word(Word {
+            value: VERSIONED_ARG.into(),
+            quote_style: None,
+            keyword: Keyword::NoKeyword,
+        }),
+        span,
+    ));
+    out.push(TokenWithSpan::new(Token::LParen, span));
+    out.extend(name);
+    out.push(TokenWithSpan::new(Token::Comma, span));
+    out.extend(time);
+    out.push(TokenWithSpan::new(Token::RParen, span));
+    Some(j)
 }
 
 /// After `name(`, `,` or `=>`: where a function argument starts.
@@ -199,22 +284,37 @@ pub fn extract(
     snippet: &Snippet<'_>,
     catalog: &mut dyn TvfCatalog,
     next: &mut usize,
-) -> Result<Vec<(String, WindowTvf)>, Diagnostic> {
+) -> Result<Extracted, Diagnostic> {
     let mut v = Extract {
         snippet,
         catalog,
         next,
-        found: Vec::new(),
+        found: Extracted::default(),
     };
     v.query(query)?;
     Ok(v.found)
+}
+
+/// The window TVFs and versioned tables of a query, by their synthetic relation names.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub windows: Vec<(String, WindowTvf)>,
+    pub versioned: Vec<(String, VersionedScan)>,
+}
+
+/// `table FOR SYSTEM_TIME AS OF time`: the versioned table of an event-time temporal join.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionedScan {
+    pub table: String,
+    /// The left input's time column (its name; the qualifier is dropped).
+    pub as_of: String,
 }
 
 struct Extract<'a, 's> {
     snippet: &'a Snippet<'s>,
     catalog: &'a mut dyn TvfCatalog,
     next: &'a mut usize,
-    found: Vec<(String, WindowTvf)>,
+    found: Extracted,
 }
 
 impl Extract<'_, '_> {
@@ -263,6 +363,58 @@ impl Extract<'_, '_> {
             }
             _ => {}
         }
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+            && name.to_string() == VERSIONED_ARG
+        {
+            let parts: Vec<String> = args
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => ident(e),
+                    _ => None,
+                })
+                .collect();
+            let [table, time] = parts.as_slice() else {
+                return Err(Diagnostic::error(
+                    "FOR SYSTEM_TIME AS OF takes the time column of the other side of the join",
+                    self.snippet.span(name.span()),
+                ));
+            };
+            let scan = VersionedScan {
+                table: table.clone(),
+                as_of: time.rsplit('.').next().unwrap_or(time).to_string(),
+            };
+            let synthetic = format!("{VERSIONED_RELATION}{}", *self.next);
+            *self.next += 1;
+            self.found.versioned.push((synthetic.clone(), scan));
+            let alias = alias.take().or_else(|| {
+                // The table keeps its own name as the qualifier, as in Flink.
+                Some(sqlparser::ast::TableAlias {
+                    explicit: false,
+                    name: Ident::new(table.rsplit('.').next().unwrap_or(table)),
+                    columns: vec![],
+                    at: None,
+                })
+            });
+            *factor = TableFactor::Table {
+                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(synthetic))]),
+                alias,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_hints: vec![],
+            };
+            return Ok(());
+        }
         let TableFactor::TableFunction { expr, alias } = factor else {
             return Ok(());
         };
@@ -277,7 +429,7 @@ impl Extract<'_, '_> {
         let tvf = self.window(&function, &f.args, span)?;
         let name = format!("{WINDOW_RELATION}{}", *self.next);
         *self.next += 1;
-        self.found.push((name.clone(), tvf));
+        self.found.windows.push((name.clone(), tvf));
         *factor = TableFactor::Table {
             name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
             alias: alias.take(),

@@ -98,6 +98,26 @@ pub enum Operator {
     /// Window TopN / deduplication: `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
     /// ORDER BY ...)` over windowed rows; output = input columns, then the row number.
     WindowRank(WindowRankSpec),
+    /// Event-time temporal join (`JOIN versioned FOR SYSTEM_TIME AS OF left.time`): each left row
+    /// (input 0) with the version of its key that was valid at its time (input 1, a versioned
+    /// table); output = left columns, then right columns.
+    TemporalJoin(TemporalJoinSpec),
+}
+
+/// [`Operator::TemporalJoin`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemporalJoinSpec {
+    /// `Inner` or `Left` (a left row without a valid version is NULL-padded).
+    pub kind: JoinKind,
+    /// Over the left input, pairwise with `right_keys` (the versioned table's primary key).
+    pub left_keys: Vec<Expr>,
+    pub right_keys: Vec<Expr>,
+    /// The left input's event-time column (`AS OF`).
+    pub left_time: usize,
+    /// The versioned table's event-time column: a row is its key's version from that time on.
+    pub right_time: usize,
+    /// Further conditions over the joined row.
+    pub residual: Option<Expr>,
 }
 
 /// [`Operator::WindowRank`]: each partition's rows are numbered in order once the watermark

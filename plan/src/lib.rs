@@ -25,7 +25,7 @@ pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
     AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupColumn, IntervalBounds,
     JoinKind, JoinSpec, ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec,
-    Pipeline, Rule, RulesetSpec, SinkSpec, SortKey, SourceSpec, WatermarkSpec, WindowAggregateSpec,
-    WindowAssignSpec, WindowKind, WindowRankSpec,
+    Pipeline, Rule, RulesetSpec, SinkSpec, SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec,
+    WindowAggregateSpec, WindowAssignSpec, WindowKind, WindowRankSpec,
 };
 pub use types::{DataType, Field, Schema};

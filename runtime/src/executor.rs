@@ -26,7 +26,8 @@ use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::{
-    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, WindowAggregate, WindowAssign, WindowRank,
+    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, TemporalJoin, WindowAggregate,
+    WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::test_input::{TestInput, TestSource};
@@ -338,6 +339,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::WindowAggregate(_) => "window-aggregate",
         PlanOp::Join(_) => "join",
         PlanOp::WindowRank(_) => "window-rank",
+        PlanOp::TemporalJoin(_) => "temporal-join",
     }
 }
 
@@ -509,6 +511,27 @@ impl<'c> Executor<'c> {
                 }
                 PlanOp::WindowRank(spec) => {
                     Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
+                }
+                PlanOp::TemporalJoin(spec) => {
+                    let input = |k: usize| {
+                        node.inputs
+                            .get(k)
+                            .and_then(|i| pipeline.node(*i))
+                            .map(|n| runtime_schema(&n.schema))
+                            .ok_or_else(|| {
+                                RuntimeError::Plan(format!(
+                                    "join node `{}` lacks an input",
+                                    node.name
+                                ))
+                            })
+                    };
+                    Some(Box::new(TemporalJoin::new(
+                        &node.name,
+                        spec,
+                        input(0)?,
+                        input(1)?,
+                        schema.clone(),
+                    )?))
                 }
                 PlanOp::Join(spec) => {
                     let input = |k: usize| {

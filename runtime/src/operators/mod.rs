@@ -8,6 +8,7 @@ pub mod over;
 pub mod passthrough;
 pub mod ruleset;
 pub mod sink;
+pub mod temporal_join;
 pub mod window;
 
 pub use calc::Calc;
@@ -16,4 +17,5 @@ pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;
 pub use sink::SinkOperator;
+pub use temporal_join::TemporalJoin;
 pub use window::{WindowAggregate, WindowAssign, WindowRank};
