@@ -1705,6 +1705,38 @@ mod tests {
     }
 
     #[test]
+    fn temporal_join_mistakes_are_explained() {
+        let rates = |pk: &str, wm: &str| {
+            format!(
+                "CREATE TABLE rates (card STRING, rate DOUBLE, ut TIMESTAMP(3){pk}{wm}) \
+                 WITH ('connector' = 'datagen');\n"
+            )
+        };
+        let query = "CREATE VIEW v AS SELECT p.id, r.rate FROM p JOIN rates FOR SYSTEM_TIME AS OF p.ts AS r \
+                     ON p.card = r.card;";
+        let errors = |text: String| -> String {
+            let c = compile(&text);
+            c.diagnostics.iter().map(|d| d.render(&c.sources)).collect()
+        };
+        let wm = ", WATERMARK FOR ut AS ut - INTERVAL '1' SECOND";
+        let pk = ", PRIMARY KEY (card) NOT ENFORCED";
+        let no_pk = errors(format!("{SOURCE}{}{query}", rates("", wm)));
+        assert!(no_pk.contains("needs a PRIMARY KEY"), "{no_pk}");
+        let no_wm = errors(format!("{SOURCE}{}{query}", rates(pk, "")));
+        assert!(no_wm.contains("needs a WATERMARK"), "{no_wm}");
+        let ok = errors(format!("{SOURCE}{}{query}", rates(pk, wm)));
+        assert!(!ok.contains("error"), "{ok}");
+        let not_joined = errors(format!(
+            "{SOURCE}{}CREATE VIEW w AS SELECT * FROM rates FOR SYSTEM_TIME AS OF ut;",
+            rates(pk, wm)
+        ));
+        assert!(
+            not_joined.contains("on the right side of a join"),
+            "{not_joined}"
+        );
+    }
+
+    #[test]
     fn window_tvf_mistakes_point_at_the_argument() {
         let c = compile(&format!(
             "{SOURCE}CREATE VIEW a AS SELECT window_start, window_end, COUNT(*) AS n \
