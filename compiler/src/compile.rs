@@ -844,16 +844,18 @@ impl Compiler {
             },
             &mut next,
         );
-        match found {
+        let temporal = match found {
             Ok(found) => {
+                let temporal = !found.versioned.is_empty();
                 self.windows.extend(found.windows);
                 self.versioned.extend(found.versioned);
+                temporal
             }
             Err(d) => {
                 self.error(d);
                 return None;
             }
-        }
+        };
         let provider = Provider { c: self };
         let planner = SqlToRel::new_with_options(&provider, parser_options());
         crate::rewrite::flink_syntax(&mut *query);
@@ -882,7 +884,7 @@ impl Compiler {
                 return None;
             }
         };
-        match optimizer().optimize(plan, &OptimizerContext::new(), |_, _| {}) {
+        match optimizer(temporal).optimize(plan, &OptimizerContext::new(), |_, _| {}) {
             Ok(p) => Some(p),
             Err(e) => {
                 self.error(Diagnostic::error(clean(&e), whole));
@@ -1204,12 +1206,15 @@ impl Compiler {
 /// Flink's implicit casts on insert: numeric widening, precision changes of timestamps, NULL.
 /// DataFusion's optimizer without the rules that change what a streaming operator sees:
 /// `single_distinct_aggregation_to_group_by` splits `COUNT(DISTINCT x)` into two aggregations,
-/// which would hide a window aggregation's window columns from the outer one.
-fn optimizer() -> Optimizer {
+/// which would hide a window aggregation's window columns from the outer one; and, in a query
+/// with a temporal join, `push_down_filter`, which would filter the versioned table before the
+/// join and so let an older version that passes the condition stand in for the valid one.
+fn optimizer(temporal_join: bool) -> Optimizer {
     let rules = Optimizer::new()
         .rules
         .into_iter()
         .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+        .filter(|r| !(temporal_join && r.name() == "push_down_filter"))
         .collect();
     Optimizer::with_rules(rules)
 }
