@@ -1742,6 +1742,28 @@ mod tests {
     }
 
     #[test]
+    fn grouping_sets_become_one_window_aggregation_per_set() {
+        let c = compile(&format!(
+            "{SOURCE}CREATE VIEW v AS SELECT window_start, window_end, card, qty, SUM(amount) AS s \
+             FROM TABLE(TUMBLE(TABLE p, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+             GROUP BY window_start, window_end, ROLLUP (card, qty);"
+        ));
+        let text: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
+        let nodes = &c.pipeline.as_ref().expect(&text).nodes;
+        let mut groups: Vec<usize> = nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Operator::WindowAggregate(w) => Some(w.group.len()),
+                _ => None,
+            })
+            .collect();
+        groups.sort_unstable();
+        // (), (card), (card, qty): each with window_start and window_end.
+        assert_eq!(groups, vec![2, 3, 4]);
+        assert!(nodes.iter().any(|n| matches!(n.op, Operator::Union)));
+    }
+
+    #[test]
     fn window_tvf_mistakes_point_at_the_argument() {
         let c = compile(&format!(
             "{SOURCE}CREATE VIEW a AS SELECT window_start, window_end, COUNT(*) AS n \

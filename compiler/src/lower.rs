@@ -185,16 +185,7 @@ fn lower(
                     "GROUP BY without a window TVF is a regular aggregation, whose results change as rows arrive; fsql aggregates over windows: GROUP BY window_start, window_end, ... FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE, SESSION), or per event with OVER".into(),
                 ));
             };
-            let node = window_aggregate(a, rel, tvf, nodes, resolver)?;
-            let (id, schema, event_time) = (node.id, node.schema.clone(), node.event_time);
-            nodes.push(node);
-            Ok(Rel {
-                input: id,
-                filter: None,
-                projections: None,
-                schema,
-                event_time,
-            })
+            window_aggregate(a, rel, tvf, nodes, resolver)
         }
         LogicalPlan::Window(w) if is_row_number(&w.window_expr) => {
             let rel = lower_plan(&w.input, nodes, resolver)?;
@@ -369,7 +360,7 @@ fn window_aggregate(
     tvf: WindowTvf,
     nodes: &mut Vec<Node>,
     resolver: &mut dyn ScanResolver,
-) -> Result<Node, Unsupported> {
+) -> Result<Rel, Unsupported> {
     let misuse = || {
         Unsupported(
             "window_start, window_end and window_time of a window TVF can be grouped by, not used in expressions below the aggregation (use them in the SELECT list, or in a view over the aggregation)".into(),
@@ -470,13 +461,18 @@ fn window_aggregate(
             .any(|&c| roles.get(c).is_some_and(Option::is_some))
     };
     let input_schema = a.input.schema();
-    let mut group = Vec::new();
-    for g in &a.group_expr {
-        if let DfExpr::GroupingSet(_) = g {
-            return Err(Unsupported(
-                "GROUPING SETS, ROLLUP and CUBE over windows are not supported yet".into(),
-            ));
+    // DataFusion's group expressions, and the grouping sets over them (positions in `distinct`).
+    let grouping_sets = matches!(a.group_expr.as_slice(), [DfExpr::GroupingSet(_)]);
+    let (distinct, sets): (Vec<&DfExpr>, Vec<Vec<usize>>) = match a.group_expr.as_slice() {
+        [DfExpr::GroupingSet(gs)] => {
+            let distinct = gs.distinct_expr();
+            let sets = expand_grouping_sets(gs, &distinct);
+            (distinct, sets)
         }
+        other => (other.iter().collect(), vec![(0..other.len()).collect()]),
+    };
+    let mut columns = Vec::new();
+    for g in &distinct {
         let e = lower_expr(g, input_schema)?;
         let column = match e.kind {
             ExprKind::Column(c) => match roles.get(c).copied().flatten() {
@@ -487,7 +483,7 @@ fn window_aggregate(
             _ => {
                 projections.push(e.clone());
                 fields.push(Field::new(
-                    format!("__key{}", group.len()),
+                    format!("__key{}", columns.len()),
                     e.data_type.clone(),
                     e.nullable,
                 ));
@@ -495,13 +491,19 @@ fn window_aggregate(
                 GroupColumn::Key(projections.len() - 1)
             }
         };
-        group.push(column);
+        columns.push(column);
     }
-    if !group.contains(&GroupColumn::WindowStart) || !group.contains(&GroupColumn::WindowEnd) {
-        return Err(Unsupported(
-            "a window aggregation groups by both window_start and window_end (GROUP BY window_start, window_end, ...), as in Flink".into(),
-        ));
+    for set in &sets {
+        let has = |r: GroupColumn| set.iter().any(|&i| columns[i] == r);
+        if !has(GroupColumn::WindowStart) || !has(GroupColumn::WindowEnd) {
+            return Err(Unsupported(
+                "a window aggregation groups by both window_start and window_end (GROUP BY window_start, window_end, ...), in every grouping set, as in Flink".into(),
+            ));
+        }
     }
+    let group_len = a
+        .group_expr_len()
+        .map_err(|e| Unsupported(e.strip_backtrace()))?;
     let mut aggregates = Vec::new();
     for (i, expr) in a.aggr_expr.iter().enumerate() {
         let DfExpr::AggregateFunction(af) = unalias(expr) else {
@@ -538,7 +540,7 @@ fn window_aggregate(
         if args.iter().chain(&filter).any(|e| is_role(e, &roles)) {
             return Err(misuse());
         }
-        let field = a.schema.field(a.group_expr.len() + i);
+        let field = a.schema.field(group_len + i);
         aggregates.push(GroupAggregate {
             function,
             args,
@@ -555,33 +557,155 @@ fn window_aggregate(
         event_time: Some(time_pos),
     };
     let input = materialize(calc, nodes, &resolver.node_name("calc"));
-    let group_len = group.len();
-    let names: Vec<String> = a
-        .schema
-        .fields()
+    // One window aggregation per grouping set: its group columns, then the aggregates.
+    let group_field = |i: usize| -> Result<Field, Unsupported> {
+        let f = a.schema.field(i);
+        Ok(Field::new(
+            f.name(),
+            plan_type(f.data_type())?,
+            f.is_nullable(),
+        ))
+    };
+    let agg_fields = aggregates
         .iter()
         .enumerate()
-        .map(|(i, f)| match i.checked_sub(group_len) {
-            Some(j) => format!("agg${j}"),
-            None => f.name().clone(),
+        .map(|(j, g)| {
+            let nullable = a.schema.field(group_len + j).is_nullable();
+            Field::new(format!("agg${j}"), g.data_type.clone(), nullable)
         })
-        .collect();
-    let schema = schema_of(a.schema.as_ref(), &names)?;
-    let event_time = group.iter().position(|g| *g == GroupColumn::WindowTime);
-    Ok(Node {
-        id: NodeId(nodes.len() as u32),
-        name: resolver.node_name("window"),
-        inputs: vec![input],
+        .collect::<Vec<_>>();
+    let mut outputs = Vec::new();
+    for set in &sets {
+        let group: Vec<GroupColumn> = set.iter().map(|&i| columns[i]).collect();
+        let mut schema_fields = set
+            .iter()
+            .map(|&i| group_field(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        schema_fields.extend(agg_fields.iter().cloned());
+        let id = NodeId(nodes.len() as u32);
+        let event_time = group.iter().position(|g| *g == GroupColumn::WindowTime);
+        nodes.push(Node {
+            id,
+            name: resolver.node_name("window"),
+            inputs: vec![input],
+            schema: Schema::new(schema_fields.clone()),
+            event_time,
+            op: Operator::WindowAggregate(WindowAggregateSpec {
+                window: tvf.kind,
+                time: time_pos,
+                partition: partition.clone(),
+                group,
+                aggregates: aggregates.clone(),
+            }),
+        });
+        outputs.push((id, set.clone(), schema_fields, event_time));
+    }
+    if !grouping_sets {
+        let Some((id, _, fields, event_time)) = outputs.pop() else {
+            return Err(Unsupported("no grouping".into()));
+        };
+        return Ok(Rel {
+            input: id,
+            filter: None,
+            projections: None,
+            schema: Schema::new(fields),
+            event_time,
+        });
+    }
+    // GROUPING SETS: each set's rows in the full layout (absent keys NULL, DataFusion's grouping
+    // id: a bit per absent key, the last key in the lowest bit), then their union.
+    let n = distinct.len();
+    let mut full: Vec<Field> = (0..n)
+        .map(|i| group_field(i).map(|f| Field::new(f.name, f.data_type, true)))
+        .collect::<Result<Vec<_>, _>>()?;
+    full.push(Field::new(
+        datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID,
+        DataType::BigInt,
+        false,
+    ));
+    full.extend(agg_fields.iter().cloned());
+    let mut inputs = Vec::new();
+    for (id, set, fields, _) in outputs {
+        let mut exprs = Vec::new();
+        let mut mask: i64 = 0;
+        for (i, f) in full.iter().take(n).enumerate() {
+            match set.iter().position(|&x| x == i) {
+                Some(p) => exprs.push(Expr::column(
+                    p,
+                    fields[p].data_type.clone(),
+                    fields[p].nullable,
+                )),
+                None => {
+                    mask |= 1 << (n - 1 - i);
+                    exprs.push(Expr::literal(fsql_plan::Literal::Null, f.data_type.clone()));
+                }
+            }
+        }
+        exprs.push(Expr::literal(
+            fsql_plan::Literal::Int(mask),
+            DataType::BigInt,
+        ));
+        for (j, f) in agg_fields.iter().enumerate() {
+            exprs.push(Expr::column(set.len() + j, f.data_type.clone(), f.nullable));
+        }
+        let rel = Rel {
+            input: id,
+            filter: None,
+            projections: None,
+            schema: Schema::new(fields),
+            event_time: None,
+        };
+        let names = full.iter().map(|f| f.name.clone()).collect();
+        let rel = project(rel, exprs, Some(names));
+        inputs.push(materialize(rel, nodes, &resolver.node_name("calc")));
+    }
+    let schema = Schema::new(full);
+    let id = NodeId(nodes.len() as u32);
+    nodes.push(Node {
+        id,
+        name: resolver.node_name("union"),
+        inputs,
+        schema: schema.clone(),
+        event_time: None,
+        op: Operator::Union,
+    });
+    Ok(Rel {
+        input: id,
+        filter: None,
+        projections: None,
         schema,
-        event_time,
-        op: Operator::WindowAggregate(WindowAggregateSpec {
-            window: tvf.kind,
-            time: time_pos,
-            partition,
-            group,
-            aggregates,
-        }),
+        event_time: None,
     })
+}
+
+/// The sets of a `GROUPING SETS` / `ROLLUP` / `CUBE`, as positions in `distinct`.
+fn expand_grouping_sets(
+    gs: &datafusion::logical_expr::GroupingSet,
+    distinct: &[&DfExpr],
+) -> Vec<Vec<usize>> {
+    use datafusion::logical_expr::GroupingSet;
+    let position = |e: &DfExpr| distinct.iter().position(|d| *d == e);
+    match gs {
+        GroupingSet::GroupingSets(sets) => sets
+            .iter()
+            .map(|set| set.iter().filter_map(position).collect())
+            .collect(),
+        GroupingSet::Rollup(exprs) => (0..=exprs.len())
+            .rev()
+            .map(|k| exprs[..k].iter().filter_map(position).collect())
+            .collect(),
+        GroupingSet::Cube(exprs) => {
+            let n = exprs.len();
+            (0..1usize << n)
+                .map(|bits| {
+                    (0..n)
+                        .filter(|i| bits & (1 << (n - 1 - i)) == 0)
+                        .filter_map(|i| position(&exprs[i]))
+                        .collect()
+                })
+                .collect()
+        }
+    }
 }
 
 /// Whether a DataFusion `Window` node computes just `ROW_NUMBER()`.
