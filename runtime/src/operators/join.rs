@@ -24,7 +24,7 @@ use fsql_plan::{Expr, JoinKind, JoinSpec};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::operator::{Event, Operator};
-use crate::operators::agg::key::{BatchKeys, FxBuild, KeyEncoder};
+use crate::operators::agg::key::{BatchKeys, FxBuild, KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
 
 const LEFT: usize = 0;
@@ -54,7 +54,7 @@ struct Side {
     batches: Vec<Option<(RecordBatch, u32)>>,
     rows: Vec<Option<Kept>>,
     free: Vec<u32>,
-    by_key: HashMap<Box<[u8]>, Vec<u32>, FxBuild>,
+    by_key: HashMap<KeyBytes, Ids, FxBuild>,
     /// `(expiry, row)`: interval joins drop rows once the watermark reaches their expiry.
     expiry: BTreeSet<(i64, u32)>,
     /// False once the other input ended (regular join): nothing can match later rows.
@@ -87,7 +87,12 @@ impl Side {
                 (self.rows.len() - 1) as u32
             }
         };
-        self.by_key.entry(key.into()).or_default().push(id);
+        match self.by_key.get_mut(key) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_key.insert(KeyBytes::new(key), Ids::One(id));
+            }
+        }
         id
     }
 
@@ -95,13 +100,10 @@ impl Side {
     fn drop_row(&mut self, key: &[u8], id: u32) -> Option<Kept> {
         let kept = self.rows.get_mut(id as usize)?.take()?;
         self.free.push(id);
-        if let Some(ids) = self.by_key.get_mut(key) {
-            if let Some(at) = ids.iter().position(|&x| x == id) {
-                ids.swap_remove(at);
-            }
-            if ids.is_empty() {
-                self.by_key.remove(key);
-            }
+        if let Some(ids) = self.by_key.get_mut(key)
+            && ids.remove(id)
+        {
+            self.by_key.remove(key);
         }
         if let Some(entry) = self.batches.get_mut(kept.batch as usize) {
             let empty = entry.as_mut().is_some_and(|(_, n)| {
@@ -133,6 +135,42 @@ impl Side {
     }
 }
 
+/// The kept rows of one key: most keys have one, so no vector for them.
+#[derive(Clone, Debug)]
+enum Ids {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Ids {
+    fn push(&mut self, id: u32) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; true when none is left.
+    fn remove(&mut self, id: u32) -> bool {
+        match self {
+            Ids::One(x) => *x == id,
+            Ids::Many(ids) => {
+                if let Some(at) = ids.iter().position(|&x| x == id) {
+                    ids.swap_remove(at);
+                }
+                ids.is_empty()
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(x) => std::slice::from_ref(x),
+            Ids::Many(ids) => ids,
+        }
+    }
+}
+
 /// A row reference for output: `(side's batch, row)`, or none for NULL padding.
 type Ref = Option<(u32, u32)>;
 
@@ -149,7 +187,7 @@ pub struct Join {
     residual: Option<Expr>,
     sides: [Side; 2],
     /// Key bytes of kept rows, by side and row id (for dropping them).
-    row_keys: [Vec<Box<[u8]>>; 2],
+    row_keys: [Vec<KeyBytes>; 2],
     watermark: i64,
     /// `max(upper, −lower, 0)`: how far the output watermark trails the input's.
     delay: i64,
@@ -385,6 +423,7 @@ impl Join {
                 }
                 self.sides[side].expiry.pop_first();
                 let key = std::mem::take(&mut self.row_keys[side][id as usize]);
+                let key = key.as_slice();
                 // The row's batch stays until this round's padded rows are built.
                 let Some(kept) = self.sides[side].rows.get(id as usize).copied().flatten() else {
                     continue;
@@ -399,7 +438,7 @@ impl Join {
                         *n += 1;
                     }
                 }
-                self.sides[side].drop_row(&key, id);
+                self.sides[side].drop_row(key, id);
             }
         }
         if !padded.is_empty() {
@@ -476,7 +515,7 @@ impl Operator for Join {
             let Some(ids) = self.sides[other].by_key.get(keys.key(i)) else {
                 continue;
             };
-            for &id in ids {
+            for &id in ids.as_slice() {
                 let Some(k) = self.sides[other].rows[id as usize] else {
                     continue;
                 };
@@ -533,9 +572,9 @@ impl Operator for Join {
                 );
                 let slots = &mut self.row_keys[side];
                 if slots.len() <= id as usize {
-                    slots.resize(id as usize + 1, Box::default());
+                    slots.resize(id as usize + 1, KeyBytes::default());
                 }
-                slots[id as usize] = key.into();
+                slots[id as usize] = KeyBytes::new(key);
                 if self.bounds.is_some() {
                     self.sides[side].expiry.insert((expiry, id));
                 }

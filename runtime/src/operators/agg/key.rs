@@ -191,6 +191,33 @@ impl KeyBytes {
     }
 }
 
+impl Default for KeyBytes {
+    fn default() -> KeyBytes {
+        KeyBytes::new(&[])
+    }
+}
+
+// Hashed and compared as the byte slice, so a map keyed by `KeyBytes` is searched with `&[u8]`.
+impl std::hash::Hash for KeyBytes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &KeyBytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for KeyBytes {}
+
+impl std::borrow::Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 /// Hashes `u64`s that already are hashes: the identity.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct IdHasher(u64);
