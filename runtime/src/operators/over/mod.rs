@@ -339,6 +339,20 @@ impl Over {
                 .partitions
                 .id(self.pending.key(r.slot, r.row), &self.layout);
         }
+        // Peers (equal event times) of one partition together, in arrival order.
+        let mut i = 0;
+        while i < len {
+            let ts = rows[i].ts;
+            let mut j = i + 1;
+            while j < len && rows[j].ts == ts {
+                j += 1;
+            }
+            if j - i > 1 {
+                rows[i..j].sort_unstable_by_key(|r| (r.pid, r.seq));
+            }
+            i = j;
+        }
+        let rows_pids: Vec<u32> = rows.iter().map(|r| r.pid).collect();
         let mut i = 0;
         while i < len {
             let ts = rows[i].ts;
@@ -347,13 +361,18 @@ impl Over {
                 j += 1;
             }
             let run = &mut rows[i..j];
-            if run.len() > 1 {
-                // Peers of one partition together, in arrival order.
-                run.sort_unstable_by_key(|r| (r.pid, r.seq));
-            }
             let mut a = 0;
             while a < run.len() {
                 let pid = run[a].pid;
+                // Two-stage prefetch: the slot of a partition 8 rows ahead, and the row buffers
+                // of one 4 rows ahead (whose slot is loaded by now).
+                let at = i + a;
+                if let Some(r) = rows_pids.get(at + 8) {
+                    self.partitions.prefetch(*r);
+                }
+                if let Some(r) = rows_pids.get(at + 4) {
+                    self.partitions.prefetch_rows(*r);
+                }
                 let mut b = a + 1;
                 while b < run.len() && run[b].pid == pid {
                     b += 1;

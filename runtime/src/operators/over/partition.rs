@@ -500,6 +500,26 @@ impl Partitions {
         self.slots.get_mut(id as usize).and_then(Option::as_mut)
     }
 
+    /// Hints the CPU to load partition `id`'s slot: called for a partition processed a few rows
+    /// later, so its cache miss overlaps the current row's work.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: u32) {
+        if let Some(slot) = self.slots.get(id as usize) {
+            prefetch(std::ptr::from_ref(slot).cast());
+        }
+    }
+
+    /// Hints the CPU to load partition `id`'s row buffers (its slot should be loaded already).
+    #[inline]
+    pub(crate) fn prefetch_rows(&self, id: u32) {
+        if let Some(Some(p)) = self.slots.get(id as usize) {
+            let (keys, _) = p.rows.keys.as_slices();
+            let (values, _) = p.rows.values.as_slices();
+            prefetch(keys.as_ptr().cast());
+            prefetch(values.as_ptr().cast());
+        }
+    }
+
     /// Drops partition `id` (its id may be reused).
     pub(crate) fn remove(&mut self, id: u32) {
         if let Some(p) = self.slots.get_mut(id as usize).and_then(Option::take) {
@@ -568,4 +588,16 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert_eq!(parts.id(b"a", &layout), 0);
     }
+}
+
+/// A read prefetch hint (no effect on other architectures).
+#[inline(always)]
+fn prefetch(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
