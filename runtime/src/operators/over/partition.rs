@@ -543,6 +543,18 @@ impl Partitions {
     }
 }
 
+/// A read prefetch hint (no effect on other architectures).
+#[inline(always)]
+fn prefetch(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use fsql_plan::{AggregateFunction, OverAggregate, OverFrame, OverSpec};
@@ -588,16 +600,4 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert_eq!(parts.id(b"a", &layout), 0);
     }
-}
-
-/// A read prefetch hint (no effect on other architectures).
-#[inline(always)]
-fn prefetch(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
