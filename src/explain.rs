@@ -218,22 +218,8 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::Join(j) => {
                 let side = |k: usize| n.inputs.get(k).and_then(|i| p.node(*i));
-                let keys: Vec<String> = j
-                    .left_keys
-                    .iter()
-                    .zip(&j.right_keys)
-                    .map(|(l, r)| format!("left.{l} = right.{r}"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "    {:?} join on {}",
-                    j.kind,
-                    if keys.is_empty() {
-                        "(no keys)".into()
-                    } else {
-                        keys.join(" AND ")
-                    }
-                );
+                let keys = join_keys(&j.left_keys, &j.right_keys);
+                let _ = writeln!(out, "    {:?} join on {}", j.kind, keys);
                 match &j.interval {
                     Some(b) => {
                         let _ = writeln!(
@@ -283,17 +269,12 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::TemporalJoin(j) => {
                 let side = |k: usize| n.inputs.get(k).and_then(|i| p.node(*i));
-                let keys: Vec<String> = j
-                    .left_keys
-                    .iter()
-                    .zip(&j.right_keys)
-                    .map(|(l, r)| format!("left.{l} = right.{r}"))
-                    .collect();
+                let keys = join_keys(&j.left_keys, &j.right_keys);
                 let _ = writeln!(
                     out,
                     "    {:?} temporal join on {}: each left row with the version valid at left.{} (right versions by {}); left rows wait for the watermark; rows at or behind it are late here",
                     j.kind,
-                    keys.join(" AND "),
+                    keys,
                     column(side(0), j.left_time),
                     column(side(1), j.right_time),
                 );
@@ -322,6 +303,20 @@ fn aggregate_name(f: &AggregateFunction) -> String {
             .replace("STDDEVSAMP", "STDDEV_SAMP")
             .replace("VARPOP", "VAR_POP")
             .replace("VARSAMP", "VAR_SAMP"),
+    }
+}
+
+/// `left.a = right.b AND ...` of a join's key pairs.
+fn join_keys(left: &[fsql_plan::Expr], right: &[fsql_plan::Expr]) -> String {
+    let keys: Vec<String> = left
+        .iter()
+        .zip(right)
+        .map(|(l, r)| format!("left.{l} = right.{r}"))
+        .collect();
+    if keys.is_empty() {
+        "(no keys)".into()
+    } else {
+        keys.join(" AND ")
     }
 }
 

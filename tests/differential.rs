@@ -96,46 +96,31 @@ fn query(rows_order: &str) -> String {
 /// Runs the query on fsql, feeding `batches` in order; the source's watermark trails its largest
 /// event time by `delay_s` seconds.
 fn run_fsql(batches: Vec<RecordBatch>, delay_s: u32) -> RecordBatch {
-    let text = format!(
-        "CREATE TABLE t (id BIGINT, k STRING, v DOUBLE, ts TIMESTAMP(3), \
-         WATERMARK FOR ts AS ts - INTERVAL '{delay_s}' SECOND) \
-         WITH ('connector' = 'filesystem', 'path' = 'unused', 'format' = 'json');\n{};",
-        query("ts")
-    );
-    let c = compile_source(
-        Path::new("differential.fsql"),
-        text,
-        &CompileOptions::default(),
-        &[],
-    );
-    let errors: String = c.diagnostics.iter().map(|d| d.render(&c.sources)).collect();
-    let pipeline = c.pipeline.unwrap_or_else(|| panic!("compiles: {errors}"));
-    let options = RunOptions {
-        inputs: BTreeMap::from([(
-            "t".to_string(),
-            batches.into_iter().map(TestInput::Batch).collect(),
-        )]),
-        ..RunOptions::default()
-    };
-    let mut out = Vec::new();
-    fsql_runtime::run(&pipeline, options, &mut |node, b| {
-        if matches!(pipeline.node(node).map(|n| &n.op), Some(Operator::Collect)) {
-            out.push(b.clone());
-        }
-    })
-    .expect("runs");
+    let out = run_fsql_query(&query("ts"), batches, delay_s);
     let schema = out.first().map(|b| b.schema()).expect("some output");
     concat_batches(&schema, &out).expect("same schema")
 }
 
 fn run_datafusion(runtime: &tokio::runtime::Runtime, batch: &RecordBatch) -> RecordBatch {
+    let out = run_datafusion_sql(runtime, &query("ts, id"), &[("t", batch)]);
+    let schema = out.first().map(|b| b.schema()).expect("some output");
+    concat_batches(&schema, &out).expect("same schema")
+}
+
+/// Runs `sql` on DataFusion over the given tables (the batch oracle).
+fn run_datafusion_sql(
+    runtime: &tokio::runtime::Runtime,
+    sql: &str,
+    tables: &[(&str, &RecordBatch)],
+) -> Vec<RecordBatch> {
     runtime.block_on(async {
         let ctx = SessionContext::new();
-        ctx.register_batch("t", batch.clone()).expect("register");
-        let df = ctx.sql(&query("ts, id")).await.expect("plans");
-        let out = df.collect().await.expect("runs");
-        let schema = out.first().map(|b| b.schema()).expect("some output");
-        concat_batches(&schema, &out).expect("same schema")
+        for (name, batch) in tables {
+            ctx.register_batch(*name, (*batch).clone())
+                .expect("register");
+        }
+        let df = ctx.sql(sql).await.expect("plans");
+        df.collect().await.expect("runs")
     })
 }
 
@@ -436,12 +421,7 @@ fn window_aggregations_in_watermark_order_equal_the_batch_result() {
         for seed in 0..SEEDS {
             let batch = input(seed);
             let streaming = window_rows(&run_fsql_query(&fsql, vec![batch.clone()], 0));
-            let expected = runtime.block_on(async {
-                let ctx = SessionContext::new();
-                ctx.register_batch("t", batch.clone()).expect("register");
-                let df = ctx.sql(&reference).await.expect("plans");
-                window_rows(&df.collect().await.expect("runs"))
-            });
+            let expected = window_rows(&run_datafusion_sql(&runtime, &reference, &[("t", &batch)]));
             assert!(
                 !expected.is_empty(),
                 "{name}, seed {seed}: windows expected"
@@ -535,13 +515,7 @@ fn interval_joins_in_watermark_order_equal_the_batch_result() {
                 vec![("t", vec![t.clone()]), ("u", vec![u.clone()])],
                 0,
             ));
-            let expected = runtime.block_on(async {
-                let ctx = SessionContext::new();
-                ctx.register_batch("t", t.clone()).expect("register");
-                ctx.register_batch("u", u.clone()).expect("register");
-                let df = ctx.sql(&sql).await.expect("plans");
-                join_rows(&df.collect().await.expect("runs"))
-            });
+            let expected = join_rows(&run_datafusion_sql(&runtime, &sql, &[("t", &t), ("u", &u)]));
             assert_eq!(streaming, expected, "{name}, seed {seed}");
             matched += expected.iter().filter(|r| !r.contains("NULL")).count();
             padded += expected.len() - expected.iter().filter(|r| !r.contains("NULL")).count();
@@ -622,13 +596,11 @@ fn temporal_joins_in_watermark_order_equal_the_batch_result() {
                 vec![("t", vec![t.clone()]), ("u", vec![u.clone()])],
                 0,
             ));
-            let expected = runtime.block_on(async {
-                let ctx = SessionContext::new();
-                ctx.register_batch("t", t.clone()).expect("register");
-                ctx.register_batch("u", u.clone()).expect("register");
-                let df = ctx.sql(&reference).await.expect("plans");
-                join_rows(&df.collect().await.expect("runs"))
-            });
+            let expected = join_rows(&run_datafusion_sql(
+                &runtime,
+                &reference,
+                &[("t", &t), ("u", &u)],
+            ));
             assert_eq!(streaming, expected, "{name}, seed {seed}");
             joined += expected.len();
         }

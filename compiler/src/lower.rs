@@ -522,16 +522,7 @@ fn window_aggregate(
                 "{upper}(... ORDER BY ...) is not supported"
             )));
         }
-        #[allow(deprecated)]
-        let args = match (function, params.args.as_slice()) {
-            (AggregateFunction::Count, [DfExpr::Wildcard { .. }]) => vec![],
-            (AggregateFunction::Count, [DfExpr::Literal(v, _)]) if !v.is_null() => vec![],
-            _ => params
-                .args
-                .iter()
-                .map(|x| lower_expr(x, input_schema))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        let args = aggregate_args(function, &params.args, input_schema)?;
         let filter = params
             .filter
             .as_ref()
@@ -887,6 +878,21 @@ fn versioned_scan(plan: &LogicalPlan) -> Option<String> {
     }
 }
 
+/// An aggregate call's arguments over `schema`; `COUNT(*)` (which arrives as `COUNT(*)` or
+/// `COUNT(1)`) has none: it counts rows.
+fn aggregate_args(
+    function: AggregateFunction,
+    args: &[DfExpr],
+    schema: &DFSchema,
+) -> Result<Vec<Expr>, Unsupported> {
+    #[allow(deprecated)]
+    match (function, args) {
+        (AggregateFunction::Count, [DfExpr::Wildcard { .. }]) => Ok(vec![]),
+        (AggregateFunction::Count, [DfExpr::Literal(v, _)]) if !v.is_null() => Ok(vec![]),
+        _ => args.iter().map(|a| lower_expr(a, schema)).collect(),
+    }
+}
+
 /// The position of column `name` in `schema`.
 fn column_of(schema: &Schema, name: &str) -> Result<usize, Unsupported> {
     schema
@@ -958,18 +964,7 @@ fn over_spec(
                 let f = aggregate_function(udaf.name()).ok_or_else(|| {
                     Unsupported(format!("{upper} is not supported in OVER windows"))
                 })?;
-                // COUNT(*) arrives as COUNT(*) or COUNT(1): count rows.
-                #[allow(deprecated)]
-                let args = match (f, params.args.as_slice()) {
-                    (AggregateFunction::Count, [DfExpr::Wildcard { .. }]) => vec![],
-                    (AggregateFunction::Count, [DfExpr::Literal(v, _)]) if !v.is_null() => vec![],
-                    _ => params
-                        .args
-                        .iter()
-                        .map(|a| lower_expr(a, input))
-                        .collect::<Result<Vec<_>, _>>()?,
-                };
-                (f, args)
+                (f, aggregate_args(f, &params.args, input)?)
             }
             WindowFunctionDefinition::WindowUDF(udwf)
                 if matches!(udwf.name(), "first_value" | "last_value") =>

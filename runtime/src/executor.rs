@@ -422,6 +422,16 @@ impl<'c> Executor<'c> {
         }
         for (i, node) in pipeline.nodes.iter().enumerate() {
             let schema = runtime_schema(&node.schema);
+            // The runtime schema of the node's `k`-th input.
+            let input = |k: usize| {
+                node.inputs
+                    .get(k)
+                    .and_then(|i| pipeline.node(*i))
+                    .map(|n| runtime_schema(&n.schema))
+                    .ok_or_else(|| {
+                        RuntimeError::Plan(format!("node `{}` lacks input {k}", node.name))
+                    })
+            };
             let op: Option<Box<dyn Operator>> = match &node.op {
                 PlanOp::Source(spec) => {
                     let key = inputs
@@ -470,90 +480,42 @@ impl<'c> Executor<'c> {
                     spec.clone(),
                     schema.clone(),
                 ))),
-                PlanOp::Over(spec) => {
-                    let input = node
-                        .inputs
-                        .first()
-                        .and_then(|i| pipeline.node(*i))
-                        .map(|n| runtime_schema(&n.schema))
-                        .ok_or_else(|| {
-                            RuntimeError::Plan(format!("OVER node `{}` has no input", node.name))
-                        })?;
-                    Some(Box::new(Over::new(
-                        &node.name,
-                        spec,
-                        &input,
-                        schema.clone(),
-                        pipeline.emit,
-                        state_ttl_ms(&pipeline.settings)?,
-                    )?))
-                }
+                PlanOp::Over(spec) => Some(Box::new(Over::new(
+                    &node.name,
+                    spec,
+                    &*input(0)?,
+                    schema.clone(),
+                    pipeline.emit,
+                    state_ttl_ms(&pipeline.settings)?,
+                )?)),
                 PlanOp::WindowAssign(spec) => Some(Box::new(WindowAssign::new(
                     &node.name,
                     spec,
                     schema.clone(),
                 )?)),
-                PlanOp::WindowAggregate(spec) => {
-                    let input = node
-                        .inputs
-                        .first()
-                        .and_then(|i| pipeline.node(*i))
-                        .map(|n| runtime_schema(&n.schema))
-                        .ok_or_else(|| {
-                            RuntimeError::Plan(format!("window node `{}` has no input", node.name))
-                        })?;
-                    Some(Box::new(WindowAggregate::new(
-                        &node.name,
-                        spec,
-                        &input,
-                        schema.clone(),
-                    )?))
-                }
+                PlanOp::WindowAggregate(spec) => Some(Box::new(WindowAggregate::new(
+                    &node.name,
+                    spec,
+                    &*input(0)?,
+                    schema.clone(),
+                )?)),
                 PlanOp::WindowRank(spec) => {
                     Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
                 }
-                PlanOp::TemporalJoin(spec) => {
-                    let input = |k: usize| {
-                        node.inputs
-                            .get(k)
-                            .and_then(|i| pipeline.node(*i))
-                            .map(|n| runtime_schema(&n.schema))
-                            .ok_or_else(|| {
-                                RuntimeError::Plan(format!(
-                                    "join node `{}` lacks an input",
-                                    node.name
-                                ))
-                            })
-                    };
-                    Some(Box::new(TemporalJoin::new(
-                        &node.name,
-                        spec,
-                        input(0)?,
-                        input(1)?,
-                        schema.clone(),
-                    )?))
-                }
-                PlanOp::Join(spec) => {
-                    let input = |k: usize| {
-                        node.inputs
-                            .get(k)
-                            .and_then(|i| pipeline.node(*i))
-                            .map(|n| runtime_schema(&n.schema))
-                            .ok_or_else(|| {
-                                RuntimeError::Plan(format!(
-                                    "join node `{}` lacks an input",
-                                    node.name
-                                ))
-                            })
-                    };
-                    Some(Box::new(Join::new(
-                        &node.name,
-                        spec,
-                        input(0)?,
-                        input(1)?,
-                        schema.clone(),
-                    )?))
-                }
+                PlanOp::TemporalJoin(spec) => Some(Box::new(TemporalJoin::new(
+                    &node.name,
+                    spec,
+                    input(0)?,
+                    input(1)?,
+                    schema.clone(),
+                )?)),
+                PlanOp::Join(spec) => Some(Box::new(Join::new(
+                    &node.name,
+                    spec,
+                    input(0)?,
+                    input(1)?,
+                    schema.clone(),
+                )?)),
                 PlanOp::Sink(_) if open.capture_sinks => {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }

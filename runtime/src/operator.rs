@@ -69,6 +69,31 @@ pub trait Operator {
     }
 }
 
+/// Counts the rows of `batch` at `rows` as late and keeps them for the late-data output.
+pub fn keep_late_rows(
+    node: &str,
+    batch: &RecordBatch,
+    rows: Vec<u32>,
+    count: &mut u64,
+    kept: &mut Vec<RecordBatch>,
+) -> Result<(), RuntimeError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    *count += rows.len() as u64;
+    let taken = arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(rows))
+        .map_err(|e| RuntimeError::arrow(node, e))?;
+    kept.push(taken);
+    Ok(())
+}
+
+/// The late rows an operator kept since the last call, as one batch (its `take_late`).
+pub fn take_late_rows(batches: &mut Vec<RecordBatch>) -> Option<RecordBatch> {
+    let batches = std::mem::take(batches);
+    let first = batches.first()?;
+    arrow::compute::concat_batches(&first.schema(), &batches).ok()
+}
+
 /// Re-labels `batch` with `schema` (same number of columns), casting columns whose type differs.
 /// Nodes like Union and Sink emit their own schema's column names.
 pub fn conform_batch(

@@ -16,15 +16,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::interleave::interleave;
-use arrow::compute::{filter_record_batch, take_record_batch};
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, JoinSpec};
 
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::operator::{Event, Operator};
-use crate::operators::agg::key::{BatchKeys, FxBuild, KeyBytes, KeyEncoder};
+use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
 
 const LEFT: usize = 0;
@@ -308,44 +308,6 @@ impl Join {
         }
     }
 
-    /// The join keys of `batch` (a row with a NULL key gets `None`).
-    fn encode_keys(
-        &mut self,
-        side: usize,
-        batch: &RecordBatch,
-    ) -> Result<(BatchKeys, Vec<bool>), RuntimeError> {
-        let n = batch.num_rows();
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.keys[side].len());
-        let mut valid = vec![true; n];
-        for e in &self.keys[side] {
-            let a = evaluate(e, batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
-            if let Some(nulls) = a.logical_nulls() {
-                for (i, v) in valid.iter_mut().enumerate() {
-                    *v &= nulls.is_valid(i);
-                }
-            }
-            arrays.push(a);
-        }
-        let fields: Vec<arrow::datatypes::Field> = arrays
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                arrow::datatypes::Field::new(format!("k{i}"), a.data_type().clone(), true)
-            })
-            .collect();
-        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-        let key_batch = RecordBatch::try_new_with_options(
-            std::sync::Arc::new(ArrowSchema::new(fields)),
-            arrays,
-            &options,
-        )
-        .map_err(|e| self.arrow_err(e))?;
-        let keys = self.encoders[side]
-            .encode(&key_batch)
-            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
-        Ok((keys, valid))
-    }
-
     /// Output rows for `(left, right)` references (`None` = NULL padding).
     fn build(&self, pairs: &[(Ref, Ref)]) -> Result<RecordBatch, RuntimeError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
@@ -495,13 +457,15 @@ impl Operator for Join {
                 }
             }
         }
-        if !late.is_empty() {
-            self.late += late.len() as u64;
-            let rows = take_record_batch(&batch, &arrow::array::UInt32Array::from(late))
-                .map_err(|e| self.arrow_err(e))?;
-            self.late_batches.push(rows);
-        }
-        let (keys, valid) = self.encode_keys(side, &batch)?;
+        crate::operator::keep_late_rows(
+            &self.name,
+            &batch,
+            late,
+            &mut self.late,
+            &mut self.late_batches,
+        )?;
+        let (keys, valid) =
+            self.encoders[side].encode_exprs(&self.name, &self.keys[side], &batch)?;
         let b = self.sides[side].add_batch(batch);
         // Probe the other input.
         let mut pairs: Vec<(Ref, Ref)> = Vec::new();
@@ -623,9 +587,7 @@ impl Operator for Join {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        arrow::compute::concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }
 
@@ -634,7 +596,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, TimestampMillisecondArray};
-    use arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
+    use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
     use fsql_plan::{DataType, IntervalBounds};
 
     use super::*;

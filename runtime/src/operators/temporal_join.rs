@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
-use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, TemporalJoinSpec};
 
 use crate::error::RuntimeError;
@@ -96,46 +96,6 @@ impl TemporalJoin {
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
         RuntimeError::arrow(&self.name, e)
-    }
-
-    /// Each row's key bytes, `None` where a key column is NULL.
-    fn keys_of(
-        &mut self,
-        side: usize,
-        batch: &RecordBatch,
-    ) -> Result<Vec<Option<Box<[u8]>>>, RuntimeError> {
-        let n = batch.num_rows();
-        let mut arrays: Vec<ArrayRef> = Vec::new();
-        let mut valid = vec![true; n];
-        for e in &self.keys[side] {
-            let a = evaluate(e, batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
-            if let Some(nulls) = a.logical_nulls() {
-                for (i, v) in valid.iter_mut().enumerate() {
-                    *v &= nulls.is_valid(i);
-                }
-            }
-            arrays.push(a);
-        }
-        let fields: Vec<arrow::datatypes::Field> = arrays
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                arrow::datatypes::Field::new(format!("k{i}"), a.data_type().clone(), true)
-            })
-            .collect();
-        let options = RecordBatchOptions::new().with_row_count(Some(n));
-        let key_batch = RecordBatch::try_new_with_options(
-            std::sync::Arc::new(ArrowSchema::new(fields)),
-            arrays,
-            &options,
-        )
-        .map_err(|e| self.arrow_err(e))?;
-        let encoded = self.encoders[side]
-            .encode(&key_batch)
-            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
-        Ok((0..n)
-            .map(|i| valid[i].then(|| encoded.key(i).into()))
-            .collect())
     }
 
     /// Emits the waiting left rows at or before `w`, joined with their versions.
@@ -258,7 +218,11 @@ impl Operator for TemporalJoin {
             )));
         }
         let ts = event_millis(batch.column(self.times[side])).map_err(|e| self.arrow_err(e))?;
-        let keys = self.keys_of(side, &batch)?;
+        let (encoded, valid) =
+            self.encoders[side].encode_exprs(&self.name, &self.keys[side], &batch)?;
+        // Each row's key bytes, `None` where a key column is NULL.
+        let keys =
+            (0..batch.num_rows()).map(|i| valid[i].then(|| Box::<[u8]>::from(encoded.key(i))));
         let mut late = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {
             if ts.is_null(i) || ts.value(i) <= self.watermark {
@@ -284,12 +248,13 @@ impl Operator for TemporalJoin {
                 self.dirty.push(key);
             }
         }
-        if !late.is_empty() {
-            self.late += late.len() as u64;
-            let rows = take_record_batch(&batch, &UInt32Array::from(late))
-                .map_err(|e| self.arrow_err(e))?;
-            self.late_batches.push(rows);
-        }
+        crate::operator::keep_late_rows(
+            &self.name,
+            &batch,
+            late,
+            &mut self.late,
+            &mut self.late_batches,
+        )?;
         Ok(())
     }
 
@@ -307,8 +272,6 @@ impl Operator for TemporalJoin {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
@@ -71,6 +71,47 @@ impl KeyEncoder {
 }
 
 impl KeyEncoder {
+    /// The keys of `batch`'s rows computed by `exprs` (a join's key expressions), and whether each
+    /// row's key is free of NULLs (a NULL never matches). The encoder's columns are `0..exprs.len()`.
+    pub(crate) fn encode_exprs(
+        &mut self,
+        node: &str,
+        exprs: &[fsql_plan::Expr],
+        batch: &RecordBatch,
+    ) -> Result<(BatchKeys, Vec<bool>), crate::error::RuntimeError> {
+        use crate::error::RuntimeError;
+        let n = batch.num_rows();
+        let mut arrays = Vec::with_capacity(exprs.len());
+        let mut valid = vec![true; n];
+        for e in exprs {
+            let a = crate::eval::evaluate(e, batch).map_err(|e| RuntimeError::eval(node, e))?;
+            if let Some(nulls) = a.logical_nulls() {
+                for (i, v) in valid.iter_mut().enumerate() {
+                    *v &= nulls.is_valid(i);
+                }
+            }
+            arrays.push(a);
+        }
+        let fields: Vec<arrow::datatypes::Field> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                arrow::datatypes::Field::new(format!("k{i}"), a.data_type().clone(), true)
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+        let key_batch = RecordBatch::try_new_with_options(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            arrays,
+            &options,
+        )
+        .map_err(|e| RuntimeError::arrow(node, e))?;
+        let keys = self
+            .encode(&key_batch)
+            .map_err(|e| RuntimeError::arrow(node, e))?;
+        Ok((keys, valid))
+    }
+
     /// The key columns of encoded keys (the inverse of [`KeyEncoder::encode`]), in key column
     /// order; none without key columns.
     pub(crate) fn decode(&self, keys: &[&[u8]]) -> Result<Vec<arrow::array::ArrayRef>, ArrowError> {

@@ -294,15 +294,13 @@ impl Over {
 
     /// Counts the rows at `late` and keeps them for the late-data output.
     fn keep_late(&mut self, batch: &RecordBatch, late: &[u32]) -> Result<(), RuntimeError> {
-        if late.is_empty() {
-            return Ok(());
-        }
-        self.late += late.len() as u64;
-        let indices = arrow::array::UInt32Array::from(late.to_vec());
-        let rows =
-            arrow::compute::take_record_batch(batch, &indices).map_err(|e| self.arrow_err(e))?;
-        self.late_batches.push(rows);
-        Ok(())
+        crate::operator::keep_late_rows(
+            &self.name,
+            batch,
+            late.to_vec(),
+            &mut self.late,
+            &mut self.late_batches,
+        )
     }
 
     /// Watermark mode: processes and emits every waiting row with event time ≤ `w`.
@@ -631,9 +629,7 @@ impl Operator for Over {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        arrow::compute::concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }
 

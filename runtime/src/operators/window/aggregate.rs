@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
 use fsql_plan::{GroupColumn, WindowAggregateSpec, WindowKind};
 
@@ -432,12 +431,13 @@ impl Operator for WindowAggregate {
                 }
             }
         }
-        if !late.is_empty() {
-            self.late += late.len() as u64;
-            let rows = take_record_batch(&batch, &UInt32Array::from(late))
-                .map_err(|e| self.arrow_err(e))?;
-            self.late_batches.push(rows);
-        }
+        crate::operator::keep_late_rows(
+            &self.name,
+            &batch,
+            late,
+            &mut self.late,
+            &mut self.late_batches,
+        )?;
         Ok(())
     }
 
@@ -464,9 +464,7 @@ impl Operator for WindowAggregate {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        arrow::compute::concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }
 

@@ -146,12 +146,13 @@ impl Operator for WindowAssign {
                 }
             }
         }
-        if !late.is_empty() {
-            self.late += late.len() as u64;
-            let rows = take_record_batch(&batch, &UInt32Array::from(late))
-                .map_err(|e| RuntimeError::arrow(&self.name, e))?;
-            self.late_batches.push(rows);
-        }
+        crate::operator::keep_late_rows(
+            &self.name,
+            &batch,
+            late,
+            &mut self.late,
+            &mut self.late_batches,
+        )?;
         if !rows.is_empty() {
             let taken = take_record_batch(&batch, &UInt32Array::from(rows))
                 .map_err(|e| RuntimeError::arrow(&self.name, e))?;
@@ -190,8 +191,6 @@ impl Operator for WindowAssign {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }

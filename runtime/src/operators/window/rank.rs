@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::compute::SortOptions;
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use fsql_plan::WindowRankSpec;
@@ -212,12 +212,13 @@ impl Operator for WindowRank {
                 ranked[worst] = entry;
             }
         }
-        if !late.is_empty() {
-            self.late += late.len() as u64;
-            let rows = take_record_batch(&batch, &UInt32Array::from(late))
-                .map_err(|e| self.arrow_err(e))?;
-            self.late_batches.push(rows);
-        }
+        crate::operator::keep_late_rows(
+            &self.name,
+            &batch,
+            late,
+            &mut self.late,
+            &mut self.late_batches,
+        )?;
         Ok(())
     }
 
@@ -235,8 +236,6 @@ impl Operator for WindowRank {
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        let batches = std::mem::take(&mut self.late_batches);
-        let first = batches.first()?;
-        concat_batches(&first.schema(), &batches).ok()
+        crate::operator::take_late_rows(&mut self.late_batches)
     }
 }
