@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fsql-target}"
 export CARGO_TERM_COLOR=never
 source scripts/deps.sh
+# A local Kafka broker for the Kafka tests (scripts/kafka.sh), stopped on every exit, failures included.
+trap 'bash scripts/kafka.sh stop || true' EXIT
+kafka_env="$(bash scripts/kafka.sh start)"
+export FSQL_KAFKA_BROKERS="${kafka_env#FSQL_KAFKA_BROKERS=}"
+echo "== kafka broker at $FSQL_KAFKA_BROKERS"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

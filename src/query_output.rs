@@ -33,6 +33,13 @@ pub fn run(plan: &Plan, format: RowFormat, unthrottled: bool) -> Result<bool, St
     let stdout = std::io::stdout();
     let mut writer = QueryWriter::new(format, stdout.lock());
     let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C / SIGTERM: stop between batches, flush sinks and commit offsets; a second one exits.
+    let on_signal = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if on_signal.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
     let mut write_error = None;
     let mut reported = 0usize;
     let on_malformed: fsql_runtime::MalformedReporter = Box::new(move |record| {

@@ -142,6 +142,22 @@ pub fn compile_source(
     }
 }
 
+/// The `METADATA` columns of a table: position among its physical and metadata columns → key
+/// (`FROM 'key'`, or the column name).
+fn metadata_keys(def: &TableDef) -> BTreeMap<usize, String> {
+    def.columns
+        .iter()
+        .filter(|c| !matches!(c.kind, ColumnKind::Computed(_)))
+        .enumerate()
+        .filter_map(|(i, c)| match &c.kind {
+            ColumnKind::Metadata { key, .. } => {
+                Some((i, key.clone().unwrap_or_else(|| c.name.node.clone())))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A table written by `INSERT INTO`, before its sink node is created.
 struct PendingSink {
     def: TableDef,
@@ -816,6 +832,7 @@ impl Compiler {
             let spec = SinkSpec {
                 table: table.clone(),
                 connector: self.connector_spec(&sink.def),
+                metadata: metadata_keys(&sink.def),
             };
             let id = self.push_node(
                 &format!("sink:{table}"),
@@ -971,6 +988,7 @@ impl Compiler {
             physical: info.physical.clone(),
             columns: info.columns.clone(),
             watermark: info.watermark.clone(),
+            metadata: metadata_keys(&def),
         };
         let schema = info.schema.clone();
         let event_time = info.watermark.as_ref().map(|w| w.rowtime);

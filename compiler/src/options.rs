@@ -23,7 +23,7 @@ pub struct ConnectorInfo {
     pub keys: &'static [&'static str],
     /// Key prefixes (`fields.`, `properties.`): any key starting with one is accepted.
     pub prefixes: &'static [&'static str],
-    /// Whether the runtime executes it today (Kafka is checked, not yet run).
+    /// Whether the runtime executes it today.
     pub runnable: bool,
     /// Keys of `METADATA` columns it provides.
     pub metadata: &'static [&'static str],
@@ -110,7 +110,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         name: "kafka",
         source: true,
         sink: true,
-        required: &["topic", "format"],
+        required: &["topic"],
         keys: &[
             "topic",
             "topic-pattern",
@@ -130,9 +130,18 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
             "sink.delivery-guarantee",
             "sink.transactional-id-prefix",
             "dead-letter.topic",
+            "dead-letter.path",
         ],
-        prefixes: &["properties.", "json.", "csv."],
-        runnable: false,
+        prefixes: &[
+            "properties.",
+            "json.",
+            "csv.",
+            "key.json.",
+            "key.csv.",
+            "value.json.",
+            "value.csv.",
+        ],
+        runnable: true,
         metadata: &[
             "topic",
             "partition",
@@ -221,13 +230,31 @@ pub fn check_connector(
             ));
         }
     }
-    if let Some(f) = options.iter().find(|o| o.key.node == "format")
-        && !["json", "csv"].contains(&f.value.node.as_str())
+    let formats: &[&str] = if info.name == "kafka" {
+        &["json", "csv", "raw"]
+    } else {
+        &["json", "csv"]
+    };
+    for f in options
+        .iter()
+        .filter(|o| ["format", "value.format", "key.format"].contains(&o.key.node.as_str()))
     {
-        diags.push(
-            Diagnostic::error(format!("unknown format '{}'", f.value.node), f.value.span)
-                .with_help("formats: 'json', 'csv'"),
-        );
+        if !formats.contains(&f.value.node.as_str()) {
+            diags.push(
+                Diagnostic::error(format!("unknown format '{}'", f.value.node), f.value.span)
+                    .with_help(format!("formats: '{}'", formats.join("', '"))),
+            );
+        }
+    }
+    if info.name == "kafka"
+        && !options
+            .iter()
+            .any(|o| o.key.node == "format" || o.key.node == "value.format")
+    {
+        diags.push(Diagnostic::error(
+            format!("connector 'kafka' needs option 'format' or 'value.format' (table `{table}`)"),
+            table_span,
+        ));
     }
     Some(info)
 }

@@ -179,6 +179,7 @@ impl<'a> Case<'a> {
             physical: Schema::new(fields),
             columns: Vec::new(),
             watermark: None,
+            metadata: Default::default(),
         };
         Case {
             csv,

@@ -343,6 +343,10 @@ pub struct SourceSpec {
     /// any expression for a computed column `c AS expr`); one per output column.
     pub columns: Vec<Expr>,
     pub watermark: Option<WatermarkSpec>,
+    /// `METADATA` columns: physical column position → the connector's metadata key (Kafka's
+    /// `partition`, `offset`, `timestamp`, ...). The connector fills them instead of decoding.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<usize, String>,
 }
 
 /// `WATERMARK FOR rowtime AS expr`.
@@ -361,6 +365,10 @@ pub struct WatermarkSpec {
 pub struct SinkSpec {
     pub table: String,
     pub connector: ConnectorSpec,
+    /// `METADATA` columns: column position → metadata key (Kafka's `timestamp` sets the record's
+    /// timestamp); they are not written into the value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<usize, String>,
 }
 
 /// `CREATE MODEL`.

@@ -30,6 +30,7 @@ use crate::operators::{
     WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
+use crate::source::split_watermarks::SplitWatermarks;
 use crate::source::test_input::{TestInput, TestSource};
 use crate::source::{
     MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, open_source, runtime_schema,
@@ -54,6 +55,23 @@ fn state_ttl_ms(settings: &BTreeMap<String, String>) -> Result<Option<i64>, Runt
         crate::parse_duration(text).map_err(|e| RuntimeError::Plan(format!("state.ttl: {e}")))?;
     let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     Ok((ms > 0).then_some(ms))
+}
+
+/// A source's idle timeout: its `'scan.watermark.idle-timeout'`, else
+/// `SET 'table.exec.source.idle-timeout'`; `None` (never idle) by default, as in Flink.
+fn idle_timeout(
+    settings: &BTreeMap<String, String>,
+    spec: &SourceSpec,
+) -> Result<Option<Duration>, RuntimeError> {
+    let (key, text) = match spec.connector.options.get("scan.watermark.idle-timeout") {
+        Some(t) => ("scan.watermark.idle-timeout", t),
+        None => match settings.get("table.exec.source.idle-timeout") {
+            Some(t) => ("table.exec.source.idle-timeout", t),
+            None => return Ok(None),
+        },
+    };
+    let d = crate::parse_duration(text).map_err(|e| RuntimeError::option(&spec.table, key, e))?;
+    Ok((!d.is_zero()).then_some(d))
 }
 
 /// How to run a pipeline.
@@ -207,6 +225,8 @@ pub fn run(
     let closed = exec.close();
     let stopped = result?;
     closed?;
+    // Sinks flushed on close: commit what the run read (Kafka offsets).
+    exec.commit()?;
     Ok(exec.summary(pipeline, start.elapsed(), stopped))
 }
 
@@ -240,6 +260,9 @@ struct SourceDriver {
     watermark: Option<WatermarkSpec>,
     wm: i64,
     ended: bool,
+    /// Per-split watermarks, once the source reports splits (Kafka partitions).
+    splits: Option<SplitWatermarks>,
+    idle_timeout: Option<Duration>,
 }
 
 impl SourceDriver {
@@ -250,6 +273,7 @@ impl SourceDriver {
         source: Box<dyn Source>,
         out_schema: SchemaRef,
         derive_wm: bool,
+        idle_timeout: Option<Duration>,
     ) -> Self {
         let identity = spec.columns.len() == spec.physical.fields.len()
             && spec.columns.iter().enumerate().all(|(i, e)| {
@@ -270,11 +294,47 @@ impl SourceDriver {
             },
             wm: i64::MIN,
             ended: false,
+            splits: None,
+            idle_timeout,
         }
     }
 
+    /// Follows the source's split assignment; returns the watermark if it advanced (a split
+    /// went away or became idle).
+    fn tick(&mut self, now: Instant) -> Option<Event> {
+        self.watermark.as_ref()?;
+        self.sync_splits(now);
+        let w = self.splits.as_ref()?.current(now)?;
+        (w > self.wm).then(|| {
+            self.wm = w;
+            Event::Watermark(w)
+        })
+    }
+
+    /// Follows the source's split assignment (an assigned split without rows holds the
+    /// watermark back).
+    fn sync_splits(&mut self, now: Instant) {
+        if let Some(assigned) = self.source.splits() {
+            let idle = self.idle_timeout;
+            self.splits
+                .get_or_insert_with(|| SplitWatermarks::new(idle))
+                .assign(assigned, now);
+        }
+    }
+
+    /// When a split becomes idle, if nothing arrives before.
+    fn next_idle_at(&self, now: Instant) -> Option<Instant> {
+        self.splits.as_ref()?.next_idle_at(now)
+    }
+
     /// Turns a physical batch into output events (the batch, then a watermark if it advanced).
-    fn on_batch(&mut self, batch: RecordBatch) -> Result<Vec<Event>, RuntimeError> {
+    /// `splits` gives each row's split for per-split watermarks.
+    fn on_batch(
+        &mut self,
+        batch: RecordBatch,
+        splits: Option<&[u32]>,
+        now: Instant,
+    ) -> Result<Vec<Event>, RuntimeError> {
         let mut events = Vec::with_capacity(2);
         if batch.num_rows() == 0 {
             return Ok(events);
@@ -292,13 +352,28 @@ impl SourceDriver {
             }
             _ => conform_batch(&self.name, &batch, &self.out_schema)?,
         };
-        let wm = match &self.watermark {
-            Some(spec) => {
+        if splits.is_some() {
+            self.sync_splits(now);
+        }
+        let wm = match (&self.watermark, splits) {
+            (Some(spec), None) => {
                 let values =
                     evaluate(&spec.expr, &out).map_err(|e| RuntimeError::eval(&self.name, e))?;
                 max_epoch_ms(&values)
             }
-            None => None,
+            (Some(spec), Some(splits)) => {
+                let values =
+                    evaluate(&spec.expr, &out).map_err(|e| RuntimeError::eval(&self.name, e))?;
+                let idle = self.idle_timeout;
+                let tracker = self
+                    .splits
+                    .get_or_insert_with(|| SplitWatermarks::new(idle));
+                for (split, max) in max_epoch_ms_per_split(&values, splits) {
+                    tracker.observe(split, max, now);
+                }
+                tracker.current(now)
+            }
+            (None, _) => None,
         };
         events.push(Event::Batch(out));
         if let Some(w) = wm
@@ -324,6 +399,37 @@ fn max_epoch_ms(values: &arrow::array::ArrayRef) -> Option<i64> {
     } else {
         max.saturating_mul(1000 / per_second)
     })
+}
+
+/// The largest value per split (epoch ms, NULLs ignored): `(split, max)` in order of first row.
+fn max_epoch_ms_per_split(
+    values: &arrow::array::ArrayRef,
+    splits: &[u32],
+) -> Vec<(u32, Option<i64>)> {
+    let per_second = match values.data_type() {
+        ArrowType::Timestamp(unit, _) => units_per_second(*unit),
+        _ => 1000,
+    };
+    let mut out: Vec<(u32, Option<i64>)> = Vec::new();
+    let Ok(ints) = arrow::compute::cast(values, &ArrowType::Int64) else {
+        return out;
+    };
+    let ints = ints.as_primitive::<Int64Type>();
+    for (row, split) in splits.iter().enumerate() {
+        let v = (row < ints.len() && ints.is_valid(row)).then(|| {
+            let v = ints.value(row);
+            if per_second >= 1000 {
+                v.div_euclid(per_second / 1000)
+            } else {
+                v.saturating_mul(1000 / per_second)
+            }
+        });
+        match out.iter_mut().find(|(s, _)| s == split) {
+            Some((_, max)) => *max = (*max).max(v),
+            None => out.push((*split, v)),
+        }
+    }
+    out
 }
 
 fn kind_of(op: &PlanOp) -> &'static str {
@@ -460,6 +566,7 @@ impl<'c> Executor<'c> {
                         source,
                         schema.clone(),
                         derive_wm,
+                        idle_timeout(&pipeline.settings, spec)?,
                     ));
                     None
                 }
@@ -520,7 +627,7 @@ impl<'c> Executor<'c> {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }
                 PlanOp::Sink(spec) => {
-                    let sink = open_sink(spec, print)?;
+                    let sink = open_sink(spec, &schema, print)?;
                     Some(Box::new(SinkOperator::new(
                         &node.name,
                         schema.clone(),
@@ -589,7 +696,12 @@ impl<'c> Executor<'c> {
                 match poll {
                     SourcePoll::Batch(batch) => {
                         progressed = true;
-                        let events = self.sources[k].on_batch(batch)?;
+                        let events = self.sources[k].on_batch(batch, None, now)?;
+                        self.emit(node, events)?;
+                    }
+                    SourcePoll::SplitBatch { batch, splits } => {
+                        progressed = true;
+                        let events = self.sources[k].on_batch(batch, Some(&splits), now)?;
                         self.emit(node, events)?;
                     }
                     SourcePoll::Watermark(w) => {
@@ -606,6 +718,7 @@ impl<'c> Executor<'c> {
                     SourcePoll::End => {
                         progressed = true;
                         self.sources[k].ended = true;
+                        self.sources[k].splits = None;
                         if self.sources[k].wm < i64::MAX {
                             self.sources[k].wm = i64::MAX;
                             self.emit(node, vec![Event::Watermark(i64::MAX)])?;
@@ -613,9 +726,21 @@ impl<'c> Executor<'c> {
                         self.deliver(node, &Signal::End)?;
                     }
                 }
+                if !self.sources[k].ended {
+                    if let Some(event) = self.sources[k].tick(now) {
+                        self.emit(node, vec![event])?;
+                    }
+                    if let Some(at) = self.sources[k].next_idle_at(now) {
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                }
                 if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                     return Ok(true);
                 }
+            }
+            let now = Instant::now();
+            if self.sources.iter().any(|s| s.source.commit_due(now)) {
+                self.commit()?;
             }
             if !progressed {
                 let now = Instant::now();
@@ -703,6 +828,20 @@ impl<'c> Executor<'c> {
                 self.deliver(n, &Signal::End)
             }
         }
+    }
+
+    /// Flushes every sink, then lets every source commit its positions (everything emitted so
+    /// far has been processed: batches are pushed through the whole graph before the next poll).
+    fn commit(&mut self) -> Result<(), RuntimeError> {
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                op.flush()?;
+            }
+        }
+        for source in &mut self.sources {
+            source.source.commit()?;
+        }
+        Ok(())
     }
 
     /// Closes every operator; returns the first error after trying all.

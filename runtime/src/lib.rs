@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod executor;
 pub mod format;
+pub mod kafka;
 pub mod late_data;
 pub mod metrics;
 pub mod operator;

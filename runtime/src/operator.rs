@@ -63,6 +63,11 @@ pub trait Operator {
         None
     }
 
+    /// Makes everything written so far durable (sinks), so sources may commit their positions.
+    fn flush(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// The run is over (ended or stopped): release resources, flush files. Called once.
     fn close(&mut self) -> Result<(), RuntimeError> {
         Ok(())

@@ -66,6 +66,7 @@ pub fn source_spec(table: &str, connector: ConnectorSpec, physical: Schema) -> S
         physical,
         columns,
         watermark: None,
+        metadata: Default::default(),
     }
 }
 
@@ -136,6 +137,7 @@ impl PlanBuilder {
             Operator::Sink(SinkSpec {
                 table: table.to_string(),
                 connector,
+                metadata: Default::default(),
             }),
         )
     }

@@ -295,7 +295,8 @@ fn bad_plans_and_inputs_are_refused() {
     // Without a test input the source's connector must exist.
     let err = run(&plan, RunOptions::default(), &mut |_, _| {}).unwrap_err();
     assert!(
-        err.to_string().contains("connector 'kafka' cannot be read"),
+        err.to_string()
+            .contains("is required for the kafka connector"),
         "{err}"
     );
     let mut broken = plan.clone();

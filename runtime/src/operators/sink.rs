@@ -49,6 +49,10 @@ impl Operator for SinkOperator {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), RuntimeError> {
+        self.sink.flush()
+    }
+
     fn close(&mut self) -> Result<(), RuntimeError> {
         self.sink.flush()
     }

@@ -13,20 +13,15 @@ use arrow::array::RecordBatch;
 use fsql_plan::SinkSpec;
 
 use super::Sink;
+use super::row_format::RowFormat;
 use crate::error::RuntimeError;
-use crate::format::{csv_row, json_row};
 use crate::source::filesystem::table_path;
-
-enum Format {
-    Json,
-    Csv(char),
-}
 
 /// Writes rows to one file as JSON lines or CSV.
 pub struct FileSink {
     display: String,
     out: BufWriter<File>,
-    format: Format,
+    format: RowFormat,
     line: String,
     scratch: String,
 }
@@ -37,45 +32,7 @@ impl FileSink {
         let opts = &spec.connector.options;
         let path = table_path(&spec.table, &spec.connector)?;
         let display = path.display().to_string();
-        let format = match opts
-            .get("format")
-            .map(|f| f.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            Some("json") => Format::Json,
-            Some("csv") => {
-                let d = opts
-                    .get("csv.field-delimiter")
-                    .map(String::as_str)
-                    .unwrap_or(",");
-                let d = if d == "\\t" { "\t" } else { d };
-                let mut chars = d.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None) => Format::Csv(c),
-                    _ => {
-                        return Err(RuntimeError::option(
-                            &spec.table,
-                            "csv.field-delimiter",
-                            "must be a single character",
-                        ));
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(RuntimeError::option(
-                    &spec.table,
-                    "format",
-                    format!("'{other}' is not supported (json or csv)"),
-                ));
-            }
-            None => {
-                return Err(RuntimeError::option(
-                    &spec.table,
-                    "format",
-                    "is required (json or csv)",
-                ));
-            }
-        };
+        let format = RowFormat::from_options(&spec.table, opts, "format", "", &["json", "csv"])?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io(&display, e))?;
         }
@@ -94,10 +51,8 @@ impl Sink for FileSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError> {
         self.line.clear();
         for row in 0..batch.num_rows() {
-            match self.format {
-                Format::Json => json_row(batch, row, &mut self.line),
-                Format::Csv(d) => csv_row(batch, row, d, &mut self.scratch, &mut self.line),
-            }
+            self.format
+                .write(batch, row, &mut self.scratch, &mut self.line);
             self.line.push('\n');
         }
         self.out

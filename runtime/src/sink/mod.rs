@@ -5,10 +5,14 @@
 //! | `print` | `print-identifier` (prefix `id> `), `standard-error` (`true`: write to stderr) |
 //! | `blackhole` | none: rows are counted and discarded |
 //! | `filesystem` | `path` (a file), `format` = `json` \| `csv`, `csv.field-delimiter` |
+//! | `kafka` | see [`crate::kafka::sink`] |
 
 pub mod blackhole;
 pub mod filesystem;
 pub mod print;
+mod row_format;
+
+pub(crate) use row_format::RowFormat;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -86,15 +90,20 @@ impl Write for SharedBuffer {
 }
 
 /// Opens the connector of `spec`.
-pub fn open_sink(spec: &SinkSpec, print: &PrintTarget) -> Result<Box<dyn Sink>, RuntimeError> {
+pub fn open_sink(
+    spec: &SinkSpec,
+    schema: &arrow::datatypes::SchemaRef,
+    print: &PrintTarget,
+) -> Result<Box<dyn Sink>, RuntimeError> {
     match spec.connector.connector.as_str() {
         "print" => Ok(Box::new(print::PrintSink::open(spec, print.clone())?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
         "filesystem" => Ok(Box::new(filesystem::FileSink::open(spec)?)),
+        "kafka" => Ok(Box::new(crate::kafka::sink::KafkaSink::open(spec, schema)?)),
         other => Err(RuntimeError::connector(
             &spec.table,
             format!(
-                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem)"
+                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem, kafka)"
             ),
         )),
     }

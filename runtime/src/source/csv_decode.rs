@@ -14,7 +14,7 @@ use arrow::error::ArrowError;
 use fsql_plan::SourceSpec;
 
 use super::builder::{Cell, ColumnBuilder, Kind, parse_text};
-use super::filesystem::{LineDecoder, builders};
+use super::record_decoder::{RecordDecoder, builders};
 use crate::error::RuntimeError;
 
 /// Decodes CSV lines into the physical columns of a table.
@@ -154,8 +154,8 @@ impl CsvDecoder {
     }
 }
 
-impl LineDecoder for CsvDecoder {
-    fn decode(&mut self, line: &str) -> Result<bool, String> {
+impl RecordDecoder for CsvDecoder {
+    fn stage(&mut self, line: &str) -> Result<bool, String> {
         if line.is_empty() || (self.allow_comments && line.starts_with('#')) {
             return Ok(false);
         }
@@ -180,10 +180,17 @@ impl LineDecoder for CsvDecoder {
                     .map_err(|e| format!("column `{}`: {e}", self.names[i]))?
             };
         }
+        Ok(true)
+    }
+
+    fn stage_null(&mut self) {
+        self.staging.fill(Cell::Null);
+    }
+
+    fn commit(&mut self) {
         for (builder, cell) in self.builders.iter_mut().zip(self.staging.iter()) {
             builder.append(*cell, &self.strings);
         }
-        Ok(true)
     }
 
     fn finish(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {

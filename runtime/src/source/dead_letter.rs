@@ -1,5 +1,6 @@
 //! The dead-letter file: fsql's table option `'dead-letter.path'` names a file that receives one
-//! JSON line per malformed record, `{"source", "file", "line", "error", "raw"}`, appended.
+//! JSON line per malformed record, `{"source", "file", "line", "error", "raw"}` (plus `"origin"`,
+//! `topic/partition@offset`, for Kafka records), appended.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,10 @@ impl DeadLetter {
         match record.line {
             Some(n) => self.line.push_str(&n.to_string()),
             None => self.line.push_str("null"),
+        }
+        if let Some(origin) = &record.origin {
+            self.line.push_str(",\"origin\":");
+            push_json_string(origin, &mut self.line);
         }
         self.line.push_str(",\"error\":");
         push_json_string(&record.error, &mut self.line);

@@ -20,43 +20,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use fsql_plan::SourceSpec;
 
-use super::builder::ColumnBuilder;
 use super::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
+use super::record_decoder::{RecordDecoder, decoder_for};
 use super::{MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, runtime_schema};
 use crate::error::RuntimeError;
 
-/// Decodes one record (line) into staged builders.
-pub(crate) trait LineDecoder {
-    /// Decodes `line` and appends it as one row, or returns why it is malformed (appending nothing).
-    /// `Ok(false)` means the line holds no record (blank, comment).
-    fn decode(&mut self, line: &str) -> Result<bool, String>;
-    /// Builds the rows appended so far into columns (the builders start over).
-    fn finish(&mut self) -> Result<Vec<arrow::array::ArrayRef>, arrow::error::ArrowError>;
-}
-
-/// Builders for every physical column, or an error naming the first column no decoder supports.
-pub(crate) fn builders(
-    spec: &SourceSpec,
-    format: &str,
-) -> Result<Vec<ColumnBuilder>, RuntimeError> {
-    spec.physical
-        .fields
-        .iter()
-        .map(|f| {
-            ColumnBuilder::new(&f.data_type).ok_or_else(|| {
-                RuntimeError::connector(
-                    &spec.table,
-                    format!(
-                        "column `{}` of type {} cannot be read from {format} (not supported yet)",
-                        f.name, f.data_type
-                    ),
-                )
-            })
-        })
-        .collect()
-}
-
-/// Resolves `path` against the pipeline's directory.
 /// The file or directory a filesystem table names in `'path'`, resolved against the `.fsql` file's
 /// directory (for sources and sinks alike).
 pub(crate) fn table_path(
@@ -113,7 +81,7 @@ pub struct FileSource {
     schema: SchemaRef,
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
-    decoder: Box<dyn LineDecoder>,
+    decoder: Box<dyn RecordDecoder>,
     max_rows: usize,
     quiet: bool,
     dead_letter: Option<DeadLetter>,
@@ -133,34 +101,7 @@ impl FileSource {
         } else {
             files.push(path);
         }
-        let format = opts
-            .get("format")
-            .map(|f| f.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let (decoder, quiet): (Box<dyn LineDecoder>, bool) = match format.as_str() {
-            "json" => {
-                let quiet = super::option_bool(opts, &spec.table, "json.ignore-parse-errors")?;
-                (Box::new(super::json_decode::JsonDecoder::new(spec)?), quiet)
-            }
-            "csv" => {
-                let quiet = super::option_bool(opts, &spec.table, "csv.ignore-parse-errors")?;
-                (Box::new(super::csv_decode::CsvDecoder::new(spec)?), quiet)
-            }
-            "" => {
-                return Err(RuntimeError::option(
-                    &spec.table,
-                    "format",
-                    "is required (json or csv)",
-                ));
-            }
-            other => {
-                return Err(RuntimeError::option(
-                    &spec.table,
-                    "format",
-                    format!("'{other}' is not supported (json or csv)"),
-                ));
-            }
-        };
+        let (decoder, quiet) = decoder_for(spec, &["json", "csv"])?;
         let dead_letter = opts
             .get(DEAD_LETTER_PATH)
             .map(|p| DeadLetter::new(resolve(&spec.connector.base_dir, p)));
@@ -238,6 +179,7 @@ impl Source for FileSource {
                         table: self.table.clone(),
                         file: Some(file.display.clone()),
                         line: Some(file.line_no),
+                        origin: None,
                         error,
                         raw: String::from_utf8_lossy(bytes).into_owned(),
                     };

@@ -22,7 +22,7 @@ use fsql_plan::SourceSpec;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::builder::{Cell, ColumnBuilder, Kind, check_int, kind_name, parse_text};
-use super::filesystem::{LineDecoder, builders};
+use super::record_decoder::{RecordDecoder, builders};
 use crate::error::RuntimeError;
 use crate::text;
 
@@ -67,8 +67,8 @@ impl JsonDecoder {
     }
 }
 
-impl LineDecoder for JsonDecoder {
-    fn decode(&mut self, line: &str) -> Result<bool, String> {
+impl RecordDecoder for JsonDecoder {
+    fn stage(&mut self, line: &str) -> Result<bool, String> {
         if line.trim().is_empty() {
             return Ok(false);
         }
@@ -82,10 +82,17 @@ impl LineDecoder for JsonDecoder {
         if let Err(e) = parsed {
             return Err(describe(&e));
         }
+        Ok(true)
+    }
+
+    fn stage_null(&mut self) {
+        self.staging.fill(Cell::Absent);
+    }
+
+    fn commit(&mut self) {
         for (builder, cell) in self.builders.iter_mut().zip(self.staging.iter()) {
             builder.append(*cell, &self.strings);
         }
-        Ok(true)
     }
 
     fn finish(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {

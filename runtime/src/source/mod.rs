@@ -5,6 +5,7 @@
 //! | `filesystem` (`json`, `csv`) | [`filesystem`] | yes |
 //! | `datagen` | [`datagen`] | with `number-of-rows` or a `sequence` field |
 //! | `payments-generator` | [`payments`] | with `number-of-rows` |
+//! | `kafka` | [`crate::kafka::source`] | with `scan.bounded.mode` |
 //!
 //! The executor drives a source by calling [`Source::poll`]; computed columns and watermarks are
 //! applied on top by the executor, so a source only decodes.
@@ -16,7 +17,9 @@ pub mod dead_letter;
 pub mod filesystem;
 mod json_decode;
 pub mod payments;
+pub(crate) mod record_decoder;
 pub mod rng;
+pub mod split_watermarks;
 pub mod test_input;
 
 use std::fmt;
@@ -35,6 +38,14 @@ use crate::error::RuntimeError;
 pub enum SourcePoll {
     /// A batch of the table's physical columns.
     Batch(RecordBatch),
+    /// A batch whose rows come from several splits (Kafka partitions): `splits[i]` is the split
+    /// of row `i`. Watermarks are then kept per split ([`split_watermarks`]).
+    SplitBatch {
+        /// The rows.
+        batch: RecordBatch,
+        /// One split id per row.
+        splits: Vec<u32>,
+    },
     /// An explicit watermark (test inputs); connectors derive watermarks from the table's
     /// `WATERMARK FOR` instead.
     Watermark(i64),
@@ -53,6 +64,8 @@ pub struct MalformedRecord {
     pub file: Option<String>,
     /// Its 1-based line number in `file`.
     pub line: Option<u64>,
+    /// Where it came from when not a file line (`topic/partition@offset` for Kafka).
+    pub origin: Option<String>,
     /// Why it could not be decoded.
     pub error: String,
     /// The raw record text (lossy UTF-8).
@@ -65,6 +78,13 @@ impl fmt::Display for MalformedRecord {
         match (&self.file, self.line) {
             (Some(file), Some(line)) => write!(f, "{file}:{line}: {}", self.error),
             (Some(file), None) => write!(f, "{file}: {}", self.error),
+            (None, _) if self.origin.is_some() => write!(
+                f,
+                "{} ({}): {}",
+                self.table,
+                self.origin.as_deref().unwrap_or_default(),
+                self.error
+            ),
             _ => write!(f, "{}: {}", self.table, self.error),
         }
     }
@@ -106,6 +126,24 @@ impl<'a> SourceContext<'a> {
 pub trait Source {
     /// Produces the next batch (or watermark, or says it has nothing now, or that it ended).
     fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError>;
+
+    /// The splits assigned now (Kafka partitions), for per-split watermarks; `None` for a source
+    /// without splits.
+    fn splits(&self) -> Option<&[u32]> {
+        None
+    }
+
+    /// Called when every row emitted so far has been processed and the sinks have flushed its
+    /// output: a source with positions to commit (Kafka offsets) commits them, after making its
+    /// own side outputs (dead letters) durable.
+    fn commit(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Whether the source wants a [`Source::commit`] now (its commit interval passed).
+    fn commit_due(&self, _now: Instant) -> bool {
+        false
+    }
 }
 
 /// The Arrow schema of batches of `schema`; every field is nullable at runtime (nullability is a
@@ -140,10 +178,13 @@ pub fn open_source(
         "filesystem" => Ok(Box::new(filesystem::FileSource::open(spec, options)?)),
         "datagen" => Ok(Box::new(datagen::DatagenSource::open(spec, options)?)),
         "payments-generator" => Ok(Box::new(payments::PaymentsSource::open(spec, options)?)),
+        "kafka" => Ok(Box::new(crate::kafka::source::KafkaSource::open(
+            spec, options,
+        )?)),
         other => Err(RuntimeError::connector(
             &spec.table,
             format!(
-                "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator)"
+                "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator, kafka)"
             ),
         )),
     }

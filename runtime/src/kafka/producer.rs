@@ -1,0 +1,174 @@
+//! A producer that never loses a record silently: delivery failures (after librdkafka's own
+//! retries, bounded by `delivery.timeout.ms`) are remembered and fail the next send or flush.
+//! Used by the sink and by the source's dead-letter topic.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use super::kafka_error;
+use crate::error::RuntimeError;
+
+/// How long a send waits for room in librdkafka's queue, and a flush for deliveries.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Records delivery outcomes (called on librdkafka's polling thread).
+#[derive(Default)]
+pub(super) struct Deliveries {
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {}
+            Err((e, _)) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    failed.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// One record to send.
+pub(super) struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub partition: Option<i32>,
+    pub timestamp: Option<i64>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// A producer for one topic of one table.
+pub(super) struct TopicProducer {
+    table: String,
+    topic: String,
+    inner: ThreadedProducer<Deliveries>,
+}
+
+impl TopicProducer {
+    pub(super) fn new(
+        table: &str,
+        topic: &str,
+        config: &ClientConfig,
+    ) -> Result<TopicProducer, RuntimeError> {
+        let inner = config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| kafka_error(table, "creating the producer", e))?;
+        Ok(TopicProducer {
+            table: table.to_string(),
+            topic: topic.to_string(),
+            inner,
+        })
+    }
+
+    /// Queues a record; waits while librdkafka's queue is full.
+    pub(super) fn send(&self, record: Record<'_>) -> Result<(), RuntimeError> {
+        self.check()?;
+        let started = Instant::now();
+        let mut headers = record.headers;
+        loop {
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic);
+            if let Some(k) = record.key {
+                r = r.key(k);
+            }
+            if let Some(v) = record.value {
+                r = r.payload(v);
+            }
+            if let Some(p) = record.partition {
+                r = r.partition(p);
+            }
+            if let Some(t) = record.timestamp {
+                r = r.timestamp(t);
+            }
+            if let Some(h) = headers.take() {
+                r = r.headers(h);
+            }
+            match self.inner.send(r) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    headers = back.headers;
+                    if started.elapsed() > WAIT {
+                        return Err(kafka_error(
+                            &self.table,
+                            &format!("producing to '{}'", self.topic),
+                            "the producer queue stayed full (is the broker reachable?)",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => {
+                    return Err(kafka_error(
+                        &self.table,
+                        &format!("producing to '{}'", self.topic),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued record is delivered; fails if any delivery failed.
+    pub(super) fn flush(&self) -> Result<(), RuntimeError> {
+        self.inner.flush(WAIT).map_err(|e| {
+            kafka_error(
+                &self.table,
+                &format!("flushing records to '{}'", self.topic),
+                e,
+            )
+        })?;
+        self.check()
+    }
+
+    /// The number of partitions of the topic.
+    pub(super) fn partition_count(&self) -> Result<i32, RuntimeError> {
+        let metadata = self
+            .inner
+            .client()
+            .fetch_metadata(Some(&self.topic), WAIT)
+            .map_err(|e| {
+                kafka_error(
+                    &self.table,
+                    &format!("reading metadata of '{}'", self.topic),
+                    e,
+                )
+            })?;
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .map(|t| t.partitions().len() as i32)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                kafka_error(&self.table, &format!("topic '{}'", self.topic), "not found")
+            })
+    }
+
+    fn check(&self) -> Result<(), RuntimeError> {
+        let failed = self
+            .inner
+            .context()
+            .failed
+            .lock()
+            .ok()
+            .and_then(|f| f.clone());
+        match failed {
+            Some(e) => Err(kafka_error(
+                &self.table,
+                &format!("delivering records to '{}' failed", self.topic),
+                e,
+            )),
+            None => Ok(()),
+        }
+    }
+}

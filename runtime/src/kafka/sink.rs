@@ -1,0 +1,276 @@
+//! The Kafka sink: each row becomes one record.
+//!
+//! Options (Flink's names): `'topic'`, `'format'` or `'value.format'` (`json`, `csv`, `raw`),
+//! `'key.format'` + `'key.fields'` (`'a;b'`: the key is encoded from those columns),
+//! `'value.fields-include'` (`ALL`, the default, or `EXCEPT_KEY`), `'sink.partitioner'`
+//! (`default`: by key hash, murmur2 as Java clients and Flink use, records without a key spread;
+//! `fixed`: all to partition 0, as Flink's one-task `fixed`; `round-robin`),
+//! `'sink.delivery-guarantee'` (`at-least-once`, the default, or `none`), `properties.*`.
+//! A `timestamp` `METADATA` column sets the record's timestamp; metadata columns are never
+//! written into the value.
+//!
+//! The producer is idempotent unless `properties.enable.idempotence` says otherwise, so retries
+//! never duplicate or reorder records within a partition. A delivery that fails after
+//! librdkafka's retries (`properties.delivery.timeout.ms`) fails the pipeline at the next write
+//! or flush: records are never dropped quietly. `at-least-once` waits for every record at each
+//! flush (before the source commits offsets, and at the end); `none` does not wait.
+//! `exactly-once` (transactions committed with checkpoints) comes with durable state.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, SchemaRef};
+use fsql_plan::SinkSpec;
+
+use super::producer::{Record, TopicProducer};
+use super::{client_config, default_property, kafka_error, topics};
+use crate::error::RuntimeError;
+use crate::sink::{RowFormat, Sink};
+
+/// How records are spread over partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Partitioner {
+    /// librdkafka's `partitioner` property (murmur2_random by default here).
+    Default,
+    Fixed,
+    RoundRobin {
+        partitions: i32,
+        next: i32,
+    },
+}
+
+/// Writes rows to a Kafka topic.
+pub struct KafkaSink {
+    table: String,
+    producer: TopicProducer,
+    value_columns: Vec<usize>,
+    value_format: RowFormat,
+    key: Option<(Vec<usize>, RowFormat)>,
+    timestamp_column: Option<usize>,
+    partitioner: Partitioner,
+    wait_on_flush: bool,
+    value: String,
+    key_text: String,
+    scratch: String,
+}
+
+impl KafkaSink {
+    /// Creates the producer for `spec`, whose rows have `schema`.
+    pub fn open(spec: &SinkSpec, schema: &SchemaRef) -> Result<KafkaSink, RuntimeError> {
+        let table = spec.table.as_str();
+        let opts = &spec.connector.options;
+        let topic = match topics(table, opts)?.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                return Err(RuntimeError::option(
+                    table,
+                    "topic",
+                    "a sink writes exactly one topic",
+                ));
+            }
+        };
+        let mut config = client_config(table, opts)?;
+        default_property(&mut config, "enable.idempotence", "true");
+        default_property(&mut config, "partitioner", "murmur2_random");
+        let wait_on_flush = match opts
+            .get("sink.delivery-guarantee")
+            .map(|g| g.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("at-least-once") => true,
+            Some("none") => false,
+            Some("exactly-once") => {
+                return Err(RuntimeError::option(
+                    table,
+                    "sink.delivery-guarantee",
+                    "'exactly-once' needs checkpoints, which this runtime does not have yet: use 'at-least-once'",
+                ));
+            }
+            Some(other) => {
+                return Err(RuntimeError::option(
+                    table,
+                    "sink.delivery-guarantee",
+                    format!("'{other}' is not at-least-once, none or exactly-once"),
+                ));
+            }
+        };
+        let index_of = |name: &str| {
+            schema.index_of(name).map_err(|_| {
+                RuntimeError::option(table, "key.fields", format!("`{name}` is not a column"))
+            })
+        };
+        let key_fields: Vec<usize> = opts
+            .get("key.fields")
+            .map(|k| {
+                k.split(';')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(index_of)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let key = match (key_fields.is_empty(), opts.contains_key("key.format")) {
+            (true, false) => None,
+            (false, true) => Some((
+                key_fields.clone(),
+                RowFormat::from_options(
+                    table,
+                    opts,
+                    "key.format",
+                    "key.",
+                    &["json", "csv", "raw"],
+                )?,
+            )),
+            _ => {
+                return Err(RuntimeError::option(
+                    table,
+                    "key.fields",
+                    "'key.format' and 'key.fields' go together",
+                ));
+            }
+        };
+        let except_key = match opts
+            .get("value.fields-include")
+            .map(|v| v.trim().to_ascii_uppercase())
+            .as_deref()
+        {
+            None | Some("ALL") => false,
+            Some("EXCEPT_KEY") => true,
+            Some(other) => {
+                return Err(RuntimeError::option(
+                    table,
+                    "value.fields-include",
+                    format!("'{other}' is not ALL or EXCEPT_KEY"),
+                ));
+            }
+        };
+        let value_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !spec.metadata.contains_key(i))
+            .filter(|i| !(except_key && key_fields.contains(i)))
+            .collect();
+        let (format_key, prefix) = if opts.contains_key("value.format") {
+            ("value.format", "value.")
+        } else {
+            ("format", "")
+        };
+        let value_format =
+            RowFormat::from_options(table, opts, format_key, prefix, &["json", "csv", "raw"])?;
+        let mut timestamp_column = None;
+        for (i, key) in &spec.metadata {
+            match (key.as_str(), schema.fields().get(*i).map(|f| f.data_type())) {
+                ("timestamp", Some(ArrowType::Timestamp(..))) => timestamp_column = Some(*i),
+                _ => {
+                    return Err(RuntimeError::connector(
+                        table,
+                        format!("metadata column '{key}' cannot be written (only 'timestamp')"),
+                    ));
+                }
+            }
+        }
+        let producer = TopicProducer::new(table, &topic, &config)?;
+        let partitioner = match opts
+            .get("sink.partitioner")
+            .map(|p| p.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("default") => Partitioner::Default,
+            Some("fixed") => Partitioner::Fixed,
+            Some("round-robin") => Partitioner::RoundRobin {
+                partitions: producer.partition_count()?,
+                next: 0,
+            },
+            Some(other) => {
+                return Err(RuntimeError::option(
+                    table,
+                    "sink.partitioner",
+                    format!("'{other}' is not default, fixed or round-robin"),
+                ));
+            }
+        };
+        Ok(KafkaSink {
+            table: table.to_string(),
+            producer,
+            value_columns,
+            value_format,
+            key,
+            timestamp_column,
+            partitioner,
+            wait_on_flush,
+            value: String::new(),
+            key_text: String::new(),
+            scratch: String::new(),
+        })
+    }
+
+    fn partition(&mut self) -> Option<i32> {
+        match &mut self.partitioner {
+            Partitioner::Default => None,
+            Partitioner::Fixed => Some(0),
+            Partitioner::RoundRobin { partitions, next } => {
+                let p = *next;
+                *next = (*next + 1) % (*partitions).max(1);
+                Some(p)
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError> {
+        let value_batch = batch
+            .project(&self.value_columns)
+            .map_err(|e| kafka_error(&self.table, "projecting the value", e))?;
+        let key_batch = match &self.key {
+            Some((cols, _)) => Some(
+                batch
+                    .project(cols)
+                    .map_err(|e| kafka_error(&self.table, "projecting the key", e))?,
+            ),
+            None => None,
+        };
+        let timestamps = self
+            .timestamp_column
+            .map(|i| {
+                let ms = ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None);
+                arrow::compute::cast(
+                    &arrow::compute::cast(batch.column(i), &ms)?,
+                    &ArrowType::Int64,
+                )
+            })
+            .transpose()
+            .map_err(|e| kafka_error(&self.table, "reading the timestamp column", e))?;
+        for row in 0..batch.num_rows() {
+            let partition = self.partition();
+            self.value.clear();
+            self.value_format
+                .write(&value_batch, row, &mut self.scratch, &mut self.value);
+            let key = match (&self.key, &key_batch) {
+                (Some((_, format)), Some(kb)) => {
+                    self.key_text.clear();
+                    format.write(kb, row, &mut self.scratch, &mut self.key_text);
+                    Some(self.key_text.as_bytes())
+                }
+                _ => None,
+            };
+            let timestamp = timestamps.as_ref().and_then(|t| {
+                let t = t.as_primitive::<arrow::datatypes::Int64Type>();
+                (!t.is_null(row)).then(|| t.value(row))
+            });
+            self.producer.send(Record {
+                key,
+                value: Some(self.value.as_bytes()),
+                partition,
+                timestamp,
+                headers: None,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RuntimeError> {
+        if self.wait_on_flush {
+            self.producer.flush()
+        } else {
+            Ok(())
+        }
+    }
+}

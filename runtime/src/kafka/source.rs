@@ -1,0 +1,1030 @@
+//! The Kafka source: records of one or more topics decoded straight into Arrow batches.
+//!
+//! Options (Flink's names): `'topic'` (`'a;b'` for several), `'format'` or `'value.format'`
+//! (`json`, `csv`, `raw`) with the format's options (`json.*`, or `value.json.*` under
+//! `'value.format'`), `'key.format'` + `'key.fields'` (`'a;b'`) with `key.json.*` options,
+//! `'value.fields-include'` (`ALL`, the default: the value holds every physical column;
+//! `EXCEPT_KEY`: the key fields are only in the key), `'scan.startup.mode'`, `'scan.bounded.mode'`
+//! and their `-timestamp-millis` / `-specific-offsets` companions, `'scan.watermark.idle-timeout'`,
+//! `properties.*` for librdkafka. `METADATA` columns: `topic`, `partition`, `offset`, `timestamp`,
+//! `timestamp-type`.
+//!
+//! **Startup.** `group-offsets` (the default when `properties.group.id` is set) subscribes to the
+//! topics as a member of the consumer group: several `fsql run` processes in one group split the
+//! partitions, and each starts from the group's committed offsets (`properties.auto.offset.reset`,
+//! default `earliest`, when there are none). The other modes (`earliest-offset`, the default
+//! without a group id; `latest-offset`, `timestamp`, `specific-offsets`) assign every partition to
+//! this process and start where the mode says.
+//!
+//! **Commits.** Auto-commit is off. With a group id, the source commits the offsets of the records
+//! it handed out once the executor has processed them and the sinks have flushed
+//! (`properties.auto.commit.interval.ms`, default 5 s, and at the end of the run), so a restart
+//! with `group-offsets` resumes after the last committed record: at-least-once. When the group
+//! takes partitions away, the offsets of every record already read from them are committed first,
+//! so the next owner continues exactly where this process stopped.
+//!
+//! **Bounded runs.** `scan.bounded.mode` = `latest-offset` (the end offsets when the run starts),
+//! `timestamp` or `specific-offsets` end each partition there; the source ends when every assigned
+//! partition reached its end.
+//!
+//! **Nothing is lost.** A record that fails to decode (bad JSON, a missing value, a key that does
+//! not parse) is counted, reported with `topic/partition@offset`, written to `'dead-letter.topic'`
+//! (raw key and value, headers `fsql.error`, `fsql.table`, `fsql.topic`, `fsql.partition`,
+//! `fsql.offset`) and/or `'dead-letter.path'`, and never dropped silently.
+//!
+//! **Batches** are emitted when full (`table.exec.mini-batch.size`), when the first row waited the
+//! linger time, or as soon as no more records are waiting, so light load gets low latency and heavy
+//! load full batches. Each batch carries the partition of every row for per-partition watermarks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
+};
+use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
+use fsql_plan::{Schema, SourceSpec};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders, Timestamp};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::producer::{Record, TopicProducer};
+use super::{
+    client_config, default_property, kafka_error, millis_option, parse_specific_offsets, topics,
+};
+use crate::batcher::Batcher;
+use crate::error::RuntimeError;
+use crate::source::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
+use crate::source::record_decoder::{RecordDecoder, decoder_for};
+use crate::source::{
+    MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, runtime_schema,
+};
+
+/// How long metadata, watermark and offset lookups may take at open.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A partition of one of the source's topics: `(topic index, partition)`.
+type Partition = (usize, i32);
+
+/// The split id of a partition (per-split watermarks).
+fn split_id((topic, partition): Partition) -> u32 {
+    ((topic as u32) << 20) | (partition as u32 & 0xF_FFFF)
+}
+
+/// Where a physical column's values come from.
+#[derive(Clone, Copy, Debug)]
+enum ColumnSource {
+    /// The `i`-th column of the value decoder.
+    Value(usize),
+    /// The `i`-th column of the key decoder.
+    Key(usize),
+    /// A metadata column (index into `meta`).
+    Meta(usize),
+}
+
+/// A `METADATA` column's builder.
+enum MetaBuilder {
+    Topic(StringBuilder),
+    Partition(Int32Builder),
+    Offset(Int64Builder),
+    /// Milliseconds, rebuilt with the column's timestamp type.
+    Timestamp(Int64Builder, ArrowType),
+    TimestampType(StringBuilder),
+}
+
+impl MetaBuilder {
+    fn new(table: &str, key: &str, data_type: &ArrowType) -> Result<MetaBuilder, RuntimeError> {
+        let unsupported = || {
+            RuntimeError::connector(
+                table,
+                format!("metadata column '{key}' of type {data_type} is not supported yet"),
+            )
+        };
+        Ok(match (key, data_type) {
+            ("topic", ArrowType::Utf8) => MetaBuilder::Topic(StringBuilder::new()),
+            ("partition", ArrowType::Int32) => MetaBuilder::Partition(Int32Builder::new()),
+            ("offset", ArrowType::Int64) => MetaBuilder::Offset(Int64Builder::new()),
+            ("timestamp", ArrowType::Timestamp(TimeUnit::Millisecond, _)) => {
+                MetaBuilder::Timestamp(Int64Builder::new(), data_type.clone())
+            }
+            ("timestamp-type", ArrowType::Utf8) => MetaBuilder::TimestampType(StringBuilder::new()),
+            _ => return Err(unsupported()),
+        })
+    }
+
+    fn append(&mut self, topic: &str, partition: i32, offset: i64, ts: Timestamp) {
+        match self {
+            MetaBuilder::Topic(b) => b.append_value(topic),
+            MetaBuilder::Partition(b) => b.append_value(partition),
+            MetaBuilder::Offset(b) => b.append_value(offset),
+            MetaBuilder::Timestamp(b, _) => b.append_option(ts.to_millis()),
+            MetaBuilder::TimestampType(b) => b.append_value(match ts {
+                Timestamp::NotAvailable => "NoTimestampType",
+                Timestamp::CreateTime(_) => "CreateTime",
+                Timestamp::LogAppendTime(_) => "LogAppendTime",
+            }),
+        }
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef, arrow::error::ArrowError> {
+        Ok(match self {
+            MetaBuilder::Topic(b) | MetaBuilder::TimestampType(b) => {
+                std::sync::Arc::new(b.finish())
+            }
+            MetaBuilder::Partition(b) => std::sync::Arc::new(b.finish()),
+            MetaBuilder::Offset(b) => std::sync::Arc::new(b.finish()),
+            MetaBuilder::Timestamp(b, t) => arrow::compute::cast(&b.finish(), t)?,
+        })
+    }
+}
+
+/// State shared with the consumer's rebalance callback (which runs inside `poll`, on the
+/// source's own thread).
+#[derive(Default)]
+struct Shared {
+    /// The next offset of every partition, after the records read so far.
+    consumed: Mutex<HashMap<Partition, i64>>,
+    topics: Vec<String>,
+    /// Whether offsets are committed (a group id is set).
+    commit: bool,
+    /// The assignment changed: refresh the splits, emit what is staged.
+    rebalanced: AtomicBool,
+    /// A commit on revocation failed.
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// The offsets to commit for `partitions` (all consumed ones when `None`).
+    fn offsets(&self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        let consumed = self.consumed.lock().map(|c| c.clone()).unwrap_or_default();
+        for ((t, p), next) in consumed {
+            let Some(topic) = self.topics.get(t) else {
+                continue;
+            };
+            if only.is_some_and(|l| l.find_partition(topic, p).is_none()) {
+                continue;
+            }
+            // Adding a valid offset to a fresh list cannot fail.
+            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(next));
+        }
+        tpl
+    }
+}
+
+/// The consumer's callbacks: commit what was read from partitions before they are taken away.
+struct Callbacks(Arc<Shared>);
+
+impl ClientContext for Callbacks {}
+
+impl ConsumerContext for Callbacks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance
+            && self.0.commit
+        {
+            let offsets = self.0.offsets(Some(revoked));
+            if offsets.count() > 0
+                && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
+                && let Ok(mut failed) = self.0.failed.lock()
+            {
+                failed.get_or_insert_with(|| format!("committing before a rebalance: {e}"));
+            }
+        }
+        self.0.rebalanced.store(true, Ordering::Relaxed);
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.0.rebalanced.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads a `kafka` table.
+pub struct KafkaSource {
+    table: String,
+    schema: SchemaRef,
+    consumer: BaseConsumer<Callbacks>,
+    shared: Arc<Shared>,
+    layout: Vec<ColumnSource>,
+    value: Option<Box<dyn RecordDecoder>>,
+    key: Option<Box<dyn RecordDecoder>>,
+    meta: Vec<MetaBuilder>,
+    quiet: bool,
+    /// The split of each staged row.
+    row_splits: Vec<u32>,
+    /// The assigned splits, sorted.
+    splits: Vec<u32>,
+    /// End offsets (exclusive) of a bounded run, by partition.
+    bounds: Option<HashMap<Partition, i64>>,
+    /// Assigned partitions that reached their end.
+    finished: Vec<Partition>,
+    assigned: Vec<Partition>,
+    dead_letter_file: Option<DeadLetter>,
+    dead_letter_topic: Option<TopicProducer>,
+    batcher: Batcher,
+    max_rows: usize,
+    commit_interval: Duration,
+    last_commit: Instant,
+    committed: HashMap<Partition, i64>,
+    /// The last transient client error reported, and when (to report each kind once a minute).
+    last_warning: Option<(String, Instant)>,
+}
+
+impl KafkaSource {
+    /// Connects, subscribes or assigns partitions, and prepares the decoders.
+    pub fn open(spec: &SourceSpec, options: &OpenOptions) -> Result<KafkaSource, RuntimeError> {
+        let table = spec.table.as_str();
+        let opts = &spec.connector.options;
+        let topics = topics(table, opts)?;
+        let mut config = client_config(table, opts)?;
+        let group = config.get("group.id").is_some();
+        let mode = opts
+            .get("scan.startup.mode")
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| {
+                if group {
+                    "group-offsets".into()
+                } else {
+                    "earliest-offset".into()
+                }
+            });
+        if mode == "group-offsets" && !group {
+            return Err(RuntimeError::option(
+                table,
+                "scan.startup.mode",
+                "'group-offsets' needs 'properties.group.id'",
+            ));
+        }
+        default_property(&mut config, "auto.offset.reset", "earliest");
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        config.set("enable.partition.eof", "false");
+        if !group {
+            // librdkafka needs a group id even for assigned partitions; nothing is committed.
+            config.set("group.id", format!("fsql-{table}"));
+        }
+        let commit_interval = match config.get("auto.commit.interval.ms") {
+            Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
+                RuntimeError::option(
+                    table,
+                    "properties.auto.commit.interval.ms",
+                    format!("'{ms}' is not a number of milliseconds"),
+                )
+            })?),
+            None => Duration::from_secs(5),
+        };
+        let (layout, value, key, meta, quiet) = decoders(spec)?;
+        let shared = Arc::new(Shared {
+            topics: topics.clone(),
+            commit: group,
+            ..Shared::default()
+        });
+        let consumer: BaseConsumer<Callbacks> = config
+            .create_with_context(Callbacks(shared.clone()))
+            .map_err(|e| kafka_error(table, "creating the consumer", e))?;
+        let partitions = partitions_of(&consumer, table, &topics)?;
+        if mode == "group-offsets" {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&names)
+                .map_err(|e| kafka_error(table, "subscribing", e))?;
+        } else {
+            let tpl = startup_offsets(&consumer, spec, &mode, &topics, &partitions)?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| kafka_error(table, "assigning partitions", e))?;
+        }
+        let bounds = bounded_offsets(&consumer, spec, &topics, &partitions)?;
+        let dead_letter_topic = match opts.get("dead-letter.topic") {
+            Some(topic) => {
+                let mut producer_config = client_config(table, opts)?;
+                default_property(&mut producer_config, "enable.idempotence", "true");
+                Some(TopicProducer::new(table, topic, &producer_config)?)
+            }
+            None => None,
+        };
+        let dead_letter_file = opts.get(DEAD_LETTER_PATH).map(|p| {
+            DeadLetter::new(crate::source::filesystem::resolve(
+                &spec.connector.base_dir,
+                p,
+            ))
+        });
+        let mut source = KafkaSource {
+            table: table.to_string(),
+            schema: runtime_schema(&spec.physical),
+            consumer,
+            shared,
+            layout,
+            value,
+            key,
+            meta,
+            quiet,
+            row_splits: Vec::new(),
+            splits: Vec::new(),
+            bounds,
+            finished: Vec::new(),
+            assigned: Vec::new(),
+            dead_letter_file,
+            dead_letter_topic,
+            batcher: Batcher::new(options.batch),
+            max_rows: options.batch.max_rows.max(1),
+            commit_interval,
+            last_commit: Instant::now(),
+            committed: HashMap::new(),
+            last_warning: None,
+        };
+        source.refresh_assignment()?;
+        Ok(source)
+    }
+
+    /// Reads the consumer's assignment into `assigned` and `splits`.
+    fn refresh_assignment(&mut self) -> Result<(), RuntimeError> {
+        let tpl = self
+            .consumer
+            .assignment()
+            .map_err(|e| kafka_error(&self.table, "reading the assignment", e))?;
+        self.assigned = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let t = self.shared.topics.iter().position(|t| t == e.topic())?;
+                Some((t, e.partition()))
+            })
+            .collect();
+        self.assigned.sort_unstable();
+        self.splits = self.assigned.iter().map(|p| split_id(*p)).collect();
+        self.splits.sort_unstable();
+        let assigned = &self.assigned;
+        self.finished.retain(|p| assigned.contains(p));
+        if self.bounds.is_some() {
+            // A partition whose committed offset is at its end already has nothing to read.
+            let committed = if self.shared.commit && !self.assigned.is_empty() {
+                self.consumer.committed(LOOKUP_TIMEOUT).ok()
+            } else {
+                None
+            };
+            for p in self.assigned.clone() {
+                let committed = committed.as_ref().and_then(|l| {
+                    match l.find_partition(&self.shared.topics[p.0], p.1)?.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                });
+                self.finish_if_reached(p, committed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `p` finished if `at` (an offset it was read up to) or the bound itself says so.
+    fn finish_if_reached(&mut self, p: Partition, at: Option<i64>) {
+        let Some(end) = self
+            .bounds
+            .as_ref()
+            .map(|b| b.get(&p).copied().unwrap_or(0))
+        else {
+            return;
+        };
+        if (end <= 0 || at.is_some_and(|o| o >= end)) && !self.finished.contains(&p) {
+            self.finished.push(p);
+        }
+    }
+
+    /// Every assigned partition reached its bound (bounded runs only).
+    fn all_finished(&mut self) -> Result<bool, RuntimeError> {
+        if self.bounds.is_none() || self.assigned.is_empty() {
+            return Ok(false);
+        }
+        if self.finished.len() < self.assigned.len() {
+            // The position moves past transaction markers, which are never delivered.
+            let positions = self.consumer.position().ok();
+            for p in self.assigned.clone() {
+                let at = positions.as_ref().and_then(|l| {
+                    match l.find_partition(&self.shared.topics[p.0], p.1)?.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                });
+                self.finish_if_reached(p, at);
+            }
+        }
+        Ok(self.finished.len() >= self.assigned.len())
+    }
+
+    fn finish_batch(&mut self, rows: usize) -> Result<RecordBatch, RuntimeError> {
+        let err = |e| RuntimeError::arrow(&self.table, e);
+        let value = match self.value.as_mut() {
+            Some(d) => d.finish().map_err(err)?,
+            None => Vec::new(),
+        };
+        let key = match self.key.as_mut() {
+            Some(d) => d.finish().map_err(err)?,
+            None => Vec::new(),
+        };
+        let meta = self
+            .meta
+            .iter_mut()
+            .map(MetaBuilder::finish)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let columns = self
+            .layout
+            .iter()
+            .map(|c| {
+                match c {
+                    ColumnSource::Value(i) => value.get(*i),
+                    ColumnSource::Key(i) => key.get(*i),
+                    ColumnSource::Meta(i) => meta.get(*i),
+                }
+                .cloned()
+                .ok_or_else(|| RuntimeError::connector(&self.table, "column layout mismatch"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| RuntimeError::arrow(&self.table, e))
+    }
+
+    /// Reports and dead-letters a record that could not be decoded.
+    fn malformed(
+        &mut self,
+        ctx: &mut SourceContext<'_>,
+        (topic, partition, offset): (&str, i32, i64),
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        error: String,
+    ) -> Result<(), RuntimeError> {
+        let record = MalformedRecord {
+            table: self.table.clone(),
+            file: None,
+            line: None,
+            origin: Some(format!("{topic}/{partition}@{offset}")),
+            error,
+            raw: String::from_utf8_lossy(value.unwrap_or_default()).into_owned(),
+        };
+        if let Some(dl) = self.dead_letter_file.as_mut() {
+            dl.write(&record)?;
+        }
+        if let Some(dl) = &self.dead_letter_topic {
+            let (p, o) = (partition.to_string(), offset.to_string());
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "fsql.error",
+                    value: Some(record.error.as_str()),
+                })
+                .insert(Header {
+                    key: "fsql.table",
+                    value: Some(self.table.as_str()),
+                })
+                .insert(Header {
+                    key: "fsql.topic",
+                    value: Some(topic),
+                })
+                .insert(Header {
+                    key: "fsql.partition",
+                    value: Some(p.as_str()),
+                })
+                .insert(Header {
+                    key: "fsql.offset",
+                    value: Some(o.as_str()),
+                });
+            dl.send(Record {
+                key,
+                value,
+                partition: None,
+                timestamp: None,
+                headers: Some(headers),
+            })?;
+        }
+        ctx.malformed(&record, self.quiet);
+        Ok(())
+    }
+}
+
+/// Decodes one record's key and value into the staged rows, or says why it is malformed (then
+/// nothing is appended).
+fn decode(
+    key_decoder: &mut Option<Box<dyn RecordDecoder>>,
+    value_decoder: &mut Option<Box<dyn RecordDecoder>>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(), String> {
+    {
+        if let Some(d) = key_decoder.as_mut() {
+            match key {
+                Some(k) => {
+                    if !d.stage_bytes(k).map_err(|e| format!("key: {e}"))? {
+                        return Err("key: empty record".into());
+                    }
+                }
+                None => d.stage_null(),
+            }
+        }
+        if let Some(d) = value_decoder.as_mut() {
+            match value {
+                Some(v) => {
+                    if !d.stage_bytes(v)? {
+                        return Err("empty record".into());
+                    }
+                }
+                None => return Err("the record has no value (a tombstone)".into()),
+            }
+        }
+        if let Some(d) = key_decoder.as_mut() {
+            d.commit();
+        }
+        if let Some(d) = value_decoder.as_mut() {
+            d.commit();
+        }
+        Ok(())
+    }
+}
+
+impl KafkaSource {
+    fn warn(&mut self, e: &KafkaError) {
+        let text = e.to_string();
+        let now = Instant::now();
+        let repeat = self.last_warning.as_ref().is_some_and(|(last, at)| {
+            *last == text && now.saturating_duration_since(*at) < Duration::from_secs(60)
+        });
+        if !repeat {
+            eprintln!("warning: table `{}`: kafka: {text}", self.table);
+            self.last_warning = Some((text, now));
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
+        if let Some(e) = self.shared.failed.lock().ok().and_then(|f| f.clone()) {
+            return Err(kafka_error(&self.table, "consumer group", e));
+        }
+        if self.shared.rebalanced.swap(false, Ordering::Relaxed) {
+            self.refresh_assignment()?;
+        }
+        let mut rows = 0;
+        self.batcher.reset();
+        self.row_splits.clear();
+        while rows < self.max_rows {
+            let timeout = if rows == 0 {
+                Duration::from_millis(1)
+            } else {
+                Duration::ZERO
+            };
+            let Some(polled) = self.consumer.poll(timeout) else {
+                break;
+            };
+            let message = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    if is_fatal(&e) {
+                        return Err(kafka_error(&self.table, "consuming", e));
+                    }
+                    self.warn(&e);
+                    continue;
+                }
+            };
+            let Some(t) = self.shared.topics.iter().position(|t| t == message.topic()) else {
+                continue;
+            };
+            let partition = (t, message.partition());
+            let offset = message.offset();
+            if let Some(end) = self.bounds.as_ref().map(|b| b.get(&partition).copied())
+                && offset >= end.unwrap_or(0)
+            {
+                // Past this run's end: not read, not committed.
+                if !self.finished.contains(&partition) {
+                    self.finished.push(partition);
+                }
+                continue;
+            }
+            let (key, value) = (message.key(), message.payload());
+            match decode(&mut self.key, &mut self.value, key, value) {
+                Ok(()) => {
+                    let ts = message.timestamp();
+                    let topic = &self.shared.topics[t];
+                    for m in &mut self.meta {
+                        m.append(topic, partition.1, offset, ts);
+                    }
+                    self.row_splits.push(split_id(partition));
+                    rows += 1;
+                    self.batcher.add(1, ctx.now);
+                }
+                Err(error) => {
+                    let topic = self.shared.topics[t].clone();
+                    let (key, value) = (key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec));
+                    drop(message);
+                    self.malformed(
+                        ctx,
+                        (&topic, partition.1, offset),
+                        key.as_deref(),
+                        value.as_deref(),
+                        error,
+                    )?;
+                }
+            }
+            if let Ok(mut consumed) = self.shared.consumed.lock() {
+                consumed.insert(partition, offset + 1);
+            }
+            if self.shared.rebalanced.load(Ordering::Relaxed)
+                || (rows > 0 && self.batcher.should_flush(Instant::now()))
+            {
+                break;
+            }
+        }
+        if rows > 0 {
+            let batch = self.finish_batch(rows)?;
+            return Ok(SourcePoll::SplitBatch {
+                batch,
+                splits: std::mem::take(&mut self.row_splits),
+            });
+        }
+        if self.shared.rebalanced.swap(false, Ordering::Relaxed) {
+            self.refresh_assignment()?;
+        }
+        if self.all_finished()? {
+            return Ok(SourcePoll::End);
+        }
+        Ok(SourcePoll::Pending(None))
+    }
+
+    fn splits(&self) -> Option<&[u32]> {
+        Some(&self.splits)
+    }
+
+    fn commit_due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_commit) >= self.commit_interval
+    }
+
+    fn commit(&mut self) -> Result<(), RuntimeError> {
+        self.last_commit = Instant::now();
+        if let Some(dl) = &self.dead_letter_topic {
+            dl.flush()?;
+        }
+        if !self.shared.commit {
+            return Ok(());
+        }
+        let consumed = self
+            .shared
+            .consumed
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        if consumed
+            .iter()
+            .all(|(p, o)| self.committed.get(p) == Some(o))
+        {
+            return Ok(());
+        }
+        let offsets = self.shared.offsets(None);
+        self.consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(|e| kafka_error(&self.table, "committing offsets", e))?;
+        self.committed = consumed;
+        Ok(())
+    }
+}
+
+/// Errors that end the run (the others are transient: librdkafka retries and reconnects).
+fn is_fatal(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Fatal
+        )
+    )
+}
+
+/// The decoders and the column layout of `spec`.
+#[allow(clippy::type_complexity)]
+fn decoders(
+    spec: &SourceSpec,
+) -> Result<
+    (
+        Vec<ColumnSource>,
+        Option<Box<dyn RecordDecoder>>,
+        Option<Box<dyn RecordDecoder>>,
+        Vec<MetaBuilder>,
+        bool,
+    ),
+    RuntimeError,
+> {
+    let table = spec.table.as_str();
+    let opts = &spec.connector.options;
+    let key_fields: Vec<String> = opts
+        .get("key.fields")
+        .map(|k| {
+            k.split(';')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let key_format = opts.get("key.format");
+    if key_fields.is_empty() != key_format.is_none() {
+        return Err(RuntimeError::option(
+            table,
+            if key_format.is_none() {
+                "key.format"
+            } else {
+                "key.fields"
+            },
+            "'key.format' and 'key.fields' go together",
+        ));
+    }
+    let except_key = match opts
+        .get("value.fields-include")
+        .map(|v| v.trim().to_ascii_uppercase())
+        .as_deref()
+    {
+        None | Some("ALL") => false,
+        Some("EXCEPT_KEY") => true,
+        Some(other) => {
+            return Err(RuntimeError::option(
+                table,
+                "value.fields-include",
+                format!("'{other}' is not ALL or EXCEPT_KEY"),
+            ));
+        }
+    };
+    let arrow = runtime_schema(&spec.physical);
+    let mut layout = Vec::new();
+    let mut meta = Vec::new();
+    let mut value_fields = Vec::new();
+    let mut key_cols = Vec::new();
+    for (i, f) in spec.physical.fields.iter().enumerate() {
+        if let Some(key) = spec.metadata.get(&i) {
+            layout.push(ColumnSource::Meta(meta.len()));
+            meta.push(MetaBuilder::new(table, key, arrow.field(i).data_type())?);
+            continue;
+        }
+        let in_key = key_fields.contains(&f.name);
+        if in_key && except_key {
+            layout.push(ColumnSource::Key(key_cols.len()));
+        } else {
+            layout.push(ColumnSource::Value(value_fields.len()));
+            value_fields.push(f.clone());
+        }
+        if in_key {
+            key_cols.push(f.clone());
+        }
+    }
+    if let Some(missing) = key_fields
+        .iter()
+        .find(|k| !key_cols.iter().any(|f| &f.name == *k))
+    {
+        return Err(RuntimeError::option(
+            table,
+            "key.fields",
+            format!("`{missing}` is not a physical column"),
+        ));
+    }
+    // Key fields read from the value too (ALL) come from the value, as in Flink.
+    let value_format = opts.get("value.format").or_else(|| opts.get("format"));
+    let value = if value_fields.is_empty() {
+        None
+    } else {
+        Some(sub_decoder(
+            spec,
+            value_fields,
+            value_format,
+            if opts.contains_key("value.format") {
+                "value."
+            } else {
+                ""
+            },
+        )?)
+    };
+    let key = if key_cols.is_empty() {
+        None
+    } else {
+        Some(sub_decoder(spec, key_cols, key_format, "key.")?)
+    };
+    let quiet = value.as_ref().is_some_and(|v| v.1) || key.as_ref().is_some_and(|k| k.1);
+    Ok((layout, value.map(|v| v.0), key.map(|k| k.0), meta, quiet))
+}
+
+/// A decoder for `fields` in `format`, with the format's options under `prefix` (`key.json.*`).
+fn sub_decoder(
+    spec: &SourceSpec,
+    fields: Vec<fsql_plan::Field>,
+    format: Option<&String>,
+    prefix: &str,
+) -> Result<(Box<dyn RecordDecoder>, bool), RuntimeError> {
+    let mut options = BTreeMap::new();
+    for (k, v) in &spec.connector.options {
+        let k = if prefix.is_empty() {
+            Some(k.as_str())
+        } else {
+            k.strip_prefix(prefix)
+        };
+        if let Some(k) = k.filter(|k| k.starts_with("json.") || k.starts_with("csv.")) {
+            options.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(f) = format {
+        options.insert("format".to_string(), f.clone());
+    }
+    let sub = SourceSpec {
+        table: spec.table.clone(),
+        connector: fsql_plan::ConnectorSpec {
+            connector: spec.connector.connector.clone(),
+            options,
+            base_dir: spec.connector.base_dir.clone(),
+        },
+        physical: Schema::new(fields),
+        columns: Vec::new(),
+        watermark: None,
+        metadata: BTreeMap::new(),
+    };
+    decoder_for(&sub, &["json", "csv", "raw"])
+}
+
+/// Every partition of `topics` (an unknown topic is an error, as in Flink).
+fn partitions_of(
+    consumer: &BaseConsumer<Callbacks>,
+    table: &str,
+    topics: &[String],
+) -> Result<Vec<Partition>, RuntimeError> {
+    let mut out = Vec::new();
+    for (t, topic) in topics.iter().enumerate() {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
+            .map_err(|e| kafka_error(table, &format!("reading metadata of '{topic}'"), e))?;
+        let Some(m) = metadata.topics().iter().find(|m| m.name() == topic) else {
+            return Err(kafka_error(table, &format!("topic '{topic}'"), "not found"));
+        };
+        if let Some(e) = m.error() {
+            return Err(kafka_error(
+                table,
+                &format!("topic '{topic}'"),
+                rdkafka::types::RDKafkaErrorCode::from(e),
+            ));
+        }
+        out.extend(m.partitions().iter().map(|p| (t, p.id())));
+    }
+    Ok(out)
+}
+
+/// Where an assigned (non-group) run starts in each partition.
+fn startup_offsets(
+    consumer: &BaseConsumer<Callbacks>,
+    spec: &SourceSpec,
+    mode: &str,
+    topics: &[String],
+    partitions: &[Partition],
+) -> Result<TopicPartitionList, RuntimeError> {
+    let table = spec.table.as_str();
+    let opts = &spec.connector.options;
+    let mut tpl = TopicPartitionList::new();
+    let add = |tpl: &mut TopicPartitionList, (t, p): Partition, offset: Offset| {
+        tpl.add_partition_offset(&topics[t], p, offset)
+            .map_err(|e| kafka_error(table, "building the assignment", e))
+    };
+    match mode {
+        "earliest-offset" | "latest-offset" => {
+            let offset = if mode == "earliest-offset" {
+                Offset::Beginning
+            } else {
+                Offset::End
+            };
+            for p in partitions {
+                add(&mut tpl, *p, offset)?;
+            }
+        }
+        "specific-offsets" => {
+            let text = opts.get("scan.startup.specific-offsets").ok_or_else(|| {
+                RuntimeError::option(
+                    table,
+                    "scan.startup.specific-offsets",
+                    "is required by 'specific-offsets'",
+                )
+            })?;
+            let given = parse_specific_offsets(table, "scan.startup.specific-offsets", text)?;
+            for p in partitions {
+                let offset = given
+                    .get(&p.1)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                add(&mut tpl, *p, offset)?;
+            }
+        }
+        "timestamp" => {
+            let ms = millis_option(table, opts, "scan.startup.timestamp-millis")?;
+            let mut query = TopicPartitionList::new();
+            for p in partitions {
+                add(&mut query, *p, Offset::Offset(ms))?;
+            }
+            let found = consumer
+                .offsets_for_times(query, LOOKUP_TIMEOUT)
+                .map_err(|e| kafka_error(table, "looking up offsets by timestamp", e))?;
+            for e in found.elements() {
+                let t = topics.iter().position(|t| t == e.topic()).unwrap_or(0);
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::End,
+                };
+                add(&mut tpl, (t, e.partition()), offset)?;
+            }
+        }
+        other => {
+            return Err(RuntimeError::option(
+                table,
+                "scan.startup.mode",
+                format!(
+                    "'{other}' is not one of earliest-offset, latest-offset, group-offsets, timestamp, specific-offsets"
+                ),
+            ));
+        }
+    }
+    Ok(tpl)
+}
+
+/// The end offsets of a bounded run (`None`: unbounded).
+fn bounded_offsets(
+    consumer: &BaseConsumer<Callbacks>,
+    spec: &SourceSpec,
+    topics: &[String],
+    partitions: &[Partition],
+) -> Result<Option<HashMap<Partition, i64>>, RuntimeError> {
+    let table = spec.table.as_str();
+    let opts = &spec.connector.options;
+    let Some(mode) = opts
+        .get("scan.bounded.mode")
+        .map(|m| m.trim().to_ascii_lowercase())
+    else {
+        return Ok(None);
+    };
+    // The end of a partition now; 0 when it holds nothing (all its records deleted).
+    let high = |(t, p): Partition| {
+        consumer
+            .fetch_watermarks(&topics[t], p, LOOKUP_TIMEOUT)
+            .map(|(low, high)| if high <= low { 0 } else { high })
+            .map_err(|e| kafka_error(table, &format!("reading the end of {}/{p}", topics[t]), e))
+    };
+    let mut bounds = HashMap::new();
+    match mode.as_str() {
+        "unbounded" => return Ok(None),
+        "latest-offset" => {
+            for p in partitions {
+                bounds.insert(*p, high(*p)?);
+            }
+        }
+        "specific-offsets" => {
+            let text = opts.get("scan.bounded.specific-offsets").ok_or_else(|| {
+                RuntimeError::option(
+                    table,
+                    "scan.bounded.specific-offsets",
+                    "is required by 'specific-offsets'",
+                )
+            })?;
+            let given = parse_specific_offsets(table, "scan.bounded.specific-offsets", text)?;
+            for p in partitions {
+                // A partition not listed is read to its current end.
+                let end = match given.get(&p.1) {
+                    Some(o) => *o,
+                    None => high(*p)?,
+                };
+                bounds.insert(*p, end);
+            }
+        }
+        "timestamp" => {
+            let ms = millis_option(table, opts, "scan.bounded.timestamp-millis")?;
+            let mut query = TopicPartitionList::new();
+            for (t, p) in partitions {
+                query
+                    .add_partition_offset(&topics[*t], *p, Offset::Offset(ms))
+                    .map_err(|e| kafka_error(table, "building a lookup", e))?;
+            }
+            let found = consumer
+                .offsets_for_times(query, LOOKUP_TIMEOUT)
+                .map_err(|e| kafka_error(table, "looking up offsets by timestamp", e))?;
+            for e in found.elements() {
+                let t = topics.iter().position(|t| t == e.topic()).unwrap_or(0);
+                let end = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => high((t, e.partition()))?,
+                };
+                bounds.insert((t, e.partition()), end);
+            }
+        }
+        other => {
+            return Err(RuntimeError::option(
+                table,
+                "scan.bounded.mode",
+                format!(
+                    "'{other}' is not one of unbounded, latest-offset, timestamp, specific-offsets"
+                ),
+            ));
+        }
+    }
+    Ok(Some(bounds))
+}
