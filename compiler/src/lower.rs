@@ -29,6 +29,19 @@ pub struct Rel {
     pub event_time: Option<usize>,
 }
 
+impl Rel {
+    /// Node `input`'s rows as they are.
+    pub fn node(input: NodeId, schema: Schema, event_time: Option<usize>) -> Rel {
+        Rel {
+            input,
+            filter: None,
+            projections: None,
+            schema,
+            event_time,
+        }
+    }
+}
+
 /// Resolves a scanned table name to the node producing it (creating source nodes on first use),
 /// and names the operators a statement creates.
 pub trait ScanResolver {
@@ -108,31 +121,24 @@ fn lower(
                                 .map(|k| column_of(&data_schema, k))
                                 .collect::<Result<Vec<_>, _>>()?;
                             let event_time = Some(schema.fields.len() - 1);
-                            let id = NodeId(nodes.len() as u32);
-                            nodes.push(Node {
-                                id,
-                                name: resolver.node_name("window"),
-                                inputs: vec![data],
-                                schema: schema.clone(),
+                            let id = push_node(
+                                nodes,
+                                resolver.node_name("window"),
+                                vec![data],
+                                schema.clone(),
                                 event_time,
-                                op: Operator::WindowAssign(WindowAssignSpec {
+                                Operator::WindowAssign(WindowAssignSpec {
                                     window: tvf.kind,
                                     time,
                                     partition,
                                 }),
-                            });
+                            );
                             (id, schema, event_time)
                         }
                     }
                 }
             };
-            let mut rel = Rel {
-                input: node,
-                filter: None,
-                projections: None,
-                schema,
-                event_time,
-            };
+            let mut rel = Rel::node(node, schema, event_time);
             // Filters DataFusion pushed into the scan (as hints; the Filter above stays) apply to the
             // full table row, before the scan's projection.
             if !scan.filters.is_empty() {
@@ -219,22 +225,15 @@ fn lower(
                 })
                 .collect();
             let schema = schema_of(w.schema.as_ref(), &names)?;
-            let id = NodeId(nodes.len() as u32);
-            nodes.push(Node {
-                id,
-                name: resolver.node_name("rank"),
-                inputs: vec![input],
-                schema: schema.clone(),
-                event_time: None,
-                op: Operator::WindowRank(spec),
-            });
-            Ok(Rel {
-                input: id,
-                filter: None,
-                projections: None,
-                schema,
-                event_time: None,
-            })
+            let id = push_node(
+                nodes,
+                resolver.node_name("rank"),
+                vec![input],
+                schema.clone(),
+                None,
+                Operator::WindowRank(spec),
+            );
+            Ok(Rel::node(id, schema, None))
         }
         LogicalPlan::Window(w) => {
             let rel = lower_plan(&w.input, nodes, resolver)?;
@@ -255,22 +254,15 @@ fn lower(
                 })
                 .collect();
             let schema = schema_of(w.schema.as_ref(), &names)?;
-            let id = NodeId(nodes.len() as u32);
-            nodes.push(Node {
-                id,
-                name: resolver.node_name("over"),
-                inputs: vec![input],
-                schema: schema.clone(),
+            let id = push_node(
+                nodes,
+                resolver.node_name("over"),
+                vec![input],
+                schema.clone(),
                 event_time,
-                op: Operator::Over(spec),
-            });
-            Ok(Rel {
-                input: id,
-                filter: None,
-                projections: None,
-                schema,
-                event_time,
-            })
+                Operator::Over(spec),
+            );
+            Ok(Rel::node(id, schema, event_time))
         }
         LogicalPlan::Join(j) => {
             let versioned = versioned_scan(&j.right).and_then(|t| resolver.versioned(&t));
@@ -295,22 +287,15 @@ fn lower(
                 materialize(right, nodes, &resolver.node_name("calc")),
             ];
             let schema = schema_of(j.schema.as_ref(), &output_names(plan))?;
-            let id = NodeId(nodes.len() as u32);
-            nodes.push(Node {
-                id,
-                name: resolver.node_name("join"),
+            let id = push_node(
+                nodes,
+                resolver.node_name("join"),
                 inputs,
-                schema: schema.clone(),
+                schema.clone(),
                 event_time,
-                op: Operator::Join(spec),
-            });
-            Ok(Rel {
-                input: id,
-                filter: None,
-                projections: None,
-                schema,
-                event_time,
-            })
+                Operator::Join(spec),
+            );
+            Ok(Rel::node(id, schema, event_time))
         }
         LogicalPlan::Union(u) => {
             let mut inputs = Vec::new();
@@ -325,22 +310,15 @@ fn lower(
                 inputs.push(materialize(rel, nodes, &resolver.node_name("calc")));
             }
             let schema = schema_of(u.schema.as_ref(), &output_names(plan))?;
-            let id = NodeId(nodes.len() as u32);
-            nodes.push(Node {
-                id,
-                name: resolver.node_name("union"),
+            let id = push_node(
+                nodes,
+                resolver.node_name("union"),
                 inputs,
-                schema: schema.clone(),
+                schema.clone(),
                 event_time,
-                op: Operator::Union,
-            });
-            Ok(Rel {
-                input: id,
-                filter: None,
-                projections: None,
-                schema,
-                event_time,
-            })
+                Operator::Union,
+            );
+            Ok(Rel::node(id, schema, event_time))
         }
         other => Err(Unsupported(format!(
             "{} is not supported in a streaming pipeline yet",
@@ -573,35 +551,28 @@ fn window_aggregate(
             .map(|&i| group_field(i))
             .collect::<Result<Vec<_>, _>>()?;
         schema_fields.extend(agg_fields.iter().cloned());
-        let id = NodeId(nodes.len() as u32);
         let event_time = group.iter().position(|g| *g == GroupColumn::WindowTime);
-        nodes.push(Node {
-            id,
-            name: resolver.node_name("window"),
-            inputs: vec![input],
-            schema: Schema::new(schema_fields.clone()),
+        let id = push_node(
+            nodes,
+            resolver.node_name("window"),
+            vec![input],
+            Schema::new(schema_fields.clone()),
             event_time,
-            op: Operator::WindowAggregate(WindowAggregateSpec {
+            Operator::WindowAggregate(WindowAggregateSpec {
                 window: tvf.kind,
                 time: time_pos,
                 partition: partition.clone(),
                 group,
                 aggregates: aggregates.clone(),
             }),
-        });
+        );
         outputs.push((id, set.clone(), schema_fields, event_time));
     }
     if !grouping_sets {
         let Some((id, _, fields, event_time)) = outputs.pop() else {
             return Err(Unsupported("no grouping".into()));
         };
-        return Ok(Rel {
-            input: id,
-            filter: None,
-            projections: None,
-            schema: Schema::new(fields),
-            event_time,
-        });
+        return Ok(Rel::node(id, Schema::new(fields), event_time));
     }
     // GROUPING SETS: each set's rows in the full layout (absent keys NULL, DataFusion's grouping
     // id: a bit per absent key, the last key in the lowest bit), then their union.
@@ -639,34 +610,21 @@ fn window_aggregate(
         for (j, f) in agg_fields.iter().enumerate() {
             exprs.push(Expr::column(set.len() + j, f.data_type.clone(), f.nullable));
         }
-        let rel = Rel {
-            input: id,
-            filter: None,
-            projections: None,
-            schema: Schema::new(fields),
-            event_time: None,
-        };
+        let rel = Rel::node(id, Schema::new(fields), None);
         let names = full.iter().map(|f| f.name.clone()).collect();
         let rel = project(rel, exprs, Some(names));
         inputs.push(materialize(rel, nodes, &resolver.node_name("calc")));
     }
     let schema = Schema::new(full);
-    let id = NodeId(nodes.len() as u32);
-    nodes.push(Node {
-        id,
-        name: resolver.node_name("union"),
+    let id = push_node(
+        nodes,
+        resolver.node_name("union"),
         inputs,
-        schema: schema.clone(),
-        event_time: None,
-        op: Operator::Union,
-    });
-    Ok(Rel {
-        input: id,
-        filter: None,
-        projections: None,
-        schema,
-        event_time: None,
-    })
+        schema.clone(),
+        None,
+        Operator::Union,
+    );
+    Ok(Rel::node(id, schema, None))
 }
 
 /// The sets of a `GROUPING SETS` / `ROLLUP` / `CUBE`, as positions in `distinct`.
@@ -1299,17 +1257,36 @@ pub fn materialize(rel: Rel, nodes: &mut Vec<Node>, name: &str) -> NodeId {
             .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
             .collect()
     });
-    let id = NodeId(nodes.len() as u32);
-    nodes.push(Node {
-        id,
-        name: name.to_string(),
-        inputs: vec![rel.input],
-        schema: rel.schema,
-        event_time: rel.event_time,
-        op: Operator::Calc {
+    push_node(
+        nodes,
+        name.to_string(),
+        vec![rel.input],
+        rel.schema,
+        rel.event_time,
+        Operator::Calc {
             filter: rel.filter,
             projections,
         },
+    )
+}
+
+/// Appends a node to `nodes` (a node's id is its position) and returns its id.
+pub(crate) fn push_node(
+    nodes: &mut Vec<Node>,
+    name: String,
+    inputs: Vec<NodeId>,
+    schema: Schema,
+    event_time: Option<usize>,
+    op: Operator,
+) -> NodeId {
+    let id = NodeId(nodes.len() as u32);
+    nodes.push(Node {
+        id,
+        name,
+        inputs,
+        schema,
+        event_time,
+        op,
     });
     id
 }

@@ -271,8 +271,8 @@ pub fn temporal_join(
     resolver: &mut dyn crate::lower::ScanResolver,
     plan: &datafusion::logical_expr::LogicalPlan,
 ) -> Result<crate::lower::Rel, Unsupported> {
-    use crate::lower::{Rel, materialize, output_names, schema_of, time_attributes};
-    use fsql_plan::{Node, NodeId, Operator, TemporalJoinSpec};
+    use crate::lower::{Rel, materialize, output_names, push_node, schema_of, time_attributes};
+    use fsql_plan::{Operator, TemporalJoinSpec};
     let table = &versioned.table;
     let kind = match j.join_type {
         JoinType::Inner => JoinKind::Inner,
@@ -416,14 +416,13 @@ pub fn temporal_join(
     fields.extend(visible.fields[lw..].iter().cloned());
     fields.extend(right_field);
     let schema = fsql_plan::Schema::new(fields);
-    let id = NodeId(nodes.len() as u32);
-    nodes.push(Node {
-        id,
-        name: resolver.node_name("temporal-join"),
-        inputs: vec![left_node, right_node],
-        schema: schema.clone(),
-        event_time: Some(left_time),
-        op: Operator::TemporalJoin(TemporalJoinSpec {
+    let id = push_node(
+        nodes,
+        resolver.node_name("temporal-join"),
+        vec![left_node, right_node],
+        schema.clone(),
+        Some(left_time),
+        Operator::TemporalJoin(TemporalJoinSpec {
             kind,
             left_keys,
             right_keys,
@@ -431,7 +430,7 @@ pub fn temporal_join(
             right_time,
             residual,
         }),
-    });
+    );
     let keep: Vec<usize> = (0..lw).chain(lw + shift..lw + shift + rw).collect();
     let projections = (left_extra || extra).then(|| {
         keep.iter()

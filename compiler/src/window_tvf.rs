@@ -12,7 +12,7 @@
 use fsql_plan::{DataType, Field, Schema, WindowKind};
 use sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Query, SetExpr, Spanned as _, TableFactor,
+    ObjectNamePart, Query, SetExpr, Spanned as _, TableAlias, TableFactor,
 };
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
@@ -401,18 +401,7 @@ impl Extract<'_, '_> {
                     at: None,
                 })
             });
-            *factor = TableFactor::Table {
-                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(synthetic))]),
-                alias,
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_hints: vec![],
-            };
+            *factor = synthetic_table(synthetic, alias);
             return Ok(());
         }
         let TableFactor::TableFunction { expr, alias } = factor else {
@@ -430,18 +419,7 @@ impl Extract<'_, '_> {
         let name = format!("{WINDOW_RELATION}{}", *self.next);
         *self.next += 1;
         self.found.windows.push((name.clone(), tvf));
-        *factor = TableFactor::Table {
-            name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
-            alias: alias.take(),
-            args: None,
-            with_hints: vec![],
-            version: None,
-            with_ordinality: false,
-            partitions: vec![],
-            json_path: None,
-            sample: None,
-            index_hints: vec![],
-        };
+        *factor = synthetic_table(name, alias.take());
         Ok(())
     }
 
@@ -701,6 +679,23 @@ fn ident(e: &SqlExpr) -> Option<String> {
                 .join("."),
         ),
         _ => None,
+    }
+}
+
+/// A plain table reference to the synthetic relation `name` (what a TVF or a versioned table
+/// read is replaced by).
+fn synthetic_table(name: String, alias: Option<TableAlias>) -> TableFactor {
+    TableFactor::Table {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        alias,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
     }
 }
 

@@ -386,19 +386,30 @@ impl SourceDriver {
     }
 }
 
-/// The largest value of a timestamp (or integer) array in epoch milliseconds, ignoring NULLs.
-fn max_epoch_ms(values: &arrow::array::ArrayRef) -> Option<i64> {
+/// A timestamp (or integer milliseconds) array as integers, with the conversion of one of them
+/// to epoch milliseconds.
+fn epoch_values(
+    values: &arrow::array::ArrayRef,
+) -> Option<(arrow::array::Int64Array, impl Fn(i64) -> i64)> {
     let per_second = match values.data_type() {
         ArrowType::Timestamp(unit, _) => units_per_second(*unit),
         _ => 1000,
     };
     let ints = arrow::compute::cast(values, &ArrowType::Int64).ok()?;
-    let max = arrow::compute::max(ints.as_primitive::<Int64Type>())?;
-    Some(if per_second >= 1000 {
-        max.div_euclid(per_second / 1000)
-    } else {
-        max.saturating_mul(1000 / per_second)
-    })
+    let to_ms = move |v: i64| {
+        if per_second >= 1000 {
+            v.div_euclid(per_second / 1000)
+        } else {
+            v.saturating_mul(1000 / per_second)
+        }
+    };
+    Some((ints.as_primitive::<Int64Type>().clone(), to_ms))
+}
+
+/// The largest value of a timestamp (or integer) array in epoch milliseconds, ignoring NULLs.
+fn max_epoch_ms(values: &arrow::array::ArrayRef) -> Option<i64> {
+    let (ints, to_ms) = epoch_values(values)?;
+    arrow::compute::max(&ints).map(to_ms)
 }
 
 /// The largest value per split (epoch ms, NULLs ignored): `(split, max)` in order of first row.
@@ -406,24 +417,12 @@ fn max_epoch_ms_per_split(
     values: &arrow::array::ArrayRef,
     splits: &[u32],
 ) -> Vec<(u32, Option<i64>)> {
-    let per_second = match values.data_type() {
-        ArrowType::Timestamp(unit, _) => units_per_second(*unit),
-        _ => 1000,
-    };
     let mut out: Vec<(u32, Option<i64>)> = Vec::new();
-    let Ok(ints) = arrow::compute::cast(values, &ArrowType::Int64) else {
+    let Some((ints, to_ms)) = epoch_values(values) else {
         return out;
     };
-    let ints = ints.as_primitive::<Int64Type>();
     for (row, split) in splits.iter().enumerate() {
-        let v = (row < ints.len() && ints.is_valid(row)).then(|| {
-            let v = ints.value(row);
-            if per_second >= 1000 {
-                v.div_euclid(per_second / 1000)
-            } else {
-                v.saturating_mul(1000 / per_second)
-            }
-        });
+        let v = (row < ints.len() && ints.is_valid(row)).then(|| to_ms(ints.value(row)));
         match out.iter_mut().find(|(s, _)| s == split) {
             Some((_, max)) => *max = (*max).max(v),
             None => out.push((*split, v)),

@@ -74,29 +74,44 @@ pub trait Operator {
     }
 }
 
-/// Counts the rows of `batch` at `rows` as late and keeps them for the late-data output.
-pub fn keep_late_rows(
-    node: &str,
-    batch: &RecordBatch,
-    rows: Vec<u32>,
-    count: &mut u64,
-    kept: &mut Vec<RecordBatch>,
-) -> Result<(), RuntimeError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    *count += rows.len() as u64;
-    let taken = arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(rows))
-        .map_err(|e| RuntimeError::arrow(node, e))?;
-    kept.push(taken);
-    Ok(())
+/// The rows an operator received behind the watermark: counted, and kept for the pipeline's
+/// late-data output until the executor takes them. Nothing late is ever dropped silently.
+#[derive(Debug, Default)]
+pub struct LateRows {
+    count: u64,
+    kept: Vec<RecordBatch>,
 }
 
-/// The late rows an operator kept since the last call, as one batch (its `take_late`).
-pub fn take_late_rows(batches: &mut Vec<RecordBatch>) -> Option<RecordBatch> {
-    let batches = std::mem::take(batches);
-    let first = batches.first()?;
-    arrow::compute::concat_batches(&first.schema(), &batches).ok()
+impl LateRows {
+    /// Counts the rows of `batch` at `rows` as late and keeps them.
+    pub fn keep(
+        &mut self,
+        node: &str,
+        batch: &RecordBatch,
+        rows: Vec<u32>,
+    ) -> Result<(), RuntimeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.count += rows.len() as u64;
+        let taken =
+            arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(rows))
+                .map_err(|e| RuntimeError::arrow(node, e))?;
+        self.kept.push(taken);
+        Ok(())
+    }
+
+    /// Late rows so far (the operator's [`Operator::late_rows`]).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The rows kept since the last call, as one batch (the operator's [`Operator::take_late`]).
+    pub fn take(&mut self) -> Option<RecordBatch> {
+        let batches = std::mem::take(&mut self.kept);
+        let first = batches.first()?;
+        arrow::compute::concat_batches(&first.schema(), &batches).ok()
+    }
 }
 
 /// Re-labels `batch` with `schema` (same number of columns), casting columns whose type differs.

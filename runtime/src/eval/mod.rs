@@ -71,6 +71,15 @@ pub fn evaluate_predicate(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArr
     as_boolean(&array)
 }
 
+/// `mask` with NULL (unknown) rows made FALSE, as a filter treats them.
+pub fn null_as_false(mask: BooleanArray) -> BooleanArray {
+    if mask.null_count() > 0 {
+        arrow::compute::prep_null_mask_filter(&mask)
+    } else {
+        mask
+    }
+}
+
 /// Evaluates `expr` only on the rows where `mask` is TRUE; the other rows of the result are NULL.
 ///
 /// This is how guarded expressions (CASE branches, rule conditions after an earlier rule fired,
@@ -81,11 +90,7 @@ pub fn evaluate_masked(
     mask: &BooleanArray,
 ) -> Result<ArrayRef, EvalError> {
     let n = batch.num_rows();
-    let mask = if mask.null_count() > 0 {
-        arrow::compute::prep_null_mask_filter(mask)
-    } else {
-        mask.clone()
-    };
+    let mask = null_as_false(mask.clone());
     let selected = mask.true_count();
     if selected == n {
         return evaluate(expr, batch);

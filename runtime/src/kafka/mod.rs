@@ -58,16 +58,7 @@ fn topics(table: &str, options: &BTreeMap<String, String>) -> Result<Vec<String>
             "is not supported yet: list the topics in 'topic' ('a;b')",
         ));
     }
-    let topics: Vec<String> = options
-        .get("topic")
-        .map(|t| {
-            t.split(';')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let topics = list_option(options, "topic");
     if topics.is_empty() {
         return Err(RuntimeError::option(
             table,
@@ -76,6 +67,71 @@ fn topics(table: &str, options: &BTreeMap<String, String>) -> Result<Vec<String>
         ));
     }
     Ok(topics)
+}
+
+/// A `;`-separated list option (`'topic'`, `'key.fields'`); empty entries are dropped.
+fn list_option(options: &BTreeMap<String, String>, key: &str) -> Vec<String> {
+    options
+        .get(key)
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Which columns a record's key holds, and whether the value holds them too.
+struct KeyFields {
+    /// `'key.fields'`; empty when the records have no key columns (no `'key.format'`).
+    names: Vec<String>,
+    /// `'value.fields-include'` = `EXCEPT_KEY`: the key columns are not in the value.
+    except_key: bool,
+}
+
+/// Reads `'key.fields'` (which goes together with `'key.format'`) and `'value.fields-include'`.
+fn key_fields(table: &str, options: &BTreeMap<String, String>) -> Result<KeyFields, RuntimeError> {
+    let names = list_option(options, "key.fields");
+    let has_format = options.contains_key("key.format");
+    if names.is_empty() == has_format {
+        return Err(RuntimeError::option(
+            table,
+            if has_format {
+                "key.fields"
+            } else {
+                "key.format"
+            },
+            "'key.format' and 'key.fields' go together",
+        ));
+    }
+    let except_key = match options
+        .get("value.fields-include")
+        .map(|v| v.trim().to_ascii_uppercase())
+        .as_deref()
+    {
+        None | Some("ALL") => false,
+        Some("EXCEPT_KEY") => true,
+        Some(other) => {
+            return Err(RuntimeError::option(
+                table,
+                "value.fields-include",
+                format!("'{other}' is not ALL or EXCEPT_KEY"),
+            ));
+        }
+    };
+    Ok(KeyFields { names, except_key })
+}
+
+/// The option naming the value's format and the prefix of its format options: `'value.format'`
+/// with `value.json.*`, else `'format'` with `json.*`.
+fn value_format_option(options: &BTreeMap<String, String>) -> (&'static str, &'static str) {
+    if options.contains_key("value.format") {
+        ("value.format", "value.")
+    } else {
+        ("format", "")
+    }
 }
 
 /// `'partition:0,offset:42;partition:1,offset:300'` (Flink's specific-offsets syntax).

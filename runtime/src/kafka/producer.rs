@@ -2,7 +2,7 @@
 //! retries, bounded by `delivery.timeout.ms`) are remembered and fail the next send or flush.
 //! Used by the sink and by the source's dead-letter topic.
 
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -20,7 +20,8 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Records delivery outcomes (called on librdkafka's polling thread).
 #[derive(Default)]
 pub(super) struct Deliveries {
-    failed: Mutex<Option<String>>,
+    /// The first delivery failure (a lock-free read on every send).
+    failed: OnceLock<String>,
 }
 
 impl ClientContext for Deliveries {}
@@ -32,9 +33,7 @@ impl ProducerContext for Deliveries {
         match result {
             Ok(_) => {}
             Err((e, _)) => {
-                if let Ok(mut failed) = self.failed.lock() {
-                    failed.get_or_insert_with(|| e.to_string());
-                }
+                let _ = self.failed.set(e.to_string());
             }
         }
     }
@@ -155,14 +154,7 @@ impl TopicProducer {
     }
 
     fn check(&self) -> Result<(), RuntimeError> {
-        let failed = self
-            .inner
-            .context()
-            .failed
-            .lock()
-            .ok()
-            .and_then(|f| f.clone());
-        match failed {
+        match self.inner.context().failed.get() {
             Some(e) => Err(kafka_error(
                 &self.table,
                 &format!("delivering records to '{}' failed", self.topic),

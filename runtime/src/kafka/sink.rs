@@ -21,7 +21,10 @@ use arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use fsql_plan::SinkSpec;
 
 use super::producer::{Record, TopicProducer};
-use super::{client_config, default_property, kafka_error, topics};
+use super::{
+    KeyFields, client_config, default_property, kafka_error, key_fields, topics,
+    value_format_option,
+};
 use crate::error::RuntimeError;
 use crate::sink::{RowFormat, Sink};
 
@@ -97,20 +100,15 @@ impl KafkaSink {
                 RuntimeError::option(table, "key.fields", format!("`{name}` is not a column"))
             })
         };
-        let key_fields: Vec<usize> = opts
-            .get("key.fields")
-            .map(|k| {
-                k.split(';')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(index_of)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let key = match (key_fields.is_empty(), opts.contains_key("key.format")) {
-            (true, false) => None,
-            (false, true) => Some((
+        let KeyFields { names, except_key } = key_fields(table, opts)?;
+        let key_fields = names
+            .iter()
+            .map(|name| index_of(name))
+            .collect::<Result<Vec<usize>, _>>()?;
+        let key = if key_fields.is_empty() {
+            None
+        } else {
+            Some((
                 key_fields.clone(),
                 RowFormat::from_options(
                     table,
@@ -119,39 +117,13 @@ impl KafkaSink {
                     "key.",
                     &["json", "csv", "raw"],
                 )?,
-            )),
-            _ => {
-                return Err(RuntimeError::option(
-                    table,
-                    "key.fields",
-                    "'key.format' and 'key.fields' go together",
-                ));
-            }
-        };
-        let except_key = match opts
-            .get("value.fields-include")
-            .map(|v| v.trim().to_ascii_uppercase())
-            .as_deref()
-        {
-            None | Some("ALL") => false,
-            Some("EXCEPT_KEY") => true,
-            Some(other) => {
-                return Err(RuntimeError::option(
-                    table,
-                    "value.fields-include",
-                    format!("'{other}' is not ALL or EXCEPT_KEY"),
-                ));
-            }
+            ))
         };
         let value_columns: Vec<usize> = (0..schema.fields().len())
             .filter(|i| !spec.metadata.contains_key(i))
             .filter(|i| !(except_key && key_fields.contains(i)))
             .collect();
-        let (format_key, prefix) = if opts.contains_key("value.format") {
-            ("value.format", "value.")
-        } else {
-            ("format", "")
-        };
+        let (format_key, prefix) = value_format_option(opts);
         let value_format =
             RowFormat::from_options(table, opts, format_key, prefix, &["json", "csv", "raw"])?;
         let mut timestamp_column = None;

@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
@@ -53,7 +53,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::producer::{Record, TopicProducer};
 use super::{
-    client_config, default_property, kafka_error, millis_option, parse_specific_offsets, topics,
+    KeyFields, client_config, default_property, kafka_error, key_fields, millis_option,
+    parse_specific_offsets, topics, value_format_option,
 };
 use crate::batcher::Batcher;
 use crate::error::RuntimeError;
@@ -131,11 +132,9 @@ impl MetaBuilder {
 
     fn finish(&mut self) -> Result<ArrayRef, arrow::error::ArrowError> {
         Ok(match self {
-            MetaBuilder::Topic(b) | MetaBuilder::TimestampType(b) => {
-                std::sync::Arc::new(b.finish())
-            }
-            MetaBuilder::Partition(b) => std::sync::Arc::new(b.finish()),
-            MetaBuilder::Offset(b) => std::sync::Arc::new(b.finish()),
+            MetaBuilder::Topic(b) | MetaBuilder::TimestampType(b) => Arc::new(b.finish()),
+            MetaBuilder::Partition(b) => Arc::new(b.finish()),
+            MetaBuilder::Offset(b) => Arc::new(b.finish()),
             MetaBuilder::Timestamp(b, t) => arrow::compute::cast(&b.finish(), t)?,
         })
     }
@@ -145,31 +144,62 @@ impl MetaBuilder {
 /// source's own thread).
 #[derive(Default)]
 struct Shared {
-    /// The next offset of every partition, after the records read so far.
-    consumed: Mutex<HashMap<Partition, i64>>,
     topics: Vec<String>,
     /// Whether offsets are committed (a group id is set).
     commit: bool,
+    /// End offsets (exclusive) of a bounded run, by partition (set once, after connecting):
+    /// nothing at or past them is read or committed.
+    bounds: OnceLock<HashMap<Partition, i64>>,
     /// The assignment changed: refresh the splits, emit what is staged.
     rebalanced: AtomicBool,
     /// A commit on revocation failed.
-    failed: Mutex<Option<String>>,
+    failed: OnceLock<String>,
 }
 
 impl Shared {
-    /// The offsets to commit for `partitions` (all consumed ones when `None`).
-    fn offsets(&self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+    /// How far each partition has been read: librdkafka's position (the offset after the last
+    /// record polled; every polled record is emitted, dead-lettered or past the bound before the
+    /// next poll), capped at the run's bound. Only the partitions in `only`, when given.
+    fn positions<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        only: Option<&TopicPartitionList>,
+    ) -> HashMap<Partition, i64> {
+        let Ok(list) = consumer.position() else {
+            return HashMap::new();
+        };
+        list.elements()
+            .iter()
+            .filter_map(|e| {
+                let Offset::Offset(next) = e.offset() else {
+                    return None;
+                };
+                if only.is_some_and(|l| l.find_partition(e.topic(), e.partition()).is_none()) {
+                    return None;
+                }
+                let p = (
+                    self.topics.iter().position(|t| t == e.topic())?,
+                    e.partition(),
+                );
+                let end = self.bound(p).unwrap_or(i64::MAX);
+                Some((p, next.min(end)))
+            })
+            .collect()
+    }
+
+    /// The end of `p` in a bounded run (0 when it holds nothing).
+    fn bound(&self, p: Partition) -> Option<i64> {
+        self.bounds.get().map(|b| b.get(&p).copied().unwrap_or(0))
+    }
+
+    /// `offsets` as a list to commit.
+    fn to_list(&self, offsets: &HashMap<Partition, i64>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        let consumed = self.consumed.lock().map(|c| c.clone()).unwrap_or_default();
-        for ((t, p), next) in consumed {
-            let Some(topic) = self.topics.get(t) else {
-                continue;
-            };
-            if only.is_some_and(|l| l.find_partition(topic, p).is_none()) {
-                continue;
+        for ((t, p), next) in offsets {
+            if let Some(topic) = self.topics.get(*t) {
+                // Adding a valid offset to a fresh list cannot fail.
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*next));
             }
-            // Adding a valid offset to a fresh list cannot fail.
-            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(next));
         }
         tpl
     }
@@ -185,12 +215,14 @@ impl ConsumerContext for Callbacks {
         if let Rebalance::Revoke(revoked) = rebalance
             && self.0.commit
         {
-            let offsets = self.0.offsets(Some(revoked));
+            let offsets = self.0.to_list(&self.0.positions(consumer, Some(revoked)));
             if offsets.count() > 0
                 && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
-                && let Ok(mut failed) = self.0.failed.lock()
             {
-                failed.get_or_insert_with(|| format!("committing before a rebalance: {e}"));
+                let _ = self
+                    .0
+                    .failed
+                    .set(format!("committing before a rebalance: {e}"));
             }
         }
         self.0.rebalanced.store(true, Ordering::Relaxed);
@@ -216,8 +248,6 @@ pub struct KafkaSource {
     row_splits: Vec<u32>,
     /// The assigned splits, sorted.
     splits: Vec<u32>,
-    /// End offsets (exclusive) of a bounded run, by partition.
-    bounds: Option<HashMap<Partition, i64>>,
     /// Assigned partitions that reached their end.
     finished: Vec<Partition>,
     assigned: Vec<Partition>,
@@ -296,7 +326,9 @@ impl KafkaSource {
                 .assign(&tpl)
                 .map_err(|e| kafka_error(table, "assigning partitions", e))?;
         }
-        let bounds = bounded_offsets(&consumer, spec, &topics, &partitions)?;
+        if let Some(bounds) = bounded_offsets(&consumer, spec, &topics, &partitions)? {
+            let _ = shared.bounds.set(bounds);
+        }
         let dead_letter_topic = match opts.get("dead-letter.topic") {
             Some(topic) => {
                 let mut producer_config = client_config(table, opts)?;
@@ -323,7 +355,6 @@ impl KafkaSource {
             quiet,
             row_splits: Vec::new(),
             splits: Vec::new(),
-            bounds,
             finished: Vec::new(),
             assigned: Vec::new(),
             dead_letter_file,
@@ -358,7 +389,7 @@ impl KafkaSource {
         self.splits.sort_unstable();
         let assigned = &self.assigned;
         self.finished.retain(|p| assigned.contains(p));
-        if self.bounds.is_some() {
+        if self.shared.bounds.get().is_some() {
             // A partition whose committed offset is at its end already has nothing to read.
             let committed = if self.shared.commit && !self.assigned.is_empty() {
                 self.consumer.committed(LOOKUP_TIMEOUT).ok()
@@ -380,11 +411,7 @@ impl KafkaSource {
 
     /// Marks `p` finished if `at` (an offset it was read up to) or the bound itself says so.
     fn finish_if_reached(&mut self, p: Partition, at: Option<i64>) {
-        let Some(end) = self
-            .bounds
-            .as_ref()
-            .map(|b| b.get(&p).copied().unwrap_or(0))
-        else {
+        let Some(end) = self.shared.bound(p) else {
             return;
         };
         if (end <= 0 || at.is_some_and(|o| o >= end)) && !self.finished.contains(&p) {
@@ -394,20 +421,14 @@ impl KafkaSource {
 
     /// Every assigned partition reached its bound (bounded runs only).
     fn all_finished(&mut self) -> Result<bool, RuntimeError> {
-        if self.bounds.is_none() || self.assigned.is_empty() {
+        if self.shared.bounds.get().is_none() || self.assigned.is_empty() {
             return Ok(false);
         }
         if self.finished.len() < self.assigned.len() {
             // The position moves past transaction markers, which are never delivered.
-            let positions = self.consumer.position().ok();
+            let positions = self.shared.positions(&self.consumer, None);
             for p in self.assigned.clone() {
-                let at = positions.as_ref().and_then(|l| {
-                    match l.find_partition(&self.shared.topics[p.0], p.1)?.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    }
-                });
-                self.finish_if_reached(p, at);
+                self.finish_if_reached(p, positions.get(&p).copied());
             }
         }
         Ok(self.finished.len() >= self.assigned.len())
@@ -558,7 +579,7 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
-        if let Some(e) = self.shared.failed.lock().ok().and_then(|f| f.clone()) {
+        if let Some(e) = self.shared.failed.get() {
             return Err(kafka_error(&self.table, "consumer group", e));
         }
         if self.shared.rebalanced.swap(false, Ordering::Relaxed) {
@@ -591,8 +612,8 @@ impl Source for KafkaSource {
             };
             let partition = (t, message.partition());
             let offset = message.offset();
-            if let Some(end) = self.bounds.as_ref().map(|b| b.get(&partition).copied())
-                && offset >= end.unwrap_or(0)
+            if let Some(end) = self.shared.bound(partition)
+                && offset >= end
             {
                 // Past this run's end: not read, not committed.
                 if !self.finished.contains(&partition) {
@@ -624,9 +645,6 @@ impl Source for KafkaSource {
                         error,
                     )?;
                 }
-            }
-            if let Ok(mut consumed) = self.shared.consumed.lock() {
-                consumed.insert(partition, offset + 1);
             }
             if self.shared.rebalanced.load(Ordering::Relaxed)
                 || (rows > 0 && self.batcher.should_flush(Instant::now()))
@@ -666,23 +684,17 @@ impl Source for KafkaSource {
         if !self.shared.commit {
             return Ok(());
         }
-        let consumed = self
-            .shared
-            .consumed
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default();
-        if consumed
+        let positions = self.shared.positions(&self.consumer, None);
+        if positions
             .iter()
             .all(|(p, o)| self.committed.get(p) == Some(o))
         {
             return Ok(());
         }
-        let offsets = self.shared.offsets(None);
         self.consumer
-            .commit(&offsets, CommitMode::Sync)
+            .commit(&self.shared.to_list(&positions), CommitMode::Sync)
             .map_err(|e| kafka_error(&self.table, "committing offsets", e))?;
-        self.committed = consumed;
+        self.committed = positions;
         Ok(())
     }
 }
@@ -719,43 +731,10 @@ fn decoders(
 > {
     let table = spec.table.as_str();
     let opts = &spec.connector.options;
-    let key_fields: Vec<String> = opts
-        .get("key.fields")
-        .map(|k| {
-            k.split(';')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let key_format = opts.get("key.format");
-    if key_fields.is_empty() != key_format.is_none() {
-        return Err(RuntimeError::option(
-            table,
-            if key_format.is_none() {
-                "key.format"
-            } else {
-                "key.fields"
-            },
-            "'key.format' and 'key.fields' go together",
-        ));
-    }
-    let except_key = match opts
-        .get("value.fields-include")
-        .map(|v| v.trim().to_ascii_uppercase())
-        .as_deref()
-    {
-        None | Some("ALL") => false,
-        Some("EXCEPT_KEY") => true,
-        Some(other) => {
-            return Err(RuntimeError::option(
-                table,
-                "value.fields-include",
-                format!("'{other}' is not ALL or EXCEPT_KEY"),
-            ));
-        }
-    };
+    let KeyFields {
+        names: key_fields,
+        except_key,
+    } = key_fields(table, opts)?;
     let arrow = runtime_schema(&spec.physical);
     let mut layout = Vec::new();
     let mut meta = Vec::new();
@@ -789,35 +768,27 @@ fn decoders(
         ));
     }
     // Key fields read from the value too (ALL) come from the value, as in Flink.
-    let value_format = opts.get("value.format").or_else(|| opts.get("format"));
     let value = if value_fields.is_empty() {
         None
     } else {
-        Some(sub_decoder(
-            spec,
-            value_fields,
-            value_format,
-            if opts.contains_key("value.format") {
-                "value."
-            } else {
-                ""
-            },
-        )?)
+        let (format_key, prefix) = value_format_option(opts);
+        Some(sub_decoder(spec, value_fields, format_key, prefix)?)
     };
     let key = if key_cols.is_empty() {
         None
     } else {
-        Some(sub_decoder(spec, key_cols, key_format, "key.")?)
+        Some(sub_decoder(spec, key_cols, "key.format", "key.")?)
     };
     let quiet = value.as_ref().is_some_and(|v| v.1) || key.as_ref().is_some_and(|k| k.1);
     Ok((layout, value.map(|v| v.0), key.map(|k| k.0), meta, quiet))
 }
 
-/// A decoder for `fields` in `format`, with the format's options under `prefix` (`key.json.*`).
+/// A decoder for `fields` in the format option `format_key` names, with the format's options
+/// under `prefix` (`key.json.*` for `key.`).
 fn sub_decoder(
     spec: &SourceSpec,
     fields: Vec<fsql_plan::Field>,
-    format: Option<&String>,
+    format_key: &str,
     prefix: &str,
 ) -> Result<(Box<dyn RecordDecoder>, bool), RuntimeError> {
     let mut options = BTreeMap::new();
@@ -831,7 +802,7 @@ fn sub_decoder(
             options.insert(k.to_string(), v.clone());
         }
     }
-    if let Some(f) = format {
+    if let Some(f) = spec.connector.options.get(format_key) {
         options.insert("format".to_string(), f.clone());
     }
     let sub = SourceSpec {

@@ -22,8 +22,8 @@ use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, JoinSpec};
 
 use crate::error::RuntimeError;
-use crate::eval::evaluate;
-use crate::operator::{Event, Operator};
+use crate::eval::{evaluate_predicate, null_as_false};
+use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
 
@@ -191,8 +191,7 @@ pub struct Join {
     watermark: i64,
     /// `max(upper, −lower, 0)`: how far the output watermark trails the input's.
     delay: i64,
-    late: u64,
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
 }
 
 impl Join {
@@ -266,8 +265,7 @@ impl Join {
             row_keys: [Vec::new(), Vec::new()],
             watermark: i64::MIN,
             delay,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
         })
     }
 
@@ -358,19 +356,9 @@ impl Join {
         let Some(residual) = &self.residual else {
             return Ok((batch, None));
         };
-        let mask = evaluate(residual, &batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
-        let mask = mask
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .cloned()
-            .ok_or_else(|| {
-                RuntimeError::Plan(format!(
-                    "join node `{}`: the condition is not BOOLEAN",
-                    self.name
-                ))
-            })?;
-        // NULL counts as false.
-        let mask: BooleanArray = mask.iter().map(|v| Some(v == Some(true))).collect();
+        let mask =
+            evaluate_predicate(residual, &batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
+        let mask = null_as_false(mask);
         let kept = filter_record_batch(&batch, &mask).map_err(|e| self.arrow_err(e))?;
         Ok((kept, Some(mask)))
     }
@@ -457,13 +445,7 @@ impl Operator for Join {
                 }
             }
         }
-        crate::operator::keep_late_rows(
-            &self.name,
-            &batch,
-            late,
-            &mut self.late,
-            &mut self.late_batches,
-        )?;
+        self.late.keep(&self.name, &batch, late)?;
         let (keys, valid) =
             self.encoders[side].encode_exprs(&self.name, &self.keys[side], &batch)?;
         let b = self.sides[side].add_batch(batch);
@@ -583,11 +565,11 @@ impl Operator for Join {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }
 

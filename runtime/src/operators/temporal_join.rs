@@ -10,14 +10,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, TemporalJoinSpec};
 
 use crate::error::RuntimeError;
-use crate::eval::evaluate;
-use crate::operator::{Event, Operator};
+use crate::eval::{evaluate_predicate, null_as_false};
+use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::{FxBuild, KeyEncoder};
 use crate::operators::window::event_millis;
 
@@ -45,8 +45,7 @@ pub struct TemporalJoin {
     dirty: Vec<Box<[u8]>>,
     watermark: i64,
     seq: u64,
-    late: u64,
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
 }
 
 impl TemporalJoin {
@@ -89,8 +88,7 @@ impl TemporalJoin {
             dirty: Vec::new(),
             watermark: i64::MIN,
             seq: 0,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
         })
     }
 
@@ -176,18 +174,9 @@ impl TemporalJoin {
         let Some(residual) = &self.residual else {
             return Ok(joined);
         };
-        let mask = evaluate(residual, &joined).map_err(|e| RuntimeError::eval(&self.name, e))?;
-        let mask = mask
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .cloned()
-            .ok_or_else(|| {
-                RuntimeError::Plan(format!(
-                    "temporal join node `{}`: the condition is not BOOLEAN",
-                    self.name
-                ))
-            })?;
-        let pass: BooleanArray = mask.iter().map(|v| Some(v == Some(true))).collect();
+        let mask =
+            evaluate_predicate(residual, &joined).map_err(|e| RuntimeError::eval(&self.name, e))?;
+        let pass = null_as_false(mask);
         if self.kind == JoinKind::Inner {
             return filter_record_batch(&joined, &pass).map_err(|e| self.arrow_err(e));
         }
@@ -248,13 +237,7 @@ impl Operator for TemporalJoin {
                 self.dirty.push(key);
             }
         }
-        crate::operator::keep_late_rows(
-            &self.name,
-            &batch,
-            late,
-            &mut self.late,
-            &mut self.late_batches,
-        )?;
+        self.late.keep(&self.name, &batch, late)?;
         Ok(())
     }
 
@@ -268,10 +251,10 @@ impl Operator for TemporalJoin {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }

@@ -43,7 +43,7 @@ use fsql_plan::{EmitMode, OverSpec};
 
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
-use crate::operator::{Event, Operator};
+use crate::operator::{Event, LateRows, Operator};
 
 use self::layout::Layout;
 use self::partition::{BatchColumns, OneBatch, Partitions, RowRef};
@@ -101,9 +101,7 @@ pub struct Over {
     watermark: i64,
     /// Arrival sequence of the next row.
     seq: u64,
-    late: u64,
-    /// Late rows not yet handed to the late-data output.
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
     expiry: VecDeque<Expiry>,
     /// Results of the rows being processed: one vector per aggregate, by output position.
     results: Vec<Vec<Value>>,
@@ -174,8 +172,7 @@ impl Over {
             pending: Pending::new(),
             watermark: i64::MIN,
             seq: 0,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
             expiry: VecDeque::new(),
             ready: Vec::new(),
             pids: Vec::new(),
@@ -184,7 +181,7 @@ impl Over {
 
     /// Rows dropped because they arrived behind the watermark (or had no event time).
     pub fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     /// Partitions with state.
@@ -268,7 +265,7 @@ impl Over {
             .filter(|&i| ts.is_null(i) || is_late(ts.value(i), self.watermark))
             .map(|i| i as u32)
             .collect();
-        self.keep_late(&batch, &late)?;
+        self.late.keep(&self.name, &batch, late)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
         let columns = self.evaluate(&batch)?;
         let slot = self.pending.store(batch, columns, keys);
@@ -290,17 +287,6 @@ impl Over {
         }
         self.pending.seal(slot);
         Ok(())
-    }
-
-    /// Counts the rows at `late` and keeps them for the late-data output.
-    fn keep_late(&mut self, batch: &RecordBatch, late: &[u32]) -> Result<(), RuntimeError> {
-        crate::operator::keep_late_rows(
-            &self.name,
-            batch,
-            late.to_vec(),
-            &mut self.late,
-            &mut self.late_batches,
-        )
     }
 
     /// Watermark mode: processes and emits every waiting row with event time ≤ `w`.
@@ -473,7 +459,7 @@ impl Over {
             .filter(|&i| ts.is_null(i))
             .map(|i| i as u32)
             .collect();
-        self.keep_late(&batch, &no_time)?;
+        self.late.keep(&self.name, &batch, no_time)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
         let columns = self.evaluate(&batch)?;
         self.reset_results(n);
@@ -625,11 +611,11 @@ impl Operator for Over {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }
 

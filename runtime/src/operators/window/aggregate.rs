@@ -11,7 +11,7 @@ use super::sliced::SlicedState;
 use super::{Slicing, event_millis, millis_array};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
-use crate::operator::{Event, Operator};
+use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::accumulator_for;
 use crate::operators::agg::key::{FxBuild, KeyEncoder};
@@ -116,8 +116,7 @@ pub struct WindowAggregate {
     state: State,
     watermark: i64,
     seq: u64,
-    late: u64,
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
     ready: Vec<OutRow>,
 }
 
@@ -203,8 +202,7 @@ impl WindowAggregate {
             state,
             watermark: i64::MIN,
             seq: 0,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
             ready: Vec::new(),
         })
     }
@@ -431,13 +429,7 @@ impl Operator for WindowAggregate {
                 }
             }
         }
-        crate::operator::keep_late_rows(
-            &self.name,
-            &batch,
-            late,
-            &mut self.late,
-            &mut self.late_batches,
-        )?;
+        self.late.keep(&self.name, &batch, late)?;
         Ok(())
     }
 
@@ -460,11 +452,11 @@ impl Operator for WindowAggregate {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }
 

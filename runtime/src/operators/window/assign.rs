@@ -12,7 +12,7 @@ use fsql_plan::{WindowAssignSpec, WindowKind};
 use super::session::{Session, Sessions};
 use super::{Slicing, event_millis, millis_array};
 use crate::error::RuntimeError;
-use crate::operator::{Event, Operator};
+use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
 
 enum Assign {
@@ -32,8 +32,7 @@ pub struct WindowAssign {
     time: usize,
     watermark: i64,
     /// Rows without an event time, or (SESSION) whose session already fired.
-    late: u64,
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
     windows: Vec<(i64, i64)>,
 }
 
@@ -59,8 +58,7 @@ impl WindowAssign {
             assign,
             time: spec.time,
             watermark: i64::MIN,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
             windows: Vec::new(),
         })
     }
@@ -146,13 +144,7 @@ impl Operator for WindowAssign {
                 }
             }
         }
-        crate::operator::keep_late_rows(
-            &self.name,
-            &batch,
-            late,
-            &mut self.late,
-            &mut self.late_batches,
-        )?;
+        self.late.keep(&self.name, &batch, late)?;
         if !rows.is_empty() {
             let taken = take_record_batch(&batch, &UInt32Array::from(rows))
                 .map_err(|e| RuntimeError::arrow(&self.name, e))?;
@@ -187,10 +179,10 @@ impl Operator for WindowAssign {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }

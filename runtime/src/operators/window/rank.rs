@@ -18,7 +18,7 @@ use fsql_plan::WindowRankSpec;
 use super::event_millis;
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
-use crate::operator::{Event, Operator};
+use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::{FxBuild, KeyEncoder};
 
 /// A kept row: its sort key, arrival order, and the row itself (a one-row slice).
@@ -41,8 +41,7 @@ pub struct WindowRank {
     by_end: BTreeMap<i64, Vec<Box<[u8]>>>,
     watermark: i64,
     seq: u64,
-    late: u64,
-    late_batches: Vec<RecordBatch>,
+    late: LateRows,
 }
 
 impl WindowRank {
@@ -67,8 +66,7 @@ impl WindowRank {
             by_end: BTreeMap::new(),
             watermark: i64::MIN,
             seq: 0,
-            late: 0,
-            late_batches: Vec::new(),
+            late: LateRows::default(),
         })
     }
 
@@ -212,13 +210,7 @@ impl Operator for WindowRank {
                 ranked[worst] = entry;
             }
         }
-        crate::operator::keep_late_rows(
-            &self.name,
-            &batch,
-            late,
-            &mut self.late,
-            &mut self.late_batches,
-        )?;
+        self.late.keep(&self.name, &batch, late)?;
         Ok(())
     }
 
@@ -232,10 +224,10 @@ impl Operator for WindowRank {
     }
 
     fn late_rows(&self) -> u64 {
-        self.late
+        self.late.count()
     }
 
     fn take_late(&mut self) -> Option<RecordBatch> {
-        crate::operator::take_late_rows(&mut self.late_batches)
+        self.late.take()
     }
 }
