@@ -6,6 +6,33 @@ use fsql_plan::{
     AggregateFunction, EmitMode, GroupColumn, Node, Operator, OverFrame, Plan, WindowKind,
 };
 
+/// How each expression of node `n` runs: ` [compiled]`, ` [compiled; interpreted inside: ...]`
+/// or ` [interpreted: why]`; nothing for plain columns, or when the JIT is off.
+fn jit_notes(
+    p: &fsql_plan::Pipeline,
+    n: &Node,
+    filter: Option<&fsql_plan::Expr>,
+    outputs: &[fsql_plan::Expr],
+    jit: bool,
+) -> Vec<String> {
+    let count = usize::from(filter.is_some()) + outputs.len();
+    let input = n.inputs.first().and_then(|i| p.node(*i));
+    let (true, Some(input)) = (jit, input) else {
+        return vec![String::new(); count];
+    };
+    let schema = fsql_runtime::source::runtime_schema(&input.schema);
+    fsql_runtime::compiled::describe(filter, outputs, &schema)
+        .into_iter()
+        .map(|d| {
+            if d == "column" {
+                String::new()
+            } else {
+                format!("   [{d}]")
+            }
+        })
+        .collect()
+}
+
 /// A readable listing: one block per operator with its inputs, schema, time and state.
 pub fn text(plan: &Plan) -> String {
     let p = &plan.pipeline;
@@ -23,6 +50,19 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(out, "  source {}", plan.header.source_hash);
     let _ = writeln!(out, "  content {}", plan.header.content_hash);
     let _ = writeln!(out, "  emit: {emit}");
+    let jit = p
+        .settings
+        .get("jit.enabled")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let _ = writeln!(
+        out,
+        "  expressions: {}",
+        if jit {
+            "compiled by the JIT where marked (`fsql run --no-jit` interprets all)"
+        } else {
+            "interpreted (SET 'jit.enabled' = 'false')"
+        }
+    );
     for (k, v) in &p.settings {
         let _ = writeln!(out, "  set '{k}' = '{v}'");
     }
@@ -96,11 +136,14 @@ pub fn text(plan: &Plan) -> String {
                 filter,
                 projections,
             } => {
+                let mut notes = jit_notes(p, n, filter.as_ref(), projections, jit).into_iter();
                 if let Some(f) = filter {
-                    let _ = writeln!(out, "    filter: {f}");
+                    let note = notes.next().unwrap_or_default();
+                    let _ = writeln!(out, "    filter: {f}{note}");
                 }
                 for (i, e) in projections.iter().enumerate() {
-                    let _ = writeln!(out, "    {} := {e}", n.schema.fields[i].name);
+                    let note = notes.next().unwrap_or_default();
+                    let _ = writeln!(out, "    {} := {e}{note}", n.schema.fields[i].name);
                 }
             }
             Operator::Ruleset(r) => {
@@ -109,10 +152,22 @@ pub fn text(plan: &Plan) -> String {
                     "    key: {} (version {}), default '{}'",
                     n.schema.fields[r.key].name, r.version, r.default_decision
                 );
-                for rule in &r.rules {
+                let conditions: Vec<_> = r.rules.iter().map(|r| r.condition.clone()).collect();
+                // The rules compile together (one first-match kernel): a rule that is just a
+                // BOOLEAN column is part of it too.
+                let notes = jit_notes(p, n, None, &conditions, jit)
+                    .into_iter()
+                    .map(|note| {
+                        if note.is_empty() && jit {
+                            "   [compiled]".to_string()
+                        } else {
+                            note
+                        }
+                    });
+                for (rule, note) in r.rules.iter().zip(notes) {
                     let _ = writeln!(
                         out,
-                        "    rule {} priority {}: WHEN {} THEN '{}'",
+                        "    rule {} priority {}: WHEN {} THEN '{}'{note}",
                         rule.name, rule.priority, rule.condition, rule.decision
                     );
                 }
@@ -285,10 +340,19 @@ pub fn text(plan: &Plan) -> String {
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
-        let _ = writeln!(
-            out,
-            "    expressions: interpreted (the JIT is not built yet)"
-        );
+        if !matches!(
+            n.op,
+            Operator::Calc { .. }
+                | Operator::Ruleset(_)
+                | Operator::Union
+                | Operator::Collect
+                | Operator::Sink(_)
+        ) {
+            let _ = writeln!(
+                out,
+                "    expressions: interpreted (the JIT compiles filters, projections and rules)"
+            );
+        }
     }
     out
 }

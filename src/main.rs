@@ -62,11 +62,18 @@ enum Command {
         /// Ignore `rows-per-second` limits of generators and run as fast as possible.
         #[arg(long)]
         unthrottled: bool,
+        /// Interpret every expression instead of compiling filters, projections and rules
+        /// (overrides `SET 'jit.enabled'`).
+        #[arg(long)]
+        no_jit: bool,
     },
     /// Run the TEST blocks of `.fsql` test files.
     Test {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Interpret every expression instead of compiling them.
+        #[arg(long)]
+        no_jit: bool,
     },
 }
 
@@ -111,15 +118,16 @@ fn main() -> ExitCode {
             file,
             format,
             unthrottled,
+            no_jit,
         } => {
             let format = format.unwrap_or(if std::io::stdout().is_terminal() {
                 RowFormat::Table
             } else {
                 RowFormat::Jsonl
             });
-            load::load(&file).and_then(|plan| query_output::run(&plan, format, unthrottled))
+            load::load(&file).and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit))
         }
-        Command::Test { files } => test_runner::run_files(&files),
+        Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -14,7 +14,12 @@ use crate::RowFormat;
 const MAX_REPORTED_MALFORMED: usize = 20;
 
 /// Runs `plan` to the end of its input (or Ctrl-C), printing query rows; a summary goes to stderr.
-pub fn run(plan: &Plan, format: RowFormat, unthrottled: bool) -> Result<bool, String> {
+pub fn run(
+    plan: &Plan,
+    format: RowFormat,
+    unthrottled: bool,
+    no_jit: bool,
+) -> Result<bool, String> {
     let pipeline = &plan.pipeline;
     let collect: Vec<_> = pipeline
         .nodes
@@ -54,6 +59,7 @@ pub fn run(plan: &Plan, format: RowFormat, unthrottled: bool) -> Result<bool, St
         stop: Some(stop.clone()),
         unthrottled,
         on_malformed: Some(on_malformed),
+        no_jit,
         ..RunOptions::default()
     };
     let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {

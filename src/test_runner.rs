@@ -21,7 +21,7 @@ use fsql_runtime::{RunOptions, TestInput};
 const DEFAULT_TOLERANCE: f64 = 1e-9;
 
 /// Runs every test of every file; prints one line per test and a summary. Ok(false) if any failed.
-pub fn run_files(files: &[PathBuf]) -> Result<bool, String> {
+pub fn run_files(files: &[PathBuf], no_jit: bool) -> Result<bool, String> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in files {
         let text = std::fs::read_to_string(file)
@@ -46,7 +46,7 @@ pub fn run_files(files: &[PathBuf]) -> Result<bool, String> {
                 .sources
                 .file(test.name.span.file)
                 .line_col(test.name.span.start);
-            match run_test(file, &text, &base, test) {
+            match run_test(file, &text, &base, test, no_jit) {
                 Ok(()) => {
                     passed += 1;
                     println!("ok    {}  ({}:{line})", test.name.node, file.display());
@@ -65,7 +65,13 @@ pub fn run_files(files: &[PathBuf]) -> Result<bool, String> {
     Ok(failed == 0)
 }
 
-fn run_test(file: &Path, text: &str, base: &Compilation, test: &TestDef) -> Result<(), String> {
+fn run_test(
+    file: &Path,
+    text: &str,
+    base: &Compilation,
+    test: &TestDef,
+    no_jit: bool,
+) -> Result<(), String> {
     let mut extra = Vec::new();
     let mut expected_error = None;
     for item in &test.items {
@@ -231,6 +237,7 @@ fn run_test(file: &Path, text: &str, base: &Compilation, test: &TestDef) -> Resu
         inputs,
         taps,
         capture_sinks: true,
+        no_jit,
         ..RunOptions::default()
     };
     fsql_runtime::run(pipeline, options, &mut |node, batch| {

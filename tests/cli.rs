@@ -228,11 +228,60 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
         "{}",
         text(&first.stderr)
     );
-    let second = fsql(&["run", pipeline, "--format", "jsonl"]);
+    // Interpreted, the same rows come out: the seeded generator makes runs repeatable, and the
+    // JIT (filters, projections, the ruleset) changes nothing.
+    let second = fsql(&["run", pipeline, "--format", "jsonl", "--no-jit"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
     assert_eq!(
         first.stdout, second.stdout,
-        "the seeded generator makes runs repeatable"
+        "the same decisions with and without the JIT"
     );
+}
+
+/// Every `fsql test` file and every bounded example gives the same results with the JIT on and
+/// off.
+#[test]
+fn every_suite_and_example_gives_the_same_results_with_and_without_the_jit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["tests/suites", "examples", "pipelines"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("a directory").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.to_string_lossy().ends_with(".test.fsql") {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    for file in &files {
+        let file = file.to_str().expect("a UTF-8 path");
+        let jit = fsql(&["test", file]);
+        let interpreted = fsql(&["test", file, "--no-jit"]);
+        assert!(jit.status.success(), "{file}: {}", text(&jit.stdout));
+        assert!(
+            interpreted.status.success(),
+            "{file} --no-jit: {}",
+            text(&interpreted.stdout)
+        );
+        assert_eq!(text(&jit.stdout), text(&interpreted.stdout), "{file}");
+    }
+    let example = root.join("examples/filter_json/filter.fsql");
+    let example = example.to_str().expect("a UTF-8 path");
+    let jit = fsql(&["run", example, "--format", "jsonl"]);
+    let interpreted = fsql(&["run", example, "--format", "jsonl", "--no-jit"]);
+    assert!(jit.status.success(), "{}", text(&jit.stderr));
+    assert!(
+        text(&jit.stdout).lines().count() > 2,
+        "{}",
+        text(&jit.stdout)
+    );
+    assert_eq!(jit.stdout, interpreted.stdout);
 }
 
 #[test]

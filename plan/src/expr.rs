@@ -10,7 +10,7 @@ use crate::types::DataType;
 ///
 /// Columns are referred to by position, so a plan is self-contained and the runtime never resolves
 /// names. `data_type` is the type of the result; `nullable` says whether it can be NULL.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Expr {
     pub kind: ExprKind,
     pub data_type: DataType,
@@ -18,7 +18,7 @@ pub struct Expr {
 }
 
 /// The node kinds of [`Expr`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExprKind {
     /// The input column at this position.
     Column(usize),

@@ -57,6 +57,13 @@ fn state_ttl_ms(settings: &BTreeMap<String, String>) -> Result<Option<i64>, Runt
     Ok((ms > 0).then_some(ms))
 }
 
+/// Whether expressions run compiled: `SET 'jit.enabled'`, on by default.
+fn jit_enabled(settings: &BTreeMap<String, String>) -> bool {
+    settings
+        .get("jit.enabled")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+}
+
 /// A source's idle timeout: its `'scan.watermark.idle-timeout'`, else
 /// `SET 'table.exec.source.idle-timeout'`; `None` (never idle) by default, as in Flink.
 fn idle_timeout(
@@ -96,6 +103,8 @@ pub struct RunOptions {
     /// Hand what sinks receive to the collector instead of opening their connectors (`fsql test`
     /// never writes files or topics).
     pub capture_sinks: bool,
+    /// Interpret every expression (`fsql run --no-jit`), whatever `SET 'jit.enabled'` says.
+    pub no_jit: bool,
 }
 
 impl fmt::Debug for RunOptions {
@@ -108,6 +117,8 @@ impl fmt::Debug for RunOptions {
             .field("print_output", &self.print_output.is_some())
             .field("on_malformed", &self.on_malformed.is_some())
             .field("trace", &self.trace.is_some())
+            .field("capture_sinks", &self.capture_sinks)
+            .field("no_jit", &self.no_jit)
             .finish()
     }
 }
@@ -208,6 +219,7 @@ pub fn run(
         on_malformed,
         trace,
         capture_sinks,
+        no_jit,
     } = options;
     let print = print_output
         .map(PrintTarget::new)
@@ -217,7 +229,8 @@ pub fn run(
         unthrottled,
         capture_sinks,
     };
-    let mut exec = Executor::build(pipeline, inputs, &taps, &open, &print, collector)?;
+    let jit = !no_jit && jit_enabled(&pipeline.settings);
+    let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
     exec.trace = trace;
     let mut reporter: MalformedReporter =
         on_malformed.unwrap_or_else(|| Box::new(|_: &MalformedRecord| {}));
@@ -463,6 +476,7 @@ impl<'c> Executor<'c> {
         mut inputs: BTreeMap<String, Vec<TestInput>>,
         taps: &[NodeId],
         open: &OpenOptions,
+        jit: bool,
         print: &PrintTarget,
         collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
     ) -> Result<Self, RuntimeError> {
@@ -572,20 +586,30 @@ impl<'c> Executor<'c> {
                 PlanOp::Calc {
                     filter,
                     projections,
-                } => Some(Box::new(Calc::new(
-                    &node.name,
-                    filter.clone(),
-                    projections.clone(),
-                    schema.clone(),
-                ))),
+                } => {
+                    let calc = Calc::new(
+                        &node.name,
+                        filter.clone(),
+                        projections.clone(),
+                        schema.clone(),
+                    );
+                    Some(Box::new(if jit {
+                        calc.compiled(&*input(0)?)
+                    } else {
+                        calc
+                    }))
+                }
                 PlanOp::Union | PlanOp::Collect => {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }
-                PlanOp::Ruleset(spec) => Some(Box::new(Ruleset::new(
-                    &node.name,
-                    spec.clone(),
-                    schema.clone(),
-                ))),
+                PlanOp::Ruleset(spec) => {
+                    let ruleset = Ruleset::new(&node.name, spec.clone(), schema.clone());
+                    Some(Box::new(if jit {
+                        ruleset.compiled(&*input(0)?)
+                    } else {
+                        ruleset
+                    }))
+                }
                 PlanOp::Over(spec) => Some(Box::new(Over::new(
                     &node.name,
                     spec,

@@ -1,6 +1,8 @@
 //! fsql runtime: executes a compiled plan (`fsql_plan::Pipeline`) over Arrow batches.
 //!
 //! - [`eval`]: the expression interpreter (the reference executor of the expression IR).
+//! - [`compiled`]: filters and projections run by the Cranelift JIT (`fsql-jit`), the
+//!   interpreter taking over where the JIT does not reach.
 //! - [`operator`] / [`operators`]: the operator trait, the stateless operators and OVER
 //!   aggregation.
 //! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator; print, blackhole,
@@ -11,6 +13,7 @@
 
 pub mod append_file;
 pub mod batcher;
+pub mod compiled;
 pub mod duration;
 pub mod error;
 pub mod eval;

@@ -1,11 +1,19 @@
 //! Comparisons (`=`, `<`, `IS [NOT] DISTINCT FROM`...), with operands of different but comparable
 //! Arrow types (timestamp units, integer widths) brought to a common type first.
+//!
+//! FLOAT and DOUBLE compare as IEEE-754 values, as Flink (Java's `==`, `<`) does: NaN equals
+//! nothing, itself included, and is neither less nor greater than anything; `-0.0 = 0.0`; `<>` and
+//! `IS DISTINCT FROM` are TRUE for NaN. (Arrow's kernels order floats totally instead, so floats do
+//! not use them.)
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::kernels::cmp;
-use arrow::datatypes::{DataType as ArrowType, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType as ArrowType, Float32Type, Float64Type, TimeUnit,
+};
 use fsql_plan::BinaryOp;
 
 use super::Value;
@@ -91,6 +99,15 @@ pub(crate) fn coerce(l: Value, r: Value) -> Result<(Value, Value), EvalError> {
 pub(crate) fn compare(op: BinaryOp, l: Value, r: Value) -> Result<Value, EvalError> {
     let (l, r) = coerce(l, r)?;
     let scalar = l.is_scalar() && r.is_scalar();
+    match (l.data_type(), r.data_type()) {
+        (ArrowType::Float64, ArrowType::Float64) => {
+            return float_compare::<Float64Type>(op, &l, &r, scalar);
+        }
+        (ArrowType::Float32, ArrowType::Float32) => {
+            return float_compare::<Float32Type>(op, &l, &r, scalar);
+        }
+        _ => {}
+    }
     let out = match op {
         BinaryOp::Eq => cmp::eq(&l, &r)?,
         BinaryOp::NotEq => cmp::neq(&l, &r)?,
@@ -105,6 +122,66 @@ pub(crate) fn compare(op: BinaryOp, l: Value, r: Value) -> Result<Value, EvalErr
                 "`{}` is not a comparison",
                 other.sql()
             )));
+        }
+    };
+    Ok(Value::wrap(Arc::new(out) as ArrayRef, scalar))
+}
+
+/// IEEE-754 comparison of two float operands (arrays or one-row scalars).
+fn float_compare<T>(op: BinaryOp, l: &Value, r: &Value, scalar: bool) -> Result<Value, EvalError>
+where
+    T: ArrowPrimitiveType,
+    T::Native: PartialOrd,
+{
+    let (la, ra) = (l.array().as_primitive::<T>(), r.array().as_primitive::<T>());
+    let len = if scalar {
+        1
+    } else if l.is_scalar() {
+        ra.len()
+    } else {
+        la.len()
+    };
+    // Index of row `i` in each operand (a scalar repeats its one row).
+    let li = |i: usize| if l.is_scalar() { 0 } else { i };
+    let ri = |i: usize| if r.is_scalar() { 0 } else { i };
+    let (lv, rv) = (la.values(), ra.values());
+    let test = |f: &dyn Fn(T::Native, T::Native) -> bool| {
+        BooleanBuffer::collect_bool(len, |i| f(lv[li(i)], rv[ri(i)]))
+    };
+    let valid = |a: &arrow::array::PrimitiveArray<T>, at: &dyn Fn(usize) -> usize| {
+        BooleanBuffer::collect_bool(len, |i| a.is_valid(at(i)))
+    };
+    let out = match op {
+        BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom => {
+            let (lvalid, rvalid) = (valid(la, &li), valid(ra, &ri));
+            let equal = test(&|a, b| a == b);
+            // Not distinct: both NULL, or both valid and equal.
+            let same = &(&(&lvalid & &rvalid) & &equal) | &(&!&lvalid & &!&rvalid);
+            let values = if op == BinaryOp::IsNotDistinctFrom {
+                same
+            } else {
+                !&same
+            };
+            BooleanArray::new(values, None)
+        }
+        _ => {
+            let values = match op {
+                BinaryOp::Eq => test(&|a, b| a == b),
+                BinaryOp::NotEq => test(&|a, b| a != b),
+                BinaryOp::Lt => test(&|a, b| a < b),
+                BinaryOp::LtEq => test(&|a, b| a <= b),
+                BinaryOp::Gt => test(&|a, b| a > b),
+                BinaryOp::GtEq => test(&|a, b| a >= b),
+                other => {
+                    return Err(EvalError::Unsupported(format!(
+                        "`{}` is not a comparison",
+                        other.sql()
+                    )));
+                }
+            };
+            let lnulls = la.nulls().map(|_| NullBuffer::new(valid(la, &li)));
+            let rnulls = ra.nulls().map(|_| NullBuffer::new(valid(ra, &ri)));
+            BooleanArray::new(values, NullBuffer::union(lnulls.as_ref(), rnulls.as_ref()))
         }
     };
     Ok(Value::wrap(Arc::new(out) as ArrayRef, scalar))

@@ -1,11 +1,13 @@
 //! Calc (Flink's name for filter + projection): keeps rows whose filter is TRUE (NULL and FALSE
-//! drop), then computes the projections on the kept rows only.
+//! drop), then computes the projections on the kept rows only. With the JIT on, one compiled
+//! kernel does both ([`CompiledExprs`]); the interpreter is the fallback and the reference.
 
 use arrow::array::{Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use fsql_plan::Expr;
 
+use crate::compiled::CompiledExprs;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate, evaluate_predicate};
 use crate::operator::{Event, Operator};
@@ -16,10 +18,11 @@ pub struct Calc {
     filter: Option<Expr>,
     projections: Vec<Expr>,
     schema: SchemaRef,
+    compiled: Option<CompiledExprs>,
 }
 
 impl Calc {
-    /// A Calc producing `schema` (one field per projection).
+    /// A Calc producing `schema` (one field per projection), interpreted.
     pub fn new(
         name: &str,
         filter: Option<Expr>,
@@ -31,11 +34,38 @@ impl Calc {
             filter,
             projections,
             schema,
+            compiled: None,
         }
     }
 
+    /// The same Calc run by compiled code over batches of `input` where the JIT reaches.
+    pub fn compiled(mut self, input: &arrow::datatypes::Schema) -> Calc {
+        self.compiled = CompiledExprs::new(self.filter.as_ref(), &self.projections, input);
+        self
+    }
+
     /// Applies the Calc to one batch (`None` when no row passes).
-    pub fn apply(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RuntimeError> {
+    pub fn apply(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RuntimeError> {
+        if let Some(compiled) = &mut self.compiled {
+            let computed = compiled
+                .run(batch)
+                .map_err(|e| RuntimeError::eval(&self.name, e))?;
+            if let Some(c) = computed {
+                if c.rows == 0 {
+                    return Ok(None);
+                }
+                let options = RecordBatchOptions::new().with_row_count(Some(c.rows));
+                let out =
+                    RecordBatch::try_new_with_options(self.schema.clone(), c.columns, &options)
+                        .map_err(|e| RuntimeError::arrow(&self.name, e))?;
+                return Ok(Some(out));
+            }
+        }
+        self.interpret(batch)
+    }
+
+    /// The interpreter's answer: the reference.
+    fn interpret(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RuntimeError> {
         let filtered;
         let input = match &self.filter {
             None => batch,
@@ -106,7 +136,7 @@ mod tests {
         );
         // WHERE id > 1 (NULL id: unknown, dropped) SELECT name, id * 10
         let out_schema = schema(&[("name", DataType::String), ("id10", DataType::BigInt)]);
-        let calc = Calc::new(
+        let mut calc = Calc::new(
             "calc",
             Some(bin(
                 BinaryOp::Gt,
@@ -131,7 +161,7 @@ mod tests {
             vec![r#"{"name":"b","id10":20}"#, r#"{"name":"d","id10":40}"#]
         );
         // No row passing gives no batch at all.
-        let none = Calc::new(
+        let mut none = Calc::new(
             "calc",
             Some(bin(
                 BinaryOp::Gt,
@@ -157,7 +187,7 @@ mod tests {
             data_type: DataType::Int,
             nullable: true,
         };
-        let calc = Calc::new(
+        let mut calc = Calc::new(
             "my_view",
             None,
             vec![bad],

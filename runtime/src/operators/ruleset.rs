@@ -4,16 +4,19 @@
 //! `decision`, `rule`, `ruleset_version`.
 //!
 //! A rule's condition is only evaluated on rows no earlier rule decided, so a condition that would
-//! fail on such rows does not fail the batch.
+//! fail on such rows does not fail the batch. With the JIT on, the rules compile to one kernel
+//! computing `CASE WHEN c1 THEN 0 WHEN c2 THEN 1 ... END`, the index of the rule that fires.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions,
+    StringBuilder,
 };
-use arrow::datatypes::SchemaRef;
-use fsql_plan::RulesetSpec;
+use arrow::datatypes::{Int32Type, Schema, SchemaRef};
+use fsql_plan::{DataType, Expr, ExprKind, Literal, RulesetSpec};
 
+use crate::compiled::CompiledExprs;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate_masked, logic_is_true};
 use crate::operator::{Event, Operator};
@@ -23,6 +26,7 @@ pub struct Ruleset {
     name: String,
     spec: RulesetSpec,
     schema: SchemaRef,
+    compiled: Option<CompiledExprs>,
 }
 
 impl Ruleset {
@@ -32,7 +36,14 @@ impl Ruleset {
             name: name.to_string(),
             spec,
             schema,
+            compiled: None,
         }
+    }
+
+    /// The same ruleset with its conditions compiled, over batches of `input`.
+    pub fn compiled(mut self, input: &Schema) -> Ruleset {
+        self.compiled = CompiledExprs::new(None, &[first_match(&self.spec)], input);
+        self
     }
 
     /// The rules in force.
@@ -40,8 +51,31 @@ impl Ruleset {
         &self.spec
     }
 
-    /// Decides every row of `batch`.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, RuntimeError> {
+    /// The index of the rule that fires on each row, by the compiled kernel; `None` when the
+    /// batch must be interpreted.
+    fn fired_compiled(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Option<Vec<Option<usize>>>, RuntimeError> {
+        let Some(compiled) = &mut self.compiled else {
+            return Ok(None);
+        };
+        let computed = compiled
+            .run(batch)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
+        Ok(computed.and_then(|c| {
+            let index = c.columns.first()?.as_primitive_opt::<Int32Type>()?.clone();
+            Some(
+                index
+                    .iter()
+                    .map(|k| k.and_then(|k| usize::try_from(k).ok()))
+                    .collect(),
+            )
+        }))
+    }
+
+    /// The index of the rule that fires on each row, interpreted.
+    fn fired_interpreted(&self, batch: &RecordBatch) -> Result<Vec<Option<usize>>, RuntimeError> {
         let rows = batch.num_rows();
         let mut fired: Vec<Option<usize>> = vec![None; rows];
         let mut open = BooleanArray::from(vec![true; rows]);
@@ -63,6 +97,16 @@ impl Ruleset {
             }
             open = BooleanArray::new(open.values() & &!hit.values(), None);
         }
+        Ok(fired)
+    }
+
+    /// Decides every row of `batch`.
+    pub fn apply(&mut self, batch: &RecordBatch) -> Result<RecordBatch, RuntimeError> {
+        let rows = batch.num_rows();
+        let fired = match self.fired_compiled(batch)? {
+            Some(fired) => fired,
+            None => self.fired_interpreted(batch)?,
+        };
         let mut decision = StringBuilder::with_capacity(rows, rows * 6);
         let mut rule = StringBuilder::with_capacity(rows, rows * 8);
         for f in &fired {
@@ -97,6 +141,32 @@ impl Ruleset {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| RuntimeError::arrow(&self.name, e))
+    }
+}
+
+/// `CASE WHEN c1 THEN 0 WHEN c2 THEN 1 ... END` (INT): the index of the first rule whose
+/// condition is TRUE, NULL when none is. CASE evaluates a condition only on rows no earlier branch
+/// took, which is exactly the rules' first-match semantics.
+fn first_match(spec: &RulesetSpec) -> Expr {
+    let branches = spec
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(k, rule)| {
+            let index = Expr::literal(
+                Literal::Int(i64::try_from(k).unwrap_or(i64::MAX)),
+                DataType::Int,
+            );
+            (rule.condition.clone(), index)
+        })
+        .collect();
+    Expr {
+        kind: ExprKind::Case {
+            branches,
+            otherwise: None,
+        },
+        data_type: DataType::Int,
+        nullable: true,
     }
 }
 
@@ -161,7 +231,7 @@ mod tests {
                 rule("block", 20, 0.9, "BLOCK"),
             ],
         };
-        let rs = Ruleset::new("decisions", spec, runtime_schema(&out));
+        let mut rs = Ruleset::new("decisions", spec, runtime_schema(&out));
         let batch = batch_of(
             &input,
             vec![

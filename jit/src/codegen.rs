@@ -1,0 +1,1018 @@
+//! Expression trees to Cranelift IR: one native function per [`KernelSpec`] that loops over the
+//! rows of a batch, evaluates the filter, and writes the outputs of the rows that pass.
+//!
+//! Every value is a register pair: the value and, unless the value can never be NULL, a validity
+//! flag (`i8` 0/1). Booleans are `i8` 0/1. Nothing the generated code does can trap: integer
+//! division guards its divisor (zero gives NULL, `MIN / -1` wraps), float-to-integer conversion
+//! saturates. The ABI is [`ColumnArg`]/[`OutputArg`] (see `kernel.rs`).
+
+use cranelift_codegen::ir::{
+    AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value,
+    condcodes::{FloatCC, IntCC},
+    types,
+};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, isa::OwnedTargetIsa};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Module, default_libcall_names};
+use fsql_plan::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
+
+use crate::JitError;
+use crate::helpers;
+use crate::phys::{Phys, common};
+use crate::split::{KernelSpec, literal_ok, unsupported};
+
+/// Byte offsets of [`crate::kernel::ColumnArg`] fields.
+const COL_VALUES: i32 = 0;
+const COL_VALIDITY: i32 = 8;
+const COL_DATA: i32 = 16;
+pub(crate) const COL_SIZE: i64 = 24;
+/// Byte offsets of [`crate::kernel::OutputArg`] fields.
+const OUT_VALUES: i32 = 0;
+const OUT_VALIDITY: i32 = 8;
+pub(crate) const OUT_SIZE: i64 = 16;
+
+/// A right operand of AND/OR costing more than this many nodes is skipped with a branch when the
+/// left one decides; cheaper ones are evaluated branch-free.
+const BRANCH_COST: usize = 12;
+
+/// Outputs costing at most this many nodes in total are computed for every row, and kept only for
+/// rows that pass the filter, instead of branching on the filter.
+const BRANCH_FREE_OUTPUTS: usize = 24;
+
+/// The kernel's native signature: `(inputs, rows, outputs, selection) -> selected rows`.
+pub(crate) type KernelFn = unsafe extern "C" fn(*const u8, i64, *const u8, *mut u8) -> i64;
+
+/// A finalised function and the memory that holds it.
+pub(crate) struct Code {
+    pub module: JITModule,
+    pub function: KernelFn,
+    /// Per output, whether this code never writes a NULL (its validity bitmap is not written).
+    pub always_valid: Vec<bool>,
+    /// String literals the code points into.
+    pub _strings: Vec<Box<[u8]>>,
+}
+
+fn isa() -> Result<OwnedTargetIsa, JitError> {
+    static ISA: std::sync::OnceLock<Result<OwnedTargetIsa, String>> = std::sync::OnceLock::new();
+    ISA.get_or_init(|| {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| format!("cranelift setting {k}: {e}"))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        let builder = cranelift_native::builder().map_err(|e| e.to_string())?;
+        builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(JitError::Codegen)
+}
+
+/// Compiles `spec`; `nullable[k]` says whether slot `k`'s validity bitmap is read (a slot
+/// compiled as not nullable must be given an array without NULLs).
+pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitError> {
+    let slots = spec
+        .slots
+        .iter()
+        .map(|t| Phys::of(t).ok_or_else(|| JitError::Unsupported(format!("a {t} input"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for e in spec.filter.iter().chain(&spec.outputs) {
+        check(e, &spec.slots)?;
+    }
+    let mut module = JITModule::new(JITBuilder::with_isa(isa()?, default_libcall_names()));
+    let ptr = types::I64;
+    let mut ctx: Context = module.make_context();
+    for _ in 0..4 {
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+    }
+    ctx.func.signature.returns.push(AbiParam::new(ptr));
+    let mut fctx = FunctionBuilderContext::new();
+    let frontend_config = module.target_config();
+    let mut always_valid_flags = Vec::new();
+    let mut strings = Vec::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let mut sig = |params: &[Type], ret: Type| {
+            let mut s = Signature::new(module.isa().default_call_conv());
+            s.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+            s.returns.push(AbiParam::new(ret));
+            b.import_signature(s)
+        };
+        let str_cmp = sig(&[ptr, ptr, ptr, ptr], types::I32);
+        let fmod64 = sig(&[types::F64, types::F64], types::F64);
+        let fmod32 = sig(&[types::F32, types::F32], types::F32);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (inputs, rows, outputs, selection) = (params[0], params[1], params[2], params[3]);
+        let flags = MemFlagsData::trusted();
+        let mut regs = Vec::with_capacity(slots.len());
+        for (k, phys) in slots.iter().enumerate() {
+            let base = b.ins().iadd_imm_s(inputs, k as i64 * COL_SIZE);
+            let values = b.ins().load(ptr, flags, base, COL_VALUES);
+            let validity = nullable
+                .get(k)
+                .copied()
+                .unwrap_or(true)
+                .then(|| b.ins().load(ptr, flags, base, COL_VALIDITY));
+            let data = (*phys == Phys::Str).then(|| b.ins().load(ptr, flags, base, COL_DATA));
+            regs.push(SlotRegs {
+                phys: *phys,
+                values,
+                validity,
+                data,
+            });
+        }
+        let mut outs = Vec::with_capacity(spec.outputs.len());
+        for k in 0..spec.outputs.len() {
+            let base = b.ins().iadd_imm_s(outputs, k as i64 * OUT_SIZE);
+            outs.push((
+                b.ins().load(ptr, flags, base, OUT_VALUES),
+                b.ins().load(ptr, flags, base, OUT_VALIDITY),
+            ));
+        }
+        let row = b.declare_var(ptr);
+        let kept = b.declare_var(ptr);
+        let zero = b.ins().iconst(ptr, 0);
+        b.def_var(row, zero);
+        b.def_var(kept, zero);
+        // One 64-bit accumulator per bitmap written: the selection, then each output's validity
+        // and (BOOLEAN) values.
+        let mut bitmap_acc = || {
+            let acc = b.declare_var(types::I64);
+            b.def_var(acc, zero);
+            acc
+        };
+        let selection_acc = bitmap_acc();
+        let output_accs: Vec<(Variable, Variable)> = (0..spec.outputs.len())
+            .map(|_| (bitmap_acc(), bitmap_acc()))
+            .collect();
+        let head = b.create_block();
+        let body = b.create_block();
+        let next = b.create_block();
+        let exit = b.create_block();
+        b.ins().jump(head, &[]);
+        b.switch_to_block(head);
+        let i = b.use_var(row);
+        let done = b.ins().icmp(IntCC::SignedGreaterThanOrEqual, i, rows);
+        b.ins().brif(done, exit, &[], body, &[]);
+        b.switch_to_block(body);
+        b.seal_block(body);
+        let mut g = Gen {
+            b,
+            slots: regs,
+            row: i,
+            strings: &mut strings,
+            str_cmp,
+            fmod64,
+            fmod32,
+            loaded: vec![Vec::new()],
+        };
+        // Rows that fail the filter: with cheap outputs, the outputs are computed anyway and
+        // overwritten by the next row (no branch to mispredict); otherwise they are skipped.
+        let mut advance_by = None;
+        if let Some(filter) = &spec.filter {
+            let f = g.expr(filter)?;
+            let pass = g.truth(f);
+            g.put_bit(selection, selection_acc, i, pass);
+            let output_cost: usize = spec.outputs.iter().map(cost).sum();
+            if output_cost <= BRANCH_FREE_OUTPUTS {
+                advance_by = Some(pass);
+            } else {
+                let emit = g.b.create_block();
+                g.b.ins().brif(pass, emit, &[], next, &[]);
+                g.b.switch_to_block(emit);
+                g.b.seal_block(emit);
+                g.loaded.push(Vec::new());
+            }
+        }
+        let k = g.b.use_var(kept);
+        for ((e, (values, validity)), (values_acc, validity_acc)) in
+            spec.outputs.iter().zip(&outs).zip(&output_accs)
+        {
+            let v = g.expr(e)?;
+            // An output that cannot be NULL in this variant gets no validity bitmap.
+            if let Some(valid) = v.valid {
+                g.put_bit(*validity, *validity_acc, k, valid);
+            }
+            always_valid_flags.push(v.valid.is_none());
+            match v.phys {
+                Phys::Bool => g.put_bit(*values, *values_acc, k, v.a),
+                phys => {
+                    let offset = g.b.ins().imul_imm_s(k, phys.width() as i64);
+                    let addr = g.b.ins().iadd(*values, offset);
+                    g.b.ins().store(flags, v.a, addr, 0);
+                }
+            }
+        }
+        let k1 = match advance_by {
+            Some(pass) => {
+                let step = g.b.ins().uextend(types::I64, pass);
+                g.b.ins().iadd(k, step)
+            }
+            None => g.b.ins().iadd_imm_s(k, 1),
+        };
+        g.b.def_var(kept, k1);
+        g.b.ins().jump(next, &[]);
+        g.b.switch_to_block(next);
+        g.b.seal_block(next);
+        let i1 = g.b.ins().iadd_imm_s(i, 1);
+        g.b.def_var(row, i1);
+        g.b.ins().jump(head, &[]);
+        g.b.seal_block(head);
+        g.b.switch_to_block(exit);
+        g.b.seal_block(exit);
+        let result = g.b.use_var(kept);
+        g.b.ins().return_(&[result]);
+        g.b.finalize(frontend_config);
+    }
+    let id = module
+        .declare_anonymous_function(&ctx.func.signature)
+        .map_err(|e| JitError::Codegen(e.to_string()))?;
+    if std::env::var_os("FSQL_JIT_DUMP").is_some() {
+        ctx.set_disasm(true);
+    }
+    module
+        .define_function(id, &mut ctx)
+        .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
+    if let Some(code) = ctx.compiled_code().and_then(|c| c.vcode.as_ref())
+        && std::env::var_os("FSQL_JIT_DUMP").is_some()
+    {
+        eprintln!("{code}");
+    }
+    module.clear_context(&mut ctx);
+    module
+        .finalize_definitions()
+        .map_err(|e| JitError::Codegen(e.to_string()))?;
+    let code = module.get_finalized_function(id);
+    // SAFETY: `code` is the function just defined with exactly `KernelFn`'s signature, and it
+    // stays mapped as long as `module`, which `Code` owns.
+    let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+    Ok(Code {
+        module,
+        function,
+        always_valid: always_valid_flags,
+        _strings: strings,
+    })
+}
+
+/// Refuses a tree with any node compiled code does not implement, or a column outside `slots`
+/// (the kernel's memory safety rests on this: every load is of a slot whose class is known).
+fn check(e: &Expr, slots: &[arrow::datatypes::DataType]) -> Result<(), JitError> {
+    if let ExprKind::Column(k) = e.kind {
+        return match slots.get(k) {
+            Some(t) if *t == e.data_type.to_arrow() => Ok(()),
+            _ => Err(JitError::Unsupported(format!("column ${k} of this type"))),
+        };
+    }
+    if let Some(reason) = unsupported(e) {
+        return Err(JitError::Unsupported(reason));
+    }
+    e.children().into_iter().try_for_each(|c| check(c, slots))
+}
+
+struct SlotRegs {
+    phys: Phys,
+    values: Value,
+    validity: Option<Value>,
+    data: Option<Value>,
+}
+
+/// One computed value: `a` (for strings the pointer, with `len`), and its validity flag unless
+/// it is never NULL.
+#[derive(Clone, Copy)]
+struct V {
+    a: Value,
+    len: Option<Value>,
+    valid: Option<Value>,
+    phys: Phys,
+}
+
+struct Gen<'f, 's> {
+    b: FunctionBuilder<'f>,
+    slots: Vec<SlotRegs>,
+    /// The current row number.
+    row: Value,
+    strings: &'s mut Vec<Box<[u8]>>,
+    str_cmp: cranelift_codegen::ir::SigRef,
+    fmod64: cranelift_codegen::ir::SigRef,
+    fmod32: cranelift_codegen::ir::SigRef,
+    /// Columns already loaded for the current row, by scope: a scope per conditionally executed
+    /// block, so a value is reused only where its load dominates the use.
+    loaded: Vec<Vec<(usize, V)>>,
+}
+
+/// The number of nodes of `e`, with string comparisons weighing more (an ordering comparison
+/// always calls a helper; an equality rarely does).
+fn cost(e: &Expr) -> usize {
+    let own = match &e.kind {
+        ExprKind::Binary { op, left, .. } if left.data_type == fsql_plan::DataType::String => {
+            match op {
+                BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::IsDistinctFrom
+                | BinaryOp::IsNotDistinctFrom => 2,
+                _ => 8,
+            }
+        }
+        ExprKind::Case { .. } | ExprKind::InList { .. } => 3,
+        _ => 1,
+    };
+    own + e.children().into_iter().map(cost).sum::<usize>()
+}
+
+impl Gen<'_, '_> {
+    fn iconst(&mut self, ty: Type, v: i64) -> Value {
+        let bits = ty.bits();
+        let masked = if bits >= 64 {
+            v
+        } else {
+            (v as u64 & ((1u64 << bits) - 1)) as i64
+        };
+        self.b.ins().iconst(ty, masked)
+    }
+
+    fn one(&mut self) -> Value {
+        self.b.ins().iconst(types::I8, 1)
+    }
+
+    fn not(&mut self, v: Value) -> Value {
+        self.b.ins().bxor_imm_u(v, 1)
+    }
+
+    /// TRUE (1) where the boolean is TRUE and not NULL.
+    fn truth(&mut self, v: V) -> Value {
+        match v.valid {
+            Some(valid) => self.b.ins().band(valid, v.a),
+            None => v.a,
+        }
+    }
+
+    fn both_valid(&mut self, l: Option<Value>, r: Option<Value>) -> Option<Value> {
+        match (l, r) {
+            (Some(l), Some(r)) => Some(self.b.ins().band(l, r)),
+            (x, None) | (None, x) => x,
+        }
+    }
+
+    /// Bit `index` of the bitmap at `base` (bit 0 is the first byte's lowest).
+    fn load_bit(&mut self, base: Value, index: Value) -> Value {
+        let byte_index = self.b.ins().ushr_imm_u(index, 3);
+        let addr = self.b.ins().iadd(base, byte_index);
+        let byte = self
+            .b
+            .ins()
+            .load(types::I8, MemFlagsData::trusted(), addr, 0);
+        let shift = self.b.ins().band_imm_u(index, 7);
+        let shifted = self.b.ins().ushr(byte, shift);
+        self.b.ins().band_imm_u(shifted, 1)
+    }
+
+    /// Sets bit `index` of the bitmap at `base` (whole 64-bit words) to `bit` (0/1), for indexes
+    /// written in non-decreasing order (an index written again replaces its bit): the word is
+    /// built in accumulator `acc` (restarted at each word's first bit) and stored whole, so no
+    /// byte is read back.
+    fn put_bit(&mut self, base: Value, acc: Variable, index: Value, bit: Value) {
+        let shift = self.b.ins().band_imm_u(index, 63);
+        let first = self.b.ins().icmp_imm_u(IntCC::Equal, shift, 0);
+        let old = self.b.use_var(acc);
+        let one = self.b.ins().iconst(types::I64, 1);
+        let mask = self.b.ins().ishl(one, shift);
+        let cleared = self.b.ins().band_not(old, mask);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let kept = self.b.ins().select(first, zero, cleared);
+        let wide = self.b.ins().uextend(types::I64, bit);
+        let moved = self.b.ins().ishl(wide, shift);
+        let word = self.b.ins().bor(kept, moved);
+        self.b.def_var(acc, word);
+        let word_index = self.b.ins().ushr_imm_u(index, 6);
+        let offset = self.b.ins().ishl_imm_u(word_index, 3);
+        let addr = self.b.ins().iadd(base, offset);
+        self.b.ins().store(MemFlagsData::trusted(), word, addr, 0);
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<V, JitError> {
+        let phys = Phys::of(&e.data_type.to_arrow())
+            .ok_or_else(|| JitError::Unsupported(format!("{} values", e.data_type)))?;
+        Ok(match &e.kind {
+            ExprKind::Column(k) => self.column(*k)?,
+            ExprKind::Literal(lit) => self.literal(lit, e, phys)?,
+            ExprKind::Unary { op, arg } => {
+                let v = self.expr(arg)?;
+                self.unary(*op, v)
+            }
+            ExprKind::Binary { op, left, right } => match op {
+                BinaryOp::And | BinaryOp::Or => self.and_or(*op == BinaryOp::And, left, right)?,
+                BinaryOp::Plus
+                | BinaryOp::Minus
+                | BinaryOp::Multiply
+                | BinaryOp::Divide
+                | BinaryOp::Modulo => {
+                    let l = self.expr(left)?;
+                    let r = self.expr(right)?;
+                    self.arithmetic(*op, l, r)
+                }
+                _ => {
+                    let l = self.expr(left)?;
+                    let r = self.expr(right)?;
+                    self.compare(*op, l, r)
+                }
+            },
+            ExprKind::Cast { arg, .. } => {
+                let v = self.expr(arg)?;
+                V {
+                    a: self.convert(v.a, v.phys, phys),
+                    phys,
+                    ..v
+                }
+            }
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => self.case(branches, otherwise.as_deref(), phys)?,
+            ExprKind::InList { arg, list, negated } => {
+                let a = self.expr(arg)?;
+                let mut acc: Option<V> = None;
+                for item in list {
+                    let v = self.expr(item)?;
+                    let eq = self.compare(BinaryOp::Eq, a, v);
+                    acc = Some(match acc {
+                        None => eq,
+                        Some(prev) => self.kleene(false, prev, eq),
+                    });
+                }
+                let result = match acc {
+                    Some(v) => v,
+                    None => V {
+                        a: self.b.ins().iconst(types::I8, 0),
+                        len: None,
+                        valid: None,
+                        phys: Phys::Bool,
+                    },
+                };
+                if *negated {
+                    self.unary(UnaryOp::Not, result)
+                } else {
+                    result
+                }
+            }
+            ExprKind::Like { .. } | ExprKind::Call { .. } => {
+                return Err(JitError::Unsupported(e.to_string()));
+            }
+        })
+    }
+
+    fn column(&mut self, k: usize) -> Result<V, JitError> {
+        let cached = self
+            .loaded
+            .iter()
+            .rev()
+            .flat_map(|scope| scope.iter())
+            .find(|(slot, _)| *slot == k);
+        if let Some((_, v)) = cached {
+            return Ok(*v);
+        }
+        let v = self.load_column(k)?;
+        if let Some(scope) = self.loaded.last_mut() {
+            scope.push((k, v));
+        }
+        Ok(v)
+    }
+
+    fn load_column(&mut self, k: usize) -> Result<V, JitError> {
+        let Some(slot) = self.slots.get(k) else {
+            return Err(JitError::Unsupported(format!("slot {k}")));
+        };
+        let (phys, values, validity, data) = (slot.phys, slot.values, slot.validity, slot.data);
+        let i = self.row;
+        let valid = validity.map(|bitmap| self.load_bit(bitmap, i));
+        let flags = MemFlagsData::trusted();
+        let (a, len) = match phys {
+            Phys::Bool => (self.load_bit(values, i), None),
+            Phys::Str => {
+                let Some(data) = data else {
+                    return Err(JitError::Codegen(format!("slot {k} has no string data")));
+                };
+                let at = self.b.ins().ishl_imm_u(i, 2);
+                let addr = self.b.ins().iadd(values, at);
+                let start = self.b.ins().load(types::I32, flags, addr, 0);
+                let end = self.b.ins().load(types::I32, flags, addr, 4);
+                let start = self.b.ins().sextend(types::I64, start);
+                let end = self.b.ins().sextend(types::I64, end);
+                let ptr = self.b.ins().iadd(data, start);
+                (ptr, Some(self.b.ins().isub(end, start)))
+            }
+            _ => {
+                let at = self.b.ins().imul_imm_s(i, phys.width() as i64);
+                let addr = self.b.ins().iadd(values, at);
+                (self.b.ins().load(phys.ir(), flags, addr, 0), None)
+            }
+        };
+        Ok(V {
+            a,
+            len,
+            valid,
+            phys,
+        })
+    }
+
+    fn literal(&mut self, lit: &Literal, e: &Expr, phys: Phys) -> Result<V, JitError> {
+        if !literal_ok(lit, &e.data_type) {
+            return Err(JitError::Unsupported(e.to_string()));
+        }
+        let (a, len) = match (lit, phys) {
+            (Literal::Null, Phys::F32) => (self.b.ins().f32const(0.0), None),
+            (Literal::Null, Phys::F64) => (self.b.ins().f64const(0.0), None),
+            (Literal::Null, Phys::Str) => {
+                let z = self.b.ins().iconst(types::I64, 0);
+                (z, Some(z))
+            }
+            (Literal::Null, p) => (self.iconst(p.ir(), 0), None),
+            (Literal::Boolean(v), _) => (self.b.ins().iconst(types::I8, i64::from(*v)), None),
+            (Literal::Int(v), Phys::F32) => (self.b.ins().f32const(*v as f32), None),
+            (Literal::Int(v), Phys::F64) => (self.b.ins().f64const(*v as f64), None),
+            (Literal::Int(v), p) => (self.iconst(p.ir(), *v), None),
+            (Literal::Float(bits), Phys::F32) => {
+                (self.b.ins().f32const(f64::from_bits(*bits) as f32), None)
+            }
+            (Literal::Float(bits), _) => (self.b.ins().f64const(f64::from_bits(*bits)), None),
+            (Literal::String(s), _) => {
+                let bytes: Box<[u8]> = s.as_bytes().into();
+                let ptr = self.b.ins().iconst(types::I64, bytes.as_ptr() as i64);
+                let len = self.b.ins().iconst(types::I64, bytes.len() as i64);
+                self.strings.push(bytes);
+                (ptr, Some(len))
+            }
+            _ => return Err(JitError::Unsupported(e.to_string())),
+        };
+        let valid = (*lit == Literal::Null).then(|| self.b.ins().iconst(types::I8, 0));
+        Ok(V {
+            a,
+            len,
+            valid,
+            phys,
+        })
+    }
+
+    fn unary(&mut self, op: UnaryOp, v: V) -> V {
+        let boolean = |a| V {
+            a,
+            len: None,
+            valid: None,
+            phys: Phys::Bool,
+        };
+        match op {
+            UnaryOp::Not => V {
+                a: self.not(v.a),
+                ..v
+            },
+            UnaryOp::Negate => V {
+                a: if v.phys.is_float() {
+                    self.b.ins().fneg(v.a)
+                } else {
+                    self.b.ins().ineg(v.a)
+                },
+                ..v
+            },
+            UnaryOp::IsNull => boolean(match v.valid {
+                Some(valid) => self.not(valid),
+                None => self.b.ins().iconst(types::I8, 0),
+            }),
+            UnaryOp::IsNotNull => boolean(match v.valid {
+                Some(valid) => valid,
+                None => self.one(),
+            }),
+            UnaryOp::IsTrue => boolean(self.truth(v)),
+            UnaryOp::IsNotTrue => {
+                let t = self.truth(v);
+                boolean(self.not(t))
+            }
+            UnaryOp::IsFalse | UnaryOp::IsNotFalse => {
+                let f = self.not(v.a);
+                let f = match v.valid {
+                    Some(valid) => self.b.ins().band(valid, f),
+                    None => f,
+                };
+                boolean(if op == UnaryOp::IsFalse {
+                    f
+                } else {
+                    self.not(f)
+                })
+            }
+        }
+    }
+
+    /// Kleene AND (`is_and`) or OR of two evaluated booleans, without branches.
+    fn kleene(&mut self, is_and: bool, l: V, r: V) -> V {
+        let (a, valid) = match (l.valid, r.valid) {
+            (None, None) => {
+                let a = if is_and {
+                    self.b.ins().band(l.a, r.a)
+                } else {
+                    self.b.ins().bor(l.a, r.a)
+                };
+                (a, None)
+            }
+            (lv, rv) => {
+                // The value that decides alone: FALSE for AND, TRUE for OR.
+                let decides = |g: &mut Self, v: V| {
+                    let x = if is_and { g.not(v.a) } else { v.a };
+                    match v.valid {
+                        Some(valid) => g.b.ins().band(valid, x),
+                        None => x,
+                    }
+                };
+                let ld = decides(self, l);
+                let rd = decides(self, r);
+                let decided = self.b.ins().bor(ld, rd);
+                let both = self.both_valid(lv, rv).unwrap_or(decided);
+                let valid = self.b.ins().bor(decided, both);
+                let a = if is_and { self.not(decided) } else { decided };
+                (a, Some(valid))
+            }
+        };
+        V {
+            a,
+            len: None,
+            valid,
+            phys: Phys::Bool,
+        }
+    }
+
+    /// AND/OR; an expensive right side is skipped on rows the left side decides.
+    fn and_or(&mut self, is_and: bool, left: &Expr, right: &Expr) -> Result<V, JitError> {
+        let l = self.expr(left)?;
+        if cost(right) <= BRANCH_COST {
+            let r = self.expr(right)?;
+            return Ok(self.kleene(is_and, l, r));
+        }
+        let x = if is_and { self.not(l.a) } else { l.a };
+        let decided = match l.valid {
+            Some(valid) => self.b.ins().band(valid, x),
+            None => x,
+        };
+        let va = self.b.declare_var(types::I8);
+        let vvalid = self.b.declare_var(types::I8);
+        let short = self.b.create_block();
+        let long = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.ins().brif(decided, short, &[], long, &[]);
+        self.b.switch_to_block(short);
+        self.b.seal_block(short);
+        let value = self.b.ins().iconst(types::I8, i64::from(!is_and));
+        let one = self.one();
+        self.b.def_var(va, value);
+        self.b.def_var(vvalid, one);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(long);
+        self.b.seal_block(long);
+        self.loaded.push(Vec::new());
+        let r = self.expr(right)?;
+        self.loaded.pop();
+        let out = self.kleene(is_and, l, r);
+        let valid = match out.valid {
+            Some(v) => v,
+            None => self.one(),
+        };
+        self.b.def_var(va, out.a);
+        self.b.def_var(vvalid, valid);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        Ok(V {
+            a: self.b.use_var(va),
+            len: None,
+            valid: Some(self.b.use_var(vvalid)),
+            phys: Phys::Bool,
+        })
+    }
+
+    fn case(
+        &mut self,
+        branches: &[(Expr, Expr)],
+        otherwise: Option<&Expr>,
+        phys: Phys,
+    ) -> Result<V, JitError> {
+        let va = self.b.declare_var(phys.ir());
+        let vlen = self.b.declare_var(types::I64);
+        let vvalid = self.b.declare_var(types::I8);
+        let merge = self.b.create_block();
+        let define = |g: &mut Self, v: V| {
+            let len = match v.len {
+                Some(l) => l,
+                None => g.b.ins().iconst(types::I64, 0),
+            };
+            let valid = match v.valid {
+                Some(x) => x,
+                None => g.one(),
+            };
+            g.b.def_var(va, v.a);
+            g.b.def_var(vlen, len);
+            g.b.def_var(vvalid, valid);
+            g.b.ins().jump(merge, &[]);
+        };
+        // Each `next` block is a scope of its own until the merge, which the branches taken
+        // before it also reach.
+        let scopes = self.loaded.len();
+        for (cond, value) in branches {
+            let c = self.expr(cond)?;
+            let hit = self.truth(c);
+            let then = self.b.create_block();
+            let next = self.b.create_block();
+            self.b.ins().brif(hit, then, &[], next, &[]);
+            self.b.switch_to_block(then);
+            self.b.seal_block(then);
+            self.loaded.push(Vec::new());
+            let v = self.expr(value)?;
+            self.loaded.pop();
+            define(self, v);
+            self.b.switch_to_block(next);
+            self.b.seal_block(next);
+            self.loaded.push(Vec::new());
+        }
+        let v = match otherwise {
+            Some(e) => self.expr(e)?,
+            None => {
+                let a = match phys {
+                    Phys::F32 => self.b.ins().f32const(0.0),
+                    Phys::F64 => self.b.ins().f64const(0.0),
+                    p => self.iconst(p.ir(), 0),
+                };
+                let len = (phys == Phys::Str).then(|| self.b.ins().iconst(types::I64, 0));
+                let valid = Some(self.b.ins().iconst(types::I8, 0));
+                V {
+                    a,
+                    len,
+                    valid,
+                    phys,
+                }
+            }
+        };
+        define(self, v);
+        self.loaded.truncate(scopes);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        Ok(V {
+            a: self.b.use_var(va),
+            len: (phys == Phys::Str).then(|| self.b.use_var(vlen)),
+            valid: Some(self.b.use_var(vvalid)),
+            phys,
+        })
+    }
+
+    /// Converts a value between classes: integer widening/narrowing (wrapping), integer to
+    /// float, float to integer (truncating, saturating at INT for narrower types as Java
+    /// does, NaN to 0), float widening/narrowing.
+    fn convert(&mut self, a: Value, from: Phys, to: Phys) -> Value {
+        if from == to || from.ir() == to.ir() && !from.is_float() && !to.is_float() {
+            return a;
+        }
+        let ins = self.b.ins();
+        match (from.is_float(), to.is_float()) {
+            (false, false) => {
+                if from.width() < to.width() {
+                    ins.sextend(to.ir(), a)
+                } else {
+                    ins.ireduce(to.ir(), a)
+                }
+            }
+            (false, true) => ins.fcvt_from_sint(to.ir(), a),
+            (true, false) => {
+                if to == Phys::I64 {
+                    ins.fcvt_to_sint_sat(types::I64, a)
+                } else {
+                    let int = ins.fcvt_to_sint_sat(types::I32, a);
+                    if to == Phys::I32 {
+                        int
+                    } else {
+                        self.b.ins().ireduce(to.ir(), int)
+                    }
+                }
+            }
+            (true, true) => {
+                if to == Phys::F64 {
+                    ins.fpromote(types::F64, a)
+                } else {
+                    ins.fdemote(types::F32, a)
+                }
+            }
+        }
+    }
+
+    fn arithmetic(&mut self, op: BinaryOp, l: V, r: V) -> V {
+        let valid = self.both_valid(l.valid, r.valid);
+        let phys = l.phys;
+        if phys.is_float() {
+            let a = match op {
+                BinaryOp::Plus => self.b.ins().fadd(l.a, r.a),
+                BinaryOp::Minus => self.b.ins().fsub(l.a, r.a),
+                BinaryOp::Multiply => self.b.ins().fmul(l.a, r.a),
+                BinaryOp::Divide => self.b.ins().fdiv(l.a, r.a),
+                _ => {
+                    let (sig, f) = if phys == Phys::F64 {
+                        (self.fmod64, helpers::fmod64 as *const u8)
+                    } else {
+                        (self.fmod32, helpers::fmod32 as *const u8)
+                    };
+                    let callee = self.b.ins().iconst(types::I64, f as i64);
+                    let call = self.b.ins().call_indirect(sig, callee, &[l.a, r.a]);
+                    self.b.inst_results(call)[0]
+                }
+            };
+            return V {
+                a,
+                len: None,
+                valid,
+                phys,
+            };
+        }
+        let ty = phys.ir();
+        let (a, valid) = match op {
+            BinaryOp::Plus => (self.b.ins().iadd(l.a, r.a), valid),
+            BinaryOp::Minus => (self.b.ins().isub(l.a, r.a), valid),
+            BinaryOp::Multiply => (self.b.ins().imul(l.a, r.a), valid),
+            _ => {
+                // Zero divisors give NULL; -1 is done by negation (MIN / -1 wraps to MIN,
+                // MIN % -1 is 0), so the hardware division never traps.
+                let zero = self.b.ins().icmp_imm_u(IntCC::Equal, r.a, 0);
+                let minus_one_c = self.iconst(ty, -1);
+                let minus_one = self.b.ins().icmp(IntCC::Equal, r.a, minus_one_c);
+                let bad = self.b.ins().bor(zero, minus_one);
+                let one = self.iconst(ty, 1);
+                let divisor = self.b.ins().select(bad, one, r.a);
+                let a = if op == BinaryOp::Divide {
+                    let q = self.b.ins().sdiv(l.a, divisor);
+                    let neg = self.b.ins().ineg(l.a);
+                    self.b.ins().select(minus_one, neg, q)
+                } else {
+                    let q = self.b.ins().srem(l.a, divisor);
+                    let z = self.iconst(ty, 0);
+                    self.b.ins().select(minus_one, z, q)
+                };
+                let nonzero = self.not(zero);
+                let valid = match valid {
+                    Some(v) => self.b.ins().band(v, nonzero),
+                    None => nonzero,
+                };
+                (a, Some(valid))
+            }
+        };
+        V {
+            a,
+            len: None,
+            valid,
+            phys,
+        }
+    }
+
+    /// 1 when two strings are equal. Without branches it compares the lengths and the first and
+    /// last bytes, which decides strings of up to two bytes (country codes) and most unequal ones;
+    /// only the rest call [`helpers::str_cmp`].
+    fn str_equal(&mut self, lp: Value, llen: Value, rp: Value, rlen: Value) -> Value {
+        static EMPTY: u8 = 0;
+        let flags = MemFlagsData::trusted();
+        let same_len = self.b.ins().icmp(IntCC::Equal, llen, rlen);
+        // An empty string's pointer may be one past its buffer (or null, for a NULL literal):
+        // read a byte of our own instead.
+        let empty = self.b.ins().icmp_imm_u(IntCC::Equal, llen, 0);
+        let r_empty = self.b.ins().icmp_imm_u(IntCC::Equal, rlen, 0);
+        let dummy = self.b.ins().iconst(types::I64, &EMPTY as *const u8 as i64);
+        let lp0 = self.b.ins().select(empty, dummy, lp);
+        let rp0 = self.b.ins().select(r_empty, dummy, rp);
+        let last = self.b.ins().iadd_imm_s(llen, -1);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let last = self.b.ins().select(empty, zero, last);
+        let lpn = self.b.ins().iadd(lp0, last);
+        // `rp0 + last` is in bounds only when the lengths are equal; otherwise read the first byte.
+        let rlast = self.b.ins().select(same_len, last, zero);
+        let rpn = self.b.ins().iadd(rp0, rlast);
+        let lf = self.b.ins().load(types::I8, flags, lp0, 0);
+        let rf = self.b.ins().load(types::I8, flags, rp0, 0);
+        let ll = self.b.ins().load(types::I8, flags, lpn, 0);
+        let rl = self.b.ins().load(types::I8, flags, rpn, 0);
+        let first_eq = self.b.ins().icmp(IntCC::Equal, lf, rf);
+        let last_eq = self.b.ins().icmp(IntCC::Equal, ll, rl);
+        let ends = self.b.ins().band(first_eq, last_eq);
+        let quick = self.b.ins().band(same_len, ends);
+        let long = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, llen, 2);
+        let needs_call = self.b.ins().band(quick, long);
+        let result = self.b.declare_var(types::I8);
+        self.b.def_var(result, quick);
+        let call = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(needs_call, call, &[], done, &[]);
+        self.b.switch_to_block(call);
+        self.b.seal_block(call);
+        let callee = self
+            .b
+            .ins()
+            .iconst(types::I64, helpers::str_cmp as *const u8 as i64);
+        let inst = self
+            .b
+            .ins()
+            .call_indirect(self.str_cmp, callee, &[lp, llen, rp, rlen]);
+        let ordering = self.b.inst_results(inst)[0];
+        let eq = self.b.ins().icmp_imm_u(IntCC::Equal, ordering, 0);
+        self.b.def_var(result, eq);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        self.b.seal_block(done);
+        self.b.use_var(result)
+    }
+
+    fn compare(&mut self, op: BinaryOp, l: V, r: V) -> V {
+        let phys = common(l.phys, r.phys);
+        let la = self.convert(l.a, l.phys, phys);
+        let ra = self.convert(r.a, r.phys, phys);
+        let equality = matches!(
+            op,
+            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom
+        );
+        let (la, ra) = match phys {
+            Phys::Str if equality => {
+                let llen = l.len.unwrap_or(la);
+                let rlen = r.len.unwrap_or(ra);
+                let eq = self.str_equal(la, llen, ra, rlen);
+                // Compared below as `eq == 1` (or `<> 1`).
+                (eq, self.b.ins().iconst(types::I8, 1))
+            }
+            Phys::Str => {
+                let llen = l.len.unwrap_or(la);
+                let rlen = r.len.unwrap_or(ra);
+                let callee = self
+                    .b
+                    .ins()
+                    .iconst(types::I64, helpers::str_cmp as *const u8 as i64);
+                let call = self
+                    .b
+                    .ins()
+                    .call_indirect(self.str_cmp, callee, &[la, llen, ra, rlen]);
+                let ordering = self.b.inst_results(call)[0];
+                (ordering, self.b.ins().iconst(types::I32, 0))
+            }
+            _ => (la, ra),
+        };
+        let a = if phys.is_float() {
+            // IEEE-754, as Flink: NaN is unordered and unequal to everything; -0.0 = 0.0.
+            let cc = match op {
+                BinaryOp::Eq | BinaryOp::IsNotDistinctFrom => FloatCC::Equal,
+                BinaryOp::NotEq | BinaryOp::IsDistinctFrom => FloatCC::NotEqual,
+                BinaryOp::Lt => FloatCC::LessThan,
+                BinaryOp::LtEq => FloatCC::LessThanOrEqual,
+                BinaryOp::Gt => FloatCC::GreaterThan,
+                _ => FloatCC::GreaterThanOrEqual,
+            };
+            self.b.ins().fcmp(cc, la, ra)
+        } else {
+            let cc = match op {
+                BinaryOp::Eq | BinaryOp::IsNotDistinctFrom => IntCC::Equal,
+                BinaryOp::NotEq | BinaryOp::IsDistinctFrom => IntCC::NotEqual,
+                BinaryOp::Lt => IntCC::SignedLessThan,
+                BinaryOp::LtEq => IntCC::SignedLessThanOrEqual,
+                BinaryOp::Gt => IntCC::SignedGreaterThan,
+                _ => IntCC::SignedGreaterThanOrEqual,
+            };
+            self.b.ins().icmp(cc, la, ra)
+        };
+        let (a, valid) = match op {
+            BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom => {
+                // NULL equals NULL; NULL differs from any value.
+                let same = op == BinaryOp::IsNotDistinctFrom;
+                let a = match (l.valid, r.valid) {
+                    (None, None) => a,
+                    (lv, rv) => {
+                        let lv = lv.unwrap_or_else(|| self.one());
+                        let rv = rv.unwrap_or_else(|| self.one());
+                        let both = self.b.ins().band(lv, rv);
+                        let either = self.b.ins().bor(lv, rv);
+                        let neither = self.not(either);
+                        let when_valid = self.b.ins().band(both, a);
+                        if same {
+                            self.b.ins().bor(when_valid, neither)
+                        } else {
+                            // Distinct: a value differs (both valid) or exactly one is NULL.
+                            let one_null = self.b.ins().bxor(lv, rv);
+                            self.b.ins().bor(when_valid, one_null)
+                        }
+                    }
+                };
+                (a, None)
+            }
+            _ => (a, self.both_valid(l.valid, r.valid)),
+        };
+        V {
+            a,
+            len: None,
+            valid,
+            phys: Phys::Bool,
+        }
+    }
+}
