@@ -322,6 +322,83 @@ pub fn text(plan: &Plan) -> String {
                     column(input, r.window_end),
                 );
             }
+            Operator::MatchRecognize(m) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let col = |i: usize| {
+                    input
+                        .and_then(|n| n.schema.fields.get(i))
+                        .map_or_else(|| format!("${i}"), |f| f.name.clone())
+                };
+                let keys: Vec<String> = m.partition_by.iter().map(|&i| col(i)).collect();
+                let _ = writeln!(
+                    out,
+                    "    partition by: {}; order by: {} (event time)",
+                    if keys.is_empty() {
+                        "(none)".into()
+                    } else {
+                        keys.join(", ")
+                    },
+                    col(m.order_by)
+                );
+                let _ = writeln!(
+                    out,
+                    "    pattern: {} over variables {}; {:?}; after match: {:?}{}",
+                    pattern_text(&m.pattern, &m.variables),
+                    m.variables.join(", "),
+                    m.rows_per_match,
+                    m.after_match,
+                    m.within_ms
+                        .map(|ms| format!("; within {ms} ms"))
+                        .unwrap_or_default()
+                );
+                // Conditions run over evaluation rows: the input's columns, then the navigations.
+                let notes: Vec<String> = match (jit, input) {
+                    (true, Some(input)) => {
+                        let mut fields = input.schema.fields.clone();
+                        for (k, (_, t)) in m.navigations.iter().enumerate() {
+                            fields.push(fsql_plan::Field::new(
+                                format!("__nav{k}"),
+                                t.clone(),
+                                true,
+                            ));
+                        }
+                        let eval =
+                            fsql_runtime::source::runtime_schema(&fsql_plan::Schema::new(fields));
+                        m.defines
+                            .iter()
+                            .map(|d| match d {
+                                Some(d) => format!(
+                                    "   [{}]",
+                                    fsql_runtime::compiled::describe(
+                                        None,
+                                        std::slice::from_ref(d),
+                                        &eval
+                                    )
+                                    .concat()
+                                ),
+                                None => String::new(),
+                            })
+                            .collect()
+                    }
+                    _ => vec![String::new(); m.defines.len()],
+                };
+                for ((v, d), note) in m.variables.iter().zip(&m.defines).zip(notes) {
+                    match d {
+                        Some(e) => {
+                            let _ = writeln!(out, "    define {v}: {e}{note}");
+                        }
+                        None => {
+                            let _ = writeln!(out, "    define {v}: TRUE (not defined)");
+                        }
+                    }
+                }
+                for (k, (nav, t)) in m.navigations.iter().enumerate() {
+                    let _ = writeln!(out, "    ${} := {nav:?} ({t})", n_input_columns(input) + k);
+                }
+                for measure in &m.measures {
+                    let _ = writeln!(out, "    measure {} := {}", measure.name, measure.expr);
+                }
+            }
             Operator::TemporalJoin(j) => {
                 let side = |k: usize| n.inputs.get(k).and_then(|i| p.node(*i));
                 let keys = join_keys(&j.left_keys, &j.right_keys);
@@ -480,6 +557,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::Join(_) => "Join",
         Operator::WindowRank(_) => "WindowRank",
         Operator::TemporalJoin(_) => "TemporalJoin",
+        Operator::MatchRecognize(_) => "MatchRecognize",
         Operator::Source(_) => "Source",
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
@@ -510,8 +588,53 @@ fn state(n: &Node) -> &'static str {
         Operator::TemporalJoin(_) => {
             "left rows until the watermark passes them; per key, the versions from the latest one at or before the watermark"
         }
+        Operator::MatchRecognize(_) => {
+            "per partition: rows not yet behind the watermark, the live match attempts (each its classified rows) and the rows they can still navigate to"
+        }
         Operator::Source(_) => "source position only",
         _ => "none (stateless)",
+    }
+}
+
+fn n_input_columns(input: Option<&Node>) -> usize {
+    input.map_or(0, |n| n.schema.fields.len())
+}
+
+/// A row pattern as SQL.
+fn pattern_text(p: &fsql_plan::Pattern, vars: &[String]) -> String {
+    use fsql_plan::Pattern as P;
+    let list = |ps: &[P], sep: &str| {
+        ps.iter()
+            .map(|p| pattern_text(p, vars))
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    match p {
+        P::Var(v) => vars.get(*v).cloned().unwrap_or_else(|| format!("#{v}")),
+        P::Empty => "()".into(),
+        P::Concat(ps) => list(ps, " "),
+        P::Alt(ps) => format!("({})", list(ps, " | ")),
+        P::Permute(ps) => format!("PERMUTE({})", list(ps, ", ")),
+        P::Exclude(p) => format!("{{- {} -}}", pattern_text(p, vars)),
+        P::Start => "^".into(),
+        P::End => "$".into(),
+        P::Repeat {
+            pattern,
+            min,
+            max,
+            greedy,
+        } => {
+            let q = match (min, max) {
+                (0, None) => "*".to_string(),
+                (1, None) => "+".to_string(),
+                (0, Some(1)) => "?".to_string(),
+                (n, None) => format!("{{{n},}}"),
+                (n, Some(m)) if n == m => format!("{{{n}}}"),
+                (n, Some(m)) => format!("{{{n},{m}}}"),
+            };
+            let reluctant = if *greedy { "" } else { "?" };
+            format!("({}){q}{reluctant}", pattern_text(pattern, vars))
+        }
     }
 }
 

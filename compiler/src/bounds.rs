@@ -31,6 +31,18 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             // Left rows leave at the watermark; a key keeps its latest version (a versioned table
             // is as large as its key space).
             Operator::TemporalJoin(_) => vec![],
+            // Match attempts end when WITHIN passes; without it, an attempt that can still grow
+            // (`A B*` waiting for B rows) keeps its rows, and the partitions' last rows are kept for
+            // PREV.
+            Operator::MatchRecognize(m) if m.within_ms.is_none() && !ttl => vec![Diagnostic::warning(
+                format!(
+                    "state of `{}` grows without bound: a MATCH_RECOGNIZE without WITHIN keeps every unfinished match attempt",
+                    node.name
+                ),
+                None,
+            )
+            .with_help("bound the pattern in time: PATTERN (...) WITHIN INTERVAL '10' MINUTE")],
+            Operator::MatchRecognize(_) => vec![],
             // Interval joins free rows as the watermark passes their bounds; a regular join keeps
             // each input's rows until the other input ends, which is fine for a reference table
             // (no watermark) and unbounded between two streams.

@@ -15,9 +15,9 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext};
 use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use fsql_plan::{
-    BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, Literal, ModelDecl, Node,
-    NodeId, Operator, Pipeline, Plan, PlanHeader, Rule, RulesetSpec, Schema, SinkSpec, SourceSpec,
-    WatermarkSpec, sha256_hex,
+    BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, Literal,
+    MatchRecognizeSpec, ModelDecl, Node, NodeId, Operator, Pipeline, Plan, PlanHeader, Rule,
+    RulesetSpec, Schema, SinkSpec, SourceSpec, WatermarkSpec, sha256_hex,
 };
 
 use crate::ast::*;
@@ -207,6 +207,17 @@ struct Compiler {
     versioned: BTreeMap<String, VersionedScan>,
     /// Those a temporal join read (the others were not on a join's right side).
     claimed: BTreeSet<String>,
+    /// MATCH_RECOGNIZE clauses, by their synthetic relation name (`__match<n>`).
+    matches: BTreeMap<String, MatchPlan>,
+}
+
+/// A planned `MATCH_RECOGNIZE`: the relation it reads and the operator over it.
+#[derive(Clone, Debug)]
+struct MatchPlan {
+    input: String,
+    spec: MatchRecognizeSpec,
+    schema: Schema,
+    event_time: Option<usize>,
 }
 
 fn parser_options() -> ParserOptions {
@@ -247,6 +258,7 @@ impl Compiler {
             selects: 0,
             windows: BTreeMap::new(),
             versioned: BTreeMap::new(),
+            matches: BTreeMap::new(),
             claimed: BTreeSet::new(),
         };
         c.expr_planners = vec![Arc::new(SyntaxPlanner::new(&c.udfs))];
@@ -850,6 +862,19 @@ impl Compiler {
 
     fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
         let mut query = q.query.clone();
+        let mut next_match = self.matches.len();
+        match crate::match_recognize::extract(&mut query, &mut next_match) {
+            Ok(found) => {
+                for (name, clause) in found {
+                    let plan = self.plan_match(&name, &clause, &q.source)?;
+                    self.matches.insert(name, plan);
+                }
+            }
+            Err(m) => {
+                self.error(Diagnostic::error(m, q.source.snippet().whole()));
+                return None;
+            }
+        }
         let mut next = self.windows.len() + self.versioned.len();
         let snippet = q.source.snippet();
         let found = window_tvf::extract(
@@ -908,6 +933,224 @@ impl Compiler {
                 None
             }
         }
+    }
+
+    /// Plans one MATCH_RECOGNIZE clause: its input, pattern, conditions and measures.
+    fn plan_match(
+        &mut self,
+        name: &str,
+        clause: &crate::match_recognize::MatchClause,
+        source: &SqlText,
+    ) -> Option<MatchPlan> {
+        use crate::match_recognize::{self as mr, Context, Navigations};
+        let whole = source.snippet().whole();
+        let fail = |c: &mut Compiler, m: String| {
+            c.error(Diagnostic::error(format!("MATCH_RECOGNIZE: {m}"), whole));
+            None
+        };
+        let input = if let Some(r) = self.relations.get(&clause.input) {
+            Some((
+                r.schema.clone(),
+                crate::lower::time_attributes(&self.nodes, r.node),
+            ))
+        } else {
+            self.tables.get(&clause.input).map(|t| {
+                (
+                    t.schema.clone(),
+                    t.watermark.iter().map(|w| w.rowtime).collect::<Vec<_>>(),
+                )
+            })
+        };
+        let Some((schema, times)) = input else {
+            return fail(self, format!("table or view `{}` not found", clause.input));
+        };
+        let column = |e: &sqlparser::ast::Expr| match e {
+            sqlparser::ast::Expr::Identifier(id) => {
+                schema.fields.iter().position(|f| f.name == id.value)
+            }
+            _ => None,
+        };
+        let Some(first) = clause.order_by.first() else {
+            return fail(self, "ORDER BY the time attribute is required".into());
+        };
+        let order_by = match column(&first.expr) {
+            Some(c) if times.contains(&c) && first.options.asc != Some(false) => c,
+            _ => {
+                return fail(
+                    self,
+                    format!(
+                        "ORDER BY must start with the input's time attribute, ascending (a column with a WATERMARK), found `{}`",
+                        first.expr
+                    ),
+                );
+            }
+        };
+        let mut order_then = Vec::new();
+        for o in clause.order_by.iter().skip(1) {
+            match column(&o.expr) {
+                Some(c) => order_then.push((c, o.options.asc == Some(false))),
+                None => {
+                    return fail(
+                        self,
+                        format!(
+                            "ORDER BY `{}`: expected a column of `{}`",
+                            o.expr, clause.input
+                        ),
+                    );
+                }
+            }
+        }
+        let mut partition_by = Vec::new();
+        for e in &clause.partition_by {
+            match column(e) {
+                Some(c) => partition_by.push(c),
+                None => {
+                    return fail(
+                        self,
+                        format!(
+                            "PARTITION BY `{e}`: expected a column of `{}`",
+                            clause.input
+                        ),
+                    );
+                }
+            }
+        }
+        let mut variables = Vec::new();
+        let pattern = match mr::pattern(&clause.pattern, &mut variables) {
+            Ok(p) => p,
+            Err(m) => return fail(self, m),
+        };
+        for d in &clause.defines {
+            if !variables.contains(&d.symbol.value) {
+                return fail(
+                    self,
+                    format!("DEFINE `{}`: not a variable of PATTERN", d.symbol.value),
+                );
+            }
+        }
+        let after_match = match mr::after_match(clause.after_match_skip.as_ref(), &variables) {
+            Ok(a) => a,
+            Err(m) => return fail(self, m),
+        };
+        let mut navs = Navigations {
+            vars: &variables,
+            input: &schema,
+            rowtime: order_by,
+            found: Vec::new(),
+        };
+        let mut define_sql = Vec::new();
+        for (v, var) in variables.iter().enumerate() {
+            let d = clause.defines.iter().find(|d| d.symbol.value == *var);
+            match d.map(|d| navs.rewrite(&d.definition, Context::Define(v))) {
+                None => define_sql.push(None),
+                Some(Ok(e)) => define_sql.push(Some(e)),
+                Some(Err(m)) => return fail(self, format!("DEFINE {var}: {m}")),
+            }
+        }
+        let mut measure_sql = Vec::new();
+        for m in &clause.measures {
+            match navs.rewrite(&m.expr, Context::Measure) {
+                Ok(e) => measure_sql.push((m.alias.value.clone(), e)),
+                Err(err) => return fail(self, format!("measure {}: {err}", m.alias.value)),
+            }
+        }
+        let navigations = navs.found;
+        let eval = mr::evaluation_schema(&schema, &navigations);
+        let arrow: SchemaRef = Arc::new(eval.to_arrow());
+        let sql: Vec<SqlExpr> = define_sql
+            .iter()
+            .flatten()
+            .chain(measure_sql.iter().map(|(_, e)| e))
+            .map(|e| SqlExpr {
+                expr: e.clone(),
+                source: source.clone(),
+            })
+            .collect();
+        let refs: Vec<&SqlExpr> = sql.iter().collect();
+        let mut planned = if refs.is_empty() {
+            Vec::new()
+        } else {
+            self.plan_exprs(name, &arrow, &refs)?
+        }
+        .into_iter();
+        let mut defines = Vec::new();
+        for (var, d) in variables.iter().zip(&define_sql) {
+            match d {
+                None => defines.push(None),
+                Some(_) => {
+                    let e = planned.next()?;
+                    if e.data_type != DataType::Boolean {
+                        return fail(
+                            self,
+                            format!(
+                                "DEFINE {var} must be a BOOLEAN condition, found {}",
+                                e.data_type
+                            ),
+                        );
+                    }
+                    defines.push(Some(e));
+                }
+            }
+        }
+        let mut measures = Vec::new();
+        let mut fields: Vec<Field> = partition_by
+            .iter()
+            .map(|&c| schema.fields[c].clone())
+            .collect();
+        let mut event_time = None;
+        for ((alias, sql), m) in measure_sql.iter().zip(&clause.measures) {
+            let e = planned.next()?;
+            let is_rowtime = matches!(&m.expr, sqlparser::ast::Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("MATCH_ROWTIME"));
+            if is_rowtime {
+                event_time = Some(fields.len());
+            }
+            let _ = sql;
+            fields.push(Field::new(alias, e.data_type.clone(), true));
+            measures.push(fsql_plan::Measure {
+                name: alias.clone(),
+                expr: e,
+            });
+        }
+        let within_ms = match &clause.within {
+            None => None,
+            Some(e) => {
+                let mut cat = TvfCatalogOf { c: self, source };
+                match window_tvf::TvfCatalog::interval_ms(&mut cat, e) {
+                    Ok(ms) if ms > 0 => Some(ms),
+                    Ok(_) => return fail(self, "WITHIN must be a positive interval".into()),
+                    Err(d) => {
+                        self.error(d);
+                        return None;
+                    }
+                }
+            }
+        };
+        let spec = MatchRecognizeSpec {
+            partition_by,
+            order_by,
+            order_then,
+            variables: variables.clone(),
+            pattern,
+            defines,
+            navigations,
+            measures,
+            rows_per_match: mr::rows_per_match(clause),
+            after_match,
+            within_ms,
+        };
+        if spec.rows_per_match == fsql_plan::RowsPerMatch::All {
+            return fail(
+                self,
+                "ALL ROWS PER MATCH is not supported yet (ONE ROW PER MATCH is)".into(),
+            );
+        }
+        Some(MatchPlan {
+            input: clause.input.clone(),
+            spec,
+            schema: Schema::new(fields),
+            event_time,
+        })
     }
 
     fn references_failed(&self, e: &DataFusionError) -> bool {
@@ -1432,6 +1675,20 @@ impl ScanResolver for Resolver<'_> {
         table: &str,
         nodes: &mut Vec<Node>,
     ) -> Result<(NodeId, Schema, Option<usize>), Unsupported> {
+        if let Some(m) = self.c.matches.get(table).cloned() {
+            let (input, _, _) = self.scan(&m.input, nodes)?;
+            let id = NodeId(nodes.len() as u32);
+            let name = self.node_name("match");
+            nodes.push(Node {
+                id,
+                name,
+                inputs: vec![input],
+                schema: m.schema.clone(),
+                event_time: m.event_time,
+                op: Operator::MatchRecognize(m.spec),
+            });
+            return Ok((id, m.schema, m.event_time));
+        }
         if let Some(r) = self.c.relations.get(table)
             && !matches!(
                 nodes.get(r.node.0 as usize).map(|n| &n.op),
@@ -1463,6 +1720,11 @@ impl ContextProvider for Provider<'_> {
         name: TableReference,
     ) -> datafusion::common::Result<Arc<dyn TableSource>> {
         let mut table = name.table();
+        if let Some(m) = self.c.matches.get(table) {
+            return Ok(Arc::new(LogicalTableSource::new(Arc::new(
+                m.schema.to_arrow(),
+            ))));
+        }
         let window = self.c.windows.get(table);
         if let Some(w) = window {
             table = &w.data;

@@ -23,6 +23,7 @@ mod functions;
 mod lower;
 mod lower_expr;
 mod lower_join;
+mod match_recognize;
 pub mod options;
 pub mod parse;
 mod rewrite;

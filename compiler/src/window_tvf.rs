@@ -40,6 +40,7 @@ pub fn parse_statements(
     let tokens = Tokenizer::new(dialect, text)
         .tokenize_with_location()
         .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
+    let tokens = crate::match_recognize::within_to_define(tokens);
     Parser::new(dialect)
         .with_tokens_with_locations(table_arguments(tokens))
         .parse_statements()
@@ -684,7 +685,7 @@ fn ident(e: &SqlExpr) -> Option<String> {
 
 /// A plain table reference to the synthetic relation `name` (what a TVF or a versioned table
 /// read is replaced by).
-fn synthetic_table(name: String, alias: Option<TableAlias>) -> TableFactor {
+pub(crate) fn synthetic_table(name: String, alias: Option<TableAlias>) -> TableFactor {
     TableFactor::Table {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         alias,

@@ -102,6 +102,9 @@ pub enum Operator {
     /// (input 0) with the version of its key that was valid at its time (input 1, a versioned
     /// table); output = left columns, then right columns.
     TemporalJoin(TemporalJoinSpec),
+    /// Row pattern recognition (`MATCH_RECOGNIZE`): per partition, rows in time order matched
+    /// against a pattern; output = the partition columns, then the measures, one row per match.
+    MatchRecognize(crate::pattern::MatchRecognizeSpec),
 }
 
 /// [`Operator::TemporalJoin`].

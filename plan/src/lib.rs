@@ -18,6 +18,7 @@
 mod artefact;
 mod expr;
 mod graph;
+mod pattern;
 mod types;
 
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
@@ -27,5 +28,8 @@ pub use graph::{
     JoinKind, JoinSpec, ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec,
     Pipeline, Rule, RulesetSpec, SinkSpec, SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec,
     WindowAggregateSpec, WindowAssignSpec, WindowKind, WindowRankSpec,
+};
+pub use pattern::{
+    AfterMatch, MatchAggregate, MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,
 };
 pub use types::{DataType, Field, Schema};

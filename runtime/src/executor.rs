@@ -26,8 +26,8 @@ use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::{
-    Calc, Join, Over, Passthrough, Ruleset, SinkOperator, TemporalJoin, WindowAggregate,
-    WindowAssign, WindowRank,
+    Calc, Join, MatchRecognize, Over, Passthrough, Ruleset, SinkOperator, TemporalJoin,
+    WindowAggregate, WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::split_watermarks::SplitWatermarks;
@@ -458,6 +458,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::Join(_) => "join",
         PlanOp::WindowRank(_) => "window-rank",
         PlanOp::TemporalJoin(_) => "temporal-join",
+        PlanOp::MatchRecognize(_) => "match-recognize",
     }
 }
 
@@ -632,6 +633,14 @@ impl<'c> Executor<'c> {
                 PlanOp::WindowRank(spec) => {
                     Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
                 }
+                PlanOp::MatchRecognize(spec) => Some(Box::new(MatchRecognize::new(
+                    &node.name,
+                    spec,
+                    &*input(0)?,
+                    schema.clone(),
+                    pipeline.emit,
+                    jit,
+                )?)),
                 PlanOp::TemporalJoin(spec) => Some(Box::new(TemporalJoin::new(
                     &node.name,
                     spec,

@@ -4,6 +4,7 @@
 pub(crate) mod agg;
 pub mod calc;
 pub mod join;
+pub mod match_recognize;
 pub mod over;
 pub mod passthrough;
 pub mod ruleset;
@@ -13,6 +14,7 @@ pub mod window;
 
 pub use calc::Calc;
 pub use join::Join;
+pub use match_recognize::MatchRecognize;
 pub use over::Over;
 pub use passthrough::Passthrough;
 pub use ruleset::Ruleset;

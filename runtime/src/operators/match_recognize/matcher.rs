@@ -1,0 +1,797 @@
+//! The row pattern matcher of one partition: a Pike VM over the compiled [`Inst`] program.
+//!
+//! Rows arrive in order, numbered by the partition (`seq`). Every row may start a match attempt;
+//! each attempt is a set of *threads* (program position + the rows it classified so far). Threads
+//! are kept in preference order — earlier start first, then the pattern's preference (greedy or
+//! reluctant quantifiers, leftmost alternative) — so the first thread of an attempt that reaches
+//! [`Inst::Match`] is that attempt's preferred match so far, and the attempt's less preferred
+//! threads are dropped. A match is final once no more preferred thread of its attempt is alive;
+//! matches are emitted in start order, and `AFTER MATCH SKIP` then ends the attempts it skips.
+//!
+//! A step is two calls, so that conditions can be evaluated for all partitions' threads in one
+//! vectorised batch: [`Matcher::pending`] lists the (thread, variable) pairs the row must be
+//! tested against, [`Matcher::advance`] takes the results.
+
+use std::rc::Rc;
+
+use fsql_plan::AfterMatch;
+
+use super::program::Inst;
+
+/// One classified row of a thread, newest first.
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub row: u64,
+    pub var: usize,
+    pub prev: Option<Rc<Step>>,
+}
+
+/// The rows a thread (or a match) classified, oldest first.
+pub(crate) fn rows_of(last: &Option<Rc<Step>>) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    let mut at = last.as_ref();
+    while let Some(step) = at {
+        out.push((step.row, step.var));
+        at = step.prev.as_ref();
+    }
+    out.reverse();
+    out
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Thread {
+    pc: usize,
+    /// The row the attempt started at.
+    pub start: u64,
+    pub last: Option<Rc<Step>>,
+}
+
+/// A match: its start row and its classified rows (newest first).
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub start: u64,
+    pub last: Rc<Step>,
+}
+
+impl Found {
+    pub fn end(&self) -> u64 {
+        self.last.row
+    }
+}
+
+/// What a skip could not do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SkipError {
+    /// `SKIP TO FIRST/LAST v` would restart at the match's first row (the standard's error).
+    ToFirstRowOfMatch(usize),
+    /// `SKIP TO FIRST/LAST v` where no row of the match is `v`.
+    NoSuchRow(usize),
+    /// More live threads than [`MAX_THREADS`]: an ambiguous pattern (`(A | A)+`) doubling its
+    /// threads every row, or a partition with no `WITHIN` bound.
+    TooManyThreads,
+}
+
+/// The most threads one partition may have alive.
+pub(crate) const MAX_THREADS: usize = 100_000;
+
+/// The most instructions one closure may follow (a pattern of deeply nested optional parts).
+const MAX_CLOSURE_STEPS: usize = 1_000_000;
+
+/// The matcher of one partition.
+#[derive(Debug, Default)]
+pub(crate) struct Matcher {
+    threads: Vec<Thread>,
+    /// Per attempt (start row), its preferred match so far, not final yet.
+    candidates: Vec<Found>,
+    /// Rows before this one start no attempt (set by skips).
+    resume_at: u64,
+    /// The number of rows seen.
+    rows: u64,
+    /// Matches emitted so far (for `MATCH_NUMBER()`).
+    pub matches: u64,
+    /// Set when a closure exceeded [`MAX_CLOSURE_STEPS`].
+    overflow: bool,
+}
+
+impl Matcher {
+    /// The threads waiting for the next row, in preference order.
+    pub fn threads(&self) -> &[Thread] {
+        &self.threads
+    }
+
+    /// Whether no attempt is in progress (no threads alive, no match waiting to be final).
+    #[cfg(test)]
+    pub fn is_idle(&self) -> bool {
+        self.threads.is_empty() && self.candidates.is_empty()
+    }
+
+    /// The earliest row any live attempt or pending match refers to (rows before it are no
+    /// longer needed, except for `PREV` look-back).
+    pub fn oldest_needed(&self) -> u64 {
+        self.threads
+            .iter()
+            .map(|t| t.start)
+            .chain(self.candidates.iter().map(|c| c.start))
+            .min()
+            .unwrap_or(self.rows)
+    }
+
+    /// Opens the attempt starting at the next row and lists the (thread, variable) pairs that
+    /// row must be tested against.
+    pub fn pending(&mut self, program: &[Inst]) -> Vec<(usize, usize)> {
+        let row = self.rows;
+        if row >= self.resume_at {
+            let fresh = Thread {
+                pc: 0,
+                start: row,
+                last: None,
+            };
+            let mut added = Vec::new();
+            self.closure(program, fresh, row == 0, false, &mut added);
+            self.threads.extend(added);
+        }
+        self.threads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match program[t.pc] {
+                Inst::Var(v) => Some((i, v)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Moves the threads past the row given the results for [`Matcher::pending`]'s pairs
+    /// (`accepted[k]` for pair `k`); `alive(start)` says whether an attempt may still grow (its
+    /// `WITHIN` bound not passed). Returns the matches that became final, in start order.
+    pub fn advance(
+        &mut self,
+        program: &[Inst],
+        accepted: &[bool],
+        alive: impl Fn(u64) -> bool,
+        skip: AfterMatch,
+    ) -> Result<Vec<Found>, SkipError> {
+        let row = self.rows;
+        self.rows += 1;
+        let mut next = Vec::new();
+        let mut matched = Vec::new();
+        let mut k = 0;
+        for t in std::mem::take(&mut self.threads) {
+            let Inst::Var(v) = program[t.pc] else {
+                continue;
+            };
+            let ok = accepted.get(k).copied().unwrap_or(false);
+            k += 1;
+            if !ok || !alive(t.start) || matched.contains(&t.start) {
+                continue;
+            }
+            let stepped = Thread {
+                pc: t.pc + 1,
+                start: t.start,
+                last: Some(Rc::new(Step {
+                    row,
+                    var: v,
+                    prev: t.last,
+                })),
+            };
+            if self.closure(program, stepped, false, false, &mut next) {
+                matched.push(t.start);
+            }
+        }
+        if next.len() > MAX_THREADS || self.overflow {
+            return Err(SkipError::TooManyThreads);
+        }
+        self.threads = next;
+        self.settle(skip)
+    }
+
+    /// Ends the partition (`$` holds): every attempt finishes with what it has.
+    pub fn finish(&mut self, program: &[Inst], skip: AfterMatch) -> Result<Vec<Found>, SkipError> {
+        let mut matched = Vec::new();
+        let mut ignored = Vec::new();
+        for t in std::mem::take(&mut self.threads) {
+            if matched.contains(&t.start) {
+                continue;
+            }
+            let start = t.start;
+            if self.closure(program, t, false, true, &mut ignored) {
+                matched.push(start);
+            }
+        }
+        self.settle(skip)
+    }
+
+    /// Ends the attempts that may no longer grow (their `WITHIN` bound passed), so that their
+    /// pending matches become final.
+    pub fn expire(
+        &mut self,
+        alive: impl Fn(u64) -> bool,
+        skip: AfterMatch,
+    ) -> Result<Vec<Found>, SkipError> {
+        self.threads.retain(|t| alive(t.start));
+        self.settle(skip)
+    }
+
+    /// Follows jumps and splits from `t` in preference order, appending the threads that wait for
+    /// a row to `out` and recording a match. Returns whether the attempt matched: the rest of
+    /// this closure (less preferred) is then dropped. `at_start`/`at_end`: `^`/`$` hold here.
+    fn closure(
+        &mut self,
+        program: &[Inst],
+        t: Thread,
+        at_start: bool,
+        at_end: bool,
+        out: &mut Vec<Thread>,
+    ) -> bool {
+        // Paths are followed in preference order, each with the quantifier splits it took since
+        // the last row: reaching such a split's `Check` means an iteration that read no row, and
+        // the path ends (every cycle of the program passes a `Check`, so this terminates). Two
+        // paths waiting at the same instruction carry the same rows: the first is kept.
+        let mut waiting = vec![false; program.len()];
+        let mut stack: Vec<(Thread, Vec<usize>)> = vec![(t, Vec::new())];
+        let mut steps = 0usize;
+        while let Some((t, taken)) = stack.pop() {
+            steps += 1;
+            if steps > MAX_CLOSURE_STEPS {
+                self.overflow = true;
+                return false;
+            }
+            match program[t.pc] {
+                Inst::Var(_) => {
+                    if !at_end && !waiting[t.pc] {
+                        waiting[t.pc] = true;
+                        out.push(t);
+                    }
+                }
+                Inst::End if at_end => stack.push((Thread { pc: t.pc + 1, ..t }, taken)),
+                // Waits: the partition may end here (another row ends the thread).
+                Inst::End => {
+                    if !waiting[t.pc] {
+                        waiting[t.pc] = true;
+                        out.push(t);
+                    }
+                }
+                Inst::Jump(to) => stack.push((Thread { pc: to, ..t }, taken)),
+                Inst::Check(split) => {
+                    if !taken.contains(&split) {
+                        stack.push((Thread { pc: t.pc + 1, ..t }, taken));
+                    }
+                }
+                Inst::Split(first, second) => {
+                    let mut taken = taken;
+                    taken.push(t.pc);
+                    stack.push((
+                        Thread {
+                            pc: second,
+                            ..t.clone()
+                        },
+                        taken.clone(),
+                    ));
+                    stack.push((Thread { pc: first, ..t }, taken));
+                }
+                Inst::Start => {
+                    if at_start && t.last.is_none() {
+                        stack.push((Thread { pc: t.pc + 1, ..t }, taken));
+                    }
+                }
+                Inst::Match => {
+                    // An empty match is no match.
+                    let Some(last) = t.last else { continue };
+                    // The most preferred thread of the attempt to match so far: it replaces an
+                    // earlier candidate, which came from a less preferred thread.
+                    self.candidates.retain(|c| c.start != t.start);
+                    self.candidates.push(Found {
+                        start: t.start,
+                        last,
+                    });
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Emits, in start order, the matches no more preferred thread can still replace, applying
+    /// `AFTER MATCH SKIP` after each.
+    fn settle(&mut self, skip: AfterMatch) -> Result<Vec<Found>, SkipError> {
+        let mut out = Vec::new();
+        loop {
+            let earliest_thread = self.threads.iter().map(|t| t.start).min();
+            let Some(pos) = self
+                .candidates
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.start)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let start = self.candidates[pos].start;
+            if earliest_thread.is_some_and(|t| t <= start) {
+                break;
+            }
+            let found = self.candidates.swap_remove(pos);
+            self.matches += 1;
+            let resume = match skip {
+                AfterMatch::PastLastRow => found.end() + 1,
+                AfterMatch::ToNextRow => found.start + 1,
+                AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) => {
+                    let rows = rows_of(&Some(found.last.clone()));
+                    let mut of_v = rows.iter().filter(|(_, var)| *var == v).map(|(r, _)| *r);
+                    let target = if matches!(skip, AfterMatch::ToFirst(_)) {
+                        of_v.next()
+                    } else {
+                        of_v.next_back()
+                    }
+                    .ok_or(SkipError::NoSuchRow(v))?;
+                    if target == found.start {
+                        return Err(SkipError::ToFirstRowOfMatch(v));
+                    }
+                    target
+                }
+            };
+            self.threads.retain(|t| t.start >= resume);
+            self.candidates.retain(|c| c.start >= resume);
+            self.resume_at = self.resume_at.max(resume);
+            out.push(found);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fsql_plan::Pattern;
+
+    use super::*;
+    use crate::operators::match_recognize::program::compile;
+
+    fn var(v: usize) -> Pattern {
+        Pattern::Var(v)
+    }
+
+    fn repeat(p: Pattern, min: u32, max: Option<u32>, greedy: bool) -> Pattern {
+        Pattern::Repeat {
+            pattern: Box::new(p),
+            min,
+            max,
+            greedy,
+        }
+    }
+
+    /// Runs `rows` (one char each) through `pattern`; variable `v` accepts a row when
+    /// `accepts(v, row char)`. Returns each match's rows as `row:var` strings.
+    fn run(
+        pattern: &Pattern,
+        rows: &str,
+        accepts: impl Fn(usize, char) -> bool,
+        skip: AfterMatch,
+    ) -> Vec<String> {
+        let program = compile(pattern).unwrap();
+        let mut m = Matcher::default();
+        let chars: Vec<char> = rows.chars().collect();
+        let mut out = Vec::new();
+        let show = |f: &Found| {
+            rows_of(&Some(f.last.clone()))
+                .iter()
+                .map(|(r, v)| format!("{r}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for c in &chars {
+            let pending = m.pending(&program);
+            let accepted: Vec<bool> = pending.iter().map(|(_, v)| accepts(*v, *c)).collect();
+            let found = m.advance(&program, &accepted, |_| true, skip).unwrap();
+            out.extend(found.iter().map(show));
+        }
+        out.extend(m.finish(&program, skip).unwrap().iter().map(show));
+        out
+    }
+
+    #[test]
+    fn card_testing_three_or_more_small_then_a_large_one() {
+        // S{3,} L: S = 's', L = 'L'.
+        let p = Pattern::Concat(vec![repeat(var(0), 3, None, true), var(1)]);
+        let acc = |v: usize, c: char| (v == 0 && c == 's') || (v == 1 && c == 'L');
+        assert_eq!(
+            run(&p, "ssLsssLssssL", acc, AfterMatch::PastLastRow),
+            vec!["3:0 4:0 5:0 6:1", "7:0 8:0 9:0 10:0 11:1"]
+        );
+        // Skipping to the next row finds the overlapping suffixes too.
+        assert_eq!(
+            run(&p, "ssssL", acc, AfterMatch::ToNextRow),
+            vec!["0:0 1:0 2:0 3:0 4:1", "1:0 2:0 3:0 4:1"]
+        );
+    }
+
+    #[test]
+    fn greedy_and_reluctant_quantifiers_choose_the_longest_and_shortest_match() {
+        // A B+ vs A B+? with B accepting 'b'.
+        let acc = |v: usize, c: char| (v == 0 && c == 'a') || (v == 1 && c == 'b');
+        let greedy = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, true)]);
+        assert_eq!(
+            run(&greedy, "abbbx", acc, AfterMatch::PastLastRow),
+            vec!["0:0 1:1 2:1 3:1"]
+        );
+        let reluctant = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, false)]);
+        assert_eq!(
+            run(&reluctant, "abbbx", acc, AfterMatch::PastLastRow),
+            vec!["0:0 1:1"]
+        );
+        // A greedy match still growing at the end of the input ends there.
+        assert_eq!(
+            run(&greedy, "abb", acc, AfterMatch::PastLastRow),
+            vec!["0:0 1:1 2:1"]
+        );
+    }
+
+    #[test]
+    fn alternation_prefers_the_leftmost_and_anchors_hold_at_the_ends() {
+        // (A | B) C, where both A and B accept 'x': A is preferred.
+        let acc = |v: usize, c: char| match v {
+            0 | 1 => c == 'x',
+            _ => c == 'c',
+        };
+        let p = Pattern::Concat(vec![Pattern::Alt(vec![var(0), var(1)]), var(2)]);
+        assert_eq!(run(&p, "xc", acc, AfterMatch::PastLastRow), vec!["0:0 1:2"]);
+        // ^ A: only the partition's first row may start it; A $: only its last row may end it.
+        let acc_a = |v: usize, c: char| v == 0 && c == 'a';
+        let first = Pattern::Concat(vec![Pattern::Start, var(0)]);
+        assert_eq!(
+            run(&first, "aaa", acc_a, AfterMatch::ToNextRow),
+            vec!["0:0"]
+        );
+        let last = Pattern::Concat(vec![var(0), Pattern::End]);
+        assert_eq!(run(&last, "aaa", acc_a, AfterMatch::ToNextRow), vec!["2:0"]);
+    }
+
+    #[test]
+    fn skip_to_a_variable_restarts_there_and_refuses_the_match_start() {
+        // A B C with SKIP TO LAST B on "abcbc..." style input: every row satisfies its own var.
+        let acc = |v: usize, c: char| {
+            (v == 0 && c == 'a') || (v == 1 && c == 'b') || (v == 2 && c == 'c')
+        };
+        let p = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, true), var(2)]);
+        assert_eq!(
+            run(&p, "abbcabc", acc, AfterMatch::ToLast(1)),
+            vec!["0:0 1:1 2:1 3:2", "4:0 5:1 6:2"]
+        );
+        let program = compile(&p).unwrap();
+        let mut m = Matcher::default();
+        let mut result = Ok(vec![]);
+        for c in "abc".chars() {
+            let pending = m.pending(&program);
+            let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
+            result = m.advance(&program, &accepted, |_| true, AfterMatch::ToFirst(0));
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.unwrap_err(), SkipError::ToFirstRowOfMatch(0));
+    }
+
+    #[test]
+    fn an_attempt_past_its_time_bound_ends_with_what_it_matched() {
+        let acc = |v: usize, c: char| (v == 0 && c == 'a') || (v == 1 && c == 'b');
+        let p = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, true)]);
+        let program = compile(&p).unwrap();
+        let mut m = Matcher::default();
+        for c in "ab".chars() {
+            let pending = m.pending(&program);
+            let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
+            assert!(
+                m.advance(&program, &accepted, |_| true, AfterMatch::PastLastRow)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // The greedy B+ could still grow; once the attempt expires, its match is final.
+        let found = m.expire(|_| false, AfterMatch::PastLastRow).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(rows_of(&Some(found[0].last.clone())), vec![(0, 0), (1, 1)]);
+        assert!(m.is_idle());
+    }
+}
+
+/// A randomised differential test: the Pike VM against a backtracking matcher written for
+/// clarity (try alternatives in preference order, first success wins), on generated patterns and
+/// inputs.
+#[cfg(test)]
+mod differential {
+    use fsql_plan::{AfterMatch, Pattern};
+
+    use super::*;
+    use crate::operators::match_recognize::program::compile;
+
+    /// splitmix64.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const VARS: usize = 4;
+
+    /// What matching continues with: given the position after a part and the rows so far, whether
+    /// the rest matches.
+    type Cont<'a> = &'a mut dyn FnMut(usize, &mut Vec<(u64, usize)>) -> bool;
+
+    /// Variables 0..3 accept the letters in their set; variable 3 also accepts at most two rows
+    /// per match (a condition that depends on what the match holds so far).
+    fn accepts(sets: &[Vec<char>], v: usize, c: char, history: &[(u64, usize)]) -> bool {
+        sets[v].contains(&c) && (v != 3 || history.iter().filter(|(_, x)| *x == 3).count() < 2)
+    }
+
+    fn gen_pattern(r: &mut Rng, depth: u32) -> Pattern {
+        let leaf = depth == 0 || r.below(3) == 0;
+        if leaf {
+            return match r.below(12) {
+                0 => Pattern::Start,
+                1 => Pattern::End,
+                _ => Pattern::Var(r.below(VARS as u64) as usize),
+            };
+        }
+        match r.below(4) {
+            0 => Pattern::Concat(
+                (0..1 + r.below(3))
+                    .map(|_| gen_pattern(r, depth - 1))
+                    .collect(),
+            ),
+            1 => Pattern::Alt(
+                (0..2 + r.below(2))
+                    .map(|_| gen_pattern(r, depth - 1))
+                    .collect(),
+            ),
+            2 => Pattern::Permute((0..2 + r.below(2)).map(|_| gen_pattern(r, 0)).collect()),
+            _ => {
+                let min = r.below(3) as u32;
+                let max = match r.below(3) {
+                    0 => None,
+                    _ => Some(min + r.below(3) as u32),
+                };
+                Pattern::Repeat {
+                    pattern: Box::new(gen_pattern(r, depth - 1)),
+                    min,
+                    max,
+                    greedy: r.below(2) == 0,
+                }
+            }
+        }
+    }
+
+    /// Backtracking: calls `k` with each way `p` can match from `pos` (in preference order) until
+    /// `k` accepts one.
+    fn m(
+        p: &Pattern,
+        input: &[char],
+        sets: &[Vec<char>],
+        pos: usize,
+        hist: &mut Vec<(u64, usize)>,
+        k: Cont<'_>,
+    ) -> bool {
+        match p {
+            Pattern::Var(v) => {
+                if pos < input.len() && accepts(sets, *v, input[pos], hist) {
+                    hist.push((pos as u64, *v));
+                    if k(pos + 1, hist) {
+                        return true;
+                    }
+                    hist.pop();
+                }
+                false
+            }
+            Pattern::Empty => k(pos, hist),
+            Pattern::Start => pos == 0 && hist.is_empty() && k(pos, hist),
+            Pattern::End => pos == input.len() && k(pos, hist),
+            Pattern::Exclude(inner) => m(inner, input, sets, pos, hist, k),
+            Pattern::Concat(parts) => seq(parts, input, sets, pos, hist, k),
+            Pattern::Alt(alts) => alts.iter().any(|a| m(a, input, sets, pos, hist, k)),
+            Pattern::Permute(parts) => {
+                let n = parts.len();
+                let mut orders: Vec<Vec<usize>> = vec![vec![]];
+                for _ in 0..n {
+                    orders = orders
+                        .into_iter()
+                        .flat_map(|o| {
+                            (0..n)
+                                .filter(|i| !o.contains(i))
+                                .map(|i| {
+                                    let mut o = o.clone();
+                                    o.push(i);
+                                    o
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                }
+                orders.iter().any(|o| {
+                    let ps: Vec<Pattern> = o.iter().map(|&i| parts[i].clone()).collect();
+                    seq(&ps, input, sets, pos, hist, k)
+                })
+            }
+            Pattern::Repeat {
+                pattern,
+                min,
+                max,
+                greedy,
+            } => rep(pattern, *min, *max, *greedy, 0, input, sets, pos, hist, k),
+        }
+    }
+
+    fn seq(
+        parts: &[Pattern],
+        input: &[char],
+        sets: &[Vec<char>],
+        pos: usize,
+        hist: &mut Vec<(u64, usize)>,
+        k: Cont<'_>,
+    ) -> bool {
+        match parts.split_first() {
+            None => k(pos, hist),
+            Some((first, rest)) => m(first, input, sets, pos, hist, &mut |p, h| {
+                seq(rest, input, sets, p, h, k)
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rep(
+        p: &Pattern,
+        min: u32,
+        max: Option<u32>,
+        greedy: bool,
+        done: u32,
+        input: &[char],
+        sets: &[Vec<char>],
+        pos: usize,
+        hist: &mut Vec<(u64, usize)>,
+        k: Cont<'_>,
+    ) -> bool {
+        let can_stop = done >= min;
+        let can_go = max.is_none_or(|m| done < m);
+        let again = |h: &mut Vec<(u64, usize)>, k: Cont<'_>| {
+            can_go
+                && m(p, input, sets, pos, h, &mut |p2, h2| {
+                    // An iteration past the minimum that matched nothing ends the loop (as the
+                    // VM, which never revisits a loop's entry without reading a row).
+                    (p2 > pos || done < min)
+                        && rep(p, min, max, greedy, done + 1, input, sets, p2, h2, k)
+                })
+        };
+        if greedy {
+            if again(hist, k) {
+                return true;
+            }
+            can_stop && k(pos, hist)
+        } else {
+            if can_stop && k(pos, hist) {
+                return true;
+            }
+            again(hist, k)
+        }
+    }
+
+    /// The preferred non-empty match starting at `start`.
+    fn preferred(
+        p: &Pattern,
+        input: &[char],
+        sets: &[Vec<char>],
+        start: usize,
+    ) -> Option<Vec<(u64, usize)>> {
+        let mut found = None;
+        let mut hist = Vec::new();
+        m(p, input, sets, start, &mut hist, &mut |_, h| {
+            if h.is_empty() {
+                return false;
+            }
+            found = Some(h.clone());
+            true
+        });
+        found
+    }
+
+    fn reference(
+        p: &Pattern,
+        input: &[char],
+        sets: &[Vec<char>],
+        skip: AfterMatch,
+    ) -> Vec<Vec<(u64, usize)>> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            match preferred(p, input, sets, pos) {
+                Some(found) => {
+                    let end = found.last().map_or(pos as u64, |r| r.0) as usize;
+                    out.push(found);
+                    pos = match skip {
+                        AfterMatch::PastLastRow => end + 1,
+                        _ => pos + 1,
+                    };
+                }
+                None => pos += 1,
+            }
+        }
+        out
+    }
+
+    fn vm(
+        p: &Pattern,
+        input: &[char],
+        sets: &[Vec<char>],
+        skip: AfterMatch,
+    ) -> Vec<Vec<(u64, usize)>> {
+        let program = compile(p).expect("compiles");
+        let mut matcher = Matcher::default();
+        let mut out = Vec::new();
+        let mut show = |f: Vec<Found>| {
+            for f in f {
+                out.push(rows_of(&Some(f.last)));
+            }
+        };
+        for (i, c) in input.iter().enumerate() {
+            let pending = matcher.pending(&program);
+            let accepted: Vec<bool> = pending
+                .iter()
+                .map(|&(t, v)| accepts(sets, v, *c, &rows_of(&matcher.threads()[t].last)))
+                .collect();
+            let _ = i;
+            show(
+                matcher
+                    .advance(&program, &accepted, |_| true, skip)
+                    .expect("no skip error"),
+            );
+        }
+        show(matcher.finish(&program, skip).expect("no skip error"));
+        out
+    }
+
+    #[test]
+    fn the_vm_finds_the_matches_a_backtracking_matcher_prefers() {
+        let cases: u64 = std::env::var("FSQL_MR_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3_000);
+        let mut compared = 0;
+        for seed in 0..cases {
+            let mut r = Rng(seed);
+            let p = gen_pattern(&mut r, 3);
+            let letters = ['a', 'b', 'c'];
+            let sets: Vec<Vec<char>> = (0..VARS)
+                .map(|_| {
+                    letters
+                        .iter()
+                        .copied()
+                        .filter(|_| r.below(2) == 0)
+                        .collect()
+                })
+                .collect();
+            let input: Vec<char> = (0..r.below(9))
+                .map(|_| letters[r.below(3) as usize])
+                .collect();
+            let skip = if r.below(2) == 0 {
+                AfterMatch::PastLastRow
+            } else {
+                AfterMatch::ToNextRow
+            };
+            let expected = reference(&p, &input, &sets, skip);
+            let got = vm(&p, &input, &sets, skip);
+            assert_eq!(
+                got, expected,
+                "seed {seed}: pattern {p:?}, sets {sets:?}, input {input:?}, {skip:?}"
+            );
+            compared += usize::from(!expected.is_empty());
+        }
+        assert!(
+            compared as u64 * 4 >= cases,
+            "only {compared} cases had a match"
+        );
+    }
+}

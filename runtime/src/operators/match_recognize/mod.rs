@@ -1,0 +1,708 @@
+//! `MATCH_RECOGNIZE` (ONE ROW PER MATCH): per partition, rows in event-time order run through the
+//! pattern's Pike VM ([`matcher`]); each final match becomes one output row of the partition
+//! columns and the measures.
+//!
+//! * **Order.** In watermark order rows wait until the watermark passes them and are then fed
+//!   sorted by (event time, arrival), as Flink does; rows behind the watermark go to the late-data
+//!   output. In arrival order they are fed as they come.
+//! * **Conditions** are evaluated over *evaluation rows* — the candidate row's columns, then the
+//!   navigations ([`Navigation`]) computed for that candidate and thread — all candidates of a
+//!   variable in one batch, by a JIT kernel (the interpreter with the JIT off). As in
+//!   Flink, navigation only sees the rows of the match attempt: `PREV` of an attempt's first row
+//!   is NULL, and aggregates include the row being classified.
+//! * **WITHIN**: an attempt may take a row only if the row is less than the bound after the
+//!   attempt's first row; once the watermark shows no such row can come, its pending match is
+//!   final.
+
+mod matcher;
+mod program;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions,
+    StringArray, new_null_array,
+};
+use arrow::compute::kernels::interleave::interleave;
+use arrow::datatypes::{DataType as ArrowType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use fsql_plan::{DataType, EmitMode, MatchAggregate, MatchRecognizeSpec, Navigation};
+
+use self::matcher::{Found, Matcher, SkipError, rows_of};
+use self::program::Inst;
+use crate::compiled::CompiledExprs;
+use crate::error::RuntimeError;
+use crate::eval::{evaluate, evaluate_predicate, timestamp_raw};
+use crate::operator::{Event, LateRows, Operator};
+use crate::operators::agg::key::{KeyBytes, KeyEncoder};
+use crate::text::units_per_second;
+
+/// One partition: its matcher and the rows its attempts can still refer to.
+#[derive(Default)]
+struct Partition {
+    matcher: Matcher,
+    /// Rows from `first` on, each a one-row batch, with its event time in milliseconds.
+    rows: std::collections::VecDeque<(RecordBatch, i64)>,
+    first: u64,
+}
+
+impl Partition {
+    fn row(&self, seq: u64) -> Option<&(RecordBatch, i64)> {
+        let i = seq.checked_sub(self.first)?;
+        self.rows.get(usize::try_from(i).ok()?)
+    }
+}
+
+/// A row waiting for the watermark (watermark order).
+struct Waiting {
+    ts: i64,
+    /// The further ORDER BY columns, row-encoded (compared as bytes).
+    then: Vec<u8>,
+    seq: u64,
+    key: KeyBytes,
+    row: RecordBatch,
+}
+
+/// The `MATCH_RECOGNIZE` operator.
+pub struct MatchRecognize {
+    name: String,
+    spec: MatchRecognizeSpec,
+    program: Vec<Inst>,
+    schema: SchemaRef,
+    emit: EmitMode,
+    keys: KeyEncoder,
+    /// Encodes the further ORDER BY columns (with `order_then`).
+    then: Option<arrow::row::RowConverter>,
+    partitions: HashMap<KeyBytes, Partition>,
+    waiting: Vec<Waiting>,
+    arrivals: u64,
+    watermark_ms: i64,
+    late: LateRows,
+    /// Final matches not yet turned into output rows: the partition's rows they use.
+    found: Vec<FoundRows>,
+    /// Per variable, its condition compiled over evaluation rows (with the JIT on).
+    compiled: Vec<Option<CompiledExprs>>,
+}
+
+/// A final match with everything measures need (its rows outlive the partition's pruning).
+struct FoundRows {
+    rows: Vec<(RecordBatch, i64, usize)>,
+    number: u64,
+}
+
+impl MatchRecognize {
+    /// The operator for `spec`, producing `schema` (partition columns, then measures).
+    /// With `jit`, conditions run compiled over batches of evaluation rows.
+    pub fn new(
+        name: &str,
+        spec: &MatchRecognizeSpec,
+        input: &Schema,
+        schema: SchemaRef,
+        emit: EmitMode,
+        jit: bool,
+    ) -> Result<MatchRecognize, RuntimeError> {
+        let program = program::compile(&spec.pattern)
+            .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (k, (_, t)) in spec.navigations.iter().enumerate() {
+            fields.push(Field::new(format!("__nav{k}"), t.to_arrow(), true));
+        }
+        let evaluation = Schema::new(fields);
+        let compiled = spec
+            .defines
+            .iter()
+            .map(|d| {
+                d.as_ref()
+                    .filter(|_| jit)
+                    .and_then(|d| CompiledExprs::new(None, std::slice::from_ref(d), &evaluation))
+            })
+            .collect();
+        Ok(MatchRecognize {
+            name: name.to_string(),
+            spec: spec.clone(),
+            program,
+            schema,
+            emit,
+            keys: KeyEncoder::new(spec.partition_by.clone()),
+            then: None,
+            partitions: HashMap::new(),
+            waiting: Vec::new(),
+            arrivals: 0,
+            watermark_ms: i64::MIN,
+            late: LateRows::default(),
+            found: Vec::new(),
+            compiled,
+        })
+    }
+
+    /// The further ORDER BY columns of `batch`, row-encoded (`None` without any).
+    fn order_then(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Option<arrow::row::Rows>, RuntimeError> {
+        if self.spec.order_then.is_empty() || self.emit != EmitMode::Watermark {
+            return Ok(None);
+        }
+        let columns: Vec<ArrayRef> = self
+            .spec
+            .order_then
+            .iter()
+            .filter_map(|(c, _)| batch.columns().get(*c).cloned())
+            .collect();
+        if self.then.is_none() {
+            let fields = columns
+                .iter()
+                .zip(&self.spec.order_then)
+                .map(|(c, (_, descending))| {
+                    arrow::row::SortField::new_with_options(
+                        c.data_type().clone(),
+                        arrow::compute::SortOptions {
+                            descending: *descending,
+                            nulls_first: !*descending,
+                        },
+                    )
+                })
+                .collect();
+            self.then = Some(arrow::row::RowConverter::new(fields).map_err(|e| self.arrow_err(e))?);
+        }
+        let Some(converter) = &self.then else {
+            return Ok(None);
+        };
+        let rows = converter
+            .convert_columns(&columns)
+            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
+        Ok(Some(rows))
+    }
+
+    fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
+        RuntimeError::arrow(&self.name, e)
+    }
+
+    /// Event times of `batch` in milliseconds (`None` for NULL).
+    fn times(&self, batch: &RecordBatch) -> Result<Vec<Option<i64>>, RuntimeError> {
+        let column = batch
+            .columns()
+            .get(self.spec.order_by)
+            .ok_or_else(|| RuntimeError::Plan(format!("`{}`: no time column", self.name)))?;
+        let per_ms = match column.data_type() {
+            ArrowType::Timestamp(unit, _) => units_per_second(*unit) / 1000,
+            other => {
+                return Err(RuntimeError::Plan(format!(
+                    "`{}`: the time column is {other}",
+                    self.name
+                )));
+            }
+        };
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                column.is_valid(i).then(|| {
+                    let raw = timestamp_raw(column.as_ref(), i);
+                    if per_ms == 0 {
+                        raw.saturating_mul(1000)
+                    } else {
+                        raw.div_euclid(per_ms)
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// Feeds one row to its partition's matcher.
+    fn feed(&mut self, key: KeyBytes, row: RecordBatch, ts: i64) -> Result<(), RuntimeError> {
+        let partition = self.partitions.entry(key).or_default();
+        partition.rows.push_back((row, ts));
+        let pending = partition.matcher.pending(&self.program);
+        let accepted = conditions(
+            &self.spec,
+            partition,
+            &pending,
+            &mut self.compiled,
+            &self.name,
+        )?;
+        let within = self.spec.within_ms;
+        let first_ts = |p: &Partition, start: u64| p.row(start).map_or(ts, |r| r.1);
+        let starts: HashMap<u64, i64> = partition
+            .matcher
+            .threads()
+            .iter()
+            .map(|t| (t.start, first_ts(partition, t.start)))
+            .collect();
+        let alive = |start: u64| match (within, starts.get(&start)) {
+            (Some(w), Some(t0)) => ts - t0 < w,
+            _ => true,
+        };
+        let found = partition
+            .matcher
+            .advance(&self.program, &accepted, alive, self.spec.after_match)
+            .map_err(|e| skip_error(&self.name, &self.spec, e))?;
+        collect(partition, found, &mut self.found);
+        prune(partition);
+        Ok(())
+    }
+
+    /// Ends the attempts no future row can extend (their WITHIN bound is behind the watermark).
+    fn expire(&mut self) -> Result<(), RuntimeError> {
+        let Some(within) = self.spec.within_ms else {
+            return Ok(());
+        };
+        let wm = self.watermark_ms;
+        for partition in self.partitions.values_mut() {
+            if partition.matcher.threads().is_empty() {
+                continue;
+            }
+            let starts: HashMap<u64, i64> = partition
+                .matcher
+                .threads()
+                .iter()
+                .filter_map(|t| partition.row(t.start).map(|r| (t.start, r.1)))
+                .collect();
+            // A future row has a time after the watermark; it fits the attempt only if it is
+            // less than `within` after the attempt's first row.
+            let alive = |start: u64| {
+                starts
+                    .get(&start)
+                    .is_none_or(|t0| t0.saturating_add(within) > wm.saturating_add(1))
+            };
+            let found = partition
+                .matcher
+                .expire(alive, self.spec.after_match)
+                .map_err(|e| skip_error(&self.name, &self.spec, e))?;
+            collect(partition, found, &mut self.found);
+            prune(partition);
+        }
+        Ok(())
+    }
+
+    /// The output rows of the final matches found so far.
+    fn emit(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        let found = std::mem::take(&mut self.found);
+        let n = found.len();
+        // The evaluation rows of the measures: the match's last row, then its navigations
+        // (FINAL: over all rows of the match).
+        let last: Vec<RecordBatch> = found
+            .iter()
+            .filter_map(|f| f.rows.last().map(|r| r.0.clone()))
+            .collect();
+        let schema = last
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| RuntimeError::Plan(format!("`{}`: an empty match", self.name)))?;
+        let inputs =
+            arrow::compute::concat_batches(&schema, &last).map_err(|e| self.arrow_err(e))?;
+        let mut columns: Vec<ArrayRef> = inputs.columns().to_vec();
+        for (nav, t) in &self.spec.navigations {
+            let values = found
+                .iter()
+                .map(|f| navigate(&self.spec, nav, t, &f.rows, f.number, &self.name))
+                .collect::<Result<Vec<_>, _>>()?;
+            columns.push(concat(&values, t).map_err(|e| self.arrow_err(e))?);
+        }
+        let eval = evaluation_batch(columns, n).map_err(|e| self.arrow_err(e))?;
+        let mut output: Vec<ArrayRef> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|&c| inputs.column(c).clone())
+            .collect();
+        for m in &self.spec.measures {
+            output.push(evaluate(&m.expr, &eval).map_err(|e| RuntimeError::eval(&self.name, e))?);
+        }
+        let output = output
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    arrow::compute::cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.arrow_err(e))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), output, &options)
+            .map_err(|e| self.arrow_err(e))?;
+        out.push(Event::Batch(batch));
+        Ok(())
+    }
+
+    fn release(&mut self, up_to: i64) -> Result<(), RuntimeError> {
+        let mut ready: Vec<Waiting> = Vec::new();
+        let mut keep = Vec::with_capacity(self.waiting.len());
+        for w in std::mem::take(&mut self.waiting) {
+            if w.ts <= up_to {
+                ready.push(w);
+            } else {
+                keep.push(w);
+            }
+        }
+        self.waiting = keep;
+        ready.sort_by(|a, b| (a.ts, &a.then, a.seq).cmp(&(b.ts, &b.then, b.seq)));
+        for w in ready {
+            self.feed(w.key, w.row, w.ts)?;
+        }
+        Ok(())
+    }
+}
+
+fn skip_error(name: &str, spec: &MatchRecognizeSpec, e: SkipError) -> RuntimeError {
+    let var = |v: usize| spec.variables.get(v).cloned().unwrap_or_default();
+    RuntimeError::Plan(match e {
+        SkipError::ToFirstRowOfMatch(v) => format!(
+            "in `{name}`: AFTER MATCH SKIP TO {} would start the next match at the first row of this one (the SQL standard makes this an error)",
+            var(v)
+        ),
+        SkipError::NoSuchRow(v) => format!(
+            "in `{name}`: AFTER MATCH SKIP TO {} but no row of the match is {}",
+            var(v),
+            var(v)
+        ),
+        SkipError::TooManyThreads => format!(
+            "in `{name}`: more than {} match attempts are alive in one partition; bound the pattern with WITHIN or make it less ambiguous",
+            matcher::MAX_THREADS
+        ),
+    })
+}
+
+/// Turns the matcher's final matches into rows kept for the output.
+fn collect(partition: &Partition, found: Vec<Found>, into: &mut Vec<FoundRows>) {
+    let base = partition.matcher.matches - found.len() as u64;
+    for (k, f) in found.into_iter().enumerate() {
+        let rows = rows_of(&Some(f.last))
+            .into_iter()
+            .filter_map(|(seq, var)| partition.row(seq).map(|(b, ts)| (b.clone(), *ts, var)))
+            .collect();
+        into.push(FoundRows {
+            rows,
+            number: base + k as u64 + 1,
+        });
+    }
+}
+
+/// Drops the rows no live attempt refers to.
+fn prune(partition: &mut Partition) {
+    let needed = partition.matcher.oldest_needed();
+    while partition.first < needed && !partition.rows.is_empty() {
+        partition.rows.pop_front();
+        partition.first += 1;
+    }
+}
+
+/// Evaluates the conditions for the (thread, variable) pairs of the partition's newest row.
+fn conditions(
+    spec: &MatchRecognizeSpec,
+    partition: &Partition,
+    pending: &[(usize, usize)],
+    compiled: &mut [Option<CompiledExprs>],
+    name: &str,
+) -> Result<Vec<bool>, RuntimeError> {
+    let mut accepted = vec![false; pending.len()];
+    let Some((current, ts)) = partition.rows.back() else {
+        return Ok(accepted);
+    };
+    let threads = partition.matcher.threads();
+    for (v, define) in spec.defines.iter().enumerate() {
+        let pairs: Vec<usize> = (0..pending.len()).filter(|&k| pending[k].1 == v).collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let Some(define) = define else {
+            for k in pairs {
+                accepted[k] = true;
+            }
+            continue;
+        };
+        let n = pairs.len();
+        let repeat: Vec<(usize, usize)> = vec![(0, 0); n];
+        let mut columns: Vec<ArrayRef> = current
+            .columns()
+            .iter()
+            .map(|c| interleave(&[c.as_ref()], &repeat))
+            .collect::<Result<_, _>>()
+            .map_err(|e| RuntimeError::arrow(name, e))?;
+        // Each thread's rows so far plus the row being classified as `v` (RUNNING semantics).
+        let histories: Vec<Vec<(RecordBatch, i64, usize)>> = pairs
+            .iter()
+            .map(|&k| {
+                let t = &threads[pending[k].0];
+                let mut rows: Vec<(RecordBatch, i64, usize)> = rows_of(&t.last)
+                    .into_iter()
+                    .filter_map(|(seq, var)| {
+                        partition.row(seq).map(|(b, ts)| (b.clone(), *ts, var))
+                    })
+                    .collect();
+                rows.push((current.clone(), *ts, v));
+                rows
+            })
+            .collect();
+        for (nav, t) in &spec.navigations {
+            let values = histories
+                .iter()
+                .map(|h| navigate(spec, nav, t, h, partition.matcher.matches + 1, name))
+                .collect::<Result<Vec<_>, _>>()?;
+            columns.push(concat(&values, t).map_err(|e| RuntimeError::arrow(name, e))?);
+        }
+        let eval = evaluation_batch(columns, n).map_err(|e| RuntimeError::arrow(name, e))?;
+        let by_kernel = match compiled.get_mut(v).and_then(Option::as_mut) {
+            Some(c) => c
+                .run(&eval)
+                .map_err(|e| RuntimeError::eval(name, e))?
+                .and_then(|out| out.columns.into_iter().next())
+                .and_then(|a| a.as_boolean_opt().cloned()),
+            None => None,
+        };
+        let result = match by_kernel {
+            Some(r) => r,
+            None => evaluate_predicate(define, &eval).map_err(|e| RuntimeError::eval(name, e))?,
+        };
+        for (i, &k) in pairs.iter().enumerate() {
+            accepted[k] = result.is_valid(i) && result.value(i);
+        }
+    }
+    Ok(accepted)
+}
+
+fn evaluation_batch(
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let fields: Vec<arrow::datatypes::Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| arrow::datatypes::Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+        &options,
+    )
+}
+
+fn concat(values: &[ArrayRef], t: &DataType) -> Result<ArrayRef, arrow::error::ArrowError> {
+    if values.is_empty() {
+        return Ok(new_null_array(&t.to_arrow(), 0));
+    }
+    let refs: Vec<&dyn Array> = values.iter().map(|a| a.as_ref()).collect();
+    arrow::compute::concat(&refs)
+}
+
+/// One navigation's value (a one-row array of type `t`) over `rows` (oldest first, each with
+/// its time and variable; in a condition the last one is the row being classified).
+fn navigate(
+    spec: &MatchRecognizeSpec,
+    nav: &Navigation,
+    t: &DataType,
+    rows: &[(RecordBatch, i64, usize)],
+    match_number: u64,
+    name: &str,
+) -> Result<ArrayRef, RuntimeError> {
+    let arrow_type = t.to_arrow();
+    let null = || new_null_array(&arrow_type, 1);
+    let cell = |row: Option<&(RecordBatch, i64, usize)>, column: usize| -> ArrayRef {
+        row.and_then(|r| r.0.columns().get(column))
+            .map(|c| c.slice(0, 1))
+            .unwrap_or_else(null)
+    };
+    let of_var = |var: Option<usize>| -> Vec<&(RecordBatch, i64, usize)> {
+        rows.iter()
+            .filter(|r| var.is_none_or(|v| r.2 == v))
+            .collect()
+    };
+    let value = match nav {
+        Navigation::Prev { column, offset } => {
+            let at = rows.len().checked_sub(1 + *offset as usize);
+            cell(at.and_then(|i| rows.get(i)), *column)
+        }
+        Navigation::Next { .. } => null(),
+        Navigation::First {
+            var,
+            column,
+            offset,
+        } => cell(of_var(*var).get(*offset as usize).copied(), *column),
+        Navigation::Last {
+            var,
+            column,
+            offset,
+        } => {
+            let of = of_var(*var);
+            let at = of.len().checked_sub(1 + *offset as usize);
+            cell(at.and_then(|i| of.get(i)).copied(), *column)
+        }
+        Navigation::Aggregate {
+            function,
+            var,
+            column,
+        } => aggregate(*function, &of_var(*var), *column, t)
+            .map_err(|e| RuntimeError::arrow(name, e))?,
+        Navigation::Classifier => match rows.last().and_then(|r| spec.variables.get(r.2)) {
+            Some(v) => Arc::new(StringArray::from(vec![v.as_str()])),
+            None => null(),
+        },
+        Navigation::MatchNumber => Arc::new(Int64Array::from(vec![
+            i64::try_from(match_number).unwrap_or(i64::MAX),
+        ])),
+        Navigation::MatchRowtime => cell(rows.last(), spec.order_by),
+    };
+    if value.data_type() == &arrow_type {
+        Ok(value)
+    } else {
+        arrow::compute::cast(&value, &arrow_type).map_err(|e| RuntimeError::arrow(name, e))
+    }
+}
+
+/// COUNT/SUM/AVG/MIN/MAX over `column` of `rows` (NULLs ignored; COUNT(*) counts rows).
+fn aggregate(
+    function: MatchAggregate,
+    rows: &[&(RecordBatch, i64, usize)],
+    column: Option<usize>,
+    t: &DataType,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let Some(column) = column else {
+        return Ok(Arc::new(Int64Array::from(vec![rows.len() as i64])));
+    };
+    let cells: Vec<ArrayRef> = rows
+        .iter()
+        .filter_map(|r| r.0.columns().get(column).map(|c| c.slice(0, 1)))
+        .collect();
+    let arrow_type = t.to_arrow();
+    if cells.is_empty() {
+        return Ok(match function {
+            MatchAggregate::Count => Arc::new(Int64Array::from(vec![0])),
+            _ => new_null_array(&arrow_type, 1),
+        });
+    }
+    let refs: Vec<&dyn Array> = cells.iter().map(|a| a.as_ref()).collect();
+    let values = arrow::compute::concat(&refs)?;
+    let valid = values.len() - values.null_count();
+    if function == MatchAggregate::Count {
+        return Ok(Arc::new(Int64Array::from(vec![valid as i64])));
+    }
+    if valid == 0 {
+        return Ok(new_null_array(&arrow_type, 1));
+    }
+    let floating = matches!(t, DataType::Float | DataType::Double);
+    let result: ArrayRef = if floating {
+        let v = arrow::compute::cast(&values, &ArrowType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        let present = v.iter().flatten();
+        let r = match function {
+            MatchAggregate::Sum => present.sum::<f64>(),
+            MatchAggregate::Avg => present.sum::<f64>() / valid as f64,
+            MatchAggregate::Min => present.fold(f64::INFINITY, f64::min),
+            _ => present.fold(f64::NEG_INFINITY, f64::max),
+        };
+        Arc::new(Float64Array::from(vec![r]))
+    } else if matches!(values.data_type(), ArrowType::Utf8) {
+        let s = values.as_string::<i32>();
+        let present = s.iter().flatten();
+        let r = match function {
+            MatchAggregate::Min => present.min(),
+            _ => present.max(),
+        };
+        Arc::new(StringArray::from(vec![r]))
+    } else {
+        let v = arrow::compute::cast(&values, &ArrowType::Int64)?;
+        let v = v.as_primitive::<Int64Type>();
+        let present = v.iter().flatten();
+        let r = match function {
+            MatchAggregate::Sum => present.fold(0i64, i64::wrapping_add),
+            MatchAggregate::Avg => present.fold(0i64, i64::wrapping_add) / valid as i64,
+            MatchAggregate::Min => present.min().unwrap_or(0),
+            _ => present.max().unwrap_or(0),
+        };
+        Arc::new(Int64Array::from(vec![r]))
+    };
+    if result.data_type() == &arrow_type {
+        Ok(result)
+    } else {
+        arrow::compute::cast(&result, &arrow_type)
+    }
+}
+
+impl Operator for MatchRecognize {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        let times = self.times(&batch)?;
+        let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
+        let then = self.order_then(&batch)?;
+        let mut late = Vec::new();
+        for (i, ts) in times.iter().enumerate() {
+            let Some(ts) = *ts else {
+                late.push(i as u32);
+                continue;
+            };
+            let key = KeyBytes::new(keys.key(i));
+            let row = batch.slice(i, 1);
+            match self.emit {
+                EmitMode::Watermark => {
+                    if ts <= self.watermark_ms {
+                        late.push(i as u32);
+                        continue;
+                    }
+                    self.waiting.push(Waiting {
+                        ts,
+                        then: then
+                            .as_ref()
+                            .map(|rows| rows.row(i).data().to_vec())
+                            .unwrap_or_default(),
+                        seq: self.arrivals,
+                        key,
+                        row,
+                    });
+                    self.arrivals += 1;
+                }
+                EmitMode::Arrival => self.feed(key, row, ts)?,
+            }
+        }
+        self.late.keep(&self.name, &batch, late)?;
+        self.emit(out)
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark_ms: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if self.emit == EmitMode::Watermark {
+            self.release(watermark_ms)?;
+        }
+        self.watermark_ms = self.watermark_ms.max(watermark_ms);
+        self.expire()?;
+        self.emit(out)?;
+        out.push(Event::Watermark(watermark_ms));
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        self.release(i64::MAX)?;
+        let mut keys: Vec<KeyBytes> = self.partitions.keys().cloned().collect();
+        keys.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+        for key in keys {
+            let Some(partition) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            let found = partition
+                .matcher
+                .finish(&self.program, self.spec.after_match)
+                .map_err(|e| skip_error(&self.name, &self.spec, e))?;
+            collect(partition, found, &mut self.found);
+        }
+        self.emit(out)
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.late.count()
+    }
+
+    fn take_late(&mut self) -> Option<RecordBatch> {
+        self.late.take()
+    }
+}
