@@ -53,25 +53,18 @@ const PROJECTION: [&str; 10] = [
     "sum_24h - amount > 0",
 ];
 
-/// splitmix64.
-struct Rng(u64);
+/// Random choices (the runtime's expression generator's), as `u64`s.
+struct Rng(fsql_runtime::compiled::generated::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n as usize) as u64
     }
 }
 
 /// One batch of payments-like features, 2 % NULLs in the nullable ones.
 fn batch(schema: Arc<Schema>) -> RecordBatch {
-    let mut r = Rng(42);
+    let mut r = Rng(fsql_runtime::compiled::generated::Rng::seeded(42));
     let null = |r: &mut Rng| r.below(50) == 0;
     let card: Int64Array = (0..ROWS).map(|_| Some(r.below(100_000) as i64)).collect();
     let amount: Float64Array = (0..ROWS)

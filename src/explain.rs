@@ -177,21 +177,10 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::Over(o) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
-                let col = |i: usize| {
-                    input
-                        .and_then(|n| n.schema.fields.get(i))
-                        .map_or_else(|| format!("${i}"), |f| f.name.clone())
-                };
-                let keys: Vec<String> = o.partition_by.iter().map(|&i| col(i)).collect();
                 let _ = writeln!(
                     out,
-                    "    partition by: {}; order by: {} (event time)",
-                    if keys.is_empty() {
-                        "(none)".into()
-                    } else {
-                        keys.join(", ")
-                    },
-                    col(o.order_by)
+                    "    {}",
+                    partitioning(input, &o.partition_by, o.order_by)
                 );
                 let first = n.schema.fields.len() - o.aggregates.len();
                 for (i, a) in o.aggregates.iter().enumerate() {
@@ -324,21 +313,10 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::MatchRecognize(m) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
-                let col = |i: usize| {
-                    input
-                        .and_then(|n| n.schema.fields.get(i))
-                        .map_or_else(|| format!("${i}"), |f| f.name.clone())
-                };
-                let keys: Vec<String> = m.partition_by.iter().map(|&i| col(i)).collect();
                 let _ = writeln!(
                     out,
-                    "    partition by: {}; order by: {} (event time)",
-                    if keys.is_empty() {
-                        "(none)".into()
-                    } else {
-                        keys.join(", ")
-                    },
-                    col(m.order_by)
+                    "    {}",
+                    partitioning(input, &m.partition_by, m.order_by)
                 );
                 let _ = writeln!(
                     out,
@@ -462,6 +440,20 @@ fn join_keys(left: &[fsql_plan::Expr], right: &[fsql_plan::Expr]) -> String {
 }
 
 /// Input column `i`'s name.
+/// `partition by: k1, k2; order by: ts (event time)` with the input's column names.
+fn partitioning(input: Option<&Node>, partition_by: &[usize], order_by: usize) -> String {
+    let keys: Vec<String> = partition_by.iter().map(|&i| column(input, i)).collect();
+    format!(
+        "partition by: {}; order by: {} (event time)",
+        if keys.is_empty() {
+            "(none)".into()
+        } else {
+            keys.join(", ")
+        },
+        column(input, order_by)
+    )
+}
+
 fn column(input: Option<&Node>, i: usize) -> String {
     input
         .and_then(|n| n.schema.fields.get(i))

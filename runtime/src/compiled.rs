@@ -41,12 +41,7 @@ impl CompiledExprs {
     /// The compiled form of `filter` and `outputs` over batches of `input`, or `None` when no
     /// part of them would be compiled.
     pub fn new(filter: Option<&Expr>, outputs: &[Expr], input: &Schema) -> Option<CompiledExprs> {
-        let types: Vec<_> = input
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let split = Split::new(filter, outputs, &types);
+        let split = split(filter, outputs, input);
         let kernels = Kernels::new(split.kernel.clone()?);
         Some(CompiledExprs {
             split,
@@ -124,15 +119,19 @@ impl CompiledExprs {
     }
 }
 
-/// `fsql explain`'s note for each expression of a group: `filter` first (when given), then the
-/// outputs, each "compiled", "compiled; interpreted inside: ...", "interpreted: why" or "column".
-pub fn describe(filter: Option<&Expr>, outputs: &[Expr], input: &Schema) -> Vec<String> {
+fn split(filter: Option<&Expr>, outputs: &[Expr], input: &Schema) -> Split {
     let types: Vec<_> = input
         .fields()
         .iter()
         .map(|f| f.data_type().clone())
         .collect();
-    let split = Split::new(filter, outputs, &types);
+    Split::new(filter, outputs, &types)
+}
+
+/// `fsql explain`'s note for each expression of a group: `filter` first (when given), then the
+/// outputs, each "compiled", "compiled; interpreted inside: ...", "interpreted: why" or "column".
+pub fn describe(filter: Option<&Expr>, outputs: &[Expr], input: &Schema) -> Vec<String> {
+    let split = split(filter, outputs, input);
     let mut notes = Vec::new();
     if filter.is_some() {
         notes.push(split.describe(None));

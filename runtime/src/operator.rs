@@ -147,3 +147,28 @@ pub fn conform_batch(
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
         .map_err(|e| RuntimeError::arrow(node, e))
 }
+
+/// A batch of `schema` from `columns` (`rows` rows), casting a column whose Arrow type differs from
+/// its field's (an operator's result typed `VARCHAR(n)` or `BIGINT` by the plan, say).
+pub fn batch_with_schema(
+    node: &str,
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, RuntimeError> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields().iter())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                arrow::compute::cast(&c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RuntimeError::arrow(node, e))?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| RuntimeError::arrow(node, e))
+}

@@ -50,7 +50,8 @@ impl Rng {
         Rng(Source::Bytes(bytes.to_vec(), 0))
     }
 
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits (16 from a fuzzer's bytes).
+    fn bits(&mut self) -> u64 {
         match &mut self.0 {
             Source::Seed(state) => {
                 *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -68,8 +69,9 @@ impl Rng {
         }
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    /// A choice in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.bits() % n.max(1) as u64) as usize
     }
 
     fn one_in(&mut self, n: usize) -> bool {

@@ -9,17 +9,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions,
-    StringBuilder,
-};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringBuilder};
 use arrow::datatypes::{Int32Type, Schema, SchemaRef};
 use fsql_plan::{DataType, Expr, ExprKind, Literal, RulesetSpec};
 
 use crate::compiled::CompiledExprs;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate_masked, logic_is_true};
-use crate::operator::{Event, Operator};
+use crate::operator::{Event, Operator, batch_with_schema};
 
 /// First-match rule evaluation.
 pub struct Ruleset {
@@ -125,22 +122,8 @@ impl Ruleset {
         columns.push(Arc::new(decision.finish()));
         columns.push(Arc::new(rule.finish()));
         columns.push(Arc::new(Int64Array::from(vec![self.spec.version; rows])));
-        // Cast the appended columns if the plan typed them differently (e.g. VARCHAR(n)).
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields().iter())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    arrow::compute::cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
-            .map_err(|e| RuntimeError::arrow(&self.name, e))
+        // The appended columns are cast if the plan typed them differently (e.g. VARCHAR(n)).
+        batch_with_schema(&self.name, &self.schema, columns, rows)
     }
 }
 

@@ -502,19 +502,12 @@ mod differential {
     use super::*;
     use crate::operators::match_recognize::program::compile;
 
-    /// splitmix64.
-    struct Rng(u64);
+    /// The generator's choices (`crate::compiled::generated::Rng`), as `u64`s.
+    struct Rng(crate::compiled::generated::Rng);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
         fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
+            self.0.below(n as usize) as u64
         }
     }
 
@@ -698,28 +691,45 @@ mod differential {
         found
     }
 
+    type Matches = Vec<Vec<(u64, usize)>>;
+
     fn reference(
         p: &Pattern,
         input: &[char],
         sets: &[Vec<char>],
         skip: AfterMatch,
-    ) -> Vec<Vec<(u64, usize)>> {
+    ) -> Result<Matches, SkipError> {
         let mut out = Vec::new();
         let mut pos = 0;
         while pos < input.len() {
             match preferred(p, input, sets, pos) {
                 Some(found) => {
                     let end = found.last().map_or(pos as u64, |r| r.0) as usize;
-                    out.push(found);
-                    pos = match skip {
-                        AfterMatch::PastLastRow => end + 1,
-                        _ => pos + 1,
+                    let of = |v: usize| {
+                        found
+                            .iter()
+                            .filter(move |r| r.1 == v)
+                            .map(|r| r.0 as usize)
+                            .collect::<Vec<_>>()
                     };
+                    let next = match skip {
+                        AfterMatch::PastLastRow => end + 1,
+                        AfterMatch::ToNextRow => pos + 1,
+                        AfterMatch::ToFirst(v) => *of(v).first().ok_or(SkipError::NoSuchRow(v))?,
+                        AfterMatch::ToLast(v) => *of(v).last().ok_or(SkipError::NoSuchRow(v))?,
+                    };
+                    if let (true, AfterMatch::ToFirst(v) | AfterMatch::ToLast(v)) =
+                        (next == pos, skip)
+                    {
+                        return Err(SkipError::ToFirstRowOfMatch(v));
+                    }
+                    out.push(found);
+                    pos = next;
                 }
                 None => pos += 1,
             }
         }
-        out
+        Ok(out)
     }
 
     fn vm(
@@ -727,7 +737,7 @@ mod differential {
         input: &[char],
         sets: &[Vec<char>],
         skip: AfterMatch,
-    ) -> Vec<Vec<(u64, usize)>> {
+    ) -> Result<Matches, SkipError> {
         let program = compile(p).expect("compiles");
         let mut matcher = Matcher::default();
         let mut out = Vec::new();
@@ -736,21 +746,16 @@ mod differential {
                 out.push(rows_of(&Some(f.last)));
             }
         };
-        for (i, c) in input.iter().enumerate() {
+        for c in input {
             let pending = matcher.pending(&program);
             let accepted: Vec<bool> = pending
                 .iter()
                 .map(|&(t, v)| accepts(sets, v, *c, &rows_of(&matcher.threads()[t].last)))
                 .collect();
-            let _ = i;
-            show(
-                matcher
-                    .advance(&program, &accepted, |_| true, skip)
-                    .expect("no skip error"),
-            );
+            show(matcher.advance(&program, &accepted, |_| true, skip)?);
         }
-        show(matcher.finish(&program, skip).expect("no skip error"));
-        out
+        show(matcher.finish(&program, skip)?);
+        Ok(out)
     }
 
     #[test]
@@ -761,7 +766,7 @@ mod differential {
             .unwrap_or(3_000);
         let mut compared = 0;
         for seed in 0..cases {
-            let mut r = Rng(seed);
+            let mut r = Rng(crate::compiled::generated::Rng::seeded(seed));
             let p = gen_pattern(&mut r, 3);
             let letters = ['a', 'b', 'c'];
             let sets: Vec<Vec<char>> = (0..VARS)
@@ -776,10 +781,12 @@ mod differential {
             let input: Vec<char> = (0..r.below(9))
                 .map(|_| letters[r.below(3) as usize])
                 .collect();
-            let skip = if r.below(2) == 0 {
-                AfterMatch::PastLastRow
-            } else {
-                AfterMatch::ToNextRow
+            let var = r.below(VARS as u64) as usize;
+            let skip = match r.below(4) {
+                0 => AfterMatch::PastLastRow,
+                1 => AfterMatch::ToNextRow,
+                2 => AfterMatch::ToFirst(var),
+                _ => AfterMatch::ToLast(var),
             };
             let expected = reference(&p, &input, &sets, skip);
             let got = vm(&p, &input, &sets, skip);
@@ -787,10 +794,10 @@ mod differential {
                 got, expected,
                 "seed {seed}: pattern {p:?}, sets {sets:?}, input {input:?}, {skip:?}"
             );
-            compared += usize::from(!expected.is_empty());
+            compared += usize::from(matches!(&expected, Ok(m) if !m.is_empty()));
         }
         assert!(
-            compared as u64 * 4 >= cases,
+            compared as u64 * 5 >= cases,
             "only {compared} cases had a match"
         );
     }

@@ -33,7 +33,7 @@ use self::program::Inst;
 use crate::compiled::CompiledExprs;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate, evaluate_predicate, timestamp_raw};
-use crate::operator::{Event, LateRows, Operator};
+use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{KeyBytes, KeyEncoder};
 use crate::text::units_per_second;
 
@@ -310,21 +310,7 @@ impl MatchRecognize {
         for m in &self.spec.measures {
             output.push(evaluate(&m.expr, &eval).map_err(|e| RuntimeError::eval(&self.name, e))?);
         }
-        let output = output
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    arrow::compute::cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.arrow_err(e))?;
-        let options = RecordBatchOptions::new().with_row_count(Some(n));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), output, &options)
-            .map_err(|e| self.arrow_err(e))?;
+        let batch = batch_with_schema(&self.name, &self.schema, output, n)?;
         out.push(Event::Batch(batch));
         Ok(())
     }
