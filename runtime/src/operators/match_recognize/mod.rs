@@ -56,6 +56,8 @@ impl Partition {
 /// A row waiting for the watermark (watermark order).
 struct Waiting {
     ts: i64,
+    /// The results of the conditions that depend on the row alone (see `row_conditions`).
+    mask: u64,
     /// The further ORDER BY columns, row-encoded (compared as bytes).
     then: Vec<u8>,
     seq: u64,
@@ -82,6 +84,9 @@ pub struct MatchRecognize {
     found: Vec<FoundRows>,
     /// Per variable, its condition compiled over evaluation rows (with the JIT on).
     compiled: Vec<Option<CompiledExprs>>,
+    /// Per variable, whether its condition reads the row alone (no navigation): it is then
+    /// evaluated once per input batch, for every row, whatever the attempts.
+    row_only: Vec<bool>,
 }
 
 /// A final match with everything measures need (its rows outlive the partition's pruning).
@@ -117,6 +122,16 @@ impl MatchRecognize {
                     .and_then(|d| CompiledExprs::new(None, std::slice::from_ref(d), &evaluation))
             })
             .collect();
+        let width = input.fields().len();
+        let row_only = spec
+            .defines
+            .iter()
+            .map(|d| {
+                spec.variables.len() <= 64
+                    && d.as_ref()
+                        .is_none_or(|d| d.columns().iter().all(|&c| c < width))
+            })
+            .collect();
         Ok(MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
@@ -132,7 +147,43 @@ impl MatchRecognize {
             late: LateRows::default(),
             found: Vec::new(),
             compiled,
+            row_only,
         })
+    }
+
+    /// Per row of `batch`, bit `v` set when the row satisfies variable `v`'s condition, for the
+    /// conditions that read the row alone (vectorised over the whole batch, compiled when the JIT
+    /// is on).
+    fn row_conditions(&mut self, batch: &RecordBatch) -> Result<Vec<u64>, RuntimeError> {
+        let mut masks = vec![0u64; batch.num_rows()];
+        for (v, define) in self.spec.defines.iter().enumerate() {
+            if !self.row_only[v] {
+                continue;
+            }
+            let Some(define) = define else {
+                masks.iter_mut().for_each(|m| *m |= 1 << v);
+                continue;
+            };
+            let by_kernel = match self.compiled.get_mut(v).and_then(Option::as_mut) {
+                Some(c) => c
+                    .run(batch)
+                    .map_err(|e| RuntimeError::eval(&self.name, e))?
+                    .and_then(|out| out.columns.into_iter().next())
+                    .and_then(|a| a.as_boolean_opt().cloned()),
+                None => None,
+            };
+            let result = match by_kernel {
+                Some(r) => r,
+                None => evaluate_predicate(define, batch)
+                    .map_err(|e| RuntimeError::eval(&self.name, e))?,
+            };
+            for (i, m) in masks.iter_mut().enumerate() {
+                if result.is_valid(i) && result.value(i) {
+                    *m |= 1 << v;
+                }
+            }
+        }
+        Ok(masks)
     }
 
     /// The further ORDER BY columns of `batch`, row-encoded (`None` without any).
@@ -208,17 +259,38 @@ impl MatchRecognize {
     }
 
     /// Feeds one row to its partition's matcher.
-    fn feed(&mut self, key: KeyBytes, row: RecordBatch, ts: i64) -> Result<(), RuntimeError> {
+    fn feed(
+        &mut self,
+        key: KeyBytes,
+        row: RecordBatch,
+        ts: i64,
+        mask: u64,
+    ) -> Result<(), RuntimeError> {
         let partition = self.partitions.entry(key).or_default();
         partition.rows.push_back((row, ts));
         let pending = partition.matcher.pending(&self.program);
-        let accepted = conditions(
-            &self.spec,
-            partition,
-            &pending,
-            &mut self.compiled,
-            &self.name,
-        )?;
+        let mut accepted = vec![false; pending.len()];
+        let mut others = Vec::new();
+        for (k, &(_, v)) in pending.iter().enumerate() {
+            if self.row_only[v] {
+                accepted[k] = mask & (1 << v) != 0;
+            } else {
+                others.push(k);
+            }
+        }
+        if !others.is_empty() {
+            let pairs: Vec<(usize, usize)> = others.iter().map(|&k| pending[k]).collect();
+            let results = conditions(
+                &self.spec,
+                partition,
+                &pairs,
+                &mut self.compiled,
+                &self.name,
+            )?;
+            for (k, r) in others.into_iter().zip(results) {
+                accepted[k] = r;
+            }
+        }
         let within = self.spec.within_ms;
         let first_ts = |p: &Partition, start: u64| p.row(start).map_or(ts, |r| r.1);
         let starts: HashMap<u64, i64> = partition
@@ -328,7 +400,7 @@ impl MatchRecognize {
         self.waiting = keep;
         ready.sort_by(|a, b| (a.ts, &a.then, a.seq).cmp(&(b.ts, &b.then, b.seq)));
         for w in ready {
-            self.feed(w.key, w.row, w.ts)?;
+            self.feed(w.key, w.row, w.ts, w.mask)?;
         }
         Ok(())
     }
@@ -617,6 +689,7 @@ impl Operator for MatchRecognize {
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
         let times = self.times(&batch)?;
+        let masks = self.row_conditions(&batch)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
         let then = self.order_then(&batch)?;
         let mut late = Vec::new();
@@ -635,6 +708,7 @@ impl Operator for MatchRecognize {
                     }
                     self.waiting.push(Waiting {
                         ts,
+                        mask: masks[i],
                         then: then
                             .as_ref()
                             .map(|rows| rows.row(i).data().to_vec())
@@ -645,7 +719,7 @@ impl Operator for MatchRecognize {
                     });
                     self.arrivals += 1;
                 }
-                EmitMode::Arrival => self.feed(key, row, ts)?,
+                EmitMode::Arrival => self.feed(key, row, ts, masks[i])?,
             }
         }
         self.late.keep(&self.name, &batch, late)?;
