@@ -118,9 +118,11 @@ impl Matcher {
 
     /// Opens the attempt starting at the next row and lists the (thread, variable) pairs that
     /// row must be tested against.
-    pub fn pending(&mut self, program: &[Inst]) -> Vec<(usize, usize)> {
+    /// `open: false` says no attempt can start at this row (none of the pattern's first
+    /// variables accepts it), which saves opening one only to end it.
+    pub fn pending(&mut self, program: &[Inst], open: bool) -> Vec<(usize, usize)> {
         let row = self.rows;
-        if row >= self.resume_at {
+        if open && row >= self.resume_at {
             let fresh = Thread {
                 pc: 0,
                 start: row,
@@ -138,6 +140,28 @@ impl Matcher {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The variables an attempt can classify its first row as, or `None` when that is not
+    /// simply a set of variables (a `$` could come first).
+    pub fn first_variables(program: &[Inst]) -> Option<Vec<usize>> {
+        let mut seen = vec![false; program.len()];
+        let mut stack = vec![0usize];
+        let mut vars = Vec::new();
+        while let Some(pc) = stack.pop() {
+            if std::mem::replace(seen.get_mut(pc)?, true) {
+                continue;
+            }
+            match program[pc] {
+                Inst::Var(v) => vars.push(v),
+                Inst::Split(a, b) => stack.extend([a, b]),
+                Inst::Jump(to) => stack.push(to),
+                Inst::Check(_) | Inst::Start => stack.push(pc + 1),
+                Inst::End => return None,
+                Inst::Match => {}
+            }
+        }
+        Some(vars)
     }
 
     /// Moves the threads past the row given the results for [`Matcher::pending`]'s pairs
@@ -378,7 +402,7 @@ mod tests {
                 .join(" ")
         };
         for c in &chars {
-            let pending = m.pending(&program);
+            let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| accepts(*v, *c)).collect();
             let found = m.advance(&program, &accepted, |_| true, skip).unwrap();
             out.extend(found.iter().map(show));
@@ -459,7 +483,7 @@ mod tests {
         let mut m = Matcher::default();
         let mut result = Ok(vec![]);
         for c in "abc".chars() {
-            let pending = m.pending(&program);
+            let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
             result = m.advance(&program, &accepted, |_| true, AfterMatch::ToFirst(0));
             if result.is_err() {
@@ -470,13 +494,39 @@ mod tests {
     }
 
     #[test]
+    fn the_first_variables_are_those_a_match_can_start_with() {
+        let first = |p: &Pattern| {
+            let mut vars = Matcher::first_variables(&compile(p).unwrap());
+            if let Some(v) = vars.as_mut() {
+                v.sort_unstable();
+            }
+            vars
+        };
+        let alt = Pattern::Concat(vec![Pattern::Alt(vec![var(0), var(1)]), var(2)]);
+        assert_eq!(first(&alt), Some(vec![0, 1]));
+        let optional = Pattern::Concat(vec![repeat(var(0), 0, Some(1), true), var(1)]);
+        assert_eq!(first(&optional), Some(vec![0, 1]));
+        assert_eq!(
+            first(&Pattern::Concat(vec![Pattern::Start, var(2)])),
+            Some(vec![2])
+        );
+        assert_eq!(
+            first(&Pattern::Concat(vec![
+                repeat(var(0), 0, None, true),
+                Pattern::End
+            ])),
+            None
+        );
+    }
+
+    #[test]
     fn an_attempt_past_its_time_bound_ends_with_what_it_matched() {
         let acc = |v: usize, c: char| (v == 0 && c == 'a') || (v == 1 && c == 'b');
         let p = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, true)]);
         let program = compile(&p).unwrap();
         let mut m = Matcher::default();
         for c in "ab".chars() {
-            let pending = m.pending(&program);
+            let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
             assert!(
                 m.advance(&program, &accepted, |_| true, AfterMatch::PastLastRow)
@@ -747,7 +797,7 @@ mod differential {
             }
         };
         for c in input {
-            let pending = matcher.pending(&program);
+            let pending = matcher.pending(&program, true);
             let accepted: Vec<bool> = pending
                 .iter()
                 .map(|&(t, v)| accepts(sets, v, *c, &rows_of(&matcher.threads()[t].last)))

@@ -44,12 +44,39 @@ struct Partition {
     /// Rows from `first` on, each a one-row batch, with its event time in milliseconds.
     rows: std::collections::VecDeque<(RecordBatch, i64)>,
     first: u64,
+    /// Whether the partition is in the operator's deadline queue.
+    queued: bool,
 }
 
 impl Partition {
     fn row(&self, seq: u64) -> Option<&(RecordBatch, i64)> {
         let i = seq.checked_sub(self.first)?;
         self.rows.get(usize::try_from(i).ok()?)
+    }
+
+    /// When the oldest live attempt can no longer take a row: its first row's time + `within`.
+    fn deadline(&self, within: i64) -> Option<i64> {
+        self.matcher
+            .threads()
+            .iter()
+            .filter_map(|t| self.row(t.start).map(|r| r.1.saturating_add(within)))
+            .min()
+    }
+}
+
+/// A partition whose oldest attempt expires at `.0` (ordered by time, then key).
+#[derive(PartialEq, Eq)]
+struct Due(i64, KeyBytes);
+
+impl Ord for Due {
+    fn cmp(&self, other: &Due) -> std::cmp::Ordering {
+        (self.0, self.1.as_slice()).cmp(&(other.0, other.1.as_slice()))
+    }
+}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Due) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -87,6 +114,12 @@ pub struct MatchRecognize {
     /// Per variable, whether its condition reads the row alone (no navigation): it is then
     /// evaluated once per input batch, for every row, whatever the attempts.
     row_only: Vec<bool>,
+    /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
+    /// watermark visits only the partitions it affects.
+    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
+    /// The pattern's first variables as a mask, when all read the row alone: a row none of them
+    /// accepts starts no attempt.
+    first_mask: Option<u64>,
 }
 
 /// A final match with everything measures need (its rows outlive the partition's pruning).
@@ -123,7 +156,7 @@ impl MatchRecognize {
             })
             .collect();
         let width = input.fields().len();
-        let row_only = spec
+        let row_only: Vec<bool> = spec
             .defines
             .iter()
             .map(|d| {
@@ -132,6 +165,12 @@ impl MatchRecognize {
                         .is_none_or(|d| d.columns().iter().all(|&c| c < width))
             })
             .collect();
+        let first_mask = Matcher::first_variables(&program)
+            .filter(|vars| {
+                vars.iter()
+                    .all(|&v| row_only.get(v).copied().unwrap_or(false))
+            })
+            .map(|vars| vars.iter().fold(0u64, |m, &v| m | (1 << v)));
         Ok(MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
@@ -147,6 +186,8 @@ impl MatchRecognize {
             late: LateRows::default(),
             found: Vec::new(),
             compiled,
+            first_mask,
+            deadlines: std::collections::BinaryHeap::new(),
             row_only,
         })
     }
@@ -266,9 +307,11 @@ impl MatchRecognize {
         ts: i64,
         mask: u64,
     ) -> Result<(), RuntimeError> {
+        let due_key = key.clone();
         let partition = self.partitions.entry(key).or_default();
         partition.rows.push_back((row, ts));
-        let pending = partition.matcher.pending(&self.program);
+        let open = self.first_mask.is_none_or(|first| mask & first != 0);
+        let pending = partition.matcher.pending(&self.program, open);
         let mut accepted = vec![false; pending.len()];
         let mut others = Vec::new();
         for (k, &(_, v)) in pending.iter().enumerate() {
@@ -292,23 +335,35 @@ impl MatchRecognize {
             }
         }
         let within = self.spec.within_ms;
-        let first_ts = |p: &Partition, start: u64| p.row(start).map_or(ts, |r| r.1);
-        let starts: HashMap<u64, i64> = partition
-            .matcher
-            .threads()
-            .iter()
-            .map(|t| (t.start, first_ts(partition, t.start)))
-            .collect();
-        let alive = |start: u64| match (within, starts.get(&start)) {
-            (Some(w), Some(t0)) => ts - t0 < w,
-            _ => true,
+        let Partition {
+            matcher,
+            rows,
+            first,
+            ..
+        } = &mut *partition;
+        let first = *first;
+        let alive = |start: u64| {
+            let t0 = start
+                .checked_sub(first)
+                .and_then(|i| rows.get(usize::try_from(i).ok()?))
+                .map(|r| r.1);
+            match (within, t0) {
+                (Some(w), Some(t0)) => ts - t0 < w,
+                _ => true,
+            }
         };
-        let found = partition
-            .matcher
+        let found = matcher
             .advance(&self.program, &accepted, alive, self.spec.after_match)
             .map_err(|e| skip_error(&self.name, &self.spec, e))?;
         collect(partition, found, &mut self.found);
         prune(partition);
+        if let (Some(w), false) = (within, partition.queued)
+            && let Some(deadline) = partition.deadline(w)
+        {
+            partition.queued = true;
+            self.deadlines
+                .push(std::cmp::Reverse(Due(deadline, due_key)));
+        }
         Ok(())
     }
 
@@ -317,30 +372,44 @@ impl MatchRecognize {
         let Some(within) = self.spec.within_ms else {
             return Ok(());
         };
+        // A future row has a time after the watermark; it fits an attempt only if it is less than
+        // `within` after the attempt's first row.
         let wm = self.watermark_ms;
-        for partition in self.partitions.values_mut() {
-            if partition.matcher.threads().is_empty() {
-                continue;
-            }
-            let starts: HashMap<u64, i64> = partition
-                .matcher
-                .threads()
-                .iter()
-                .filter_map(|t| partition.row(t.start).map(|r| (t.start, r.1)))
-                .collect();
-            // A future row has a time after the watermark; it fits the attempt only if it is
-            // less than `within` after the attempt's first row.
-            let alive = |start: u64| {
-                starts
-                    .get(&start)
-                    .is_none_or(|t0| t0.saturating_add(within) > wm.saturating_add(1))
+        let horizon = wm.saturating_add(1);
+        while self
+            .deadlines
+            .peek()
+            .is_some_and(|std::cmp::Reverse(Due(t, _))| *t <= horizon)
+        {
+            let Some(std::cmp::Reverse(Due(_, key))) = self.deadlines.pop() else {
+                break;
             };
-            let found = partition
-                .matcher
+            let Some(partition) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            partition.queued = false;
+            let Partition {
+                matcher,
+                rows,
+                first,
+                ..
+            } = &mut *partition;
+            let first = *first;
+            let alive = |start: u64| {
+                start
+                    .checked_sub(first)
+                    .and_then(|i| rows.get(usize::try_from(i).ok()?))
+                    .is_none_or(|r| r.1.saturating_add(within) > horizon)
+            };
+            let found = matcher
                 .expire(alive, self.spec.after_match)
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
             prune(partition);
+            if let Some(deadline) = partition.deadline(within) {
+                partition.queued = true;
+                self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
+            }
         }
         Ok(())
     }
