@@ -124,7 +124,16 @@ impl Kernel {
             )));
         }
         let data: Vec<ArrayData> = slots.iter().map(|a| a.to_data()).collect();
-        let ones = vec![0xFFu8; rows.div_ceil(8)];
+        // An all-valid bitmap for nullable slots whose input has none (allocated only then).
+        let needs_ones = data
+            .iter()
+            .zip(&self.nullable)
+            .any(|(d, nullable)| *nullable && d.nulls().is_none_or(|n| n.null_count() == 0));
+        let ones = if needs_ones {
+            vec![0xFFu8; rows.div_ceil(8)]
+        } else {
+            Vec::new()
+        };
         // Bitmaps that start inside a byte are copied to start at bit 0; they live here.
         let mut realigned = Vec::new();
         let mut args = Vec::with_capacity(slots.len());

@@ -48,10 +48,18 @@ struct Partition {
     queued: bool,
 }
 
+/// Row `seq` of a partition whose kept rows start at `first`.
+fn row_at(
+    rows: &std::collections::VecDeque<(RecordBatch, i64)>,
+    first: u64,
+    seq: u64,
+) -> Option<&(RecordBatch, i64)> {
+    rows.get(usize::try_from(seq.checked_sub(first)?).ok()?)
+}
+
 impl Partition {
     fn row(&self, seq: u64) -> Option<&(RecordBatch, i64)> {
-        let i = seq.checked_sub(self.first)?;
-        self.rows.get(usize::try_from(i).ok()?)
+        row_at(&self.rows, self.first, seq)
     }
 
     /// When the oldest live attempt can no longer take a row: its first row's time + `within`.
@@ -307,7 +315,7 @@ impl MatchRecognize {
         ts: i64,
         mask: u64,
     ) -> Result<(), RuntimeError> {
-        let due_key = key.clone();
+        let due_key = self.spec.within_ms.map(|_| key.clone());
         let partition = self.partitions.entry(key).or_default();
         partition.rows.push_back((row, ts));
         let open = self.first_mask.is_none_or(|first| mask & first != 0);
@@ -343,10 +351,7 @@ impl MatchRecognize {
         } = &mut *partition;
         let first = *first;
         let alive = |start: u64| {
-            let t0 = start
-                .checked_sub(first)
-                .and_then(|i| rows.get(usize::try_from(i).ok()?))
-                .map(|r| r.1);
+            let t0 = row_at(rows, first, start).map(|r| r.1);
             match (within, t0) {
                 (Some(w), Some(t0)) => ts - t0 < w,
                 _ => true,
@@ -357,12 +362,11 @@ impl MatchRecognize {
             .map_err(|e| skip_error(&self.name, &self.spec, e))?;
         collect(partition, found, &mut self.found);
         prune(partition);
-        if let (Some(w), false) = (within, partition.queued)
+        if let (Some(w), Some(key), false) = (within, due_key, partition.queued)
             && let Some(deadline) = partition.deadline(w)
         {
             partition.queued = true;
-            self.deadlines
-                .push(std::cmp::Reverse(Due(deadline, due_key)));
+            self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
         }
         Ok(())
     }
@@ -396,10 +400,7 @@ impl MatchRecognize {
             } = &mut *partition;
             let first = *first;
             let alive = |start: u64| {
-                start
-                    .checked_sub(first)
-                    .and_then(|i| rows.get(usize::try_from(i).ok()?))
-                    .is_none_or(|r| r.1.saturating_add(within) > horizon)
+                row_at(rows, first, start).is_none_or(|r| r.1.saturating_add(within) > horizon)
             };
             let found = matcher
                 .expire(alive, self.spec.after_match)
