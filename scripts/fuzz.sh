@@ -4,6 +4,7 @@
 #   plan_bytes  arbitrary bytes -> Plan::from_bytes
 #   decoders    a filesystem table's JSON-lines / CSV files -> Arrow batches -> rendered rows
 #   jit         generated expressions and batches -> JIT kernel vs interpreter (equal results)
+#   model_text  LightGBM model text -> parser, LightGBM, compiled scorer (equal results)
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET]
 #   SECONDS  time per target (default 60); TARGET  one target (default: all of them).
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${1:-60}"
 ONLY="${2:-}"
-ALL_TARGETS=(front_end plan_bytes decoders jit)
+ALL_TARGETS=(front_end plan_bytes decoders jit model_text)
 CARGO_FUZZ_VERSION=0.13.2
 
 # cargo-fuzz passes nightly-only flags to rustc (-Zsanitizer, -Cpasses=sancov-module with

@@ -67,12 +67,31 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "  set '{k}' = '{v}'");
     }
     for m in &p.models {
+        // The model is loaded as `fsql run` would: which scorer runs is decided at load time.
+        let scorer = match fsql_runtime::operators::predict::LoadedModel::load(m, jit) {
+            Ok(loaded) => {
+                let e = loaded.model.ensemble();
+                format!(
+                    "objective {}, {} trees; scored by {}",
+                    e.objective.name(),
+                    e.trees.len(),
+                    loaded.model.engine()
+                )
+            }
+            Err(e) => format!("cannot be loaded: {e}"),
+        };
         let _ = writeln!(
             out,
-            "  model `{}` ({} inputs, {} outputs; scoring not yet executed)",
+            "  model `{}` ({} inputs, {} outputs, {}) from `{}`: {scorer}",
             m.name,
             m.inputs.fields.len(),
-            m.outputs.fields.len()
+            m.outputs.fields.len(),
+            if m.raw_scores {
+                "raw scores"
+            } else {
+                "predictions"
+            },
+            m.path
         );
     }
     for n in &p.nodes {
@@ -392,6 +411,16 @@ pub fn text(plan: &Plan) -> String {
                     let _ = writeln!(out, "    condition: {r}");
                 }
             }
+            Operator::Predict(pr) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let features: Vec<String> = pr.features.iter().map(|k| column(input, *k)).collect();
+                let _ = writeln!(
+                    out,
+                    "    model `{}` on ({}); one scorer call per batch",
+                    pr.model,
+                    features.join(", ")
+                );
+            }
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
@@ -399,6 +428,7 @@ pub fn text(plan: &Plan) -> String {
             n.op,
             Operator::Calc { .. }
                 | Operator::Ruleset(_)
+                | Operator::Predict(_)
                 | Operator::Union
                 | Operator::Collect
                 | Operator::Sink(_)
@@ -554,6 +584,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::Calc { .. } => "Calc",
         Operator::Union => "Union",
         Operator::Ruleset(_) => "Ruleset",
+        Operator::Predict(_) => "Predict",
         Operator::Sink(_) => "Sink",
         Operator::Collect => "Collect",
     }

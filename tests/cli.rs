@@ -209,6 +209,8 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
             .all(|r| r["decision"] != "ALLOW" && r["ruleset_version"] == 1)
     );
     for rule in [
+        "model_block",
+        "model_review",
         "tiny_probe",
         "exotic_large",
         "night_large",
@@ -228,8 +230,13 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
         "{}",
         text(&first.stderr)
     );
-    // Interpreted, the same rows come out: the seeded generator makes runs repeatable, and the
-    // JIT (filters, projections, the ruleset) changes nothing.
+    assert!(
+        rows.iter()
+            .all(|r| r["score"].as_f64().is_some() && r["fraud_gbm_version"] == 1)
+    );
+    // Interpreted (and scored by LightGBM's C API instead of the compiled model), the same rows
+    // come out: the seeded generator makes runs repeatable, and the JIT (filters, projections,
+    // the ruleset, the model) changes nothing.
     let second = fsql(&["run", pipeline, "--format", "jsonl", "--no-jit"]);
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert_eq!(
@@ -354,4 +361,165 @@ fn a_plan_with_a_long_expression_chain_loads_back_and_deeper_ones_are_refused_at
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `fsql check` compares a model file with the `CREATE MODEL` declaring it: a feature count or a
+/// feature name that differs is an error at the column, with the model's features as help.
+#[test]
+fn check_refuses_a_model_whose_features_do_not_match_the_input() {
+    let dir = scratch("model-check");
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/model/tests/models/categorical_binary.txt"
+    );
+    let declare = |inputs: &str| {
+        format!(
+            "CREATE MODEL m\n  INPUT ({inputs})\n  OUTPUT (score DOUBLE)\n  WITH ('provider' = 'lightgbm', 'path' = '{model}');\n"
+        )
+    };
+    let renamed = write(
+        &dir,
+        "renamed.fsql",
+        &declare("merchant_cat DOUBLE, amount DOUBLE, channel DOUBLE, noise DOUBLE"),
+    );
+    let out = fsql(&["check", renamed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("INPUT column 2 is `amount` but the model's feature 2 is `amount_z`"),
+        "{err}"
+    );
+    assert!(err.contains("renamed.fsql:2:31"), "{err}");
+    assert!(err.contains("^^^^^^"), "{err}");
+    assert!(
+        err.contains("the model's features, in order: merchant_cat, amount_z, channel, noise"),
+        "{err}"
+    );
+    let short = write(
+        &dir,
+        "short.fsql",
+        &declare("merchant_cat DOUBLE, amount_z DOUBLE"),
+    );
+    let out = fsql(&["check", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("declares 2 INPUT columns but"), "{err}");
+    assert!(err.contains("has 4 features"), "{err}");
+    assert!(err.contains("short.fsql:2:10"), "{err}");
+    let fine = write(
+        &dir,
+        "fine.fsql",
+        &declare("merchant_cat DOUBLE, amount_z DOUBLE, channel DOUBLE, noise DOUBLE"),
+    );
+    let out = fsql(&["check", fine.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `ML_PREDICT` over 100,000 rows read from a file gives exactly LightGBM's own predictions
+/// (its C API on the same rows), for a binary and a multiclass model with categorical splits and
+/// NULL features, with the compiled scorer and without it.
+#[test]
+fn ml_predict_equals_lightgbm_on_100k_rows() {
+    const ROWS: usize = 100_000;
+    let dir = scratch("ml-predict");
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/model/tests/models");
+    // Rows: merchant_cat (0..40 and fractions, NULL), amount_z, channel (INT), noise.
+    let mut state: u64 = 11;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut input = String::new();
+    let mut features = Vec::with_capacity(ROWS * 4);
+    for id in 0..ROWS {
+        let cat = if next() < 0.05 {
+            None
+        } else {
+            Some((next() * 44.0).floor() - 2.0)
+        };
+        let z = if next() < 0.05 {
+            None
+        } else {
+            Some(next() * 6.0 - 3.0)
+        };
+        let channel = (next() * 6.0).floor() as i64;
+        let noise = next() * 2.0 - 1.0;
+        let json = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:?}"));
+        input.push_str(&format!(
+            "{{\"id\":{id},\"merchant_cat\":{},\"amount_z\":{},\"channel\":{channel},\"noise\":{noise:?}}}\n",
+            json(cat),
+            json(z)
+        ));
+        features.extend([
+            cat.unwrap_or(f64::NAN),
+            z.unwrap_or(f64::NAN),
+            channel as f64,
+            noise,
+        ]);
+    }
+    write(&dir, "rows.jsonl", &input);
+    for (file, outputs) in [
+        ("categorical_binary.txt", 1),
+        ("categorical_multiclass.txt", 3),
+    ] {
+        let text_of_model = std::fs::read_to_string(format!("{models}/{file}")).unwrap();
+        let mut reference = fsql_model::LightGbm::load(&text_of_model).unwrap();
+        let mut expected = vec![0.0; ROWS * outputs];
+        reference
+            .predict(&features, fsql_model::Output::Transformed, &mut expected)
+            .unwrap();
+        let columns: Vec<String> = (0..outputs).map(|k| format!("p{k}")).collect();
+        let declared: Vec<String> = columns.iter().map(|c| format!("{c} DOUBLE")).collect();
+        let pipeline = format!(
+            "CREATE TABLE rows (id BIGINT, merchant_cat DOUBLE, amount_z DOUBLE, channel INT, noise DOUBLE)
+               WITH ('connector' = 'filesystem', 'path' = 'rows.jsonl', 'format' = 'json');
+             CREATE MODEL m INPUT (merchant_cat DOUBLE, amount_z DOUBLE, channel DOUBLE, noise DOUBLE)
+               OUTPUT ({}) WITH ('provider' = 'lightgbm', 'path' = '{models}/{file}');
+             CREATE TABLE scores (id BIGINT, {}, m_version BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = 'scores.jsonl', 'format' = 'json');
+             INSERT INTO scores SELECT id, {}, m_version
+               FROM ML_PREDICT(TABLE rows, MODEL m, DESCRIPTOR(merchant_cat, amount_z, channel, noise));",
+            declared.join(", "),
+            declared.join(", "),
+            columns.join(", ")
+        );
+        let path = write(&dir, "predict.fsql", &pipeline);
+        let explain = fsql(&["explain", path.to_str().unwrap()]);
+        assert!(
+            text(&explain.stdout).contains("scored by compiled (Cranelift; equal to LightGBM"),
+            "{}",
+            text(&explain.stdout)
+        );
+        for jit in [true, false] {
+            let _ = std::fs::remove_file(dir.join("scores.jsonl"));
+            let mut args = vec!["run", path.to_str().unwrap()];
+            if !jit {
+                args.push("--no-jit");
+            }
+            let out = fsql(&args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let written = std::fs::read_to_string(dir.join("scores.jsonl")).unwrap();
+            let mut got = vec![f64::NAN; ROWS * outputs];
+            let mut seen = 0;
+            for line in written.lines() {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                let id = row["id"].as_u64().unwrap() as usize;
+                assert_eq!(row["m_version"], 1);
+                for (k, c) in columns.iter().enumerate() {
+                    got[id * outputs + k] = row[c].as_f64().unwrap();
+                }
+                seen += 1;
+            }
+            assert_eq!(seen, ROWS, "{file}: one score row per input row");
+            let differ = (0..got.len())
+                .filter(|&k| got[k].to_bits() != expected[k].to_bits())
+                .count();
+            assert_eq!(
+                differ, 0,
+                "{file} (jit {jit}): {differ} scores differ from LightGBM's"
+            );
+        }
+    }
 }

@@ -23,6 +23,7 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Calc { .. }
             | Operator::Union
             | Operator::Ruleset(_)
+            | Operator::Predict(_)
             | Operator::Sink(_)
             | Operator::Collect
             | Operator::WindowAssign(_) => vec![],

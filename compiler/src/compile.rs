@@ -16,8 +16,8 @@ use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext};
 use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use fsql_plan::{
     BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, Literal,
-    MatchRecognizeSpec, ModelDecl, Node, NodeId, Operator, Pipeline, Plan, PlanHeader, Rule,
-    RulesetSpec, Schema, SinkSpec, SourceSpec, WatermarkSpec, sha256_hex,
+    MatchRecognizeSpec, ModelDecl, Node, NodeId, Operator, Pipeline, Plan, PlanHeader, PredictSpec,
+    Rule, RulesetSpec, Schema, SinkSpec, SourceSpec, WatermarkSpec, sha256_hex,
 };
 
 use crate::ast::*;
@@ -28,8 +28,8 @@ use crate::lower_expr::{Unsupported, lower_expr};
 use crate::options::{ConnectorInfo, Role, check_connector, check_role, check_setting};
 use crate::parse::parse_file;
 use crate::source::{FileId, SourceFile, SourceMap, Span};
+use crate::tvf::{self, VersionedScan, WindowTvf};
 use crate::typecheck::check_types;
-use crate::window_tvf::{self, VersionedScan, WindowTvf};
 
 /// How to compile.
 #[derive(Clone, Debug, Default)]
@@ -209,6 +209,8 @@ struct Compiler {
     claimed: BTreeSet<String>,
     /// MATCH_RECOGNIZE clauses, by their synthetic relation name (`__match<n>`).
     matches: BTreeMap<String, MatchPlan>,
+    /// `ML_PREDICT` calls, by their synthetic relation name (`__predict<n>`).
+    predicts: BTreeMap<String, PredictPlan>,
 }
 
 /// A planned `MATCH_RECOGNIZE`: the relation it reads and the operator over it.
@@ -218,6 +220,14 @@ struct MatchPlan {
     spec: MatchRecognizeSpec,
     schema: Schema,
     event_time: Option<usize>,
+}
+
+/// An `ML_PREDICT` call, checked: the relation it reads and the operator it becomes.
+#[derive(Clone, Debug)]
+struct PredictPlan {
+    input: String,
+    spec: PredictSpec,
+    schema: Schema,
 }
 
 fn parser_options() -> ParserOptions {
@@ -259,6 +269,7 @@ impl Compiler {
             windows: BTreeMap::new(),
             versioned: BTreeMap::new(),
             matches: BTreeMap::new(),
+            predicts: BTreeMap::new(),
             claimed: BTreeSet::new(),
         };
         c.expr_planners = vec![Arc::new(SyntaxPlanner::new(&c.udfs))];
@@ -875,9 +886,9 @@ impl Compiler {
                 return None;
             }
         }
-        let mut next = self.windows.len() + self.versioned.len();
+        let mut next = self.windows.len() + self.versioned.len() + self.predicts.len();
         let snippet = q.source.snippet();
-        let found = window_tvf::extract(
+        let found = tvf::extract(
             &mut query,
             &snippet,
             &mut TvfCatalogOf {
@@ -891,6 +902,10 @@ impl Compiler {
                 let temporal = !found.versioned.is_empty();
                 self.windows.extend(found.windows);
                 self.versioned.extend(found.versioned);
+                for (name, call) in found.predicts {
+                    let plan = self.plan_predict(&call)?;
+                    self.predicts.insert(name, plan);
+                }
                 temporal
             }
             Err(d) => {
@@ -1116,7 +1131,7 @@ impl Compiler {
             None => None,
             Some(e) => {
                 let mut cat = TvfCatalogOf { c: self, source };
-                match window_tvf::TvfCatalog::interval_ms(&mut cat, e) {
+                match tvf::TvfCatalog::interval_ms(&mut cat, e) {
                     Ok(ms) if ms > 0 => Some(ms),
                     Ok(_) => return fail(self, "WITHIN must be a positive interval".into()),
                     Err(d) => {
@@ -1263,8 +1278,8 @@ impl Compiler {
         if !self.define(&m.name) {
             return;
         }
-        let provider = m.options.iter().find(|o| o.key.node == "provider");
-        match provider {
+        let option = |key: &str| m.options.iter().find(|o| o.key.node == key);
+        match option("provider") {
             None => self.error(
                 Diagnostic::error(
                     format!("model `{}` has no 'provider' option", m.name.node),
@@ -1281,39 +1296,336 @@ impl Compiler {
             ),
             Some(_) => {}
         }
+        const KEYS: [&str; 4] = ["provider", "path", "task", "lightgbm.output"];
         for o in &m.options {
-            if !["provider", "path", "task", "lightgbm.output"].contains(&o.key.node.as_str()) {
+            if !KEYS.contains(&o.key.node.as_str()) {
                 let d =
                     Diagnostic::error(format!("unknown model option '{}'", o.key.node), o.key.span);
-                self.error(match closest(&o.key.node, ["provider", "path", "task"]) {
+                self.error(match closest(&o.key.node, KEYS) {
                     Some(s) => d.with_help(format!("did you mean '{s}'?")),
                     None => d,
                 });
             }
         }
-        if !m.options.iter().any(|o| o.key.node == "path") {
-            self.error(Diagnostic::error(
-                format!("model `{}` needs a 'path' option", m.name.node),
-                m.name.span,
-            ));
+        let raw_scores = match option("lightgbm.output") {
+            None => false,
+            Some(o) if o.value.node == "prediction" => false,
+            Some(o) if o.value.node == "raw" => true,
+            Some(o) => {
+                self.error(
+                    Diagnostic::error(
+                        format!("unknown 'lightgbm.output' value '{}'", o.value.node),
+                        o.value.span,
+                    )
+                    .with_help("'prediction' (the default: probabilities for classifiers) or 'raw' (summed tree outputs)"),
+                );
+                false
+            }
+        };
+        for (name, ty) in &m.inputs {
+            if !(ty.is_numeric() || *ty == DataType::Boolean) {
+                self.error(Diagnostic::error(
+                    format!(
+                        "model input `{}` is {ty}; LightGBM features are numeric (or BOOLEAN)",
+                        name.node
+                    ),
+                    name.span,
+                ));
+            }
         }
-        let fields = |cols: &[(Spanned<String>, DataType)]| {
+        for (name, ty) in &m.outputs {
+            if *ty != DataType::Double {
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "model output `{}` is {ty}; LightGBM scores are DOUBLE",
+                            name.node
+                        ),
+                        name.span,
+                    )
+                    .with_help("declare it DOUBLE"),
+                );
+            }
+        }
+        let path = match option("path") {
+            Some(p) => {
+                let path = Path::new(&p.value.node);
+                if path.is_relative() {
+                    let dir = self
+                        .dirs
+                        .get(m.name.span.file.0 as usize)
+                        .map_or(".", String::as_str);
+                    Path::new(dir).join(path).display().to_string()
+                } else {
+                    p.value.node.clone()
+                }
+            }
+            None => {
+                self.error(Diagnostic::error(
+                    format!("model `{}` needs a 'path' option", m.name.node),
+                    m.name.span,
+                ));
+                String::new()
+            }
+        };
+        if let Some(p) = option("path") {
+            self.check_model_file(m, &path, p);
+        }
+        let fields = |cols: &[(Spanned<String>, DataType)], nullable: bool| {
             Schema::new(
                 cols.iter()
-                    .map(|(n, t)| Field::new(&n.node, t.clone(), true))
+                    .map(|(n, t)| Field::new(&n.node, t.clone(), nullable))
                     .collect(),
             )
         };
         self.models.push(ModelDecl {
             name: m.name.node.clone(),
-            inputs: fields(&m.inputs),
-            outputs: fields(&m.outputs),
+            inputs: fields(&m.inputs, true),
+            outputs: fields(&m.outputs, false),
             options: m
                 .options
                 .iter()
                 .map(|o| (o.key.node.clone(), o.value.node.clone()))
                 .collect(),
+            path,
+            raw_scores,
         });
+    }
+
+    /// Compares the model file with the declaration: feature count and names against `INPUT`,
+    /// the number of scores against `OUTPUT`, the objective against `'task'`.
+    fn check_model_file(&mut self, m: &ModelDef, path: &str, option: &OptionDef) {
+        let at = option.value.span;
+        // Messages name the file as the user wrote it; `path` is where it is read.
+        let shown = option.value.node.as_str();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(Diagnostic::error(
+                    format!("cannot read model file `{shown}`: {e}"),
+                    at,
+                ));
+                return;
+            }
+        };
+        let ensemble = match fsql_model::text_format::parse(&text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.error(Diagnostic::error(format!("`{shown}`: {e}"), at));
+                return;
+            }
+        };
+        let features = &ensemble.feature_names;
+        let list = || features.join(", ");
+        if features.len() != m.inputs.len() {
+            let span = m.inputs.first().map_or(m.name.span, |(n, _)| n.span);
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "model `{}` declares {} INPUT columns but `{shown}` has {} features",
+                        m.name.node,
+                        m.inputs.len(),
+                        features.len()
+                    ),
+                    span,
+                )
+                .with_help(format!("the model's features, in order: {}", list())),
+            );
+            return;
+        }
+        // A model trained without names has LightGBM's `Column_<i>`: only the count is checked.
+        let named = features
+            .iter()
+            .enumerate()
+            .any(|(i, f)| *f != format!("Column_{i}"));
+        if named {
+            for (i, ((name, _), feature)) in m.inputs.iter().zip(features).enumerate() {
+                if name.node != *feature {
+                    self.error(
+                        Diagnostic::error(
+                            format!(
+                                "INPUT column {} is `{}` but the model's feature {} is `{feature}`",
+                                i + 1,
+                                name.node,
+                                i + 1
+                            ),
+                            name.span,
+                        )
+                        .with_help(format!("the model's features, in order: {}", list())),
+                    );
+                    return;
+                }
+            }
+        }
+        let scores = ensemble.num_class;
+        if m.outputs.len() != scores {
+            let span = m.outputs.first().map_or(m.name.span, |(n, _)| n.span);
+            let what = if scores == 1 {
+                format!("one score ({})", ensemble.objective.name())
+            } else {
+                format!(
+                    "{scores} scores, one per class ({})",
+                    ensemble.objective.name()
+                )
+            };
+            self.error(Diagnostic::error(
+                format!(
+                    "model `{}` declares {} OUTPUT columns but `{shown}` gives {what}",
+                    m.name.node,
+                    m.outputs.len()
+                ),
+                span,
+            ));
+        }
+        if let Some(task) = m.options.iter().find(|o| o.key.node == "task") {
+            let objective = ensemble.objective.name();
+            let classifier =
+                ["binary", "multiclass", "multiclassova", "cross_entropy"].contains(&objective);
+            let ok = match task.value.node.as_str() {
+                "classification" => classifier,
+                "regression" => !classifier,
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            format!("unknown task '{}'", task.value.node),
+                            task.value.span,
+                        )
+                        .with_help("'classification' or 'regression'"),
+                    );
+                    true
+                }
+            };
+            if !ok {
+                self.error(Diagnostic::error(
+                    format!(
+                        "'task' is '{}' but `{shown}` was trained with objective `{objective}`",
+                        task.value.node
+                    ),
+                    task.value.span,
+                ));
+            }
+        }
+    }
+
+    /// Checks an `ML_PREDICT` call: the model, the data, the feature columns and their types.
+    fn plan_predict(&mut self, call: &tvf::PredictTvf) -> Option<PredictPlan> {
+        let Some(model) = self
+            .models
+            .iter()
+            .find(|m| m.name == call.model.node)
+            .cloned()
+        else {
+            let d = Diagnostic::error(
+                format!("model `{}` not found", call.model.node),
+                call.model.span,
+            );
+            let d = match closest(
+                &call.model.node,
+                self.models.iter().map(|m| m.name.as_str()),
+            ) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help("declare it with CREATE MODEL before the query"),
+            };
+            self.error(d);
+            return None;
+        };
+        let Some(data) = self.relation_schema(&call.data) else {
+            if !self.failed.contains(&call.data) {
+                self.error(Diagnostic::error(
+                    format!("table or view `{}` not found", call.data),
+                    call.span,
+                ));
+            }
+            return None;
+        };
+        if call.features.len() != model.inputs.fields.len() {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "ML_PREDICT passes {} columns to model `{}`, whose INPUT has {}",
+                        call.features.len(),
+                        model.name,
+                        model.inputs.fields.len()
+                    ),
+                    call.features.first().map_or(call.span, |f| f.span),
+                )
+                .with_help(format!(
+                    "the model's INPUT: {}",
+                    model
+                        .inputs
+                        .fields
+                        .iter()
+                        .map(|f| format!("{} {}", f.name, f.data_type))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            return None;
+        }
+        let mut features = Vec::with_capacity(call.features.len());
+        for f in &call.features {
+            let Some(k) = data.index_of(&f.node) else {
+                self.unknown_column(&f.node, f.span, &data, &call.data);
+                return None;
+            };
+            let ty = &data.fields[k].data_type;
+            if !(ty.is_numeric() || *ty == DataType::Boolean) {
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "feature column `{}` is {ty}; model inputs are numeric (or BOOLEAN)",
+                            f.node
+                        ),
+                        f.span,
+                    )
+                    .with_help("compute a numeric feature from it in a view (CASE, CAST, ...)"),
+                );
+                return None;
+            }
+            features.push(k);
+        }
+        let mut schema = data.clone();
+        let version = Field::new(model.version_column(), DataType::BigInt, false);
+        for field in model.outputs.fields.iter().chain([&version]) {
+            if schema.index_of(&field.name).is_some() {
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "ML_PREDICT's output column `{}` is already a column of `{}`",
+                            field.name, call.data
+                        ),
+                        call.model.span,
+                    )
+                    .with_help(
+                        "rename the model's OUTPUT column (a challenger model needs its own names)",
+                    ),
+                );
+                return None;
+            }
+            schema.fields.push(field.clone());
+        }
+        Some(PredictPlan {
+            input: call.data.clone(),
+            spec: PredictSpec {
+                model: model.name.clone(),
+                features,
+            },
+            schema,
+        })
+    }
+
+    /// The schema of a table, view or ruleset a query can read (not a sink).
+    fn relation_schema(&self, name: &str) -> Option<Schema> {
+        self.relations
+            .get(name)
+            .filter(|r| {
+                !matches!(
+                    self.nodes.get(r.node.0 as usize).map(|n| &n.op),
+                    Some(Operator::Sink(_))
+                )
+            })
+            .map(|r| r.schema.clone())
+            .or_else(|| self.tables.get(name).map(|t| t.schema.clone()))
     }
 
     fn create_ruleset(&mut self, r: &RulesetDef) {
@@ -1486,7 +1798,7 @@ struct TvfCatalogOf<'a> {
     source: &'a SqlText,
 }
 
-impl window_tvf::TvfCatalog for TvfCatalogOf<'_> {
+impl tvf::TvfCatalog for TvfCatalogOf<'_> {
     fn relation(&self, name: &str) -> Option<(Vec<String>, Vec<usize>)> {
         let names = |s: &Schema| s.fields.iter().map(|f| f.name.clone()).collect();
         if let Some(r) = self.c.relations.get(name) {
@@ -1689,6 +2001,20 @@ impl ScanResolver for Resolver<'_> {
             });
             return Ok((id, m.schema, m.event_time));
         }
+        if let Some(p) = self.c.predicts.get(table).cloned() {
+            let (input, _, event_time) = self.scan(&p.input, nodes)?;
+            let id = NodeId(nodes.len() as u32);
+            let name = self.node_name("predict");
+            nodes.push(Node {
+                id,
+                name,
+                inputs: vec![input],
+                schema: p.schema.clone(),
+                event_time,
+                op: Operator::Predict(p.spec),
+            });
+            return Ok((id, p.schema, event_time));
+        }
         if let Some(r) = self.c.relations.get(table)
             && !matches!(
                 nodes.get(r.node.0 as usize).map(|n| &n.op),
@@ -1720,9 +2046,15 @@ impl ContextProvider for Provider<'_> {
         name: TableReference,
     ) -> datafusion::common::Result<Arc<dyn TableSource>> {
         let mut table = name.table();
-        if let Some(m) = self.c.matches.get(table) {
+        if let Some(schema) = self
+            .c
+            .matches
+            .get(table)
+            .map(|m| &m.schema)
+            .or_else(|| self.c.predicts.get(table).map(|p| &p.schema))
+        {
             return Ok(Arc::new(LogicalTableSource::new(Arc::new(
-                m.schema.to_arrow(),
+                schema.to_arrow(),
             ))));
         }
         let window = self.c.windows.get(table);
@@ -1732,18 +2064,7 @@ impl ContextProvider for Provider<'_> {
         if let Some(v) = self.c.versioned.get(table) {
             table = &v.table;
         }
-        let schema = self
-            .c
-            .relations
-            .get(table)
-            .filter(|r| {
-                !matches!(
-                    self.c.nodes.get(r.node.0 as usize).map(|n| &n.op),
-                    Some(Operator::Sink(_))
-                )
-            })
-            .map(|r| r.schema.clone())
-            .or_else(|| self.c.tables.get(table).map(|t| t.schema.clone()));
+        let schema = self.c.relation_schema(table);
         let schema = match (schema, window) {
             (Some(s), Some(w)) => {
                 let time = s
@@ -1751,7 +2072,7 @@ impl ContextProvider for Provider<'_> {
                     .iter()
                     .position(|f| f.name == w.time_column)
                     .unwrap_or(0);
-                Some(window_tvf::window_schema(&s, time))
+                Some(tvf::window_schema(&s, time))
             }
             (s, _) => s,
         };

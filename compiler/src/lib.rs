@@ -29,9 +29,9 @@ pub mod parse;
 mod rewrite;
 pub mod source;
 mod sql_types;
+mod tvf;
 mod typecheck;
 mod types;
-mod window_tvf;
 
 pub use compile::{
     Compilation, CompileOptions, RelationInfo, compile_file, compile_source, constants,

@@ -16,7 +16,7 @@ use fsql_plan::{
 
 use crate::aggregates::aggregate_function;
 use crate::lower_expr::{Unsupported, lower_expr, plan_type};
-use crate::window_tvf::{WindowTvf, window_schema};
+use crate::tvf::{WindowTvf, window_schema};
 
 /// A relation: rows of `input` where `filter` holds, mapped through `projections`.
 #[derive(Clone, Debug)]
@@ -98,7 +98,7 @@ fn lower(
         LogicalPlan::TableScan(scan) => {
             let table = scan.table_name.table();
             let (node, schema, event_time) = match resolver.window(table) {
-                None if table.starts_with(crate::window_tvf::VERSIONED_RELATION) => {
+                None if table.starts_with(crate::tvf::VERSIONED_RELATION) => {
                     let real = resolver
                         .versioned_table(table)
                         .ok_or_else(|| Unsupported("unknown versioned table".into()))?;
@@ -826,7 +826,7 @@ fn versioned_scan(plan: &LogicalPlan) -> Option<String> {
     match plan {
         LogicalPlan::TableScan(t) => {
             let name = t.table_name.table();
-            name.starts_with(crate::window_tvf::VERSIONED_RELATION)
+            name.starts_with(crate::tvf::VERSIONED_RELATION)
                 .then(|| name.to_string())
         }
         LogicalPlan::Projection(p) => versioned_scan(&p.input),

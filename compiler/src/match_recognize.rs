@@ -214,7 +214,7 @@ fn extract_factor(
             let name = format!("{MATCH_RELATION}{}", *next);
             *next += 1;
             let alias: Option<TableAlias> = alias.clone();
-            *f = crate::window_tvf::synthetic_table(name.clone(), alias);
+            *f = crate::tvf::synthetic_table(name.clone(), alias);
             found.push((name, clause));
             Ok(())
         }

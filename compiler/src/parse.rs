@@ -622,7 +622,7 @@ impl Ctx {
             text: text.to_string(),
         };
         let dialect = GenericDialect {};
-        let mut statements = crate::window_tvf::parse_statements(&dialect, text)
+        let mut statements = crate::tvf::parse_statements(&dialect, text)
             .map_err(|e| sql_error(&source, &e.to_string()))?;
         let whole = source.snippet().whole();
         if statements.len() != 1 {

@@ -54,7 +54,9 @@ pub(crate) struct Code {
     pub _strings: Vec<Box<[u8]>>,
 }
 
-fn isa() -> Result<OwnedTargetIsa, JitError> {
+/// The host's instruction set with fsql's Cranelift settings (speed, no PIC), made once per
+/// process; the tree-model compiler (`fsql-model`) uses it too.
+pub fn host_isa() -> Result<OwnedTargetIsa, JitError> {
     static ISA: std::sync::OnceLock<Result<OwnedTargetIsa, String>> = std::sync::OnceLock::new();
     ISA.get_or_init(|| {
         let mut flags = settings::builder();
@@ -85,7 +87,7 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
     for e in spec.filter.iter().chain(&spec.outputs) {
         check(e, &spec.slots)?;
     }
-    let mut module = JITModule::new(JITBuilder::with_isa(isa()?, default_libcall_names()));
+    let mut module = JITModule::new(JITBuilder::with_isa(host_isa()?, default_libcall_names()));
     let ptr = types::I64;
     let mut ctx: Context = module.make_context();
     for _ in 0..4 {

@@ -40,6 +40,7 @@ mod phys;
 mod split;
 mod variants;
 
+pub use codegen::host_isa;
 pub use kernel::{Kernel, KernelOutput};
 pub use split::{KernelSpec, Part, Slot, Split};
 pub use variants::Kernels;

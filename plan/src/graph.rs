@@ -105,6 +105,18 @@ pub enum Operator {
     /// Row pattern recognition (`MATCH_RECOGNIZE`): per partition, rows in time order matched
     /// against a pattern; output = the partition columns, then the measures, one row per match.
     MatchRecognize(crate::pattern::MatchRecognizeSpec),
+    /// Model scoring (`ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(...))`): output = input columns,
+    /// then the model's `OUTPUT` columns, then `<model>_version`.
+    Predict(PredictSpec),
+}
+
+/// [`Operator::Predict`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictSpec {
+    /// The [`ModelDecl`] scored.
+    pub model: String,
+    /// The input columns fed to the model, in the order of its `INPUT` clause.
+    pub features: Vec<usize>,
 }
 
 /// [`Operator::TemporalJoin`].
@@ -381,6 +393,18 @@ pub struct ModelDecl {
     pub inputs: Schema,
     pub outputs: Schema,
     pub options: BTreeMap<String, String>,
+    /// The model file, resolved against the pipeline file's directory.
+    pub path: String,
+    /// What the `OUTPUT` columns receive: raw scores (`'lightgbm.output' = 'raw'`) or the
+    /// objective's transform (probabilities for classifiers; the default).
+    pub raw_scores: bool,
+}
+
+impl ModelDecl {
+    /// The name of the column [`Operator::Predict`] appends with the model's version.
+    pub fn version_column(&self) -> String {
+        format!("{}_version", self.name)
+    }
 }
 
 /// `CREATE RULESET name ON input KEY k DEFAULT 'd' (RULE ...)`.

@@ -73,6 +73,9 @@ pub enum RuntimeError {
     /// A test input does not fit its table.
     #[error("test input for `{table}`: {message}")]
     TestInput { table: String, message: String },
+    /// A model could not be loaded or scored.
+    #[error("model `{model}`: {message}")]
+    Model { model: String, message: String },
 }
 
 impl RuntimeError {

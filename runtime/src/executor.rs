@@ -25,8 +25,9 @@ use crate::eval::evaluate;
 use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::operator::{Event, Operator, conform_batch};
+use crate::operators::predict::LoadedModel;
 use crate::operators::{
-    Calc, Join, MatchRecognize, Over, Passthrough, Ruleset, SinkOperator, TemporalJoin,
+    Calc, Join, MatchRecognize, Over, Passthrough, Predict, Ruleset, SinkOperator, TemporalJoin,
     WindowAggregate, WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
@@ -459,6 +460,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::WindowRank(_) => "window-rank",
         PlanOp::TemporalJoin(_) => "temporal-join",
         PlanOp::MatchRecognize(_) => "match-recognize",
+        PlanOp::Predict(_) => "predict",
     }
 }
 
@@ -641,6 +643,26 @@ impl<'c> Executor<'c> {
                     pipeline.emit,
                     jit,
                 )?)),
+                PlanOp::Predict(spec) => {
+                    let decl = pipeline
+                        .models
+                        .iter()
+                        .find(|m| m.name == spec.model)
+                        .ok_or_else(|| {
+                            RuntimeError::Plan(format!(
+                                "node `{}` scores model `{}`, which the plan does not declare",
+                                node.name, spec.model
+                            ))
+                        })?;
+                    let model = LoadedModel::load(decl, jit)?;
+                    Some(Box::new(Predict::new(
+                        &node.name,
+                        spec,
+                        decl,
+                        model,
+                        schema.clone(),
+                    )))
+                }
                 PlanOp::TemporalJoin(spec) => Some(Box::new(TemporalJoin::new(
                     &node.name,
                     spec,

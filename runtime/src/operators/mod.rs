@@ -1,5 +1,6 @@
-//! The operators: Calc (filter + project), Union, Ruleset, Sink and Collect (stateless), and OVER
-//! aggregation and window aggregation (stateful), over shared aggregation state ([`agg`]).
+//! The operators: Calc (filter + project), Union, Ruleset, Predict (model scoring), Sink and
+//! Collect (stateless); OVER aggregation, window aggregation, joins and MATCH_RECOGNIZE (stateful),
+//! over shared aggregation state ([`agg`]).
 
 pub(crate) mod agg;
 pub mod calc;
@@ -7,6 +8,7 @@ pub mod join;
 pub mod match_recognize;
 pub mod over;
 pub mod passthrough;
+pub mod predict;
 pub mod ruleset;
 pub mod sink;
 pub mod temporal_join;
@@ -17,6 +19,7 @@ pub use join::Join;
 pub use match_recognize::MatchRecognize;
 pub use over::Over;
 pub use passthrough::Passthrough;
+pub use predict::Predict;
 pub use ruleset::Ruleset;
 pub use sink::SinkOperator;
 pub use temporal_join::TemporalJoin;

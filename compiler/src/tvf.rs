@@ -1,13 +1,18 @@
-//! Window table-valued functions: Flink's `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...))`
-//! (and HOP, CUMULATE, SESSION) become references to a synthetic relation DataFusion can plan.
+//! Table-valued functions and table arguments: Flink's window TVFs
+//! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...))` (and HOP, CUMULATE, SESSION), model
+//! scoring `ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(f1, ...))`, and the versioned table of a
+//! temporal join (`t FOR SYSTEM_TIME AS OF x`) become references to synthetic relations DataFusion
+//! can plan.
 //!
 //! Two steps, both before DataFusion sees the query:
-//! * [`parse_statements`]: `TABLE t [PARTITION BY k | (k1, k2)]` as a function argument is not an
-//!   expression sqlparser reads; at token level it becomes `__fsql_table(t [, k1, k2])`.
+//! * [`parse_statements`]: `TABLE t [PARTITION BY k | (k1, k2)]` and `MODEL m` as function
+//!   arguments are not expressions sqlparser reads; at token level they become
+//!   `__fsql_table(t [, k1, k2])` and `__fsql_model(m)`.
 //! * [`extract`]: each window TVF in a FROM clause is replaced by a table named `__window<n>`
 //!   (its alias kept) and described by a [`WindowTvf`]. The catalog gives that table the data's
 //!   columns plus `window_start`, `window_end` and `window_time`; lowering turns a scan of it into
-//!   a window assignment, or fuses it into the window aggregation above it.
+//!   a window assignment, or fuses it into the window aggregation above it. Each `ML_PREDICT`
+//!   becomes `__predict<n>`, described by a [`PredictTvf`].
 
 use fsql_plan::{DataType, Field, Schema, WindowKind};
 use sqlparser::ast::{
@@ -19,11 +24,16 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
+use crate::ast::Spanned;
 use crate::diagnostic::Diagnostic;
 use crate::source::{Snippet, Span};
 
 /// The name of the function `TABLE t` arguments become.
 const TABLE_ARG: &str = "__fsql_table";
+/// The name of the function `MODEL m` arguments become.
+const MODEL_ARG: &str = "__fsql_model";
+/// The prefix of the synthetic relations `ML_PREDICT` calls become.
+pub const PREDICT_RELATION: &str = "__predict";
 /// The prefix of the synthetic relations window TVFs become.
 pub const WINDOW_RELATION: &str = "__window";
 /// The table function `name FOR SYSTEM_TIME AS OF t` becomes.
@@ -126,6 +136,26 @@ fn table_arguments(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             i = j;
             continue;
         }
+        let is_model = matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("MODEL") && w.quote_style.is_none());
+        let name_at = next_significant(&tokens, i + 1);
+        if is_model
+            && in_argument_position(&out)
+            && matches!(tokens.get(name_at).map(|t| &t.token), Some(Token::Word(_)))
+        {
+            out.push(TokenWithSpan::new(
+                Token::Word(Word {
+                    value: MODEL_ARG.into(),
+                    quote_style: None,
+                    keyword: Keyword::NoKeyword,
+                }),
+                t.span,
+            ));
+            out.push(TokenWithSpan::new(Token::LParen, t.span));
+            out.push(tokens[name_at].clone());
+            out.push(TokenWithSpan::new(Token::RParen, t.span));
+            i = name_at + 1;
+            continue;
+        }
         if let Some(next) = versioned_scan(&tokens, i, &mut out) {
             i = next;
             continue;
@@ -226,7 +256,7 @@ fn in_argument_position(out: &[TokenWithSpan]) -> bool {
         Some(Token::LParen) => matches!(
             sig.next().map(|t| &t.token),
             Some(Token::Word(w)) if w.keyword == Keyword::NoKeyword
-                || ["TUMBLE", "HOP", "CUMULATE", "SESSION"]
+                || ["TUMBLE", "HOP", "CUMULATE", "SESSION", "ML_PREDICT"]
                     .contains(&w.value.to_ascii_uppercase().as_str())
         ),
         _ => false,
@@ -296,11 +326,24 @@ pub fn extract(
     Ok(v.found)
 }
 
-/// The window TVFs and versioned tables of a query, by their synthetic relation names.
+/// The window TVFs, model scorings and versioned tables of a query, by their synthetic relation
+/// names.
 #[derive(Debug, Default)]
 pub struct Extracted {
     pub windows: Vec<(String, WindowTvf)>,
     pub versioned: Vec<(String, VersionedScan)>,
+    pub predicts: Vec<(String, PredictTvf)>,
+}
+
+/// `ML_PREDICT(TABLE data, MODEL model, DESCRIPTOR(features...))`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictTvf {
+    pub data: String,
+    pub model: Spanned<String>,
+    /// The data's columns fed to the model, in the order of its `INPUT` clause.
+    pub features: Vec<Spanned<String>>,
+    /// The whole call (for errors about it).
+    pub span: Span,
 }
 
 /// `table FOR SYSTEM_TIME AS OF time`: the versioned table of an event-time temporal join.
@@ -405,6 +448,22 @@ impl Extract<'_, '_> {
             *factor = synthetic_table(synthetic, alias);
             return Ok(());
         }
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+            && name.to_string().eq_ignore_ascii_case("ML_PREDICT")
+        {
+            let span = self.snippet.span(name.span());
+            let predict = self.predict(&args.args, span)?;
+            let synthetic = format!("{PREDICT_RELATION}{}", *self.next);
+            *self.next += 1;
+            self.found.predicts.push((synthetic.clone(), predict));
+            *factor = synthetic_table(synthetic, alias.take());
+            return Ok(());
+        }
         let TableFactor::TableFunction { expr, alias } = factor else {
             return Ok(());
         };
@@ -412,6 +471,19 @@ impl Extract<'_, '_> {
             return Ok(());
         };
         let function = f.name.to_string().to_ascii_uppercase();
+        if function == "ML_PREDICT" {
+            let span = self.snippet.span(f.span());
+            let list = match &f.args {
+                FunctionArguments::List(l) => &l.args[..],
+                _ => &[],
+            };
+            let predict = self.predict(list, span)?;
+            let synthetic = format!("{PREDICT_RELATION}{}", *self.next);
+            *self.next += 1;
+            self.found.predicts.push((synthetic.clone(), predict));
+            *factor = synthetic_table(synthetic, alias.take());
+            return Ok(());
+        }
         if !["TUMBLE", "HOP", "CUMULATE", "SESSION"].contains(&function.as_str()) {
             return Ok(());
         }
@@ -422,6 +494,91 @@ impl Extract<'_, '_> {
         self.found.windows.push((name.clone(), tvf));
         *factor = synthetic_table(name, alias.take());
         Ok(())
+    }
+
+    /// `ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a, b, ...))`, Flink's argument order.
+    fn predict(&mut self, list: &[FunctionArg], span: Span) -> Result<PredictTvf, Diagnostic> {
+        const USAGE: &str = "ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(feature1, feature2, ...))";
+        let args: Vec<&SqlExpr> = list
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        if args.len() != list.len() || !(3..=4).contains(&args.len()) {
+            return Err(Diagnostic::error(
+                "ML_PREDICT takes a table, a model and a descriptor of feature columns",
+                span,
+            )
+            .with_help(USAGE));
+        }
+        let function_args = |e: &SqlExpr, name: &str| -> Option<Vec<Spanned<String>>> {
+            let SqlExpr::Function(f) = e else {
+                return None;
+            };
+            if !f.name.to_string().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            match &f.args {
+                FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                            ident(e).map(|node| Spanned {
+                                node,
+                                span: self.snippet.span(e.span()),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            }
+        };
+        let data = match function_args(args[0], TABLE_ARG).as_deref() {
+            Some([t]) => t.node.clone(),
+            _ => {
+                return Err(Diagnostic::error(
+                    "the first argument of ML_PREDICT is a table: `TABLE name`",
+                    self.snippet.span(args[0].span()),
+                )
+                .with_help(USAGE));
+            }
+        };
+        let model = match function_args(args[1], MODEL_ARG) {
+            Some(mut m) if m.len() == 1 => m.remove(0),
+            _ => {
+                return Err(Diagnostic::error(
+                    "the second argument of ML_PREDICT is a model: `MODEL name`",
+                    self.snippet.span(args[1].span()),
+                )
+                .with_help(USAGE));
+            }
+        };
+        let features = match function_args(args[2], "DESCRIPTOR") {
+            Some(f) if !f.is_empty() => f,
+            _ => {
+                return Err(Diagnostic::error(
+                    "the third argument of ML_PREDICT lists the feature columns: `DESCRIPTOR(a, b, ...)`",
+                    self.snippet.span(args[2].span()),
+                )
+                .with_help(USAGE));
+            }
+        };
+        if let Some(config) = args.get(3) {
+            return Err(Diagnostic::error(
+                "ML_PREDICT's runtime config argument is not supported: a LightGBM model is scored in-process, synchronously",
+                self.snippet.span(config.span()),
+            ));
+        }
+        Ok(PredictTvf {
+            data,
+            model,
+            features,
+            span,
+        })
     }
 
     fn window(
