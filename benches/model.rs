@@ -115,7 +115,7 @@ fn main() {
         loads[2].as_secs_f64() * 1e3,
         parse_and_lightgbm.as_secs_f64() * 1e3
     );
-    let mut reference = LightGbm::load(&text).expect("lightgbm");
+    let mut reference = LightGbm::load(model.ensemble()).expect("lightgbm");
     let mut rng = Rng(99);
     let data = rows(&mut rng, SINGLE_ROWS.max(BATCH * BATCHES));
 

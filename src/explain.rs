@@ -171,7 +171,17 @@ pub fn text(plan: &Plan) -> String {
                     "    key: {} (version {}), default '{}'",
                     n.schema.fields[r.key].name, r.version, r.default_decision
                 );
-                let conditions: Vec<_> = r.rules.iter().map(|r| r.condition.clone()).collect();
+                for param in &r.parameters {
+                    let value =
+                        fsql_plan::Expr::literal(param.value.clone(), param.data_type.clone());
+                    let _ = writeln!(
+                        out,
+                        "    parameter {} {} = {value} (read by rules as ${}; the control stream can change it)",
+                        param.name, param.data_type, param.column
+                    );
+                }
+                // Compiled with the parameters' values in place, as the runtime does.
+                let conditions: Vec<_> = r.bound_rules().into_iter().map(|r| r.condition).collect();
                 // The rules compile together (one first-match kernel): a rule that is just a
                 // BOOLEAN column is part of it too.
                 let notes = jit_notes(p, n, None, &conditions, jit)

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a user error (bad pipeline, failed test, runtime failure), 2 usage.
 
+mod control;
 mod explain;
 mod load;
 mod query_output;
@@ -75,6 +76,45 @@ enum Command {
         #[arg(long)]
         no_jit: bool,
     },
+    /// Publish rule and model updates to a running pipeline's control stream.
+    #[command(subcommand)]
+    Control(ControlCommand),
+}
+
+#[derive(Subcommand)]
+enum ControlCommand {
+    /// Make an Ed25519 signing key; prints the `control.trusted-keys` entry for pipelines.
+    Keygen {
+        /// The key's name (pipelines list trusted keys by name).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (created, never overwritten).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print the signed control record of an update (JSON).
+    Sign {
+        update: PathBuf,
+        #[arg(long)]
+        key_name: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check an update against a pipeline (its plan and the updates already published), sign it
+    /// and append it to the pipeline's control file.
+    Push {
+        update: PathBuf,
+        /// The pipeline: a `.fsql` file or a compiled `.plan`.
+        #[arg(long)]
+        plan: PathBuf,
+        /// The ruleset the update is for (filled into the update when it names none).
+        #[arg(long)]
+        ruleset: Option<String>,
+        #[arg(long)]
+        key_name: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,6 +168,23 @@ fn main() -> ExitCode {
             load::load(&file).and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit))
         }
         Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
+        Command::Control(ControlCommand::Keygen { name, key }) => {
+            control::publish::keygen(&name, &key)
+        }
+        Command::Control(ControlCommand::Sign {
+            update,
+            key_name,
+            key,
+        }) => control::publish::sign(&update, &key_name, &key),
+        Command::Control(ControlCommand::Push {
+            update,
+            plan,
+            ruleset,
+            key_name,
+            key,
+        }) => load::load(&plan).and_then(|plan| {
+            control::publish::push(&plan, &update, ruleset.as_deref(), &key_name, &key, true)
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -55,11 +55,21 @@ pub fn run(
             eprintln!("(more malformed records are counted but not shown)");
         }
     });
+    let jit = !no_jit
+        && pipeline
+            .settings
+            .get("jit.enabled")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let control = match crate::control::ControlConfig::from_settings(&pipeline.settings)? {
+        Some(config) => Some(crate::control::start(config, pipeline, jit, stop.clone())?),
+        None => None,
+    };
     let options = RunOptions {
         stop: Some(stop.clone()),
         unthrottled,
         on_malformed: Some(on_malformed),
         no_jit,
+        control,
         ..RunOptions::default()
     };
     let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {
@@ -75,7 +85,10 @@ pub fn run(
             stop.store(true, Ordering::Relaxed);
         }
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string());
+    // The control reader stops with the run.
+    stop.store(true, Ordering::Relaxed);
+    let summary = summary?;
     if write_error.is_none() && !collect.is_empty() {
         let _ = writer.finish(&columns).map(|mut w| w.flush());
     }

@@ -465,11 +465,9 @@ fn ml_predict_equals_lightgbm_on_100k_rows() {
         ("categorical_multiclass.txt", 3),
     ] {
         let text_of_model = std::fs::read_to_string(format!("{models}/{file}")).unwrap();
-        let mut reference = fsql_model::LightGbm::load(&text_of_model).unwrap();
-        let mut expected = vec![0.0; ROWS * outputs];
-        reference
-            .predict(&features, fsql_model::Output::Transformed, &mut expected)
-            .unwrap();
+        // LightGBM itself, reading the model file.
+        let reference = lightgbm3::Booster::from_string(&text_of_model).unwrap();
+        let expected = reference.predict(&features, 4, true).unwrap();
         let columns: Vec<String> = (0..outputs).map(|k| format!("p{k}")).collect();
         let declared: Vec<String> = columns.iter().map(|c| format!("{c} DOUBLE")).collect();
         let pipeline = format!(
@@ -522,4 +520,254 @@ fn ml_predict_equals_lightgbm_on_100k_rows() {
             );
         }
     }
+}
+
+/// A running pipeline changes rules and models through its control file: a new rule decides from
+/// the next batch on, a rule with a type error and a forged or replayed record are rejected with
+/// the reason and change nothing, a new model version scores from the next batch on. Every output
+/// row is checked against the versions it says decided it: its decision is the one those rules
+/// give, its score the one that model gives, so no row was decided by a mix of versions.
+#[test]
+fn control_updates_change_rules_and_models_of_a_running_pipeline() {
+    use std::io::Write as _;
+    let dir = scratch("control");
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/model/tests/models");
+    // Keys: `ops` is trusted, `eve` is not.
+    for name in ["ops", "eve"] {
+        let out = fsql(&[
+            "control",
+            "keygen",
+            "--name",
+            name,
+            "--key",
+            dir.join(format!("{name}.key")).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        assert!(
+            line.starts_with(&format!("SET 'control.trusted-keys' = '{name}:")),
+            "{line}"
+        );
+        write(&dir, &format!("{name}.pub"), line.trim());
+    }
+    let trusted = std::fs::read_to_string(dir.join("ops.pub")).unwrap();
+    let pipeline = format!(
+        "{trusted}
+SET 'control.path' = 'control.jsonl';
+CREATE TABLE payments (payment_id BIGINT, amount DOUBLE, ts TIMESTAMP(3))
+  WITH ('connector' = 'payments-generator', 'number-of-rows' = '12000', 'rows-per-second' = '1000');
+CREATE VIEW features AS
+SELECT payment_id, amount, CAST(payment_id % 40 AS DOUBLE) AS merchant_cat,
+       LN(amount) - 3 AS amount_z, CAST(payment_id % 5 AS DOUBLE) AS channel, 0.25 AS noise
+FROM payments;
+CREATE MODEL risk INPUT (merchant_cat DOUBLE, amount_z DOUBLE, channel DOUBLE, noise DOUBLE)
+  OUTPUT (score DOUBLE) WITH ('provider' = 'lightgbm', 'path' = '{models}/categorical_binary.txt');
+CREATE VIEW scored AS
+SELECT * FROM ML_PREDICT(TABLE features, MODEL risk, DESCRIPTOR(merchant_cat, amount_z, channel, noise));
+CREATE RULESET decisions ON scored KEY payment_id DEFAULT 'ALLOW' PARAMETERS (big_at DOUBLE DEFAULT 1000) (
+  RULE big PRIORITY 10 WHEN amount > big_at THEN 'REVIEW');
+CREATE TABLE out (payment_id BIGINT, amount DOUBLE, merchant_cat DOUBLE, amount_z DOUBLE,
+  channel DOUBLE, noise DOUBLE, score DOUBLE, decision STRING, rule STRING,
+  ruleset_version BIGINT, risk_version BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');
+INSERT INTO out SELECT payment_id, amount, merchant_cat, amount_z, channel, noise, score, decision,
+  rule, ruleset_version, risk_version FROM decisions;
+"
+    );
+    let path = write(&dir, "control.fsql", &pipeline);
+    let path = path.to_str().unwrap();
+    let ops = dir.join("ops.key");
+    let eve = dir.join("eve.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(["run", path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fsql run");
+    let rows_written =
+        || std::fs::read_to_string(dir.join("out.jsonl")).map_or(0, |t| t.lines().count());
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_until("the first rows", &|| rows_written() >= 500);
+    let push = |update: &str, name: &str, key: &Path| {
+        let file = write(&dir, "update.json", update);
+        fsql(&[
+            "control",
+            "push",
+            "--plan",
+            path,
+            "--ruleset",
+            "decisions",
+            "--key-name",
+            name,
+            "--key",
+            key.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+    };
+    let append = |record: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("control.jsonl"))
+            .unwrap();
+        writeln!(f, "{}", record.trim()).unwrap();
+    };
+    let sign = |update: &str, name: &str, key: &Path| {
+        let file = write(&dir, "signed.json", update);
+        let out = fsql(&[
+            "control",
+            "sign",
+            "--key-name",
+            name,
+            "--key",
+            key.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // 1. A new rule, checked and published by `fsql control push`.
+    let tiny = r#"{"op": "add_rule", "version": 2, "rule": {"name": "tiny", "priority": 5, "when": "amount < 5", "then": "BLOCK"}}"#;
+    let out = push(tiny, "ops", &ops);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_until("version 2 in the output", &|| {
+        std::fs::read_to_string(dir.join("out.jsonl"))
+            .is_ok_and(|t| t.contains("\"ruleset_version\":2"))
+    });
+    // 2. A rule with a type error: push refuses it; signed and appended anyway, the runtime rejects it.
+    let bad = r#"{"op": "add_rule", "ruleset": "decisions", "version": 3, "rule": {"name": "bad", "priority": 1, "when": "amount > 'a lot'", "then": "BLOCK"}}"#;
+    let out = push(bad, "ops", &ops);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("update refused: rule `bad`"),
+        "{}",
+        text(&out.stderr)
+    );
+    append(&sign(bad, "ops", &ops));
+    // 3. A forged record (eve's key under ops' name) and an unknown key.
+    let takeover = r#"{"op": "remove_rule", "ruleset": "decisions", "version": 9, "rule": "big"}"#;
+    append(&sign(takeover, "ops", &eve));
+    append(&sign(takeover, "eve", &eve));
+    // 4. The first update again: a replay.
+    let published = std::fs::read_to_string(dir.join("control.jsonl")).unwrap();
+    append(published.lines().next().unwrap());
+    // 5. A new model version.
+    let model = format!(
+        r#"{{"op": "set_model", "model": "risk", "version": 2, "path": "{models}/zero_as_missing.txt"}}"#
+    );
+    let out = push(&model, "ops", &ops);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 6. A parameter: the big-amount threshold.
+    let threshold = r#"{"op": "set_parameter", "version": 3, "parameter": "big_at", "value": 500}"#;
+    let out = push(threshold, "ops", &ops);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let acks_path = dir.join("control.jsonl.acks");
+    wait_until("seven acknowledgements", &|| {
+        std::fs::read_to_string(&acks_path).is_ok_and(|t| t.lines().count() >= 7)
+    });
+    let status = child.wait().expect("fsql run ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+
+    let acks: Vec<serde_json::Value> = std::fs::read_to_string(&acks_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status_of = |i: usize| {
+        (
+            acks[i]["status"].as_str().unwrap().to_string(),
+            acks[i]["reason"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(acks.len(), 7, "{acks:?}");
+    assert_eq!(status_of(0).0, "applied", "{acks:?}");
+    assert!(status_of(1).1.contains("rule `bad`"), "{acks:?}");
+    assert!(status_of(2).1.contains("bad signature"), "{acks:?}");
+    assert!(
+        status_of(3).1.contains("key `eve` is not trusted"),
+        "{acks:?}"
+    );
+    assert!(
+        status_of(4)
+            .1
+            .contains("not newer than the version in force"),
+        "{acks:?}"
+    );
+    assert_eq!(status_of(5).0, "applied", "{acks:?}");
+    assert_eq!(acks[5]["target"], "risk");
+    assert_eq!(status_of(6).0, "applied", "{acks:?}");
+    assert_eq!(acks[6]["op"], "set_parameter");
+
+    // Every row against the versions it names.
+    let mut scorers = std::collections::BTreeMap::new();
+    for (version, file) in [(1, "categorical_binary.txt"), (2, "zero_as_missing.txt")] {
+        let model_text = std::fs::read_to_string(format!("{models}/{file}")).unwrap();
+        scorers.insert(
+            version,
+            lightgbm3::Booster::from_string(&model_text).unwrap(),
+        );
+    }
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 12000);
+    let (mut last_rules, mut last_model) = (1, 1);
+    for row in &rows {
+        let rules = row["ruleset_version"].as_i64().unwrap();
+        let model = row["risk_version"].as_i64().unwrap();
+        assert!(
+            rules >= last_rules && model >= last_model,
+            "versions only move forward: {row}"
+        );
+        (last_rules, last_model) = (rules, model);
+        let amount = row["amount"].as_f64().unwrap();
+        let big_at = if rules >= 3 { 500.0 } else { 1000.0 };
+        let expected = if rules >= 2 && amount < 5.0 {
+            ("BLOCK", Some("tiny"))
+        } else if amount > big_at {
+            ("REVIEW", Some("big"))
+        } else {
+            ("ALLOW", None)
+        };
+        assert_eq!(
+            (row["decision"].as_str().unwrap(), row["rule"].as_str()),
+            expected,
+            "{row}"
+        );
+        let features: Vec<f64> = ["merchant_cat", "amount_z", "channel", "noise"]
+            .iter()
+            .map(|c| row[*c].as_f64().unwrap())
+            .collect();
+        let score = scorers[&model].predict(&features, 4, true).unwrap();
+        assert_eq!(
+            row["score"].as_f64().unwrap().to_bits(),
+            score[0].to_bits(),
+            "{row}"
+        );
+    }
+    assert_eq!(
+        (last_rules, last_model),
+        (3, 2),
+        "every update reached the output"
+    );
+    assert!(
+        rows.iter().any(|r| r["rule"] == "tiny"),
+        "the new rule fired"
+    );
+    assert!(
+        rows.iter().any(|r| r["ruleset_version"] == 1),
+        "rows before the update kept version 1"
+    );
 }

@@ -603,3 +603,156 @@ fn a_restarted_pipeline_resumes_from_its_group_offsets() {
         "no loss, no duplicates"
     );
 }
+
+/// The control stream on a Kafka topic: `fsql control push` publishes a checked, signed rule to
+/// the topic; a running pipeline applies it between batches and acknowledges it on the ack topic;
+/// a record with a type error, produced directly, is rejected there with the reason.
+#[test]
+fn control_updates_arrive_through_a_topic_and_are_acknowledged_on_another() {
+    let dir = scratch("control");
+    let control = unique("control");
+    let acks = format!("{control}-acks");
+    let _topics = Topics::create(&[&control, &acks], 1);
+    let key = dir.join("ops.key");
+    let out = Command::new(FSQL)
+        .args([
+            "control",
+            "keygen",
+            "--name",
+            "ops",
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .output()
+        .expect("keygen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trusted = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sql = format!(
+        "{trusted}
+SET 'control.topic' = '{control}';
+SET 'control.properties.bootstrap.servers' = '{brokers}';
+CREATE TABLE payments (payment_id BIGINT, amount DOUBLE, ts TIMESTAMP(3))
+  WITH ('connector' = 'payments-generator', 'number-of-rows' = '8000', 'rows-per-second' = '1000');
+CREATE RULESET decisions ON payments KEY payment_id DEFAULT 'ALLOW' (
+  RULE big PRIORITY 10 WHEN amount > 1000 THEN 'REVIEW');
+CREATE TABLE out (payment_id BIGINT, amount DOUBLE, decision STRING, rule STRING, ruleset_version BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+INSERT INTO out SELECT payment_id, amount, decision, rule, ruleset_version FROM decisions;
+",
+        brokers = brokers(),
+        out = dir.join("out.jsonl").display()
+    );
+    let pipeline = dir.join("control.fsql");
+    std::fs::write(&pipeline, &sql).expect("write pipeline");
+    let mut child = Command::new(FSQL)
+        .arg("run")
+        .arg(&pipeline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fsql starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(dir.join("out.jsonl")).map_or(0, |t| t.lines().count()) < 300 {
+        assert!(Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let update = dir.join("tiny.json");
+    std::fs::write(
+        &update,
+        r#"{"op": "add_rule", "version": 2, "rule": {"name": "tiny", "priority": 5, "when": "amount < 5", "then": "BLOCK"}}"#,
+    )
+    .expect("write update");
+    let out = Command::new(FSQL)
+        .args([
+            "control",
+            "push",
+            "--plan",
+            pipeline.to_str().unwrap(),
+            "--ruleset",
+            "decisions",
+            "--key-name",
+            "ops",
+            "--key",
+            key.to_str().unwrap(),
+            update.to_str().unwrap(),
+        ])
+        .output()
+        .expect("push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A type error, signed and produced without push's check.
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"op": "add_rule", "ruleset": "decisions", "version": 3, "rule": {"name": "bad", "priority": 1, "when": "amount || 1 > 'x' AND", "then": "BLOCK"}}"#,
+    )
+    .expect("write update");
+    let signed = Command::new(FSQL)
+        .args([
+            "control",
+            "sign",
+            "--key-name",
+            "ops",
+            "--key",
+            key.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .expect("sign");
+    produce(
+        &control,
+        &[(
+            "decisions".to_string(),
+            Some(String::from_utf8_lossy(&signed.stdout).trim().to_string()),
+        )],
+    );
+    let acked = consume_all(&acks, 2, Duration::from_secs(30));
+    let status = child.wait().expect("fsql ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let acked: Vec<Value> = acked
+        .iter()
+        .map(|c| json(c.value.as_deref().unwrap_or("null")))
+        .collect();
+    assert_eq!(acked.len(), 2, "{acked:?}");
+    assert_eq!(acked[0]["status"], "applied", "{acked:?}");
+    assert_eq!(acked[0]["version"], 2);
+    assert_eq!(acked[1]["status"], "rejected", "{acked:?}");
+    assert!(
+        acked[1]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rule `bad`"),
+        "{acked:?}"
+    );
+    let rows: Vec<Value> = std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
+    assert_eq!(rows.len(), 8000);
+    let mut last = 1;
+    for row in &rows {
+        let version = row["ruleset_version"].as_i64().unwrap();
+        assert!(version >= last && version <= 2, "{row}");
+        last = version;
+        let amount = row["amount"].as_f64().unwrap();
+        let expected = if version == 2 && amount < 5.0 {
+            "BLOCK"
+        } else if amount > 1000.0 {
+            "REVIEW"
+        } else {
+            "ALLOW"
+        };
+        assert_eq!(row["decision"], expected, "{row}");
+    }
+    assert_eq!(last, 2, "the update reached the output");
+}

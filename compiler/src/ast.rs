@@ -130,7 +130,18 @@ pub struct RulesetDef {
     pub input: Spanned<String>,
     pub key: Spanned<String>,
     pub default_decision: Spanned<String>,
+    /// `PARAMETERS (name TYPE DEFAULT value, ...)`.
+    pub parameters: Vec<ParamDef>,
     pub rules: Vec<RuleDef>,
+}
+
+/// A ruleset parameter: a typed, named value rules read like a column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamDef {
+    pub name: Spanned<String>,
+    pub data_type: DataType,
+    /// The default's text: a number, `'string'`, TRUE or FALSE.
+    pub value: Spanned<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

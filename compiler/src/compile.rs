@@ -1649,7 +1649,37 @@ impl Compiler {
             self.failed.insert(r.name.node.clone());
             return;
         };
-        let arrow = Arc::new(input.schema.to_arrow());
+        // Parameters are read like columns past the input's.
+        let mut parameters = Vec::new();
+        let mut with_parameters = input.schema.clone();
+        for p in &r.parameters {
+            if with_parameters.index_of(&p.name.node).is_some() {
+                self.error(Diagnostic::error(
+                    format!(
+                        "parameter `{}` has the name of a column of `{}` (or of another parameter)",
+                        p.name.node, r.input.node
+                    ),
+                    p.name.span,
+                ));
+                continue;
+            }
+            match parameter_value(&p.value.node, &p.data_type) {
+                Ok(value) => parameters.push(fsql_plan::RuleParameter {
+                    name: p.name.node.clone(),
+                    data_type: p.data_type.clone(),
+                    column: with_parameters.fields.len(),
+                    value,
+                }),
+                Err(m) => {
+                    self.error(Diagnostic::error(m, p.value.span));
+                    continue;
+                }
+            }
+            with_parameters
+                .fields
+                .push(Field::new(&p.name.node, p.data_type.clone(), false));
+        }
+        let arrow = Arc::new(with_parameters.to_arrow());
         let mut rules = Vec::new();
         let mut names = BTreeSet::new();
         for rule in &r.rules {
@@ -1703,6 +1733,7 @@ impl Compiler {
             default_decision: r.default_decision.node.clone(),
             version: 1,
             rules,
+            parameters,
         };
         let id = self.push_node(
             &r.name.node,
@@ -1755,12 +1786,19 @@ impl Compiler {
             Some("arrival") => EmitMode::Arrival,
             _ => EmitMode::Watermark,
         };
-        // The late-data file, like connector paths, is relative to the pipeline file.
-        if let Some(path) = self.settings.get_mut("pipeline.late-data.path")
-            && Path::new(path.as_str()).is_relative()
-            && let Some(dir) = self.dirs.first()
-        {
-            *path = Path::new(dir).join(path.as_str()).display().to_string();
+        // The late-data and control files, like connector paths, are relative to the pipeline
+        // file.
+        for key in [
+            "pipeline.late-data.path",
+            "control.path",
+            "control.ack.path",
+        ] {
+            if let Some(path) = self.settings.get_mut(key)
+                && Path::new(path.as_str()).is_relative()
+                && let Some(dir) = self.dirs.first()
+            {
+                *path = Path::new(dir).join(path.as_str()).display().to_string();
+            }
         }
         let mut nodes = std::mem::take(&mut self.nodes);
         if !options.keep_unused {
@@ -1773,6 +1811,47 @@ impl Compiler {
             nodes,
             models: self.models.clone(),
         })
+    }
+}
+
+/// A parameter's `DEFAULT` (or a control update's value) as a literal of its type; parameters are
+/// BOOLEAN, integers, DOUBLE or STRING.
+pub fn parameter_value(text: &str, ty: &DataType) -> Result<Literal, String> {
+    let bad = || format!("`{text}` is not a {ty} value");
+    match ty {
+        DataType::Boolean => match text.to_ascii_uppercase().as_str() {
+            "TRUE" => Ok(Literal::Boolean(true)),
+            "FALSE" => Ok(Literal::Boolean(false)),
+            _ => Err(bad()),
+        },
+        DataType::TinyInt | DataType::SmallInt | DataType::Int | DataType::BigInt => {
+            let v: i64 = text.parse().map_err(|_| bad())?;
+            let fits = match ty {
+                DataType::TinyInt => i8::try_from(v).is_ok(),
+                DataType::SmallInt => i16::try_from(v).is_ok(),
+                DataType::Int => i32::try_from(v).is_ok(),
+                _ => true,
+            };
+            if fits {
+                Ok(Literal::Int(v))
+            } else {
+                Err(format!("{v} is out of range for {ty}"))
+            }
+        }
+        DataType::Double | DataType::Float => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(Literal::float)
+            .ok_or_else(bad),
+        DataType::String => text
+            .strip_prefix('\'')
+            .and_then(|t| t.strip_suffix('\''))
+            .map(|t| Literal::String(t.replace("''", "'")))
+            .ok_or_else(|| format!("a STRING parameter's value is quoted: '{text}'")),
+        other => Err(format!(
+            "parameters are BOOLEAN, TINYINT..BIGINT, FLOAT, DOUBLE or STRING, not {other}"
+        )),
     }
 }
 

@@ -27,6 +27,7 @@ mod match_recognize;
 pub mod options;
 pub mod parse;
 mod rewrite;
+mod rule_update;
 pub mod source;
 mod sql_types;
 mod tvf;
@@ -35,5 +36,7 @@ mod types;
 
 pub use compile::{
     Compilation, CompileOptions, RelationInfo, compile_file, compile_source, constants,
+    parameter_value,
 };
 pub use diagnostic::{Diagnostic, Severity};
+pub use rule_update::compile_rule_condition;

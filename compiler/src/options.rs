@@ -376,6 +376,26 @@ const SETTINGS: &[SettingInfo] = &[
         check: boolean,
     },
     SettingInfo {
+        key: "control.path",
+        check: any,
+    },
+    SettingInfo {
+        key: "control.ack.path",
+        check: any,
+    },
+    SettingInfo {
+        key: "control.trusted-keys",
+        check: any,
+    },
+    SettingInfo {
+        key: "control.topic",
+        check: any,
+    },
+    SettingInfo {
+        key: "control.ack.topic",
+        check: any,
+    },
+    SettingInfo {
         key: "sql-client.execution.result-mode",
         check: any,
     },
@@ -392,6 +412,10 @@ pub fn check_setting(
     key_span: Span,
     value_span: Span,
 ) -> Option<Diagnostic> {
+    // The control stream's Kafka clients take librdkafka properties, like a table's 'properties.*'.
+    if key.starts_with("control.properties.") {
+        return None;
+    }
     match SETTINGS.iter().find(|s| s.key == key) {
         Some(s) => (s.check)(value)
             .err()

@@ -461,12 +461,18 @@ impl Ctx {
         let mut key = None;
         let mut default_decision = None;
         let mut rules = Vec::new();
+        let mut parameters = Vec::new();
         for p in pair.into_inner() {
             match p.as_rule() {
                 Rule::object_name => names.push(self.ident(&p)),
                 Rule::ident => key = Some(self.ident(&p)),
                 Rule::string => default_decision = Some(self.string(&p)),
                 Rule::rule_def => rules.push(self.rule(p)?),
+                Rule::rule_params => {
+                    for param in p.into_inner() {
+                        parameters.push(self.rule_param(param)?);
+                    }
+                }
                 _ => {}
             }
         }
@@ -477,7 +483,38 @@ impl Ctx {
             input: names.next().ok_or_else(|| missing("an input"))?,
             key: key.ok_or_else(|| missing("a KEY"))?,
             default_decision: default_decision.ok_or_else(|| missing("a DEFAULT"))?,
+            parameters,
             rules,
+        })
+    }
+
+    fn rule_param(&self, pair: Pair<Rule>) -> Result<ParamDef, Diagnostic> {
+        let whole = self.span(&pair);
+        let mut name = None;
+        let mut data_type = None;
+        let mut value = None;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                Rule::ident => name = Some(self.ident(&p)),
+                Rule::data_type => data_type = Some(self.data_type(p)?.node),
+                Rule::param_value => {
+                    let span = self.span(&p);
+                    let text = match p.clone().into_inner().next() {
+                        Some(s) if s.as_rule() == Rule::string => {
+                            format!("'{}'", self.string(&s).node)
+                        }
+                        _ => p.as_str().to_string(),
+                    };
+                    value = Some(Spanned { node: text, span });
+                }
+                _ => {}
+            }
+        }
+        let missing = || Diagnostic::error("a parameter is `name TYPE DEFAULT value`", whole);
+        Ok(ParamDef {
+            name: name.ok_or_else(missing)?,
+            data_type: data_type.ok_or_else(missing)?,
+            value: value.ok_or_else(missing)?,
         })
     }
 

@@ -59,11 +59,8 @@ impl Drop for CompiledEnsemble {
 }
 
 impl CompiledEnsemble {
-    /// Compiles `ensemble` (which must be [`Ensemble::compilable`]).
+    /// Compiles `ensemble`.
     pub fn compile(ensemble: &Ensemble) -> Result<CompiledEnsemble, ModelError> {
-        if !ensemble.compilable() {
-            return Err(ModelError::Unsupported("linear trees".into()));
-        }
         let isa = fsql_jit::host_isa().map_err(|e| ModelError::Codegen(e.to_string()))?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         // All category bitsets in one allocation; each tree's sets start at an offset.

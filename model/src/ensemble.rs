@@ -16,6 +16,8 @@ pub struct Ensemble {
     pub num_class: usize,
     /// The objective, which fixes the output transform.
     pub objective: Objective,
+    /// The file's `objective=` line as written (with its parameters), when it has one.
+    pub objective_line: Option<String>,
     /// Random-forest mode: raw scores are averaged over iterations instead of summed.
     pub average_output: bool,
     /// Tree `i` adds to class `i % trees_per_iteration`.
@@ -31,11 +33,6 @@ impl Ensemble {
     /// The number of boosting iterations (the divisor of an averaged output).
     pub fn iterations(&self) -> usize {
         self.trees.len() / self.trees_per_iteration.max(1)
-    }
-
-    /// Whether every tree is one the compiled scorer implements (no linear leaves).
-    pub fn compilable(&self) -> bool {
-        self.trees.iter().all(|t| !t.linear)
     }
 }
 
@@ -135,8 +132,6 @@ pub struct Tree {
     pub leaf_values: Vec<f64>,
     /// Bitsets of categorical splits, LightGBM's `cat_threshold` cut by `cat_boundaries`.
     pub category_sets: Vec<Vec<u32>>,
-    /// A linear tree (`is_linear=1`): leaves are linear models, which only LightGBM scores.
-    pub linear: bool,
 }
 
 /// One internal node.
@@ -277,7 +272,6 @@ mod tests {
             splits: vec![],
             leaf_values: vec![],
             category_sets: vec![],
-            linear: false,
         };
         // None: NaN is 0.0, which is > -1.0 → right.
         assert!(!tree.goes_left(&split(Missing::None, true), f64::NAN));

@@ -98,7 +98,7 @@ impl Model {
     /// agrees with LightGBM on the probe rows.
     pub fn load(text: &str, compile: bool) -> Result<Model, ModelError> {
         let ensemble = text_format::parse(text)?;
-        let reference = LightGbm::load(text)?;
+        let reference = LightGbm::load(&ensemble)?;
         if reference.features() != ensemble.num_features()
             || reference.classes() != ensemble.num_class
         {
@@ -136,11 +136,6 @@ impl Model {
     fn try_compile(&mut self) -> Result<usize, ModelError> {
         if let Objective::Other { line } = &self.ensemble.objective {
             return Err(ModelError::Unsupported(format!("objective `{line}`")));
-        }
-        if self.ensemble.num_class != self.ensemble.trees_per_iteration {
-            return Err(ModelError::Unsupported(
-                "num_class differs from num_tree_per_iteration".into(),
-            ));
         }
         self.compiled = Some(CompiledEnsemble::compile(&self.ensemble)?);
         probe::compare(self)

@@ -8,6 +8,7 @@ use std::os::raw::c_int;
 use lightgbm3_sys as sys;
 
 use crate::ModelError;
+use crate::ensemble::Ensemble;
 
 const DTYPE_FLOAT64: c_int = 1;
 
@@ -70,10 +71,11 @@ fn silence_log() {
 }
 
 impl LightGbm {
-    /// Loads a model from the text of a LightGBM model file.
-    pub fn load(text: &str) -> Result<LightGbm, ModelError> {
+    /// Loads `ensemble` into LightGBM, as the canonical text [`crate::text_format::render`] writes
+    /// (never a file's own text: LightGBM's loader trusts what it reads).
+    pub fn load(ensemble: &Ensemble) -> Result<LightGbm, ModelError> {
         silence_log();
-        let text = CString::new(text)
+        let text = CString::new(crate::text_format::render(ensemble))
             .map_err(|_| ModelError::format(0, "the model text contains a NUL byte"))?;
         let mut handle: sys::BoosterHandle = std::ptr::null_mut();
         let mut iterations: c_int = 0;

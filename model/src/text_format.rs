@@ -10,9 +10,138 @@ use std::collections::HashMap;
 use crate::ModelError;
 use crate::ensemble::{Ensemble, Missing, Objective, Split, SplitKind, Tree};
 
+/// The canonical text of `e`: what LightGBM is given to load. LightGBM's loader trusts the file
+/// (array lengths, offsets, line structure) and can read or write outside its buffers on a damaged
+/// one, so it only ever sees text rendered from an ensemble this module parsed and checked. Values
+/// are written in the shortest form that reads back to the same double.
+pub fn render(e: &Ensemble) -> String {
+    use std::fmt::Write;
+    let join = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(" ");
+    let mut t = String::new();
+    let _ = writeln!(t, "tree\nversion=v4\nnum_class={}", e.num_class);
+    let _ = writeln!(
+        t,
+        "num_tree_per_iteration={}\nlabel_index=0",
+        e.trees_per_iteration
+    );
+    let _ = writeln!(t, "max_feature_idx={}", e.num_features().saturating_sub(1));
+    if let Some(line) = &e.objective_line {
+        let _ = writeln!(t, "objective={line}");
+    }
+    if e.average_output {
+        let _ = writeln!(t, "average_output");
+    }
+    let _ = writeln!(t, "feature_names={}", e.feature_names.join(" "));
+    let _ = writeln!(
+        t,
+        "feature_infos={}\n",
+        vec!["none"; e.num_features()].join(" ")
+    );
+    for (i, tree) in e.trees.iter().enumerate() {
+        let leaves = tree.leaf_values.len();
+        let internal = tree.splits.len();
+        let zeros = |n: usize| vec!["0"; n].join(" ");
+        let _ = writeln!(
+            t,
+            "Tree={i}\nnum_leaves={leaves}\nnum_cat={}",
+            tree.category_sets.len()
+        );
+        if internal > 0 {
+            let _ = writeln!(
+                t,
+                "split_feature={}",
+                join(&mut tree.splits.iter().map(|s| s.feature.to_string()))
+            );
+            let _ = writeln!(t, "split_gain={}", zeros(internal));
+            let thresholds = tree.splits.iter().map(|s| match &s.kind {
+                SplitKind::Numerical { threshold, .. } => format!("{threshold:?}"),
+                SplitKind::Categorical { set } => set.to_string(),
+            });
+            let _ = writeln!(t, "threshold={}", join(&mut thresholds.into_iter()));
+            let decisions = tree.splits.iter().map(|s| {
+                let d: u8 = match &s.kind {
+                    SplitKind::Categorical { .. } => 1,
+                    SplitKind::Numerical {
+                        missing,
+                        default_left,
+                        ..
+                    } => {
+                        let m = match missing {
+                            Missing::None => 0,
+                            Missing::Zero => 1,
+                            Missing::NaN => 2,
+                        };
+                        (m << 2) | (u8::from(*default_left) << 1)
+                    }
+                };
+                d.to_string()
+            });
+            let _ = writeln!(t, "decision_type={}", join(&mut decisions.into_iter()));
+            let _ = writeln!(
+                t,
+                "left_child={}",
+                join(&mut tree.splits.iter().map(|s| s.left.to_string()))
+            );
+            let _ = writeln!(
+                t,
+                "right_child={}",
+                join(&mut tree.splits.iter().map(|s| s.right.to_string()))
+            );
+        }
+        let _ = writeln!(
+            t,
+            "leaf_value={}",
+            join(&mut tree.leaf_values.iter().map(|v| format!("{v:?}")))
+        );
+        if internal > 0 {
+            let _ = writeln!(
+                t,
+                "leaf_weight={}\nleaf_count={}",
+                zeros(leaves),
+                zeros(leaves)
+            );
+            let _ = writeln!(
+                t,
+                "internal_value={}\ninternal_weight={}\ninternal_count={}",
+                zeros(internal),
+                zeros(internal),
+                zeros(internal)
+            );
+        }
+        if !tree.category_sets.is_empty() {
+            let mut bounds = vec![0usize];
+            for set in &tree.category_sets {
+                bounds.push(bounds[bounds.len() - 1] + set.len());
+            }
+            let _ = writeln!(
+                t,
+                "cat_boundaries={}",
+                join(&mut bounds.iter().map(usize::to_string))
+            );
+            let words = tree.category_sets.iter().flatten().map(u32::to_string);
+            let _ = writeln!(t, "cat_threshold={}", join(&mut words.into_iter()));
+        }
+        let _ = writeln!(t, "is_linear=0\nshrinkage=1\n\n");
+    }
+    t.push_str("end of trees\n");
+    t
+}
+
+/// The largest models accepted (far beyond any real one; they bound what a damaged file can make
+/// the parser allocate).
+const MAX_FEATURES: usize = 1 << 20;
+const MAX_CLASSES: usize = 1 << 16;
+/// LightGBM reads at most this many `key=value` lines of a tree.
+const MAX_TREE_LINES: usize = 22;
+
 /// Parses a LightGBM model file's text.
 pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
-    let mut lines = text.lines().enumerate().peekable();
+    // Lines end at `\n`, a `\r` before it is dropped (LightGBM reads both ends of line).
+    let mut lines = text
+        .lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .enumerate()
+        .peekable();
     let mut header: HashMap<&str, (usize, &str)> = HashMap::new();
     let mut average_output = false;
     // Header: up to the first `Tree=` line.
@@ -25,6 +154,10 @@ pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
             average_output = true;
         } else if let Some((k, v)) = line.split_once('=') {
             header.insert(k, (n + 1, v));
+        } else if !line.is_empty() {
+            // LightGBM reads a line without `=` as the key with an empty value (which then fails
+            // to parse as a number here, instead of dividing by zero there).
+            header.insert(line, (n + 1, ""));
         }
     }
     if !header.contains_key("version") && !header.contains_key("num_class") {
@@ -45,6 +178,16 @@ pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
         None => num_class,
     };
     let max_feature_idx: usize = number(get("max_feature_idx")?)?;
+    // Sizes come from the file: bounded before anything is allocated from them.
+    if max_feature_idx >= MAX_FEATURES
+        || num_class > MAX_CLASSES
+        || trees_per_iteration > MAX_CLASSES
+    {
+        return Err(ModelError::format(
+            0,
+            format!("more than {MAX_FEATURES} features or {MAX_CLASSES} classes"),
+        ));
+    }
     let num_features = max_feature_idx + 1;
     let feature_names: Vec<String> = match header.get("feature_names") {
         Some((n, v)) => {
@@ -62,8 +205,52 @@ pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
         }
         None => (0..num_features).map(|i| format!("Column_{i}")).collect(),
     };
+    let objective_line = header.get("objective").map(|(_, l)| l.to_string());
     let objective = match header.get("objective") {
-        Some((_, line)) => objective(line),
+        Some((n, line)) => {
+            // LightGBM indexes the objective line's first word without checking there is one,
+            // and refuses names it does not know.
+            const KNOWN: [&str; 17] = [
+                "regression",
+                "regression_l1",
+                "quantile",
+                "huber",
+                "fair",
+                "poisson",
+                "binary",
+                "lambdarank",
+                "rank_xendcg",
+                "multiclass",
+                "multiclassova",
+                "cross_entropy",
+                "cross_entropy_lambda",
+                "mape",
+                "gamma",
+                "tweedie",
+                "custom",
+            ];
+            let name = line.split(' ').next().unwrap_or("");
+            if !KNOWN.contains(&name) {
+                return Err(ModelError::format(
+                    *n,
+                    format!("unknown objective `{line}`"),
+                ));
+            }
+            // LightGBM sizes its output by the header's num_class but converts scores with the
+            // objective's: a file where they differ makes it write past its buffer.
+            let declared = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("num_class:"));
+            if let Some(k) = declared
+                && k.parse::<usize>().ok() != Some(num_class)
+            {
+                return Err(ModelError::format(
+                    *n,
+                    format!("the objective's num_class:{k} differs from num_class={num_class}"),
+                ));
+            }
+            objective(line)
+        }
         None => Objective::Other {
             line: String::new(),
         },
@@ -74,25 +261,66 @@ pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
             "num_class and num_tree_per_iteration must be positive",
         ));
     }
+    // LightGBM writes num_tree_per_iteration raw scores into a buffer of num_class: they must be
+    // equal (they are in every model it writes).
+    if num_class != trees_per_iteration {
+        return Err(ModelError::format(
+            0,
+            format!(
+                "num_tree_per_iteration={trees_per_iteration} differs from num_class={num_class}"
+            ),
+        ));
+    }
 
+    // Trees: `Tree=<i>`, then `key=value` lines up to a blank line; only blank lines between
+    // trees. LightGBM reads a tree by scanning for `=` and for the line's end without checking
+    // where the text ends, so anything looser could make it read past its buffer; and it stops at
+    // the first other line, so this reading and LightGBM's agree on which trees there are.
     let mut trees = Vec::new();
-    while let Some(&(n, line)) = lines.peek() {
+    while let Some((n, line)) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
         if line == "end of trees" {
             break;
         }
-        lines.next();
         if !line.starts_with("Tree=") {
-            continue;
+            return Err(ModelError::format(
+                n + 1,
+                format!("expected `Tree=` or `end of trees`, found `{line}`"),
+            ));
         }
         let mut fields: HashMap<&str, (usize, &str)> = HashMap::new();
-        while let Some(&(m, l)) = lines.peek() {
-            if l.starts_with("Tree=") || l == "end of trees" {
+        let mut terminated = false;
+        let mut count = 0;
+        for (m, l) in lines.by_ref() {
+            if l.is_empty() {
+                terminated = true;
                 break;
             }
-            lines.next();
-            if let Some((k, v)) = l.split_once('=') {
-                fields.insert(k, (m + 1, v));
+            let Some((k, v)) = l.split_once('=') else {
+                return Err(ModelError::format(
+                    m + 1,
+                    format!("`{l}` is not `key=value`"),
+                ));
+            };
+            // A repeated key counts: LightGBM stops after this many lines, whatever they hold.
+            count += 1;
+            if fields.insert(k, (m + 1, v)).is_some() {
+                return Err(ModelError::format(
+                    m + 1,
+                    format!("`{k}` appears twice in a tree"),
+                ));
             }
+            if count > MAX_TREE_LINES {
+                return Err(ModelError::format(m + 1, "too many lines in a tree"));
+            }
+        }
+        if !terminated {
+            return Err(ModelError::format(
+                n + 1,
+                "a tree is not ended by a blank line",
+            ));
         }
         trees.push(tree(n + 1, &fields, num_features)?);
     }
@@ -113,6 +341,7 @@ pub fn parse(text: &str) -> Result<Ensemble, ModelError> {
         trees_per_iteration,
         num_class,
         objective,
+        objective_line,
         average_output,
         trees,
     })
@@ -143,10 +372,14 @@ fn objective(line: &str) -> Objective {
     }
 }
 
+/// A number exactly as written: no surrounding whitespace and no `+` sign, which LightGBM's own
+/// number reading does not skip (it would read such a value differently, e.g. a child index as 0).
 fn number<T: std::str::FromStr>((line, v): (usize, &str)) -> Result<T, ModelError> {
-    v.trim()
-        .parse()
-        .map_err(|_| ModelError::format(line, format!("`{v}` is not a valid number")))
+    let invalid = || ModelError::format(line, format!("`{v}` is not a valid number"));
+    if v.is_empty() || v.starts_with('+') || v.chars().any(char::is_whitespace) {
+        return Err(invalid());
+    }
+    v.parse().map_err(|_| invalid())
 }
 
 fn list<T: std::str::FromStr>(
@@ -189,24 +422,52 @@ fn tree(
         return Err(ModelError::format(line, "a tree has no leaves"));
     }
     let leaf_values: Vec<f64> = list(fields, "leaf_value", leaves)?;
-    let linear = fields
+    if fields
         .get("is_linear")
-        .is_some_and(|(_, v)| v.trim() == "1");
+        .is_some_and(|(_, v)| v.trim() != "0")
+    {
+        return Err(ModelError::format(
+            line,
+            "linear trees (linear_tree=true) are not supported",
+        ));
+    }
+    let internal = leaves - 1;
+    // LightGBM reads these arrays without checking their length (a short one makes it read past
+    // the text): when present they must be complete and numeric.
+    for (key, len) in [
+        ("leaf_weight", leaves),
+        ("leaf_count", leaves),
+        ("split_gain", internal),
+        ("internal_value", internal),
+        ("internal_weight", internal),
+        ("internal_count", internal),
+    ] {
+        if fields.contains_key(key) {
+            list::<f64>(fields, key, len)?;
+        }
+    }
+    if !fields.contains_key("num_cat") {
+        return Err(ModelError::format(line, "a tree has no `num_cat=` line"));
+    }
     if leaves == 1 {
         return Ok(Tree {
             splits: Vec::new(),
             leaf_values,
             category_sets: Vec::new(),
-            linear,
         });
     }
-    let internal = leaves - 1;
     let feature: Vec<usize> = list(fields, "split_feature", internal)?;
     let threshold: Vec<f64> = list(fields, "threshold", internal)?;
     let decision: Vec<u8> = list(fields, "decision_type", internal)?;
     let left: Vec<i32> = list(fields, "left_child", internal)?;
     let right: Vec<i32> = list(fields, "right_child", internal)?;
     let num_cat: usize = fields.get("num_cat").map_or(Ok(0), |&v| number(v))?;
+    if num_cat > internal {
+        return Err(ModelError::format(
+            line,
+            "num_cat exceeds the number of splits",
+        ));
+    }
     let category_sets = if num_cat > 0 {
         let bounds: Vec<usize> = list(fields, "cat_boundaries", num_cat + 1)?;
         let total = bounds.last().copied().unwrap_or(0);
@@ -249,7 +510,7 @@ fn tree(
         let d = decision[i];
         let kind = if d & 1 == 1 {
             let set = threshold[i] as usize;
-            if threshold[i] < 0.0 || set >= category_sets.len() {
+            if threshold[i].is_nan() || threshold[i] < 0.0 || set >= category_sets.len() {
                 return Err(ModelError::format(
                     line,
                     format!(
@@ -282,7 +543,6 @@ fn tree(
         splits,
         leaf_values,
         category_sets,
-        linear,
     })
 }
 
@@ -333,6 +593,25 @@ internal_weight=1 1\ninternal_count=2 1\nis_linear=0\nshrinkage=1\n\n\nend of tr
             let text = MODEL.replace(from, to);
             assert!(parse(&text).is_err(), "{to}");
         }
+        // Found by fuzzing: LightGBM would write num_class:5 scores into a buffer for 2.
+        let multi = MODEL
+            .replace(
+                "num_class=1\nnum_tree_per_iteration=1",
+                "num_class=2\nnum_tree_per_iteration=1",
+            )
+            .replace(
+                "objective=binary sigmoid:1",
+                "objective=multiclass num_class:5",
+            );
+        assert!(
+            parse(&multi)
+                .unwrap_err()
+                .to_string()
+                .contains("num_class:5 differs")
+        );
+        // Sizes that would overflow or allocate without bound.
+        let huge = MODEL.replace("max_feature_idx=1", "max_feature_idx=18446744073709551615");
+        assert!(parse(&huge).is_err());
         assert!(parse("hello").is_err());
         assert!(parse("").is_err());
     }

@@ -72,11 +72,23 @@ fn assert_equal(text: &str, what: &str) {
     );
     let features = model.features();
     let (x, _) = data(2, ROWS, features);
+    // The reference: LightGBM reading the model file itself (fsql gives LightGBM a canonical
+    // rendering of what its own parser read; this checks that reading too).
+    let booster = Booster::from_string(text).unwrap();
     for output in [Output::Raw, Output::Transformed] {
         let mut compiled = vec![0.0; ROWS * model.outputs()];
-        let mut reference = vec![0.0; ROWS * model.outputs()];
         model.predict(&x, output, &mut compiled).unwrap();
-        model.predict_reference(&x, output, &mut reference).unwrap();
+        let reference = match output {
+            Output::Raw => booster.raw_scores(&x, features as i32, true).unwrap(),
+            Output::Transformed => booster.predict(&x, features as i32, true).unwrap(),
+        };
+        let mut rendered = vec![0.0; ROWS * model.outputs()];
+        model.predict_reference(&x, output, &mut rendered).unwrap();
+        assert_eq!(
+            rendered.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            reference.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{what} {output:?}: LightGBM on fsql's rendering differs from LightGBM on the file"
+        );
         let differ = (0..compiled.len())
             .filter(|&k| compiled[k].to_bits() != reference[k].to_bits())
             .count();
@@ -94,11 +106,8 @@ fn assert_equal(text: &str, what: &str) {
     for r in (0..ROWS).step_by(9973) {
         let row = &x[r * features..(r + 1) * features];
         let mut one = vec![0.0; model.outputs()];
-        let mut reference = vec![0.0; model.outputs()];
         model.predict(row, Output::Transformed, &mut one).unwrap();
-        model
-            .predict_reference(row, Output::Transformed, &mut reference)
-            .unwrap();
+        let reference = booster.predict(row, features as i32, true).unwrap();
         assert_eq!(
             one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             reference.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -203,4 +212,13 @@ fn damaged_model_files_are_errors_not_panics() {
     }
     let broken = text.replacen("left_child=", "left_child=99 ", 1);
     assert!(Model::load(&broken, true).is_err());
+    // LightGBM jumps to trees by the `tree_sizes` offsets without checking them; it never sees a
+    // file's own text, so wrong sizes are harmless.
+    let start = text.find("tree_sizes=").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let lying = format!("{}tree_sizes=999999999 1 0{}", &text[..start], &text[end..]);
+    let mut model = Model::load(&lying, true).unwrap();
+    let rows = vec![0.5; model.features()];
+    let mut out = vec![0.0; 1];
+    model.predict(&rows, Output::Transformed, &mut out).unwrap();
 }

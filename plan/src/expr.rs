@@ -189,6 +189,26 @@ impl Expr {
         }
     }
 
+    /// The direct children of this node, mutably (same order as [`Expr::children`]).
+    pub fn children_mut(&mut self) -> Vec<&mut Expr> {
+        match &mut self.kind {
+            ExprKind::Column(_) | ExprKind::Literal(_) => vec![],
+            ExprKind::Unary { arg, .. } | ExprKind::Cast { arg, .. } => vec![arg],
+            ExprKind::Binary { left, right, .. } => vec![left, right],
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => branches
+                .iter_mut()
+                .flat_map(|(c, v)| [c, v])
+                .chain(otherwise.as_deref_mut())
+                .collect(),
+            ExprKind::InList { arg, list, .. } => std::iter::once(&mut **arg).chain(list).collect(),
+            ExprKind::Like { arg, pattern, .. } => vec![arg, pattern],
+            ExprKind::Call { args, .. } => args.iter_mut().collect(),
+        }
+    }
+
     /// The input columns this expression reads, ascending and without repeats.
     pub fn columns(&self) -> Vec<usize> {
         let mut out = Vec::new();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::expr::Expr;
+use crate::expr::{Expr, ExprKind, Literal};
 use crate::types::{DataType, Schema};
 
 /// Identifies a node within one [`Pipeline`]; nodes are stored in topological order, so a node's
@@ -418,6 +418,38 @@ pub struct RulesetSpec {
     pub version: i64,
     /// In evaluation order: ascending priority, then declaration order.
     pub rules: Vec<Rule>,
+    /// Named values rules read like columns (`PARAMETERS (...)`); the control stream changes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<RuleParameter>,
+}
+
+impl RulesetSpec {
+    /// The rules with every parameter replaced by its value: what is evaluated.
+    pub fn bound_rules(&self) -> Vec<Rule> {
+        let mut rules = self.rules.clone();
+        for rule in &mut rules {
+            let mut stack = vec![&mut rule.condition];
+            while let Some(e) = stack.pop() {
+                if let ExprKind::Column(c) = e.kind
+                    && let Some(p) = self.parameters.iter().find(|p| p.column == c)
+                {
+                    *e = Expr::literal(p.value.clone(), p.data_type.clone());
+                    continue;
+                }
+                stack.extend(e.children_mut());
+            }
+        }
+        rules
+    }
+}
+
+/// A ruleset parameter: conditions read it as column `column` (past the input's columns).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleParameter {
+    pub name: String,
+    pub data_type: DataType,
+    pub column: usize,
+    pub value: Literal,
 }
 
 /// One rule of a ruleset.

@@ -26,8 +26,9 @@ pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
     AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupColumn, IntervalBounds,
     JoinKind, JoinSpec, ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec,
-    Pipeline, PredictSpec, Rule, RulesetSpec, SinkSpec, SortKey, SourceSpec, TemporalJoinSpec,
-    WatermarkSpec, WindowAggregateSpec, WindowAssignSpec, WindowKind, WindowRankSpec,
+    Pipeline, PredictSpec, Rule, RuleParameter, RulesetSpec, SinkSpec, SortKey, SourceSpec,
+    TemporalJoinSpec, WatermarkSpec, WindowAggregateSpec, WindowAssignSpec, WindowKind,
+    WindowRankSpec,
 };
 pub use pattern::{
     AfterMatch, MatchAggregate, MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,

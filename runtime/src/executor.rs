@@ -20,6 +20,7 @@ use arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
 use fsql_plan::{Expr, ExprKind, NodeId, Operator as PlanOp, Pipeline, SourceSpec, WatermarkSpec};
 
 use crate::batcher::BatchConfig;
+use crate::control::ControlChannel;
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::late_data::{LATE_DATA_PATH, LateData};
@@ -106,6 +107,8 @@ pub struct RunOptions {
     pub capture_sinks: bool,
     /// Interpret every expression (`fsql run --no-jit`), whatever `SET 'jit.enabled'` says.
     pub no_jit: bool,
+    /// The control stream: updates applied between batches, each acknowledged.
+    pub control: Option<ControlChannel>,
 }
 
 impl fmt::Debug for RunOptions {
@@ -120,6 +123,7 @@ impl fmt::Debug for RunOptions {
             .field("trace", &self.trace.is_some())
             .field("capture_sinks", &self.capture_sinks)
             .field("no_jit", &self.no_jit)
+            .field("control", &self.control.is_some())
             .finish()
     }
 }
@@ -221,6 +225,7 @@ pub fn run(
         trace,
         capture_sinks,
         no_jit,
+        control,
     } = options;
     let print = print_output
         .map(PrintTarget::new)
@@ -233,6 +238,7 @@ pub fn run(
     let jit = !no_jit && jit_enabled(&pipeline.settings);
     let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
     exec.trace = trace;
+    exec.control = control;
     let mut reporter: MalformedReporter =
         on_malformed.unwrap_or_else(|| Box::new(|_: &MalformedRecord| {}));
     let result = exec.run_loop(stop.as_deref(), reporter.as_mut());
@@ -471,6 +477,7 @@ struct Executor<'c> {
     trace: Option<EventTrace>,
     /// Where late rows go (`pipeline.late-data.path`); counted in metrics either way.
     late_data: Option<LateData>,
+    control: Option<ControlChannel>,
 }
 
 impl<'c> Executor<'c> {
@@ -720,7 +727,44 @@ impl<'c> Executor<'c> {
             collector,
             trace: None,
             late_data,
+            control: None,
         })
+    }
+
+    /// Applies the control updates that arrived, in order, and acknowledges each (rejections
+    /// included). Called between batches only: a batch is decided by one version throughout.
+    fn apply_control(&mut self) -> Result<(), RuntimeError> {
+        let Some(control) = &mut self.control else {
+            return Ok(());
+        };
+        while let Ok(message) = control.messages.try_recv() {
+            let outcome = match message.outcome {
+                Err(reason) => Err(reason),
+                Ok(mut update) => {
+                    let mut applied = 0;
+                    for node in &mut self.nodes {
+                        if let Some(op) = &mut node.op
+                            && op.update(&mut update)?
+                        {
+                            applied += 1;
+                        }
+                    }
+                    if applied == 0 {
+                        Err(format!(
+                            "no operator of this plan runs `{}`",
+                            update.target()
+                        ))
+                    } else {
+                        Ok(message.read_at.elapsed().as_micros())
+                    }
+                }
+            };
+            control.acks.write(
+                &message.header,
+                outcome.as_ref().map(|m| *m).map_err(String::as_str),
+            )?;
+        }
+        Ok(())
     }
 
     /// Polls sources until all ended (`Ok(false)`) or the stop flag is set (`Ok(true)`).
@@ -733,6 +777,7 @@ impl<'c> Executor<'c> {
             if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 return Ok(true);
             }
+            self.apply_control()?;
             if self.sources.iter().all(|s| s.ended) {
                 return Ok(false);
             }
@@ -742,6 +787,8 @@ impl<'c> Executor<'c> {
                 if self.sources[k].ended {
                     continue;
                 }
+                // Updates read meanwhile take effect before the next batch enters.
+                self.apply_control()?;
                 let now = Instant::now();
                 let mut ctx = SourceContext::new(now, reporter);
                 let poll = self.sources[k].source.poll(&mut ctx)?;

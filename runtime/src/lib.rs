@@ -14,6 +14,7 @@
 pub mod append_file;
 pub mod batcher;
 pub mod compiled;
+pub mod control;
 pub mod duration;
 pub mod error;
 pub mod eval;

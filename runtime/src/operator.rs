@@ -63,6 +63,15 @@ pub trait Operator {
         None
     }
 
+    /// Applies a control-stream update between batches (a ruleset's new rules, a model's new
+    /// version); `Ok(false)` when the update is not for this operator.
+    fn update(
+        &mut self,
+        _update: &mut crate::control::ControlUpdate,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     /// Makes everything written so far durable (sinks), so sources may commit their positions.
     fn flush(&mut self) -> Result<(), RuntimeError> {
         Ok(())

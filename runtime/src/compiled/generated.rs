@@ -711,6 +711,7 @@ pub fn ruleset_case(rng: Rng) -> Result<(), String> {
         default_decision: "allow".into(),
         version: 1,
         rules,
+        parameters: vec![],
     };
     let rows = *g.rng.pick(&[1, 9, 64, 100]);
     let batch = g.batch(rows);

@@ -3,12 +3,14 @@
 //! * [`source`]: topics → Arrow batches (json, csv or raw keys and values, `METADATA` columns,
 //!   startup and bounded modes, consumer groups, per-partition watermarks, dead letters).
 //! * [`sink`]: rows → records (json, csv or raw values, keys from columns, idempotent producer).
+//! * [`control`]: the control stream's topic and its acknowledgements.
 //!
 //! `properties.*` options go to librdkafka unchanged (`properties.bootstrap.servers`,
 //! `properties.group.id`, `properties.security.protocol`, `properties.sasl.*`, `properties.ssl.*`),
 //! so TLS and SASL against a production cluster are configured exactly as for any librdkafka
 //! client.
 
+pub mod control;
 mod producer;
 pub mod sink;
 pub mod source;

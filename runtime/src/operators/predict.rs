@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType as ArrowType, Float64Type, SchemaRef};
 use fsql_model::{Model, Output};
 use fsql_plan::{ModelDecl, PredictSpec};
 
+use crate::control::ControlUpdate;
 use crate::error::RuntimeError;
 use crate::operator::{Event, Operator, batch_with_schema};
 
@@ -80,6 +81,8 @@ pub fn check_matches(decl: &ModelDecl, model: &Model) -> Result<(), String> {
 /// The `ML_PREDICT` operator.
 pub struct Predict {
     name: String,
+    /// The model's name (updates address it).
+    model_name: String,
     features: Vec<usize>,
     model: LoadedModel,
     output: Output,
@@ -98,6 +101,7 @@ impl Predict {
     ) -> Predict {
         Predict {
             name: name.to_string(),
+            model_name: decl.name.clone(),
             features: spec.features.clone(),
             model,
             output: if decl.raw_scores {
@@ -136,7 +140,7 @@ impl Predict {
             .model
             .predict(&self.rows, self.output, &mut self.scores)
             .map_err(|e| RuntimeError::Model {
-                model: self.name.clone(),
+                model: self.model_name.clone(),
                 message: e.to_string(),
             })?;
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -166,6 +170,30 @@ fn as_doubles(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
 }
 
 impl Operator for Predict {
+    /// A new model version scores from the next batch on.
+    fn update(&mut self, update: &mut ControlUpdate) -> Result<bool, RuntimeError> {
+        let ControlUpdate::Model {
+            name,
+            version,
+            models,
+        } = update
+        else {
+            return Ok(false);
+        };
+        if *name != self.model_name {
+            return Ok(false);
+        }
+        let model = models.pop().ok_or_else(|| RuntimeError::Model {
+            model: name.clone(),
+            message: "no loaded copy left for this node".into(),
+        })?;
+        self.model = LoadedModel {
+            model,
+            version: *version,
+        };
+        Ok(true)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

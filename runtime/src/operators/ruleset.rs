@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringBuilder};
 use arrow::datatypes::{Int32Type, Schema, SchemaRef};
-use fsql_plan::{DataType, Expr, ExprKind, Literal, RulesetSpec};
+use fsql_plan::{DataType, Expr, ExprKind, Literal, Rule, RulesetSpec};
 
 use crate::compiled::CompiledExprs;
+use crate::control::ControlUpdate;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate_masked, logic_is_true};
 use crate::operator::{Event, Operator, batch_with_schema};
@@ -22,8 +23,12 @@ use crate::operator::{Event, Operator, batch_with_schema};
 pub struct Ruleset {
     name: String,
     spec: RulesetSpec,
+    /// `spec`'s rules with the parameters' values in place: what is evaluated.
+    rules: Vec<Rule>,
     schema: SchemaRef,
     compiled: Option<CompiledExprs>,
+    /// The input schema the rules were compiled for (kept to recompile on an update).
+    compiled_for: Option<SchemaRef>,
 }
 
 impl Ruleset {
@@ -31,15 +36,18 @@ impl Ruleset {
     pub fn new(name: &str, spec: RulesetSpec, schema: SchemaRef) -> Ruleset {
         Ruleset {
             name: name.to_string(),
+            rules: spec.bound_rules(),
             spec,
             schema,
             compiled: None,
+            compiled_for: None,
         }
     }
 
     /// The same ruleset with its conditions compiled, over batches of `input`.
     pub fn compiled(mut self, input: &Schema) -> Ruleset {
-        self.compiled = CompiledExprs::new(None, &[first_match(&self.spec)], input);
+        self.compiled = CompiledExprs::new(None, &[first_match(&self.rules)], input);
+        self.compiled_for = Some(Arc::new(input.clone()));
         self
     }
 
@@ -76,7 +84,7 @@ impl Ruleset {
         let rows = batch.num_rows();
         let mut fired: Vec<Option<usize>> = vec![None; rows];
         let mut open = BooleanArray::from(vec![true; rows]);
-        for (k, rule) in self.spec.rules.iter().enumerate() {
+        for (k, rule) in self.rules.iter().enumerate() {
             if open.true_count() == 0 {
                 break;
             }
@@ -107,7 +115,7 @@ impl Ruleset {
         let mut decision = StringBuilder::with_capacity(rows, rows * 6);
         let mut rule = StringBuilder::with_capacity(rows, rows * 8);
         for f in &fired {
-            match f.and_then(|k| self.spec.rules.get(k)) {
+            match f.and_then(|k| self.rules.get(k)) {
                 Some(r) => {
                     decision.append_value(&r.decision);
                     rule.append_value(&r.name);
@@ -130,9 +138,8 @@ impl Ruleset {
 /// `CASE WHEN c1 THEN 0 WHEN c2 THEN 1 ... END` (INT): the index of the first rule whose
 /// condition is TRUE, NULL when none is. CASE evaluates a condition only on rows no earlier branch
 /// took, which is exactly the rules' first-match semantics.
-fn first_match(spec: &RulesetSpec) -> Expr {
-    let branches = spec
-        .rules
+fn first_match(rules: &[Rule]) -> Expr {
+    let branches = rules
         .iter()
         .enumerate()
         .map(|(k, rule)| {
@@ -154,6 +161,22 @@ fn first_match(spec: &RulesetSpec) -> Expr {
 }
 
 impl Operator for Ruleset {
+    /// New rules take effect from the next batch; compiled again when the old ones were.
+    fn update(&mut self, update: &mut ControlUpdate) -> Result<bool, RuntimeError> {
+        let ControlUpdate::Ruleset(spec) = update else {
+            return Ok(false);
+        };
+        if spec.name != self.spec.name {
+            return Ok(false);
+        }
+        self.spec = spec.clone();
+        self.rules = self.spec.bound_rules();
+        if let Some(input) = &self.compiled_for {
+            self.compiled = CompiledExprs::new(None, &[first_match(&self.rules)], input);
+        }
+        Ok(true)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,
@@ -213,6 +236,7 @@ mod tests {
                 rule("review", 10, 0.5, "REVIEW"),
                 rule("block", 20, 0.9, "BLOCK"),
             ],
+            parameters: vec![],
         };
         let mut rs = Ruleset::new("decisions", spec, runtime_schema(&out));
         let batch = batch_of(
