@@ -50,10 +50,7 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(out, "  source {}", plan.header.source_hash);
     let _ = writeln!(out, "  content {}", plan.header.content_hash);
     let _ = writeln!(out, "  emit: {emit}");
-    let jit = p
-        .settings
-        .get("jit.enabled")
-        .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let jit = fsql_runtime::jit_enabled(&p.settings);
     let _ = writeln!(
         out,
         "  expressions: {}",

@@ -55,11 +55,7 @@ pub fn run(
             eprintln!("(more malformed records are counted but not shown)");
         }
     });
-    let jit = !no_jit
-        && pipeline
-            .settings
-            .get("jit.enabled")
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let jit = !no_jit && fsql_runtime::jit_enabled(&pipeline.settings);
     let control = match crate::control::ControlConfig::from_settings(&pipeline.settings)? {
         Some(config) => Some(crate::control::start(config, pipeline, jit, stop.clone())?),
         None => None,

@@ -1434,11 +1434,7 @@ impl Compiler {
             return;
         }
         // A model trained without names has LightGBM's `Column_<i>`: only the count is checked.
-        let named = features
-            .iter()
-            .enumerate()
-            .any(|(i, f)| *f != format!("Column_{i}"));
-        if named {
+        if ensemble.has_feature_names() {
             for (i, ((name, _), feature)) in m.inputs.iter().zip(features).enumerate() {
                 if name.node != *feature {
                     self.error(

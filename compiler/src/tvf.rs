@@ -457,10 +457,7 @@ impl Extract<'_, '_> {
             && name.to_string().eq_ignore_ascii_case("ML_PREDICT")
         {
             let span = self.snippet.span(name.span());
-            let predict = self.predict(&args.args, span)?;
-            let synthetic = format!("{PREDICT_RELATION}{}", *self.next);
-            *self.next += 1;
-            self.found.predicts.push((synthetic.clone(), predict));
+            let synthetic = self.predict(&args.args, span)?;
             *factor = synthetic_table(synthetic, alias.take());
             return Ok(());
         }
@@ -477,10 +474,7 @@ impl Extract<'_, '_> {
                 FunctionArguments::List(l) => &l.args[..],
                 _ => &[],
             };
-            let predict = self.predict(list, span)?;
-            let synthetic = format!("{PREDICT_RELATION}{}", *self.next);
-            *self.next += 1;
-            self.found.predicts.push((synthetic.clone(), predict));
+            let synthetic = self.predict(list, span)?;
             *factor = synthetic_table(synthetic, alias.take());
             return Ok(());
         }
@@ -496,8 +490,9 @@ impl Extract<'_, '_> {
         Ok(())
     }
 
-    /// `ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a, b, ...))`, Flink's argument order.
-    fn predict(&mut self, list: &[FunctionArg], span: Span) -> Result<PredictTvf, Diagnostic> {
+    /// `ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a, b, ...))`, Flink's argument order: checked,
+    /// recorded, and the name of the synthetic relation that stands for it returned.
+    fn predict(&mut self, list: &[FunctionArg], span: Span) -> Result<String, Diagnostic> {
         const USAGE: &str = "ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(feature1, feature2, ...))";
         let args: Vec<&SqlExpr> = list
             .iter()
@@ -573,12 +568,16 @@ impl Extract<'_, '_> {
                 self.snippet.span(config.span()),
             ));
         }
-        Ok(PredictTvf {
+        let synthetic = format!("{PREDICT_RELATION}{}", *self.next);
+        *self.next += 1;
+        let call = PredictTvf {
             data,
             model,
             features,
             span,
-        })
+        };
+        self.found.predicts.push((synthetic.clone(), call));
+        Ok(synthetic)
     }
 
     fn window(

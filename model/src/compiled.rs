@@ -119,14 +119,7 @@ impl CompiledEnsemble {
     /// Adds the raw scores of `rows` (row-major, `features` values per row, each passed through
     /// [`crate::ensemble::zero_small`]) to `scores` (`classes` per row, zeroed by the caller).
     pub fn raw_scores(&self, rows: &[f64], scores: &mut [f64]) -> Result<(), ModelError> {
-        let n = rows.len() / self.features.max(1);
-        if rows.len() != n * self.features || scores.len() != n * self.classes {
-            return Err(ModelError::Shape {
-                rows: n,
-                features: self.features,
-                outputs: scores.len(),
-            });
-        }
+        let n = crate::row_count(rows, self.features, scores, self.classes)?;
         let stride = (self.features * 8) as i64;
         for f in &self.functions {
             // SAFETY: `rows` holds `n` rows of `features` f64 values and `scores` `n × classes`

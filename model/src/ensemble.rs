@@ -30,6 +30,15 @@ impl Ensemble {
         self.feature_names.len()
     }
 
+    /// Whether the model was trained with feature names (not LightGBM's `Column_0`,
+    /// `Column_1`, ...): only then can a declaration's column names be checked against them.
+    pub fn has_feature_names(&self) -> bool {
+        self.feature_names
+            .iter()
+            .enumerate()
+            .any(|(i, f)| *f != format!("Column_{i}"))
+    }
+
     /// The number of boosting iterations (the divisor of an averaged output).
     pub fn iterations(&self) -> usize {
         self.trees.len() / self.trees_per_iteration.max(1)

@@ -52,6 +52,25 @@ pub enum ModelError {
     Codegen(String),
 }
 
+/// The number of rows in `rows` (`features` values each) when `out` holds exactly `outputs` values
+/// per row; a `Shape` error otherwise (a caller bug, reported rather than scored wrongly).
+fn row_count(
+    rows: &[f64],
+    features: usize,
+    out: &[f64],
+    outputs: usize,
+) -> Result<usize, ModelError> {
+    let n = rows.len() / features.max(1);
+    if rows.len() != n * features || out.len() != n * outputs {
+        return Err(ModelError::Shape {
+            rows: n,
+            features,
+            outputs: out.len(),
+        });
+    }
+    Ok(n)
+}
+
 impl ModelError {
     fn format(line: usize, message: impl Into<String>) -> ModelError {
         ModelError::Format {

@@ -121,14 +121,7 @@ impl LightGbm {
         output: Output,
         out: &mut [f64],
     ) -> Result<(), ModelError> {
-        let n = rows.len() / self.features;
-        if rows.len() != n * self.features || out.len() != n * self.classes {
-            return Err(ModelError::Shape {
-                rows: n,
-                features: self.features,
-                outputs: out.len(),
-            });
-        }
+        let n = crate::row_count(rows, self.features, out, self.classes)?;
         if n == 0 {
             return Ok(());
         }

@@ -60,7 +60,7 @@ fn state_ttl_ms(settings: &BTreeMap<String, String>) -> Result<Option<i64>, Runt
 }
 
 /// Whether expressions run compiled: `SET 'jit.enabled'`, on by default.
-fn jit_enabled(settings: &BTreeMap<String, String>) -> bool {
+pub fn jit_enabled(settings: &BTreeMap<String, String>) -> bool {
     settings
         .get("jit.enabled")
         .is_none_or(|v| !v.eq_ignore_ascii_case("false"))

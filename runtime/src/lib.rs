@@ -36,7 +36,9 @@ pub use batcher::{BatchConfig, Batcher};
 pub use duration::parse_duration;
 pub use error::{EvalError, RuntimeError};
 pub use eval::{evaluate, evaluate_masked, evaluate_predicate};
-pub use executor::{MalformedReporter, RunOptions, RunSummary, SinkSummary, SourceSummary, run};
+pub use executor::{
+    MalformedReporter, RunOptions, RunSummary, SinkSummary, SourceSummary, jit_enabled, run,
+};
 pub use format::{OutputFormat, QueryWriter};
 pub use metrics::{Metrics, NodeMetrics};
 pub use operator::{Event, Operator};

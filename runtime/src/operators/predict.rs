@@ -52,10 +52,7 @@ pub fn check_matches(decl: &ModelDecl, model: &Model) -> Result<(), String> {
             decl.inputs.fields.len()
         ));
     }
-    let named = features
-        .iter()
-        .enumerate()
-        .any(|(i, f)| *f != format!("Column_{i}"));
+    let named = model.ensemble().has_feature_names();
     if let Some((field, feature)) = decl
         .inputs
         .fields
