@@ -2043,6 +2043,10 @@ impl ScanResolver for Resolver<'_> {
         self.c.versioned.get(table).map(|v| v.table.clone())
     }
 
+    fn model(&self, name: &str) -> Option<ModelDecl> {
+        self.c.models.iter().find(|m| m.name == name).cloned()
+    }
+
     fn versioned(&mut self, table: &str) -> Option<VersionedTable> {
         self.c.claimed.insert(table.to_string());
         let v = self.c.versioned.get(table)?;

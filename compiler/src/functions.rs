@@ -15,9 +15,11 @@ use datafusion::logical_expr::{
 };
 use fsql_stdlib::Function;
 
-/// Every stdlib function as a UDF, by name.
+use crate::tvf::PREDICT_FUNCTION;
+
+/// Every stdlib function as a UDF, by name, and the scalar model call.
 pub fn udfs() -> HashMap<String, Arc<ScalarUDF>> {
-    fsql_stdlib::functions()
+    let mut udfs: HashMap<String, Arc<ScalarUDF>> = fsql_stdlib::functions()
         .iter()
         .map(|f| {
             (
@@ -25,7 +27,45 @@ pub fn udfs() -> HashMap<String, Arc<ScalarUDF>> {
                 Arc::new(ScalarUDF::from(StdlibUdf::new(f))),
             )
         })
-        .collect()
+        .collect();
+    udfs.insert(
+        PREDICT_FUNCTION.to_string(),
+        Arc::new(ScalarUDF::from(PredictUdf {
+            // Volatile, so that the optimizer leaves calls where the query has them: not pushed
+            // into a scan's filters, not merged as common subexpressions.
+            signature: Signature::variadic_any(Volatility::Volatile),
+        })),
+    );
+    udfs
+}
+
+/// `PREDICT(m, x, ...)` (`__fsql_predict('m', x, ...)` after the token rewrite): a model's score,
+/// a DOUBLE. Lowering checks the model and its features and lifts the call into a
+/// [`fsql_plan::Operator::Predict`] node; it is never executed as a function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PredictUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PredictUdf {
+    fn name(&self) -> &str {
+        PREDICT_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(DataType::Utf8) => Ok(DataType::Float64),
+            _ => plan_err!("PREDICT(model, feature, ...) names a model first"),
+        }
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        plan_err!("PREDICT is scored by a model operator, not evaluated as a function")
+    }
 }
 
 #[derive(Debug)]

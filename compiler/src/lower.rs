@@ -4,19 +4,23 @@
 //! Filters and projections fuse into one `Calc` node when the relation is materialised, as Flink's
 //! Calc does; anything stateful that has no streaming operator yet is reported, not approximated.
 
-use datafusion::common::DFSchema;
+use std::sync::Arc;
+
+use arrow::datatypes::Field as ArrowField;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, DataFusionError, ScalarValue, TableReference};
 use datafusion::logical_expr::{
     Expr as DfExpr, ExprSchemable, LogicalPlan, WindowFrame, WindowFrameBound, WindowFrameUnits,
 };
 use fsql_plan::{
     AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, GroupAggregate, GroupColumn,
-    Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, Schema, SortKey,
-    WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
+    ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, PredictSpec, Schema,
+    SortKey, WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
 };
 
 use crate::aggregates::aggregate_function;
 use crate::lower_expr::{Unsupported, lower_expr, plan_type};
-use crate::tvf::{WindowTvf, window_schema};
+use crate::tvf::{PREDICT_FUNCTION, WindowTvf, window_schema};
 
 /// A relation: rows of `input` where `filter` holds, mapped through `projections`.
 #[derive(Clone, Debug)]
@@ -64,6 +68,9 @@ pub trait ScanResolver {
 
     /// The table a synthetic `__versioned<n>` table reads.
     fn versioned_table(&self, table: &str) -> Option<String>;
+
+    /// The model `CREATE MODEL name` declared (for scalar `PREDICT` calls).
+    fn model(&self, name: &str) -> Option<ModelDecl>;
 }
 
 /// A temporal join's versioned table.
@@ -82,6 +89,158 @@ pub fn lower_plan(
     resolver: &mut dyn ScanResolver,
 ) -> Result<Rel, Unsupported> {
     lower(plan, nodes, resolver, None)
+}
+
+/// Expressions whose scalar `PREDICT` calls were lifted into model-scoring nodes: `rel` now ends
+/// with those nodes, `schema` describes its rows, and each call in `exprs` became a reference to
+/// its score column.
+struct Scored {
+    exprs: Vec<DfExpr>,
+    schema: DFSchema,
+    rel: Rel,
+}
+
+/// Lifts every `PREDICT(m, x, ...)` call of `exprs` (over `schema`, the rows of `rel`) into an
+/// [`Operator::Predict`] node: a calc appends the features to the row, the model appends its
+/// score and version, and the call becomes the score column. Input columns keep their
+/// positions, so the expressions are lowered over the appended row as before.
+fn lift_predictions(
+    exprs: Vec<DfExpr>,
+    schema: &DFSchema,
+    mut rel: Rel,
+    nodes: &mut Vec<Node>,
+    resolver: &mut dyn ScanResolver,
+) -> Result<Scored, Unsupported> {
+    // Score columns are named after the node count, so that the calls of a filter and of the
+    // projection above it (each lifted on its own) never share a name.
+    let first = nodes.len();
+    let mut calls: Vec<(String, Vec<DfExpr>)> = Vec::new();
+    let exprs = exprs
+        .into_iter()
+        .map(|e| {
+            e.transform_up(|x| match x {
+                DfExpr::ScalarFunction(f) if f.func.name() == PREDICT_FUNCTION => {
+                    let model = match f.args.first() {
+                        Some(DfExpr::Literal(ScalarValue::Utf8(Some(m)), _)) => m.clone(),
+                        _ => {
+                            return Err(DataFusionError::Plan(
+                                "PREDICT(model, feature, ...) names a model first".into(),
+                            ));
+                        }
+                    };
+                    let column = format!("{PREDICT_FUNCTION}{}", first + calls.len());
+                    calls.push((model, f.args[1..].to_vec()));
+                    Ok(Transformed::yes(DfExpr::Column(Column::from_name(column))))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Unsupported(e.strip_backtrace()))?;
+    if calls.is_empty() {
+        return Ok(Scored {
+            exprs,
+            schema: schema.clone(),
+            rel,
+        });
+    }
+    let arrow_field = |f: &Field| {
+        Arc::new(ArrowField::new(
+            f.name.clone(),
+            f.data_type.to_arrow(),
+            f.nullable,
+        ))
+    };
+    // The DataFusion view of `rel`'s row: `schema`, then what an earlier lift appended.
+    let mut fields: Vec<(Option<TableReference>, Arc<ArrowField>)> = schema
+        .iter()
+        .map(|(q, f)| (q.cloned(), f.clone()))
+        .collect();
+    for f in rel.schema.fields.iter().skip(fields.len()) {
+        fields.push((None, arrow_field(f)));
+    }
+    for (k, (name, args)) in calls.iter().enumerate() {
+        let k = first + k;
+        let model = resolver.model(name).ok_or_else(|| {
+            Unsupported(format!(
+                "PREDICT: model `{name}` not found (declare it with CREATE MODEL before the query)"
+            ))
+        })?;
+        if args.len() != model.inputs.fields.len() {
+            return Err(Unsupported(format!(
+                "PREDICT passes {} features to model `{name}`, whose INPUT has {} ({})",
+                args.len(),
+                model.inputs.fields.len(),
+                model
+                    .inputs
+                    .fields
+                    .iter()
+                    .map(|f| format!("{} {}", f.name, f.data_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let [output] = model.outputs.fields.as_slice() else {
+            return Err(Unsupported(format!(
+                "PREDICT returns one value, and model `{name}` has {} OUTPUT columns: score it with ML_PREDICT(TABLE t, MODEL {name}, DESCRIPTOR(...)), which appends them all",
+                model.outputs.fields.len()
+            )));
+        };
+        // The row so far, then the features.
+        let width = rel.schema.fields.len();
+        let mut projections: Vec<Expr> = rel
+            .schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+            .collect();
+        let mut names: Vec<String> = rel.schema.fields.iter().map(|f| f.name.clone()).collect();
+        for (i, arg) in args.iter().enumerate() {
+            let feature = lower_expr(arg, schema)?;
+            if !(feature.data_type.is_numeric() || feature.data_type == DataType::Boolean) {
+                return Err(Unsupported(format!(
+                    "PREDICT: feature {} of model `{name}` (`{arg}`) is {}; model inputs are numeric (or BOOLEAN)",
+                    i + 1,
+                    feature.data_type
+                )));
+            }
+            projections.push(feature);
+            names.push(format!("{PREDICT_FUNCTION}{k}_feature{i}"));
+        }
+        let featured = project(rel, projections, Some(names));
+        let calc = materialize(featured.clone(), nodes, &resolver.node_name("calc"));
+        let mut out = featured.schema.clone();
+        let score = format!("{PREDICT_FUNCTION}{k}");
+        out.fields
+            .push(Field::new(score.clone(), output.data_type.clone(), false));
+        out.fields.push(Field::new(
+            format!("{PREDICT_FUNCTION}{k}_version"),
+            DataType::BigInt,
+            false,
+        ));
+        let id = push_node(
+            nodes,
+            resolver.node_name("predict"),
+            vec![calc],
+            out.clone(),
+            featured.event_time,
+            Operator::Predict(PredictSpec {
+                model: model.name.clone(),
+                features: (width..width + args.len()).collect(),
+            }),
+        );
+        rel = Rel::node(id, out.clone(), featured.event_time);
+        // The DataFusion view of the same row: the features and the version are never
+        // referenced by name, the score is.
+        for field in &out.fields[width..] {
+            fields.push((None, arrow_field(field)));
+        }
+    }
+    let schema = DFSchema::new_with_metadata(fields, Default::default())
+        .map_err(|e| Unsupported(e.strip_backtrace()))?;
+    Ok(Scored { exprs, schema, rel })
 }
 
 /// Lowers `plan`. With `windowed`, a window TVF scan below filters and projections is not
@@ -167,20 +326,38 @@ fn lower(
         }
         LogicalPlan::Filter(f) => {
             let rel = lower(&f.input, nodes, resolver, windowed)?;
-            let pred = lower_expr(&f.predicate, f.input.schema())?;
-            let rel = filter(rel, pred);
+            let scored = lift_predictions(
+                vec![f.predicate.clone()],
+                f.input.schema(),
+                rel,
+                nodes,
+                resolver,
+            )?;
+            let pred = lower_expr(&scored.exprs[0], &scored.schema)?;
+            let mut rel = filter(scored.rel, pred);
+            // The filter's rows are its input's: drop what scoring appended.
+            let width = f.input.schema().fields().len();
+            if rel.schema.fields.len() > width {
+                let columns = rel.schema.fields[..width]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+                    .collect();
+                rel = project(rel, columns, None);
+            }
             limit_rank(&rel, nodes);
             Ok(rel)
         }
         LogicalPlan::Projection(p) => {
             let rel = lower(&p.input, nodes, resolver, windowed)?;
-            let exprs = p
-                .expr
+            let scored = lift_predictions(p.expr.clone(), p.input.schema(), rel, nodes, resolver)?;
+            let exprs = scored
+                .exprs
                 .iter()
-                .map(|e| lower_expr(e, p.input.schema()))
+                .map(|e| lower_expr(e, &scored.schema))
                 .collect::<Result<Vec<_>, _>>()?;
             let names = output_names(plan);
-            Ok(project(rel, exprs, Some(names)))
+            Ok(project(scored.rel, exprs, Some(names)))
         }
         LogicalPlan::SubqueryAlias(a) => lower(&a.input, nodes, resolver, windowed),
         LogicalPlan::Aggregate(a) => {

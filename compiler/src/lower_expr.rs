@@ -141,6 +141,11 @@ pub fn lower_expr(expr: &DfExpr, schema: &DFSchema) -> R<Expr> {
                 escape: l.escape_char,
             }
         }
+        DfExpr::ScalarFunction(f) if f.func.name() == crate::tvf::PREDICT_FUNCTION => {
+            return Err(Unsupported(
+                "PREDICT(...) is scored in a SELECT list or a WHERE clause; to use a score elsewhere (an aggregate, a join condition, a window), compute it in a view first".into(),
+            ));
+        }
         DfExpr::ScalarFunction(f) => ExprKind::Call {
             function: f.func.name().to_string(),
             args: f

@@ -7,7 +7,8 @@
 //! Two steps, both before DataFusion sees the query:
 //! * [`parse_statements`]: `TABLE t [PARTITION BY k | (k1, k2)]` and `MODEL m` as function
 //!   arguments are not expressions sqlparser reads; at token level they become
-//!   `__fsql_table(t [, k1, k2])` and `__fsql_model(m)`.
+//!   `__fsql_table(t [, k1, k2])` and `__fsql_model(m)`. The scalar `PREDICT(m, x, ...)` becomes
+//!   `__fsql_predict('m', x, ...)`, which lowering lifts into a model-scoring operator.
 //! * [`extract`]: each window TVF in a FROM clause is replaced by a table named `__window<n>`
 //!   (its alias kept) and described by a [`WindowTvf`]. The catalog gives that table the data's
 //!   columns plus `window_start`, `window_end` and `window_time`; lowering turns a scan of it into
@@ -32,6 +33,8 @@ use crate::source::{Snippet, Span};
 const TABLE_ARG: &str = "__fsql_table";
 /// The name of the function `MODEL m` arguments become.
 const MODEL_ARG: &str = "__fsql_model";
+/// The function scalar `PREDICT(m, ...)` calls become (the model name its first argument).
+pub const PREDICT_FUNCTION: &str = "__fsql_predict";
 /// The prefix of the synthetic relations `ML_PREDICT` calls become.
 pub const PREDICT_RELATION: &str = "__predict";
 /// The prefix of the synthetic relations window TVFs become.
@@ -156,6 +159,10 @@ fn table_arguments(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             i = name_at + 1;
             continue;
         }
+        if let Some(next) = scalar_predict(&tokens, i, &mut out) {
+            i = next;
+            continue;
+        }
         if let Some(next) = versioned_scan(&tokens, i, &mut out) {
             i = next;
             continue;
@@ -164,6 +171,44 @@ fn table_arguments(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         i += 1;
     }
     out
+}
+
+/// `PREDICT(m, ...)`, the scalar model call, becomes `__fsql_predict('m', ...)`: the model name
+/// as a string DataFusion plans as a literal; returns the position after the model name.
+fn scalar_predict(
+    tokens: &[TokenWithSpan],
+    i: usize,
+    out: &mut Vec<TokenWithSpan>,
+) -> Option<usize> {
+    let t = &tokens[i];
+    if !matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("PREDICT"))
+    {
+        return None;
+    }
+    let open = next_significant(tokens, i + 1);
+    let name_at = next_significant(tokens, open + 1);
+    let after = next_significant(tokens, name_at + 1);
+    let (Some(Token::LParen), Some(Token::Word(model)), Some(Token::Comma | Token::RParen)) = (
+        tokens.get(open).map(|t| &t.token),
+        tokens.get(name_at).map(|t| &t.token),
+        tokens.get(after).map(|t| &t.token),
+    ) else {
+        return None;
+    };
+    out.push(TokenWithSpan::new(
+        Token::Word(Word {
+            value: PREDICT_FUNCTION.into(),
+            quote_style: None,
+            keyword: Keyword::NoKeyword,
+        }),
+        t.span,
+    ));
+    out.push(tokens[open].clone());
+    out.push(TokenWithSpan::new(
+        Token::SingleQuotedString(model.value.clone()),
+        tokens[name_at].span,
+    ));
+    Some(name_at + 1)
 }
 
 /// `name FOR SYSTEM_TIME AS OF a.b` (a temporal join's versioned table), with `name` already in

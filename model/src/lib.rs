@@ -3,7 +3,7 @@
 //! * [`text_format`] reads LightGBM's model text into an [`Ensemble`] (the compiler uses it to check
 //!   a model's features against the `INPUT` clause);
 //! * [`LightGbm`] is the reference scorer: the LightGBM library itself;
-//! * [`CompiledEnsemble`] is the ensemble compiled to native code with Cranelift;
+//! * [`CompiledEnsemble`] is the ensemble compiled to branch-free native code with Cranelift;
 //! * [`Model`] loads a model, compiles it, checks that both scorers agree to the last bit on
 //!   probe rows built from the model's own split thresholds, and scores with the compiled one
 //!   only when they do.
@@ -211,7 +211,7 @@ impl Model {
         output: Output,
         out: &mut [f64],
     ) -> Result<(), ModelError> {
-        let Some(compiled) = &self.compiled else {
+        let Some(compiled) = &mut self.compiled else {
             return Err(ModelError::Unsupported("no compiled scorer".into()));
         };
         self.rows.clear();

@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions};
@@ -20,7 +21,7 @@ use arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
 use fsql_plan::{Expr, ExprKind, NodeId, Operator as PlanOp, Pipeline, SourceSpec, WatermarkSpec};
 
 use crate::batcher::BatchConfig;
-use crate::control::ControlChannel;
+use crate::control::{ControlChannel, ControlMessage};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::late_data::{LATE_DATA_PATH, LateData};
@@ -734,31 +735,61 @@ impl<'c> Executor<'c> {
     /// Applies the control updates that arrived, in order, and acknowledges each (rejections
     /// included). Called between batches only: a batch is decided by one version throughout.
     fn apply_control(&mut self) -> Result<(), RuntimeError> {
-        let Some(control) = &mut self.control else {
+        while let Some(message) = self
+            .control
+            .as_ref()
+            .and_then(|c| c.messages.try_recv().ok())
+        {
+            self.apply_control_message(message)?;
+        }
+        Ok(())
+    }
+
+    /// Sleeps until `until`, or less when a control update arrives meanwhile: an idle pipeline
+    /// applies it at once rather than at its next poll.
+    fn idle_until(&mut self, until: Instant) -> Result<(), RuntimeError> {
+        let now = Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        let Some(control) = &self.control else {
+            std::thread::sleep(until - now);
             return Ok(());
         };
-        while let Ok(message) = control.messages.try_recv() {
-            let outcome = match message.outcome {
-                Err(reason) => Err(reason),
-                Ok(mut update) => {
-                    let mut applied = 0;
-                    for node in &mut self.nodes {
-                        if let Some(op) = &mut node.op
-                            && op.update(&mut update)?
-                        {
-                            applied += 1;
-                        }
-                    }
-                    if applied == 0 {
-                        Err(format!(
-                            "no operator of this plan runs `{}`",
-                            update.target()
-                        ))
-                    } else {
-                        Ok(message.read_at.elapsed().as_micros())
+        match control.messages.recv_timeout(until - now) {
+            Ok(message) => self.apply_control_message(message),
+            // The reader ended (its errors arrive as messages first): sleep as without one.
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                Ok(())
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+        }
+    }
+
+    fn apply_control_message(&mut self, message: ControlMessage) -> Result<(), RuntimeError> {
+        let outcome = match message.outcome {
+            Err(reason) => Err(reason),
+            Ok(mut update) => {
+                let mut applied = 0;
+                for node in &mut self.nodes {
+                    if let Some(op) = &mut node.op
+                        && op.update(&mut update)?
+                    {
+                        applied += 1;
                     }
                 }
-            };
+                if applied == 0 {
+                    Err(format!(
+                        "no operator of this plan runs `{}`",
+                        update.target()
+                    ))
+                } else {
+                    Ok(message.read_at.elapsed().as_micros())
+                }
+            }
+        };
+        if let Some(control) = &mut self.control {
             control.acks.write(
                 &message.header,
                 outcome.as_ref().map(|m| *m).map_err(String::as_str),
@@ -848,9 +879,7 @@ impl<'c> Executor<'c> {
                 let until = wake
                     .unwrap_or(now + Duration::from_millis(1))
                     .min(now + Duration::from_millis(10));
-                if until > now {
-                    std::thread::sleep(until - now);
-                }
+                self.idle_until(until)?;
             }
         }
     }
