@@ -5,12 +5,14 @@
 mod control;
 mod explain;
 mod load;
+mod progress;
 mod query_output;
 mod test_runner;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fsql_compiler::{CompileOptions, Severity, compile_file};
@@ -67,6 +69,11 @@ enum Command {
         /// (overrides `SET 'jit.enabled'`).
         #[arg(long)]
         no_jit: bool,
+        /// How often to report progress (rows in and out per second, Kafka lag, watermark, dead
+        /// letters) on stderr, e.g. `5 s`: a status line redrawn on a terminal, a log line
+        /// otherwise; `0` turns it off [default: 1 s on a terminal, 10 s otherwise].
+        #[arg(long, value_name = "INTERVAL", value_parser = fsql_runtime::parse_duration)]
+        progress: Option<Duration>,
     },
     /// Run the TEST blocks of `.fsql` test files.
     Test {
@@ -159,13 +166,18 @@ fn main() -> ExitCode {
             format,
             unthrottled,
             no_jit,
+            progress,
         } => {
             let format = format.unwrap_or(if std::io::stdout().is_terminal() {
                 RowFormat::Table
             } else {
                 RowFormat::Jsonl
             });
-            load::load(&file).and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit))
+            let terminal = std::io::stderr().is_terminal();
+            let interval = progress.unwrap_or(Duration::from_secs(if terminal { 1 } else { 10 }));
+            let progress = (!interval.is_zero()).then_some((interval, terminal));
+            load::load(&file)
+                .and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit, progress))
         }
         Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
         Command::Control(ControlCommand::Keygen { name, key }) => {

@@ -5,20 +5,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fsql_plan::{Operator, Plan};
-use fsql_runtime::RunOptions;
+use std::time::Duration;
+
 use fsql_runtime::format::{OutputFormat, QueryWriter};
+use fsql_runtime::{ProgressOptions, RunOptions};
 
 use crate::RowFormat;
 
 /// How many malformed records are printed one by one before only counting them.
 const MAX_REPORTED_MALFORMED: usize = 20;
 
-/// Runs `plan` to the end of its input (or Ctrl-C), printing query rows; a summary goes to stderr.
+/// Runs `plan` to the end of its input (or Ctrl-C), printing query rows; a summary goes to stderr,
+/// and with `progress` (interval, whether stderr is a terminal) live progress too.
 pub fn run(
     plan: &Plan,
     format: RowFormat,
     unthrottled: bool,
     no_jit: bool,
+    progress: Option<(Duration, bool)>,
 ) -> Result<bool, String> {
     let pipeline = &plan.pipeline;
     let collect: Vec<_> = pipeline
@@ -66,6 +70,10 @@ pub fn run(
         on_malformed: Some(on_malformed),
         no_jit,
         control,
+        progress: progress.map(|(interval, terminal)| ProgressOptions {
+            interval,
+            report: crate::progress::reporter(terminal),
+        }),
         ..RunOptions::default()
     };
     let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {
@@ -84,6 +92,9 @@ pub fn run(
     .map_err(|e| e.to_string());
     // The control reader stops with the run.
     stop.store(true, Ordering::Relaxed);
+    if progress.is_some_and(|(_, terminal)| terminal) {
+        crate::progress::clear_line();
+    }
     let summary = summary?;
     if write_error.is_none() && !collect.is_empty() {
         let _ = writer.finish(&columns).map(|mut w| w.flush());

@@ -604,6 +604,65 @@ fn a_restarted_pipeline_resumes_from_its_group_offsets() {
     );
 }
 
+/// `fsql run --progress` reports while it reads a topic: rows in and the consumer lag of the
+/// records not read yet, which shrinks to 0; rows read plus the lag never exceed what was produced.
+#[test]
+fn progress_reports_rows_read_and_the_consumer_lag() {
+    const RECORDS: u64 = 200_000;
+    let input = unique("progress-in");
+    let output = unique("progress-out");
+    let _topics = Topics::create(&[&input, &output], 1);
+    let dir = scratch("progress");
+    let records: Vec<(String, Option<String>)> = (0..RECORDS)
+        .map(|i| {
+            let (card, value) = payment(i);
+            (card, Some(value))
+        })
+        .collect();
+    produce(&input, &records);
+    let file = dir.join("progress.fsql");
+    std::fs::write(
+        &file,
+        stateless_sql(&input, &output, &unique("progress"), true),
+    )
+    .expect("write pipeline");
+    let out = Command::new(FSQL)
+        .args(["run", "--progress", "10 ms"])
+        .arg(&file)
+        .output()
+        .expect("fsql runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(rows_in(&stderr), RECORDS);
+    // `progress: 0.1 s | in 512,000/s (51,200) | out ... | lag 148,800 | dead letters 0 | late 0`
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let rest = line.split(" | ").find_map(|f| f.strip_prefix(name))?;
+        let number = rest.rsplit('(').next()?.trim_end_matches(')');
+        number.replace(',', "").parse().ok()
+    };
+    let reports: Vec<(u64, Option<u64>)> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .map(|l| (field(l, "in ").expect("rows in"), field(l, "lag ")))
+        .collect();
+    assert!(reports.len() >= 2, "progress lines:\n{stderr}");
+    let lags: Vec<u64> = reports.iter().filter_map(|r| r.1).collect();
+    assert!(
+        lags.iter().any(|&l| l > 0),
+        "some report sees records not read yet:\n{stderr}"
+    );
+    for (rows, lag) in &reports {
+        assert!(
+            rows + lag.unwrap_or(0) <= RECORDS,
+            "{rows} rows read and {lag:?} lag of {RECORDS}:\n{stderr}"
+        );
+    }
+    assert!(
+        reports.windows(2).all(|w| w[0].0 <= w[1].0),
+        "rows in only grow"
+    );
+}
+
 /// The control stream on a Kafka topic: `fsql control push` publishes a checked, signed rule to
 /// the topic; a running pipeline applies it between batches and acknowledges it on the ack topic;
 /// a record with a type error, produced directly, is rejected there with the reason.

@@ -25,7 +25,7 @@ use crate::control::{ControlChannel, ControlMessage};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::late_data::{LATE_DATA_PATH, LateData};
-use crate::metrics::{Metrics, NodeMetrics};
+use crate::metrics::{Metrics, NodeMetrics, Progress};
 use crate::operator::{Event, Operator, conform_batch};
 use crate::operators::predict::LoadedModel;
 use crate::operators::{
@@ -45,6 +45,13 @@ pub type MalformedReporter = Box<dyn FnMut(&MalformedRecord)>;
 
 /// A callback observing every event a node emits.
 pub type EventTrace = Box<dyn FnMut(NodeId, &Event)>;
+
+/// Live progress: `report` receives the run's counters every `interval` (from the executor's
+/// thread, between batches).
+pub struct ProgressOptions {
+    pub interval: Duration,
+    pub report: Box<dyn FnMut(&Progress)>,
+}
 
 /// `SET 'state.ttl'` (or Flink's `'table.exec.state.ttl'`) in milliseconds; `None` or 0 = keep forever.
 fn state_ttl_ms(settings: &BTreeMap<String, String>) -> Result<Option<i64>, RuntimeError> {
@@ -110,6 +117,8 @@ pub struct RunOptions {
     pub no_jit: bool,
     /// The control stream: updates applied between batches, each acknowledged.
     pub control: Option<ControlChannel>,
+    /// Live progress reports.
+    pub progress: Option<ProgressOptions>,
 }
 
 impl fmt::Debug for RunOptions {
@@ -125,6 +134,7 @@ impl fmt::Debug for RunOptions {
             .field("capture_sinks", &self.capture_sinks)
             .field("no_jit", &self.no_jit)
             .field("control", &self.control.is_some())
+            .field("progress", &self.progress.as_ref().map(|p| p.interval))
             .finish()
     }
 }
@@ -227,6 +237,7 @@ pub fn run(
         capture_sinks,
         no_jit,
         control,
+        progress,
     } = options;
     let print = print_output
         .map(PrintTarget::new)
@@ -240,14 +251,18 @@ pub fn run(
     let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
     exec.trace = trace;
     exec.control = control;
+    exec.progress = progress.map(|p| {
+        let due = start + p.interval;
+        (p, start, due)
+    });
     let mut reporter: MalformedReporter =
         on_malformed.unwrap_or_else(|| Box::new(|_: &MalformedRecord| {}));
     let result = exec.run_loop(stop.as_deref(), reporter.as_mut());
     let closed = exec.close();
     let stopped = result?;
     closed?;
-    // Sinks flushed on close: commit what the run read (Kafka offsets).
-    exec.commit()?;
+    // Sinks flushed on close: commit what the run read (Kafka offsets), durably.
+    exec.commit(true)?;
     Ok(exec.summary(pipeline, start.elapsed(), stopped))
 }
 
@@ -479,6 +494,8 @@ struct Executor<'c> {
     /// Where late rows go (`pipeline.late-data.path`); counted in metrics either way.
     late_data: Option<LateData>,
     control: Option<ControlChannel>,
+    /// Live progress: the reporter, when the run started and when a report is next due.
+    progress: Option<(ProgressOptions, Instant, Instant)>,
 }
 
 impl<'c> Executor<'c> {
@@ -729,6 +746,7 @@ impl<'c> Executor<'c> {
             trace: None,
             late_data,
             control: None,
+            progress: None,
         })
     }
 
@@ -765,6 +783,50 @@ impl<'c> Executor<'c> {
             }
             Err(RecvTimeoutError::Timeout) => Ok(()),
         }
+    }
+
+    /// Hands the counters to the progress reporter when a report is due.
+    fn report_progress(&mut self, now: Instant) {
+        let Some((options, start, due)) = &mut self.progress else {
+            return;
+        };
+        if now < *due {
+            return;
+        }
+        let (mut rows_in, mut rows_out, mut malformed, mut late) = (0, 0, 0, 0);
+        for node in &self.nodes {
+            let m = &node.metrics;
+            match m.kind {
+                "source" => rows_in += m.rows_out,
+                "sink" | "collect" => rows_out += m.rows_in,
+                _ => {}
+            }
+            malformed += m.malformed;
+            late += node.op.as_ref().map_or(0, |op| op.late_rows());
+        }
+        let with_watermarks: Vec<i64> = self
+            .sources
+            .iter()
+            .filter(|s| s.watermark.is_some())
+            .map(|s| s.wm)
+            .collect();
+        let watermark = with_watermarks
+            .iter()
+            .min()
+            .copied()
+            .filter(|&w| w > i64::MIN);
+        let lags: Vec<u64> = self.sources.iter().filter_map(|s| s.source.lag()).collect();
+        let progress = Progress {
+            elapsed: now.duration_since(*start),
+            rows_in,
+            rows_out,
+            malformed,
+            late,
+            watermark,
+            lag: (!lags.is_empty()).then(|| lags.iter().sum()),
+        };
+        (options.report)(&progress);
+        *due = now + options.interval;
     }
 
     fn apply_control_message(&mut self, message: ControlMessage) -> Result<(), RuntimeError> {
@@ -809,6 +871,7 @@ impl<'c> Executor<'c> {
                 return Ok(true);
             }
             self.apply_control()?;
+            self.report_progress(Instant::now());
             if self.sources.iter().all(|s| s.ended) {
                 return Ok(false);
             }
@@ -872,13 +935,16 @@ impl<'c> Executor<'c> {
             }
             let now = Instant::now();
             if self.sources.iter().any(|s| s.source.commit_due(now)) {
-                self.commit()?;
+                self.commit(false)?;
             }
             if !progressed {
                 let now = Instant::now();
-                let until = wake
+                let mut until = wake
                     .unwrap_or(now + Duration::from_millis(1))
                     .min(now + Duration::from_millis(10));
+                if let Some((_, _, due)) = &self.progress {
+                    until = until.min(*due);
+                }
                 self.idle_until(until)?;
             }
         }
@@ -962,14 +1028,16 @@ impl<'c> Executor<'c> {
 
     /// Flushes every sink, then lets every source commit its positions (everything emitted so
     /// far has been processed: batches are pushed through the whole graph before the next poll).
-    fn commit(&mut self) -> Result<(), RuntimeError> {
+    /// Flushes every sink, then commits the sources' positions (waiting for the commit with
+    /// `wait`).
+    fn commit(&mut self, wait: bool) -> Result<(), RuntimeError> {
         for node in &mut self.nodes {
             if let Some(op) = node.op.as_mut() {
                 op.flush()?;
             }
         }
         for source in &mut self.sources {
-            source.source.commit()?;
+            source.source.commit(wait)?;
         }
         Ok(())
     }

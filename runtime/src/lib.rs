@@ -37,7 +37,8 @@ pub use duration::parse_duration;
 pub use error::{EvalError, RuntimeError};
 pub use eval::{evaluate, evaluate_masked, evaluate_predicate};
 pub use executor::{
-    MalformedReporter, RunOptions, RunSummary, SinkSummary, SourceSummary, jit_enabled, run,
+    MalformedReporter, ProgressOptions, RunOptions, RunSummary, SinkSummary, SourceSummary,
+    jit_enabled, run,
 };
 pub use format::{OutputFormat, QueryWriter};
 pub use metrics::{Metrics, NodeMetrics};

@@ -2,6 +2,7 @@
 //! (`fsql run --metrics`) and the summary line; later issues export them.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use fsql_plan::NodeId;
 
@@ -79,4 +80,24 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A running pipeline's counters at one moment: what `fsql run` shows as live progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Since the run started.
+    pub elapsed: Duration,
+    /// Rows all sources emitted.
+    pub rows_in: u64,
+    /// Rows all sinks and query results received.
+    pub rows_out: u64,
+    /// Records sources could not decode (dead letters).
+    pub malformed: u64,
+    /// Rows stateful operators received behind their watermark.
+    pub late: u64,
+    /// The lowest source watermark (epoch ms), once every source with one has emitted it.
+    pub watermark: Option<i64>,
+    /// Records in the sources' topics not read yet (last known end offsets minus positions),
+    /// when a source knows it (Kafka).
+    pub lag: Option<u64>,
 }

@@ -119,13 +119,28 @@ impl TopicProducer {
 
     /// Waits until every queued record is delivered; fails if any delivery failed.
     pub(super) fn flush(&self) -> Result<(), RuntimeError> {
-        self.inner.flush(WAIT).map_err(|e| {
-            kafka_error(
-                &self.table,
-                &format!("flushing records to '{}'", self.topic),
-                e,
-            )
-        })?;
+        // rdkafka's `flush(timeout)` waits for delivery reports by polling up to 100 ms at a
+        // time, but this producer's own thread serves those reports, so each such wait ran its
+        // full 100 ms and stalled the pipeline at every commit. Ask librdkafka to send now and
+        // check without waiting instead, briefly sleeping between checks.
+        let started = Instant::now();
+        loop {
+            match self.inner.flush(Duration::ZERO) {
+                Ok(()) => break,
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if started.elapsed() < WAIT =>
+                {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(e) => {
+                    return Err(kafka_error(
+                        &self.table,
+                        &format!("flushing records to '{}'", self.topic),
+                        e,
+                    ));
+                }
+            }
+        }
         self.check()
     }
 

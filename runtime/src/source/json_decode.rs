@@ -138,9 +138,17 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let d = self.decoder;
-        while let Some(slot) = map.next_key_seed(KeySeed { index: &d.index })? {
+        // Records usually list their fields in the table's column order: the column after the
+        // last one found is compared first, before the hash lookup.
+        let mut guess = 0;
+        while let Some(slot) = map.next_key_seed(KeySeed {
+            index: &d.index,
+            names: &d.names,
+            guess,
+        })? {
             match slot {
                 Some(i) => {
+                    guess = i + 1;
                     let kind = d.kinds[i];
                     let cell = map.next_value_seed(ValueSeed {
                         kind,
@@ -160,6 +168,9 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
 struct KeySeed<'a> {
     index: &'a HashMap<String, usize>,
+    names: &'a [String],
+    /// The column the key most likely names.
+    guess: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -178,6 +189,9 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        if self.names.get(self.guess).is_some_and(|n| n == v) {
+            return Ok(Some(self.guess));
+        }
         Ok(self.index.get(v).copied())
     }
 }

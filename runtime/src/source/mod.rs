@@ -135,14 +135,22 @@ pub trait Source {
 
     /// Called when every row emitted so far has been processed and the sinks have flushed its
     /// output: a source with positions to commit (Kafka offsets) commits them, after making its
-    /// own side outputs (dead letters) durable.
-    fn commit(&mut self) -> Result<(), RuntimeError> {
+    /// own side outputs (dead letters) durable. With `wait` (the run's last commit) it returns
+    /// once the commit is durable; otherwise (periodic commits, which must not stall the
+    /// pipeline) the commit may complete in the background, a failed one being retried by the
+    /// next.
+    fn commit(&mut self, _wait: bool) -> Result<(), RuntimeError> {
         Ok(())
     }
 
     /// Whether the source wants a [`Source::commit`] now (its commit interval passed).
     fn commit_due(&self, _now: Instant) -> bool {
         false
+    }
+
+    /// Records available but not read yet (Kafka: the consumer lag), when the source knows.
+    fn lag(&self) -> Option<u64> {
+        None
     }
 }
 
