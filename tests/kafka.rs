@@ -265,6 +265,16 @@ fn payment(i: u64) -> (String, String) {
     (card, value)
 }
 
+/// The payments `range` as records to produce.
+fn payments(range: std::ops::Range<u64>) -> Vec<(String, Option<String>)> {
+    range
+        .map(|i| {
+            let (card, value) = payment(i);
+            (card, Some(value))
+        })
+        .collect()
+}
+
 /// `YYYY-MM-DD HH:MM:SS.mmm` for epoch seconds `secs` (UTC, days after 1970 by civil arithmetic).
 fn chrono_like(secs: i64, ms: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -529,13 +539,7 @@ fn two_processes_in_one_group_split_the_partitions_and_match_one_process() {
     let a = spawn_fsql(&dir, &sql);
     let b = spawn_fsql(&dir, &sql);
     wait_for_group(&group, 2);
-    let records: Vec<(String, Option<String>)> = (0..N)
-        .map(|i| {
-            let (card, value) = payment(i);
-            (card, Some(value))
-        })
-        .collect();
-    produce(&input, &records);
+    produce(&input, &payments(0..N));
     let out = consume_all(&together, N as usize, Duration::from_secs(120));
     interrupt(&a);
     interrupt(&b);
@@ -575,18 +579,10 @@ fn a_restarted_pipeline_resumes_from_its_group_offsets() {
     let dir = scratch("resume");
     let group = unique("resume-group");
     let sql = stateless_sql(&input, &output, &group, true);
-    let batch = |range: std::ops::Range<u64>| -> Vec<(String, Option<String>)> {
-        range
-            .map(|i| {
-                let (card, value) = payment(i);
-                (card, Some(value))
-            })
-            .collect()
-    };
-    produce(&input, &batch(0..30_000));
+    produce(&input, &payments(0..30_000));
     let first = run_fsql(&dir, &sql);
     assert_eq!(rows_in(&String::from_utf8_lossy(&first.stderr)), 30_000);
-    produce(&input, &batch(30_000..45_000));
+    produce(&input, &payments(30_000..45_000));
     let second = run_fsql(&dir, &sql);
     assert_eq!(
         rows_in(&String::from_utf8_lossy(&second.stderr)),
@@ -613,13 +609,7 @@ fn progress_reports_rows_read_and_the_consumer_lag() {
     let output = unique("progress-out");
     let _topics = Topics::create(&[&input, &output], 1);
     let dir = scratch("progress");
-    let records: Vec<(String, Option<String>)> = (0..RECORDS)
-        .map(|i| {
-            let (card, value) = payment(i);
-            (card, Some(value))
-        })
-        .collect();
-    produce(&input, &records);
+    produce(&input, &payments(0..RECORDS));
     let file = dir.join("progress.fsql");
     std::fs::write(
         &file,

@@ -1545,16 +1545,7 @@ impl Compiler {
                     ),
                     call.features.first().map_or(call.span, |f| f.span),
                 )
-                .with_help(format!(
-                    "the model's INPUT: {}",
-                    model
-                        .inputs
-                        .fields
-                        .iter()
-                        .map(|f| format!("{} {}", f.name, f.data_type))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                .with_help(format!("the model's INPUT: {}", model.input_list())),
             );
             return None;
         }

@@ -172,13 +172,7 @@ fn lift_predictions(
                 "PREDICT passes {} features to model `{name}`, whose INPUT has {} ({})",
                 args.len(),
                 model.inputs.fields.len(),
-                model
-                    .inputs
-                    .fields
-                    .iter()
-                    .map(|f| format!("{} {}", f.name, f.data_type))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                model.input_list()
             )));
         }
         let [output] = model.outputs.fields.as_slice() else {

@@ -405,6 +405,16 @@ impl ModelDecl {
     pub fn version_column(&self) -> String {
         format!("{}_version", self.name)
     }
+
+    /// The `INPUT` columns as a message shows them: `amount DOUBLE, cnt_1h BIGINT`.
+    pub fn input_list(&self) -> String {
+        self.inputs
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", f.name, f.data_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// `CREATE RULESET name ON input KEY k DEFAULT 'd' (RULE ...)`.
