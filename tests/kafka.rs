@@ -600,6 +600,78 @@ fn a_restarted_pipeline_resumes_from_its_group_offsets() {
     );
 }
 
+/// Periodic commits run in the background, after the sink's acknowledgements: a run killed with
+/// SIGKILL (no final commit) has committed part of what it read, and a restart from the group's
+/// offsets reads only the rest, with every record decided at least once.
+#[test]
+fn a_killed_pipeline_resumes_from_its_last_periodic_commit_without_loss() {
+    const RECORDS: u64 = 200_000;
+    let input = unique("killed-in");
+    let output = unique("killed-out");
+    let _topics = (Topics::create(&[&input], 4), Topics::create(&[&output], 1));
+    let dir = scratch("killed");
+    let group = unique("killed-group");
+    produce(&input, &payments(0..RECORDS));
+    // The first run reads from the start with the group's id, committing to it without joining
+    // it (partitions assigned, not subscribed): a killed member would hold the group's
+    // partitions until the broker expired it, which the test broker never does.
+    let sql = |bounded| {
+        let text = stateless_sql(&input, &output, &group, bounded);
+        if bounded {
+            text
+        } else {
+            text.replace(
+                "'scan.startup.mode' = 'group-offsets'",
+                "'scan.startup.mode' = 'earliest-offset'",
+            )
+        }
+    };
+    let mut first = spawn_fsql(&dir, &sql(false));
+    // Let it read a part, commit along the way (every 200 ms), then kill it mid-stream.
+    let seen = consume_all(&output, 40_000, Duration::from_secs(60));
+    assert!(seen.len() >= 40_000, "the first run wrote {}", seen.len());
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let mut second = spawn_fsql(&dir, &sql(true));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while second.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the restarted run did not finish in 120 s (never got the partitions?)");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = second.wait_with_output().expect("second run");
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let reread = rows_in(&String::from_utf8_lossy(&second.stderr));
+    assert!(
+        reread < RECORDS,
+        "the restart read all {reread} records: nothing was committed while running"
+    );
+    // Both runs' output: the first run's decisions of records it had not committed come again.
+    let written = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create::<BaseConsumer>()
+        .expect("consumer")
+        .fetch_watermarks(&output, 0, Duration::from_secs(10))
+        .expect("end offset")
+        .1;
+    let out = consume_all(&output, written as usize, Duration::from_secs(120));
+    assert_eq!(out.len() as i64, written);
+    let mut ids: Vec<u64> = ids_and_amounts(&out).into_iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids,
+        (0..RECORDS).collect::<Vec<_>>(),
+        "every record decided at least once"
+    );
+}
+
 /// `fsql run --progress` reports while it reads a topic: rows in and the consumer lag of the
 /// records not read yet, which shrinks to 0; rows read plus the lag never exceed what was produced.
 #[test]

@@ -262,7 +262,7 @@ pub fn run(
     let stopped = result?;
     closed?;
     // Sinks flushed on close: commit what the run read (Kafka offsets), durably.
-    exec.commit(true)?;
+    exec.commit()?;
     Ok(exec.summary(pipeline, start.elapsed(), stopped))
 }
 
@@ -496,6 +496,8 @@ struct Executor<'c> {
     control: Option<ControlChannel>,
     /// Live progress: the reporter, when the run started and when a report is next due.
     progress: Option<(ProgressOptions, Instant, Instant)>,
+    /// A periodic commit waits for the sinks' output to be durable.
+    commit_pending: bool,
 }
 
 impl<'c> Executor<'c> {
@@ -747,6 +749,7 @@ impl<'c> Executor<'c> {
             late_data,
             control: None,
             progress: None,
+            commit_pending: false,
         })
     }
 
@@ -934,8 +937,10 @@ impl<'c> Executor<'c> {
                 }
             }
             let now = Instant::now();
-            if self.sources.iter().any(|s| s.source.commit_due(now)) {
-                self.commit(false)?;
+            if self.commit_pending {
+                self.finish_commit()?;
+            } else if self.sources.iter().any(|s| s.source.commit_due(now)) {
+                self.begin_commit()?;
             }
             if !progressed {
                 let now = Instant::now();
@@ -1028,16 +1033,55 @@ impl<'c> Executor<'c> {
 
     /// Flushes every sink, then lets every source commit its positions (everything emitted so
     /// far has been processed: batches are pushed through the whole graph before the next poll).
-    /// Flushes every sink, then commits the sources' positions (waiting for the commit with
-    /// `wait`).
-    fn commit(&mut self, wait: bool) -> Result<(), RuntimeError> {
+    /// Flushes every sink and commits the sources' positions, waiting for both: the run's
+    /// last commit.
+    fn commit(&mut self) -> Result<(), RuntimeError> {
         for node in &mut self.nodes {
             if let Some(op) = node.op.as_mut() {
                 op.flush()?;
             }
         }
         for source in &mut self.sources {
-            source.source.commit(wait)?;
+            source.source.mark();
+            source.source.commit(true)?;
+        }
+        self.commit_pending = false;
+        Ok(())
+    }
+
+    /// A periodic commit, which never stops the pipeline: sinks start flushing, sources mark
+    /// their positions, and the positions are committed (in the background) once the sinks
+    /// say the output is durable — now, or at a later [`Executor::finish_commit`].
+    fn begin_commit(&mut self) -> Result<(), RuntimeError> {
+        let mut durable = true;
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                durable &= op.flush_begin()?;
+            }
+        }
+        for source in &mut self.sources {
+            source.source.mark();
+        }
+        self.commit_pending = true;
+        if durable {
+            self.finish_commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits the marked positions if every sink's output up to the mark is durable.
+    fn finish_commit(&mut self) -> Result<(), RuntimeError> {
+        let mut durable = true;
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                durable &= op.flushed()?;
+            }
+        }
+        if durable {
+            for source in &mut self.sources {
+                source.source.commit(false)?;
+            }
+            self.commit_pending = false;
         }
         Ok(())
     }

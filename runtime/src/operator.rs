@@ -77,6 +77,19 @@ pub trait Operator {
         Ok(())
     }
 
+    /// Starts making everything written so far durable, without waiting where the sink is told
+    /// later (Kafka acknowledgements): `Ok(true)` when it is durable already, otherwise
+    /// [`Operator::flushed`] says when. The executor's periodic commits use this pair, so that
+    /// committing source positions never stops the pipeline.
+    fn flush_begin(&mut self) -> Result<bool, RuntimeError> {
+        self.flush().map(|()| true)
+    }
+
+    /// Whether what [`Operator::flush_begin`] started is durable now (an error: a write failed).
+    fn flushed(&mut self) -> Result<bool, RuntimeError> {
+        Ok(true)
+    }
+
     /// The run is over (ended or stopped): release resources, flush files. Called once.
     fn close(&mut self) -> Result<(), RuntimeError> {
         Ok(())

@@ -1,8 +1,14 @@
 //! A producer that never loses a record silently: delivery failures (after librdkafka's own
 //! retries, bounded by `delivery.timeout.ms`) are remembered and fail the next send or flush.
 //! Used by the sink and by the source's dead-letter topic.
+//!
+//! Records are counted by *epoch* until delivered, so that "everything sent before this point is
+//! acknowledged" can be asked without waiting: [`TopicProducer::mark`] closes the current epoch
+//! and [`TopicProducer::marked_delivered`] says when its last record was acknowledged. Two
+//! epochs are enough: a mark is only taken once the previous one was delivered.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -20,26 +26,24 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Records delivery outcomes (called on librdkafka's polling thread).
 #[derive(Default)]
 pub(super) struct Deliveries {
-    /// The first delivery failure (a lock-free read on every send).
     failed: OnceLock<String>,
+    /// Records sent and not yet acknowledged, per epoch parity (the delivery opaque).
+    outstanding: [AtomicI64; 2],
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {}
-            Err((e, _)) => {
-                let _ = self.failed.set(e.to_string());
-            }
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        if let Err((e, _)) = result {
+            let _ = self.failed.set(e.to_string());
         }
+        self.outstanding[epoch & 1].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// One record to send.
 pub(super) struct Record<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
@@ -53,6 +57,10 @@ pub(super) struct TopicProducer {
     table: String,
     topic: String,
     inner: ThreadedProducer<Deliveries>,
+    /// The parity of the epoch records are sent in now.
+    epoch: AtomicUsize,
+    /// The parity of the epoch [`TopicProducer::mark`] closed, until it is delivered.
+    draining: Option<usize>,
 }
 
 impl TopicProducer {
@@ -68,6 +76,8 @@ impl TopicProducer {
             table: table.to_string(),
             topic: topic.to_string(),
             inner,
+            epoch: AtomicUsize::new(0),
+            draining: None,
         })
     }
 
@@ -76,8 +86,13 @@ impl TopicProducer {
         self.check()?;
         let started = Instant::now();
         let mut headers = record.headers;
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let outstanding = &self.inner.context().outstanding[epoch];
+        // Counted before the send: its delivery report may come before `send` returns.
+        outstanding.fetch_add(1, Ordering::AcqRel);
         loop {
-            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic);
+            let mut r: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&self.topic, epoch);
             if let Some(k) = record.key {
                 r = r.key(k);
             }
@@ -98,6 +113,7 @@ impl TopicProducer {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     headers = back.headers;
                     if started.elapsed() > WAIT {
+                        outstanding.fetch_sub(1, Ordering::AcqRel);
                         return Err(kafka_error(
                             &self.table,
                             &format!("producing to '{}'", self.topic),
@@ -107,6 +123,7 @@ impl TopicProducer {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 Err((e, _)) => {
+                    outstanding.fetch_sub(1, Ordering::AcqRel);
                     return Err(kafka_error(
                         &self.table,
                         &format!("producing to '{}'", self.topic),
@@ -142,6 +159,35 @@ impl TopicProducer {
             }
         }
         self.check()
+    }
+
+    /// Closes the current epoch: later records count in the other one. Asks librdkafka to send
+    /// what it holds now (ignoring `linger.ms`) and returns whether the closed epoch is
+    /// delivered already. A mark while the previous one drains only checks it.
+    pub(super) fn mark(&mut self) -> Result<bool, RuntimeError> {
+        if self.draining.is_none() {
+            let closed = self.epoch.fetch_xor(1, Ordering::Relaxed);
+            self.draining = Some(closed);
+            // Only a nudge: `Flush(TimedOut)` just says records are still in flight.
+            let _ = self.inner.flush(Duration::ZERO);
+        }
+        self.marked_delivered()
+    }
+
+    /// Whether every record sent before the last [`TopicProducer::mark`] is acknowledged (an
+    /// error when a delivery failed).
+    pub(super) fn marked_delivered(&mut self) -> Result<bool, RuntimeError> {
+        self.check()?;
+        let Some(closed) = self.draining else {
+            return Ok(true);
+        };
+        let left = self.inner.context().outstanding[closed].load(Ordering::Acquire);
+        debug_assert!(left >= 0, "more deliveries than records sent");
+        if left > 0 {
+            return Ok(false);
+        }
+        self.draining = None;
+        Ok(true)
     }
 
     /// The number of partitions of the topic.

@@ -245,4 +245,20 @@ impl Sink for KafkaSink {
             Ok(())
         }
     }
+
+    fn flush_begin(&mut self) -> Result<bool, RuntimeError> {
+        if self.wait_on_flush {
+            self.producer.mark()
+        } else {
+            Ok(true)
+        }
+    }
+
+    fn flushed(&mut self) -> Result<bool, RuntimeError> {
+        if self.wait_on_flush {
+            self.producer.marked_delivered()
+        } else {
+            Ok(true)
+        }
+    }
 }

@@ -269,6 +269,8 @@ pub struct KafkaSource {
     commit_interval: Duration,
     last_commit: Instant,
     committed: HashMap<Partition, i64>,
+    /// The positions the next commit commits ([`Source::mark`]).
+    marked: Option<HashMap<Partition, i64>>,
     /// The last transient client error reported, and when (to report each kind once a minute).
     last_warning: Option<(String, Instant)>,
 }
@@ -375,6 +377,7 @@ impl KafkaSource {
             commit_interval,
             last_commit: Instant::now(),
             committed: HashMap::new(),
+            marked: None,
             last_warning: None,
         };
         source.refresh_assignment()?;
@@ -724,6 +727,10 @@ impl Source for KafkaSource {
         known.then_some(lag)
     }
 
+    fn mark(&mut self) {
+        self.marked = Some(self.shared.positions(&self.consumer, None));
+    }
+
     fn commit(&mut self, wait: bool) -> Result<(), RuntimeError> {
         self.last_commit = Instant::now();
         if let Some(dl) = &self.dead_letter_topic {
@@ -732,7 +739,10 @@ impl Source for KafkaSource {
         if !self.shared.commit {
             return Ok(());
         }
-        let positions = self.shared.positions(&self.consumer, None);
+        let positions = match self.marked.take() {
+            Some(p) => p,
+            None => self.shared.positions(&self.consumer, None),
+        };
         let retry = self.shared.commit_failed.swap(false, Ordering::Relaxed);
         if !retry
             && positions

@@ -53,6 +53,14 @@ impl Operator for SinkOperator {
         self.sink.flush()
     }
 
+    fn flush_begin(&mut self) -> Result<bool, RuntimeError> {
+        self.sink.flush_begin()
+    }
+
+    fn flushed(&mut self) -> Result<bool, RuntimeError> {
+        self.sink.flushed()
+    }
+
     fn close(&mut self) -> Result<(), RuntimeError> {
         self.sink.flush()
     }

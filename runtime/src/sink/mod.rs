@@ -32,6 +32,16 @@ pub trait Sink {
     fn flush(&mut self) -> Result<(), RuntimeError> {
         Ok(())
     }
+
+    /// [`crate::Operator::flush_begin`] for a connector.
+    fn flush_begin(&mut self) -> Result<bool, RuntimeError> {
+        self.flush().map(|()| true)
+    }
+
+    /// [`crate::Operator::flushed`] for a connector.
+    fn flushed(&mut self) -> Result<bool, RuntimeError> {
+        Ok(true)
+    }
 }
 
 /// Where `print` sinks write: stdout unless the caller provides a writer (tests, the CLI).

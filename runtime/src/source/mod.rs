@@ -133,12 +133,16 @@ pub trait Source {
         None
     }
 
-    /// Called when every row emitted so far has been processed and the sinks have flushed its
-    /// output: a source with positions to commit (Kafka offsets) commits them, after making its
-    /// own side outputs (dead letters) durable. With `wait` (the run's last commit) it returns
-    /// once the commit is durable; otherwise (periodic commits, which must not stall the
-    /// pipeline) the commit may complete in the background, a failed one being retried by the
-    /// next.
+    /// Remembers the current positions as the ones the next [`Source::commit`] commits: called
+    /// between batches, when the sinks begin flushing the output of every row emitted so far.
+    fn mark(&mut self) {}
+
+    /// Called once the sinks made the output of the rows up to the last [`Source::mark`]
+    /// durable: a source with positions to commit (Kafka offsets) commits those (its current
+    /// ones without a mark), after making its own side outputs (dead letters) durable. With
+    /// `wait` (the run's last commit) it returns once the commit is durable; otherwise
+    /// (periodic commits, which must not stall the pipeline) the commit may complete in the
+    /// background, a failed one being retried by the next.
     fn commit(&mut self, _wait: bool) -> Result<(), RuntimeError> {
         Ok(())
     }
