@@ -61,7 +61,7 @@ pub fn text(plan: &Plan) -> String {
         }
     );
     for (k, v) in &p.settings {
-        let _ = writeln!(out, "  set '{k}' = '{v}'");
+        let _ = writeln!(out, "  set '{k}' = '{}'", shown(k, v));
     }
     for m in &p.models {
         // The model is loaded as `fsql run` would: which scorer runs is decided at load time.
@@ -573,9 +573,25 @@ fn frame(f: &OverFrame) -> String {
 fn connector(c: &fsql_plan::ConnectorSpec) -> String {
     let mut text = c.connector.clone();
     for (k, v) in &c.options {
-        text.push_str(&format!(" '{k}'='{v}'"));
+        text.push_str(&format!(" '{k}'='{}'", shown(k, v)));
     }
     text
+}
+
+/// An option's value as `explain` prints it: secrets (passwords, client secrets, JAAS configs,
+/// private keys, tokens) as `******`, since explain output ends up in tickets and chat.
+fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    let key = key.to_ascii_lowercase();
+    let secret = [
+        "password",
+        "secret",
+        "jaas.config",
+        "key.pem",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|s| key.contains(s));
+    if secret { "******" } else { value }
 }
 
 fn kind(n: &Node) -> &'static str {
@@ -695,4 +711,27 @@ pub fn dot(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "}}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn secrets_are_masked_and_other_options_shown() {
+        assert_eq!(shown("properties.sasl.password", "hunter2"), "******");
+        assert_eq!(shown("properties.ssl.key.password", "k"), "******");
+        assert_eq!(shown("control.properties.sasl.jaas.config", "x"), "******");
+        assert_eq!(
+            shown("properties.sasl.oauthbearer.client.secret", "s"),
+            "******"
+        );
+        assert_eq!(shown("properties.ssl.key.pem", "-----BEGIN"), "******");
+        assert_eq!(shown("properties.sasl.username", "svc-fraud"), "svc-fraud");
+        assert_eq!(
+            shown("properties.ssl.key.location", "/etc/k.pem"),
+            "/etc/k.pem"
+        );
+        assert_eq!(shown("topic", "payments"), "payments");
+    }
 }
