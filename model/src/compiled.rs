@@ -32,7 +32,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Module, default_libcall_names};
 
 use crate::ModelError;
-use crate::ensemble::{Ensemble, Missing, Split, SplitKind, Tree};
+use crate::ensemble::{Ensemble, Missing, Split, SplitKind, Tree, zero_small};
 
 /// Trees walked in lockstep by one chunk of code.
 pub const LANES: usize = 8;
@@ -336,8 +336,9 @@ impl CompiledEnsemble {
         })
     }
 
-    /// Adds the raw scores of `rows` (row-major, `features` values per row, each passed through
-    /// [`crate::zero_small`]) to `scores` (`classes` per row, zeroed by the caller).
+    /// Adds the raw scores of `rows` (row-major, `features` values per row, NULL as NaN) to
+    /// `scores` (`classes` per row, zeroed by the caller). LightGBM's input filter
+    /// ([`zero_small`]) is applied as the slot row is built.
     pub fn raw_scores(&mut self, rows: &[f64], scores: &mut [f64]) -> Result<(), ModelError> {
         let n = crate::row_count(rows, self.features, scores, self.classes)?;
         let classes = self.classes.max(1);
@@ -345,7 +346,7 @@ impl CompiledEnsemble {
             let row = &rows[r * self.features..(r + 1) * self.features];
             for (value, slot) in self.slot_row.iter_mut().zip(&self.slots) {
                 // Every slot's feature is < `features` (checked by the parser).
-                *value = slot.value(row.get(slot.feature()).copied().unwrap_or(0.0));
+                *value = slot.value(zero_small(row.get(slot.feature()).copied().unwrap_or(0.0)));
             }
             // SAFETY: the slot row holds every slot the nodes name and the leaf buffer one value
             // per tree, the only offsets the code reads and writes; the node table and the

@@ -108,8 +108,6 @@ pub struct Model {
     reference: LightGbm,
     compiled: Option<CompiledEnsemble>,
     engine: Engine,
-    /// Reused row buffer for the compiled scorer's zero filtering.
-    rows: Vec<f64>,
 }
 
 impl Model {
@@ -136,7 +134,6 @@ impl Model {
             engine: Engine::LightGbm {
                 reason: "compiled scorer disabled".into(),
             },
-            rows: Vec::new(),
         };
         if compile {
             model.engine = match model.try_compile() {
@@ -214,10 +211,8 @@ impl Model {
         let Some(compiled) = &mut self.compiled else {
             return Err(ModelError::Unsupported("no compiled scorer".into()));
         };
-        self.rows.clear();
-        self.rows.extend(rows.iter().map(|&x| zero_small(x)));
         out.fill(0.0);
-        compiled.raw_scores(&self.rows, out)?;
+        compiled.raw_scores(rows, out)?;
         let classes = self.ensemble.num_class;
         if self.ensemble.average_output {
             let iterations = self.ensemble.iterations() as f64;

@@ -807,16 +807,12 @@ impl<'c> Executor<'c> {
             malformed += m.malformed;
             late += node.op.as_ref().map_or(0, |op| op.late_rows());
         }
-        let with_watermarks: Vec<i64> = self
+        let watermark = self
             .sources
             .iter()
             .filter(|s| s.watermark.is_some())
             .map(|s| s.wm)
-            .collect();
-        let watermark = with_watermarks
-            .iter()
             .min()
-            .copied()
             .filter(|&w| w > i64::MIN);
         let lags: Vec<u64> = self.sources.iter().filter_map(|s| s.source.lag()).collect();
         let progress = Progress {

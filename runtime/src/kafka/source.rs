@@ -728,7 +728,9 @@ impl Source for KafkaSource {
     }
 
     fn mark(&mut self) {
-        self.marked = Some(self.shared.positions(&self.consumer, None));
+        if self.shared.commit {
+            self.marked = Some(self.shared.positions(&self.consumer, None));
+        }
     }
 
     fn commit(&mut self, wait: bool) -> Result<(), RuntimeError> {
@@ -739,9 +741,9 @@ impl Source for KafkaSource {
         if !self.shared.commit {
             return Ok(());
         }
-        let positions = match self.marked.take() {
-            Some(p) => p,
-            None => self.shared.positions(&self.consumer, None),
+        // The executor marks before every commit; without a mark there is nothing to commit.
+        let Some(positions) = self.marked.take() else {
+            return Ok(());
         };
         let retry = self.shared.commit_failed.swap(false, Ordering::Relaxed);
         if !retry

@@ -138,8 +138,8 @@ pub trait Source {
     fn mark(&mut self) {}
 
     /// Called once the sinks made the output of the rows up to the last [`Source::mark`]
-    /// durable: a source with positions to commit (Kafka offsets) commits those (its current
-    /// ones without a mark), after making its own side outputs (dead letters) durable. With
+    /// durable: a source with positions to commit (Kafka offsets) commits those, after making
+    /// its own side outputs (dead letters) durable. With
     /// `wait` (the run's last commit) it returns once the commit is durable; otherwise
     /// (periodic commits, which must not stall the pipeline) the commit may complete in the
     /// background, a failed one being retried by the next.
