@@ -33,6 +33,24 @@ fn jit_notes(
         .collect()
 }
 
+/// Like [`jit_notes`], for expressions over rows of `schema` (a join's output, say), joined into
+/// one note.
+fn jit_note_over(schema: &fsql_plan::Schema, exprs: &[fsql_plan::Expr], jit: bool) -> String {
+    if !jit || exprs.is_empty() {
+        return String::new();
+    }
+    let schema = fsql_runtime::source::runtime_schema(schema);
+    let notes: Vec<String> = fsql_runtime::compiled::describe(None, exprs, &schema)
+        .into_iter()
+        .filter(|d| d != "column")
+        .collect();
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("   [{}]", notes.join("; "))
+    }
+}
+
 /// A readable listing: one block per operator with its inputs, schema, time and state.
 pub fn text(plan: &Plan) -> String {
     let p = &plan.pipeline;
@@ -212,9 +230,12 @@ pub fn text(plan: &Plan) -> String {
                 for (i, a) in o.aggregates.iter().enumerate() {
                     let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
                     let distinct = if a.distinct { "DISTINCT " } else { "" };
+                    let note = input.map_or(String::new(), |input| {
+                        jit_note_over(&input.schema, &a.args, jit)
+                    });
                     let _ = writeln!(
                         out,
-                        "    {} := {}({distinct}{}) {}",
+                        "    {} := {}({distinct}{}) {}{note}",
                         n.schema.fields[first + i].name,
                         aggregate_name(&a.function),
                         if args.is_empty() {
@@ -269,9 +290,14 @@ pub fn text(plan: &Plan) -> String {
                         .as_ref()
                         .map(|f| format!(" FILTER (WHERE {f})"))
                         .unwrap_or_default();
+                    let exprs: Vec<fsql_plan::Expr> =
+                        a.args.iter().chain(&a.filter).cloned().collect();
+                    let note = input.map_or(String::new(), |input| {
+                        jit_note_over(&input.schema, &exprs, jit)
+                    });
                     let _ = writeln!(
                         out,
-                        "    {} := {}({distinct}{}){filter}",
+                        "    {} := {}({distinct}{}){filter}{note}",
                         n.schema.fields[w.group.len() + i].name,
                         aggregate_name(&a.function),
                         if args.is_empty() {
@@ -311,7 +337,8 @@ pub fn text(plan: &Plan) -> String {
                     }
                 }
                 if let Some(r) = &j.residual {
-                    let _ = writeln!(out, "    condition: {r}");
+                    let note = jit_note_over(&n.schema, std::slice::from_ref(r), jit);
+                    let _ = writeln!(out, "    condition: {r}{note}");
                 }
             }
             Operator::WindowRank(r) => {
@@ -355,37 +382,25 @@ pub fn text(plan: &Plan) -> String {
                         .map(|ms| format!("; within {ms} ms"))
                         .unwrap_or_default()
                 );
-                // Conditions run over evaluation rows: the input's columns, then the navigations.
-                let notes: Vec<String> = match (jit, input) {
-                    (true, Some(input)) => {
-                        let mut fields = input.schema.fields.clone();
-                        for (k, (_, t)) in m.navigations.iter().enumerate() {
-                            fields.push(fsql_plan::Field::new(
-                                format!("__nav{k}"),
-                                t.clone(),
-                                true,
-                            ));
-                        }
-                        let eval =
-                            fsql_runtime::source::runtime_schema(&fsql_plan::Schema::new(fields));
-                        m.defines
-                            .iter()
-                            .map(|d| match d {
-                                Some(d) => format!(
-                                    "   [{}]",
-                                    fsql_runtime::compiled::describe(
-                                        None,
-                                        std::slice::from_ref(d),
-                                        &eval
-                                    )
-                                    .concat()
-                                ),
-                                None => String::new(),
-                            })
-                            .collect()
+                // Conditions and measures run over evaluation rows: the input's columns, then
+                // the navigations.
+                let eval = input.map(|input| {
+                    let mut fields = input.schema.fields.clone();
+                    for (k, (_, t)) in m.navigations.iter().enumerate() {
+                        fields.push(fsql_plan::Field::new(format!("__nav{k}"), t.clone(), true));
                     }
-                    _ => vec![String::new(); m.defines.len()],
+                    fsql_plan::Schema::new(fields)
+                });
+                let note = |e: &fsql_plan::Expr| {
+                    eval.as_ref().map_or(String::new(), |eval| {
+                        jit_note_over(eval, std::slice::from_ref(e), jit)
+                    })
                 };
+                let notes: Vec<String> = m
+                    .defines
+                    .iter()
+                    .map(|d| d.as_ref().map(note).unwrap_or_default())
+                    .collect();
                 for ((v, d), note) in m.variables.iter().zip(&m.defines).zip(notes) {
                     match d {
                         Some(e) => {
@@ -400,7 +415,12 @@ pub fn text(plan: &Plan) -> String {
                     let _ = writeln!(out, "    ${} := {nav:?} ({t})", n_input_columns(input) + k);
                 }
                 for measure in &m.measures {
-                    let _ = writeln!(out, "    measure {} := {}", measure.name, measure.expr);
+                    let note = note(&measure.expr);
+                    let _ = writeln!(
+                        out,
+                        "    measure {} := {}{note}",
+                        measure.name, measure.expr
+                    );
                 }
             }
             Operator::TemporalJoin(j) => {
@@ -415,7 +435,8 @@ pub fn text(plan: &Plan) -> String {
                     column(side(1), j.right_time),
                 );
                 if let Some(r) = &j.residual {
-                    let _ = writeln!(out, "    condition: {r}");
+                    let note = jit_note_over(&n.schema, std::slice::from_ref(r), jit);
+                    let _ = writeln!(out, "    condition: {r}{note}");
                 }
             }
             Operator::Predict(pr) => {
@@ -435,6 +456,11 @@ pub fn text(plan: &Plan) -> String {
             n.op,
             Operator::Calc { .. }
                 | Operator::Ruleset(_)
+                | Operator::Over(_)
+                | Operator::WindowAggregate(_)
+                | Operator::Join(_)
+                | Operator::TemporalJoin(_)
+                | Operator::MatchRecognize(_)
                 | Operator::Predict(_)
                 | Operator::Union
                 | Operator::Collect
@@ -442,7 +468,7 @@ pub fn text(plan: &Plan) -> String {
         ) {
             let _ = writeln!(
                 out,
-                "    expressions: interpreted (the JIT compiles filters, projections and rules)"
+                "    expressions: interpreted (the JIT compiles filters, projections, rules, aggregate arguments, join conditions, pattern conditions and measures)"
             );
         }
     }

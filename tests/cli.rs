@@ -771,3 +771,122 @@ INSERT INTO out SELECT payment_id, amount, merchant_cat, amount_z, channel, nois
         "rows before the update kept version 1"
     );
 }
+
+/// Compiled code reaches beyond Calc: aggregate arguments, join conditions, pattern conditions
+/// and measures, with DECIMAL sums, LIKE, TIMESTAMP + INTERVAL and stdlib calls. `explain` marks
+/// each, and a run gives the same rows with the JIT on and off.
+#[test]
+fn explain_marks_compiled_expressions_in_every_operator_and_both_ways_agree() {
+    let dir = scratch("jit-everywhere");
+    write(&dir, "payments.jsonl", PAYMENTS);
+    write(&dir, "limits.jsonl", LIMITS);
+    let file = write(&dir, "all.fsql", EVERY_OPERATOR);
+    let file = file.to_str().expect("a UTF-8 path");
+    let explain = text(&fsql(&["explain", file]).stdout);
+    for line in [
+        "over$0 := SUM(CASE WHEN ($1 < 2.0) THEN 1 ELSE 0 END) RANGE 600000 ms PRECEDING   [compiled]",
+        "total := ($2 + $3)   [compiled]",
+        "declined := $4 LIKE 'DECL%'   [compiled]",
+        "declined_any_case := $4 ILIKE 'decl%'   [interpreted: ILIKE is interpreted (Unicode case folding)]",
+        "one_minute_later := ($5 + INTERVAL 60000 MILLISECOND)   [compiled]",
+        "root := SQRT($1)   [compiled]",
+        "measure doubled := ($6 * CAST(2 AS DOUBLE))   [compiled]",
+        "measure ln_large := LN($6)   [compiled]",
+        "condition: ($1 > ($4 * 0.5))   [compiled]",
+    ] {
+        assert!(explain.contains(line), "missing `{line}` in\n{explain}");
+    }
+    let mut outputs = Vec::new();
+    for no_jit in [false, true] {
+        let mut args = vec!["run", file];
+        if no_jit {
+            args.push("--no-jit");
+        }
+        for sink in ["f_out", "t_out", "l_out"] {
+            let _ = std::fs::remove_file(dir.join(format!("{sink}.jsonl")));
+        }
+        let out = fsql(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let read = |sink: &str| {
+            std::fs::read_to_string(dir.join(format!("{sink}.jsonl"))).expect("sink written")
+        };
+        outputs.push([read("f_out"), read("t_out"), read("l_out")]);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let [features, testing, over_limit] = &outputs[0];
+    // 99999999.99 + 0.01 still fits DECIMAL(11, 2); a NULL price gives a NULL total.
+    assert!(
+        features.contains("\"total\":\"100000000.00\""),
+        "{features}"
+    );
+    assert!(features.contains("\"total\":null"), "{features}");
+    // LIKE 'DECL%' holds for DECLINED and DECL%; ILIKE 'decl%' for decl_soft too.
+    assert_eq!(
+        features.matches("\"declined\":true").count(),
+        2,
+        "{features}"
+    );
+    assert_eq!(
+        features.matches("\"declined_any_case\":true").count(),
+        3,
+        "{features}"
+    );
+    assert!(
+        features.contains("\"one_minute_later\":\"2024-01-01 10:01:00.000\""),
+        "{features}"
+    );
+    assert_eq!(features.lines().count(), 6, "{features}");
+    assert_eq!(
+        testing,
+        "{\"card_id\":\"c1\",\"doubled\":1900.0,\"ln_large\":6.856461984594587}\n"
+    );
+    assert_eq!(over_limit.lines().count(), 2, "{over_limit}");
+}
+
+const EVERY_OPERATOR: &str = r#"CREATE TABLE payments (
+  card_id STRING, amount DOUBLE, price DECIMAL(10, 2), fee DECIMAL(10, 2), status STRING, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'payments.jsonl', 'format' = 'json');
+CREATE TABLE limits (
+  card_id STRING, limit_amt DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'limits.jsonl', 'format' = 'json');
+CREATE VIEW features AS
+SELECT card_id, amount, ts,
+  price + fee AS total,
+  status LIKE 'DECL%' AS declined,
+  status ILIKE 'decl%' AS declined_any_case,
+  ts + INTERVAL '1' MINUTE AS one_minute_later,
+  SQRT(amount) AS root,
+  SUM(CASE WHEN amount < 2 THEN 1 ELSE 0 END) OVER (
+    PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW) AS tiny_10m
+FROM payments;
+CREATE VIEW testing AS
+SELECT * FROM payments MATCH_RECOGNIZE (
+  PARTITION BY card_id ORDER BY ts
+  MEASURES L.amount * 2 AS doubled, LN(L.amount) AS ln_large
+  PATTERN (S{3,} L) WITHIN INTERVAL '10' MINUTE
+  DEFINE S AS S.amount < 2, L AS L.amount > 500);
+CREATE VIEW over_limit AS
+SELECT p.card_id, p.amount FROM payments p JOIN limits l ON p.card_id = l.card_id
+  AND p.ts BETWEEN l.ts - INTERVAL '1' MINUTE AND l.ts AND p.amount > l.limit_amt * 0.5;
+CREATE TABLE f_out (card_id STRING, amount DOUBLE, ts TIMESTAMP(3), total DECIMAL(11, 2), declined BOOLEAN,
+  declined_any_case BOOLEAN, one_minute_later TIMESTAMP(3), root DOUBLE, tiny_10m BIGINT) WITH ('connector' = 'filesystem', 'path' = 'f_out.jsonl', 'format' = 'json');
+CREATE TABLE t_out (card_id STRING, doubled DOUBLE, ln_large DOUBLE) WITH ('connector' = 'filesystem', 'path' = 't_out.jsonl', 'format' = 'json');
+CREATE TABLE l_out (card_id STRING, amount DOUBLE) WITH ('connector' = 'filesystem', 'path' = 'l_out.jsonl', 'format' = 'json');
+INSERT INTO f_out SELECT * FROM features;
+INSERT INTO t_out SELECT * FROM testing;
+INSERT INTO l_out SELECT * FROM over_limit;
+"#;
+
+const PAYMENTS: &str = r#"{"card_id": "c1", "amount": 1.0, "price": 12.5, "fee": 0.5, "status": "DECLINED", "ts": "2024-01-01 10:00:00"}
+{"card_id": "c1", "amount": 0.5, "price": 99999999.99, "fee": 0.01, "status": "APPROVED", "ts": "2024-01-01 10:01:00"}
+{"card_id": "c1", "amount": 1.5, "price": 10.0, "fee": 1.0, "status": "decl_soft", "ts": "2024-01-01 10:02:00"}
+{"card_id": "c1", "amount": 950.0, "price": 950.0, "fee": 2.0, "status": "APPROVED", "ts": "2024-01-01 10:03:00"}
+{"card_id": "c2", "amount": 4.0, "price": -5.25, "fee": 0.25, "status": "DECL%", "ts": "2024-01-01 10:03:30"}
+{"card_id": "c2", "amount": 700.0, "price": null, "fee": 1.0, "status": "APPROVED", "ts": "2024-01-01 10:04:00"}
+"#;
+
+const LIMITS: &str = r#"{"card_id": "c1", "limit_amt": 1000.0, "ts": "2024-01-01 10:03:30"}
+{"card_id": "c2", "limit_amt": 100.0, "ts": "2024-01-01 10:04:10"}
+"#;

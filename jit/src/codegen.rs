@@ -6,6 +6,7 @@
 //! division guards its divisor (zero gives NULL, `MIN / -1` wraps), float-to-integer conversion
 //! saturates. The ABI is [`ColumnArg`]/[`OutputArg`] (see `kernel.rs`).
 
+use arrow::datatypes::TimeUnit;
 use cranelift_codegen::ir::{
     AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value,
     condcodes::{FloatCC, IntCC},
@@ -20,8 +21,9 @@ use fsql_plan::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 
 use crate::JitError;
 use crate::helpers;
-use crate::phys::{Phys, common};
-use crate::split::{KernelSpec, unsupported};
+use crate::like::{self, LikeMatcher};
+use crate::phys::{Phys, common, decimal_sum_precision, timestamp_shift};
+use crate::split::{KernelSpec, decimal_int, unsupported};
 
 /// Byte offsets of [`crate::kernel::ColumnArg`] fields.
 const COL_VALUES: i32 = 0;
@@ -41,7 +43,8 @@ const BRANCH_COST: usize = 12;
 /// rows that pass the filter, instead of branching on the filter.
 const BRANCH_FREE_OUTPUTS: usize = 24;
 
-/// The kernel's native signature: `(inputs, rows, outputs, selection) -> selected rows`.
+/// The kernel's native signature: `(inputs, rows, outputs, selection) -> selected rows`, or -1
+/// when a row failed (see `Gen::fail_if`).
 pub(crate) type KernelFn = unsafe extern "C" fn(*const u8, i64, *const u8, *mut u8) -> i64;
 
 /// A finalised function and the memory that holds it.
@@ -52,6 +55,10 @@ pub(crate) struct Code {
     pub always_valid: Vec<bool>,
     /// String literals the code points into.
     pub _strings: Vec<Box<[u8]>>,
+    /// `LIKE` patterns the code points to (boxed: their addresses are in the code and must not
+    /// move as the vector grows).
+    #[allow(clippy::vec_box)]
+    pub _matchers: Vec<Box<LikeMatcher>>,
 }
 
 /// The host's instruction set with fsql's Cranelift settings (speed, no PIC), made once per
@@ -98,6 +105,7 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
     let frontend_config = module.target_config();
     let mut always_valid_flags = Vec::new();
     let mut strings = Vec::new();
+    let mut matchers = Vec::new();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let mut sig = |params: &[Type], ret: Type| {
@@ -107,8 +115,10 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
             b.import_signature(s)
         };
         let str_cmp = sig(&[ptr, ptr, ptr, ptr], types::I32);
-        let fmod64 = sig(&[types::F64, types::F64], types::F64);
         let fmod32 = sig(&[types::F32, types::F32], types::F32);
+        let like = sig(&[ptr, ptr, ptr], types::I8);
+        let f64_f64 = sig(&[types::F64], types::F64);
+        let f64x2_f64 = sig(&[types::F64, types::F64], types::F64);
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -116,23 +126,19 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         let params = b.block_params(entry).to_vec();
         let (inputs, rows, outputs, selection) = (params[0], params[1], params[2], params[3]);
         let flags = MemFlagsData::trusted();
-        let mut regs = Vec::with_capacity(slots.len());
-        for (k, phys) in slots.iter().enumerate() {
-            let base = b.ins().iadd_imm_s(inputs, k as i64 * COL_SIZE);
-            let values = b.ins().load(ptr, flags, base, COL_VALUES);
-            let validity = nullable
-                .get(k)
-                .copied()
-                .unwrap_or(true)
-                .then(|| b.ins().load(ptr, flags, base, COL_VALIDITY));
-            let data = (*phys == Phys::Str).then(|| b.ins().load(ptr, flags, base, COL_DATA));
-            regs.push(SlotRegs {
+        // Each row reads a slot's buffer addresses from `inputs` where it uses the slot (an L1
+        // hit), rather than holding them all in registers across the loop, which spilled them
+        // and the loop's own state.
+        let regs: Vec<SlotRegs> = slots
+            .iter()
+            .enumerate()
+            .map(|(k, phys)| SlotRegs {
                 phys: *phys,
-                values,
-                validity,
-                data,
-            });
-        }
+                arg: inputs,
+                offset: k as i32 * COL_SIZE as i32,
+                nullable: nullable.get(k).copied().unwrap_or(true),
+            })
+            .collect();
         let mut outs = Vec::with_capacity(spec.outputs.len());
         for k in 0..spec.outputs.len() {
             let base = b.ins().iadd_imm_s(outputs, k as i64 * OUT_SIZE);
@@ -146,6 +152,9 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         let zero = b.ins().iconst(ptr, 0);
         b.def_var(row, zero);
         b.def_var(kept, zero);
+        let bail = b.declare_var(types::I8);
+        let no = b.ins().iconst(types::I8, 0);
+        b.def_var(bail, no);
         // One 64-bit accumulator per bitmap written: the selection, then each output's validity
         // and (BOOLEAN) values.
         let mut bitmap_acc = || {
@@ -157,15 +166,34 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         let output_accs: Vec<(Variable, Variable)> = (0..spec.outputs.len())
             .map(|_| (bitmap_acc(), bitmap_acc()))
             .collect();
+        // Rows go by words of 64: the selection bitmap's word is built in a register and stored
+        // once per word.
+        let word_end = b.declare_var(ptr);
+        let outer = b.create_block();
+        let word = b.create_block();
         let head = b.create_block();
         let body = b.create_block();
         let next = b.create_block();
+        let word_done = b.create_block();
         let exit = b.create_block();
+        b.ins().jump(outer, &[]);
+        b.switch_to_block(outer);
+        let start = b.use_var(row);
+        let done = b.ins().icmp(IntCC::SignedGreaterThanOrEqual, start, rows);
+        b.ins().brif(done, exit, &[], word, &[]);
+        b.switch_to_block(word);
+        b.seal_block(word);
+        let full = b.ins().iadd_imm_s(start, 64);
+        let short = b.ins().icmp(IntCC::SignedLessThan, rows, full);
+        let end = b.ins().select(short, rows, full);
+        b.def_var(word_end, end);
+        b.def_var(selection_acc, zero);
         b.ins().jump(head, &[]);
         b.switch_to_block(head);
         let i = b.use_var(row);
-        let done = b.ins().icmp(IntCC::SignedGreaterThanOrEqual, i, rows);
-        b.ins().brif(done, exit, &[], body, &[]);
+        let end = b.use_var(word_end);
+        let word_full = b.ins().icmp(IntCC::SignedGreaterThanOrEqual, i, end);
+        b.ins().brif(word_full, word_done, &[], body, &[]);
         b.switch_to_block(body);
         b.seal_block(body);
         let mut g = Gen {
@@ -173,18 +201,27 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
             slots: regs,
             row: i,
             strings: &mut strings,
+            matchers: &mut matchers,
+            like,
+            f64_f64,
+            f64x2_f64,
             str_cmp,
-            fmod64,
             fmod32,
+            literals: Vec::new(),
+            bail,
             loaded: vec![Vec::new()],
         };
         // Rows that fail the filter: with cheap outputs, the outputs are computed anyway and
         // overwritten by the next row (no branch to mispredict); otherwise they are skipped.
         let mut advance_by = None;
         if let Some(filter) = &spec.filter {
-            let f = g.expr(filter)?;
-            let pass = g.truth(f);
-            g.put_bit(selection, selection_acc, i, pass);
+            let pass = g.cond(filter, true)?;
+            let acc = g.b.use_var(selection_acc);
+            let wide = g.b.ins().uextend(types::I64, pass);
+            let shift = g.b.ins().band_imm_u(i, 63);
+            let bit = g.b.ins().ishl(wide, shift);
+            let acc = g.b.ins().bor(acc, bit);
+            g.b.def_var(selection_acc, acc);
             let output_cost: usize = spec.outputs.iter().map(cost).sum();
             if output_cost <= BRANCH_FREE_OUTPUTS {
                 advance_by = Some(pass);
@@ -230,9 +267,22 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         g.b.def_var(row, i1);
         g.b.ins().jump(head, &[]);
         g.b.seal_block(head);
+        g.b.switch_to_block(word_done);
+        g.b.seal_block(word_done);
+        if spec.filter.is_some() {
+            let offset = g.b.ins().ushr_imm_u(start, 3);
+            let addr = g.b.ins().iadd(selection, offset);
+            let acc = g.b.use_var(selection_acc);
+            g.b.ins().store(MemFlagsData::trusted(), acc, addr, 0);
+        }
+        g.b.ins().jump(outer, &[]);
+        g.b.seal_block(outer);
         g.b.switch_to_block(exit);
         g.b.seal_block(exit);
-        let result = g.b.use_var(kept);
+        let kept = g.b.use_var(kept);
+        let failed = g.b.use_var(bail);
+        let minus_one = g.b.ins().iconst(ptr, -1);
+        let result = g.b.ins().select(failed, minus_one, kept);
         g.b.ins().return_(&[result]);
         g.b.finalize(frontend_config);
     }
@@ -263,6 +313,7 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         function,
         always_valid: always_valid_flags,
         _strings: strings,
+        _matchers: matchers,
     })
 }
 
@@ -281,11 +332,13 @@ fn check(e: &Expr, slots: &[arrow::datatypes::DataType]) -> Result<(), JitError>
     e.children().into_iter().try_for_each(|c| check(c, slots))
 }
 
+/// Where a slot's [`crate::kernel::ColumnArg`] is: at `offset` from the `arg` pointer.
 struct SlotRegs {
     phys: Phys,
-    values: Value,
-    validity: Option<Value>,
-    data: Option<Value>,
+    arg: Value,
+    offset: i32,
+    /// Whether its validity bitmap is read.
+    nullable: bool,
 }
 
 /// One computed value: `a` (for strings the pointer, with `len`), and its validity flag unless
@@ -304,9 +357,19 @@ struct Gen<'f, 's> {
     /// The current row number.
     row: Value,
     strings: &'s mut Vec<Box<[u8]>>,
+    #[allow(clippy::vec_box)]
+    matchers: &'s mut Vec<Box<LikeMatcher>>,
+    like: cranelift_codegen::ir::SigRef,
+    /// Signatures of stdlib functions' scalar forms (`fsql_stdlib::Scalar`).
+    f64_f64: cranelift_codegen::ir::SigRef,
+    f64x2_f64: cranelift_codegen::ir::SigRef,
     str_cmp: cranelift_codegen::ir::SigRef,
-    fmod64: cranelift_codegen::ir::SigRef,
     fmod32: cranelift_codegen::ir::SigRef,
+    /// Set (1) by a row that failed where the interpreter reports an error: the kernel then
+    /// returns -1 and the batch goes to the interpreter.
+    bail: Variable,
+    /// String literals by the register holding their pointer, for comparisons specialised to them.
+    literals: Vec<(Value, Box<[u8]>)>,
     /// Columns already loaded for the current row, by scope: a scope per conditionally executed
     /// block, so a value is reused only where its load dominates the use.
     loaded: Vec<Vec<(usize, V)>>,
@@ -333,6 +396,9 @@ fn cost(e: &Expr) -> usize {
 
 impl Gen<'_, '_> {
     fn iconst(&mut self, ty: Type, v: i64) -> Value {
+        if ty == types::I128 {
+            return self.const128(i128::from(v));
+        }
         let bits = ty.bits();
         let masked = if bits >= 64 {
             v
@@ -340,6 +406,91 @@ impl Gen<'_, '_> {
             (v as u64 & ((1u64 << bits) - 1)) as i64
         };
         self.b.ins().iconst(ty, masked)
+    }
+
+    /// A 128-bit constant, from its two halves.
+    fn const128(&mut self, v: i128) -> Value {
+        let lo = self.b.ins().iconst(types::I64, v as i64);
+        let hi = self.b.ins().iconst(types::I64, (v >> 64) as i64);
+        self.b.ins().iconcat(lo, hi)
+    }
+
+    /// DECIMAL `l + r` or `l - r` (one scale; `precision` is that of the interpreter's raw sum,
+    /// `target` the result type's). A sum that overflows `i128` is the interpreter's error: the
+    /// row sets the kernel's bail-out flag. A sum with more digits than `target` allows is NULL,
+    /// as the interpreter's safe cast to the result type makes it.
+    fn decimal_add_sub(&mut self, plus: bool, l: V, r: V, precision: u8, target: u8) -> V {
+        let (a, b) = (l.a, r.a);
+        let sum = if plus {
+            self.b.ins().iadd(a, b)
+        } else {
+            self.b.ins().isub(a, b)
+        };
+        // Signed overflow: the operands agree in sign (differ, for `-`) and the result does not.
+        let x = self.b.ins().bxor(a, sum);
+        let y = if plus {
+            self.b.ins().bxor(b, sum)
+        } else {
+            self.b.ins().bxor(a, b)
+        };
+        let z = self.b.ins().band(x, y);
+        let zero = self.const128(0);
+        let overflow = self.b.ins().icmp(IntCC::SignedLessThan, z, zero);
+        let mut valid = self.both_valid(l.valid, r.valid);
+        let failed = match valid {
+            Some(v) => self.b.ins().band(v, overflow),
+            None => overflow,
+        };
+        self.fail_if(failed);
+        if precision > target {
+            let max = 10i128.pow(u32::from(target)) - 1;
+            let hi = self.const128(max);
+            let lo = self.const128(-max);
+            let below = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, sum, hi);
+            let above = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, sum, lo);
+            let fits = self.b.ins().band(below, above);
+            valid = Some(match valid {
+                Some(v) => self.b.ins().band(v, fits),
+                None => fits,
+            });
+        }
+        V {
+            a: sum,
+            len: None,
+            valid,
+            phys: Phys::I128,
+        }
+    }
+
+    /// A timestamp in `unit` (milliseconds or finer) moved by a day-time interval of `ms`
+    /// milliseconds, wrapping on overflow as the interpreter does.
+    fn shift_timestamp(&mut self, t: V, ms: V, unit: TimeUnit, minus: bool) -> V {
+        let units = match unit {
+            // `timestamp_shift` admits no whole-second timestamps.
+            TimeUnit::Second | TimeUnit::Millisecond => ms.a,
+            TimeUnit::Microsecond => self.b.ins().imul_imm_s(ms.a, 1_000),
+            TimeUnit::Nanosecond => self.b.ins().imul_imm_s(ms.a, 1_000_000),
+        };
+        let a = if minus {
+            self.b.ins().isub(t.a, units)
+        } else {
+            self.b.ins().iadd(t.a, units)
+        };
+        V {
+            a,
+            len: None,
+            valid: self.both_valid(t.valid, ms.valid),
+            phys: Phys::I64,
+        }
+    }
+
+    /// Marks the batch as one the interpreter must compute when `failed` (0/1) is set: a row
+    /// failed where the interpreter reports an error (it gives the reference error, or none if a
+    /// guard excludes the row).
+    fn fail_if(&mut self, failed: Value) {
+        let old = self.b.use_var(self.bail);
+        let now = self.b.ins().bor(old, failed);
+        self.b.def_var(self.bail, now);
     }
 
     fn one(&mut self) -> Value {
@@ -420,7 +571,40 @@ impl Gen<'_, '_> {
                 | BinaryOp::Modulo => {
                     let l = self.expr(left)?;
                     let r = self.expr(right)?;
-                    self.arithmetic(*op, l, r)
+                    let minus = *op == BinaryOp::Minus;
+                    let shift = matches!(op, BinaryOp::Plus | BinaryOp::Minus)
+                        .then(|| {
+                            timestamp_shift(
+                                &left.data_type.to_arrow(),
+                                &right.data_type.to_arrow(),
+                                &e.data_type.to_arrow(),
+                                minus,
+                            )
+                        })
+                        .flatten();
+                    if let Some((unit, swapped)) = shift {
+                        let (t, ms) = if swapped { (r, l) } else { (l, r) };
+                        self.shift_timestamp(t, ms, unit, minus)
+                    } else if phys == Phys::I128 {
+                        let (lt, rt, t) = (
+                            left.data_type.to_arrow(),
+                            right.data_type.to_arrow(),
+                            e.data_type.to_arrow(),
+                        );
+                        let (Some(precision), arrow::datatypes::DataType::Decimal128(target, _)) =
+                            (decimal_sum_precision(&lt, &rt, &t), &t)
+                        else {
+                            return Err(JitError::Unsupported(e.to_string()));
+                        };
+                        let plus = match op {
+                            BinaryOp::Plus => true,
+                            BinaryOp::Minus => false,
+                            _ => return Err(JitError::Unsupported(e.to_string())),
+                        };
+                        self.decimal_add_sub(plus, l, r, precision, *target)
+                    } else {
+                        self.arithmetic(*op, l, r)
+                    }
                 }
                 _ => {
                     let l = self.expr(left)?;
@@ -466,7 +650,79 @@ impl Gen<'_, '_> {
                     result
                 }
             }
-            ExprKind::Like { .. } | ExprKind::Call { .. } => {
+            ExprKind::Like {
+                arg,
+                pattern,
+                negated,
+                case_insensitive: false,
+                escape,
+            } => {
+                let ExprKind::Literal(Literal::String(p)) = &pattern.kind else {
+                    return Err(JitError::Unsupported(e.to_string()));
+                };
+                let v = self.expr(arg)?;
+                let Some(len) = v.len else {
+                    return Err(JitError::Unsupported(e.to_string()));
+                };
+                let matcher = Box::new(LikeMatcher::new(p, *escape));
+                if let Some(matched) = self.like_inline(v.a, len, &matcher) {
+                    return Ok(V {
+                        a: if *negated { self.not(matched) } else { matched },
+                        len: None,
+                        valid: v.valid,
+                        phys: Phys::Bool,
+                    });
+                }
+                let m = self
+                    .b
+                    .ins()
+                    .iconst(types::I64, &*matcher as *const LikeMatcher as i64);
+                self.matchers.push(matcher);
+                let callee = self
+                    .b
+                    .ins()
+                    .iconst(types::I64, like::like_match as *const u8 as i64);
+                let call = self
+                    .b
+                    .ins()
+                    .call_indirect(self.like, callee, &[m, v.a, len]);
+                let matched = self.b.inst_results(call)[0];
+                V {
+                    a: if *negated { self.not(matched) } else { matched },
+                    len: None,
+                    valid: v.valid,
+                    phys: Phys::Bool,
+                }
+            }
+            ExprKind::Call { function, args } => {
+                let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
+                let (callee, sig) = match (scalar, args.len()) {
+                    (Some(fsql_stdlib::Scalar::F64(f)), 1) => (f as *const u8, self.f64_f64),
+                    (Some(fsql_stdlib::Scalar::F64F64(f)), 2) => (f as *const u8, self.f64x2_f64),
+                    _ => return Err(JitError::Unsupported(e.to_string())),
+                };
+                let mut values = Vec::with_capacity(args.len());
+                let mut valid = None;
+                for arg in args {
+                    let v = self.expr(arg)?;
+                    if v.phys != Phys::F64 {
+                        return Err(JitError::Unsupported(e.to_string()));
+                    }
+                    valid = self.both_valid(valid, v.valid);
+                    values.push(v.a);
+                }
+                // Rows with a NULL argument call it too (on whatever value the slot holds: the
+                // functions are pure) and are NULL.
+                let callee = self.b.ins().iconst(types::I64, callee as i64);
+                let call = self.b.ins().call_indirect(sig, callee, &values);
+                V {
+                    a: self.b.inst_results(call)[0],
+                    len: None,
+                    valid,
+                    phys: Phys::F64,
+                }
+            }
+            ExprKind::Like { .. } => {
                 return Err(JitError::Unsupported(e.to_string()));
             }
         })
@@ -493,7 +749,13 @@ impl Gen<'_, '_> {
         let Some(slot) = self.slots.get(k) else {
             return Err(JitError::Unsupported(format!("slot {k}")));
         };
-        let (phys, values, validity, data) = (slot.phys, slot.values, slot.validity, slot.data);
+        let (phys, arg, offset, nullable) = (slot.phys, slot.arg, slot.offset, slot.nullable);
+        let flags = MemFlagsData::trusted();
+        let ptr = types::I64;
+        let values = self.b.ins().load(ptr, flags, arg, offset + COL_VALUES);
+        let validity = nullable.then(|| self.b.ins().load(ptr, flags, arg, offset + COL_VALIDITY));
+        let data =
+            (phys == Phys::Str).then(|| self.b.ins().load(ptr, flags, arg, offset + COL_DATA));
         let i = self.row;
         let valid = validity.map(|bitmap| self.load_bit(bitmap, i));
         let flags = MemFlagsData::trusted();
@@ -537,6 +799,21 @@ impl Gen<'_, '_> {
             }
             (Literal::Null, p) => (self.iconst(p.ir(), 0), None),
             (Literal::Boolean(v), _) => (self.b.ins().iconst(types::I8, i64::from(*v)), None),
+            (Literal::Int(v), Phys::I128) => {
+                let fsql_plan::DataType::Decimal { scale, .. } = e.data_type else {
+                    return Err(JitError::Unsupported(e.to_string()));
+                };
+                let unscaled =
+                    decimal_int(*v, scale).ok_or_else(|| JitError::Unsupported(e.to_string()))?;
+                (self.const128(unscaled), None)
+            }
+            (Literal::Decimal(text), Phys::I128) => {
+                let unscaled: i128 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| JitError::Unsupported(e.to_string()))?;
+                (self.const128(unscaled), None)
+            }
             (Literal::Int(v), Phys::F32) => (self.b.ins().f32const(*v as f32), None),
             (Literal::Int(v), Phys::F64) => (self.b.ins().f64const(*v as f64), None),
             (Literal::Int(v), p) => (self.iconst(p.ir(), *v), None),
@@ -548,6 +825,7 @@ impl Gen<'_, '_> {
                 let bytes: Box<[u8]> = s.as_bytes().into();
                 let ptr = self.b.ins().iconst(types::I64, bytes.as_ptr() as i64);
                 let len = self.b.ins().iconst(types::I64, bytes.len() as i64);
+                self.literals.push((ptr, bytes.clone()));
                 self.strings.push(bytes);
                 (ptr, Some(len))
             }
@@ -647,6 +925,64 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// 1 where the BOOLEAN `e` is `want` (TRUE or FALSE), 0 where it is the other value or NULL:
+    /// what a filter or a CASE condition needs. AND, OR and NOT then need no validity flags, since
+    /// `A AND B` is TRUE exactly when both are TRUE and FALSE when either is FALSE (and dually for
+    /// OR), whatever the other operand is.
+    fn cond(&mut self, e: &Expr, want: bool) -> Result<Value, JitError> {
+        match &e.kind {
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                arg,
+            } => self.cond(arg, !want),
+            ExprKind::Binary {
+                op: op @ (BinaryOp::And | BinaryOp::Or),
+                left,
+                right,
+            } => {
+                // Both operands must be `want` (TRUE AND, FALSE OR), or either may be.
+                let both = (*op == BinaryOp::And) == want;
+                let l = self.cond(left, want)?;
+                if cost(right) <= BRANCH_COST {
+                    let r = self.cond(right, want)?;
+                    return Ok(if both {
+                        self.b.ins().band(l, r)
+                    } else {
+                        self.b.ins().bor(l, r)
+                    });
+                }
+                // The left operand decides when it is not `want` (both) or is (either).
+                let result = self.b.declare_var(types::I8);
+                self.b.def_var(result, l);
+                let long = self.b.create_block();
+                let merge = self.b.create_block();
+                if both {
+                    self.b.ins().brif(l, long, &[], merge, &[]);
+                } else {
+                    self.b.ins().brif(l, merge, &[], long, &[]);
+                }
+                self.b.switch_to_block(long);
+                self.b.seal_block(long);
+                self.loaded.push(Vec::new());
+                let r = self.cond(right, want)?;
+                self.loaded.pop();
+                self.b.def_var(result, r);
+                self.b.ins().jump(merge, &[]);
+                self.b.switch_to_block(merge);
+                self.b.seal_block(merge);
+                Ok(self.b.use_var(result))
+            }
+            _ => {
+                let v = self.expr(e)?;
+                let is = if want { v.a } else { self.not(v.a) };
+                Ok(match v.valid {
+                    Some(valid) => self.b.ins().band(valid, is),
+                    None => is,
+                })
+            }
+        }
+    }
+
     /// AND/OR; an expensive right side is skipped on rows the left side decides.
     fn and_or(&mut self, is_and: bool, left: &Expr, right: &Expr) -> Result<V, JitError> {
         let l = self.expr(left)?;
@@ -723,8 +1059,7 @@ impl Gen<'_, '_> {
         // before it also reach.
         let scopes = self.loaded.len();
         for (cond, value) in branches {
-            let c = self.expr(cond)?;
-            let hit = self.truth(c);
+            let hit = self.cond(cond, true)?;
             let then = self.b.create_block();
             let next = self.b.create_block();
             self.b.ins().brif(hit, then, &[], next, &[]);
@@ -818,7 +1153,7 @@ impl Gen<'_, '_> {
                 BinaryOp::Divide => self.b.ins().fdiv(l.a, r.a),
                 _ => {
                     let (sig, f) = if phys == Phys::F64 {
-                        (self.fmod64, helpers::fmod64 as *const u8)
+                        (self.f64x2_f64, helpers::fmod64 as *const u8)
                     } else {
                         (self.fmod32, helpers::fmod32 as *const u8)
                     };
@@ -871,6 +1206,97 @@ impl Gen<'_, '_> {
             valid,
             phys,
         }
+    }
+
+    /// 1 when the string at `p` (`len` bytes) equals `lit`, a literal of 1 to 16 bytes: without
+    /// branches or calls, by comparing the length and one or two (overlapping) loads that cover
+    /// the literal.
+    fn str_equal_literal(&mut self, p: Value, len: Value, lit: Value, bytes: &[u8]) -> Value {
+        let same_len = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::Equal, len, bytes.len() as i64);
+        self.bytes_equal_literal(same_len, p, lit, bytes)
+    }
+
+    /// 1 when `ok` and the `bytes.len()` (1 to 16) bytes at `at` are `bytes`, whose copy is at
+    /// `lit`. When `ok` is 0 the loads read the literal itself, so `at` need only be readable
+    /// for that many bytes when `ok` is 1.
+    fn bytes_equal_literal(&mut self, ok: Value, at: Value, lit: Value, bytes: &[u8]) -> Value {
+        let n = bytes.len();
+        debug_assert!((1..=16).contains(&n));
+        let at = self.b.ins().select(ok, at, lit);
+        let flags = MemFlagsData::new().with_notrap();
+        let width = match n {
+            1 => 1,
+            2 | 3 => 2,
+            4..=7 => 4,
+            _ => 8,
+        };
+        let ty = Type::int_with_byte_size(width as u16).unwrap_or(types::I64);
+        let word = |offset: usize| {
+            let mut v = [0u8; 8];
+            v[..width].copy_from_slice(&bytes[offset..offset + width]);
+            i64::from_le_bytes(v)
+        };
+        let mut eq = ok;
+        for offset in [0, n - width] {
+            let loaded = self.b.ins().load(ty, flags, at, offset as i32);
+            let expected = self.iconst(ty, word(offset));
+            let same = self.b.ins().icmp(IntCC::Equal, loaded, expected);
+            eq = self.b.ins().band(eq, same);
+        }
+        eq
+    }
+
+    /// `LIKE` with an exact, prefix (`abc%`) or suffix (`%abc`) pattern of at most 16 bytes,
+    /// inline (bytes compare as characters do: UTF-8 is self-synchronising); `None` for other
+    /// patterns, which call [`like::like_match`].
+    fn like_inline(&mut self, p: Value, len: Value, matcher: &LikeMatcher) -> Option<Value> {
+        let (text, suffix) = match matcher {
+            LikeMatcher::Exact(t) | LikeMatcher::Prefix(t) => (t, false),
+            LikeMatcher::Suffix(t) => (t, true),
+            _ => return None,
+        };
+        if text.len() > 16 {
+            return None;
+        }
+        if text.is_empty() {
+            // '' matches only the empty string; '%' anything.
+            return Some(match matcher {
+                LikeMatcher::Exact(_) => self.b.ins().icmp_imm_u(IntCC::Equal, len, 0),
+                _ => self.one(),
+            });
+        }
+        let bytes: Box<[u8]> = text.as_bytes().into();
+        let lit = self.b.ins().iconst(types::I64, bytes.as_ptr() as i64);
+        let n = bytes.len() as i64;
+        let result = match matcher {
+            LikeMatcher::Exact(_) => self.str_equal_literal(p, len, lit, &bytes),
+            _ => {
+                let long_enough = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, len, n);
+                let at = if suffix {
+                    let end = self.b.ins().iadd(p, len);
+                    self.b.ins().iadd_imm_s(end, -n)
+                } else {
+                    p
+                };
+                self.bytes_equal_literal(long_enough, at, lit, &bytes)
+            }
+        };
+        self.strings.push(bytes);
+        Some(result)
+    }
+
+    /// The bytes of a string literal held in register `v`, if it is one.
+    fn literal_bytes(&self, v: Value) -> Option<Box<[u8]>> {
+        self.literals
+            .iter()
+            .find(|(ptr, _)| *ptr == v)
+            .map(|(_, bytes)| bytes.clone())
     }
 
     /// 1 when two strings are equal. Without branches it compares the lengths and the first and
@@ -940,7 +1366,16 @@ impl Gen<'_, '_> {
             Phys::Str if equality => {
                 let llen = l.len.unwrap_or(la);
                 let rlen = r.len.unwrap_or(ra);
-                let eq = self.str_equal(la, llen, ra, rlen);
+                let short =
+                    |b: &Option<Box<[u8]>>| b.as_ref().is_some_and(|b| (1..=16).contains(&b.len()));
+                let (lb, rb) = (self.literal_bytes(la), self.literal_bytes(ra));
+                let eq = if short(&rb) && r.valid.is_none() {
+                    self.str_equal_literal(la, llen, ra, rb.as_deref().unwrap_or_default())
+                } else if short(&lb) && l.valid.is_none() {
+                    self.str_equal_literal(ra, rlen, la, lb.as_deref().unwrap_or_default())
+                } else {
+                    self.str_equal(la, llen, ra, rlen)
+                };
                 // Compared below as `eq == 1` (or `<> 1`).
                 (eq, self.b.ins().iconst(types::I8, 1))
             }

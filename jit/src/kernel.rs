@@ -186,6 +186,9 @@ impl Kernel {
                     selection_ptr,
                 )
             };
+            if n == -1 {
+                return Err(JitError::RowFailed);
+            }
             usize::try_from(n)
                 .ok()
                 .filter(|n| *n <= rows)

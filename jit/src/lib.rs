@@ -36,6 +36,7 @@
 mod codegen;
 mod helpers;
 mod kernel;
+mod like;
 mod phys;
 mod split;
 mod variants;
@@ -55,6 +56,10 @@ pub enum JitError {
     /// Cranelift failed (a bug in the code generator, reported rather than hidden).
     #[error("code generation failed: {0}")]
     Codegen(String),
+    /// A row failed where the interpreter reports an error (a DECIMAL sum beyond `i128`, say):
+    /// the interpreter must compute this batch, giving the reference result or error.
+    #[error("a row failed in compiled code")]
+    RowFailed,
     /// The inputs given to a kernel are not those it was compiled for.
     #[error("kernel input mismatch: {0}")]
     Input(String),

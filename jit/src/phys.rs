@@ -1,6 +1,6 @@
 //! The physical value classes compiled code handles, and which Arrow types map to them.
 
-use arrow::datatypes::{DataType as ArrowType, IntervalUnit};
+use arrow::datatypes::{DataType as ArrowType, IntervalUnit, TimeUnit};
 use cranelift_codegen::ir::{Type, types};
 
 /// How one value is held in registers and laid out in an Arrow array.
@@ -18,6 +18,8 @@ pub(crate) enum Phys {
     I64,
     F32,
     F64,
+    /// DECIMAL(p, s) of any precision and scale: the unscaled `i128`.
+    I128,
     /// STRING: a pointer and a length (read-only; compiled code never builds strings).
     Str,
 }
@@ -34,6 +36,7 @@ impl Phys {
             A::Int64 | A::Date64 | A::Time64(_) | A::Timestamp(..) | A::Duration(_) => Phys::I64,
             A::Float32 => Phys::F32,
             A::Float64 => Phys::F64,
+            A::Decimal128(..) => Phys::I128,
             A::Utf8 => Phys::Str,
             _ => return None,
         })
@@ -51,6 +54,7 @@ impl Phys {
             Phys::I16 => types::I16,
             Phys::I32 => types::I32,
             Phys::I64 | Phys::Str => types::I64,
+            Phys::I128 => types::I128,
             Phys::F32 => types::F32,
             Phys::F64 => types::F64,
         }
@@ -64,6 +68,7 @@ impl Phys {
             Phys::I16 => 2,
             Phys::I32 | Phys::F32 => 4,
             Phys::I64 | Phys::F64 => 8,
+            Phys::I128 => 16,
         }
     }
 
@@ -78,6 +83,10 @@ impl Phys {
 pub(crate) fn comparable(l: &ArrowType, r: &ArrowType) -> bool {
     if l == r {
         return Phys::of(l).is_some();
+    }
+    if let (ArrowType::Decimal128(_, sl), ArrowType::Decimal128(_, sr)) = (l, r) {
+        // Equal scales: the unscaled values compare as they are.
+        return sl == sr;
     }
     let numeric = |t: &ArrowType| t.is_integer() || t.is_floating();
     let signed_int = |t: &ArrowType| {
@@ -102,4 +111,42 @@ pub(crate) fn common(l: Phys, r: Phys) -> Phys {
     }
     // Two integers: the wider one.
     if l.width() >= r.width() { l } else { r }
+}
+
+/// For `l + r` or `l - r` of two DECIMALs of one scale, the precision of the interpreter's raw
+/// sum (Arrow's rule, Hive's: `max(p1 - s1, p2 - s2) + s + 1`, at most 38) when the result type
+/// `t` has that scale too; `None` for any other operand types.
+pub(crate) fn decimal_sum_precision(l: &ArrowType, r: &ArrowType, t: &ArrowType) -> Option<u8> {
+    match (l, r, t) {
+        (
+            ArrowType::Decimal128(pl, sl),
+            ArrowType::Decimal128(pr, sr),
+            ArrowType::Decimal128(_, st),
+        ) if sl == sr && sr == st => {
+            let digits = (i16::from(*pl) - i16::from(*sl)).max(i16::from(*pr) - i16::from(*sr));
+            Some((digits + i16::from(*sl) + 1).clamp(1, 38) as u8)
+        }
+        _ => None,
+    }
+}
+
+/// For TIMESTAMP ± INTERVAL DAY TO SECOND (Arrow's millisecond duration) whose result keeps the
+/// timestamp's type: the timestamp's unit, and whether the interval is the left operand.
+pub(crate) fn timestamp_shift(
+    l: &ArrowType,
+    r: &ArrowType,
+    t: &ArrowType,
+    minus: bool,
+) -> Option<(TimeUnit, bool)> {
+    let ms = ArrowType::Duration(TimeUnit::Millisecond);
+    // fsql's TIMESTAMP(p) is in milliseconds, microseconds or nanoseconds, never whole seconds.
+    let fsql_unit = |t: &ArrowType| !matches!(t, ArrowType::Timestamp(TimeUnit::Second, _));
+    if !fsql_unit(t) {
+        return None;
+    }
+    match (l, r) {
+        (ArrowType::Timestamp(unit, _), d) if *d == ms && l == t => Some((*unit, false)),
+        (d, ArrowType::Timestamp(unit, _)) if *d == ms && r == t && !minus => Some((*unit, true)),
+        _ => None,
+    }
 }

@@ -316,6 +316,13 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
                 | BinaryOp::Multiply
                 | BinaryOp::Divide
                 | BinaryOp::Modulo => {
+                    if matches!(op, BinaryOp::Plus | BinaryOp::Minus)
+                        && (crate::phys::decimal_sum_precision(&l, &r, &t).is_some()
+                            || crate::phys::timestamp_shift(&l, &r, &t, *op == BinaryOp::Minus)
+                                .is_some())
+                    {
+                        return None;
+                    }
                     let numeric = t.is_integer() || t.is_floating();
                     (!numeric || l != t || r != t).then(|| {
                         format!(
@@ -372,11 +379,36 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
             (!list.iter().all(|i| comparable(&a, &arrow(i))))
                 .then(|| format!("IN over {} is interpreted", arg.data_type))
         }
-        ExprKind::Like { .. } => Some("LIKE is interpreted".into()),
-        ExprKind::Call { function, .. } => Some(format!(
-            "function {} is interpreted",
-            function.to_uppercase()
-        )),
+        ExprKind::Like {
+            arg,
+            pattern,
+            case_insensitive,
+            ..
+        } => {
+            if *case_insensitive {
+                Some("ILIKE is interpreted (Unicode case folding)".into())
+            } else if !matches!(pattern.kind, ExprKind::Literal(Literal::String(_))) {
+                Some("LIKE with a pattern that is not a constant is interpreted".into())
+            } else {
+                (Phys::of(&arrow(arg)) != Some(Phys::Str))
+                    .then(|| format!("LIKE on {} is interpreted", arg.data_type))
+            }
+        }
+        ExprKind::Call { function, args } => {
+            let f64_args = args.iter().all(|a| arrow(a) == ArrowType::Float64);
+            let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
+            let callable = match scalar {
+                Some(fsql_stdlib::Scalar::F64(_)) => args.len() == 1,
+                Some(fsql_stdlib::Scalar::F64F64(_)) => args.len() == 2,
+                None => false,
+            };
+            (!(callable && f64_args && t == ArrowType::Float64)).then(|| {
+                format!(
+                    "function {} is interpreted (a vectorised stdlib kernel)",
+                    function.to_uppercase()
+                )
+            })
+        }
     }
 }
 
@@ -403,6 +435,16 @@ pub(crate) fn literal_ok(lit: &Literal, ty: &DataType) -> bool {
         ) => true,
         (Literal::Float(_), D::Float | D::Double) => true,
         (Literal::String(_), D::String) => true,
+        (Literal::Decimal(text), D::Decimal { .. }) => text.trim().parse::<i128>().is_ok(),
+        (Literal::Int(v), D::Decimal { scale, .. }) => decimal_int(*v, *scale).is_some(),
         _ => false,
     }
+}
+
+/// The unscaled value of integer literal `v` typed DECIMAL with `scale` (the interpreter's
+/// reading: the whole number `v`), or `None` when it does not fit.
+pub(crate) fn decimal_int(v: i64, scale: i8) -> Option<i128> {
+    10i128
+        .checked_pow(u32::try_from(scale).ok()?)?
+        .checked_mul(i128::from(v))
 }

@@ -119,6 +119,107 @@ impl CompiledExprs {
     }
 }
 
+/// The expressions of an operator other than a Calc (aggregate arguments and FILTERs, a join's
+/// condition, MATCH_RECOGNIZE measures): computed together by one kernel where the JIT reaches,
+/// by the interpreter otherwise, or for any batch the kernel cannot take.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
+/// use arrow::datatypes::{DataType as A, Field, Float64Type, Schema};
+/// use fsql_plan::{BinaryOp, DataType, Expr, ExprKind, Literal};
+/// use fsql_runtime::compiled::ExprGroup;
+///
+/// let schema = Arc::new(Schema::new(vec![Field::new("amount", A::Float64, true)]));
+/// let amount = Expr::column(0, DataType::Double, true);
+/// let tiny = Expr {
+///     kind: ExprKind::Binary {
+///         op: BinaryOp::Lt,
+///         left: Box::new(amount),
+///         right: Box::new(Expr::literal(Literal::float(2.0), DataType::Double)),
+///     },
+///     data_type: DataType::Boolean,
+///     nullable: true,
+/// };
+/// let mut group = ExprGroup::new(vec![tiny]).compiled(&schema);
+/// let column: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), None, Some(5.0)]));
+/// let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+/// let out = group.evaluate(&batch).unwrap();
+/// let tiny: Vec<_> = out[0].as_boolean().iter().collect();
+/// assert_eq!(tiny, vec![Some(true), None, Some(false)]);
+/// ```
+#[derive(Debug)]
+pub struct ExprGroup {
+    exprs: Vec<Expr>,
+    compiled: Option<CompiledExprs>,
+}
+
+impl ExprGroup {
+    /// The group, interpreted until [`ExprGroup::compiled`].
+    pub fn new(exprs: Vec<Expr>) -> ExprGroup {
+        ExprGroup {
+            exprs,
+            compiled: None,
+        }
+    }
+
+    /// The same group run by compiled code over batches of `input` where the JIT reaches.
+    pub fn compiled(mut self, input: &Schema) -> ExprGroup {
+        self.compiled = CompiledExprs::new(None, &self.exprs, input);
+        self
+    }
+
+    /// The expressions, in order.
+    pub fn exprs(&self) -> &[Expr] {
+        &self.exprs
+    }
+
+    /// Each expression over every row of `batch`, in order.
+    pub fn evaluate(&mut self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, EvalError> {
+        if batch.num_rows() > 0
+            && let Some(compiled) = &mut self.compiled
+            && let Some(computed) = compiled.run(batch)?
+        {
+            debug_assert_eq!(computed.rows, batch.num_rows());
+            return Ok(computed.columns);
+        }
+        self.exprs.iter().map(|e| evaluate(e, batch)).collect()
+    }
+}
+
+/// A BOOLEAN condition over whole rows (a join's residual condition): the rows it holds TRUE
+/// for, computed by compiled code where the JIT reaches.
+#[derive(Debug)]
+pub struct Condition(ExprGroup);
+
+impl Condition {
+    /// The condition, interpreted until [`Condition::compiled`].
+    pub fn new(condition: Expr) -> Condition {
+        Condition(ExprGroup::new(vec![condition]))
+    }
+
+    /// The same condition run by compiled code over batches of `input` where the JIT reaches.
+    pub fn compiled(self, input: &Schema) -> Condition {
+        Condition(self.0.compiled(input))
+    }
+
+    /// The condition.
+    pub fn expr(&self) -> Option<&Expr> {
+        self.0.exprs().first()
+    }
+
+    /// TRUE for the rows of `batch` the condition holds for (FALSE where it is FALSE or NULL).
+    pub fn holds(&mut self, batch: &RecordBatch) -> Result<BooleanArray, EvalError> {
+        let value = self.0.evaluate(batch)?.pop();
+        let mask = value
+            .as_ref()
+            .and_then(|v| v.as_any().downcast_ref::<BooleanArray>())
+            .cloned()
+            .ok_or_else(|| EvalError::Unsupported("a condition that is not BOOLEAN".into()))?;
+        Ok(crate::eval::null_as_false(mask))
+    }
+}
+
 fn split(filter: Option<&Expr>, outputs: &[Expr], input: &Schema) -> Split {
     let types: Vec<_> = input
         .fields()

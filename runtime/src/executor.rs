@@ -640,25 +640,35 @@ impl<'c> Executor<'c> {
                         ruleset
                     }))
                 }
-                PlanOp::Over(spec) => Some(Box::new(Over::new(
-                    &node.name,
-                    spec,
-                    &*input(0)?,
-                    schema.clone(),
-                    pipeline.emit,
-                    state_ttl_ms(&pipeline.settings)?,
-                )?)),
+                PlanOp::Over(spec) => {
+                    let over = Over::new(
+                        &node.name,
+                        spec,
+                        &*input(0)?,
+                        schema.clone(),
+                        pipeline.emit,
+                        state_ttl_ms(&pipeline.settings)?,
+                    )?;
+                    Some(Box::new(if jit {
+                        over.compiled(&*input(0)?)
+                    } else {
+                        over
+                    }))
+                }
                 PlanOp::WindowAssign(spec) => Some(Box::new(WindowAssign::new(
                     &node.name,
                     spec,
                     schema.clone(),
                 )?)),
-                PlanOp::WindowAggregate(spec) => Some(Box::new(WindowAggregate::new(
-                    &node.name,
-                    spec,
-                    &*input(0)?,
-                    schema.clone(),
-                )?)),
+                PlanOp::WindowAggregate(spec) => {
+                    let window =
+                        WindowAggregate::new(&node.name, spec, &*input(0)?, schema.clone())?;
+                    Some(Box::new(if jit {
+                        window.compiled(&*input(0)?)
+                    } else {
+                        window
+                    }))
+                }
                 PlanOp::WindowRank(spec) => {
                     Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
                 }
@@ -690,20 +700,15 @@ impl<'c> Executor<'c> {
                         schema.clone(),
                     )))
                 }
-                PlanOp::TemporalJoin(spec) => Some(Box::new(TemporalJoin::new(
-                    &node.name,
-                    spec,
-                    input(0)?,
-                    input(1)?,
-                    schema.clone(),
-                )?)),
-                PlanOp::Join(spec) => Some(Box::new(Join::new(
-                    &node.name,
-                    spec,
-                    input(0)?,
-                    input(1)?,
-                    schema.clone(),
-                )?)),
+                PlanOp::TemporalJoin(spec) => {
+                    let join =
+                        TemporalJoin::new(&node.name, spec, input(0)?, input(1)?, schema.clone())?;
+                    Some(Box::new(if jit { join.compiled() } else { join }))
+                }
+                PlanOp::Join(spec) => {
+                    let join = Join::new(&node.name, spec, input(0)?, input(1)?, schema.clone())?;
+                    Some(Box::new(if jit { join.compiled() } else { join }))
+                }
                 PlanOp::Sink(_) if open.capture_sinks => {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }

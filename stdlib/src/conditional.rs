@@ -18,6 +18,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::VariadicCommon { min: 1 },
         return_type: common,
         kernel: coalesce,
+        scalar: None,
     });
     out.push(Function {
         name: "ifnull",
@@ -30,6 +31,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
             common(types)
         },
         kernel: ifnull,
+        scalar: None,
     });
     out.push(Function {
         name: "nullif",
@@ -37,6 +39,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(2),
         return_type: nullif_type,
         kernel: nullif,
+        scalar: None,
     });
     out.push(Function {
         name: "if",
@@ -45,6 +48,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(3),
         return_type: if_type,
         kernel: if_kernel,
+        scalar: None,
     });
 }
 

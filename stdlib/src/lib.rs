@@ -103,6 +103,27 @@ pub struct Function {
     pub return_type: fn(&[DataType]) -> Result<DataType, String>,
     /// Evaluates the function on arrays that all have `num_rows` rows (scalars are already expanded).
     pub kernel: fn(&[ArrayRef], usize) -> Result<ArrayRef, KernelError>,
+    /// The same function one row at a time, for compiled code (`fsql-jit` calls it per row), when
+    /// it has a plain-value form; the kernel is built from the same code, so both agree.
+    pub scalar: Option<Scalar>,
+}
+
+/// A function's row-at-a-time form over plain values, callable from generated code (C ABI).
+/// NULL arguments never reach it: the result of a NULL argument is NULL (the caller's part).
+///
+/// ```
+/// let Some(fsql_stdlib::Scalar::F64(sqrt)) = fsql_stdlib::lookup("sqrt").and_then(|f| f.scalar)
+/// else {
+///     panic!("SQRT has a scalar form");
+/// };
+/// assert_eq!(sqrt(9.0), 3.0);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub enum Scalar {
+    /// DOUBLE → DOUBLE.
+    F64(extern "C" fn(f64) -> f64),
+    /// (DOUBLE, DOUBLE) → DOUBLE.
+    F64F64(extern "C" fn(f64, f64) -> f64),
 }
 
 /// Every built-in function, sorted by name (aliases are separate entries sharing a kernel).

@@ -23,8 +23,12 @@ pub(crate) fn register(out: &mut Vec<Function>) {
     use DataType::{Float32, Float64, Int8, Int16, Int32, Int64};
     macro_rules! float_fn {
         ($name:literal, 1, $f:expr, $doc:literal) => {{
+            extern "C" fn scalar(x: f64) -> f64 {
+                let f: fn(f64) -> f64 = $f;
+                f(x)
+            }
             fn kernel(args: &[ArrayRef], n: usize) -> Result<ArrayRef, KernelError> {
-                float_unary($name, args, n, $f)
+                float_unary($name, args, n, |x| scalar(x))
             }
             out.push(Function {
                 name: $name,
@@ -32,11 +36,16 @@ pub(crate) fn register(out: &mut Vec<Function>) {
                 signature: Signature::OneOf(vec![vec![Float64]]),
                 return_type: |_| Ok(Float64),
                 kernel,
+                scalar: Some(crate::Scalar::F64(scalar)),
             });
         }};
         ($name:literal, 2, $f:expr, $doc:literal) => {{
+            extern "C" fn scalar(a: f64, b: f64) -> f64 {
+                let f: fn(f64, f64) -> f64 = $f;
+                f(a, b)
+            }
             fn kernel(args: &[ArrayRef], n: usize) -> Result<ArrayRef, KernelError> {
-                float_binary($name, args, n, $f)
+                float_binary($name, args, n, |a, b| scalar(a, b))
             }
             out.push(Function {
                 name: $name,
@@ -44,6 +53,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
                 signature: Signature::OneOf(vec![vec![Float64, Float64]]),
                 return_type: |_| Ok(Float64),
                 kernel,
+                scalar: Some(crate::Scalar::F64F64(scalar)),
             });
         }};
     }
@@ -168,6 +178,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![Float64], vec![Float64, Float64]]),
         return_type: |_| Ok(Float64),
         kernel: log,
+        scalar: None,
     });
     out.push(Function {
         name: "pi",
@@ -175,6 +186,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![]]),
         return_type: |_| Ok(Float64),
         kernel: pi,
+        scalar: None,
     });
     out.push(Function {
         name: "abs",
@@ -182,6 +194,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(1),
         return_type: numeric_same,
         kernel: abs,
+        scalar: None,
     });
     out.push(Function {
         name: "sign",
@@ -189,6 +202,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(1),
         return_type: numeric_same,
         kernel: sign,
+        scalar: None,
     });
     for (name, doc) in [
         (
@@ -203,6 +217,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
             signature: Signature::Any(1),
             return_type: integral_type,
             kernel: ceil,
+            scalar: None,
         });
     }
     out.push(Function {
@@ -211,6 +226,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(1),
         return_type: integral_type,
         kernel: floor,
+        scalar: None,
     });
     // ROUND and TRUNCATE take an optional digit count, so they cannot use `Any`; the listed types keep
     // integers and floats as they are, and route DECIMAL through DOUBLE (see `round_type`).
@@ -230,6 +246,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: round_sig(),
         return_type: round_type,
         kernel: round,
+        scalar: None,
     });
     out.push(Function {
         name: "truncate",
@@ -237,6 +254,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: round_sig(),
         return_type: round_type,
         kernel: truncate,
+        scalar: None,
     });
     out.push(Function {
         name: "mod",
@@ -245,6 +263,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(2),
         return_type: mod_type,
         kernel: modulo,
+        scalar: None,
     });
     out.push(Function {
         name: "greatest",
@@ -252,6 +271,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::VariadicCommon { min: 1 },
         return_type: comparable_common,
         kernel: greatest,
+        scalar: None,
     });
     out.push(Function {
         name: "least",
@@ -259,6 +279,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::VariadicCommon { min: 1 },
         return_type: comparable_common,
         kernel: least,
+        scalar: None,
     });
 }
 

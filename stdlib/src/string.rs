@@ -23,6 +23,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
             signature,
             return_type,
             kernel,
+            scalar: None,
         });
     };
     add(

@@ -44,6 +44,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(2),
         return_type: date_part_type,
         kernel: date_part,
+        scalar: None,
     });
     macro_rules! extractor {
         ($name:literal, $field:expr, $doc:literal) => {{
@@ -56,6 +57,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
                 signature: Signature::Any(1),
                 return_type: extractor_type,
                 kernel,
+                scalar: None,
             });
         }};
     }
@@ -113,6 +115,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![Utf8], vec![Utf8, Utf8]]),
         return_type: |_| Ok(TS_MS),
         kernel: to_timestamp,
+        scalar: None,
     });
     out.push(Function {
         name: "to_timestamp_ltz",
@@ -126,6 +129,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         ]),
         return_type: |_| Ok(ts_ltz_ms()),
         kernel: to_timestamp_ltz,
+        scalar: None,
     });
     out.push(Function {
         name: "to_date",
@@ -134,6 +138,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![Utf8], vec![Utf8, Utf8]]),
         return_type: |_| Ok(DataType::Date32),
         kernel: to_date,
+        scalar: None,
     });
     out.push(Function {
         name: "date_format",
@@ -142,6 +147,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(2),
         return_type: date_format_type,
         kernel: date_format,
+        scalar: None,
     });
     out.push(Function {
         name: "unix_timestamp",
@@ -151,6 +157,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![Utf8], vec![Utf8, Utf8]]),
         return_type: |_| Ok(DataType::Int64),
         kernel: unix_timestamp,
+        scalar: None,
     });
     out.push(Function {
         name: "from_unixtime",
@@ -158,6 +165,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::OneOf(vec![vec![Int64], vec![Int64, Utf8]]),
         return_type: |_| Ok(DataType::Utf8),
         kernel: from_unixtime,
+        scalar: None,
     });
     out.push(Function {
         name: "timestampdiff",
@@ -166,6 +174,7 @@ pub(crate) fn register(out: &mut Vec<Function>) {
         signature: Signature::Any(3),
         return_type: timestampdiff_type,
         kernel: timestampdiff,
+        scalar: None,
     });
 }
 

@@ -169,8 +169,39 @@ fn int_value(rng: &mut Rng, t: &DataType) -> i64 {
     }
 }
 
+/// An unscaled DECIMAL(10, 2): mostly small, some near the precision's limit (sums overflow
+/// it), and rarely beyond it or at the ends of `i128` (arrays may hold them; sums then fail).
+fn decimal_value(rng: &mut Rng) -> i128 {
+    match rng.below(16) {
+        0 => *rng.pick(&[9_999_999_999, -9_999_999_999, 5_000_000_000, -5_000_000_000]),
+        1 if rng.one_in(4) => *rng.pick(&[i128::MAX, i128::MIN, 10i128.pow(37), -(10i128.pow(38))]),
+        _ => rng.below(20_000) as i128 - 10_000,
+    }
+}
+
 fn string_value(rng: &mut Rng) -> &'static str {
-    const STRINGS: [&str; 10] = ["", "a", "abc", "ab", "B", "ü", "a%", " x ", "12", "zz"];
+    // Short ones, and pairs of equal length that differ at one end (compiled equality with a
+    // literal of 1 to 16 bytes compares them by whole words).
+    const STRINGS: [&str; 18] = [
+        "",
+        "a",
+        "abc",
+        "ab",
+        "B",
+        "ü",
+        "a%",
+        " x ",
+        "12",
+        "zz",
+        "abcd",
+        "abce",
+        "abcdefg",
+        "xbcdefg",
+        "hello world",
+        "hello worle",
+        "0123456789abcdef",
+        "0123456789abcdefg",
+    ];
     STRINGS[rng.below(STRINGS.len())]
 }
 
@@ -187,7 +218,7 @@ fn literal(rng: &mut Rng, t: &DataType) -> Expr {
         DataType::Date => Literal::Int(*rng.pick(&[0, 19_000, -1, 20_000])),
         DataType::Time => Literal::Int(*rng.pick(&[0, 1_000, 86_399_999])),
         DataType::Timestamp { .. } | DataType::IntervalDayTime => {
-            Literal::Int(*rng.pick(&[0, 1_700_000_000_000, -5, 60_000]))
+            Literal::Int(*rng.pick(&[0, 1_700_000_000_000, -5, 60_000, -1_999, i64::MAX]))
         }
         DataType::Decimal { .. } => Literal::Decimal(rng.pick(&["0", "12345", "-99"]).to_string()),
         _ => Literal::Null,
@@ -265,6 +296,7 @@ impl Generator {
                 DataType::String,
                 DataType::Date,
                 TS3,
+                TS6,
                 DEC,
             ])
             .clone()
@@ -304,6 +336,23 @@ impl Generator {
                 1 => self.case(t, d),
                 _ => self.leaf(t),
             },
+            DataType::Timestamp { .. } if self.rng.one_in(3) => {
+                // TIMESTAMP ± INTERVAL DAY TO SECOND (either order for +).
+                let minus = self.rng.one_in(2);
+                let ts = self.expr(t, d);
+                let iv = self.expr(&DataType::IntervalDayTime, d);
+                let (l, r) = if !minus && self.rng.one_in(2) {
+                    (iv, ts)
+                } else {
+                    (ts, iv)
+                };
+                let op = if minus {
+                    BinaryOp::Minus
+                } else {
+                    BinaryOp::Plus
+                };
+                binary(op, l, r, t.clone())
+            }
             _ => match self.rng.below(3) {
                 0 => self.case(t, d),
                 1 => call(
@@ -370,6 +419,15 @@ impl Generator {
                 )
             }
             5 => self.case(t, d),
+            6 if *t == DataType::Double && self.rng.one_in(2) => {
+                // A stdlib function compiled code calls per row (its scalar form).
+                let (f, arity) =
+                    *self
+                        .rng
+                        .pick(&[("sqrt", 1), ("ln", 1), ("power", 2), ("atan2", 2)]);
+                let args = (0..arity).map(|_| self.expr(t, d)).collect();
+                call(f, args, DataType::Double)
+            }
             6 if *t == DataType::Int => call(
                 "char_length",
                 vec![self.expr(&DataType::String, d)],
@@ -458,7 +516,20 @@ impl Generator {
             }
             7 => self.case(&b, d),
             8 => {
-                let pattern = self.rng.pick(&["%a%", "a_", "", "%", "ab%"]).to_string();
+                // Every shape: exact, prefix, suffix, substring, general (with `_` on multi-byte
+                // characters and backtracking `%`), escapes (trailing ones too), backslashes.
+                let pattern = self
+                    .rng
+                    .pick(&[
+                        "%a%", "a_", "", "%", "ab%", "%c", "abc", "_", "%b_%", "a%c%", "%%", "a!%",
+                        "!_%", "a!", "a\\_", "\\%", "h%o%w%", "0%9%f", "__", "ü",
+                    ])
+                    .to_string();
+                let escape = match self.rng.below(3) {
+                    0 => None,
+                    1 => Some('!'),
+                    _ => Some('\\'),
+                };
                 node(
                     ExprKind::Like {
                         arg: Box::new(self.expr(&DataType::String, d)),
@@ -467,8 +538,8 @@ impl Generator {
                             DataType::String,
                         )),
                         negated: self.rng.one_in(2),
-                        case_insensitive: false,
-                        escape: None,
+                        case_insensitive: self.rng.one_in(6),
+                        escape,
                     },
                     b,
                 )
@@ -553,12 +624,12 @@ impl Generator {
                     ),
                     DataType::IntervalDayTime => Arc::new(
                         (0..total)
-                            .map(|_| valid(rng).then(|| rng.below(100_000) as i64))
+                            .map(|_| valid(rng).then(|| rng.below(100_000) as i64 - 50_000))
                             .collect::<DurationMillisecondArray>(),
                     ),
                     _ => Arc::new(
                         (0..total)
-                            .map(|_| valid(rng).then(|| rng.below(20_000) as i128 - 10_000))
+                            .map(|_| valid(rng).then(|| decimal_value(rng)))
                             .collect::<Decimal128Array>()
                             .with_precision_and_scale(10, 2)
                             .expect("decimal(10,2)"),

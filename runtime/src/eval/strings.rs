@@ -22,7 +22,10 @@ fn translate_pattern(pattern: &str, escape: Option<char>) -> String {
                     out.push(next);
                 }
                 // A trailing escape stands for itself.
-                None => out.push_str("\\\\"),
+                None => {
+                    out.push('\\');
+                    out.push(c);
+                }
             }
         } else if c == '\\' {
             out.push_str("\\\\");

@@ -21,8 +21,8 @@ use arrow::compute::kernels::interleave::interleave;
 use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, JoinSpec};
 
+use crate::compiled::Condition;
 use crate::error::RuntimeError;
-use crate::eval::{evaluate_predicate, null_as_false};
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
@@ -184,7 +184,7 @@ pub struct Join {
     keys: [Vec<Expr>; 2],
     encoders: [KeyEncoder; 2],
     bounds: Option<Bounds>,
-    residual: Option<Expr>,
+    residual: Option<Condition>,
     sides: [Side; 2],
     /// Key bytes of kept rows, by side and row id (for dropping them).
     row_keys: [Vec<KeyBytes>; 2],
@@ -251,7 +251,7 @@ impl Join {
                 KeyEncoder::new((0..key_count).collect()),
             ],
             bounds,
-            residual: spec.residual.clone(),
+            residual: spec.residual.clone().map(Condition::new),
             sides: [
                 Side {
                     keep: true,
@@ -267,6 +267,14 @@ impl Join {
             delay,
             late: LateRows::default(),
         })
+    }
+
+    /// The same node with its residual condition computed by compiled code where the JIT
+    /// reaches.
+    pub fn compiled(mut self) -> Join {
+        let schema = self.schema.clone();
+        self.residual = self.residual.take().map(|r| r.compiled(&schema));
+        self
     }
 
     /// Rows kept per input (left, right).
@@ -350,15 +358,15 @@ impl Join {
 
     /// Keeps the pairs for which the residual condition is TRUE; returns which survived.
     fn apply_residual(
-        &self,
+        &mut self,
         batch: RecordBatch,
     ) -> Result<(RecordBatch, Option<BooleanArray>), RuntimeError> {
-        let Some(residual) = &self.residual else {
+        let Some(residual) = &mut self.residual else {
             return Ok((batch, None));
         };
-        let mask =
-            evaluate_predicate(residual, &batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
-        let mask = null_as_false(mask);
+        let mask = residual
+            .holds(&batch)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
         let kept = filter_record_batch(&batch, &mask).map_err(|e| self.arrow_err(e))?;
         Ok((kept, Some(mask)))
     }

@@ -15,8 +15,8 @@ use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, TemporalJoinSpec};
 
+use crate::compiled::Condition;
 use crate::error::RuntimeError;
-use crate::eval::{evaluate_predicate, null_as_false};
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::{FxBuild, KeyEncoder};
 use crate::operators::window::event_millis;
@@ -36,7 +36,7 @@ pub struct TemporalJoin {
     keys: [Vec<Expr>; 2],
     encoders: [KeyEncoder; 2],
     times: [usize; 2],
-    residual: Option<Expr>,
+    residual: Option<Condition>,
     /// Left rows by (time, arrival).
     waiting: BTreeMap<(i64, u64), Waiting>,
     /// Versions per key, by version time (one-row batches).
@@ -82,7 +82,7 @@ impl TemporalJoin {
                 KeyEncoder::new((0..n).collect()),
             ],
             times: [spec.left_time, spec.right_time],
-            residual: spec.residual.clone(),
+            residual: spec.residual.clone().map(Condition::new),
             waiting: BTreeMap::new(),
             versions: HashMap::default(),
             dirty: Vec::new(),
@@ -90,6 +90,14 @@ impl TemporalJoin {
             seq: 0,
             late: LateRows::default(),
         })
+    }
+
+    /// The same node with its residual condition computed by compiled code where the JIT
+    /// reaches.
+    pub fn compiled(mut self) -> TemporalJoin {
+        let schema = self.schema.clone();
+        self.residual = self.residual.take().map(|r| r.compiled(&schema));
+        self
     }
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
@@ -166,17 +174,17 @@ impl TemporalJoin {
 
     /// Applies the residual condition: an inner join drops failing rows; a LEFT join pads them.
     fn apply_residual(
-        &self,
+        &mut self,
         joined: RecordBatch,
         lefts: &[RecordBatch],
         rights: &[Option<RecordBatch>],
     ) -> Result<RecordBatch, RuntimeError> {
-        let Some(residual) = &self.residual else {
+        let Some(residual) = &mut self.residual else {
             return Ok(joined);
         };
-        let mask =
-            evaluate_predicate(residual, &joined).map_err(|e| RuntimeError::eval(&self.name, e))?;
-        let pass = null_as_false(mask);
+        let pass = residual
+            .holds(&joined)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
         if self.kind == JoinKind::Inner {
             return filter_record_batch(&joined, &pass).map_err(|e| self.arrow_err(e));
         }

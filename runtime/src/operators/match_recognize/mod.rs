@@ -30,9 +30,9 @@ use fsql_plan::{DataType, EmitMode, MatchAggregate, MatchRecognizeSpec, Navigati
 
 use self::matcher::{Found, Matcher, SkipError, rows_of};
 use self::program::Inst;
-use crate::compiled::CompiledExprs;
+use crate::compiled::{CompiledExprs, ExprGroup};
 use crate::error::RuntimeError;
-use crate::eval::{evaluate, evaluate_predicate, timestamp_raw};
+use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{KeyBytes, KeyEncoder};
 use crate::text::units_per_second;
@@ -119,6 +119,8 @@ pub struct MatchRecognize {
     found: Vec<FoundRows>,
     /// Per variable, its condition compiled over evaluation rows (with the JIT on).
     compiled: Vec<Option<CompiledExprs>>,
+    /// The MEASURES, over evaluation rows (compiled with the JIT on).
+    measures: ExprGroup,
     /// Per variable, whether its condition reads the row alone (no navigation): it is then
     /// evaluated once per input batch, for every row, whatever the attempts.
     row_only: Vec<bool>,
@@ -163,6 +165,12 @@ impl MatchRecognize {
                     .and_then(|d| CompiledExprs::new(None, std::slice::from_ref(d), &evaluation))
             })
             .collect();
+        let measures = ExprGroup::new(spec.measures.iter().map(|m| m.expr.clone()).collect());
+        let measures = if jit {
+            measures.compiled(&evaluation)
+        } else {
+            measures
+        };
         let width = input.fields().len();
         let row_only: Vec<bool> = spec
             .defines
@@ -194,6 +202,7 @@ impl MatchRecognize {
             late: LateRows::default(),
             found: Vec::new(),
             compiled,
+            measures,
             first_mask,
             deadlines: std::collections::BinaryHeap::new(),
             row_only,
@@ -449,9 +458,11 @@ impl MatchRecognize {
             .iter()
             .map(|&c| inputs.column(c).clone())
             .collect();
-        for m in &self.spec.measures {
-            output.push(evaluate(&m.expr, &eval).map_err(|e| RuntimeError::eval(&self.name, e))?);
-        }
+        output.extend(
+            self.measures
+                .evaluate(&eval)
+                .map_err(|e| RuntimeError::eval(&self.name, e))?,
+        );
         let batch = batch_with_schema(&self.name, &self.schema, output, n)?;
         out.push(Event::Batch(batch));
         Ok(())

@@ -41,8 +41,8 @@ use arrow::compute::{cast, filter_record_batch, is_not_null, take};
 use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use fsql_plan::{EmitMode, OverSpec};
 
+use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
-use crate::eval::evaluate;
 use crate::operator::{Event, LateRows, Operator};
 
 use self::layout::Layout;
@@ -108,6 +108,8 @@ pub struct Over {
     ready: Vec<RowRef>,
     /// Arrival mode: the partitions of the batch's rows.
     pids: Vec<u32>,
+    /// The stored arguments, then the LAG defaults (`layout.stored`, `layout.defaults`).
+    args: ExprGroup,
 }
 
 impl Over {
@@ -158,11 +160,20 @@ impl Over {
             let ttl = unit.of_ms(ttl);
             layout.expire_after = Some(layout.expire_after.map_or(ttl, |a| a.min(ttl)));
         }
+        let args = ExprGroup::new(
+            layout
+                .stored
+                .iter()
+                .map(|(e, _)| e.clone())
+                .chain(layout.defaults.iter().map(|(e, _)| e.clone()))
+                .collect(),
+        );
         Ok(Over {
             name: name.to_string(),
             schema,
             input_width,
             emit,
+            args,
             results: vec![Vec::new(); layout.aggs.len()],
             layout,
             keys: KeyEncoder::new(spec.partition_by.clone()),
@@ -227,18 +238,27 @@ impl Over {
             .map_err(|e| self.arrow_err(e))
     }
 
+    /// The same node with its arguments computed by compiled code where the JIT reaches.
+    pub fn compiled(mut self, input: &ArrowSchema) -> Over {
+        self.args = std::mem::replace(&mut self.args, ExprGroup::new(Vec::new())).compiled(input);
+        self
+    }
+
     /// Evaluates the aggregates' arguments over `batch` (once per batch).
-    fn evaluate(&self, batch: &RecordBatch) -> Result<BatchColumns, RuntimeError> {
-        let eval = |e| RuntimeError::eval(&self.name, e);
+    fn evaluate(&mut self, batch: &RecordBatch) -> Result<BatchColumns, RuntimeError> {
+        let values = self
+            .args
+            .evaluate(batch)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
+        let (stored, defaults) = values.split_at(self.layout.stored.len());
         let mut columns = BatchColumns::default();
-        for (expr, repr) in &self.layout.stored {
-            let a = evaluate(expr, batch).map_err(eval)?;
+        for (a, (_, repr)) in stored.iter().zip(&self.layout.stored) {
             columns
                 .stored
-                .push(ValueColumn::new(&a, *repr).map_err(|e| self.arrow_err(e))?);
+                .push(ValueColumn::new(a, *repr).map_err(|e| self.arrow_err(e))?);
         }
-        for (expr, t) in &self.layout.defaults {
-            let mut a = evaluate(expr, batch).map_err(eval)?;
+        for (a, (_, t)) in defaults.iter().zip(&self.layout.defaults) {
+            let mut a = a.clone();
             if a.data_type() != t {
                 a = cast(&a, t).map_err(|e| self.arrow_err(e))?;
             }

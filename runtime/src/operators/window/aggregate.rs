@@ -9,8 +9,8 @@ use fsql_plan::{GroupColumn, WindowAggregateSpec, WindowKind};
 use super::session::{Session, Sessions};
 use super::sliced::SlicedState;
 use super::{Slicing, event_millis, millis_array};
+use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
-use crate::eval::evaluate;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::accumulator_for;
@@ -118,6 +118,8 @@ pub struct WindowAggregate {
     seq: u64,
     late: LateRows,
     ready: Vec<OutRow>,
+    /// Each aggregate's argument and FILTER (when it has them), in aggregate order.
+    exprs: ExprGroup,
 }
 
 impl WindowAggregate {
@@ -190,7 +192,16 @@ impl WindowAggregate {
                 aggs.len(),
             )),
         };
+        let exprs = ExprGroup::new(
+            aggs.iter()
+                .flat_map(|a| {
+                    let arg = a.arg.as_ref().map(|(e, _)| e.clone());
+                    arg.into_iter().chain(a.filter.clone())
+                })
+                .collect(),
+        );
         Ok(WindowAggregate {
+            exprs,
             name: name.to_string(),
             schema,
             input_width: width,
@@ -205,6 +216,13 @@ impl WindowAggregate {
             late: LateRows::default(),
             ready: Vec::new(),
         })
+    }
+
+    /// The same node with its arguments and FILTERs computed by compiled code where the JIT
+    /// reaches.
+    pub fn compiled(mut self, input: &ArrowSchema) -> WindowAggregate {
+        self.exprs = std::mem::replace(&mut self.exprs, ExprGroup::new(Vec::new())).compiled(input);
+        self
     }
 
     /// Slices (or sessions) holding state.
@@ -347,17 +365,25 @@ impl Operator for WindowAggregate {
 
         let mut args = Vec::with_capacity(self.aggs.len());
         let mut filters = Vec::with_capacity(self.aggs.len());
+        let values = self.exprs.evaluate(&batch).map_err(eval)?;
+        let mut values = values.into_iter();
+        let missing = || {
+            RuntimeError::Plan(format!(
+                "window node `{}`: an aggregate argument was not computed",
+                self.name
+            ))
+        };
         for a in &self.aggs {
             args.push(match &a.arg {
-                Some((e, repr)) => {
-                    let v = evaluate(e, &batch).map_err(eval)?;
+                Some((_, repr)) => {
+                    let v = values.next().ok_or_else(missing)?;
                     Some(ValueColumn::new(&v, *repr).map_err(|e| self.arrow_err(e))?)
                 }
                 None => None,
             });
             filters.push(match &a.filter {
-                Some(p) => {
-                    let v = evaluate(p, &batch).map_err(eval)?;
+                Some(_) => {
+                    let v = values.next().ok_or_else(missing)?;
                     let b = v
                         .as_any()
                         .downcast_ref::<BooleanArray>()
