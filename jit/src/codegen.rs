@@ -694,6 +694,11 @@ impl Gen<'_, '_> {
                     phys: Phys::Bool,
                 }
             }
+            ExprKind::Call { function, args }
+                if matches!(function.as_str(), "coalesce" | "ifnull") =>
+            {
+                self.coalesce(args, phys)?
+            }
             ExprKind::Call { function, args } => {
                 let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
                 let (callee, sig) = match (scalar, args.len()) {
@@ -923,6 +928,41 @@ impl Gen<'_, '_> {
             valid,
             phys: Phys::Bool,
         }
+    }
+
+    /// COALESCE/IFNULL: the first argument that is not NULL, without branches (every argument is
+    /// evaluated; compiled code has no side effects). Arguments have the result's type.
+    fn coalesce(&mut self, args: &[Expr], phys: Phys) -> Result<V, JitError> {
+        let values = args
+            .iter()
+            .map(|a| self.expr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some((&last, earlier)) = values.split_last() else {
+            return Err(JitError::Unsupported("COALESCE without arguments".into()));
+        };
+        if values.iter().any(|v| v.phys != phys) {
+            return Err(JitError::Unsupported("COALESCE of mixed types".into()));
+        }
+        let mut acc = last;
+        for v in earlier.iter().rev() {
+            let Some(valid) = v.valid else {
+                // Never NULL: it is the answer whatever follows.
+                acc = *v;
+                continue;
+            };
+            let a = self.b.ins().select(valid, v.a, acc.a);
+            let len = match (v.len, acc.len) {
+                (Some(l), Some(r)) => Some(self.b.ins().select(valid, l, r)),
+                _ => None,
+            };
+            acc = V {
+                a,
+                len,
+                valid: acc.valid.map(|av| self.b.ins().bor(valid, av)),
+                phys,
+            };
+        }
+        Ok(acc)
     }
 
     /// 1 where the BOOLEAN `e` is `want` (TRUE or FALSE), 0 where it is the other value or NULL:

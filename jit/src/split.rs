@@ -394,6 +394,13 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
                     .then(|| format!("LIKE on {} is interpreted", arg.data_type))
             }
         }
+        ExprKind::Call { function, args }
+            if matches!(function.as_str(), "coalesce" | "ifnull")
+                && !args.is_empty()
+                && args.iter().all(|a| arrow(a) == t) =>
+        {
+            None
+        }
         ExprKind::Call { function, args } => {
             let f64_args = args.iter().all(|a| arrow(a) == ArrowType::Float64);
             let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);

@@ -311,8 +311,13 @@ impl Generator {
         match t {
             DataType::Boolean => self.boolean(d),
             t if is_int(t) || is_float(t) => self.number(t, d),
-            DataType::String => match self.rng.below(5) {
+            DataType::String => match self.rng.below(6) {
                 0 => call("upper", vec![self.expr(t, d)], t.clone()),
+                5 => call(
+                    "coalesce",
+                    vec![self.expr(t, d), self.expr(t, d)],
+                    t.clone(),
+                ),
                 1 => self.case(t, d),
                 2 => {
                     let from = self.rng.pick(&INTS).clone();
@@ -419,6 +424,16 @@ impl Generator {
                 )
             }
             5 => self.case(t, d),
+            6 if self.rng.one_in(3) => {
+                let f = *self.rng.pick(&["coalesce", "ifnull"]);
+                let n = if f == "ifnull" {
+                    2
+                } else {
+                    1 + self.rng.below(3)
+                };
+                let args = (0..n).map(|_| self.expr(t, d)).collect();
+                call(f, args, t.clone())
+            }
             6 if *t == DataType::Double && self.rng.one_in(2) => {
                 // A stdlib function compiled code calls per row (its scalar form).
                 let (f, arity) =
