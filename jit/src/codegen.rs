@@ -8,7 +8,8 @@
 
 use arrow::datatypes::TimeUnit;
 use cranelift_codegen::ir::{
-    AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value,
+    AbiParam, InstBuilder, MemFlagsData, Signature, StackSlot, StackSlotData, StackSlotKind, Type,
+    Value,
     condcodes::{FloatCC, IntCC},
     types,
 };
@@ -22,7 +23,9 @@ use fsql_plan::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 use crate::JitError;
 use crate::helpers;
 use crate::like::{self, LikeMatcher};
-use crate::phys::{Phys, common, decimal_sum_precision, timestamp_shift};
+use crate::phys::{
+    Phys, common, decimal_product_precision, decimal_sum_precision, timestamp_shift,
+};
 use crate::split::{KernelSpec, decimal_int, unsupported};
 
 /// Byte offsets of [`crate::kernel::ColumnArg`] fields.
@@ -118,6 +121,10 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
         let fmod32 = sig(&[types::F32, types::F32], types::F32);
         let like = sig(&[ptr, ptr, ptr], types::I8);
         let f64_f64 = sig(&[types::F64], types::F64);
+        let mul_i128 = sig(
+            &[types::I64, types::I64, types::I64, types::I64, ptr],
+            types::I8,
+        );
         let f64x2_f64 = sig(&[types::F64, types::F64], types::F64);
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -205,6 +212,8 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
             like,
             f64_f64,
             f64x2_f64,
+            mul_i128,
+            i128_slot: None,
             str_cmp,
             fmod32,
             literals: Vec::new(),
@@ -363,6 +372,9 @@ struct Gen<'f, 's> {
     /// Signatures of stdlib functions' scalar forms (`fsql_stdlib::Scalar`).
     f64_f64: cranelift_codegen::ir::SigRef,
     f64x2_f64: cranelift_codegen::ir::SigRef,
+    /// [`helpers::mul_i128`]'s signature, and the stack slot it writes its product to.
+    mul_i128: cranelift_codegen::ir::SigRef,
+    i128_slot: Option<StackSlot>,
     str_cmp: cranelift_codegen::ir::SigRef,
     fmod32: cranelift_codegen::ir::SigRef,
     /// Set (1) by a row that failed where the interpreter reports an error: the kernel then
@@ -443,16 +455,7 @@ impl Gen<'_, '_> {
         };
         self.fail_if(failed);
         if precision > target {
-            let max = 10i128.pow(u32::from(target)) - 1;
-            let hi = self.const128(max);
-            let lo = self.const128(-max);
-            let below = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, sum, hi);
-            let above = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, sum, lo);
-            let fits = self.b.ins().band(below, above);
-            valid = Some(match valid {
-                Some(v) => self.b.ins().band(v, fits),
-                None => fits,
-            });
+            valid = Some(self.fits_precision(sum, target, valid));
         }
         V {
             a: sum,
@@ -481,6 +484,60 @@ impl Gen<'_, '_> {
             len: None,
             valid: self.both_valid(t.valid, ms.valid),
             phys: Phys::I64,
+        }
+    }
+
+    /// DECIMAL `l * r` (result scale `s1 + s2`; `precision` is that of the interpreter's raw
+    /// product, `target` the result type's). A product beyond `i128` is the interpreter's error
+    /// (the row sets the bail-out flag); one with more digits than `target` allows is NULL.
+    fn decimal_multiply(&mut self, l: V, r: V, precision: u8, target: u8) -> V {
+        let slot = *self.i128_slot.get_or_insert_with(|| {
+            self.b
+                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
+        });
+        let out = self.b.ins().stack_addr(types::I64, slot, 0);
+        let (a_lo, a_hi) = self.b.ins().isplit(l.a);
+        let (b_lo, b_hi) = self.b.ins().isplit(r.a);
+        let callee = self
+            .b
+            .ins()
+            .iconst(types::I64, helpers::mul_i128 as *const u8 as i64);
+        let call =
+            self.b
+                .ins()
+                .call_indirect(self.mul_i128, callee, &[a_lo, a_hi, b_lo, b_hi, out]);
+        let overflow = self.b.inst_results(call)[0];
+        let lo = self.b.ins().stack_load(types::I64, types::I64, slot, 0);
+        let hi = self.b.ins().stack_load(types::I64, types::I64, slot, 8);
+        let product = self.b.ins().iconcat(lo, hi);
+        let mut valid = self.both_valid(l.valid, r.valid);
+        let failed = match valid {
+            Some(v) => self.b.ins().band(v, overflow),
+            None => overflow,
+        };
+        self.fail_if(failed);
+        if precision > target {
+            valid = Some(self.fits_precision(product, target, valid));
+        }
+        V {
+            a: product,
+            len: None,
+            valid,
+            phys: Phys::I128,
+        }
+    }
+
+    /// `valid` (when given) and: `v` has at most `digits` digits.
+    fn fits_precision(&mut self, v: Value, digits: u8, valid: Option<Value>) -> Value {
+        let max = 10i128.pow(u32::from(digits)) - 1;
+        let hi = self.const128(max);
+        let lo = self.const128(-max);
+        let below = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, v, hi);
+        let above = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, v, lo);
+        let fits = self.b.ins().band(below, above);
+        match valid {
+            Some(v) => self.b.ins().band(v, fits),
+            None => fits,
         }
     }
 
@@ -585,7 +642,7 @@ impl Gen<'_, '_> {
                     if let Some((unit, swapped)) = shift {
                         let (t, ms) = if swapped { (r, l) } else { (l, r) };
                         self.shift_timestamp(t, ms, unit, minus)
-                    } else if phys == Phys::I128 {
+                    } else if phys == Phys::I128 && *op != BinaryOp::Multiply {
                         let (lt, rt, t) = (
                             left.data_type.to_arrow(),
                             right.data_type.to_arrow(),
@@ -602,6 +659,16 @@ impl Gen<'_, '_> {
                             _ => return Err(JitError::Unsupported(e.to_string())),
                         };
                         self.decimal_add_sub(plus, l, r, precision, *target)
+                    } else if phys == Phys::I128 && *op == BinaryOp::Multiply {
+                        let t = e.data_type.to_arrow();
+                        let lt = left.data_type.to_arrow();
+                        let rt = right.data_type.to_arrow();
+                        let (Some(precision), arrow::datatypes::DataType::Decimal128(target, _)) =
+                            (decimal_product_precision(&lt, &rt, &t), &t)
+                        else {
+                            return Err(JitError::Unsupported(e.to_string()));
+                        };
+                        self.decimal_multiply(l, r, precision, *target)
                     } else {
                         self.arithmetic(*op, l, r)
                     }
@@ -980,46 +1047,36 @@ impl Gen<'_, '_> {
                 left,
                 right,
             } => {
+                if cost(right) > BRANCH_COST {
+                    // The right side is skipped on the rows the left one decides (FALSE for AND,
+                    // TRUE for OR) and evaluated on the others, NULL included: the rows where
+                    // the interpreter evaluates it, so a row that fails there fails here too.
+                    let v = self.and_or(*op == BinaryOp::And, left, right)?;
+                    return Ok(self.is(v, want));
+                }
                 // Both operands must be `want` (TRUE AND, FALSE OR), or either may be.
                 let both = (*op == BinaryOp::And) == want;
                 let l = self.cond(left, want)?;
-                if cost(right) <= BRANCH_COST {
-                    let r = self.cond(right, want)?;
-                    return Ok(if both {
-                        self.b.ins().band(l, r)
-                    } else {
-                        self.b.ins().bor(l, r)
-                    });
-                }
-                // The left operand decides when it is not `want` (both) or is (either).
-                let result = self.b.declare_var(types::I8);
-                self.b.def_var(result, l);
-                let long = self.b.create_block();
-                let merge = self.b.create_block();
-                if both {
-                    self.b.ins().brif(l, long, &[], merge, &[]);
-                } else {
-                    self.b.ins().brif(l, merge, &[], long, &[]);
-                }
-                self.b.switch_to_block(long);
-                self.b.seal_block(long);
-                self.loaded.push(Vec::new());
                 let r = self.cond(right, want)?;
-                self.loaded.pop();
-                self.b.def_var(result, r);
-                self.b.ins().jump(merge, &[]);
-                self.b.switch_to_block(merge);
-                self.b.seal_block(merge);
-                Ok(self.b.use_var(result))
+                Ok(if both {
+                    self.b.ins().band(l, r)
+                } else {
+                    self.b.ins().bor(l, r)
+                })
             }
             _ => {
                 let v = self.expr(e)?;
-                let is = if want { v.a } else { self.not(v.a) };
-                Ok(match v.valid {
-                    Some(valid) => self.b.ins().band(valid, is),
-                    None => is,
-                })
+                Ok(self.is(v, want))
             }
+        }
+    }
+
+    /// 1 where the BOOLEAN `v` is `want` (not NULL).
+    fn is(&mut self, v: V, want: bool) -> Value {
+        let is = if want { v.a } else { self.not(v.a) };
+        match v.valid {
+            Some(valid) => self.b.ins().band(valid, is),
+            None => is,
         }
     }
 

@@ -31,3 +31,29 @@ pub(crate) extern "C" fn fmod64(a: f64, b: f64) -> f64 {
 pub(crate) extern "C" fn fmod32(a: f32, b: f32) -> f32 {
     a % b
 }
+
+/// `a * b` of two `i128`s given as (low, high) halves, written to `out` as two halves; returns
+/// 1 when the product overflows `i128` (then `out` is not written).
+///
+/// # Safety
+/// `out` must be writable for two `i64`s (compiled code passes a stack slot of its own).
+pub(crate) unsafe extern "C" fn mul_i128(
+    a_lo: i64,
+    a_hi: i64,
+    b_lo: i64,
+    b_hi: i64,
+    out: *mut i64,
+) -> i8 {
+    let join = |lo: i64, hi: i64| (i128::from(hi) << 64) | i128::from(lo as u64);
+    match join(a_lo, a_hi).checked_mul(join(b_lo, b_hi)) {
+        Some(p) => {
+            // SAFETY: the caller guarantees two writable `i64`s at `out`.
+            unsafe {
+                out.write_unaligned(p as i64);
+                out.add(1).write_unaligned((p >> 64) as i64);
+            }
+            0
+        }
+        None => 1,
+    }
+}

@@ -150,3 +150,19 @@ pub(crate) fn timestamp_shift(
         _ => None,
     }
 }
+
+/// For `l * r` of two DECIMALs, the precision of the interpreter's raw product (Arrow's rule:
+/// `p1 + p2 + 1`, at most 38) when the result type `t` has the product's scale `s1 + s2`;
+/// `None` otherwise.
+pub(crate) fn decimal_product_precision(l: &ArrowType, r: &ArrowType, t: &ArrowType) -> Option<u8> {
+    match (l, r, t) {
+        (
+            ArrowType::Decimal128(pl, sl),
+            ArrowType::Decimal128(pr, sr),
+            ArrowType::Decimal128(_, st),
+        ) if i16::from(*sl) + i16::from(*sr) == i16::from(*st) && *st >= 0 => {
+            Some((u16::from(*pl) + u16::from(*pr) + 1).min(38) as u8)
+        }
+        _ => None,
+    }
+}

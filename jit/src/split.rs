@@ -316,6 +316,11 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
                 | BinaryOp::Multiply
                 | BinaryOp::Divide
                 | BinaryOp::Modulo => {
+                    if *op == BinaryOp::Multiply
+                        && crate::phys::decimal_product_precision(&l, &r, &t).is_some()
+                    {
+                        return None;
+                    }
                     if matches!(op, BinaryOp::Plus | BinaryOp::Minus)
                         && (crate::phys::decimal_sum_precision(&l, &r, &t).is_some()
                             || crate::phys::timestamp_shift(&l, &r, &t, *op == BinaryOp::Minus)

@@ -89,6 +89,12 @@ const DEC: DataType = DataType::Decimal {
     precision: 10,
     scale: 2,
 };
+/// The type of `DEC * DEC` with one digit less than the interpreter's raw product (21): products
+/// beyond it are NULL.
+const DEC_PRODUCT: DataType = DataType::Decimal {
+    precision: 20,
+    scale: 4,
+};
 
 /// The input columns: every type compiled code reads, and some it leaves to the interpreter.
 pub fn columns() -> Vec<(&'static str, DataType)> {
@@ -174,7 +180,14 @@ fn int_value(rng: &mut Rng, t: &DataType) -> i64 {
 fn decimal_value(rng: &mut Rng) -> i128 {
     match rng.below(16) {
         0 => *rng.pick(&[9_999_999_999, -9_999_999_999, 5_000_000_000, -5_000_000_000]),
-        1 if rng.one_in(4) => *rng.pick(&[i128::MAX, i128::MIN, 10i128.pow(37), -(10i128.pow(38))]),
+        1 if rng.one_in(2) => *rng.pick(&[
+            i128::MAX,
+            i128::MIN,
+            10i128.pow(37),
+            -(10i128.pow(38)),
+            10i128.pow(12),
+            -3 * 10i128.pow(12),
+        ]),
         _ => rng.below(20_000) as i128 - 10_000,
     }
 }
@@ -298,6 +311,7 @@ impl Generator {
                 TS3,
                 TS6,
                 DEC,
+                DEC_PRODUCT,
             ])
             .clone()
     }
@@ -329,6 +343,16 @@ impl Generator {
                         t.clone(),
                     )
                 }
+                _ => self.leaf(t),
+            },
+            t if *t == DEC_PRODUCT => match self.rng.below(3) {
+                0 => binary(
+                    BinaryOp::Multiply,
+                    self.expr(&DEC, d),
+                    self.expr(&DEC, d),
+                    t.clone(),
+                ),
+                1 => self.case(t, d),
                 _ => self.leaf(t),
             },
             DataType::Decimal { .. } => match self.rng.below(3) {
