@@ -125,6 +125,7 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
             &[types::I64, types::I64, types::I64, types::I64, ptr],
             types::I8,
         );
+        let timestamp_field = sig(&[types::I64, types::I8, ptr], types::I64);
         let f64x2_f64 = sig(&[types::F64, types::F64], types::F64);
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -213,7 +214,8 @@ pub(crate) fn compile(spec: &KernelSpec, nullable: &[bool]) -> Result<Code, JitE
             f64_f64,
             f64x2_f64,
             mul_i128,
-            i128_slot: None,
+            timestamp_field,
+            scratch: None,
             str_cmp,
             fmod32,
             literals: Vec::new(),
@@ -372,9 +374,11 @@ struct Gen<'f, 's> {
     /// Signatures of stdlib functions' scalar forms (`fsql_stdlib::Scalar`).
     f64_f64: cranelift_codegen::ir::SigRef,
     f64x2_f64: cranelift_codegen::ir::SigRef,
-    /// [`helpers::mul_i128`]'s signature, and the stack slot it writes its product to.
+    /// [`helpers::mul_i128`]'s signature, and that of `fsql_stdlib::Scalar::TimestampToBigInt`.
     mul_i128: cranelift_codegen::ir::SigRef,
-    i128_slot: Option<StackSlot>,
+    timestamp_field: cranelift_codegen::ir::SigRef,
+    /// Stack space helpers write results to (see `scratch_slot`).
+    scratch: Option<StackSlot>,
     str_cmp: cranelift_codegen::ir::SigRef,
     fmod32: cranelift_codegen::ir::SigRef,
     /// Set (1) by a row that failed where the interpreter reports an error: the kernel then
@@ -491,10 +495,7 @@ impl Gen<'_, '_> {
     /// product, `target` the result type's). A product beyond `i128` is the interpreter's error
     /// (the row sets the bail-out flag); one with more digits than `target` allows is NULL.
     fn decimal_multiply(&mut self, l: V, r: V, precision: u8, target: u8) -> V {
-        let slot = *self.i128_slot.get_or_insert_with(|| {
-            self.b
-                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
-        });
+        let slot = self.scratch_slot();
         let out = self.b.ins().stack_addr(types::I64, slot, 0);
         let (a_lo, a_hi) = self.b.ins().isplit(l.a);
         let (b_lo, b_hi) = self.b.ins().isplit(r.a);
@@ -525,6 +526,14 @@ impl Gen<'_, '_> {
             valid,
             phys: Phys::I128,
         }
+    }
+
+    /// 16 bytes of the kernel's stack that helpers write results to.
+    fn scratch_slot(&mut self) -> StackSlot {
+        *self.scratch.get_or_insert_with(|| {
+            self.b
+                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
+        })
     }
 
     /// `valid` (when given) and: `v` has at most `digits` digits.
@@ -765,6 +774,49 @@ impl Gen<'_, '_> {
                 if matches!(function.as_str(), "coalesce" | "ifnull") =>
             {
                 self.coalesce(args, phys)?
+            }
+            ExprKind::Call { function, args }
+                if matches!(
+                    fsql_stdlib::lookup(function).and_then(|f| f.scalar),
+                    Some(fsql_stdlib::Scalar::TimestampToBigInt(_))
+                ) =>
+            {
+                let (Some(fsql_stdlib::Scalar::TimestampToBigInt(f)), [arg]) = (
+                    fsql_stdlib::lookup(function).and_then(|f| f.scalar),
+                    args.as_slice(),
+                ) else {
+                    return Err(JitError::Unsupported(e.to_string()));
+                };
+                let unit = match arg.data_type.to_arrow() {
+                    arrow::datatypes::DataType::Timestamp(unit, _) => match unit {
+                        TimeUnit::Second => 0,
+                        TimeUnit::Millisecond => 1,
+                        TimeUnit::Microsecond => 2,
+                        TimeUnit::Nanosecond => 3,
+                    },
+                    _ => return Err(JitError::Unsupported(e.to_string())),
+                };
+                let v = self.expr(arg)?;
+                let slot = self.scratch_slot();
+                let valid_at = self.b.ins().stack_addr(types::I64, slot, 0);
+                let unit = self.b.ins().iconst(types::I8, unit);
+                let callee = self.b.ins().iconst(types::I64, f as *const u8 as i64);
+                let call = self.b.ins().call_indirect(
+                    self.timestamp_field,
+                    callee,
+                    &[v.a, unit, valid_at],
+                );
+                let a = self.b.inst_results(call)[0];
+                let in_range = self.b.ins().stack_load(types::I64, types::I8, slot, 0);
+                V {
+                    a,
+                    len: None,
+                    valid: Some(match v.valid {
+                        Some(valid) => self.b.ins().band(valid, in_range),
+                        None => in_range,
+                    }),
+                    phys: Phys::I64,
+                }
             }
             ExprKind::Call { function, args } => {
                 let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);

@@ -407,14 +407,24 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
             None
         }
         ExprKind::Call { function, args } => {
-            let f64_args = args.iter().all(|a| arrow(a) == ArrowType::Float64);
-            let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
-            let callable = match scalar {
-                Some(fsql_stdlib::Scalar::F64(_)) => args.len() == 1,
-                Some(fsql_stdlib::Scalar::F64F64(_)) => args.len() == 2,
+            let all = |ok: fn(&ArrowType) -> bool| args.iter().all(|a| ok(&arrow(a)));
+            let callable = match fsql_stdlib::lookup(function).and_then(|f| f.scalar) {
+                Some(fsql_stdlib::Scalar::F64(_)) => {
+                    args.len() == 1 && all(|a| *a == ArrowType::Float64)
+                }
+                Some(fsql_stdlib::Scalar::F64F64(_)) => {
+                    args.len() == 2 && all(|a| *a == ArrowType::Float64)
+                }
+                Some(fsql_stdlib::Scalar::TimestampToBigInt(_)) => {
+                    args.len() == 1 && all(|a| matches!(a, ArrowType::Timestamp(..)))
+                }
                 None => false,
             };
-            (!(callable && f64_args && t == ArrowType::Float64)).then(|| {
+            let result = match fsql_stdlib::lookup(function).and_then(|f| f.scalar) {
+                Some(fsql_stdlib::Scalar::TimestampToBigInt(_)) => ArrowType::Int64,
+                _ => ArrowType::Float64,
+            };
+            (!(callable && t == result)).then(|| {
                 format!(
                     "function {} is interpreted (a vectorised stdlib kernel)",
                     function.to_uppercase()

@@ -124,6 +124,10 @@ pub enum Scalar {
     F64(extern "C" fn(f64) -> f64),
     /// (DOUBLE, DOUBLE) → DOUBLE.
     F64F64(extern "C" fn(f64, f64) -> f64),
+    /// TIMESTAMP → BIGINT (a field such as the hour): `(value, unit, valid)` where `unit` is 0 for
+    /// seconds, 1 milliseconds, 2 microseconds, 3 nanoseconds; `*valid` is set to 0 when the
+    /// result is NULL (a timestamp outside the calendar's range), else 1.
+    TimestampToBigInt(unsafe extern "C" fn(i64, u8, *mut u8) -> i64),
 }
 
 /// Every built-in function, sorted by name (aliases are separate entries sharing a kernel).

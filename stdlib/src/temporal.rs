@@ -51,13 +51,21 @@ pub(crate) fn register(out: &mut Vec<Function>) {
             fn kernel(args: &[ArrayRef], n: usize) -> Result<ArrayRef, KernelError> {
                 extract_kernel($name, $field, args, n)
             }
+            /// # Safety
+            /// `valid` must be writable.
+            unsafe extern "C" fn scalar(value: i64, unit: u8, valid: *mut u8) -> i64 {
+                let field = field_of_timestamp($field, value, unit);
+                // SAFETY: the caller guarantees `valid` is writable.
+                unsafe { valid.write(u8::from(field.is_some())) };
+                field.unwrap_or(0)
+            }
             out.push(Function {
                 name: $name,
                 doc: $doc,
                 signature: Signature::Any(1),
                 return_type: extractor_type,
                 kernel,
-                scalar: None,
+                scalar: Some(crate::Scalar::TimestampToBigInt(scalar)),
             });
         }};
     }
@@ -424,6 +432,19 @@ impl Field {
             Field::IsoYear => i64::from(dt.iso_week().year()),
         }
     }
+}
+
+/// `field` of the timestamp `value` in unit `unit` (0 s, 1 ms, 2 µs, 3 ns), as the kernel reads
+/// it (`None`: outside the calendar's range, or an unknown unit).
+fn field_of_timestamp(field: Field, value: i64, unit: u8) -> Option<i64> {
+    let unit = match unit {
+        0 => TimeUnit::Second,
+        1 => TimeUnit::Millisecond,
+        2 => TimeUnit::Microsecond,
+        3 => TimeUnit::Nanosecond,
+        _ => return None,
+    };
+    from_epoch(value, unit).map(|dt| field.of(&dt))
 }
 
 fn extract_kernel(

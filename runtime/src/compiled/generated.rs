@@ -458,6 +458,14 @@ impl Generator {
                 let args = (0..n).map(|_| self.expr(t, d)).collect();
                 call(f, args, t.clone())
             }
+            6 if *t == DataType::BigInt && self.rng.one_in(2) => {
+                // A timestamp field: a stdlib function called per row (its scalar form).
+                let f = *self
+                    .rng
+                    .pick(&["hour", "minute", "year", "dayofweek", "week"]);
+                let ts = self.rng.pick(&[TS3, TS6]).clone();
+                call(f, vec![self.expr(&ts, d)], DataType::BigInt)
+            }
             6 if *t == DataType::Double && self.rng.one_in(2) => {
                 // A stdlib function compiled code calls per row (its scalar form).
                 let (f, arity) =
