@@ -452,21 +452,7 @@ impl Gen<'_, '_> {
         let z = self.b.ins().band(x, y);
         let zero = self.const128(0);
         let overflow = self.b.ins().icmp(IntCC::SignedLessThan, z, zero);
-        let mut valid = self.both_valid(l.valid, r.valid);
-        let failed = match valid {
-            Some(v) => self.b.ins().band(v, overflow),
-            None => overflow,
-        };
-        self.fail_if(failed);
-        if precision > target {
-            valid = Some(self.fits_precision(sum, target, valid));
-        }
-        V {
-            a: sum,
-            len: None,
-            valid,
-            phys: Phys::I128,
-        }
+        self.decimal_result(sum, overflow, l, r, precision, target)
     }
 
     /// A timestamp in `unit` (milliseconds or finer) moved by a day-time interval of `ms`
@@ -499,18 +485,30 @@ impl Gen<'_, '_> {
         let out = self.b.ins().stack_addr(types::I64, slot, 0);
         let (a_lo, a_hi) = self.b.ins().isplit(l.a);
         let (b_lo, b_hi) = self.b.ins().isplit(r.a);
-        let callee = self
-            .b
-            .ins()
-            .iconst(types::I64, helpers::mul_i128 as *const u8 as i64);
-        let call =
-            self.b
-                .ins()
-                .call_indirect(self.mul_i128, callee, &[a_lo, a_hi, b_lo, b_hi, out]);
-        let overflow = self.b.inst_results(call)[0];
+        let overflow = self.call_host(
+            self.mul_i128,
+            helpers::mul_i128 as *const u8,
+            &[a_lo, a_hi, b_lo, b_hi, out],
+        );
         let lo = self.b.ins().stack_load(types::I64, types::I64, slot, 0);
         let hi = self.b.ins().stack_load(types::I64, types::I64, slot, 8);
         let product = self.b.ins().iconcat(lo, hi);
+        self.decimal_result(product, overflow, l, r, precision, target)
+    }
+
+    /// The DECIMAL result `value` of operands `l` and `r`: a valid row whose operation
+    /// overflowed `i128` (`overflow`) is the interpreter's error (the row sets the bail-out
+    /// flag); a value with more digits than `target` allows, where the interpreter's raw result
+    /// has `precision`, is NULL, as the interpreter's safe cast to the result type makes it.
+    fn decimal_result(
+        &mut self,
+        value: Value,
+        overflow: Value,
+        l: V,
+        r: V,
+        precision: u8,
+        target: u8,
+    ) -> V {
         let mut valid = self.both_valid(l.valid, r.valid);
         let failed = match valid {
             Some(v) => self.b.ins().band(v, overflow),
@@ -518,14 +516,27 @@ impl Gen<'_, '_> {
         };
         self.fail_if(failed);
         if precision > target {
-            valid = Some(self.fits_precision(product, target, valid));
+            valid = Some(self.fits_precision(value, target, valid));
         }
         V {
-            a: product,
+            a: value,
             len: None,
             valid,
             phys: Phys::I128,
         }
+    }
+
+    /// Calls the host function at `f` (of signature `sig`: one of the helpers or a stdlib row
+    /// form) with `args`; its one result.
+    fn call_host(
+        &mut self,
+        sig: cranelift_codegen::ir::SigRef,
+        f: *const u8,
+        args: &[Value],
+    ) -> Value {
+        let callee = self.b.ins().iconst(types::I64, f as i64);
+        let call = self.b.ins().call_indirect(sig, callee, args);
+        self.b.inst_results(call)[0]
     }
 
     /// 16 bytes of the kernel's stack that helpers write results to.
@@ -754,15 +765,8 @@ impl Gen<'_, '_> {
                     .ins()
                     .iconst(types::I64, &*matcher as *const LikeMatcher as i64);
                 self.matchers.push(matcher);
-                let callee = self
-                    .b
-                    .ins()
-                    .iconst(types::I64, like::like_match as *const u8 as i64);
-                let call = self
-                    .b
-                    .ins()
-                    .call_indirect(self.like, callee, &[m, v.a, len]);
-                let matched = self.b.inst_results(call)[0];
+                let matched =
+                    self.call_host(self.like, like::like_match as *const u8, &[m, v.a, len]);
                 V {
                     a: if *negated { self.not(matched) } else { matched },
                     len: None,
@@ -800,13 +804,8 @@ impl Gen<'_, '_> {
                 let slot = self.scratch_slot();
                 let valid_at = self.b.ins().stack_addr(types::I64, slot, 0);
                 let unit = self.b.ins().iconst(types::I8, unit);
-                let callee = self.b.ins().iconst(types::I64, f as *const u8 as i64);
-                let call = self.b.ins().call_indirect(
-                    self.timestamp_field,
-                    callee,
-                    &[v.a, unit, valid_at],
-                );
-                let a = self.b.inst_results(call)[0];
+                let a =
+                    self.call_host(self.timestamp_field, f as *const u8, &[v.a, unit, valid_at]);
                 let in_range = self.b.ins().stack_load(types::I64, types::I8, slot, 0);
                 V {
                     a,
@@ -837,10 +836,8 @@ impl Gen<'_, '_> {
                 }
                 // Rows with a NULL argument call it too (on whatever value the slot holds: the
                 // functions are pure) and are NULL.
-                let callee = self.b.ins().iconst(types::I64, callee as i64);
-                let call = self.b.ins().call_indirect(sig, callee, &values);
                 V {
-                    a: self.b.inst_results(call)[0],
+                    a: self.call_host(sig, callee, &values),
                     len: None,
                     valid,
                     phys: Phys::F64,
@@ -1306,9 +1303,7 @@ impl Gen<'_, '_> {
                     } else {
                         (self.fmod32, helpers::fmod32 as *const u8)
                     };
-                    let callee = self.b.ins().iconst(types::I64, f as i64);
-                    let call = self.b.ins().call_indirect(sig, callee, &[l.a, r.a]);
-                    self.b.inst_results(call)[0]
+                    self.call_host(sig, f, &[l.a, r.a])
                 }
             };
             return V {
@@ -1486,15 +1481,11 @@ impl Gen<'_, '_> {
         self.b.ins().brif(needs_call, call, &[], done, &[]);
         self.b.switch_to_block(call);
         self.b.seal_block(call);
-        let callee = self
-            .b
-            .ins()
-            .iconst(types::I64, helpers::str_cmp as *const u8 as i64);
-        let inst = self
-            .b
-            .ins()
-            .call_indirect(self.str_cmp, callee, &[lp, llen, rp, rlen]);
-        let ordering = self.b.inst_results(inst)[0];
+        let ordering = self.call_host(
+            self.str_cmp,
+            helpers::str_cmp as *const u8,
+            &[lp, llen, rp, rlen],
+        );
         let eq = self.b.ins().icmp_imm_u(IntCC::Equal, ordering, 0);
         self.b.def_var(result, eq);
         self.b.ins().jump(done, &[]);
@@ -1531,15 +1522,11 @@ impl Gen<'_, '_> {
             Phys::Str => {
                 let llen = l.len.unwrap_or(la);
                 let rlen = r.len.unwrap_or(ra);
-                let callee = self
-                    .b
-                    .ins()
-                    .iconst(types::I64, helpers::str_cmp as *const u8 as i64);
-                let call = self
-                    .b
-                    .ins()
-                    .call_indirect(self.str_cmp, callee, &[la, llen, ra, rlen]);
-                let ordering = self.b.inst_results(call)[0];
+                let ordering = self.call_host(
+                    self.str_cmp,
+                    helpers::str_cmp as *const u8,
+                    &[la, llen, ra, rlen],
+                );
                 (ordering, self.b.ins().iconst(types::I32, 0))
             }
             _ => (la, ra),
