@@ -384,8 +384,9 @@ struct Gen<'f, 's> {
     /// Set (1) by a row that failed where the interpreter reports an error: the kernel then
     /// returns -1 and the batch goes to the interpreter.
     bail: Variable,
-    /// String literals by the register holding their pointer, for comparisons specialised to them.
-    literals: Vec<(Value, Box<[u8]>)>,
+    /// String literals (their index in `strings`) by the register holding their pointer, for
+    /// comparisons specialised to them.
+    literals: Vec<(Value, usize)>,
     /// Columns already loaded for the current row, by scope: a scope per conditionally executed
     /// block, so a value is reused only where its load dominates the use.
     loaded: Vec<Vec<(usize, V)>>,
@@ -576,14 +577,6 @@ impl Gen<'_, '_> {
 
     fn not(&mut self, v: Value) -> Value {
         self.b.ins().bxor_imm_u(v, 1)
-    }
-
-    /// TRUE (1) where the boolean is TRUE and not NULL.
-    fn truth(&mut self, v: V) -> Value {
-        match v.valid {
-            Some(valid) => self.b.ins().band(valid, v.a),
-            None => v.a,
-        }
     }
 
     fn both_valid(&mut self, l: Option<Value>, r: Option<Value>) -> Option<Value> {
@@ -779,73 +772,67 @@ impl Gen<'_, '_> {
             {
                 self.coalesce(args, phys)?
             }
-            ExprKind::Call { function, args }
-                if matches!(
-                    fsql_stdlib::lookup(function).and_then(|f| f.scalar),
-                    Some(fsql_stdlib::Scalar::TimestampToBigInt(_))
-                ) =>
-            {
-                let (Some(fsql_stdlib::Scalar::TimestampToBigInt(f)), [arg]) = (
-                    fsql_stdlib::lookup(function).and_then(|f| f.scalar),
-                    args.as_slice(),
-                ) else {
-                    return Err(JitError::Unsupported(e.to_string()));
-                };
-                let unit = match arg.data_type.to_arrow() {
-                    arrow::datatypes::DataType::Timestamp(unit, _) => match unit {
-                        TimeUnit::Second => 0,
-                        TimeUnit::Millisecond => 1,
-                        TimeUnit::Microsecond => 2,
-                        TimeUnit::Nanosecond => 3,
-                    },
-                    _ => return Err(JitError::Unsupported(e.to_string())),
+            ExprKind::Call { function, args } => self.call(function, args, e)?,
+            ExprKind::Like { .. } => {
+                return Err(JitError::Unsupported(e.to_string()));
+            }
+        })
+    }
+
+    /// A call of a stdlib function through its row form (`fsql_stdlib::Scalar`), once per row.
+    /// Rows with a NULL argument call it too (on whatever value the slot holds: the functions
+    /// are pure) and are NULL.
+    fn call(&mut self, function: &str, args: &[Expr], e: &Expr) -> Result<V, JitError> {
+        let unsupported = || JitError::Unsupported(e.to_string());
+        let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
+        let (f, sig, phys) = match (scalar, args) {
+            (Some(fsql_stdlib::Scalar::F64(f)), [_]) => (f as *const u8, self.f64_f64, Phys::F64),
+            (Some(fsql_stdlib::Scalar::F64F64(f)), [_, _]) => {
+                (f as *const u8, self.f64x2_f64, Phys::F64)
+            }
+            (Some(fsql_stdlib::Scalar::TimestampToBigInt(f)), [arg]) => {
+                let arrow::datatypes::DataType::Timestamp(unit, _) = arg.data_type.to_arrow()
+                else {
+                    return Err(unsupported());
                 };
                 let v = self.expr(arg)?;
+                let unit = match unit {
+                    TimeUnit::Second => 0,
+                    TimeUnit::Millisecond => 1,
+                    TimeUnit::Microsecond => 2,
+                    TimeUnit::Nanosecond => 3,
+                };
                 let slot = self.scratch_slot();
                 let valid_at = self.b.ins().stack_addr(types::I64, slot, 0);
                 let unit = self.b.ins().iconst(types::I8, unit);
                 let a =
                     self.call_host(self.timestamp_field, f as *const u8, &[v.a, unit, valid_at]);
                 let in_range = self.b.ins().stack_load(types::I64, types::I8, slot, 0);
-                V {
+                let valid = self.both_valid(v.valid, Some(in_range));
+                return Ok(V {
                     a,
                     len: None,
-                    valid: Some(match v.valid {
-                        Some(valid) => self.b.ins().band(valid, in_range),
-                        None => in_range,
-                    }),
-                    phys: Phys::I64,
-                }
-            }
-            ExprKind::Call { function, args } => {
-                let scalar = fsql_stdlib::lookup(function).and_then(|f| f.scalar);
-                let (callee, sig) = match (scalar, args.len()) {
-                    (Some(fsql_stdlib::Scalar::F64(f)), 1) => (f as *const u8, self.f64_f64),
-                    (Some(fsql_stdlib::Scalar::F64F64(f)), 2) => (f as *const u8, self.f64x2_f64),
-                    _ => return Err(JitError::Unsupported(e.to_string())),
-                };
-                let mut values = Vec::with_capacity(args.len());
-                let mut valid = None;
-                for arg in args {
-                    let v = self.expr(arg)?;
-                    if v.phys != Phys::F64 {
-                        return Err(JitError::Unsupported(e.to_string()));
-                    }
-                    valid = self.both_valid(valid, v.valid);
-                    values.push(v.a);
-                }
-                // Rows with a NULL argument call it too (on whatever value the slot holds: the
-                // functions are pure) and are NULL.
-                V {
-                    a: self.call_host(sig, callee, &values),
-                    len: None,
                     valid,
-                    phys: Phys::F64,
-                }
+                    phys: Phys::I64,
+                });
             }
-            ExprKind::Like { .. } => {
-                return Err(JitError::Unsupported(e.to_string()));
+            _ => return Err(unsupported()),
+        };
+        let mut values = Vec::with_capacity(args.len());
+        let mut valid = None;
+        for arg in args {
+            let v = self.expr(arg)?;
+            if v.phys != phys {
+                return Err(unsupported());
             }
+            valid = self.both_valid(valid, v.valid);
+            values.push(v.a);
+        }
+        Ok(V {
+            a: self.call_host(sig, f, &values),
+            len: None,
+            valid,
+            phys,
         })
     }
 
@@ -946,7 +933,7 @@ impl Gen<'_, '_> {
                 let bytes: Box<[u8]> = s.as_bytes().into();
                 let ptr = self.b.ins().iconst(types::I64, bytes.as_ptr() as i64);
                 let len = self.b.ins().iconst(types::I64, bytes.len() as i64);
-                self.literals.push((ptr, bytes.clone()));
+                self.literals.push((ptr, self.strings.len()));
                 self.strings.push(bytes);
                 (ptr, Some(len))
             }
@@ -989,9 +976,9 @@ impl Gen<'_, '_> {
                 Some(valid) => valid,
                 None => self.one(),
             }),
-            UnaryOp::IsTrue => boolean(self.truth(v)),
+            UnaryOp::IsTrue => boolean(self.is(v, true)),
             UnaryOp::IsNotTrue => {
-                let t = self.truth(v);
+                let t = self.is(v, true);
                 boolean(self.not(t))
             }
             UnaryOp::IsFalse | UnaryOp::IsNotFalse => {
@@ -1437,10 +1424,8 @@ impl Gen<'_, '_> {
 
     /// The bytes of a string literal held in register `v`, if it is one.
     fn literal_bytes(&self, v: Value) -> Option<Box<[u8]>> {
-        self.literals
-            .iter()
-            .find(|(ptr, _)| *ptr == v)
-            .map(|(_, bytes)| bytes.clone())
+        let (_, k) = self.literals.iter().find(|(ptr, _)| *ptr == v)?;
+        self.strings.get(*k).cloned()
     }
 
     /// 1 when two strings are equal. Without branches it compares the lengths and the first and

@@ -408,21 +408,20 @@ pub(crate) fn unsupported(e: &Expr) -> Option<String> {
         }
         ExprKind::Call { function, args } => {
             let all = |ok: fn(&ArrowType) -> bool| args.iter().all(|a| ok(&arrow(a)));
-            let callable = match fsql_stdlib::lookup(function).and_then(|f| f.scalar) {
-                Some(fsql_stdlib::Scalar::F64(_)) => {
-                    args.len() == 1 && all(|a| *a == ArrowType::Float64)
-                }
-                Some(fsql_stdlib::Scalar::F64F64(_)) => {
-                    args.len() == 2 && all(|a| *a == ArrowType::Float64)
-                }
-                Some(fsql_stdlib::Scalar::TimestampToBigInt(_)) => {
-                    args.len() == 1 && all(|a| matches!(a, ArrowType::Timestamp(..)))
-                }
-                None => false,
-            };
-            let result = match fsql_stdlib::lookup(function).and_then(|f| f.scalar) {
-                Some(fsql_stdlib::Scalar::TimestampToBigInt(_)) => ArrowType::Int64,
-                _ => ArrowType::Float64,
+            let (callable, result) = match fsql_stdlib::lookup(function).and_then(|f| f.scalar) {
+                Some(fsql_stdlib::Scalar::F64(_)) => (
+                    args.len() == 1 && all(|a| *a == ArrowType::Float64),
+                    ArrowType::Float64,
+                ),
+                Some(fsql_stdlib::Scalar::F64F64(_)) => (
+                    args.len() == 2 && all(|a| *a == ArrowType::Float64),
+                    ArrowType::Float64,
+                ),
+                Some(fsql_stdlib::Scalar::TimestampToBigInt(_)) => (
+                    args.len() == 1 && all(|a| matches!(a, ArrowType::Timestamp(..))),
+                    ArrowType::Int64,
+                ),
+                None => (false, ArrowType::Null),
             };
             (!(callable && t == result)).then(|| {
                 format!(

@@ -141,7 +141,8 @@ impl CompiledExprs {
 ///     data_type: DataType::Boolean,
 ///     nullable: true,
 /// };
-/// let mut group = ExprGroup::new(vec![tiny]).compiled(&schema);
+/// let mut group = ExprGroup::new(vec![tiny]);
+/// group.compile(&schema);
 /// let column: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), None, Some(5.0)]));
 /// let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
 /// let out = group.evaluate(&batch).unwrap();
@@ -163,10 +164,10 @@ impl ExprGroup {
         }
     }
 
-    /// The same group run by compiled code over batches of `input` where the JIT reaches.
-    pub fn compiled(mut self, input: &Schema) -> ExprGroup {
+    /// Runs the group by compiled code over batches of `input` from now on, where the JIT
+    /// reaches.
+    pub fn compile(&mut self, input: &Schema) {
         self.compiled = CompiledExprs::new(None, &self.exprs, input);
-        self
     }
 
     /// The expressions, in order.
@@ -198,9 +199,10 @@ impl Condition {
         Condition(ExprGroup::new(vec![condition]))
     }
 
-    /// The same condition run by compiled code over batches of `input` where the JIT reaches.
-    pub fn compiled(self, input: &Schema) -> Condition {
-        Condition(self.0.compiled(input))
+    /// Runs the condition by compiled code over batches of `input` from now on, where the JIT
+    /// reaches.
+    pub fn compile(&mut self, input: &Schema) {
+        self.0.compile(input);
     }
 
     /// The condition.

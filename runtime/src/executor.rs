@@ -1032,15 +1032,17 @@ impl<'c> Executor<'c> {
         }
     }
 
-    /// Flushes every sink, then lets every source commit its positions (everything emitted so
-    /// far has been processed: batches are pushed through the whole graph before the next poll).
-    /// Flushes every sink and commits the sources' positions, waiting for both: the run's
-    /// last commit.
+    /// The operators of the graph (sources have none).
+    fn operators(&mut self) -> impl Iterator<Item = &mut Box<dyn Operator>> {
+        self.nodes.iter_mut().filter_map(|n| n.op.as_mut())
+    }
+
+    /// Flushes every sink and commits the sources' positions, waiting for both: the run's last
+    /// commit (everything emitted so far has been processed: batches are pushed through the
+    /// whole graph before the next poll).
     fn commit(&mut self) -> Result<(), RuntimeError> {
-        for node in &mut self.nodes {
-            if let Some(op) = node.op.as_mut() {
-                op.flush()?;
-            }
+        for op in self.operators() {
+            op.flush()?;
         }
         for source in &mut self.sources {
             source.source.mark();
@@ -1055,10 +1057,8 @@ impl<'c> Executor<'c> {
     /// say the output is durable — now, or at a later [`Executor::finish_commit`].
     fn begin_commit(&mut self) -> Result<(), RuntimeError> {
         let mut durable = true;
-        for node in &mut self.nodes {
-            if let Some(op) = node.op.as_mut() {
-                durable &= op.flush_begin()?;
-            }
+        for op in self.operators() {
+            durable &= op.flush_begin()?;
         }
         for source in &mut self.sources {
             source.source.mark();
@@ -1073,10 +1073,8 @@ impl<'c> Executor<'c> {
     /// Commits the marked positions if every sink's output up to the mark is durable.
     fn finish_commit(&mut self) -> Result<(), RuntimeError> {
         let mut durable = true;
-        for node in &mut self.nodes {
-            if let Some(op) = node.op.as_mut() {
-                durable &= op.flushed()?;
-            }
+        for op in self.operators() {
+            durable &= op.flushed()?;
         }
         if durable {
             for source in &mut self.sources {
@@ -1090,10 +1088,8 @@ impl<'c> Executor<'c> {
     /// Closes every operator; returns the first error after trying all.
     fn close(&mut self) -> Result<(), RuntimeError> {
         let mut first = None;
-        for node in &mut self.nodes {
-            if let Some(op) = node.op.as_mut()
-                && let Err(e) = op.close()
-            {
+        for op in self.operators() {
+            if let Err(e) = op.close() {
                 first.get_or_insert(e);
             }
         }

@@ -272,8 +272,9 @@ impl Join {
     /// The same node with its residual condition computed by compiled code where the JIT
     /// reaches.
     pub fn compiled(mut self) -> Join {
-        let schema = self.schema.clone();
-        self.residual = self.residual.take().map(|r| r.compiled(&schema));
+        if let Some(residual) = &mut self.residual {
+            residual.compile(&self.schema);
+        }
         self
     }
 

@@ -165,12 +165,10 @@ impl MatchRecognize {
                     .and_then(|d| CompiledExprs::new(None, std::slice::from_ref(d), &evaluation))
             })
             .collect();
-        let measures = ExprGroup::new(spec.measures.iter().map(|m| m.expr.clone()).collect());
-        let measures = if jit {
-            measures.compiled(&evaluation)
-        } else {
-            measures
-        };
+        let mut measures = ExprGroup::new(spec.measures.iter().map(|m| m.expr.clone()).collect());
+        if jit {
+            measures.compile(&evaluation);
+        }
         let width = input.fields().len();
         let row_only: Vec<bool> = spec
             .defines

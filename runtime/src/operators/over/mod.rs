@@ -240,7 +240,7 @@ impl Over {
 
     /// The same node with its arguments computed by compiled code where the JIT reaches.
     pub fn compiled(mut self, input: &ArrowSchema) -> Over {
-        self.args = std::mem::replace(&mut self.args, ExprGroup::new(Vec::new())).compiled(input);
+        self.args.compile(input);
         self
     }
 

@@ -221,7 +221,7 @@ impl WindowAggregate {
     /// The same node with its arguments and FILTERs computed by compiled code where the JIT
     /// reaches.
     pub fn compiled(mut self, input: &ArrowSchema) -> WindowAggregate {
-        self.exprs = std::mem::replace(&mut self.exprs, ExprGroup::new(Vec::new())).compiled(input);
+        self.exprs.compile(input);
         self
     }
 
