@@ -373,24 +373,33 @@ pub fn text(plan: &Plan) -> String {
                 );
                 let _ = writeln!(
                     out,
-                    "    pattern: {} over variables {}; {:?}; after match: {:?}{}",
+                    "    pattern: {} over variables {}{}; {:?}; after match: {:?}{}{}",
                     pattern_text(&m.pattern, &m.variables),
                     m.variables.join(", "),
+                    m.subsets
+                        .iter()
+                        .map(|(s, vars)| {
+                            let names: Vec<&str> = vars
+                                .iter()
+                                .filter_map(|v| m.variables.get(*v).map(String::as_str))
+                                .collect();
+                            format!("; subset {s} = ({})", names.join(", "))
+                        })
+                        .collect::<String>(),
                     m.rows_per_match,
                     m.after_match,
                     m.within_ms
                         .map(|ms| format!("; within {ms} ms"))
-                        .unwrap_or_default()
-                );
-                // Conditions and measures run over evaluation rows: the input's columns, then
-                // the navigations.
-                let eval = input.map(|input| {
-                    let mut fields = input.schema.fields.clone();
-                    for (k, (_, t)) in m.navigations.iter().enumerate() {
-                        fields.push(fsql_plan::Field::new(format!("__nav{k}"), t.clone(), true));
+                        .unwrap_or_default(),
+                    if m.emit_timeouts {
+                        ", timed-out partial matches emitted"
+                    } else {
+                        ""
                     }
-                    fsql_plan::Schema::new(fields)
-                });
+                );
+                // Conditions and measures run over evaluation rows: the input's columns, the
+                // derived values, then the navigations.
+                let eval = input.map(|input| m.evaluation_schema(&input.schema));
                 let note = |e: &fsql_plan::Expr| {
                     eval.as_ref().map_or(String::new(), |eval| {
                         jit_note_over(eval, std::slice::from_ref(e), jit)
@@ -411,8 +420,12 @@ pub fn text(plan: &Plan) -> String {
                         }
                     }
                 }
+                for (k, e) in m.derived.iter().enumerate() {
+                    let _ = writeln!(out, "    ${} := {e}", n_input_columns(input) + k);
+                }
                 for (k, (nav, t)) in m.navigations.iter().enumerate() {
-                    let _ = writeln!(out, "    ${} := {nav:?} ({t})", n_input_columns(input) + k);
+                    let at = n_input_columns(input) + m.derived.len() + k;
+                    let _ = writeln!(out, "    ${at} := {nav:?} ({t})");
                 }
                 for measure in &m.measures {
                     let note = note(&measure.expr);

@@ -890,3 +890,68 @@ const PAYMENTS: &str = r#"{"card_id": "c1", "amount": 1.0, "price": 12.5, "fee":
 const LIMITS: &str = r#"{"card_id": "c1", "limit_amt": 1000.0, "ts": "2024-01-01 10:03:30"}
 {"card_id": "c2", "limit_amt": 100.0, "ts": "2024-01-01 10:04:10"}
 "#;
+
+/// Issue 4's absence extension end to end: on the generator's authorisations and captures, the
+/// "authorisation not captured within 10 minutes" query reports exactly the injected
+/// `auth_without_capture` authorisations (those at least the longest capture delay before the
+/// stream's end, whose captures are all in the stream).
+#[test]
+fn an_absence_pattern_reports_exactly_the_authorisations_never_captured() {
+    let dir = scratch("absence");
+    let table = "CREATE TABLE payments (
+  payment_id BIGINT, card_id STRING, status STRING, kind STRING, auth_id BIGINT, scenario STRING,
+  ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'payments-generator', 'number-of-rows' = '300000', 'cards' = '10000',
+  'events-per-second-of-event-time' = '100', 'auth-capture' = 'true', 'uncaptured-rate' = '0.002');
+";
+    // 300,000 rows at 100 per second of event time span 50 minutes; captures come within 5.
+    let cutoff = "TIMESTAMP '2024-01-01 00:45:00'";
+    let detected = write(
+        &dir,
+        "detected.fsql",
+        &format!(
+            "{table}
+CREATE VIEW uncaptured AS
+SELECT *
+FROM payments
+  MATCH_RECOGNIZE (
+    PARTITION BY card_id
+    ORDER BY ts
+    MEASURES A.payment_id AS auth, A.scenario AS scenario, A.ts AS auth_ts, TIMED_OUT() AS timed_out
+    ONE ROW PER MATCH
+    AFTER MATCH SKIP TO NEXT ROW
+    PATTERN (A X*? C) WITHIN INTERVAL '10' MINUTE EMIT TIMEOUTS
+    DEFINE
+      A AS A.kind = 'AUTH' AND A.status = 'APPROVED',
+      C AS C.kind = 'CAPTURE' AND C.auth_id = A.payment_id
+  ) AS T;
+SELECT auth, scenario FROM uncaptured WHERE timed_out AND auth_ts < {cutoff};
+"
+        ),
+    );
+    let injected = write(
+        &dir,
+        "injected.fsql",
+        &format!(
+            "{table}
+SELECT payment_id AS auth, scenario FROM payments
+WHERE scenario = 'auth_without_capture' AND ts < {cutoff};
+"
+        ),
+    );
+    let lines = |file: &Path| {
+        let out = fsql(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let injected = lines(&injected);
+    let detected = lines(&detected);
+    assert!(injected.len() >= 100, "only {} injected", injected.len());
+    assert!(
+        injected.iter().all(|l| l.contains("auth_without_capture")),
+        "{injected:?}"
+    );
+    assert_eq!(detected, injected);
+}

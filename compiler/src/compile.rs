@@ -213,6 +213,17 @@ struct Compiler {
     predicts: BTreeMap<String, PredictPlan>,
 }
 
+/// Whether a pattern has an exclusion `{- ... -}`.
+fn has_exclusion(p: &fsql_plan::Pattern) -> bool {
+    use fsql_plan::Pattern as P;
+    match p {
+        P::Exclude(_) => true,
+        P::Concat(ps) | P::Alt(ps) | P::Permute(ps) => ps.iter().any(has_exclusion),
+        P::Repeat { pattern, .. } => has_exclusion(pattern),
+        P::Var(_) | P::Empty | P::Start | P::End => false,
+    }
+}
+
 /// A planned `MATCH_RECOGNIZE`: the relation it reads and the operator over it.
 #[derive(Clone, Debug)]
 struct MatchPlan {
@@ -1047,11 +1058,16 @@ impl Compiler {
             Ok(a) => a,
             Err(m) => return fail(self, m),
         };
+        let subsets = match mr::subsets(clause, &variables) {
+            Ok(s) => s,
+            Err(m) => return fail(self, m),
+        };
         let mut navs = Navigations {
             vars: &variables,
+            subsets: &subsets,
             input: &schema,
-            rowtime: order_by,
             found: Vec::new(),
+            derived: Vec::new(),
         };
         let mut define_sql = Vec::new();
         for (v, var) in variables.iter().enumerate() {
@@ -1069,9 +1085,71 @@ impl Compiler {
                 Err(err) => return fail(self, format!("measure {}: {err}", m.alias.value)),
             }
         }
-        let navigations = navs.found;
-        let eval = mr::evaluation_schema(&schema, &navigations);
-        let arrow: SchemaRef = Arc::new(eval.to_arrow());
+        let Navigations { found, derived, .. } = navs;
+        let within_ms = match &clause.within {
+            None => None,
+            Some(e) => {
+                let mut cat = TvfCatalogOf { c: self, source };
+                match tvf::TvfCatalog::interval_ms(&mut cat, e) {
+                    Ok(ms) if ms > 0 => Some(ms),
+                    Ok(_) => return fail(self, "WITHIN must be a positive interval".into()),
+                    Err(d) => {
+                        self.error(d);
+                        return None;
+                    }
+                }
+            }
+        };
+        if clause.emit_timeouts && within_ms.is_none() {
+            return fail(self, "EMIT TIMEOUTS needs WITHIN".into());
+        }
+        let rows_per_match = clause.rows_per_match;
+        if rows_per_match == fsql_plan::RowsPerMatch::AllWithUnmatched && has_exclusion(&pattern) {
+            return fail(
+                self,
+                "an exclusion cannot be used with WITH UNMATCHED ROWS: the rows it hides would show as unmatched (SQL:2016)".into(),
+            );
+        }
+        // The expressions navigations read, over an input row.
+        let derived = if derived.is_empty() {
+            Vec::new()
+        } else {
+            let input_arrow: SchemaRef = Arc::new(schema.to_arrow());
+            let sql: Vec<SqlExpr> = derived
+                .into_iter()
+                .map(|expr| SqlExpr {
+                    expr,
+                    source: source.clone(),
+                })
+                .collect();
+            let refs: Vec<&SqlExpr> = sql.iter().collect();
+            self.plan_exprs(name, &input_arrow, &refs)?
+        };
+        let mut spec = MatchRecognizeSpec {
+            partition_by,
+            order_by,
+            order_then,
+            variables: variables.clone(),
+            subsets,
+            derived,
+            pattern,
+            defines: Vec::new(),
+            navigations: Vec::new(),
+            measures: Vec::new(),
+            rows_per_match,
+            after_match,
+            within_ms,
+            emit_timeouts: clause.emit_timeouts,
+        };
+        let row = spec.row_schema(&schema);
+        spec.navigations = found
+            .into_iter()
+            .map(|n| {
+                let t = n.data_type(&row.fields, order_by);
+                (n, t)
+            })
+            .collect();
+        let arrow: SchemaRef = Arc::new(spec.evaluation_schema(&schema).to_arrow());
         let sql: Vec<SqlExpr> = define_sql
             .iter()
             .flatten()
@@ -1088,10 +1166,9 @@ impl Compiler {
             self.plan_exprs(name, &arrow, &refs)?
         }
         .into_iter();
-        let mut defines = Vec::new();
         for (var, d) in variables.iter().zip(&define_sql) {
             match d {
-                None => defines.push(None),
+                None => spec.defines.push(None),
                 Some(_) => {
                     let e = planned.next()?;
                     if e.data_type != DataType::Boolean {
@@ -1103,63 +1180,41 @@ impl Compiler {
                             ),
                         );
                     }
-                    defines.push(Some(e));
+                    spec.defines.push(Some(e));
                 }
             }
         }
-        let mut measures = Vec::new();
-        let mut fields: Vec<Field> = partition_by
-            .iter()
-            .map(|&c| schema.fields[c].clone())
-            .collect();
-        let mut event_time = None;
-        for ((alias, sql), m) in measure_sql.iter().zip(&clause.measures) {
+        let mut measure_fields = Vec::new();
+        let mut rowtime_measure = None;
+        for ((alias, _), m) in measure_sql.iter().zip(&clause.measures) {
             let e = planned.next()?;
             let is_rowtime = matches!(&m.expr, sqlparser::ast::Expr::Function(f)
                 if f.name.to_string().eq_ignore_ascii_case("MATCH_ROWTIME"));
             if is_rowtime {
-                event_time = Some(fields.len());
+                rowtime_measure = Some(measure_fields.len());
             }
-            let _ = sql;
-            fields.push(Field::new(alias, e.data_type.clone(), true));
-            measures.push(fsql_plan::Measure {
+            measure_fields.push(Field::new(alias, e.data_type.clone(), true));
+            spec.measures.push(fsql_plan::Measure {
                 name: alias.clone(),
                 expr: e,
             });
         }
-        let within_ms = match &clause.within {
-            None => None,
-            Some(e) => {
-                let mut cat = TvfCatalogOf { c: self, source };
-                match tvf::TvfCatalog::interval_ms(&mut cat, e) {
-                    Ok(ms) if ms > 0 => Some(ms),
-                    Ok(_) => return fail(self, "WITHIN must be a positive interval".into()),
-                    Err(d) => {
-                        self.error(d);
-                        return None;
-                    }
-                }
-            }
+        // ONE ROW PER MATCH: the partitioning columns, then the measures. ALL ROWS PER MATCH: the
+        // partitioning and ordering columns, the measures, then the input's other columns.
+        let input_field = |c: &usize| schema.fields[*c].clone();
+        let (fields, event_time) = if rows_per_match.all_rows() {
+            let (leading, rest) = spec.all_rows_columns(schema.fields.len());
+            let time = leading.iter().position(|&c| c == order_by);
+            let mut fields: Vec<Field> = leading.iter().map(input_field).collect();
+            fields.extend(measure_fields);
+            fields.extend(rest.iter().map(input_field));
+            (fields, time)
+        } else {
+            let mut fields: Vec<Field> = spec.partition_by.iter().map(input_field).collect();
+            let time = rowtime_measure.map(|m| fields.len() + m);
+            fields.extend(measure_fields);
+            (fields, time)
         };
-        let spec = MatchRecognizeSpec {
-            partition_by,
-            order_by,
-            order_then,
-            variables: variables.clone(),
-            pattern,
-            defines,
-            navigations,
-            measures,
-            rows_per_match: mr::rows_per_match(clause),
-            after_match,
-            within_ms,
-        };
-        if spec.rows_per_match == fsql_plan::RowsPerMatch::All {
-            return fail(
-                self,
-                "ALL ROWS PER MATCH is not supported yet (ONE ROW PER MATCH is)".into(),
-            );
-        }
         Some(MatchPlan {
             input: clause.input.clone(),
             spec,

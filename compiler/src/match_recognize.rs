@@ -17,7 +17,7 @@
 use std::ops::ControlFlow;
 
 use fsql_plan::{
-    AfterMatch, DataType, Field, MatchAggregate, Navigation, Pattern, RowsPerMatch, Schema,
+    AfterMatch, MatchAggregate, MatchRecognizeSpec, Navigation, Pattern, RowsPerMatch, Schema,
 };
 use sqlparser::ast::{
     AfterMatchSkip, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
@@ -31,8 +31,14 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 pub const MATCH_RELATION: &str = "__match";
 /// The pseudo-variable `WITHIN` travels as through sqlparser.
 const WITHIN_SYMBOL: &str = "__fsql_within";
-/// The prefix of navigation columns in the evaluation row.
-pub const NAV_COLUMN: &str = "__nav";
+/// The pseudo-variable `EMIT TIMEOUTS` travels as through sqlparser.
+const TIMEOUTS_SYMBOL: &str = "__fsql_timeouts";
+/// The prefix of the pseudo-variables `SUBSET` definitions travel as through sqlparser.
+const SUBSET_PREFIX: &str = "__fsql_subset_";
+/// The marker an exclusion `{- p -}` travels as through sqlparser: `(__fsql_exclude (p))`.
+const EXCLUDE_SYMBOL: &str = "__fsql_exclude";
+/// The prefix `FINAL f(...)` travels as through sqlparser (`__fsql_final_f(...)`).
+const FINAL_PREFIX: &str = "__fsql_final_";
 
 /// One `MATCH_RECOGNIZE` clause as written.
 #[derive(Clone, Debug)]
@@ -42,63 +48,259 @@ pub struct MatchClause {
     pub partition_by: Vec<SqlExpr>,
     pub order_by: Vec<OrderByExpr>,
     pub measures: Vec<Measure>,
-    pub all_rows: bool,
+    pub rows_per_match: RowsPerMatch,
     pub after_match_skip: Option<AfterMatchSkip>,
     pub pattern: MatchRecognizePattern,
+    /// `SUBSET name = (v, ...)`, as written.
+    pub subsets: Vec<(String, SqlExpr)>,
     pub defines: Vec<SymbolDefinition>,
     pub within: Option<SqlExpr>,
+    /// `WITHIN ... EMIT TIMEOUTS`
+    pub emit_timeouts: bool,
 }
 
-/// Moves `WITHIN <interval>` (between `PATTERN (...)` and `DEFINE`) to the front of the `DEFINE`
-/// list as `__fsql_within AS <interval>,`, which sqlparser reads.
-pub fn within_to_define(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    let is_word = |t: &TokenWithSpan, kw: Keyword, text: &str| {
-        matches!(&t.token, Token::Word(w) if w.quote_style.is_none()
-            && (w.keyword == kw || w.value.eq_ignore_ascii_case(text)))
-    };
-    let Some(within) = tokens
-        .iter()
-        .position(|t| is_word(t, Keyword::WITHIN, "WITHIN"))
-    else {
-        return tokens;
-    };
-    let Some(define) = tokens[within..]
-        .iter()
-        .position(|t| is_word(t, Keyword::DEFINE, "DEFINE"))
-        .map(|p| p + within)
-    else {
-        return tokens;
-    };
-    let interval: Vec<TokenWithSpan> = tokens[within + 1..define].to_vec();
-    let span = tokens[within].span;
-    let mut out: Vec<TokenWithSpan> = tokens[..within].to_vec();
-    out.push(tokens[define].clone());
-    out.push(TokenWithSpan::new(
-        Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
-        span,
-    ));
-    out.push(TokenWithSpan::new(
+/// Rewrites what sqlparser cannot read inside each `MATCH_RECOGNIZE (...)` into forms it can:
+///
+/// * Flink's `WITHIN <interval> [EMIT TIMEOUTS]` and the standard's `SUBSET u = (a, b), ...`
+///   (between `PATTERN (...)` and `DEFINE`, in either order) move to the front of the `DEFINE`
+///   list as pseudo-variables: `__fsql_within AS <interval>, __fsql_timeouts AS TRUE,
+///   __fsql_subset_u AS (a, b),`;
+/// * `RUNNING f(...)` becomes `f(...)` (the default) and `FINAL f(...)` becomes
+///   `__fsql_final_f(...)`.
+pub fn clauses(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let is_mr = matches!(&tokens[i].token, Token::Word(w)
+            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("MATCH_RECOGNIZE"));
+        let open = next_significant(&tokens, i + 1);
+        let close = (is_mr && matches!(tokens.get(open).map(|t| &t.token), Some(Token::LParen)))
+            .then(|| matching_paren(&tokens, open))
+            .flatten();
+        match close {
+            Some(close) => {
+                out.extend(tokens[i..=open].iter().cloned());
+                out.extend(clause_body(&tokens[open + 1..close]));
+                out.push(tokens[close].clone());
+                i = close + 1;
+            }
+            None => {
+                out.push(tokens[i].clone());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The position of the next token after `i` that is not whitespace.
+fn next_significant(tokens: &[TokenWithSpan], mut i: usize) -> usize {
+    while matches!(tokens.get(i).map(|t| &t.token), Some(Token::Whitespace(_))) {
+        i += 1;
+    }
+    i
+}
+
+/// The `)` closing the `(` at `open`.
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_word(t: &TokenWithSpan, text: &str) -> bool {
+    matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text))
+}
+
+fn word(value: String, span: sqlparser::tokenizer::Span) -> TokenWithSpan {
+    TokenWithSpan::new(
         Token::Word(Word {
-            value: WITHIN_SYMBOL.into(),
+            value,
             quote_style: None,
             keyword: Keyword::NoKeyword,
         }),
         span,
-    ));
-    out.push(TokenWithSpan::new(
-        Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
-        span,
-    ));
-    out.push(TokenWithSpan::new(Token::make_keyword("AS"), span));
-    out.extend(interval);
-    out.push(TokenWithSpan::new(Token::Comma, span));
-    out.extend(tokens[define + 1..].iter().cloned());
-    // Several clauses in one statement: handle the rest too.
-    let rest_start = out.len() - (tokens.len() - define - 1);
-    let (head, rest) = out.split_at(rest_start);
-    let mut head = head.to_vec();
-    head.extend(within_to_define(rest.to_vec()));
-    head
+    )
+}
+
+/// Whether token `k` is outside any parentheses opened in `toks`.
+fn top_level(toks: &[TokenWithSpan], k: usize) -> bool {
+    toks[..k]
+        .iter()
+        .map(|t| match t.token {
+            Token::LParen => 1i64,
+            Token::RParen => -1,
+            _ => 0,
+        })
+        .sum::<i64>()
+        == 0
+}
+
+/// The tokens between `MATCH_RECOGNIZE (` and its `)`, rewritten (see [`clauses`]).
+fn clause_body(body: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let space = |span| {
+        TokenWithSpan::new(
+            Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
+            span,
+        )
+    };
+    // RUNNING / FINAL before a function call, at any depth.
+    let mut toks: Vec<TokenWithSpan> = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let semantics = ["RUNNING", "FINAL"]
+            .into_iter()
+            .find(|k| is_word(&body[i], k));
+        let f = next_significant(body, i + 1);
+        let call = matches!(body.get(f).map(|t| &t.token), Some(Token::Word(_)))
+            && matches!(
+                body.get(next_significant(body, f + 1)).map(|t| &t.token),
+                Some(Token::LParen)
+            );
+        match (semantics, call, body.get(f).map(|t| &t.token)) {
+            (Some("FINAL"), true, Some(Token::Word(w))) => {
+                toks.push(word(format!("{FINAL_PREFIX}{}", w.value), body[f].span));
+                i = f + 1;
+            }
+            (Some(_), true, _) => i = f,
+            _ => {
+                toks.push(body[i].clone());
+                i += 1;
+            }
+        }
+    }
+    // The clauses between PATTERN (...) and DEFINE, at the body's top level.
+    let Some(pattern) =
+        (0..toks.len()).find(|&k| is_word(&toks[k], "PATTERN") && top_level(&toks, k))
+    else {
+        return toks;
+    };
+    let open = next_significant(&toks, pattern + 1);
+    let Some(close) = matching_paren(&toks, open) else {
+        return toks;
+    };
+    // `{- p -}` (sqlparser reads only `{- v -}`) becomes `(__fsql_exclude (p))`.
+    let mut rewritten: Vec<TokenWithSpan> = toks[..open].to_vec();
+    let mut x = open;
+    while x <= close {
+        let t = &toks[x];
+        let next = toks.get(x + 1).map(|t| &t.token);
+        match (&t.token, next) {
+            (Token::LBrace, Some(Token::Minus)) => {
+                rewritten.push(TokenWithSpan::new(Token::LParen, t.span));
+                rewritten.push(word(EXCLUDE_SYMBOL.into(), t.span));
+                rewritten.push(TokenWithSpan::new(Token::LParen, t.span));
+                x += 2;
+            }
+            (Token::Minus, Some(Token::RBrace)) => {
+                rewritten.push(TokenWithSpan::new(Token::RParen, t.span));
+                rewritten.push(TokenWithSpan::new(Token::RParen, t.span));
+                x += 2;
+            }
+            _ => {
+                rewritten.push(t.clone());
+                x += 1;
+            }
+        }
+    }
+    let after = rewritten.len();
+    rewritten.extend(toks[close + 1..].iter().cloned());
+    let toks = rewritten;
+    let Some(define) =
+        (after..toks.len()).find(|&k| is_word(&toks[k], "DEFINE") && top_level(&toks, k))
+    else {
+        return toks;
+    };
+    let mut moved: Vec<TokenWithSpan> = Vec::new();
+    let mut k = after;
+    loop {
+        k = next_significant(&toks, k);
+        if k >= define {
+            break;
+        }
+        let t = &toks[k];
+        let span = t.span;
+        let end = (k + 1..define)
+            .find(|&e| {
+                ["WITHIN", "SUBSET", "EMIT"]
+                    .iter()
+                    .any(|w| is_word(&toks[e], w))
+                    && top_level(&toks, e)
+            })
+            .unwrap_or(define);
+        let pseudo = |name: &str, value: &[TokenWithSpan]| {
+            let mut out = vec![
+                space(span),
+                word(name.into(), span),
+                space(span),
+                TokenWithSpan::new(Token::make_keyword("AS"), span),
+                space(span),
+            ];
+            out.extend(value.iter().cloned());
+            out.push(TokenWithSpan::new(Token::Comma, span));
+            out
+        };
+        if is_word(t, "WITHIN") {
+            moved.extend(pseudo(WITHIN_SYMBOL, &toks[k + 1..end]));
+        } else if is_word(t, "EMIT")
+            && end == next_significant(&toks, next_significant(&toks, k + 1) + 1)
+            && is_word(&toks[next_significant(&toks, k + 1)], "TIMEOUTS")
+        {
+            let yes = TokenWithSpan::new(Token::make_keyword("TRUE"), span);
+            moved.extend(pseudo(TIMEOUTS_SYMBOL, &[yes]));
+        } else if is_word(t, "SUBSET") {
+            // name = ( ... ) [, name = ( ... )]*
+            let mut x = next_significant(&toks, k + 1);
+            while x < end {
+                let (Some(Token::Word(name)), eq) = (
+                    toks.get(x).map(|t| &t.token),
+                    next_significant(&toks, x + 1),
+                ) else {
+                    break;
+                };
+                let open = next_significant(&toks, eq + 1);
+                if toks.get(eq).map(|t| &t.token) != Some(&Token::Eq)
+                    || toks.get(open).map(|t| &t.token) != Some(&Token::LParen)
+                {
+                    break;
+                }
+                let Some(close) = matching_paren(&toks, open).filter(|c| *c < end) else {
+                    break;
+                };
+                let name = format!("{SUBSET_PREFIX}{}", name.value);
+                moved.extend(pseudo(&name, &toks[open..=close]));
+                x = next_significant(&toks, close + 1);
+                if toks.get(x).map(|t| &t.token) == Some(&Token::Comma) {
+                    x = next_significant(&toks, x + 1);
+                }
+            }
+            if x < end {
+                // Not a SUBSET clause we understand: leave it for sqlparser to report.
+                return toks;
+            }
+        } else {
+            // Whatever else sits here is left in place for sqlparser to report.
+            return toks;
+        }
+        k = end;
+    }
+    let mut out: Vec<TokenWithSpan> = toks[..after].to_vec();
+    out.push(space(toks[define].span));
+    out.push(toks[define].clone());
+    out.extend(moved);
+    out.extend(toks[define + 1..].iter().cloned());
+    out
 }
 
 /// Replaces every `MATCH_RECOGNIZE` clause in `query` by a `__match<n>` relation (numbered from
@@ -190,26 +392,42 @@ fn extract_factor(
             };
             let mut defines = Vec::new();
             let mut within = None;
+            let mut emit_timeouts = false;
+            let mut subsets = Vec::new();
             for s in symbols.iter() {
                 if s.symbol.value == WITHIN_SYMBOL {
                     within = Some(s.definition.clone());
+                } else if s.symbol.value == TIMEOUTS_SYMBOL {
+                    emit_timeouts = true;
+                } else if let Some(name) = s.symbol.value.strip_prefix(SUBSET_PREFIX) {
+                    subsets.push((name.to_string(), s.definition.clone()));
                 } else {
                     defines.push(s.clone());
                 }
             }
+            use sqlparser::ast::{EmptyMatchesMode, RowsPerMatch as Rows};
+            let rows_per_match = match rows_per_match {
+                None | Some(Rows::OneRow) => RowsPerMatch::One,
+                Some(Rows::AllRows(None | Some(EmptyMatchesMode::Show))) => {
+                    RowsPerMatch::AllShowEmpty
+                }
+                Some(Rows::AllRows(Some(EmptyMatchesMode::Omit))) => RowsPerMatch::AllOmitEmpty,
+                Some(Rows::AllRows(Some(EmptyMatchesMode::WithUnmatched))) => {
+                    RowsPerMatch::AllWithUnmatched
+                }
+            };
             let clause = MatchClause {
                 input,
                 partition_by: partition_by.clone(),
                 order_by: order_by.clone(),
                 measures: measures.clone(),
-                all_rows: matches!(
-                    rows_per_match,
-                    Some(sqlparser::ast::RowsPerMatch::AllRows(_))
-                ),
+                rows_per_match,
                 after_match_skip: after_match_skip.clone(),
                 pattern: pattern.clone(),
+                subsets,
                 defines,
                 within,
+                emit_timeouts,
             };
             let name = format!("{MATCH_RELATION}{}", *next);
             *next += 1;
@@ -253,6 +471,12 @@ pub fn pattern(p: &MatchRecognizePattern, vars: &mut Vec<String>) -> Result<Patt
                 .collect::<Result<_, _>>()?,
         ),
         P::Group(inner) => {
+            if let P::Concat(parts) = inner.as_ref()
+                && let [P::Symbol(MatchRecognizeSymbol::Named(marker)), excluded] = &parts[..]
+                && marker.value == EXCLUDE_SYMBOL
+            {
+                return Ok(Pattern::Exclude(Box::new(pattern(excluded, vars)?)));
+            }
             let inner = pattern(inner, vars)?;
             if inner == Pattern::Concat(vec![]) {
                 Pattern::Empty
@@ -328,6 +552,44 @@ pub fn after_match(skip: Option<&AfterMatchSkip>, vars: &[String]) -> Result<Aft
     })
 }
 
+/// `SUBSET name = (v1, v2, ...)` definitions with variables resolved (indexes of `vars`).
+pub fn subsets(clause: &MatchClause, vars: &[String]) -> Result<Vec<(String, Vec<usize>)>, String> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    for (name, e) in &clause.subsets {
+        if vars.contains(name) || out.iter().any(|(n, _)| n == name) {
+            return Err(format!(
+                "SUBSET `{name}`: the name is already a pattern variable or subset"
+            ));
+        }
+        let items: Vec<&SqlExpr> = match e {
+            SqlExpr::Nested(one) => vec![one.as_ref()],
+            SqlExpr::Tuple(items) => items.iter().collect(),
+            other => {
+                return Err(format!(
+                    "SUBSET `{name}`: expected (variable, ...), found {other}"
+                ));
+            }
+        };
+        let mut members = Vec::new();
+        for item in items {
+            let SqlExpr::Identifier(id) = item else {
+                return Err(format!(
+                    "SUBSET {name} names `{item}`, which is not a pattern variable"
+                ));
+            };
+            let v = vars.iter().position(|v| *v == id.value).ok_or_else(|| {
+                format!(
+                    "SUBSET {name} names `{}`, which is not a pattern variable",
+                    id.value
+                )
+            })?;
+            members.push(v);
+        }
+        out.push((name.clone(), members));
+    }
+    Ok(out)
+}
+
 /// Where an expression is evaluated: the condition of a variable, or a measure.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Context {
@@ -335,13 +597,35 @@ pub enum Context {
     Measure,
 }
 
-/// Rewrites navigation in expressions into `__nav<k>` columns, collecting the navigations.
+/// Rewrites navigation in expressions into `__nav<k>` columns, collecting the navigations and
+/// the expressions over one row they read (`SUM(A.price * A.qty)`).
 pub struct Navigations<'a> {
     pub vars: &'a [String],
+    /// `SUBSET` names: variable indexes after `vars`.
+    pub subsets: &'a [(String, Vec<usize>)],
     pub input: &'a Schema,
-    pub rowtime: usize,
-    pub found: Vec<(Navigation, DataType)>,
+    pub found: Vec<Navigation>,
+    /// Expressions over an input row, qualifiers removed; stored after the input's columns.
+    pub derived: Vec<SqlExpr>,
 }
+
+/// The functions navigation is written with (before `FINAL` prefixes).
+const NAVIGATION_FUNCTIONS: &[&str] = &[
+    "PREV",
+    "NEXT",
+    "FIRST",
+    "LAST",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "MATCH_ROWTIME",
+    "CLASSIFIER",
+    "MATCH_NUMBER",
+    "TIMED_OUT",
+    "EXPECTED",
+];
 
 impl Navigations<'_> {
     /// `e` with its navigation replaced by `__nav<k>` columns.
@@ -367,24 +651,31 @@ impl Navigations<'_> {
             .ok_or_else(|| format!("column `{name}` not found in the MATCH_RECOGNIZE input"))
     }
 
+    /// A variable or subset by name.
     fn var(&self, name: &str) -> Option<usize> {
-        self.vars.iter().position(|v| v == name)
+        self.vars.iter().position(|v| v == name).or_else(|| {
+            self.subsets
+                .iter()
+                .position(|(s, _)| s == name)
+                .map(|s| self.vars.len() + s)
+        })
     }
 
     /// The `__nav<k>` column for `nav`, added if new.
-    fn add(&mut self, nav: Navigation, t: DataType) -> SqlExpr {
-        let k = match self.found.iter().position(|(n, _)| *n == nav) {
+    fn add(&mut self, nav: Navigation) -> SqlExpr {
+        let k = match self.found.iter().position(|n| *n == nav) {
             Some(k) => k,
             None => {
-                self.found.push((nav, t));
+                self.found.push(nav);
                 self.found.len() - 1
             }
         };
-        SqlExpr::Identifier(Ident::new(format!("{NAV_COLUMN}{k}")))
+        SqlExpr::Identifier(Ident::new(MatchRecognizeSpec::navigation_name(k)))
     }
 
-    /// `(var, column)` of `v.col` or `col`.
-    fn reference(&self, e: &SqlExpr) -> Result<(Option<usize>, usize), String> {
+    /// `(var, column)` of a navigation's argument: `v.col`, `col`, or an expression over the
+    /// columns of one variable (`A.price * A.qty`), which becomes a derived column.
+    fn argument(&mut self, e: &SqlExpr) -> Result<(Option<usize>, usize), String> {
         match e {
             SqlExpr::Identifier(id) => Ok((None, self.column(&id.value)?)),
             SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
@@ -393,14 +684,67 @@ impl Navigations<'_> {
                     .ok_or_else(|| format!("`{}` is not a pattern variable", parts[0].value))?;
                 Ok((Some(var), self.column(&parts[1].value)?))
             }
-            other => Err(format!(
-                "expected a column or `variable.column` here, found `{other}`"
-            )),
+            _ => {
+                let mut var: Option<usize> = None;
+                let mut unqualified = false;
+                let mut error: Option<String> = None;
+                let mut row = e.clone();
+                let mixed = || {
+                    format!(
+                        "`{e}`: the columns of an aggregate's or a navigation's argument must all be of the same pattern variable"
+                    )
+                };
+                let _ = sqlparser::ast::visit_expressions_mut(&mut row, |x| {
+                    match x {
+                        SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                            match self.var(&parts[0].value) {
+                                None => {
+                                    error = Some(format!(
+                                        "`{}` is not a pattern variable",
+                                        parts[0].value
+                                    ));
+                                }
+                                Some(v) if var.is_some_and(|w| w != v) || unqualified => {
+                                    error = Some(mixed());
+                                }
+                                Some(v) => {
+                                    var = Some(v);
+                                    *x = SqlExpr::Identifier(parts[1].clone());
+                                }
+                            }
+                        }
+                        SqlExpr::Identifier(_) if var.is_some() => error = Some(mixed()),
+                        SqlExpr::Identifier(_) => unqualified = true,
+                        SqlExpr::Function(f)
+                            if NAVIGATION_FUNCTIONS
+                                .contains(&f.name.to_string().to_ascii_uppercase().as_str())
+                                || f.name.to_string().starts_with(FINAL_PREFIX) =>
+                        {
+                            error = Some(format!(
+                                "`{e}`: navigation and aggregates cannot be nested here"
+                            ));
+                        }
+                        _ => {}
+                    }
+                    if error.is_some() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                if let Some(error) = error {
+                    return Err(error);
+                }
+                let k = match self.derived.iter().position(|d| *d == row) {
+                    Some(k) => k,
+                    None => {
+                        self.derived.push(row);
+                        self.derived.len() - 1
+                    }
+                };
+                Ok((var, self.input.fields.len() + k))
+            }
         }
-    }
-
-    fn type_of(&self, column: usize) -> DataType {
-        self.input.fields[column].data_type.clone()
     }
 }
 
@@ -453,18 +797,29 @@ impl Rewriter<'_, '_> {
                 if self.context == Context::Define(var) {
                     return Ok(Some(SqlExpr::Identifier(parts[1].clone())));
                 }
-                let t = self.nav.type_of(column);
-                Ok(Some(self.nav.add(
-                    Navigation::Last {
-                        var: Some(var),
-                        column,
-                        offset: 0,
-                    },
-                    t,
-                )))
+                Ok(Some(self.nav.add(Navigation::Last {
+                    var: Some(var),
+                    column,
+                    offset: 0,
+                })))
             }
             SqlExpr::Function(f) => {
-                let name = f.name.to_string().to_ascii_uppercase();
+                let written = f.name.to_string();
+                let (is_final, name) = match written.strip_prefix(FINAL_PREFIX) {
+                    Some(rest) => (true, rest.to_ascii_uppercase()),
+                    None => (false, written.to_ascii_uppercase()),
+                };
+                let measure_only = |what: &str| -> Result<(), String> {
+                    match self.context {
+                        Context::Measure => Ok(()),
+                        Context::Define(_) => {
+                            Err(format!("{what} cannot be used in DEFINE, only in MEASURES"))
+                        }
+                    }
+                };
+                if is_final {
+                    measure_only("FINAL")?;
+                }
                 let args = args_of(f);
                 let first_expr = || match args.first() {
                     Some(FunctionArgExpr::Expr(e)) => Ok(e.clone()),
@@ -472,43 +827,30 @@ impl Rewriter<'_, '_> {
                 };
                 let nav = match name.as_str() {
                     "PREV" | "NEXT" => {
-                        let (_, column) = self.nav.reference(&first_expr()?)?;
+                        let (_, column) = self.nav.argument(&first_expr()?)?;
                         let offset = offset_arg(args.get(1), 1)?;
-                        let t = self.nav.type_of(column);
                         if name == "PREV" {
-                            (Navigation::Prev { column, offset }, t)
+                            Navigation::Prev { column, offset }
                         } else {
-                            if matches!(self.context, Context::Define(_)) {
-                                return Err(
-                                    "NEXT cannot be used in DEFINE (the next row has not arrived)"
-                                        .into(),
-                                );
-                            }
-                            (Navigation::Next { column, offset }, t)
+                            measure_only("NEXT")?;
+                            Navigation::Next { column, offset }
                         }
                     }
                     "FIRST" | "LAST" => {
-                        let (var, column) = self.nav.reference(&first_expr()?)?;
+                        let (var, column) = self.nav.argument(&first_expr()?)?;
                         let offset = offset_arg(args.get(1), 0)?;
-                        let t = self.nav.type_of(column);
                         if name == "FIRST" {
-                            (
-                                Navigation::First {
-                                    var,
-                                    column,
-                                    offset,
-                                },
-                                t,
-                            )
+                            Navigation::First {
+                                var,
+                                column,
+                                offset,
+                            }
                         } else {
-                            (
-                                Navigation::Last {
-                                    var,
-                                    column,
-                                    offset,
-                                },
-                                t,
-                            )
+                            Navigation::Last {
+                                var,
+                                column,
+                                offset,
+                            }
                         }
                     }
                     "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" => {
@@ -525,7 +867,7 @@ impl Rewriter<'_, '_> {
                                 (Some(var), None)
                             }
                             Some(FunctionArgExpr::Expr(e)) => {
-                                let (var, column) = self.nav.reference(e)?;
+                                let (var, column) = self.nav.argument(e)?;
                                 (var, Some(column))
                             }
                             None => return Err(format!("{name} needs an argument")),
@@ -540,27 +882,36 @@ impl Rewriter<'_, '_> {
                         if column.is_none() && function != MatchAggregate::Count {
                             return Err(format!("{name}(*) is not an aggregate"));
                         }
-                        let t = match (function, column) {
-                            (MatchAggregate::Count, _) | (_, None) => DataType::BigInt,
-                            (_, Some(c)) => self.nav.type_of(c),
-                        };
-                        (
-                            Navigation::Aggregate {
-                                function,
-                                var,
-                                column,
-                            },
-                            t,
-                        )
+                        Navigation::Aggregate {
+                            function,
+                            var,
+                            column,
+                        }
                     }
-                    "MATCH_ROWTIME" => {
-                        (Navigation::MatchRowtime, self.nav.type_of(self.nav.rowtime))
+                    "MATCH_ROWTIME" => Navigation::MatchRowtime,
+                    "CLASSIFIER" => Navigation::Classifier,
+                    "MATCH_NUMBER" => Navigation::MatchNumber,
+                    "TIMED_OUT" | "EXPECTED" => {
+                        measure_only(&format!("{name}()"))?;
+                        if name == "TIMED_OUT" {
+                            Navigation::TimedOut
+                        } else {
+                            Navigation::Expected
+                        }
                     }
-                    "CLASSIFIER" => (Navigation::Classifier, DataType::String),
-                    "MATCH_NUMBER" => (Navigation::MatchNumber, DataType::BigInt),
+                    _ if is_final => {
+                        return Err(format!(
+                            "FINAL applies to navigation and aggregates, not to {name}"
+                        ));
+                    }
                     _ => return Ok(None),
                 };
-                Ok(Some(self.nav.add(nav.0, nav.1)))
+                let nav = if is_final {
+                    Navigation::Final(Box::new(nav))
+                } else {
+                    nav
+                };
+                Ok(Some(self.nav.add(nav)))
             }
             _ => Ok(None),
         }
@@ -585,20 +936,90 @@ impl VisitorMut for Rewriter<'_, '_> {
     }
 }
 
-/// The evaluation row's schema: the input's fields, then one per navigation.
-pub fn evaluation_schema(input: &Schema, navigations: &[(Navigation, DataType)]) -> Schema {
-    let mut fields = input.fields.clone();
-    for (k, (_, t)) in navigations.iter().enumerate() {
-        fields.push(Field::new(format!("{NAV_COLUMN}{k}"), t.clone(), true));
-    }
-    Schema::new(fields)
-}
+#[cfg(test)]
+mod tests {
+    use sqlparser::ast::Statement;
+    use sqlparser::dialect::GenericDialect;
 
-/// `ONE ROW PER MATCH` (the default; Flink's only mode) or `ALL ROWS PER MATCH`.
-pub fn rows_per_match(clause: &MatchClause) -> RowsPerMatch {
-    if clause.all_rows {
-        RowsPerMatch::All
-    } else {
-        RowsPerMatch::One
+    use super::*;
+
+    /// The clause of `CREATE VIEW v AS SELECT * FROM t MATCH_RECOGNIZE (<body>)`.
+    fn clause(body: &str) -> Result<MatchClause, String> {
+        let sql = format!("CREATE VIEW v AS SELECT * FROM t MATCH_RECOGNIZE ({body}) AS m");
+        let statements =
+            crate::tvf::parse_statements(&GenericDialect {}, &sql).map_err(|e| e.to_string())?;
+        let Some(Statement::CreateView(view)) = statements.into_iter().next() else {
+            return Err("not a view".into());
+        };
+        let mut query = *view.query;
+        let mut next = 0;
+        let mut found = extract(&mut query, &mut next)?;
+        found
+            .pop()
+            .map(|(_, c)| c)
+            .ok_or_else(|| "no clause".into())
+    }
+
+    #[test]
+    fn what_sqlparser_cannot_read_travels_through_define() {
+        let c = clause(
+            "PARTITION BY k ORDER BY ts
+             MEASURES FINAL LAST(B.x) AS f, RUNNING COUNT(*) AS n
+             ALL ROWS PER MATCH OMIT EMPTY MATCHES
+             PATTERN (A {- B+ -} C) WITHIN INTERVAL '10' MINUTE EMIT TIMEOUTS
+             SUBSET U = (A, C), W = (B)
+             DEFINE A AS x > 0",
+        )
+        .unwrap();
+        assert!(c.emit_timeouts);
+        assert_eq!(
+            c.within.map(|e| e.to_string()).as_deref(),
+            Some("INTERVAL '10' MINUTE")
+        );
+        let subsets: Vec<(String, String)> = c
+            .subsets
+            .iter()
+            .map(|(n, e)| (n.clone(), e.to_string()))
+            .collect();
+        assert_eq!(
+            subsets,
+            vec![("U".into(), "(A, C)".into()), ("W".into(), "(B)".into())]
+        );
+        assert_eq!(c.defines.len(), 1);
+        assert_eq!(c.rows_per_match, RowsPerMatch::AllOmitEmpty);
+        let measures: Vec<String> = c.measures.iter().map(|m| m.expr.to_string()).collect();
+        assert_eq!(measures, vec!["__fsql_final_LAST(B.x)", "COUNT(*)"]);
+        let mut vars = Vec::new();
+        let p = pattern(&c.pattern, &mut vars).unwrap();
+        assert_eq!(
+            p,
+            Pattern::Concat(vec![
+                Pattern::Var(0),
+                Pattern::Exclude(Box::new(Pattern::Repeat {
+                    pattern: Box::new(Pattern::Var(1)),
+                    min: 1,
+                    max: None,
+                    greedy: true
+                })),
+                Pattern::Var(2),
+            ])
+        );
+        assert_eq!(vars, vec!["A", "B", "C"]);
+    }
+
+    #[test]
+    fn the_clauses_may_come_in_either_order_and_columns_named_like_keywords_stay() {
+        let c = clause(
+            "PARTITION BY k ORDER BY ts MEASURES final AS f, running AS r
+             PATTERN (A B) SUBSET U = (A, B) WITHIN INTERVAL '1' SECOND DEFINE A AS final > 0",
+        )
+        .unwrap();
+        assert!(!c.emit_timeouts);
+        assert!(c.within.is_some());
+        assert_eq!(c.subsets.len(), 1);
+        let measures: Vec<String> = c.measures.iter().map(|m| m.expr.to_string()).collect();
+        assert_eq!(measures, vec!["final", "running"]);
+        // Something else between PATTERN and DEFINE is left for sqlparser to report.
+        assert!(clause("ORDER BY ts MEASURES 1 AS x PATTERN (A) BOGUS DEFINE A AS TRUE").is_err());
     }
 }

@@ -81,6 +81,8 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
             "out-of-order-fraction",
             "start-time",
             "events-per-second-of-event-time",
+            "auth-capture",
+            "uncaptured-rate",
         ],
         prefixes: &[],
         runnable: true,

@@ -53,7 +53,7 @@ pub fn parse_statements(
     let tokens = Tokenizer::new(dialect, text)
         .tokenize_with_location()
         .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
-    let tokens = crate::match_recognize::within_to_define(tokens);
+    let tokens = crate::match_recognize::clauses(tokens);
     Parser::new(dialect)
         .with_tokens_with_locations(table_arguments(tokens))
         .parse_statements()

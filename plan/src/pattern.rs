@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::expr::Expr;
-use crate::types::DataType;
+use crate::types::{DataType, Field, Schema};
 
 /// A row pattern (`PATTERN (...)`) over variable indexes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,11 +40,17 @@ pub enum Pattern {
 }
 
 /// A value the matcher computes for an evaluation row.
+///
+/// `column` indexes the *stored row*: the input columns, then [`MatchRecognizeSpec::derived`].
+/// `var` indexes [`MatchRecognizeSpec::variables`], then [`MatchRecognizeSpec::subsets`]
+/// (`None`: every row of the match, the universal variable).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Navigation {
-    /// `PREV(col, n)`: the value `n` rows before the current row in the partition (physical).
+    /// `PREV(col, n)`: the value `n` rows before the current row, within the match (as Flink:
+    /// the row before a match's first row is not visible).
     Prev { column: usize, offset: u32 },
-    /// `NEXT(col, n)` (measures only: the row `n` after the current one).
+    /// `NEXT(col, n)` (measures only): the value `n` rows after the current row, within the
+    /// match.
     Next { column: usize, offset: u32 },
     /// `FIRST(v.col, n)` / `LAST(v.col, n)` (`v.col` alone is `LAST(v.col)`): the `n`-th row
     /// from the start (or end) of the rows mapped to `var` so far (`None`: all rows of the match).
@@ -71,6 +77,39 @@ pub enum Navigation {
     MatchNumber,
     /// `MATCH_ROWTIME()`: the time attribute of the match's last row.
     MatchRowtime,
+    /// `FINAL nav` (measures only): `nav` over the whole match rather than the rows up to the
+    /// current one (they differ only in `ALL ROWS PER MATCH`).
+    Final(Box<Navigation>),
+    /// `TIMED_OUT()`: whether the row is a partial match that `WITHIN` ended (`EMIT TIMEOUTS`).
+    TimedOut,
+    /// `EXPECTED()`: for a timed-out partial match, the variable it was waiting for.
+    Expected,
+}
+
+impl Navigation {
+    /// The type of its value, given the stored row's fields and the time attribute's position.
+    pub fn data_type(&self, row: &[Field], rowtime: usize) -> DataType {
+        let of = |c: &usize| row.get(*c).map_or(DataType::Null, |f| f.data_type.clone());
+        match self {
+            Navigation::Prev { column, .. }
+            | Navigation::Next { column, .. }
+            | Navigation::First { column, .. }
+            | Navigation::Last { column, .. } => of(column),
+            Navigation::Aggregate {
+                function: MatchAggregate::Count,
+                ..
+            }
+            | Navigation::Aggregate { column: None, .. }
+            | Navigation::MatchNumber => DataType::BigInt,
+            Navigation::Aggregate {
+                column: Some(c), ..
+            } => of(c),
+            Navigation::Classifier | Navigation::Expected => DataType::String,
+            Navigation::MatchRowtime => of(&rowtime),
+            Navigation::Final(inner) => inner.data_type(row, rowtime),
+            Navigation::TimedOut => DataType::Boolean,
+        }
+    }
 }
 
 /// Aggregates allowed over pattern variables.
@@ -100,11 +139,24 @@ pub enum AfterMatch {
     ToLast(usize),
 }
 
-/// `ONE ROW PER MATCH` or `ALL ROWS PER MATCH`.
+/// `ONE ROW PER MATCH` or `ALL ROWS PER MATCH` with how it shows empty matches and unmatched
+/// rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RowsPerMatch {
     One,
-    All,
+    /// `ALL ROWS PER MATCH [SHOW EMPTY MATCHES]`: an empty match shows as one row.
+    AllShowEmpty,
+    /// `ALL ROWS PER MATCH OMIT EMPTY MATCHES`
+    AllOmitEmpty,
+    /// `ALL ROWS PER MATCH WITH UNMATCHED ROWS`: also every row in no match, measures NULL.
+    AllWithUnmatched,
+}
+
+impl RowsPerMatch {
+    /// Whether each row of a match is an output row.
+    pub fn all_rows(self) -> bool {
+        self != RowsPerMatch::One
+    }
 }
 
 /// A `MATCH_RECOGNIZE` operator.
@@ -119,6 +171,14 @@ pub struct MatchRecognizeSpec {
     pub order_then: Vec<(usize, bool)>,
     /// Pattern variable names, in order of first appearance in `PATTERN`.
     pub variables: Vec<String>,
+    /// `SUBSET name = (v1, v2, ...)`: union variables (indexes of `variables`), addressed in
+    /// navigations after the variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsets: Vec<(String, Vec<usize>)>,
+    /// Expressions over an input row that navigations read (`SUM(A.price * A.qty)`): computed
+    /// once per input row and stored after its columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived: Vec<Expr>,
     pub pattern: Pattern,
     /// Per variable, its `DEFINE` condition over the evaluation row (`None`: always true).
     pub defines: Vec<Option<Expr>>,
@@ -130,4 +190,63 @@ pub struct MatchRecognizeSpec {
     pub after_match: AfterMatch,
     /// `WITHIN INTERVAL ...`: a match spans at most this many milliseconds of event time.
     pub within_ms: Option<i64>,
+    /// `WITHIN ... EMIT TIMEOUTS`: partial matches `WITHIN` ends are output too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emit_timeouts: bool,
+}
+
+impl MatchRecognizeSpec {
+    /// The name of derived column `k` in stored and evaluation rows.
+    pub fn derived_name(k: usize) -> String {
+        format!("__arg{k}")
+    }
+
+    /// The name of navigation `k`'s column in evaluation rows.
+    pub fn navigation_name(k: usize) -> String {
+        format!("__nav{k}")
+    }
+
+    /// The stored row: the input's fields, then the derived values.
+    pub fn row_schema(&self, input: &Schema) -> Schema {
+        let mut fields = input.fields.clone();
+        for (k, e) in self.derived.iter().enumerate() {
+            fields.push(Field::new(Self::derived_name(k), e.data_type.clone(), true));
+        }
+        Schema::new(fields)
+    }
+
+    /// The rows conditions and measures are evaluated over: the stored row, then one column per
+    /// navigation.
+    pub fn evaluation_schema(&self, input: &Schema) -> Schema {
+        let mut schema = self.row_schema(input);
+        for (k, (_, t)) in self.navigations.iter().enumerate() {
+            schema
+                .fields
+                .push(Field::new(Self::navigation_name(k), t.clone(), true));
+        }
+        schema
+    }
+
+    /// Whether a row classified as `row_var` belongs to `var` (a variable or a subset).
+    pub fn covers(&self, var: usize, row_var: usize) -> bool {
+        if var == row_var {
+            return true;
+        }
+        var.checked_sub(self.variables.len())
+            .and_then(|s| self.subsets.get(s))
+            .is_some_and(|(_, members)| members.contains(&row_var))
+    }
+
+    /// The input columns of `ALL ROWS PER MATCH` output, in the standard's order: the
+    /// partitioning columns, the ordering columns, then (after the measures) the rest.
+    pub fn all_rows_columns(&self, input_width: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut leading = self.partition_by.clone();
+        for c in std::iter::once(self.order_by).chain(self.order_then.iter().map(|o| o.0)) {
+            if !leading.contains(&c) {
+                leading.push(c);
+            }
+        }
+        let rest = (0..input_width).filter(|c| !leading.contains(c)).collect();
+        (leading, rest)
+    }
 }

@@ -18,18 +18,26 @@
 //! | `status` | STRING | `APPROVED` (≈ 96%) or `DECLINED` |
 //! | `channel` | STRING | `web`, `app` or `pos` |
 //! | `ts` | TIMESTAMP(3) | event time: `start-time` + index / `events-per-second-of-event-time`, some events delayed |
-//! | `is_fraud` | BOOLEAN | ground truth: the row belongs to an injected scenario |
-//! | `scenario` | STRING | NULL, `card_testing`, `account_takeover` or `velocity_spike` |
+//! | `is_fraud` | BOOLEAN | ground truth: the row belongs to an injected fraud scenario |
+//! | `scenario` | STRING | NULL, `card_testing`, `account_takeover`, `velocity_spike` or `auth_without_capture` |
+//! | `kind` | STRING | `AUTH` (an authorisation: every payment) or `CAPTURE` (with `auth-capture`) |
+//! | `auth_id` | BIGINT | for a `CAPTURE`, the `payment_id` of the authorisation it captures; else NULL |
 //!
 //! Scenarios: **card testing** (3–6 amounts below 2 on one card from a new device within a minute,
 //! then one above 200), **account takeover** (an existing card suddenly used from a new device and a
 //! new IP for 1–3 high amounts), **velocity spike** (8–20 payments on one card within two minutes).
 //!
+//! With `'auth-capture' = 'true'`, every approved authorisation is followed 1 to 5 minutes (of event
+//! time) later by its `CAPTURE` row on the same card, except a fraction `uncaptured-rate` (0.001) of
+//! normal ones, labelled `auth_without_capture` (an operational anomaly, not fraud: `is_fraud` is
+//! false): the cases an absence pattern (`WITHIN ... EMIT TIMEOUTS`) should report. Off by default,
+//! and then the stream is the same as without the option.
+//!
 //! Options: `seed` (42), `number-of-rows` (unbounded), `rows-per-second` (0 = as fast as possible),
 //! `cards` (100000), `devices` (= cards), `ips` (= cards), `merchants` (5000), `fraud-rate` (0.002: the
 //! fraction of events that start a scenario), `out-of-orderness` (max delay of late events, `'0 s'`),
 //! `out-of-order-fraction` (0.0), `start-time` (`'2024-01-01 00:00:00'`),
-//! `events-per-second-of-event-time` (1000).
+//! `events-per-second-of-event-time` (1000), `auth-capture` (false), `uncaptured-rate` (0.001).
 //!
 //! Every row's values are drawn in row order whatever columns are selected, so the same seed gives
 //! the same payments for any column subset and any batch size.
@@ -68,9 +76,11 @@ enum Col {
     Ts,
     IsFraud,
     Scenario,
+    Kind,
+    AuthId,
 }
 
-const COLUMNS: [(&str, Col); 14] = [
+const COLUMNS: [(&str, Col); 16] = [
     ("payment_id", Col::PaymentId),
     ("card_id", Col::CardId),
     ("device_id", Col::DeviceId),
@@ -85,12 +95,14 @@ const COLUMNS: [(&str, Col); 14] = [
     ("ts", Col::Ts),
     ("is_fraud", Col::IsFraud),
     ("scenario", Col::Scenario),
+    ("kind", Col::Kind),
+    ("auth_id", Col::AuthId),
 ];
 
 impl Col {
     fn natural_type(self) -> ArrowType {
         match self {
-            Col::PaymentId => ArrowType::Int64,
+            Col::PaymentId | Col::AuthId => ArrowType::Int64,
             Col::Amount => ArrowType::Float64,
             Col::Ts => ArrowType::Timestamp(TimeUnit::Millisecond, None),
             Col::IsFraud => ArrowType::Boolean,
@@ -115,7 +127,18 @@ const COUNTRIES: [(&str, &str); 12] = [
 ];
 const STATUSES: [&str; 2] = ["APPROVED", "DECLINED"];
 const CHANNELS: [&str; 3] = ["web", "app", "pos"];
-const SCENARIOS: [&str; 4] = ["", "card_testing", "account_takeover", "velocity_spike"];
+const SCENARIOS: [&str; 5] = [
+    "",
+    "card_testing",
+    "account_takeover",
+    "velocity_spike",
+    "auth_without_capture",
+];
+/// The scenario of an authorisation never captured (not fraud).
+const UNCAPTURED: u8 = 4;
+const KINDS: [&str; 2] = ["AUTH", "CAPTURE"];
+/// `kind` of a capture.
+const CAPTURE: u8 = 1;
 
 /// One generated payment, numbers only (strings are rendered per column).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -130,6 +153,16 @@ struct Payment {
     channel: u8,
     ts: i64,
     scenario: u8,
+    /// 0: an authorisation, [`CAPTURE`]: a capture.
+    kind: u8,
+    /// For a capture, the `payment_id` of its authorisation.
+    auth: u64,
+}
+
+impl Payment {
+    fn is_fraud(&self) -> bool {
+        self.scenario != 0 && self.scenario != UNCAPTURED
+    }
 }
 
 /// A scenario event waiting for its position in the stream.
@@ -171,6 +204,10 @@ struct Config {
     late_fraction: f64,
     start_ms: i64,
     ms_per_event: f64,
+    /// Approved authorisations are followed by captures.
+    captures: bool,
+    /// With `captures`, the fraction of normal approved authorisations never captured.
+    uncaptured_rate: f64,
 }
 
 /// The row model: normal traffic plus scheduled scenario events.
@@ -290,6 +327,8 @@ impl Model {
             channel,
             ts: 0,
             scenario: 0,
+            kind: 0,
+            auth: 0,
         }
     }
 
@@ -308,6 +347,8 @@ impl Model {
             channel: 0,
             ts: 0,
             scenario: kind,
+            kind: 0,
+            auth: 0,
         };
         let mut pos = self.index + 1;
         match kind {
@@ -403,6 +444,21 @@ impl Model {
         }
         if self.rng.chance(self.config.fraud_rate) {
             self.start_scenario();
+        }
+        if self.config.captures && p.kind != CAPTURE && p.status == 0 {
+            if p.scenario == 0 && self.rng.chance(self.config.uncaptured_rate) {
+                p.scenario = UNCAPTURED;
+            } else {
+                let at = i + self.gap(60_000.0, 240_000);
+                self.schedule(
+                    at,
+                    Payment {
+                        kind: CAPTURE,
+                        auth: i + 1,
+                        ..p
+                    },
+                );
+            }
         }
         self.index += 1;
         p
@@ -569,6 +625,18 @@ impl PaymentsSource {
             late_fraction: fraction("out-of-order-fraction", 0.0)?,
             start_ms,
             ms_per_event: 1000.0 / eps,
+            captures: match opts.get("auth-capture").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(RuntimeError::option(
+                        table,
+                        "auth-capture",
+                        format!("must be 'true' or 'false', found '{other}'"),
+                    ));
+                }
+            },
+            uncaptured_rate: fraction("uncaptured-rate", 0.001)?,
         };
         let rate: Option<f64> =
             num("rows-per-second")?.filter(|r| *r > 0.0 && !options.unthrottled);
@@ -656,9 +724,14 @@ impl PaymentsSource {
             Col::Scenario => {
                 let nulls =
                     NullBuffer::from(rows.iter().map(|p| p.scenario != 0).collect::<Vec<bool>>());
-                let s = fixed(&SCENARIOS, &|p| usize::from(p.scenario.min(3)));
+                let s = fixed(&SCENARIOS, &|p| usize::from(p.scenario.min(UNCAPTURED)));
                 s.finish((nulls.null_count() > 0).then_some(nulls))?
             }
+            Col::Kind => fixed(&KINDS, &|p| usize::from(p.kind.min(CAPTURE))).finish(None)?,
+            Col::AuthId => Arc::new(Int64Array::from_iter(
+                rows.iter()
+                    .map(|p| (p.kind == CAPTURE).then_some(p.auth as i64)),
+            )),
             Col::Amount => Arc::new(Float64Array::from_iter_values(
                 rows.iter().map(|p| p.amount),
             )),
@@ -668,7 +741,7 @@ impl PaymentsSource {
                 arrow::compute::cast(&ints, &col.natural_type())?
             }
             Col::IsFraud => Arc::new(BooleanArray::from_iter(
-                rows.iter().map(|p| Some(p.scenario != 0)),
+                rows.iter().map(|p| Some(p.is_fraud())),
             )),
         })
     }
@@ -729,7 +802,7 @@ mod tests {
             .iter()
             .map(|(n, c)| {
                 let t = match c {
-                    Col::PaymentId => DataType::BigInt,
+                    Col::PaymentId | Col::AuthId => DataType::BigInt,
                     Col::Amount => DataType::Double,
                     Col::Ts => DataType::Timestamp { precision: 3 },
                     Col::IsFraud => DataType::Boolean,

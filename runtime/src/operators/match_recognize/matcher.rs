@@ -22,20 +22,30 @@ use super::program::Inst;
 #[derive(Debug)]
 pub(crate) struct Step {
     pub row: u64,
-    pub var: usize,
+    pub var: u32,
+    /// Matched inside an exclusion `{- ... -}`: not output by `ALL ROWS PER MATCH`.
+    pub excluded: bool,
     pub prev: Option<Rc<Step>>,
 }
 
-/// The rows a thread (or a match) classified, oldest first.
-pub(crate) fn rows_of(last: &Option<Rc<Step>>) -> Vec<(u64, usize)> {
+/// The steps of a thread (or a match), oldest first.
+pub(crate) fn steps_of(last: &Option<Rc<Step>>) -> Vec<&Step> {
     let mut out = Vec::new();
-    let mut at = last.as_ref();
+    let mut at = last.as_deref();
     while let Some(step) = at {
-        out.push((step.row, step.var));
-        at = step.prev.as_ref();
+        out.push(step);
+        at = step.prev.as_deref();
     }
     out.reverse();
     out
+}
+
+/// The rows a thread (or a match) classified, oldest first, with their variables.
+pub(crate) fn rows_of(last: &Option<Rc<Step>>) -> Vec<(u64, usize)> {
+    steps_of(last)
+        .into_iter()
+        .map(|s| (s.row, s.var as usize))
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -46,16 +56,22 @@ pub(crate) struct Thread {
     pub last: Option<Rc<Step>>,
 }
 
-/// A match: its start row and its classified rows (newest first).
+/// A match, or a partial match `WITHIN` ended: its start row and its classified rows (newest
+/// first; `None`: an empty match).
 #[derive(Clone, Debug)]
 pub(crate) struct Found {
     pub start: u64,
-    pub last: Rc<Step>,
+    pub last: Option<Rc<Step>>,
+    /// For a partial match that timed out: the variable its preferred thread waited for
+    /// (`Some(None)` when it waited for the partition's end, `$`).
+    pub timed_out: Option<Option<usize>>,
 }
 
 impl Found {
+    /// The row after which an `AFTER MATCH SKIP PAST LAST ROW` resumes: the last row, or for an
+    /// empty match the row it was found at (matching resumes at the next row either way).
     pub fn end(&self) -> u64 {
-        self.last.row
+        self.last.as_ref().map_or(self.start, |l| l.row)
     }
 }
 
@@ -91,6 +107,9 @@ pub(crate) struct Matcher {
     pub matches: u64,
     /// Set when a closure exceeded [`MAX_CLOSURE_STEPS`].
     overflow: bool,
+    /// Attempts `WITHIN` ended without a match (with `EMIT TIMEOUTS`), reported in start order
+    /// with the matches by `settle`.
+    timed_out: Vec<Found>,
 }
 
 impl Matcher {
@@ -102,7 +121,7 @@ impl Matcher {
     /// Whether no attempt is in progress (no threads alive, no match waiting to be final).
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {
-        self.threads.is_empty() && self.candidates.is_empty()
+        self.threads.is_empty() && self.candidates.is_empty() && self.timed_out.is_empty()
     }
 
     /// The earliest row any live attempt or pending match refers to (rows before it are no
@@ -112,6 +131,7 @@ impl Matcher {
             .iter()
             .map(|t| t.start)
             .chain(self.candidates.iter().map(|c| c.start))
+            .chain(self.timed_out.iter().map(|f| f.start))
             .min()
             .unwrap_or(self.rows)
     }
@@ -135,15 +155,12 @@ impl Matcher {
         self.threads
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| match program[t.pc] {
-                Inst::Var(v) => Some((i, v)),
-                _ => None,
-            })
+            .filter_map(|(i, t)| program[t.pc].var().map(|(v, _)| (i, v)))
             .collect()
     }
 
     /// The variables an attempt can classify its first row as, or `None` when that is not
-    /// simply a set of variables (a `$` could come first).
+    /// simply a set of variables (a `$` could come first, or the pattern can match no row).
     pub fn first_variables(program: &[Inst]) -> Option<Vec<usize>> {
         let mut seen = vec![false; program.len()];
         let mut stack = vec![0usize];
@@ -153,12 +170,11 @@ impl Matcher {
                 continue;
             }
             match program[pc] {
-                Inst::Var(v) => vars.push(v),
+                Inst::Var(v) | Inst::ExcludedVar(v) => vars.push(v),
                 Inst::Split(a, b) => stack.extend([a, b]),
                 Inst::Jump(to) => stack.push(to),
                 Inst::Check(_) | Inst::Start => stack.push(pc + 1),
-                Inst::End => return None,
-                Inst::Match => {}
+                Inst::End | Inst::Match => return None,
             }
         }
         Some(vars)
@@ -166,13 +182,15 @@ impl Matcher {
 
     /// Moves the threads past the row given the results for [`Matcher::pending`]'s pairs
     /// (`accepted[k]` for pair `k`); `alive(start)` says whether an attempt may still grow (its
-    /// `WITHIN` bound not passed). Returns the matches that became final, in start order.
+    /// `WITHIN` bound not passed). Returns the matches that became final, in start order, and
+    /// with `timeouts`, the attempts `WITHIN` ended without a match.
     pub fn advance(
         &mut self,
         program: &[Inst],
         accepted: &[bool],
         alive: impl Fn(u64) -> bool,
         skip: AfterMatch,
+        timeouts: bool,
     ) -> Result<Vec<Found>, SkipError> {
         let row = self.rows;
         self.rows += 1;
@@ -180,12 +198,18 @@ impl Matcher {
         let mut matched = Vec::new();
         let mut k = 0;
         for t in std::mem::take(&mut self.threads) {
-            let Inst::Var(v) = program[t.pc] else {
+            let Some((v, excluded)) = program[t.pc].var() else {
                 continue;
             };
             let ok = accepted.get(k).copied().unwrap_or(false);
             k += 1;
-            if !ok || !alive(t.start) || matched.contains(&t.start) {
+            if !alive(t.start) {
+                if timeouts {
+                    self.time_out(program, &t);
+                }
+                continue;
+            }
+            if !ok || matched.contains(&t.start) {
                 continue;
             }
             let stepped = Thread {
@@ -193,7 +217,8 @@ impl Matcher {
                 start: t.start,
                 last: Some(Rc::new(Step {
                     row,
-                    var: v,
+                    var: v as u32,
+                    excluded,
                     prev: t.last,
                 })),
             };
@@ -208,31 +233,69 @@ impl Matcher {
         self.settle(skip)
     }
 
-    /// Ends the partition (`$` holds): every attempt finishes with what it has.
-    pub fn finish(&mut self, program: &[Inst], skip: AfterMatch) -> Result<Vec<Found>, SkipError> {
+    /// Ends the partition (`$` holds): every attempt finishes with what it has; with
+    /// `timeouts`, those that cannot match are reported as timed out (the end of the input is
+    /// the final watermark, which passes every `WITHIN` bound).
+    pub fn finish(
+        &mut self,
+        program: &[Inst],
+        skip: AfterMatch,
+        timeouts: bool,
+    ) -> Result<Vec<Found>, SkipError> {
         let mut matched = Vec::new();
         let mut ignored = Vec::new();
+        let mut unmatched = Vec::new();
         for t in std::mem::take(&mut self.threads) {
             if matched.contains(&t.start) {
                 continue;
             }
             let start = t.start;
-            if self.closure(program, t, false, true, &mut ignored) {
+            if self.closure(program, t.clone(), false, true, &mut ignored) {
                 matched.push(start);
+            } else if timeouts {
+                unmatched.push(t);
             }
+        }
+        // After every thread had its chance: a less preferred thread's match still counts.
+        for t in &unmatched {
+            self.time_out(program, t);
         }
         self.settle(skip)
     }
 
     /// Ends the attempts that may no longer grow (their `WITHIN` bound passed), so that their
-    /// pending matches become final.
+    /// pending matches become final; with `timeouts`, those without a match are reported.
     pub fn expire(
         &mut self,
+        program: &[Inst],
         alive: impl Fn(u64) -> bool,
         skip: AfterMatch,
+        timeouts: bool,
     ) -> Result<Vec<Found>, SkipError> {
-        self.threads.retain(|t| alive(t.start));
+        for t in std::mem::take(&mut self.threads) {
+            if alive(t.start) {
+                self.threads.push(t);
+            } else if timeouts {
+                self.time_out(program, &t);
+            }
+        }
         self.settle(skip)
+    }
+
+    /// Records `t`'s attempt as timed out with `t`'s rows, unless the attempt has a match or is
+    /// already recorded (its more preferred thread came first), or `t` has no row.
+    fn time_out(&mut self, program: &[Inst], t: &Thread) {
+        if t.last.is_none()
+            || self.candidates.iter().any(|c| c.start == t.start)
+            || self.timed_out.iter().any(|f| f.start == t.start)
+        {
+            return;
+        }
+        self.timed_out.push(Found {
+            start: t.start,
+            last: t.last.clone(),
+            timed_out: Some(program[t.pc].var().map(|(v, _)| v)),
+        });
     }
 
     /// Follows jumps and splits from `t` in preference order, appending the threads that wait for
@@ -260,7 +323,7 @@ impl Matcher {
                 return false;
             }
             match program[t.pc] {
-                Inst::Var(_) => {
+                Inst::Var(_) | Inst::ExcludedVar(_) => {
                     if !at_end && !waiting[t.pc] {
                         waiting[t.pc] = true;
                         out.push(t);
@@ -298,14 +361,14 @@ impl Matcher {
                     }
                 }
                 Inst::Match => {
-                    // An empty match is no match.
-                    let Some(last) = t.last else { continue };
-                    // The most preferred thread of the attempt to match so far: it replaces an
-                    // earlier candidate, which came from a less preferred thread.
+                    // The most preferred thread of the attempt to match so far (an empty match
+                    // too): it replaces an earlier candidate, which came from a less preferred
+                    // thread.
                     self.candidates.retain(|c| c.start != t.start);
                     self.candidates.push(Found {
                         start: t.start,
-                        last,
+                        last: t.last,
+                        timed_out: None,
                     });
                     return true;
                 }
@@ -320,26 +383,39 @@ impl Matcher {
         let mut out = Vec::new();
         loop {
             let earliest_thread = self.threads.iter().map(|t| t.start).min();
-            let Some(pos) = self
-                .candidates
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, c)| c.start)
-                .map(|(i, _)| i)
-            else {
+            let earliest = |v: &[Found]| {
+                v.iter()
+                    .enumerate()
+                    .min_by_key(|(_, c)| c.start)
+                    .map(|(i, c)| (i, c.start))
+            };
+            // The earliest match or timed-out attempt, once no earlier (or, for a match, equal)
+            // attempt is still alive: its rows and skip are then final.
+            let (candidate, timed_out) = (earliest(&self.candidates), earliest(&self.timed_out));
+            if let Some((pos, start)) = timed_out
+                && candidate.is_none_or(|(_, c)| start < c)
+            {
+                if earliest_thread.is_some_and(|t| t < start) {
+                    break;
+                }
+                out.push(self.timed_out.swap_remove(pos));
+                continue;
+            }
+            let Some((pos, start)) = candidate else {
                 break;
             };
-            let start = self.candidates[pos].start;
             if earliest_thread.is_some_and(|t| t <= start) {
                 break;
             }
             let found = self.candidates.swap_remove(pos);
             self.matches += 1;
             let resume = match skip {
+                // After an empty match, matching resumes at the next row whatever the skip.
+                _ if found.last.is_none() => found.start + 1,
                 AfterMatch::PastLastRow => found.end() + 1,
                 AfterMatch::ToNextRow => found.start + 1,
                 AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) => {
-                    let rows = rows_of(&Some(found.last.clone()));
+                    let rows = rows_of(&found.last);
                     let mut of_v = rows.iter().filter(|(_, var)| *var == v).map(|(r, _)| *r);
                     let target = if matches!(skip, AfterMatch::ToFirst(_)) {
                         of_v.next()
@@ -353,8 +429,10 @@ impl Matcher {
                     target
                 }
             };
+            // Attempts the skip passes over were never attempts, timed out or not.
             self.threads.retain(|t| t.start >= resume);
             self.candidates.retain(|c| c.start >= resume);
+            self.timed_out.retain(|f| f.start >= resume);
             self.resume_at = self.resume_at.max(resume);
             out.push(found);
         }
@@ -395,7 +473,7 @@ mod tests {
         let chars: Vec<char> = rows.chars().collect();
         let mut out = Vec::new();
         let show = |f: &Found| {
-            rows_of(&Some(f.last.clone()))
+            rows_of(&f.last)
                 .iter()
                 .map(|(r, v)| format!("{r}:{v}"))
                 .collect::<Vec<_>>()
@@ -404,10 +482,12 @@ mod tests {
         for c in &chars {
             let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| accepts(*v, *c)).collect();
-            let found = m.advance(&program, &accepted, |_| true, skip).unwrap();
+            let found = m
+                .advance(&program, &accepted, |_| true, skip, false)
+                .unwrap();
             out.extend(found.iter().map(show));
         }
-        out.extend(m.finish(&program, skip).unwrap().iter().map(show));
+        out.extend(m.finish(&program, skip, false).unwrap().iter().map(show));
         out
     }
 
@@ -485,7 +565,7 @@ mod tests {
         for c in "abc".chars() {
             let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
-            result = m.advance(&program, &accepted, |_| true, AfterMatch::ToFirst(0));
+            result = m.advance(&program, &accepted, |_| true, AfterMatch::ToFirst(0), false);
             if result.is_err() {
                 break;
             }
@@ -520,6 +600,84 @@ mod tests {
     }
 
     #[test]
+    fn timed_out_attempts_are_reported_in_start_order_unless_a_match_skips_them() {
+        // A X*? C, rows: a(0) a(1) c-of-1(2) then both attempts expire. Attempt 1 matches at row
+        // 2; attempt 0 is still open and times out waiting for C, reported before the match.
+        let p = Pattern::Concat(vec![var(0), repeat(var(1), 0, None, false), var(2)]);
+        let program = compile(&p).unwrap();
+        let mut m = Matcher::default();
+        // (is A, is the capture of attempt 1)
+        let rows = [(true, false), (true, false), (false, true)];
+        let mut found = Vec::new();
+        for (row, (is_a, capture_of_1)) in rows.iter().enumerate() {
+            let pending = m.pending(&program, true);
+            let accepted: Vec<bool> = pending
+                .iter()
+                .map(|&(t, v)| match v {
+                    0 => *is_a,
+                    1 => true,
+                    _ => *capture_of_1 && m.threads()[t].start == 1,
+                })
+                .collect();
+            found.extend(
+                m.advance(&program, &accepted, |_| true, AfterMatch::ToNextRow, true)
+                    .unwrap(),
+            );
+            assert!(found.is_empty(), "row {row}: attempt 0 is still open");
+        }
+        found.extend(
+            m.expire(&program, |_| false, AfterMatch::ToNextRow, true)
+                .unwrap(),
+        );
+        type Summary = (u64, Vec<(u64, usize)>, Option<Option<usize>>);
+        let summary: Vec<Summary> = found
+            .iter()
+            .map(|f| (f.start, rows_of(&f.last), f.timed_out))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (0, vec![(0, 0), (1, 1), (2, 1)], Some(Some(2))),
+                (1, vec![(1, 0), (2, 2)], None),
+            ]
+        );
+        assert!(m.is_idle());
+        // With SKIP PAST LAST ROW a match at 0 passes over attempt 1, which is then not reported.
+        let p = Pattern::Concat(vec![var(0), var(1)]);
+        let program = compile(&p).unwrap();
+        let mut m = Matcher::default();
+        let mut found = Vec::new();
+        for (a, b) in [(true, false), (true, true)] {
+            let pending = m.pending(&program, true);
+            let accepted: Vec<bool> = pending
+                .iter()
+                .map(|&(_, v)| if v == 0 { a } else { b })
+                .collect();
+            found.extend(
+                m.advance(&program, &accepted, |_| true, AfterMatch::PastLastRow, true)
+                    .unwrap(),
+            );
+        }
+        found.extend(m.finish(&program, AfterMatch::PastLastRow, true).unwrap());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].timed_out, None);
+    }
+
+    #[test]
+    fn an_empty_match_is_found_where_the_pattern_can_take_no_row() {
+        // B* over "xbbx": empty at 0, then 1-2, then empty at 3 (PAST LAST ROW).
+        let p = repeat(var(0), 0, None, true);
+        let acc = |_: usize, c: char| c == 'b';
+        assert_eq!(
+            run(&p, "xbbx", acc, AfterMatch::PastLastRow),
+            vec!["", "1:0 2:0", ""]
+        );
+        // Reluctant B*? prefers the empty match everywhere.
+        let p = repeat(var(0), 0, None, false);
+        assert_eq!(run(&p, "bb", acc, AfterMatch::PastLastRow), vec!["", ""]);
+    }
+
+    #[test]
     fn an_attempt_past_its_time_bound_ends_with_what_it_matched() {
         let acc = |v: usize, c: char| (v == 0 && c == 'a') || (v == 1 && c == 'b');
         let p = Pattern::Concat(vec![var(0), repeat(var(1), 1, None, true)]);
@@ -529,15 +687,23 @@ mod tests {
             let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
             assert!(
-                m.advance(&program, &accepted, |_| true, AfterMatch::PastLastRow)
-                    .unwrap()
-                    .is_empty()
+                m.advance(
+                    &program,
+                    &accepted,
+                    |_| true,
+                    AfterMatch::PastLastRow,
+                    false
+                )
+                .unwrap()
+                .is_empty()
             );
         }
         // The greedy B+ could still grow; once the attempt expires, its match is final.
-        let found = m.expire(|_| false, AfterMatch::PastLastRow).unwrap();
+        let found = m
+            .expire(&program, |_| false, AfterMatch::PastLastRow, false)
+            .unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(rows_of(&Some(found[0].last.clone())), vec![(0, 0), (1, 1)]);
+        assert_eq!(rows_of(&found[0].last), vec![(0, 0), (1, 1)]);
         assert!(m.is_idle());
     }
 }
@@ -722,7 +888,7 @@ mod differential {
         }
     }
 
-    /// The preferred non-empty match starting at `start`.
+    /// The preferred match starting at `start` (possibly empty).
     fn preferred(
         p: &Pattern,
         input: &[char],
@@ -732,9 +898,6 @@ mod differential {
         let mut found = None;
         let mut hist = Vec::new();
         m(p, input, sets, start, &mut hist, &mut |_, h| {
-            if h.is_empty() {
-                return false;
-            }
             found = Some(h.clone());
             true
         });
@@ -763,6 +926,8 @@ mod differential {
                             .collect::<Vec<_>>()
                     };
                     let next = match skip {
+                        // After an empty match, matching resumes at the next row.
+                        _ if found.is_empty() => pos + 1,
                         AfterMatch::PastLastRow => end + 1,
                         AfterMatch::ToNextRow => pos + 1,
                         AfterMatch::ToFirst(v) => *of(v).first().ok_or(SkipError::NoSuchRow(v))?,
@@ -793,7 +958,7 @@ mod differential {
         let mut out = Vec::new();
         let mut show = |f: Vec<Found>| {
             for f in f {
-                out.push(rows_of(&Some(f.last)));
+                out.push(rows_of(&f.last));
             }
         };
         for c in input {
@@ -802,9 +967,9 @@ mod differential {
                 .iter()
                 .map(|&(t, v)| accepts(sets, v, *c, &rows_of(&matcher.threads()[t].last)))
                 .collect();
-            show(matcher.advance(&program, &accepted, |_| true, skip)?);
+            show(matcher.advance(&program, &accepted, |_| true, skip, false)?);
         }
-        show(matcher.finish(&program, skip)?);
+        show(matcher.finish(&program, skip, false)?);
         Ok(out)
     }
 

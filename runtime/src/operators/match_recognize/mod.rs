@@ -1,6 +1,7 @@
-//! `MATCH_RECOGNIZE` (ONE ROW PER MATCH): per partition, rows in event-time order run through the
-//! pattern's Pike VM ([`matcher`]); each final match becomes one output row of the partition
-//! columns and the measures.
+//! `MATCH_RECOGNIZE`: per partition, rows in event-time order run through the pattern's Pike VM
+//! ([`matcher`]); each final match becomes one output row of the partition columns and the
+//! measures (`ONE ROW PER MATCH`), or one row per matched row (`ALL ROWS PER MATCH`, measures
+//! RUNNING up to that row unless FINAL).
 //!
 //! * **Order.** In watermark order rows wait until the watermark passes them and are then fed
 //!   sorted by (event time, arrival), as Flink does; rows behind the watermark go to the late-data
@@ -12,7 +13,10 @@
 //!   is NULL, and aggregates include the row being classified.
 //! * **WITHIN**: an attempt may take a row only if the row is less than the bound after the
 //!   attempt's first row; once the watermark shows no such row can come, its pending match is
-//!   final.
+//!   final. With `EMIT TIMEOUTS`, an attempt that ends so without a match is output as a partial
+//!   match (`TIMED_OUT()`, `EXPECTED()`).
+//! * **Rows** are stored once per partition, from the oldest one a live attempt refers to; with
+//!   `WITH UNMATCHED ROWS`, a row no match took is output when it is dropped.
 
 mod matcher;
 mod program;
@@ -28,7 +32,9 @@ use arrow::compute::kernels::interleave::interleave;
 use arrow::datatypes::{DataType as ArrowType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use fsql_plan::{DataType, EmitMode, MatchAggregate, MatchRecognizeSpec, Navigation};
 
-use self::matcher::{Found, Matcher, SkipError, rows_of};
+use fsql_plan::RowsPerMatch;
+
+use self::matcher::{Found, Matcher, SkipError, steps_of};
 use self::program::Inst;
 use crate::compiled::{CompiledExprs, ExprGroup};
 use crate::error::RuntimeError;
@@ -37,28 +43,33 @@ use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{KeyBytes, KeyEncoder};
 use crate::text::units_per_second;
 
+/// A row of a partition: a one-row batch of the input's columns then the derived values.
+struct Stored {
+    row: RecordBatch,
+    /// Event time in milliseconds.
+    ts: i64,
+    /// Whether a match (or a timed-out partial match) took it.
+    in_match: bool,
+}
+
 /// One partition: its matcher and the rows its attempts can still refer to.
 #[derive(Default)]
 struct Partition {
     matcher: Matcher,
-    /// Rows from `first` on, each a one-row batch, with its event time in milliseconds.
-    rows: std::collections::VecDeque<(RecordBatch, i64)>,
+    /// Rows from `first` on.
+    rows: std::collections::VecDeque<Stored>,
     first: u64,
     /// Whether the partition is in the operator's deadline queue.
     queued: bool,
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
-fn row_at(
-    rows: &std::collections::VecDeque<(RecordBatch, i64)>,
-    first: u64,
-    seq: u64,
-) -> Option<&(RecordBatch, i64)> {
+fn row_at(rows: &std::collections::VecDeque<Stored>, first: u64, seq: u64) -> Option<&Stored> {
     rows.get(usize::try_from(seq.checked_sub(first)?).ok()?)
 }
 
 impl Partition {
-    fn row(&self, seq: u64) -> Option<&(RecordBatch, i64)> {
+    fn row(&self, seq: u64) -> Option<&Stored> {
         row_at(&self.rows, self.first, seq)
     }
 
@@ -67,9 +78,29 @@ impl Partition {
         self.matcher
             .threads()
             .iter()
-            .filter_map(|t| self.row(t.start).map(|r| r.1.saturating_add(within)))
+            .filter_map(|t| self.row(t.start).map(|r| r.ts.saturating_add(within)))
             .min()
     }
+}
+
+/// A row of a match (or of a thread's rows so far) with its classification.
+#[derive(Clone)]
+struct Classified {
+    row: RecordBatch,
+    var: usize,
+    /// Inside an exclusion `{- ... -}`: not an output row.
+    excluded: bool,
+}
+
+/// What an output group is.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A match, with its `MATCH_NUMBER()`.
+    Match(u64),
+    /// A partial match `WITHIN` ended, with the variable it waited for.
+    TimedOut(Option<usize>),
+    /// A row no match took (`WITH UNMATCHED ROWS`).
+    Unmatched,
 }
 
 /// A partition whose oldest attempt expires at `.0` (ordered by time, then key).
@@ -124,6 +155,11 @@ pub struct MatchRecognize {
     /// Per variable, whether its condition reads the row alone (no navigation): it is then
     /// evaluated once per input batch, for every row, whatever the attempts.
     row_only: Vec<bool>,
+    /// The values navigations read that are expressions of a row (`SUM(A.price * A.qty)`),
+    /// computed per input batch (compiled with the JIT on).
+    derived: ExprGroup,
+    /// The stored row: the input's columns, then `derived`.
+    row_schema: SchemaRef,
     /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
     /// watermark visits only the partitions it affects.
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
@@ -132,10 +168,13 @@ pub struct MatchRecognize {
     first_mask: Option<u64>,
 }
 
-/// A final match with everything measures need (its rows outlive the partition's pruning).
+/// A final match, timed-out partial match or unmatched row, with everything its output rows
+/// need (its rows outlive the partition's pruning).
 struct FoundRows {
-    rows: Vec<(RecordBatch, i64, usize)>,
-    number: u64,
+    rows: Vec<Classified>,
+    /// The row it starts at: where an empty match was found, or the unmatched row.
+    anchor: RecordBatch,
+    kind: Kind,
 }
 
 impl MatchRecognize {
@@ -152,10 +191,20 @@ impl MatchRecognize {
         let program = program::compile(&spec.pattern)
             .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (k, e) in spec.derived.iter().enumerate() {
+            let name = MatchRecognizeSpec::derived_name(k);
+            fields.push(Field::new(name, e.data_type.to_arrow(), true));
+        }
+        let row_schema = Arc::new(Schema::new(fields.clone()));
         for (k, (_, t)) in spec.navigations.iter().enumerate() {
-            fields.push(Field::new(format!("__nav{k}"), t.to_arrow(), true));
+            let name = MatchRecognizeSpec::navigation_name(k);
+            fields.push(Field::new(name, t.to_arrow(), true));
         }
         let evaluation = Schema::new(fields);
+        let mut derived = ExprGroup::new(spec.derived.clone());
+        if jit {
+            derived.compile(input);
+        }
         let compiled = spec
             .defines
             .iter()
@@ -204,7 +253,33 @@ impl MatchRecognize {
             first_mask,
             deadlines: std::collections::BinaryHeap::new(),
             row_only,
+            derived,
+            row_schema,
         })
+    }
+
+    /// `batch` with the derived values after its columns (the stored row's shape).
+    fn with_derived(&mut self, batch: &RecordBatch) -> Result<RecordBatch, RuntimeError> {
+        if self.spec.derived.is_empty() {
+            return Ok(batch.clone());
+        }
+        let mut columns = batch.columns().to_vec();
+        columns.extend(
+            self.derived
+                .evaluate(batch)
+                .map_err(|e| RuntimeError::eval(&self.name, e))?,
+        );
+        batch_with_schema(&self.name, &self.row_schema, columns, batch.num_rows())
+    }
+
+    /// Whether timed-out partial matches are output.
+    fn timeouts(&self) -> bool {
+        self.spec.emit_timeouts
+    }
+
+    /// Whether rows no match took are output.
+    fn with_unmatched(&self) -> bool {
+        self.spec.rows_per_match == RowsPerMatch::AllWithUnmatched
     }
 
     /// Per row of `batch`, bit `v` set when the row satisfies variable `v`'s condition, for the
@@ -323,8 +398,13 @@ impl MatchRecognize {
         mask: u64,
     ) -> Result<(), RuntimeError> {
         let due_key = self.spec.within_ms.map(|_| key.clone());
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         let partition = self.partitions.entry(key).or_default();
-        partition.rows.push_back((row, ts));
+        partition.rows.push_back(Stored {
+            row,
+            ts,
+            in_match: false,
+        });
         let open = self.first_mask.is_none_or(|first| mask & first != 0);
         let pending = partition.matcher.pending(&self.program, open);
         let mut accepted = vec![false; pending.len()];
@@ -358,17 +438,23 @@ impl MatchRecognize {
         } = &mut *partition;
         let first = *first;
         let alive = |start: u64| {
-            let t0 = row_at(rows, first, start).map(|r| r.1);
+            let t0 = row_at(rows, first, start).map(|r| r.ts);
             match (within, t0) {
                 (Some(w), Some(t0)) => ts - t0 < w,
                 _ => true,
             }
         };
         let found = matcher
-            .advance(&self.program, &accepted, alive, self.spec.after_match)
+            .advance(
+                &self.program,
+                &accepted,
+                alive,
+                self.spec.after_match,
+                timeouts,
+            )
             .map_err(|e| skip_error(&self.name, &self.spec, e))?;
         collect(partition, found, &mut self.found);
-        prune(partition);
+        prune(partition, unmatched.then_some(&mut self.found));
         if let (Some(w), Some(key), false) = (within, due_key, partition.queued)
             && let Some(deadline) = partition.deadline(w)
         {
@@ -387,6 +473,7 @@ impl MatchRecognize {
         // `within` after the attempt's first row.
         let wm = self.watermark_ms;
         let horizon = wm.saturating_add(1);
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         while self
             .deadlines
             .peek()
@@ -407,13 +494,13 @@ impl MatchRecognize {
             } = &mut *partition;
             let first = *first;
             let alive = |start: u64| {
-                row_at(rows, first, start).is_none_or(|r| r.1.saturating_add(within) > horizon)
+                row_at(rows, first, start).is_none_or(|r| r.ts.saturating_add(within) > horizon)
             };
             let found = matcher
-                .expire(alive, self.spec.after_match)
+                .expire(&self.program, alive, self.spec.after_match, timeouts)
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
-            prune(partition);
+            prune(partition, unmatched.then_some(&mut self.found));
             if let Some(deadline) = partition.deadline(within) {
                 partition.queued = true;
                 self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
@@ -422,48 +509,108 @@ impl MatchRecognize {
         Ok(())
     }
 
-    /// The output rows of the final matches found so far.
+    /// The output rows of the final matches (and timed-out and unmatched rows) found so far.
     fn emit(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         if self.found.is_empty() {
             return Ok(());
         }
         let found = std::mem::take(&mut self.found);
-        let n = found.len();
-        // The evaluation rows of the measures: the match's last row, then its navigations
-        // (FINAL: over all rows of the match).
-        let last: Vec<RecordBatch> = found
+        let all_rows = self.spec.rows_per_match.all_rows();
+        // One evaluation row per output row: its group, and the row of the group it is at
+        // (`None`: an empty match or an unmatched row).
+        let mut units: Vec<(usize, Option<usize>)> = Vec::new();
+        for (g, f) in found.iter().enumerate() {
+            match f.kind {
+                Kind::Unmatched => units.push((g, None)),
+                _ if !all_rows => units.push((g, f.rows.len().checked_sub(1))),
+                _ if f.rows.is_empty() => {
+                    if self.spec.rows_per_match != RowsPerMatch::AllOmitEmpty {
+                        units.push((g, None));
+                    }
+                }
+                _ => units.extend(
+                    f.rows
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| !r.excluded)
+                        .map(|(k, _)| (g, Some(k))),
+                ),
+            }
+        }
+        if units.is_empty() {
+            return Ok(());
+        }
+        let n = units.len();
+        let current: Vec<RecordBatch> = units
             .iter()
-            .filter_map(|f| f.rows.last().map(|r| r.0.clone()))
+            .map(|&(g, at)| {
+                let f = &found[g];
+                at.and_then(|k| f.rows.get(k))
+                    .map_or_else(|| f.anchor.clone(), |r| r.row.clone())
+            })
             .collect();
-        let schema = last
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| RuntimeError::Plan(format!("`{}`: an empty match", self.name)))?;
-        let inputs =
-            arrow::compute::concat_batches(&schema, &last).map_err(|e| self.arrow_err(e))?;
+        let inputs = arrow::compute::concat_batches(&self.row_schema, &current)
+            .map_err(|e| self.arrow_err(e))?;
+        // Measures see the current row of the match: none for an empty match (its anchor row
+        // is output, but `price` in a measure is `LAST(price)` over no rows).
         let mut columns: Vec<ArrayRef> = inputs.columns().to_vec();
+        if units.iter().any(|(_, at)| at.is_none()) {
+            let no_row: arrow::array::BooleanArray =
+                units.iter().map(|(_, at)| Some(at.is_none())).collect();
+            for c in &mut columns {
+                *c = arrow::compute::nullif(c, &no_row).map_err(|e| self.arrow_err(e))?;
+            }
+        }
         for (nav, t) in &self.spec.navigations {
-            let values = found
+            let values = units
                 .iter()
-                .map(|f| navigate(&self.spec, nav, t, &f.rows, f.number, &self.name))
+                .map(|&(g, at)| {
+                    let f = &found[g];
+                    navigate(&self.spec, nav, t, &Frame::of(f, at), &self.name)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             columns.push(concat(&values, t).map_err(|e| self.arrow_err(e))?);
         }
         let eval = evaluation_batch(columns, n).map_err(|e| self.arrow_err(e))?;
-        let mut output: Vec<ArrayRef> = self
-            .spec
-            .partition_by
-            .iter()
-            .map(|&c| inputs.column(c).clone())
-            .collect();
-        output.extend(
-            self.measures
-                .evaluate(&eval)
-                .map_err(|e| RuntimeError::eval(&self.name, e))?,
-        );
+        let mut measures = self
+            .measures
+            .evaluate(&eval)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
+        if found.iter().any(|f| matches!(f.kind, Kind::Unmatched)) {
+            // An unmatched row's measures are NULL.
+            let unmatched: arrow::array::BooleanArray = units
+                .iter()
+                .map(|&(g, _)| Some(matches!(found[g].kind, Kind::Unmatched)))
+                .collect();
+            for m in &mut measures {
+                *m = arrow::compute::nullif(m, &unmatched).map_err(|e| self.arrow_err(e))?;
+            }
+        }
+        let input_column = |c: &usize| inputs.column(*c).clone();
+        let output: Vec<ArrayRef> = if all_rows {
+            let (leading, rest) = self.spec.all_rows_columns(self.input_width());
+            leading
+                .iter()
+                .map(input_column)
+                .chain(measures)
+                .chain(rest.iter().map(input_column))
+                .collect()
+        } else {
+            self.spec
+                .partition_by
+                .iter()
+                .map(input_column)
+                .chain(measures)
+                .collect()
+        };
         let batch = batch_with_schema(&self.name, &self.schema, output, n)?;
         out.push(Event::Batch(batch));
         Ok(())
+    }
+
+    /// The number of the input's columns (the stored row has the derived values after them).
+    fn input_width(&self) -> usize {
+        self.row_schema.fields().len() - self.spec.derived.len()
     }
 
     fn release(&mut self, up_to: i64) -> Result<(), RuntimeError> {
@@ -504,27 +651,73 @@ fn skip_error(name: &str, spec: &MatchRecognizeSpec, e: SkipError) -> RuntimeErr
     })
 }
 
-/// Turns the matcher's final matches into rows kept for the output.
-fn collect(partition: &Partition, found: Vec<Found>, into: &mut Vec<FoundRows>) {
-    let base = partition.matcher.matches - found.len() as u64;
-    for (k, f) in found.into_iter().enumerate() {
-        let rows = rows_of(&Some(f.last))
-            .into_iter()
-            .filter_map(|(seq, var)| partition.row(seq).map(|(b, ts)| (b.clone(), *ts, var)))
-            .collect();
+/// Turns the matcher's final matches (and timed-out partial matches) into groups of rows kept
+/// for the output, marking their rows as taken.
+fn collect(partition: &mut Partition, found: Vec<Found>, into: &mut Vec<FoundRows>) {
+    let matches = found.iter().filter(|f| f.timed_out.is_none()).count() as u64;
+    let mut number = partition.matcher.matches - matches;
+    for f in found {
+        let kind = match f.timed_out {
+            Some(expected) => Kind::TimedOut(expected),
+            None => {
+                number += 1;
+                Kind::Match(number)
+            }
+        };
+        let first = partition.first;
+        let mut rows = Vec::new();
+        for step in steps_of(&f.last) {
+            let Some(at) = step
+                .row
+                .checked_sub(first)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                continue;
+            };
+            if let Some(stored) = partition.rows.get_mut(at) {
+                stored.in_match = true;
+                rows.push(Classified {
+                    row: stored.row.clone(),
+                    var: step.var as usize,
+                    excluded: step.excluded,
+                });
+            }
+        }
+        let anchor = f
+            .start
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|at| partition.rows.get_mut(at));
+        let Some(anchor) = anchor else {
+            continue;
+        };
+        anchor.in_match = true;
         into.push(FoundRows {
             rows,
-            number: base + k as u64 + 1,
+            anchor: anchor.row.clone(),
+            kind,
         });
     }
 }
 
-/// Drops the rows no live attempt refers to.
-fn prune(partition: &mut Partition) {
+/// Drops the rows no live attempt refers to; with `unmatched`, those no match took are output
+/// there.
+fn prune(partition: &mut Partition, mut unmatched: Option<&mut Vec<FoundRows>>) {
     let needed = partition.matcher.oldest_needed();
-    while partition.first < needed && !partition.rows.is_empty() {
-        partition.rows.pop_front();
+    while partition.first < needed {
+        let Some(stored) = partition.rows.pop_front() else {
+            break;
+        };
         partition.first += 1;
+        if let Some(out) = unmatched.as_deref_mut()
+            && !stored.in_match
+        {
+            out.push(FoundRows {
+                rows: Vec::new(),
+                anchor: stored.row,
+                kind: Kind::Unmatched,
+            });
+        }
     }
 }
 
@@ -537,7 +730,7 @@ fn conditions(
     name: &str,
 ) -> Result<Vec<bool>, RuntimeError> {
     let mut accepted = vec![false; pending.len()];
-    let Some((current, ts)) = partition.rows.back() else {
+    let Some(Stored { row: current, .. }) = partition.rows.back() else {
         return Ok(accepted);
     };
     let threads = partition.matcher.threads();
@@ -561,24 +754,40 @@ fn conditions(
             .collect::<Result<_, _>>()
             .map_err(|e| RuntimeError::arrow(name, e))?;
         // Each thread's rows so far plus the row being classified as `v` (RUNNING semantics).
-        let histories: Vec<Vec<(RecordBatch, i64, usize)>> = pairs
+        let histories: Vec<Vec<Classified>> = pairs
             .iter()
             .map(|&k| {
                 let t = &threads[pending[k].0];
-                let mut rows: Vec<(RecordBatch, i64, usize)> = rows_of(&t.last)
+                let mut rows: Vec<Classified> = steps_of(&t.last)
                     .into_iter()
-                    .filter_map(|(seq, var)| {
-                        partition.row(seq).map(|(b, ts)| (b.clone(), *ts, var))
+                    .filter_map(|step| {
+                        partition.row(step.row).map(|r| Classified {
+                            row: r.row.clone(),
+                            var: step.var as usize,
+                            excluded: step.excluded,
+                        })
                     })
                     .collect();
-                rows.push((current.clone(), *ts, v));
+                rows.push(Classified {
+                    row: current.clone(),
+                    var: v,
+                    excluded: false,
+                });
                 rows
             })
             .collect();
+        let number = partition.matcher.matches + 1;
         for (nav, t) in &spec.navigations {
             let values = histories
                 .iter()
-                .map(|h| navigate(spec, nav, t, h, partition.matcher.matches + 1, name))
+                .map(|h| {
+                    let frame = Frame {
+                        rows: h,
+                        at: h.len().checked_sub(1),
+                        kind: Kind::Match(number),
+                    };
+                    navigate(spec, nav, t, &frame, name)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             columns.push(concat(&values, t).map_err(|e| RuntimeError::arrow(name, e))?);
         }
@@ -627,34 +836,68 @@ fn concat(values: &[ArrayRef], t: &DataType) -> Result<ArrayRef, arrow::error::A
     arrow::compute::concat(&refs)
 }
 
-/// One navigation's value (a one-row array of type `t`) over `rows` (oldest first, each with
-/// its time and variable; in a condition the last one is the row being classified).
+/// Where a navigation is evaluated: the rows of a match (or, in a condition, a thread's rows
+/// then the row being classified), the current one, and what the rows are.
+struct Frame<'a> {
+    rows: &'a [Classified],
+    /// The current row (`None`: an empty match or an unmatched row). RUNNING navigation sees
+    /// the rows up to it.
+    at: Option<usize>,
+    kind: Kind,
+}
+
+impl Frame<'_> {
+    fn of(f: &FoundRows, at: Option<usize>) -> Frame<'_> {
+        Frame {
+            rows: &f.rows,
+            at,
+            kind: f.kind,
+        }
+    }
+}
+
+/// One navigation's value (a one-row array of type `t`) in `frame`.
 fn navigate(
     spec: &MatchRecognizeSpec,
     nav: &Navigation,
     t: &DataType,
-    rows: &[(RecordBatch, i64, usize)],
-    match_number: u64,
+    frame: &Frame<'_>,
     name: &str,
 ) -> Result<ArrayRef, RuntimeError> {
     let arrow_type = t.to_arrow();
     let null = || new_null_array(&arrow_type, 1);
-    let cell = |row: Option<&(RecordBatch, i64, usize)>, column: usize| -> ArrayRef {
-        row.and_then(|r| r.0.columns().get(column))
+    let rows = frame.rows;
+    let running: &[Classified] = match frame.at {
+        Some(at) => &rows[..=at.min(rows.len().saturating_sub(1))],
+        None => &[],
+    };
+    let current = frame.at.and_then(|at| rows.get(at));
+    let cell = |row: Option<&Classified>, column: usize| -> ArrayRef {
+        row.and_then(|r| r.row.columns().get(column))
             .map(|c| c.slice(0, 1))
             .unwrap_or_else(null)
     };
-    let of_var = |var: Option<usize>| -> Vec<&(RecordBatch, i64, usize)> {
-        rows.iter()
-            .filter(|r| var.is_none_or(|v| r.2 == v))
+    let of_var = |var: Option<usize>| -> Vec<&Classified> {
+        running
+            .iter()
+            .filter(|r| var.is_none_or(|v| spec.covers(v, r.var)))
             .collect()
     };
     let value = match nav {
-        Navigation::Prev { column, offset } => {
-            let at = rows.len().checked_sub(1 + *offset as usize);
-            cell(at.and_then(|i| rows.get(i)), *column)
-        }
-        Navigation::Next { .. } => null(),
+        Navigation::Prev { column, offset } => cell(
+            frame
+                .at
+                .and_then(|at| at.checked_sub(*offset as usize))
+                .and_then(|i| rows.get(i)),
+            *column,
+        ),
+        Navigation::Next { column, offset } => cell(
+            frame
+                .at
+                .and_then(|at| at.checked_add(*offset as usize))
+                .and_then(|i| rows.get(i)),
+            *column,
+        ),
         Navigation::First {
             var,
             column,
@@ -675,14 +918,37 @@ fn navigate(
             column,
         } => aggregate(*function, &of_var(*var), *column, t)
             .map_err(|e| RuntimeError::arrow(name, e))?,
-        Navigation::Classifier => match rows.last().and_then(|r| spec.variables.get(r.2)) {
+        Navigation::Classifier => match current.and_then(|r| spec.variables.get(r.var)) {
             Some(v) => Arc::new(StringArray::from(vec![v.as_str()])),
             None => null(),
         },
-        Navigation::MatchNumber => Arc::new(Int64Array::from(vec![
-            i64::try_from(match_number).unwrap_or(i64::MAX),
-        ])),
-        Navigation::MatchRowtime => cell(rows.last(), spec.order_by),
+        Navigation::MatchNumber => match frame.kind {
+            Kind::Match(number) => Arc::new(Int64Array::from(vec![
+                i64::try_from(number).unwrap_or(i64::MAX),
+            ])),
+            _ => null(),
+        },
+        Navigation::MatchRowtime => cell(current, spec.order_by),
+        // FINAL: as if the current row were the match's last.
+        Navigation::Final(inner) => {
+            let last = Frame {
+                rows,
+                at: rows.len().checked_sub(1),
+                kind: frame.kind,
+            };
+            return navigate(spec, inner, t, &last, name);
+        }
+        Navigation::TimedOut => Arc::new(arrow::array::BooleanArray::from(vec![matches!(
+            frame.kind,
+            Kind::TimedOut(_)
+        )])),
+        Navigation::Expected => match frame.kind {
+            Kind::TimedOut(Some(v)) => match spec.variables.get(v) {
+                Some(v) => Arc::new(StringArray::from(vec![v.as_str()])),
+                None => null(),
+            },
+            _ => null(),
+        },
     };
     if value.data_type() == &arrow_type {
         Ok(value)
@@ -694,7 +960,7 @@ fn navigate(
 /// COUNT/SUM/AVG/MIN/MAX over `column` of `rows` (NULLs ignored; COUNT(*) counts rows).
 fn aggregate(
     function: MatchAggregate,
-    rows: &[&(RecordBatch, i64, usize)],
+    rows: &[&Classified],
     column: Option<usize>,
     t: &DataType,
 ) -> Result<ArrayRef, arrow::error::ArrowError> {
@@ -703,7 +969,7 @@ fn aggregate(
     };
     let cells: Vec<ArrayRef> = rows
         .iter()
-        .filter_map(|r| r.0.columns().get(column).map(|c| c.slice(0, 1)))
+        .filter_map(|r| r.row.columns().get(column).map(|c| c.slice(0, 1)))
         .collect();
     let arrow_type = t.to_arrow();
     if cells.is_empty() {
@@ -767,6 +1033,8 @@ impl Operator for MatchRecognize {
         batch: RecordBatch,
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
+        let input = batch;
+        let batch = self.with_derived(&input)?;
         let times = self.times(&batch)?;
         let masks = self.row_conditions(&batch)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
@@ -801,7 +1069,7 @@ impl Operator for MatchRecognize {
                 EmitMode::Arrival => self.feed(key, row, ts, masks[i])?,
             }
         }
-        self.late.keep(&self.name, &batch, late)?;
+        self.late.keep(&self.name, &input, late)?;
         self.emit(out)
     }
 
@@ -824,15 +1092,17 @@ impl Operator for MatchRecognize {
         self.release(i64::MAX)?;
         let mut keys: Vec<KeyBytes> = self.partitions.keys().cloned().collect();
         keys.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         for key in keys {
             let Some(partition) = self.partitions.get_mut(&key) else {
                 continue;
             };
             let found = partition
                 .matcher
-                .finish(&self.program, self.spec.after_match)
+                .finish(&self.program, self.spec.after_match, timeouts)
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
+            prune(partition, unmatched.then_some(&mut self.found));
         }
         self.emit(out)
     }

@@ -10,6 +10,9 @@ use fsql_plan::Pattern;
 pub(crate) enum Inst {
     /// Consume the current row if it satisfies variable `v`'s condition.
     Var(usize),
+    /// [`Inst::Var`] inside an exclusion `{- ... -}`: the row is matched but not output by
+    /// `ALL ROWS PER MATCH`.
+    ExcludedVar(usize),
     /// Continue at both targets, the first preferred.
     Split(usize, usize),
     Jump(usize),
@@ -25,6 +28,17 @@ pub(crate) enum Inst {
     Match,
 }
 
+impl Inst {
+    /// The variable a row is classified as here, and whether the row is excluded from the output.
+    pub(crate) fn var(self) -> Option<(usize, bool)> {
+        match self {
+            Inst::Var(v) => Some((v, false)),
+            Inst::ExcludedVar(v) => Some((v, true)),
+            _ => None,
+        }
+    }
+}
+
 /// Programs larger than this are refused (a quantifier such as `{1000}` unrolls).
 pub(crate) const MAX_PROGRAM: usize = 10_000;
 
@@ -34,7 +48,7 @@ const MAX_PERMUTE: usize = 6;
 /// The program for `pattern`, ending in [`Inst::Match`].
 pub(crate) fn compile(pattern: &Pattern) -> Result<Vec<Inst>, String> {
     let mut code = Vec::new();
-    emit(pattern, &mut code)?;
+    emit(pattern, false, &mut code)?;
     code.push(Inst::Match);
     Ok(code)
 }
@@ -48,19 +62,21 @@ fn check(code: &[Inst]) -> Result<(), String> {
     Ok(())
 }
 
-fn emit(p: &Pattern, code: &mut Vec<Inst>) -> Result<(), String> {
+/// Appends the code of `p`; `excluded`: `p` is inside an exclusion.
+fn emit(p: &Pattern, excluded: bool, code: &mut Vec<Inst>) -> Result<(), String> {
     match p {
+        Pattern::Var(v) if excluded => code.push(Inst::ExcludedVar(*v)),
         Pattern::Var(v) => code.push(Inst::Var(*v)),
         Pattern::Empty => {}
         Pattern::Start => code.push(Inst::Start),
         Pattern::End => code.push(Inst::End),
-        Pattern::Exclude(inner) => emit(inner, code)?,
+        Pattern::Exclude(inner) => emit(inner, true, code)?,
         Pattern::Concat(parts) => {
             for part in parts {
-                emit(part, code)?;
+                emit(part, excluded, code)?;
             }
         }
-        Pattern::Alt(alternatives) => alternation(alternatives, code)?,
+        Pattern::Alt(alternatives) => alternation(alternatives, excluded, code)?,
         Pattern::Permute(parts) => {
             if parts.len() > MAX_PERMUTE {
                 return Err(format!(
@@ -71,7 +87,7 @@ fn emit(p: &Pattern, code: &mut Vec<Inst>) -> Result<(), String> {
                 .into_iter()
                 .map(|order| Pattern::Concat(order.into_iter().map(|i| parts[i].clone()).collect()))
                 .collect();
-            alternation(&orders, code)?;
+            alternation(&orders, excluded, code)?;
         }
         Pattern::Repeat {
             pattern,
@@ -80,7 +96,7 @@ fn emit(p: &Pattern, code: &mut Vec<Inst>) -> Result<(), String> {
             greedy,
         } => {
             for _ in 0..*min {
-                emit(pattern, code)?;
+                emit(pattern, excluded, code)?;
                 check(code)?;
             }
             match max {
@@ -88,7 +104,7 @@ fn emit(p: &Pattern, code: &mut Vec<Inst>) -> Result<(), String> {
                     // L: split(body, end) ; body ; check L ; jump L ; end:
                     let split = code.len();
                     code.push(Inst::Jump(0));
-                    emit(pattern, code)?;
+                    emit(pattern, excluded, code)?;
                     code.push(Inst::Check(split));
                     code.push(Inst::Jump(split));
                     let end = code.len();
@@ -101,7 +117,7 @@ fn emit(p: &Pattern, code: &mut Vec<Inst>) -> Result<(), String> {
                         let split = code.len();
                         splits.push(split);
                         code.push(Inst::Jump(0));
-                        emit(pattern, code)?;
+                        emit(pattern, excluded, code)?;
                         code.push(Inst::Check(split));
                         check(code)?;
                     }
@@ -124,7 +140,11 @@ fn prefer(greedy: bool, body: usize, skip: usize) -> Inst {
     }
 }
 
-fn alternation(alternatives: &[Pattern], code: &mut Vec<Inst>) -> Result<(), String> {
+fn alternation(
+    alternatives: &[Pattern],
+    excluded: bool,
+    code: &mut Vec<Inst>,
+) -> Result<(), String> {
     let Some((last, rest)) = alternatives.split_last() else {
         return Ok(());
     };
@@ -132,12 +152,12 @@ fn alternation(alternatives: &[Pattern], code: &mut Vec<Inst>) -> Result<(), Str
     for alt in rest {
         let split = code.len();
         code.push(Inst::Jump(0));
-        emit(alt, code)?;
+        emit(alt, excluded, code)?;
         jumps.push(code.len());
         code.push(Inst::Jump(0));
         code[split] = Inst::Split(split + 1, code.len());
     }
-    emit(last, code)?;
+    emit(last, excluded, code)?;
     let end = code.len();
     for j in jumps {
         code[j] = Inst::Jump(end);
