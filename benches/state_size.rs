@@ -5,6 +5,11 @@
 //! the difference between a run with `N` keys and one with `N / 100` keys, divided by the difference
 //! in keys, is the state per entry (fixed costs — batches in flight, the plan — cancel out).
 //!
+//! A second table measures MATCH_RECOGNIZE state against its `WITHIN` interval: every row opens an
+//! attempt that stays open until `WITHIN` ends it, so the live partial matches are the rows of the
+//! last `WITHIN` (100 rows per millisecond of event time). Its peak heap should grow linearly with
+//! them, whatever the input batches they came in.
+//!
 //! `cargo bench --bench state_size` (release build); `FSQL_STATE_KEYS` sets `N` (default 1,000,000).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -74,7 +79,7 @@ const CASES: &[(&str, &str)] = &[
 
 /// Peak live heap bytes of running `query` over `keys` rows with distinct keys.
 fn peak_bytes(query: &str, keys: u64) -> usize {
-    let text = format!(
+    peak_of(format!(
         "CREATE TABLE src (seq BIGINT, amount DOUBLE, ts AS TO_TIMESTAMP_LTZ(seq / 1000, 3),
            WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
          WITH ('connector' = 'datagen', 'number-of-rows' = '{keys}',
@@ -82,7 +87,29 @@ fn peak_bytes(query: &str, keys: u64) -> usize {
            'fields.amount.min' = '0', 'fields.amount.max' = '5000');
          CREATE TABLE sink (seq BIGINT, n BIGINT, total DOUBLE) WITH ('connector' = 'blackhole');
          {query};"
-    );
+    ))
+}
+
+/// Peak live heap bytes of the card-testing pattern over `rows` rows, 100 per millisecond, each
+/// its own card and small: every row opens an attempt that `WITHIN` ends.
+fn match_peak_bytes(within_s: u64, rows: u64) -> usize {
+    peak_of(format!(
+        "CREATE TABLE src (seq BIGINT, amount DOUBLE, ts AS TO_TIMESTAMP_LTZ(seq / 100, 3),
+           WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+         WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
+           'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1', 'fields.seq.end' = '{rows}',
+           'fields.amount.min' = '0', 'fields.amount.max' = '1');
+         CREATE TABLE sink (seq BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT seq, n FROM src MATCH_RECOGNIZE (
+           PARTITION BY seq ORDER BY ts
+           MEASURES COUNT(S.amount) AS n
+           AFTER MATCH SKIP PAST LAST ROW
+           PATTERN (S{{3,}} L) WITHIN INTERVAL '{within_s}' SECOND
+           DEFINE S AS S.amount < 2, L AS L.amount > 15) AS T;"
+    ))
+}
+
+fn peak_of(text: String) -> usize {
     let c = compile_source(
         Path::new("state_size.fsql"),
         text,
@@ -106,6 +133,33 @@ fn peak_bytes(query: &str, keys: u64) -> usize {
 }
 
 fn main() {
+    // Live partial matches at the peak: the rows of the last WITHIN, 100 per millisecond. Bytes
+    // per partial match: the growth over the 1 s run, divided by the growth in partial matches.
+    println!(
+        "| MATCH_RECOGNIZE `WITHIN` | live partial matches | peak heap | bytes per added partial match |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    let rows = 2_000_000;
+    let base = match_peak_bytes(1, rows);
+    for within_s in [1u64, 2, 4, 8] {
+        let live = within_s * 100_000;
+        let peak = if within_s == 1 {
+            base
+        } else {
+            match_peak_bytes(within_s, rows)
+        };
+        let per = peak.saturating_sub(base) as f64 / (live - 100_000).max(1) as f64;
+        println!(
+            "| {within_s} s | {live} | {:.1} MiB | {} |",
+            peak as f64 / (1024.0 * 1024.0),
+            if within_s == 1 {
+                "(baseline)".to_string()
+            } else {
+                format!("**{per:.0}**")
+            }
+        );
+    }
+    println!();
     let keys: u64 = std::env::var("FSQL_STATE_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -93,6 +93,48 @@ pub(crate) const MAX_THREADS: usize = 100_000;
 /// The most instructions one closure may follow (a pattern of deeply nested optional parts).
 const MAX_CLOSURE_STEPS: usize = 1_000_000;
 
+/// A set of program positions, inline for programs of up to 128 instructions (closures are
+/// computed for every row, and most patterns are short).
+#[derive(Clone)]
+enum PcSet {
+    Small(u128),
+    Large(Vec<u64>),
+}
+
+impl PcSet {
+    fn new(len: usize) -> PcSet {
+        if len <= 128 {
+            PcSet::Small(0)
+        } else {
+            PcSet::Large(vec![0; len.div_ceil(64)])
+        }
+    }
+
+    fn contains(&self, pc: usize) -> bool {
+        match self {
+            PcSet::Small(bits) => pc < 128 && bits & (1 << pc) != 0,
+            PcSet::Large(words) => words
+                .get(pc / 64)
+                .is_some_and(|w| w & (1 << (pc % 64)) != 0),
+        }
+    }
+
+    /// Adds `pc`; whether it was not there yet.
+    fn insert(&mut self, pc: usize) -> bool {
+        let fresh = !self.contains(pc);
+        match self {
+            PcSet::Small(bits) if pc < 128 => *bits |= 1 << pc,
+            PcSet::Large(words) => {
+                if let Some(w) = words.get_mut(pc / 64) {
+                    *w |= 1 << (pc % 64);
+                }
+            }
+            PcSet::Small(_) => {}
+        }
+        fresh
+    }
+}
+
 /// The matcher of one partition.
 #[derive(Debug, Default)]
 pub(crate) struct Matcher {
@@ -113,13 +155,18 @@ pub(crate) struct Matcher {
 }
 
 impl Matcher {
+    /// The number of rows the partition fed so far (the next row's number).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// The threads waiting for the next row, in preference order.
     pub fn threads(&self) -> &[Thread] {
         &self.threads
     }
 
-    /// Whether no attempt is in progress (no threads alive, no match waiting to be final).
-    #[cfg(test)]
+    /// Whether no attempt is in progress (no threads alive, no match or timed-out attempt waiting
+    /// to be final).
     pub fn is_idle(&self) -> bool {
         self.threads.is_empty() && self.candidates.is_empty() && self.timed_out.is_empty()
     }
@@ -313,8 +360,8 @@ impl Matcher {
         // the last row: reaching such a split's `Check` means an iteration that read no row, and
         // the path ends (every cycle of the program passes a `Check`, so this terminates). Two
         // paths waiting at the same instruction carry the same rows: the first is kept.
-        let mut waiting = vec![false; program.len()];
-        let mut stack: Vec<(Thread, Vec<usize>)> = vec![(t, Vec::new())];
+        let mut waiting = PcSet::new(program.len());
+        let mut stack: Vec<(Thread, PcSet)> = vec![(t, PcSet::new(program.len()))];
         let mut steps = 0usize;
         while let Some((t, taken)) = stack.pop() {
             steps += 1;
@@ -324,28 +371,26 @@ impl Matcher {
             }
             match program[t.pc] {
                 Inst::Var(_) | Inst::ExcludedVar(_) => {
-                    if !at_end && !waiting[t.pc] {
-                        waiting[t.pc] = true;
+                    if !at_end && waiting.insert(t.pc) {
                         out.push(t);
                     }
                 }
                 Inst::End if at_end => stack.push((Thread { pc: t.pc + 1, ..t }, taken)),
                 // Waits: the partition may end here (another row ends the thread).
                 Inst::End => {
-                    if !waiting[t.pc] {
-                        waiting[t.pc] = true;
+                    if waiting.insert(t.pc) {
                         out.push(t);
                     }
                 }
                 Inst::Jump(to) => stack.push((Thread { pc: to, ..t }, taken)),
                 Inst::Check(split) => {
-                    if !taken.contains(&split) {
+                    if !taken.contains(split) {
                         stack.push((Thread { pc: t.pc + 1, ..t }, taken));
                     }
                 }
                 Inst::Split(first, second) => {
                     let mut taken = taken;
-                    taken.push(t.pc);
+                    taken.insert(t.pc);
                     stack.push((
                         Thread {
                             pc: second,

@@ -40,12 +40,55 @@ use crate::compiled::{CompiledExprs, ExprGroup};
 use crate::error::RuntimeError;
 use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
-use crate::operators::agg::key::{KeyBytes, KeyEncoder};
+use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::text::units_per_second;
 
-/// A row of a partition: a one-row batch of the input's columns then the derived values.
+/// A row of an input batch (its columns, then the derived values): the batch is shared by all its
+/// rows, so a row costs a pointer and an index wherever it is kept.
+#[derive(Clone)]
+struct RowRef {
+    batch: Arc<RecordBatch>,
+    index: usize,
+}
+
+impl RowRef {
+    /// Column `column` of the row, as a one-row array.
+    fn cell(&self, column: usize) -> Option<ArrayRef> {
+        self.batch
+            .columns()
+            .get(column)
+            .map(|c| c.slice(self.index, 1))
+    }
+}
+
+/// The columns (`width` of them) of `rows`, in order, gathered from their batches.
+fn gather(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
+    let mut batches: Vec<&RecordBatch> = Vec::new();
+    let mut indices = Vec::with_capacity(rows.len());
+    for r in rows {
+        let k = match batches
+            .iter()
+            .rposition(|b| std::ptr::eq(*b, r.batch.as_ref()))
+        {
+            Some(k) => k,
+            None => {
+                batches.push(r.batch.as_ref());
+                batches.len() - 1
+            }
+        };
+        indices.push((k, r.index));
+    }
+    (0..width)
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, &indices)
+        })
+        .collect()
+}
+
+/// A row of a partition.
 struct Stored {
-    row: RecordBatch,
+    row: RowRef,
     /// Event time in milliseconds.
     ts: i64,
     /// Whether a match (or a timed-out partial match) took it.
@@ -86,7 +129,7 @@ impl Partition {
 /// A row of a match (or of a thread's rows so far) with its classification.
 #[derive(Clone)]
 struct Classified {
-    row: RecordBatch,
+    row: RowRef,
     var: usize,
     /// Inside an exclusion `{- ... -}`: not an output row.
     excluded: bool,
@@ -128,7 +171,7 @@ struct Waiting {
     then: Vec<u8>,
     seq: u64,
     key: KeyBytes,
-    row: RecordBatch,
+    row: RowRef,
 }
 
 /// The `MATCH_RECOGNIZE` operator.
@@ -141,7 +184,10 @@ pub struct MatchRecognize {
     keys: KeyEncoder,
     /// Encodes the further ORDER BY columns (with `order_then`).
     then: Option<arrow::row::RowConverter>,
-    partitions: HashMap<KeyBytes, Partition>,
+    partitions: HashMap<KeyBytes, Partition, FxBuild>,
+    /// The partitions with an open attempt: a small set, so that the check a row that starts
+    /// nothing needs (is an attempt open in its partition?) stays in cache.
+    active: std::collections::HashSet<KeyBytes, FxBuild>,
     waiting: Vec<Waiting>,
     arrivals: u64,
     watermark_ms: i64,
@@ -166,6 +212,14 @@ pub struct MatchRecognize {
     /// The pattern's first variables as a mask, when all read the row alone: a row none of them
     /// accepts starts no attempt.
     first_mask: Option<u64>,
+    /// Whether a partition without an open attempt or a stored row can be dropped: nothing reads
+    /// its row count (`^`) or match count (`MATCH_NUMBER()`).
+    forget_idle: bool,
+    /// Rows stored since the last [`MatchRecognize::compact`], by partition and number.
+    retained: Vec<(KeyBytes, u64)>,
+    /// `first_mask` when such a row changes nothing in a partition without an open attempt (no
+    /// `^` counts rows, no unmatched row is output): it is then not even stored.
+    idle_skip: Option<u64>,
 }
 
 /// A final match, timed-out partial match or unmatched row, with everything its output rows
@@ -173,7 +227,7 @@ pub struct MatchRecognize {
 struct FoundRows {
     rows: Vec<Classified>,
     /// The row it starts at: where an empty match was found, or the unmatched row.
-    anchor: RecordBatch,
+    anchor: RowRef,
     kind: Kind,
 }
 
@@ -234,6 +288,14 @@ impl MatchRecognize {
                     .all(|&v| row_only.get(v).copied().unwrap_or(false))
             })
             .map(|vars| vars.iter().fold(0u64, |m, &v| m | (1 << v)));
+        let forget_idle = !program.contains(&Inst::Start)
+            && !spec.navigations.iter().any(|(n, _)| {
+                matches!(n, Navigation::MatchNumber)
+                    || *n == Navigation::Final(Box::new(Navigation::MatchNumber))
+            });
+        let idle_skip = first_mask.filter(|_| {
+            spec.rows_per_match != RowsPerMatch::AllWithUnmatched && !program.contains(&Inst::Start)
+        });
         Ok(MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
@@ -242,7 +304,8 @@ impl MatchRecognize {
             emit,
             keys: KeyEncoder::new(spec.partition_by.clone()),
             then: None,
-            partitions: HashMap::new(),
+            partitions: HashMap::with_hasher(FxBuild),
+            active: std::collections::HashSet::with_hasher(FxBuild),
             waiting: Vec::new(),
             arrivals: 0,
             watermark_ms: i64::MIN,
@@ -251,6 +314,9 @@ impl MatchRecognize {
             compiled,
             measures,
             first_mask,
+            idle_skip,
+            retained: Vec::new(),
+            forget_idle,
             deadlines: std::collections::BinaryHeap::new(),
             row_only,
             derived,
@@ -390,16 +456,19 @@ impl MatchRecognize {
     }
 
     /// Feeds one row to its partition's matcher.
-    fn feed(
-        &mut self,
-        key: KeyBytes,
-        row: RecordBatch,
-        ts: i64,
-        mask: u64,
-    ) -> Result<(), RuntimeError> {
-        let due_key = self.spec.within_ms.map(|_| key.clone());
+    fn feed(&mut self, key: KeyBytes, row: RowRef, ts: i64, mask: u64) -> Result<(), RuntimeError> {
+        if let Some(first) = self.idle_skip
+            && mask & first == 0
+            && !self.active.contains(key.as_slice())
+        {
+            // It starts no attempt and no attempt is open: nothing to do.
+            return Ok(());
+        }
         let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
-        let partition = self.partitions.entry(key).or_default();
+        let partition = match self.partitions.get_mut(key.as_slice()) {
+            Some(p) => p,
+            None => self.partitions.entry(key.clone()).or_default(),
+        };
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -455,11 +524,24 @@ impl MatchRecognize {
             .map_err(|e| skip_error(&self.name, &self.spec, e))?;
         collect(partition, found, &mut self.found);
         prune(partition, unmatched.then_some(&mut self.found));
-        if let (Some(w), Some(key), false) = (within, due_key, partition.queued)
+        let seq = partition.matcher.rows() - 1;
+        if partition.row(seq).is_some() {
+            self.retained.push((key.clone(), seq));
+        }
+        let idle = partition.matcher.is_idle();
+        let forget = idle && self.forget_idle && partition.rows.is_empty();
+        if idle {
+            self.active.remove(key.as_slice());
+        } else if !self.active.contains(key.as_slice()) {
+            self.active.insert(key.clone());
+        }
+        if let (Some(w), false) = (within, partition.queued)
             && let Some(deadline) = partition.deadline(w)
         {
             partition.queued = true;
             self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
+        } else if forget {
+            self.partitions.remove(key.as_slice());
         }
         Ok(())
     }
@@ -501,9 +583,14 @@ impl MatchRecognize {
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
             prune(partition, unmatched.then_some(&mut self.found));
+            if partition.matcher.is_idle() {
+                self.active.remove(key.as_slice());
+            }
             if let Some(deadline) = partition.deadline(within) {
                 partition.queued = true;
                 self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
+            } else if self.forget_idle && partition.matcher.is_idle() && partition.rows.is_empty() {
+                self.partitions.remove(key.as_slice());
             }
         }
         Ok(())
@@ -541,19 +628,18 @@ impl MatchRecognize {
             return Ok(());
         }
         let n = units.len();
-        let current: Vec<RecordBatch> = units
+        let current: Vec<&RowRef> = units
             .iter()
             .map(|&(g, at)| {
                 let f = &found[g];
-                at.and_then(|k| f.rows.get(k))
-                    .map_or_else(|| f.anchor.clone(), |r| r.row.clone())
+                at.and_then(|k| f.rows.get(k)).map_or(&f.anchor, |r| &r.row)
             })
             .collect();
-        let inputs = arrow::compute::concat_batches(&self.row_schema, &current)
-            .map_err(|e| self.arrow_err(e))?;
+        let inputs =
+            gather(&current, self.row_schema.fields().len()).map_err(|e| self.arrow_err(e))?;
         // Measures see the current row of the match: none for an empty match (its anchor row
         // is output, but `price` in a measure is `LAST(price)` over no rows).
-        let mut columns: Vec<ArrayRef> = inputs.columns().to_vec();
+        let mut columns: Vec<ArrayRef> = inputs.clone();
         if units.iter().any(|(_, at)| at.is_none()) {
             let no_row: arrow::array::BooleanArray =
                 units.iter().map(|(_, at)| Some(at.is_none())).collect();
@@ -586,7 +672,7 @@ impl MatchRecognize {
                 *m = arrow::compute::nullif(m, &unmatched).map_err(|e| self.arrow_err(e))?;
             }
         }
-        let input_column = |c: &usize| inputs.column(*c).clone();
+        let input_column = |c: &usize| inputs[*c].clone();
         let output: Vec<ArrayRef> = if all_rows {
             let (leading, rest) = self.spec.all_rows_columns(self.input_width());
             leading
@@ -613,6 +699,46 @@ impl MatchRecognize {
         self.row_schema.fields().len() - self.spec.derived.len()
     }
 
+    /// Copies the rows stored since the last call out of their input batches into one batch of
+    /// their own, so that state holds the rows live attempts need rather than whole input
+    /// batches (one long attempt would otherwise keep a batch of thousands of rows alive).
+    fn compact(&mut self) -> Result<(), RuntimeError> {
+        if self.retained.is_empty() {
+            return Ok(());
+        }
+        let mut kept: Vec<(KeyBytes, u64)> = Vec::new();
+        let mut rows: Vec<RowRef> = Vec::new();
+        for (key, seq) in std::mem::take(&mut self.retained) {
+            if let Some(stored) = self.partitions.get(key.as_slice()).and_then(|p| p.row(seq)) {
+                rows.push(stored.row.clone());
+                kept.push((key, seq));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&RowRef> = rows.iter().collect();
+        let columns =
+            gather(&refs, self.row_schema.fields().len()).map_err(|e| self.arrow_err(e))?;
+        let n = rows.len();
+        drop(refs);
+        drop(rows);
+        let batch = Arc::new(batch_with_schema(&self.name, &self.row_schema, columns, n)?);
+        for (index, (key, seq)) in kept.into_iter().enumerate() {
+            if let Some(p) = self.partitions.get_mut(key.as_slice())
+                && let Some(stored) = p
+                    .rows
+                    .get_mut(usize::try_from(seq.saturating_sub(p.first)).unwrap_or(usize::MAX))
+            {
+                stored.row = RowRef {
+                    batch: batch.clone(),
+                    index,
+                };
+            }
+        }
+        Ok(())
+    }
+
     fn release(&mut self, up_to: i64) -> Result<(), RuntimeError> {
         let mut ready: Vec<Waiting> = Vec::new();
         let mut keep = Vec::with_capacity(self.waiting.len());
@@ -628,7 +754,7 @@ impl MatchRecognize {
         for w in ready {
             self.feed(w.key, w.row, w.ts, w.mask)?;
         }
-        Ok(())
+        self.compact()
     }
 }
 
@@ -746,8 +872,9 @@ fn conditions(
             continue;
         };
         let n = pairs.len();
-        let repeat: Vec<(usize, usize)> = vec![(0, 0); n];
+        let repeat: Vec<(usize, usize)> = vec![(0, current.index); n];
         let mut columns: Vec<ArrayRef> = current
+            .batch
             .columns()
             .iter()
             .map(|c| interleave(&[c.as_ref()], &repeat))
@@ -873,9 +1000,7 @@ fn navigate(
     };
     let current = frame.at.and_then(|at| rows.get(at));
     let cell = |row: Option<&Classified>, column: usize| -> ArrayRef {
-        row.and_then(|r| r.row.columns().get(column))
-            .map(|c| c.slice(0, 1))
-            .unwrap_or_else(null)
+        row.and_then(|r| r.row.cell(column)).unwrap_or_else(null)
     };
     let of_var = |var: Option<usize>| -> Vec<&Classified> {
         running
@@ -967,10 +1092,7 @@ fn aggregate(
     let Some(column) = column else {
         return Ok(Arc::new(Int64Array::from(vec![rows.len() as i64])));
     };
-    let cells: Vec<ArrayRef> = rows
-        .iter()
-        .filter_map(|r| r.row.columns().get(column).map(|c| c.slice(0, 1)))
-        .collect();
+    let cells: Vec<ArrayRef> = rows.iter().filter_map(|r| r.row.cell(column)).collect();
     let arrow_type = t.to_arrow();
     if cells.is_empty() {
         return Ok(match function {
@@ -1034,7 +1156,7 @@ impl Operator for MatchRecognize {
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
         let input = batch;
-        let batch = self.with_derived(&input)?;
+        let batch = Arc::new(self.with_derived(&input)?);
         let times = self.times(&batch)?;
         let masks = self.row_conditions(&batch)?;
         let keys = self.keys.encode(&batch).map_err(|e| self.arrow_err(e))?;
@@ -1046,7 +1168,10 @@ impl Operator for MatchRecognize {
                 continue;
             };
             let key = KeyBytes::new(keys.key(i));
-            let row = batch.slice(i, 1);
+            let row = RowRef {
+                batch: batch.clone(),
+                index: i,
+            };
             match self.emit {
                 EmitMode::Watermark => {
                     if ts <= self.watermark_ms {
@@ -1068,6 +1193,9 @@ impl Operator for MatchRecognize {
                 }
                 EmitMode::Arrival => self.feed(key, row, ts, masks[i])?,
             }
+        }
+        if self.emit == EmitMode::Arrival {
+            self.compact()?;
         }
         self.late.keep(&self.name, &input, late)?;
         self.emit(out)
@@ -1104,6 +1232,7 @@ impl Operator for MatchRecognize {
             collect(partition, found, &mut self.found);
             prune(partition, unmatched.then_some(&mut self.found));
         }
+        self.active.clear();
         self.emit(out)
     }
 
