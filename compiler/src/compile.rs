@@ -1054,14 +1054,15 @@ impl Compiler {
                 );
             }
         }
-        let after_match = match mr::after_match(clause.after_match_skip.as_ref(), &variables) {
-            Ok(a) => a,
-            Err(m) => return fail(self, m),
-        };
         let subsets = match mr::subsets(clause, &variables) {
             Ok(s) => s,
             Err(m) => return fail(self, m),
         };
+        let after_match =
+            match mr::after_match(clause.after_match_skip.as_ref(), &variables, &subsets) {
+                Ok(a) => a,
+                Err(m) => return fail(self, m),
+            };
         let mut navs = Navigations {
             vars: &variables,
             subsets: &subsets,

@@ -534,15 +534,28 @@ fn bounds(q: &RepetitionQuantifier) -> Result<(u32, Option<u32>), String> {
     Ok(b)
 }
 
-/// `AFTER MATCH SKIP` with variable names resolved; Flink's default is `TO NEXT ROW`.
-pub fn after_match(skip: Option<&AfterMatchSkip>, vars: &[String]) -> Result<AfterMatch, String> {
+/// `AFTER MATCH SKIP` with variable names resolved (a `SUBSET` name after the variables); Flink's
+/// default is `TO NEXT ROW`.
+pub fn after_match(
+    skip: Option<&AfterMatchSkip>,
+    vars: &[String],
+    subsets: &[(String, Vec<usize>)],
+) -> Result<AfterMatch, String> {
     let var = |ident: &Ident| {
-        vars.iter().position(|v| *v == ident.value).ok_or_else(|| {
-            format!(
-                "AFTER MATCH SKIP names `{}`, which is not a pattern variable",
-                ident.value
-            )
-        })
+        vars.iter()
+            .position(|v| *v == ident.value)
+            .or_else(|| {
+                subsets
+                    .iter()
+                    .position(|(s, _)| *s == ident.value)
+                    .map(|s| vars.len() + s)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "AFTER MATCH SKIP names `{}`, which is not a pattern variable",
+                    ident.value
+                )
+            })
     };
     Ok(match skip {
         None | Some(AfterMatchSkip::ToNextRow) => AfterMatch::ToNextRow,
@@ -620,6 +633,12 @@ const NAVIGATION_FUNCTIONS: &[&str] = &[
     "AVG",
     "MIN",
     "MAX",
+    "STDDEV",
+    "STDDEV_POP",
+    "STDDEV_SAMP",
+    "VARIANCE",
+    "VAR_POP",
+    "VAR_SAMP",
     "MATCH_ROWTIME",
     "CLASSIFIER",
     "MATCH_NUMBER",
@@ -786,6 +805,30 @@ fn offset_arg(e: Option<&FunctionArgExpr>, default: u32) -> Result<u32, String> 
 }
 
 impl Rewriter<'_, '_> {
+    /// `FIRST(v.col [, n])` (`first`) / `LAST(v.col [, n])`.
+    fn logical(&mut self, f: &sqlparser::ast::Function, first: bool) -> Result<Navigation, String> {
+        let name = if first { "FIRST" } else { "LAST" };
+        let args = args_of(f);
+        let Some(FunctionArgExpr::Expr(arg)) = args.first() else {
+            return Err(format!("{name} needs a column argument"));
+        };
+        let (var, column) = self.nav.argument(arg)?;
+        let offset = offset_arg(args.get(1), 0)?;
+        Ok(if first {
+            Navigation::First {
+                var,
+                column,
+                offset,
+            }
+        } else {
+            Navigation::Last {
+                var,
+                column,
+                offset,
+            }
+        })
+    }
+
     fn replace(&mut self, e: &SqlExpr) -> Result<Option<SqlExpr>, String> {
         match e {
             SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
@@ -827,33 +870,39 @@ impl Rewriter<'_, '_> {
                 };
                 let nav = match name.as_str() {
                     "PREV" | "NEXT" => {
-                        let (_, column) = self.nav.argument(&first_expr()?)?;
                         let offset = offset_arg(args.get(1), 1)?;
-                        if name == "PREV" {
-                            Navigation::Prev { column, offset }
-                        } else {
+                        if name == "NEXT" {
                             measure_only("NEXT")?;
-                            Navigation::Next { column, offset }
+                        }
+                        match first_expr()? {
+                            // Physical navigation from the row a logical one finds.
+                            SqlExpr::Function(inner)
+                                if matches!(
+                                    inner.name.to_string().to_ascii_uppercase().as_str(),
+                                    "FIRST" | "LAST"
+                                ) =>
+                            {
+                                let first = inner.name.to_string().eq_ignore_ascii_case("FIRST");
+                                let logical = self.logical(&inner, first)?;
+                                let by = i64::from(offset);
+                                Navigation::Shifted {
+                                    logical: Box::new(logical),
+                                    by: if name == "PREV" { -by } else { by },
+                                }
+                            }
+                            arg => {
+                                let (_, column) = self.nav.argument(&arg)?;
+                                if name == "PREV" {
+                                    Navigation::Prev { column, offset }
+                                } else {
+                                    Navigation::Next { column, offset }
+                                }
+                            }
                         }
                     }
-                    "FIRST" | "LAST" => {
-                        let (var, column) = self.nav.argument(&first_expr()?)?;
-                        let offset = offset_arg(args.get(1), 0)?;
-                        if name == "FIRST" {
-                            Navigation::First {
-                                var,
-                                column,
-                                offset,
-                            }
-                        } else {
-                            Navigation::Last {
-                                var,
-                                column,
-                                offset,
-                            }
-                        }
-                    }
-                    "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" => {
+                    "FIRST" | "LAST" => self.logical(f, name == "FIRST")?,
+                    "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "STDDEV" | "STDDEV_POP"
+                    | "STDDEV_SAMP" | "VARIANCE" | "VAR_POP" | "VAR_SAMP" => {
                         let (var, column) = match args.first() {
                             Some(
                                 FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_),
@@ -872,13 +921,24 @@ impl Rewriter<'_, '_> {
                             }
                             None => return Err(format!("{name} needs an argument")),
                         };
+                        let distinct = matches!(&f.args, FunctionArguments::List(list)
+                            if list.duplicate_treatment
+                                == Some(sqlparser::ast::DuplicateTreatment::Distinct));
                         let function = match name.as_str() {
+                            "COUNT" if distinct => MatchAggregate::CountDistinct,
                             "COUNT" => MatchAggregate::Count,
                             "SUM" => MatchAggregate::Sum,
                             "AVG" => MatchAggregate::Avg,
                             "MIN" => MatchAggregate::Min,
-                            _ => MatchAggregate::Max,
+                            "MAX" => MatchAggregate::Max,
+                            "STDDEV_POP" => MatchAggregate::StddevPop,
+                            "STDDEV" | "STDDEV_SAMP" => MatchAggregate::StddevSamp,
+                            "VAR_POP" => MatchAggregate::VarPop,
+                            _ => MatchAggregate::VarSamp,
                         };
+                        if distinct && function != MatchAggregate::CountDistinct {
+                            return Err(format!("{name}(DISTINCT ...) is not supported here"));
+                        }
                         if column.is_none() && function != MatchAggregate::Count {
                             return Err(format!("{name}(*) is not an aggregate"));
                         }
@@ -889,7 +949,20 @@ impl Rewriter<'_, '_> {
                         }
                     }
                     "MATCH_ROWTIME" => Navigation::MatchRowtime,
-                    "CLASSIFIER" => Navigation::Classifier,
+                    "CLASSIFIER" => match args.first() {
+                        None => Navigation::Classifier,
+                        Some(FunctionArgExpr::Expr(SqlExpr::Identifier(v))) => {
+                            let var = self.nav.var(&v.value).ok_or_else(|| {
+                                format!("CLASSIFIER({}): not a pattern variable", v.value)
+                            })?;
+                            Navigation::ClassifierOf(var)
+                        }
+                        Some(other) => {
+                            return Err(format!(
+                                "CLASSIFIER takes a pattern variable, found `{other}`"
+                            ));
+                        }
+                    },
                     "MATCH_NUMBER" => Navigation::MatchNumber,
                     "TIMED_OUT" | "EXPECTED" => {
                         measure_only(&format!("{name}()"))?;

@@ -71,8 +71,13 @@ pub enum Navigation {
         var: Option<usize>,
         column: Option<usize>,
     },
+    /// `PREV(FIRST/LAST(v.col, n), m)` / `NEXT(...)`: the row `by` rows after (negative: before)
+    /// the row the logical navigation finds, within the match.
+    Shifted { logical: Box<Navigation>, by: i64 },
     /// `CLASSIFIER()`: the variable the row is mapped to.
     Classifier,
+    /// `CLASSIFIER(v)`: the variable of the last row mapped to `v` (a subset) so far.
+    ClassifierOf(usize),
     /// `MATCH_NUMBER()`: 1 for the partition's first match, and so on.
     MatchNumber,
     /// `MATCH_ROWTIME()`: the time attribute of the match's last row.
@@ -96,15 +101,26 @@ impl Navigation {
             | Navigation::First { column, .. }
             | Navigation::Last { column, .. } => of(column),
             Navigation::Aggregate {
-                function: MatchAggregate::Count,
+                function: MatchAggregate::Count | MatchAggregate::CountDistinct,
                 ..
             }
             | Navigation::Aggregate { column: None, .. }
             | Navigation::MatchNumber => DataType::BigInt,
             Navigation::Aggregate {
+                function:
+                    MatchAggregate::StddevPop
+                    | MatchAggregate::StddevSamp
+                    | MatchAggregate::VarPop
+                    | MatchAggregate::VarSamp,
+                ..
+            } => DataType::Double,
+            Navigation::Aggregate {
                 column: Some(c), ..
             } => of(c),
-            Navigation::Classifier | Navigation::Expected => DataType::String,
+            Navigation::Classifier | Navigation::ClassifierOf(_) | Navigation::Expected => {
+                DataType::String
+            }
+            Navigation::Shifted { logical, .. } => logical.data_type(row, rowtime),
             Navigation::MatchRowtime => of(&rowtime),
             Navigation::Final(inner) => inner.data_type(row, rowtime),
             Navigation::TimedOut => DataType::Boolean,
@@ -116,10 +132,16 @@ impl Navigation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MatchAggregate {
     Count,
+    /// `COUNT(DISTINCT v.col)`
+    CountDistinct,
     Sum,
     Avg,
     Min,
     Max,
+    StddevPop,
+    StddevSamp,
+    VarPop,
+    VarSamp,
 }
 
 /// One output column of a match.

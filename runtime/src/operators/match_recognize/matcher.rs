@@ -75,6 +75,23 @@ impl Found {
     }
 }
 
+/// `AFTER MATCH SKIP`, with the variables `TO FIRST/LAST v` means: `v`, or a subset's members.
+#[derive(Clone, Debug)]
+pub(crate) struct Skip {
+    pub after: AfterMatch,
+    pub to: Vec<usize>,
+}
+
+impl From<AfterMatch> for Skip {
+    fn from(after: AfterMatch) -> Skip {
+        let to = match after {
+            AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) => vec![v],
+            _ => vec![],
+        };
+        Skip { after, to }
+    }
+}
+
 /// What a skip could not do.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SkipError {
@@ -236,7 +253,7 @@ impl Matcher {
         program: &[Inst],
         accepted: &[bool],
         alive: impl Fn(u64) -> bool,
-        skip: AfterMatch,
+        skip: &Skip,
         timeouts: bool,
     ) -> Result<Vec<Found>, SkipError> {
         let row = self.rows;
@@ -286,7 +303,7 @@ impl Matcher {
     pub fn finish(
         &mut self,
         program: &[Inst],
-        skip: AfterMatch,
+        skip: &Skip,
         timeouts: bool,
     ) -> Result<Vec<Found>, SkipError> {
         let mut matched = Vec::new();
@@ -316,7 +333,7 @@ impl Matcher {
         &mut self,
         program: &[Inst],
         alive: impl Fn(u64) -> bool,
-        skip: AfterMatch,
+        skip: &Skip,
         timeouts: bool,
     ) -> Result<Vec<Found>, SkipError> {
         for t in std::mem::take(&mut self.threads) {
@@ -424,7 +441,7 @@ impl Matcher {
 
     /// Emits, in start order, the matches no more preferred thread can still replace, applying
     /// `AFTER MATCH SKIP` after each.
-    fn settle(&mut self, skip: AfterMatch) -> Result<Vec<Found>, SkipError> {
+    fn settle(&mut self, skip: &Skip) -> Result<Vec<Found>, SkipError> {
         let mut out = Vec::new();
         loop {
             let earliest_thread = self.threads.iter().map(|t| t.start).min();
@@ -454,15 +471,18 @@ impl Matcher {
             }
             let found = self.candidates.swap_remove(pos);
             self.matches += 1;
-            let resume = match skip {
+            let resume = match skip.after {
                 // After an empty match, matching resumes at the next row whatever the skip.
                 _ if found.last.is_none() => found.start + 1,
                 AfterMatch::PastLastRow => found.end() + 1,
                 AfterMatch::ToNextRow => found.start + 1,
                 AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) => {
                     let rows = rows_of(&found.last);
-                    let mut of_v = rows.iter().filter(|(_, var)| *var == v).map(|(r, _)| *r);
-                    let target = if matches!(skip, AfterMatch::ToFirst(_)) {
+                    let mut of_v = rows
+                        .iter()
+                        .filter(|(_, var)| skip.to.contains(var))
+                        .map(|(r, _)| *r);
+                    let target = if matches!(skip.after, AfterMatch::ToFirst(_)) {
                         of_v.next()
                     } else {
                         of_v.next_back()
@@ -528,11 +548,16 @@ mod tests {
             let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| accepts(*v, *c)).collect();
             let found = m
-                .advance(&program, &accepted, |_| true, skip, false)
+                .advance(&program, &accepted, |_| true, &skip.into(), false)
                 .unwrap();
             out.extend(found.iter().map(show));
         }
-        out.extend(m.finish(&program, skip, false).unwrap().iter().map(show));
+        out.extend(
+            m.finish(&program, &skip.into(), false)
+                .unwrap()
+                .iter()
+                .map(show),
+        );
         out
     }
 
@@ -610,7 +635,13 @@ mod tests {
         for c in "abc".chars() {
             let pending = m.pending(&program, true);
             let accepted: Vec<bool> = pending.iter().map(|(_, v)| acc(*v, c)).collect();
-            result = m.advance(&program, &accepted, |_| true, AfterMatch::ToFirst(0), false);
+            result = m.advance(
+                &program,
+                &accepted,
+                |_| true,
+                &AfterMatch::ToFirst(0).into(),
+                false,
+            );
             if result.is_err() {
                 break;
             }
@@ -665,13 +696,19 @@ mod tests {
                 })
                 .collect();
             found.extend(
-                m.advance(&program, &accepted, |_| true, AfterMatch::ToNextRow, true)
-                    .unwrap(),
+                m.advance(
+                    &program,
+                    &accepted,
+                    |_| true,
+                    &AfterMatch::ToNextRow.into(),
+                    true,
+                )
+                .unwrap(),
             );
             assert!(found.is_empty(), "row {row}: attempt 0 is still open");
         }
         found.extend(
-            m.expire(&program, |_| false, AfterMatch::ToNextRow, true)
+            m.expire(&program, |_| false, &AfterMatch::ToNextRow.into(), true)
                 .unwrap(),
         );
         type Summary = (u64, Vec<(u64, usize)>, Option<Option<usize>>);
@@ -699,11 +736,20 @@ mod tests {
                 .map(|&(_, v)| if v == 0 { a } else { b })
                 .collect();
             found.extend(
-                m.advance(&program, &accepted, |_| true, AfterMatch::PastLastRow, true)
-                    .unwrap(),
+                m.advance(
+                    &program,
+                    &accepted,
+                    |_| true,
+                    &AfterMatch::PastLastRow.into(),
+                    true,
+                )
+                .unwrap(),
             );
         }
-        found.extend(m.finish(&program, AfterMatch::PastLastRow, true).unwrap());
+        found.extend(
+            m.finish(&program, &AfterMatch::PastLastRow.into(), true)
+                .unwrap(),
+        );
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].timed_out, None);
     }
@@ -736,7 +782,7 @@ mod tests {
                     &program,
                     &accepted,
                     |_| true,
-                    AfterMatch::PastLastRow,
+                    &AfterMatch::PastLastRow.into(),
                     false
                 )
                 .unwrap()
@@ -745,7 +791,7 @@ mod tests {
         }
         // The greedy B+ could still grow; once the attempt expires, its match is final.
         let found = m
-            .expire(&program, |_| false, AfterMatch::PastLastRow, false)
+            .expire(&program, |_| false, &AfterMatch::PastLastRow.into(), false)
             .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(rows_of(&found[0].last), vec![(0, 0), (1, 1)]);
@@ -757,22 +803,22 @@ mod tests {
 /// clarity (try alternatives in preference order, first success wins), on generated patterns and
 /// inputs.
 #[cfg(test)]
-mod differential {
+pub(super) mod differential {
     use fsql_plan::{AfterMatch, Pattern};
 
     use super::*;
     use crate::operators::match_recognize::program::compile;
 
     /// The generator's choices (`crate::compiled::generated::Rng`), as `u64`s.
-    struct Rng(crate::compiled::generated::Rng);
+    pub(crate) struct Rng(pub(crate) crate::compiled::generated::Rng);
 
     impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
             self.0.below(n as usize) as u64
         }
     }
 
-    const VARS: usize = 4;
+    pub(crate) const VARS: usize = 4;
 
     /// What matching continues with: given the position after a part and the rows so far, whether
     /// the rest matches.
@@ -784,7 +830,7 @@ mod differential {
         sets[v].contains(&c) && (v != 3 || history.iter().filter(|(_, x)| *x == 3).count() < 2)
     }
 
-    fn gen_pattern(r: &mut Rng, depth: u32) -> Pattern {
+    pub(crate) fn gen_pattern(r: &mut Rng, depth: u32) -> Pattern {
         let leaf = depth == 0 || r.below(3) == 0;
         if leaf {
             return match r.below(12) {
@@ -949,9 +995,10 @@ mod differential {
         found
     }
 
-    type Matches = Vec<Vec<(u64, usize)>>;
+    /// Each match's start row and its rows with their variables.
+    pub(crate) type Matches = Vec<(u64, Vec<(u64, usize)>)>;
 
-    fn reference(
+    pub(crate) fn reference(
         p: &Pattern,
         input: &[char],
         sets: &[Vec<char>],
@@ -983,7 +1030,7 @@ mod differential {
                     {
                         return Err(SkipError::ToFirstRowOfMatch(v));
                     }
-                    out.push(found);
+                    out.push((pos as u64, found));
                     pos = next;
                 }
                 None => pos += 1,
@@ -1003,7 +1050,7 @@ mod differential {
         let mut out = Vec::new();
         let mut show = |f: Vec<Found>| {
             for f in f {
-                out.push(rows_of(&f.last));
+                out.push((f.start, rows_of(&f.last)));
             }
         };
         for c in input {
@@ -1012,9 +1059,9 @@ mod differential {
                 .iter()
                 .map(|&(t, v)| accepts(sets, v, *c, &rows_of(&matcher.threads()[t].last)))
                 .collect();
-            show(matcher.advance(&program, &accepted, |_| true, skip, false)?);
+            show(matcher.advance(&program, &accepted, |_| true, &skip.into(), false)?);
         }
-        show(matcher.finish(&program, skip, false)?);
+        show(matcher.finish(&program, &skip.into(), false)?);
         Ok(out)
     }
 

@@ -34,7 +34,7 @@ use fsql_plan::{DataType, EmitMode, MatchAggregate, MatchRecognizeSpec, Navigati
 
 use fsql_plan::RowsPerMatch;
 
-use self::matcher::{Found, Matcher, SkipError, steps_of};
+use self::matcher::{Found, Matcher, Skip, SkipError, steps_of};
 use self::program::Inst;
 use crate::compiled::{CompiledExprs, ExprGroup};
 use crate::error::RuntimeError;
@@ -179,6 +179,8 @@ pub struct MatchRecognize {
     name: String,
     spec: MatchRecognizeSpec,
     program: Vec<Inst>,
+    /// `AFTER MATCH SKIP`, a subset's variables resolved.
+    skip: Skip,
     schema: SchemaRef,
     emit: EmitMode,
     keys: KeyEncoder,
@@ -288,6 +290,15 @@ impl MatchRecognize {
                     .all(|&v| row_only.get(v).copied().unwrap_or(false))
             })
             .map(|vars| vars.iter().fold(0u64, |m, &v| m | (1 << v)));
+        let mut skip = Skip::from(spec.after_match);
+        if let fsql_plan::AfterMatch::ToFirst(v) | fsql_plan::AfterMatch::ToLast(v) =
+            spec.after_match
+            && let Some((_, members)) = v
+                .checked_sub(spec.variables.len())
+                .and_then(|s| spec.subsets.get(s))
+        {
+            skip.to = members.clone();
+        }
         let forget_idle = !program.contains(&Inst::Start)
             && !spec.navigations.iter().any(|(n, _)| {
                 matches!(n, Navigation::MatchNumber)
@@ -300,6 +311,7 @@ impl MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
             program,
+            skip,
             schema,
             emit,
             keys: KeyEncoder::new(spec.partition_by.clone()),
@@ -514,13 +526,7 @@ impl MatchRecognize {
             }
         };
         let found = matcher
-            .advance(
-                &self.program,
-                &accepted,
-                alive,
-                self.spec.after_match,
-                timeouts,
-            )
+            .advance(&self.program, &accepted, alive, &self.skip, timeouts)
             .map_err(|e| skip_error(&self.name, &self.spec, e))?;
         collect(partition, found, &mut self.found);
         prune(partition, unmatched.then_some(&mut self.found));
@@ -579,7 +585,7 @@ impl MatchRecognize {
                 row_at(rows, first, start).is_none_or(|r| r.ts.saturating_add(within) > horizon)
             };
             let found = matcher
-                .expire(&self.program, alive, self.spec.after_match, timeouts)
+                .expire(&self.program, alive, &self.skip, timeouts)
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
             prune(partition, unmatched.then_some(&mut self.found));
@@ -759,7 +765,17 @@ impl MatchRecognize {
 }
 
 fn skip_error(name: &str, spec: &MatchRecognizeSpec, e: SkipError) -> RuntimeError {
-    let var = |v: usize| spec.variables.get(v).cloned().unwrap_or_default();
+    let var = |v: usize| {
+        spec.variables
+            .get(v)
+            .or_else(|| {
+                v.checked_sub(spec.variables.len())
+                    .and_then(|s| spec.subsets.get(s))
+                    .map(|(name, _)| name)
+            })
+            .cloned()
+            .unwrap_or_default()
+    };
     RuntimeError::Plan(match e {
         SkipError::ToFirstRowOfMatch(v) => format!(
             "in `{name}`: AFTER MATCH SKIP TO {} would start the next match at the first row of this one (the SQL standard makes this an error)",
@@ -1008,6 +1024,24 @@ fn navigate(
             .filter(|r| var.is_none_or(|v| spec.covers(v, r.var)))
             .collect()
     };
+    // The position in `rows` of the row a logical navigation finds.
+    let logical = |nav: &Navigation| -> Option<usize> {
+        let (var, offset, first) = match nav {
+            Navigation::First { var, offset, .. } => (*var, *offset as usize, true),
+            Navigation::Last { var, offset, .. } => (*var, *offset as usize, false),
+            _ => return None,
+        };
+        let at: Vec<usize> = (0..running.len())
+            .filter(|&i| var.is_none_or(|v| spec.covers(v, running[i].var)))
+            .collect();
+        if first {
+            at.get(offset).copied()
+        } else {
+            at.len()
+                .checked_sub(1 + offset)
+                .and_then(|i| at.get(i).copied())
+        }
+    };
     let value = match nav {
         Navigation::Prev { column, offset } => cell(
             frame
@@ -1047,6 +1081,25 @@ fn navigate(
             Some(v) => Arc::new(StringArray::from(vec![v.as_str()])),
             None => null(),
         },
+        Navigation::ClassifierOf(var) => match of_var(Some(*var))
+            .last()
+            .and_then(|r| spec.variables.get(r.var))
+        {
+            Some(v) => Arc::new(StringArray::from(vec![v.as_str()])),
+            None => null(),
+        },
+        Navigation::Shifted { logical: inner, by } => {
+            let column = match inner.as_ref() {
+                Navigation::First { column, .. } | Navigation::Last { column, .. } => *column,
+                _ => usize::MAX,
+            };
+            let row = logical(inner)
+                .and_then(|i| i64::try_from(i).ok())
+                .and_then(|i| i.checked_add(*by))
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| rows.get(i));
+            cell(row, column)
+        }
         Navigation::MatchNumber => match frame.kind {
             Kind::Match(number) => Arc::new(Int64Array::from(vec![
                 i64::try_from(number).unwrap_or(i64::MAX),
@@ -1096,18 +1149,60 @@ fn aggregate(
     let arrow_type = t.to_arrow();
     if cells.is_empty() {
         return Ok(match function {
-            MatchAggregate::Count => Arc::new(Int64Array::from(vec![0])),
+            MatchAggregate::Count | MatchAggregate::CountDistinct => {
+                Arc::new(Int64Array::from(vec![0]))
+            }
             _ => new_null_array(&arrow_type, 1),
         });
     }
     let refs: Vec<&dyn Array> = cells.iter().map(|a| a.as_ref()).collect();
     let values = arrow::compute::concat(&refs)?;
     let valid = values.len() - values.null_count();
-    if function == MatchAggregate::Count {
-        return Ok(Arc::new(Int64Array::from(vec![valid as i64])));
+    match function {
+        MatchAggregate::Count => return Ok(Arc::new(Int64Array::from(vec![valid as i64]))),
+        MatchAggregate::CountDistinct => {
+            let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
+                values.data_type().clone(),
+            )])?;
+            let encoded = converter.convert_columns(std::slice::from_ref(&values))?;
+            let mut distinct: Vec<&[u8]> = (0..values.len())
+                .filter(|&i| values.is_valid(i))
+                .map(|i| encoded.row(i).data())
+                .collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            return Ok(Arc::new(Int64Array::from(vec![distinct.len() as i64])));
+        }
+        _ => {}
     }
     if valid == 0 {
         return Ok(new_null_array(&arrow_type, 1));
+    }
+    if matches!(
+        function,
+        MatchAggregate::StddevPop
+            | MatchAggregate::StddevSamp
+            | MatchAggregate::VarPop
+            | MatchAggregate::VarSamp
+    ) {
+        let v = arrow::compute::cast(&values, &ArrowType::Float64)?;
+        let present: Vec<f64> = v.as_primitive::<Float64Type>().iter().flatten().collect();
+        let n = present.len() as f64;
+        let mean = present.iter().sum::<f64>() / n;
+        let squares: f64 = present.iter().map(|x| (x - mean) * (x - mean)).sum();
+        let samp = matches!(
+            function,
+            MatchAggregate::StddevSamp | MatchAggregate::VarSamp
+        );
+        if samp && present.len() < 2 {
+            return Ok(new_null_array(&arrow_type, 1));
+        }
+        let variance = squares / if samp { n - 1.0 } else { n };
+        let r = match function {
+            MatchAggregate::StddevPop | MatchAggregate::StddevSamp => variance.sqrt(),
+            _ => variance,
+        };
+        return Ok(Arc::new(Float64Array::from(vec![r])));
     }
     let floating = matches!(t, DataType::Float | DataType::Double);
     let result: ArrayRef = if floating {
@@ -1227,7 +1322,7 @@ impl Operator for MatchRecognize {
             };
             let found = partition
                 .matcher
-                .finish(&self.program, self.spec.after_match, timeouts)
+                .finish(&self.program, &self.skip, timeouts)
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
             prune(partition, unmatched.then_some(&mut self.found));
@@ -1242,5 +1337,262 @@ impl Operator for MatchRecognize {
 
     fn take_late(&mut self) -> Option<RecordBatch> {
         self.late.take()
+    }
+}
+
+/// The operator against the backtracking reference matcher of `matcher::differential`, on
+/// generated patterns and partitioned inputs split into random batches, in both emit modes: what
+/// the operator adds — partitions, ordering, the rows it skips, drops and copies — must not change
+/// which matches are found.
+#[cfg(test)]
+mod differential {
+    use std::collections::BTreeMap;
+
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use fsql_plan::{AfterMatch, BinaryOp, Expr, ExprKind, Literal, Measure, Pattern};
+
+    use super::matcher::differential::{Matches, Rng, VARS, gen_pattern, reference};
+    use super::*;
+    use crate::testkit::{bin, col, lit};
+
+    const LETTERS: [char; 3] = ['a', 'b', 'c'];
+
+    /// `c IN (set)`.
+    fn letter_in(set: &[char]) -> Expr {
+        if set.is_empty() {
+            return lit(Literal::Boolean(false), DataType::Boolean);
+        }
+        Expr {
+            kind: ExprKind::InList {
+                arg: Box::new(col(1, DataType::String)),
+                list: set
+                    .iter()
+                    .map(|c| lit(Literal::String(c.to_string()), DataType::String))
+                    .collect(),
+                negated: false,
+            },
+            data_type: DataType::Boolean,
+            nullable: true,
+        }
+    }
+
+    /// Input (key, c, ts, seq); variables 0..3 accept their letters, variable 3 at most two rows
+    /// per match (as the reference's `accepts`). ALL ROWS PER MATCH with the match's first row and
+    /// each row's variable as measures, so the output spells out every match.
+    fn spec(p: Pattern, sets: &[Vec<char>], skip: AfterMatch) -> MatchRecognizeSpec {
+        let count_3 = Navigation::Aggregate {
+            function: MatchAggregate::Count,
+            var: Some(3),
+            column: None,
+        };
+        let first_seq = Navigation::First {
+            var: None,
+            column: 3,
+            offset: 0,
+        };
+        let at_most_two = bin(
+            BinaryOp::LtEq,
+            col(4, DataType::BigInt),
+            lit(Literal::Int(2), DataType::BigInt),
+            DataType::Boolean,
+        );
+        let defines = (0..VARS)
+            .map(|v| {
+                let letters = letter_in(&sets[v]);
+                Some(if v == 3 {
+                    bin(
+                        BinaryOp::And,
+                        letters,
+                        at_most_two.clone(),
+                        DataType::Boolean,
+                    )
+                } else {
+                    letters
+                })
+            })
+            .collect();
+        MatchRecognizeSpec {
+            partition_by: vec![0],
+            order_by: 2,
+            order_then: vec![],
+            variables: (0..VARS).map(|v| format!("V{v}")).collect(),
+            subsets: vec![],
+            derived: vec![],
+            pattern: p,
+            defines,
+            navigations: vec![
+                (count_3, DataType::BigInt),
+                (first_seq, DataType::BigInt),
+                (Navigation::Classifier, DataType::String),
+            ],
+            measures: vec![
+                Measure {
+                    name: "first_seq".into(),
+                    expr: col(5, DataType::BigInt),
+                },
+                Measure {
+                    name: "var".into(),
+                    expr: col(6, DataType::String),
+                },
+            ],
+            rows_per_match: RowsPerMatch::AllShowEmpty,
+            after_match: skip,
+            within_ms: None,
+            emit_timeouts: false,
+        }
+    }
+
+    #[test]
+    fn the_operator_finds_the_matches_the_reference_matcher_prefers() {
+        let cases: u64 = std::env::var("FSQL_MR_OPERATOR_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500);
+        let input = Arc::new(Schema::new(vec![
+            Field::new("key", ArrowType::Int64, true),
+            Field::new("c", ArrowType::Utf8, true),
+            Field::new(
+                "ts",
+                ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("seq", ArrowType::Int64, true),
+        ]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("key", ArrowType::Int64, true),
+            Field::new(
+                "ts",
+                ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("first_seq", ArrowType::Int64, true),
+            Field::new("var", ArrowType::Utf8, true),
+            Field::new("c", ArrowType::Utf8, true),
+            Field::new("seq", ArrowType::Int64, true),
+        ]));
+        let mut compared = 0;
+        for seed in 0..cases {
+            let mut r = Rng(crate::compiled::generated::Rng::seeded(seed ^ 0x5eed));
+            let p = gen_pattern(&mut r, 3);
+            let sets: Vec<Vec<char>> = (0..VARS)
+                .map(|_| {
+                    LETTERS
+                        .iter()
+                        .copied()
+                        .filter(|_| r.below(2) == 0)
+                        .collect()
+                })
+                .collect();
+            let var = r.below(VARS as u64) as usize;
+            let skip = match r.below(4) {
+                0 => AfterMatch::PastLastRow,
+                1 => AfterMatch::ToNextRow,
+                2 => AfterMatch::ToFirst(var),
+                _ => AfterMatch::ToLast(var),
+            };
+            // Up to 3 keys, rows interleaved; `seq` is the row's global position and its time.
+            let n = r.below(30) as usize;
+            let keys: Vec<i64> = (0..n).map(|_| r.below(3) as i64).collect();
+            let letters: Vec<char> = (0..n).map(|_| LETTERS[r.below(3) as usize]).collect();
+            let mut expected: BTreeMap<i64, Result<Matches, ()>> = BTreeMap::new();
+            let mut positions: Vec<u64> = Vec::with_capacity(n);
+            for key in 0..3 {
+                let rows: Vec<usize> = (0..n).filter(|&i| keys[i] == key).collect();
+                let text: Vec<char> = rows.iter().map(|&i| letters[i]).collect();
+                if !rows.is_empty() {
+                    expected.insert(key, reference(&p, &text, &sets, skip).map_err(|_| ()));
+                }
+            }
+            for i in 0..n {
+                positions.push((0..i).filter(|&j| keys[j] == keys[i]).count() as u64);
+            }
+            let emit = if r.below(2) == 0 {
+                EmitMode::Watermark
+            } else {
+                EmitMode::Arrival
+            };
+            let spec = spec(p.clone(), &sets, skip);
+            let mut op = MatchRecognize::new("mr", &spec, &input, output.clone(), emit, true)
+                .expect("the operator builds");
+            let mut out = Vec::new();
+            let mut failed = false;
+            let mut at = 0;
+            while at < n && !failed {
+                let len = (1 + r.below(6) as usize).min(n - at);
+                let range = at..at + len;
+                let batch = RecordBatch::try_new(
+                    input.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(range.clone().map(|i| keys[i]))),
+                        Arc::new(StringArray::from_iter_values(
+                            range.clone().map(|i| letters[i].to_string()),
+                        )),
+                        Arc::new(TimestampMillisecondArray::from_iter_values(
+                            range.clone().map(|i| i as i64),
+                        )),
+                        Arc::new(Int64Array::from_iter_values(
+                            range.clone().map(|i| i as i64),
+                        )),
+                    ],
+                )
+                .expect("batch");
+                failed |= op.on_batch(0, batch, &mut out).is_err();
+                failed |= op.on_watermark((at + len) as i64 - 1, &mut out).is_err();
+                at += len;
+            }
+            failed |= !failed && op.on_end(&mut out).is_err();
+            let context = format!(
+                "seed {seed}: pattern {p:?}, sets {sets:?}, {skip:?}, {emit:?}, keys {keys:?}, letters {letters:?}"
+            );
+            if expected.values().any(Result::is_err) {
+                assert!(
+                    failed,
+                    "the reference fails, the operator does not: {context}"
+                );
+                continue;
+            }
+            assert!(!failed, "the operator fails: {context}");
+            // Per key, per match (its first row, or the row of an empty match): rows and variables.
+            let mut got: BTreeMap<i64, BTreeMap<u64, Vec<(u64, usize)>>> = BTreeMap::new();
+            for e in &out {
+                let Event::Batch(b) = e else { continue };
+                let key = b.column(0).as_primitive::<Int64Type>();
+                let first = b.column(2).as_primitive::<Int64Type>();
+                let var = b.column(3).as_string::<i32>();
+                let seq = b.column(5).as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    let row = seq.value(i) as usize;
+                    let start = if first.is_valid(i) {
+                        first.value(i) as usize
+                    } else {
+                        row
+                    };
+                    let rows = got
+                        .entry(key.value(i))
+                        .or_default()
+                        .entry(positions[start])
+                        .or_default();
+                    if var.is_valid(i) {
+                        let v = var.value(i)[1..].parse::<usize>().expect("V<n>");
+                        rows.push((positions[row], v));
+                    }
+                }
+            }
+            for (key, matches) in &expected {
+                let Ok(matches) = matches else { continue };
+                let want: BTreeMap<u64, Vec<(u64, usize)>> = matches.iter().cloned().collect();
+                let have = got.remove(key).unwrap_or_default();
+                assert_eq!(have, want, "key {key}, {context}");
+                compared += usize::from(!want.is_empty());
+            }
+            assert!(
+                got.is_empty(),
+                "matches in no partition: {got:?}, {context}"
+            );
+        }
+        assert!(
+            compared as u64 * 3 >= cases,
+            "only {compared} partitions had a match"
+        );
     }
 }
