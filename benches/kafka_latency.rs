@@ -13,6 +13,8 @@
 //! fsql (`table.exec.mini-batch.allow-latency`).
 //!
 //! The broker is `FSQL_KAFKA_BROKERS` when set, else one started with `scripts/kafka.sh`.
+//! `FSQL_BENCH_LINGER_MS` (default 0) sets `linger.ms` of this producer and of fsql's sink: a few
+//! milliseconds of batching trade that much latency for far fewer produce requests.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -98,6 +100,11 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
 
+/// `linger.ms` of the producers (`FSQL_BENCH_LINGER_MS`, default 0).
+fn linger() -> String {
+    std::env::var("FSQL_BENCH_LINGER_MS").unwrap_or_else(|_| "0".into())
+}
+
 /// One rate: the latencies (µs) of the decisions of payments sent after the warm-up, and how
 /// many were sent and received in all.
 fn run(broker: &str, rate: u64, through_fsql: bool) -> (Vec<i64>, u64, u64) {
@@ -127,10 +134,11 @@ CREATE TABLE payments (payment_id BIGINT, card_id STRING, amount DOUBLE, sent_us
         'properties.fetch.wait.max.ms' = '10', 'format' = 'json');
 CREATE TABLE decisions (payment_id BIGINT, decision STRING, sent_us BIGINT)
   WITH ('connector' = 'kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{broker}',
-        'properties.linger.ms' = '0', 'format' = 'json');
+        'properties.linger.ms' = '{linger}', 'format' = 'json');
 INSERT INTO decisions
 SELECT payment_id, CASE WHEN amount > 500 THEN 'REVIEW' ELSE 'ALLOW' END, sent_us FROM payments;
-"
+",
+            linger = linger()
         ),
     )
     .expect("write pipeline");
@@ -212,7 +220,7 @@ SELECT payment_id, CASE WHEN amount > 500 THEN 'REVIEW' ELSE 'ALLOW' END, sent_u
 
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker)
-        .set("linger.ms", "0")
+        .set("linger.ms", linger())
         .create()
         .expect("producer");
     let start = Instant::now();

@@ -1063,6 +1063,18 @@ impl Compiler {
                 Ok(a) => a,
                 Err(m) => return fail(self, m),
             };
+        if clause.after_match_skip.is_none() {
+            // Flink departs from the standard here; fsql follows Flink and says so.
+            self.diags.push(
+                Diagnostic::warning(
+                    "MATCH_RECOGNIZE without AFTER MATCH SKIP skips TO NEXT ROW, as Flink 2.3 does (the next match may start inside this one); the SQL standard and Trino skip PAST LAST ROW",
+                    whole,
+                )
+                .with_help(
+                    "write AFTER MATCH SKIP PAST LAST ROW (the standard's default) or AFTER MATCH SKIP TO NEXT ROW",
+                ),
+            );
+        }
         let mut navs = Navigations {
             vars: &variables,
             subsets: &subsets,
@@ -2545,5 +2557,25 @@ mod tests {
             &[],
         );
         assert!(strict.has_errors(), "--strict turns it into an error");
+    }
+
+    #[test]
+    fn match_recognize_without_a_skip_warns_that_flink_skips_to_the_next_row() {
+        let mr = |skip: &str| {
+            format!(
+                "{SOURCE}CREATE VIEW v AS SELECT * FROM p MATCH_RECOGNIZE (PARTITION BY card ORDER BY ts \
+                 MEASURES A.amount AS a {skip} PATTERN (A B) WITHIN INTERVAL '1' MINUTE \
+                 DEFINE A AS amount < 1) AS T;"
+            )
+        };
+        let warned = |c: &Compilation| {
+            c.diagnostics.iter().any(|d| {
+                d.severity == Severity::Warning && d.message.contains("skip PAST LAST ROW")
+            })
+        };
+        let c = compile(&mr(""));
+        assert!(!c.has_errors() && warned(&c), "{:?}", c.diagnostics);
+        let c = compile(&mr("AFTER MATCH SKIP TO NEXT ROW"));
+        assert!(!c.has_errors() && !warned(&c), "{:?}", c.diagnostics);
     }
 }
