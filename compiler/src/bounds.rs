@@ -13,7 +13,8 @@ use crate::diagnostic::Diagnostic;
 /// The match is exhaustive on purpose: each stateful operator added to the plan must say here what
 /// bounds its state.
 pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-    // A state TTL drops idle keys, which bounds OVER state (joins do not apply it yet).
+    // A state TTL drops idle keys, which bounds OVER and MATCH_RECOGNIZE state (joins do not apply
+    // it yet).
     let ttl = settings.contains_key("state.ttl") || settings.contains_key("table.exec.state.ttl");
     nodes
         .iter()

@@ -679,6 +679,7 @@ impl<'c> Executor<'c> {
                     schema.clone(),
                     pipeline.emit,
                     jit,
+                    state_ttl_ms(&pipeline.settings)?,
                 )?)),
                 PlanOp::Predict(spec) => {
                     let decl = pipeline

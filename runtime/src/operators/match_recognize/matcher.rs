@@ -830,7 +830,32 @@ pub(super) mod differential {
         sets[v].contains(&c) && (v != 3 || history.iter().filter(|(_, x)| *x == 3).count() < 2)
     }
 
-    pub(crate) fn gen_pattern(r: &mut Rng, depth: u32) -> Pattern {
+    /// The letters inputs are made of.
+    pub(crate) const LETTERS: [char; 3] = ['a', 'b', 'c'];
+
+    /// A generated case: a pattern, the letters each variable accepts, and a skip.
+    pub(crate) fn gen_case(r: &mut Rng) -> (Pattern, Vec<Vec<char>>, AfterMatch) {
+        let p = gen_pattern(r, 3);
+        let sets = (0..VARS)
+            .map(|_| {
+                LETTERS
+                    .iter()
+                    .copied()
+                    .filter(|_| r.below(2) == 0)
+                    .collect()
+            })
+            .collect();
+        let var = r.below(VARS as u64) as usize;
+        let skip = match r.below(4) {
+            0 => AfterMatch::PastLastRow,
+            1 => AfterMatch::ToNextRow,
+            2 => AfterMatch::ToFirst(var),
+            _ => AfterMatch::ToLast(var),
+        };
+        (p, sets, skip)
+    }
+
+    fn gen_pattern(r: &mut Rng, depth: u32) -> Pattern {
         let leaf = depth == 0 || r.below(3) == 0;
         if leaf {
             return match r.below(12) {
@@ -1074,27 +1099,10 @@ pub(super) mod differential {
         let mut compared = 0;
         for seed in 0..cases {
             let mut r = Rng(crate::compiled::generated::Rng::seeded(seed));
-            let p = gen_pattern(&mut r, 3);
-            let letters = ['a', 'b', 'c'];
-            let sets: Vec<Vec<char>> = (0..VARS)
-                .map(|_| {
-                    letters
-                        .iter()
-                        .copied()
-                        .filter(|_| r.below(2) == 0)
-                        .collect()
-                })
-                .collect();
+            let (p, sets, skip) = gen_case(&mut r);
             let input: Vec<char> = (0..r.below(9))
-                .map(|_| letters[r.below(3) as usize])
+                .map(|_| LETTERS[r.below(3) as usize])
                 .collect();
-            let var = r.below(VARS as u64) as usize;
-            let skip = match r.below(4) {
-                0 => AfterMatch::PastLastRow,
-                1 => AfterMatch::ToNextRow,
-                2 => AfterMatch::ToFirst(var),
-                _ => AfterMatch::ToLast(var),
-            };
             let expected = reference(&p, &input, &sets, skip);
             let got = vm(&p, &input, &sets, skip);
             assert_eq!(

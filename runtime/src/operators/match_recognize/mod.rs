@@ -104,6 +104,10 @@ struct Partition {
     first: u64,
     /// Whether the partition is in the operator's deadline queue.
     queued: bool,
+    /// The event time of the latest row fed (for the state TTL).
+    last_ts: i64,
+    /// Whether the partition is in the operator's TTL queue.
+    ttl_queued: bool,
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
@@ -211,6 +215,11 @@ pub struct MatchRecognize {
     /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
     /// watermark visits only the partitions it affects.
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
+    /// `SET 'state.ttl'` in milliseconds of event time: a partition fed no row for longer (behind
+    /// the watermark) ends as if its input ended, and its state is dropped.
+    ttl_ms: Option<i64>,
+    /// Partitions by when the TTL may end them (checked again when popped: a later row moves it).
+    idle_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
     /// The pattern's first variables as a mask, when all read the row alone: a row none of them
     /// accepts starts no attempt.
     first_mask: Option<u64>,
@@ -234,8 +243,9 @@ struct FoundRows {
 }
 
 impl MatchRecognize {
-    /// The operator for `spec`, producing `schema` (partition columns, then measures).
-    /// With `jit`, conditions run compiled over batches of evaluation rows.
+    /// The operator for `spec`, producing `schema` (ONE ROW PER MATCH: partition columns, then
+    /// measures; ALL ROWS PER MATCH: partition and ordering columns, measures, the other input
+    /// columns). With `jit`, conditions, measures and derived values run compiled.
     pub fn new(
         name: &str,
         spec: &MatchRecognizeSpec,
@@ -243,6 +253,7 @@ impl MatchRecognize {
         schema: SchemaRef,
         emit: EmitMode,
         jit: bool,
+        state_ttl_ms: Option<i64>,
     ) -> Result<MatchRecognize, RuntimeError> {
         let program = program::compile(&spec.pattern)
             .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
@@ -330,6 +341,8 @@ impl MatchRecognize {
             retained: Vec::new(),
             forget_idle,
             deadlines: std::collections::BinaryHeap::new(),
+            ttl_ms: state_ttl_ms.filter(|t| *t > 0),
+            idle_deadlines: std::collections::BinaryHeap::new(),
             row_only,
             derived,
             row_schema,
@@ -479,7 +492,11 @@ impl MatchRecognize {
         let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         let partition = match self.partitions.get_mut(key.as_slice()) {
             Some(p) => p,
-            None => self.partitions.entry(key.clone()).or_default(),
+            None => {
+                let p = self.partitions.entry(key.clone()).or_default();
+                p.last_ts = i64::MIN;
+                p
+            }
         };
         partition.rows.push_back(Stored {
             row,
@@ -534,8 +551,15 @@ impl MatchRecognize {
         if partition.row(seq).is_some() {
             self.retained.push((key.clone(), seq));
         }
+        partition.last_ts = partition.last_ts.max(ts);
         let idle = partition.matcher.is_idle();
         let forget = idle && self.forget_idle && partition.rows.is_empty();
+        if let (Some(ttl), false, false) = (self.ttl_ms, forget, partition.ttl_queued) {
+            partition.ttl_queued = true;
+            let due = partition.last_ts.saturating_add(ttl);
+            self.idle_deadlines
+                .push(std::cmp::Reverse(Due(due, key.clone())));
+        }
         if idle {
             self.active.remove(key.as_slice());
         } else if !self.active.contains(key.as_slice()) {
@@ -703,6 +727,43 @@ impl MatchRecognize {
     /// The number of the input's columns (the stored row has the derived values after them).
     fn input_width(&self) -> usize {
         self.row_schema.fields().len() - self.spec.derived.len()
+    }
+
+    /// Ends the partitions the state TTL expires: fed no row for longer than the TTL behind the
+    /// watermark. Each finishes as if its input ended (a pending match is emitted; with `EMIT
+    /// TIMEOUTS`, an open attempt is reported) and is dropped; a later row starts afresh.
+    fn expire_idle(&mut self) -> Result<(), RuntimeError> {
+        let Some(ttl) = self.ttl_ms else {
+            return Ok(());
+        };
+        let wm = self.watermark_ms;
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
+        while self
+            .idle_deadlines
+            .peek()
+            .is_some_and(|std::cmp::Reverse(Due(t, _))| *t < wm)
+        {
+            let Some(std::cmp::Reverse(Due(_, key))) = self.idle_deadlines.pop() else {
+                break;
+            };
+            let Some(partition) = self.partitions.get_mut(key.as_slice()) else {
+                continue;
+            };
+            let due = partition.last_ts.saturating_add(ttl);
+            if due >= wm {
+                self.idle_deadlines.push(std::cmp::Reverse(Due(due, key)));
+                continue;
+            }
+            let found = partition
+                .matcher
+                .finish(&self.program, &self.skip, timeouts)
+                .map_err(|e| skip_error(&self.name, &self.spec, e))?;
+            collect(partition, found, &mut self.found);
+            prune(partition, unmatched.then_some(&mut self.found));
+            self.partitions.remove(key.as_slice());
+            self.active.remove(key.as_slice());
+        }
+        Ok(())
     }
 
     /// Copies the rows stored since the last call out of their input batches into one batch of
@@ -1306,6 +1367,7 @@ impl Operator for MatchRecognize {
         }
         self.watermark_ms = self.watermark_ms.max(watermark_ms);
         self.expire()?;
+        self.expire_idle()?;
         self.emit(out)?;
         out.push(Event::Watermark(watermark_ms));
         Ok(())
@@ -1351,11 +1413,9 @@ mod differential {
     use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
     use fsql_plan::{AfterMatch, BinaryOp, Expr, ExprKind, Literal, Measure, Pattern};
 
-    use super::matcher::differential::{Matches, Rng, VARS, gen_pattern, reference};
+    use super::matcher::differential::{LETTERS, Matches, Rng, VARS, gen_case, reference};
     use super::*;
     use crate::testkit::{bin, col, lit};
-
-    const LETTERS: [char; 3] = ['a', 'b', 'c'];
 
     /// `c IN (set)`.
     fn letter_in(set: &[char]) -> Expr {
@@ -1473,23 +1533,7 @@ mod differential {
         let mut compared = 0;
         for seed in 0..cases {
             let mut r = Rng(crate::compiled::generated::Rng::seeded(seed ^ 0x5eed));
-            let p = gen_pattern(&mut r, 3);
-            let sets: Vec<Vec<char>> = (0..VARS)
-                .map(|_| {
-                    LETTERS
-                        .iter()
-                        .copied()
-                        .filter(|_| r.below(2) == 0)
-                        .collect()
-                })
-                .collect();
-            let var = r.below(VARS as u64) as usize;
-            let skip = match r.below(4) {
-                0 => AfterMatch::PastLastRow,
-                1 => AfterMatch::ToNextRow,
-                2 => AfterMatch::ToFirst(var),
-                _ => AfterMatch::ToLast(var),
-            };
+            let (p, sets, skip) = gen_case(&mut r);
             // Up to 3 keys, rows interleaved; `seq` is the row's global position and its time.
             let n = r.below(30) as usize;
             let keys: Vec<i64> = (0..n).map(|_| r.below(3) as i64).collect();
@@ -1512,7 +1556,7 @@ mod differential {
                 EmitMode::Arrival
             };
             let spec = spec(p.clone(), &sets, skip);
-            let mut op = MatchRecognize::new("mr", &spec, &input, output.clone(), emit, true)
+            let mut op = MatchRecognize::new("mr", &spec, &input, output.clone(), emit, true, None)
                 .expect("the operator builds");
             let mut out = Vec::new();
             let mut failed = false;
