@@ -27,6 +27,8 @@ use sqlparser::ast::{
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
+use crate::tvf::next_significant;
+
 /// The prefix of the synthetic relations `MATCH_RECOGNIZE` clauses become.
 pub const MATCH_RELATION: &str = "__match";
 /// The pseudo-variable `WITHIN` travels as through sqlparser.
@@ -91,14 +93,6 @@ pub fn clauses(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         }
     }
     out
-}
-
-/// The position of the next token after `i` that is not whitespace.
-fn next_significant(tokens: &[TokenWithSpan], mut i: usize) -> usize {
-    while matches!(tokens.get(i).map(|t| &t.token), Some(Token::Whitespace(_))) {
-        i += 1;
-    }
-    i
 }
 
 /// The `)` closing the `(` at `open`.

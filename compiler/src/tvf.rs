@@ -308,7 +308,8 @@ fn in_argument_position(out: &[TokenWithSpan]) -> bool {
     }
 }
 
-fn next_significant(tokens: &[TokenWithSpan], mut j: usize) -> usize {
+/// The position of the first token at or after `j` that is not whitespace (`tokens.len()` if none).
+pub(crate) fn next_significant(tokens: &[TokenWithSpan], mut j: usize) -> usize {
     while matches!(tokens.get(j).map(|t| &t.token), Some(Token::Whitespace(_))) {
         j += 1;
     }

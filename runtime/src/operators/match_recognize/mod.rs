@@ -737,7 +737,6 @@ impl MatchRecognize {
             return Ok(());
         };
         let wm = self.watermark_ms;
-        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         while self
             .idle_deadlines
             .peek()
@@ -754,15 +753,26 @@ impl MatchRecognize {
                 self.idle_deadlines.push(std::cmp::Reverse(Due(due, key)));
                 continue;
             }
-            let found = partition
-                .matcher
-                .finish(&self.program, &self.skip, timeouts)
-                .map_err(|e| skip_error(&self.name, &self.spec, e))?;
-            collect(partition, found, &mut self.found);
-            prune(partition, unmatched.then_some(&mut self.found));
+            self.finish_partition(key.as_slice())?;
             self.partitions.remove(key.as_slice());
             self.active.remove(key.as_slice());
         }
+        Ok(())
+    }
+
+    /// Ends a partition's input (`$` holds): its attempts finish with what they have, and its
+    /// rows no attempt needs are dropped.
+    fn finish_partition(&mut self, key: &[u8]) -> Result<(), RuntimeError> {
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
+        let Some(partition) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
+        let found = partition
+            .matcher
+            .finish(&self.program, &self.skip, timeouts)
+            .map_err(|e| skip_error(&self.name, &self.spec, e))?;
+        collect(partition, found, &mut self.found);
+        prune(partition, unmatched.then_some(&mut self.found));
         Ok(())
     }
 
@@ -1071,10 +1081,7 @@ fn navigate(
     let arrow_type = t.to_arrow();
     let null = || new_null_array(&arrow_type, 1);
     let rows = frame.rows;
-    let running: &[Classified] = match frame.at {
-        Some(at) => &rows[..=at.min(rows.len().saturating_sub(1))],
-        None => &[],
-    };
+    let running: &[Classified] = frame.at.and_then(|at| rows.get(..=at)).unwrap_or(&[]);
     let current = frame.at.and_then(|at| rows.get(at));
     let cell = |row: Option<&Classified>, column: usize| -> ArrayRef {
         row.and_then(|r| r.row.cell(column)).unwrap_or_else(null)
@@ -1377,17 +1384,8 @@ impl Operator for MatchRecognize {
         self.release(i64::MAX)?;
         let mut keys: Vec<KeyBytes> = self.partitions.keys().cloned().collect();
         keys.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
-        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
         for key in keys {
-            let Some(partition) = self.partitions.get_mut(&key) else {
-                continue;
-            };
-            let found = partition
-                .matcher
-                .finish(&self.program, &self.skip, timeouts)
-                .map_err(|e| skip_error(&self.name, &self.spec, e))?;
-            collect(partition, found, &mut self.found);
-            prune(partition, unmatched.then_some(&mut self.found));
+            self.finish_partition(key.as_slice())?;
         }
         self.active.clear();
         self.emit(out)
