@@ -55,7 +55,8 @@ use fsql_plan::SourceSpec;
 
 use super::rng::{Rng, mix};
 use super::{
-    OpenOptions, Source, SourceContext, SourcePoll, Throttle, option_number, runtime_schema,
+    OpenOptions, Source, SourceContext, SourcePoll, Throttle, option_bool, option_number,
+    runtime_schema,
 };
 use crate::error::RuntimeError;
 use crate::text;
@@ -625,17 +626,7 @@ impl PaymentsSource {
             late_fraction: fraction("out-of-order-fraction", 0.0)?,
             start_ms,
             ms_per_event: 1000.0 / eps,
-            captures: match opts.get("auth-capture").map(String::as_str) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(RuntimeError::option(
-                        table,
-                        "auth-capture",
-                        format!("must be 'true' or 'false', found '{other}'"),
-                    ));
-                }
-            },
+            captures: option_bool(opts, table, "auth-capture")?,
             uncaptured_rate: fraction("uncaptured-rate", 0.001)?,
         };
         let rate: Option<f64> =

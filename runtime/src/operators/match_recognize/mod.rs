@@ -120,6 +120,11 @@ impl Partition {
         row_at(&self.rows, self.first, seq)
     }
 
+    fn row_mut(&mut self, seq: u64) -> Option<&mut Stored> {
+        let at = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.rows.get_mut(at)
+    }
+
     /// When the oldest live attempt can no longer take a row: its first row's time + `within`.
     fn deadline(&self, within: i64) -> Option<i64> {
         self.matcher
@@ -311,9 +316,9 @@ impl MatchRecognize {
             skip.to = members.clone();
         }
         let forget_idle = !program.contains(&Inst::Start)
-            && !spec.navigations.iter().any(|(n, _)| {
-                matches!(n, Navigation::MatchNumber)
-                    || *n == Navigation::Final(Box::new(Navigation::MatchNumber))
+            && !spec.navigations.iter().any(|(n, _)| match n {
+                Navigation::Final(inner) => **inner == Navigation::MatchNumber,
+                n => *n == Navigation::MatchNumber,
             });
         let idle_skip = first_mask.filter(|_| {
             spec.rows_per_match != RowsPerMatch::AllWithUnmatched && !program.contains(&Inst::Start)
@@ -802,10 +807,10 @@ impl MatchRecognize {
         drop(rows);
         let batch = Arc::new(batch_with_schema(&self.name, &self.row_schema, columns, n)?);
         for (index, (key, seq)) in kept.into_iter().enumerate() {
-            if let Some(p) = self.partitions.get_mut(key.as_slice())
-                && let Some(stored) = p
-                    .rows
-                    .get_mut(usize::try_from(seq.saturating_sub(p.first)).unwrap_or(usize::MAX))
+            if let Some(stored) = self
+                .partitions
+                .get_mut(key.as_slice())
+                .and_then(|p| p.row_mut(seq))
             {
                 stored.row = RowRef {
                     batch: batch.clone(),
@@ -877,17 +882,9 @@ fn collect(partition: &mut Partition, found: Vec<Found>, into: &mut Vec<FoundRow
                 Kind::Match(number)
             }
         };
-        let first = partition.first;
         let mut rows = Vec::new();
         for step in steps_of(&f.last) {
-            let Some(at) = step
-                .row
-                .checked_sub(first)
-                .and_then(|i| usize::try_from(i).ok())
-            else {
-                continue;
-            };
-            if let Some(stored) = partition.rows.get_mut(at) {
+            if let Some(stored) = partition.row_mut(step.row) {
                 stored.in_match = true;
                 rows.push(Classified {
                     row: stored.row.clone(),
@@ -896,12 +893,7 @@ fn collect(partition: &mut Partition, found: Vec<Found>, into: &mut Vec<FoundRow
                 });
             }
         }
-        let anchor = f
-            .start
-            .checked_sub(first)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|at| partition.rows.get_mut(at));
-        let Some(anchor) = anchor else {
+        let Some(anchor) = partition.row_mut(f.start) else {
             continue;
         };
         anchor.in_match = true;
