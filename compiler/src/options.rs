@@ -317,6 +317,18 @@ fn emit_mode(v: &str) -> Result<(), String> {
     }
 }
 
+/// Flink's state backend names; only the in-memory one exists so far.
+fn state_backend(v: &str) -> Result<(), String> {
+    match v {
+        "hashmap" => Ok(()),
+        "rocksdb" => Err(
+            "the RocksDB state backend is not available yet; 'hashmap' (the default) keeps state in memory"
+                .into(),
+        ),
+        _ => Err(format!("expected 'hashmap', got '{v}'")),
+    }
+}
+
 fn utc(v: &str) -> Result<(), String> {
     match v {
         "UTC" | "Z" | "+00:00" => Ok(()),
@@ -347,7 +359,11 @@ const SETTINGS: &[SettingInfo] = &[
     },
     SettingInfo {
         key: "state.backend",
-        check: any,
+        check: state_backend,
+    },
+    SettingInfo {
+        key: "state.backend.type",
+        check: state_backend,
     },
     SettingInfo {
         key: "execution.checkpointing.interval",
@@ -468,5 +484,16 @@ mod tests {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert!(parse_duration_ms("5 parsecs").is_err());
         assert!(parse_duration_ms("").is_err());
+    }
+
+    #[test]
+    fn only_the_in_memory_state_backend_is_accepted() {
+        assert_eq!(state_backend("hashmap"), Ok(()));
+        let rocks = state_backend("rocksdb").unwrap_err();
+        assert!(rocks.contains("not available yet"), "{rocks}");
+        assert_eq!(
+            state_backend("filesystem"),
+            Err("expected 'hashmap', got 'filesystem'".into())
+        );
     }
 }

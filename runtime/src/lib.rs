@@ -27,6 +27,7 @@ pub mod operator;
 pub mod operators;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod text;
 
 #[cfg(test)]

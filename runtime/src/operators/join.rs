@@ -13,7 +13,7 @@
 //! * **Regular join** (no time bounds; inner only): rows are kept until the *other* input ends —
 //!   joining a stream with a bounded reference table keeps only the table.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
@@ -24,8 +24,9 @@ use fsql_plan::{Expr, JoinKind, JoinSpec};
 use crate::compiled::Condition;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
-use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
+use crate::operators::agg::key::{KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
+use crate::state::KeyedState;
 
 const LEFT: usize = 0;
 const RIGHT: usize = 1;
@@ -54,7 +55,7 @@ struct Side {
     batches: Vec<Option<(RecordBatch, u32)>>,
     rows: Vec<Option<Kept>>,
     free: Vec<u32>,
-    by_key: HashMap<KeyBytes, Ids, FxBuild>,
+    by_key: KeyedState<Ids>,
     /// `(expiry, row)`: interval joins drop rows once the watermark reaches their expiry.
     expiry: BTreeSet<(i64, u32)>,
     /// False once the other input ended (regular join): nothing can match later rows.
@@ -87,10 +88,10 @@ impl Side {
                 (self.rows.len() - 1) as u32
             }
         };
-        match self.by_key.get_mut(key) {
+        match self.by_key.get_mut_by_key(key) {
             Some(ids) => ids.push(id),
             None => {
-                self.by_key.insert(KeyBytes::new(key), Ids::One(id));
+                self.by_key.id_or_insert_with(key, || Ids::One(id));
             }
         }
         id
@@ -100,10 +101,10 @@ impl Side {
     fn drop_row(&mut self, key: &[u8], id: u32) -> Option<Kept> {
         let kept = self.rows.get_mut(id as usize)?.take()?;
         self.free.push(id);
-        if let Some(ids) = self.by_key.get_mut(key)
+        if let Some(ids) = self.by_key.get_mut_by_key(key)
             && ids.remove(id)
         {
-            self.by_key.remove(key);
+            self.by_key.remove_key(key);
         }
         if let Some(entry) = self.batches.get_mut(kept.batch as usize) {
             let empty = entry.as_mut().is_some_and(|(_, n)| {
@@ -467,7 +468,7 @@ impl Operator for Join {
                 continue;
             }
             let ts = times.as_ref().map_or(0, |t| t.value(i));
-            let Some(ids) = self.sides[other].by_key.get(keys.key(i)) else {
+            let Some(ids) = self.sides[other].by_key.get_by_key(keys.key(i)) else {
                 continue;
             };
             for &id in ids.as_slice() {

@@ -8,7 +8,7 @@
 //! behind the watermark, or a version at or behind it, is late (counted, sent to the late-data
 //! output): its result could no longer be exact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat_batches, filter_record_batch};
@@ -18,8 +18,9 @@ use fsql_plan::{Expr, JoinKind, TemporalJoinSpec};
 use crate::compiled::Condition;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
-use crate::operators::agg::key::{FxBuild, KeyEncoder};
+use crate::operators::agg::key::KeyEncoder;
 use crate::operators::window::event_millis;
+use crate::state::KeyedState;
 
 /// A left row waiting for the watermark: its key (`None`: a NULL key, never matched) and the row.
 struct Waiting {
@@ -40,7 +41,7 @@ pub struct TemporalJoin {
     /// Left rows by (time, arrival).
     waiting: BTreeMap<(i64, u64), Waiting>,
     /// Versions per key, by version time (one-row batches).
-    versions: HashMap<Box<[u8]>, BTreeMap<i64, RecordBatch>, FxBuild>,
+    versions: KeyedState<BTreeMap<i64, RecordBatch>>,
     /// Keys with versions added since the last pruning.
     dirty: Vec<Box<[u8]>>,
     watermark: i64,
@@ -84,7 +85,7 @@ impl TemporalJoin {
             times: [spec.left_time, spec.right_time],
             residual: spec.residual.clone().map(Condition::new),
             waiting: BTreeMap::new(),
-            versions: HashMap::default(),
+            versions: KeyedState::default(),
             dirty: Vec::new(),
             watermark: i64::MIN,
             seq: 0,
@@ -117,7 +118,7 @@ impl TemporalJoin {
             let Waiting { key, row } = entry.remove();
             let version = key
                 .as_ref()
-                .and_then(|k| self.versions.get(k))
+                .and_then(|k| self.versions.get_by_key(k))
                 .and_then(|v| v.range(..=t).next_back())
                 .map(|(_, r)| r.clone());
             if version.is_none() && self.kind == JoinKind::Inner {
@@ -128,7 +129,7 @@ impl TemporalJoin {
         }
         // Per key, only the latest version at or before the watermark can still be chosen.
         for key in std::mem::take(&mut self.dirty) {
-            if let Some(v) = self.versions.get_mut(&key)
+            if let Some(v) = self.versions.get_mut_by_key(&key)
                 && let Some((&keep, _)) = v.range(..=w).next_back()
             {
                 *v = v.split_off(&keep);
@@ -240,8 +241,7 @@ impl Operator for TemporalJoin {
             } else if let Some(key) = key {
                 // A version with a NULL key can never be chosen.
                 self.versions
-                    .entry(key.clone())
-                    .or_default()
+                    .get_or_insert_with(&key, BTreeMap::new)
                     .insert(t, batch.slice(i, 1));
                 self.dirty.push(key);
             }

@@ -120,8 +120,14 @@ impl AccSpec {
                     | AccKind::LastValue
             );
         Accumulator {
-            distinct: distinct.then(Box::default),
-            state,
+            state: if distinct {
+                State::Distinct(Box::new(Distinct {
+                    seen: HashMap::default(),
+                    inner: state,
+                }))
+            } else {
+                state
+            },
         }
     }
 }
@@ -129,13 +135,15 @@ impl AccSpec {
 /// The state of one aggregate in one partition.
 #[derive(Clone, Debug)]
 pub(crate) struct Accumulator {
-    /// DISTINCT: how many rows of the frame hold each value; only a value's first occurrence
-    /// reaches `state`.
-    // Boxed (as is `State::Ends`'s deque): few aggregates are DISTINCT, and an inline map would
-    // make every accumulator of every key 24 bytes larger.
-    #[allow(clippy::box_collection)]
-    distinct: Option<Box<HashMap<Value, u32, FxBuild>>>,
     state: State,
+}
+
+/// DISTINCT: how many rows of the frame hold each value; only a value's first occurrence
+/// reaches `inner`.
+#[derive(Clone, Debug)]
+struct Distinct {
+    seen: HashMap<Value, u32, FxBuild>,
+    inner: State,
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +175,9 @@ enum State {
         sum: f64,
         sumsq: f64,
     },
+    /// Boxed (as is `Ends`'s deque): few aggregates are DISTINCT, and an inline map would make
+    /// every accumulator of every key larger.
+    Distinct(Box<Distinct>),
 }
 
 impl Accumulator {
@@ -182,14 +193,18 @@ impl Accumulator {
         if v.is_null() {
             return;
         }
-        if let Some(seen) = &mut self.distinct {
-            if let Some(c) = seen.get_mut(v) {
-                *c += 1;
-                return;
+        let state = match &mut self.state {
+            State::Distinct(d) => {
+                if let Some(c) = d.seen.get_mut(v) {
+                    *c += 1;
+                    return;
+                }
+                d.seen.insert(v.clone(), 1);
+                &mut d.inner
             }
-            seen.insert(v.clone(), 1);
-        }
-        self.state.add(spec, key, v);
+            state => state,
+        };
+        state.add(spec, key, v);
     }
 
     /// Row `key` with argument value `v` leaves the frame (it was added before).
@@ -204,31 +219,35 @@ impl Accumulator {
         if v.is_null() {
             return;
         }
-        if let Some(seen) = &mut self.distinct {
-            match seen.get_mut(v) {
-                Some(c) if *c > 1 => {
-                    *c -= 1;
-                    return;
+        let state = match &mut self.state {
+            State::Distinct(d) => {
+                match d.seen.get_mut(v) {
+                    Some(c) if *c > 1 => {
+                        *c -= 1;
+                        return;
+                    }
+                    Some(_) => {
+                        d.seen.remove(v);
+                    }
+                    None => return,
                 }
-                Some(_) => {
-                    seen.remove(v);
-                }
-                None => return,
+                &mut d.inner
             }
-        }
-        self.state.retract(spec, key, v);
+            state => state,
+        };
+        state.retract(spec, key, v);
     }
 
     /// Adds every value `other` holds (another slice or session of the same aggregate), as if its
     /// rows had been added here.
     pub(crate) fn merge(&mut self, spec: &AccSpec, other: &Accumulator) {
-        if let (Some(seen), Some(theirs)) = (&mut self.distinct, &other.distinct) {
-            for (v, c) in theirs.iter() {
-                if let Some(mine) = seen.get_mut(v) {
-                    *mine += c;
+        if let (State::Distinct(mine), State::Distinct(theirs)) = (&mut self.state, &other.state) {
+            for (v, c) in theirs.seen.iter() {
+                if let Some(n) = mine.seen.get_mut(v) {
+                    *n += c;
                 } else {
-                    seen.insert(v.clone(), *c);
-                    self.state.add(spec, (0, 0), v);
+                    mine.seen.insert(v.clone(), *c);
+                    mine.inner.add(spec, (0, 0), v);
                 }
             }
             return;
@@ -276,7 +295,11 @@ impl Accumulator {
 
     /// The aggregate over the rows added and not retracted.
     pub(crate) fn result(&self, spec: &AccSpec) -> Value {
-        match &self.state {
+        let state = match &self.state {
+            State::Distinct(d) => &d.inner,
+            state => state,
+        };
+        match state {
             State::Count(n) => Value::Int(*n),
             State::Int { sum, n } => match spec.kind {
                 _ if *n == 0 => Value::Null,
@@ -341,6 +364,8 @@ impl Accumulator {
                     Moment::StddevPop | Moment::StddevSamp => var.sqrt(),
                 })
             }
+            // `state` is the inner state of a DISTINCT accumulator, never another one.
+            State::Distinct(_) => Value::Null,
         }
     }
 }
@@ -412,6 +437,7 @@ impl State {
                     *sumsq += x * x;
                 }
             }
+            State::Distinct(d) => d.inner.add(spec, key, v),
         }
     }
 
@@ -468,6 +494,7 @@ impl State {
                     }
                 }
             }
+            State::Distinct(d) => d.inner.retract(_spec, key, v),
         }
     }
 }
@@ -526,10 +553,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_accumulator_fits_in_40_bytes() {
+    fn an_accumulator_fits_in_32_bytes() {
         // Per key and aggregate in every OVER partition and window slice: keep it small.
         assert!(
-            std::mem::size_of::<Accumulator>() <= 40,
+            std::mem::size_of::<Accumulator>() <= 32,
             "{}",
             std::mem::size_of::<Accumulator>()
         );

@@ -259,40 +259,6 @@ impl std::borrow::Borrow<[u8]> for KeyBytes {
     }
 }
 
-/// Hashes `u64`s that already are hashes: the identity.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ *b as u64;
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Builds [`IdHasher`]s.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct IdBuild;
-
-impl BuildHasher for IdBuild {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher::default()
-    }
-}
-
 /// Builds [`FxHasher`]s.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct FxBuild;

@@ -21,7 +21,6 @@
 mod matcher;
 mod program;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -41,6 +40,7 @@ use crate::error::RuntimeError;
 use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
+use crate::state::KeyedState;
 use crate::text::units_per_second;
 
 /// A row of an input batch (its columns, then the derived values): the batch is shared by all its
@@ -195,7 +195,7 @@ pub struct MatchRecognize {
     keys: KeyEncoder,
     /// Encodes the further ORDER BY columns (with `order_then`).
     then: Option<arrow::row::RowConverter>,
-    partitions: HashMap<KeyBytes, Partition, FxBuild>,
+    partitions: KeyedState<Partition>,
     /// The partitions with an open attempt: a small set, so that the check a row that starts
     /// nothing needs (is an attempt open in its partition?) stays in cache.
     active: std::collections::HashSet<KeyBytes, FxBuild>,
@@ -332,7 +332,7 @@ impl MatchRecognize {
             emit,
             keys: KeyEncoder::new(spec.partition_by.clone()),
             then: None,
-            partitions: HashMap::with_hasher(FxBuild),
+            partitions: KeyedState::default(),
             active: std::collections::HashSet::with_hasher(FxBuild),
             waiting: Vec::new(),
             arrivals: 0,
@@ -495,14 +495,12 @@ impl MatchRecognize {
             return Ok(());
         }
         let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
-        let partition = match self.partitions.get_mut(key.as_slice()) {
-            Some(p) => p,
-            None => {
-                let p = self.partitions.entry(key.clone()).or_default();
-                p.last_ts = i64::MIN;
-                p
-            }
-        };
+        let partition = self
+            .partitions
+            .get_or_insert_with(key.as_slice(), || Partition {
+                last_ts: i64::MIN,
+                ..Partition::default()
+            });
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -576,7 +574,7 @@ impl MatchRecognize {
             partition.queued = true;
             self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
         } else if forget {
-            self.partitions.remove(key.as_slice());
+            self.partitions.remove_key(key.as_slice());
         }
         Ok(())
     }
@@ -599,7 +597,7 @@ impl MatchRecognize {
             let Some(std::cmp::Reverse(Due(_, key))) = self.deadlines.pop() else {
                 break;
             };
-            let Some(partition) = self.partitions.get_mut(&key) else {
+            let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
             partition.queued = false;
@@ -625,7 +623,7 @@ impl MatchRecognize {
                 partition.queued = true;
                 self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
             } else if self.forget_idle && partition.matcher.is_idle() && partition.rows.is_empty() {
-                self.partitions.remove(key.as_slice());
+                self.partitions.remove_key(key.as_slice());
             }
         }
         Ok(())
@@ -750,7 +748,7 @@ impl MatchRecognize {
             let Some(std::cmp::Reverse(Due(_, key))) = self.idle_deadlines.pop() else {
                 break;
             };
-            let Some(partition) = self.partitions.get_mut(key.as_slice()) else {
+            let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
             let due = partition.last_ts.saturating_add(ttl);
@@ -759,7 +757,7 @@ impl MatchRecognize {
                 continue;
             }
             self.finish_partition(key.as_slice())?;
-            self.partitions.remove(key.as_slice());
+            self.partitions.remove_key(key.as_slice());
             self.active.remove(key.as_slice());
         }
         Ok(())
@@ -769,7 +767,7 @@ impl MatchRecognize {
     /// rows no attempt needs are dropped.
     fn finish_partition(&mut self, key: &[u8]) -> Result<(), RuntimeError> {
         let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
-        let Some(partition) = self.partitions.get_mut(key) else {
+        let Some(partition) = self.partitions.get_mut_by_key(key) else {
             return Ok(());
         };
         let found = partition
@@ -791,7 +789,11 @@ impl MatchRecognize {
         let mut kept: Vec<(KeyBytes, u64)> = Vec::new();
         let mut rows: Vec<RowRef> = Vec::new();
         for (key, seq) in std::mem::take(&mut self.retained) {
-            if let Some(stored) = self.partitions.get(key.as_slice()).and_then(|p| p.row(seq)) {
+            if let Some(stored) = self
+                .partitions
+                .get_by_key(key.as_slice())
+                .and_then(|p| p.row(seq))
+            {
                 rows.push(stored.row.clone());
                 kept.push((key, seq));
             }
@@ -809,7 +811,7 @@ impl MatchRecognize {
         for (index, (key, seq)) in kept.into_iter().enumerate() {
             if let Some(stored) = self
                 .partitions
-                .get_mut(key.as_slice())
+                .get_mut_by_key(key.as_slice())
                 .and_then(|p| p.row_mut(seq))
             {
                 stored.row = RowRef {
@@ -1374,7 +1376,7 @@ impl Operator for MatchRecognize {
 
     fn on_end(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         self.release(i64::MAX)?;
-        let mut keys: Vec<KeyBytes> = self.partitions.keys().cloned().collect();
+        let mut keys: Vec<KeyBytes> = self.partitions.keys().map(KeyBytes::new).collect();
         keys.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
         for key in keys {
             self.finish_partition(key.as_slice())?;

@@ -5,7 +5,7 @@
 use arrow::datatypes::DataType as ArrowType;
 use fsql_plan::{AggregateFunction, Expr, OverFrame, OverSpec};
 
-use crate::operators::agg::accumulator::AccSpec;
+use crate::operators::agg::accumulator::{AccKind, AccSpec};
 use crate::operators::agg::value::{Repr, ValueType};
 use crate::operators::agg::{accumulator_for, value_type};
 
@@ -48,6 +48,9 @@ pub(crate) struct AggPlan {
     pub frame: Frame,
     /// The stored column of its argument (`None` for `COUNT(*)`).
     pub col: Option<usize>,
+    /// Its accumulator among a partition's [`Layout::accs`]; `None` for LAG, which reads the
+    /// rows, and for a bounded `COUNT(*)`, which is the length of its frame.
+    pub acc: Option<usize>,
     /// The type of the values it produces...
     pub result: ValueType,
     /// ... and the output column's type they are cast to.
@@ -63,6 +66,11 @@ pub(crate) struct Layout {
     /// the type of the LAG argument they are cast to.
     pub defaults: Vec<(Expr, ArrowType)>,
     pub aggs: Vec<AggPlan>,
+    /// Accumulators per partition.
+    pub accs: usize,
+    /// Words kept per row: its event time, and its arrival sequence when FIRST_VALUE or
+    /// LAST_VALUE orders peers by it.
+    pub row_words: usize,
     /// When every aggregate is a sliding RANGE frame: the longest offset. A partition whose
     /// newest row is older than `watermark - expire_after` has nothing any later row can see, so
     /// it is dropped.
@@ -88,6 +96,8 @@ impl Layout {
             stored: Vec::new(),
             defaults: Vec::new(),
             aggs: Vec::new(),
+            accs: 0,
+            row_words: 1,
             expire_after: None,
         };
         for (agg, target) in spec.aggregates.iter().zip(targets) {
@@ -133,10 +143,22 @@ impl Layout {
                 Func::Acc(spec) => spec.result_type(&vt),
                 Func::Lag { .. } => vt,
             };
+            let acc = match func {
+                Func::Acc(spec) if spec.kind == AccKind::CountStar && frame.bounded() => None,
+                Func::Acc(spec) => {
+                    if matches!(spec.kind, AccKind::FirstValue | AccKind::LastValue) {
+                        layout.row_words = 2;
+                    }
+                    layout.accs += 1;
+                    Some(layout.accs - 1)
+                }
+                Func::Lag { .. } => None,
+            };
             layout.aggs.push(AggPlan {
                 func,
                 frame,
                 col,
+                acc,
                 result,
                 target: target.clone(),
             });

@@ -18,7 +18,7 @@
 //!   so far (earlier peers included, later ones not). A row older than its partition's newest is
 //!   still inserted in event-time order, so later rows see it; its own result is exact for
 //!   bounded frames and LAG when it is not behind the watermark, and covers what is retained
-//!   otherwise (see [`partition::Partition::process_out_of_order`]).
+//!   otherwise (see [`partition::PartitionMut::process_out_of_order`]).
 //!
 //! State per partition: the rows some frame still needs (RANGE: the last `p` of event time;
 //! ROWS: the last `n` rows; LAG: the last `offset` rows; unbounded frames: none; in arrival mode
@@ -76,13 +76,13 @@ impl Unit {
     }
 }
 
-/// An expiry check: partition `pid` (created with `uid`) may be droppable once the watermark
-/// reaches `at`.
+/// An expiry check: partition `pid` may be droppable once the watermark reaches `at`. A
+/// partition has exactly one (queued when it is created), and only its check removes it, so a check never
+/// outlives its partition and needs no generation to tell a reused id apart.
 #[derive(Clone, Copy, Debug)]
 struct Expiry {
     at: i64,
     pid: u32,
-    uid: u64,
 }
 
 /// The OVER operator.
@@ -375,26 +375,25 @@ impl Over {
                     self.partitions.prefetch(*r);
                 }
                 if let Some(r) = rows_pids.get(at + 4) {
-                    self.partitions.prefetch_rows(*r);
+                    self.partitions.prefetch_rows(*r, &self.layout);
                 }
                 let mut b = a + 1;
                 while b < run.len() && run[b].pid == pid {
                     b += 1;
                 }
-                if let Some(p) = self.partitions.get_mut(pid) {
-                    p.process_peers(
-                        &self.layout,
-                        &run[a..b],
-                        &self.pending,
-                        &mut self.results,
-                        i64::MAX,
-                    );
-                }
-                self.watch(pid);
+                self.partitions.process_peers(
+                    pid,
+                    &self.layout,
+                    &run[a..b],
+                    &self.pending,
+                    &mut self.results,
+                    i64::MAX,
+                );
                 a = b;
             }
             i = j;
         }
+        self.watch_new();
         for r in rows.iter() {
             self.pending.release(r.slot);
         }
@@ -514,21 +513,16 @@ impl Over {
                 out: i as u32,
             };
             self.seq += 1;
-            if let Some(p) = self.partitions.get_mut(pid) {
-                if r.ts >= p.max_ts {
-                    p.process_peers(
-                        &self.layout,
-                        std::slice::from_ref(&r),
-                        &one,
-                        &mut self.results,
-                        horizon,
-                    );
-                } else {
-                    p.process_out_of_order(&self.layout, &r, &one, &mut self.results, horizon);
-                }
-            }
-            self.watch(pid);
+            self.partitions.process_arrival(
+                pid,
+                &self.layout,
+                &r,
+                &one,
+                &mut self.results,
+                horizon,
+            );
         }
+        self.watch_new();
         self.pids = pids;
         let mut output = self.output(batch.columns().to_vec(), n)?;
         if ts.null_count() > 0 {
@@ -541,20 +535,17 @@ impl Over {
         Ok(())
     }
 
-    /// Queues an expiry check for partition `pid` (once per partition).
-    fn watch(&mut self, pid: u32) {
-        let Some(after) = self.layout.expire_after else {
-            return;
-        };
-        if let Some(p) = self.partitions.get_mut(pid)
-            && !p.queued
-        {
-            p.queued = true;
-            self.expiry.push_back(Expiry {
-                at: p.max_ts.saturating_add(after),
-                pid,
-                uid: p.uid,
-            });
+    /// Queues an expiry check for each partition created since the last call (once per
+    /// partition: the check queues itself again while the partition lives).
+    fn watch_new(&mut self) {
+        let after = self.layout.expire_after;
+        for pid in self.partitions.take_created() {
+            if let (Some(after), Some(p)) = (after, self.partitions.get_mut(pid)) {
+                self.expiry.push_back(Expiry {
+                    at: p.max_ts.saturating_add(after),
+                    pid,
+                });
+            }
         }
     }
 
@@ -573,11 +564,9 @@ impl Over {
             }
             self.expiry.pop_front();
             let Some(p) = self.partitions.get_mut(e.pid) else {
+                debug_assert!(false, "an expiry check outlived partition {}", e.pid);
                 continue;
             };
-            if p.uid != e.uid {
-                continue;
-            }
             let at = p.max_ts.saturating_add(after);
             // Rows still waiting are newer than `w`, so they cannot see this state either.
             if at <= w {

@@ -1,17 +1,16 @@
-//! Per-key state: the rows the frames still need (event time, arrival sequence and stored argument
-//! values, in event-time order) and, per aggregate, its accumulator and the span of rows it holds.
+//! Per-key state: the rows the frames still need (event time, arrival sequence when needed, and
+//! stored argument values, in event-time order) and, per aggregate, its accumulator and the span
+//! of rows it holds.
 //!
-//! Rows are addressed by absolute position (`base` + offset in the buffer), so evicting old rows
-//! from the front does not move the frames. An aggregate's accumulator holds the rows
-//! `[start, end)`: rows enter at `end` and leave at `start` (bounded frames only).
-
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+//! Rows are addressed by position from the oldest retained row; evicting `k` rows from the front
+//! moves every span down by `k`. An aggregate's accumulator holds the rows `[start, end)`: rows
+//! enter at `end` and leave at `start` (bounded frames only). A bounded `COUNT(*)` keeps no
+//! accumulator: it is `end - start`.
 
 use super::layout::{Frame, Func, Layout};
-use crate::operators::agg::accumulator::{Accumulator, RowKey};
-use crate::operators::agg::key::{FxBuild, IdBuild, KeyBytes, hash_key};
+use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
 use crate::operators::agg::value::{Value, ValueColumn};
+use crate::state::{KeyedState, prefetch};
 
 static NULL: Value = Value::Null;
 /// The argument of `COUNT(*)`: any non-NULL value.
@@ -58,147 +57,262 @@ impl Batches for OneBatch<'_> {
     }
 }
 
-/// Retained rows in (event time, arrival) order.
+/// Retained rows in (event time, arrival) order, addressed by position: 0 is the oldest row
+/// retained. Stored contiguously from `head`; evicting rows from the front only moves `head`, and
+/// the rows move down (or the buffer doubles) when a row is added at the end of a full buffer.
 #[derive(Debug, Default)]
 struct RowBuffer {
-    /// The absolute position of `keys[0]`.
-    base: u64,
-    keys: VecDeque<RowKey>,
-    /// `stride` stored values per row.
-    values: VecDeque<Value>,
-    stride: usize,
+    /// Per row, [`Layout::row_words`] words: its event time, then its arrival sequence.
+    words: Box<[i64]>,
+    /// Per row, `Layout::stored.len()` values.
+    values: Box<[Value]>,
+    head: u32,
+    len: u32,
+}
+
+/// The strides of a [`RowBuffer`] (from the [`Layout`]).
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    words: usize,
+    values: usize,
+}
+
+impl Shape {
+    fn of(layout: &Layout) -> Shape {
+        Shape {
+            words: layout.row_words,
+            values: layout.stored.len(),
+        }
+    }
 }
 
 impl RowBuffer {
-    fn end(&self) -> u64 {
-        self.base + self.keys.len() as u64
+    #[inline]
+    fn len(&self) -> u32 {
+        self.len
+    }
+
+    fn capacity(&self, shape: Shape) -> usize {
+        self.words.len() / shape.words
     }
 
     #[inline]
-    fn key(&self, i: u64) -> RowKey {
-        self.keys
-            .get((i - self.base) as usize)
-            .copied()
-            .unwrap_or((i64::MIN, 0))
+    fn key(&self, shape: Shape, i: u32) -> RowKey {
+        if i >= self.len {
+            return (i64::MIN, 0);
+        }
+        let at = (self.head + i) as usize * shape.words;
+        let ts = self.words.get(at).copied().unwrap_or(i64::MIN);
+        let seq = if shape.words > 1 {
+            self.words.get(at + 1).map_or(0, |s| *s as u64)
+        } else {
+            0
+        };
+        (ts, seq)
     }
 
     #[inline]
-    fn value(&self, i: u64, col: Option<usize>) -> &Value {
+    fn ts(&self, shape: Shape, i: u32) -> i64 {
+        self.key(shape, i).0
+    }
+
+    #[inline]
+    fn value(&self, shape: Shape, i: u32, col: Option<usize>) -> &Value {
         match col {
             None => &ONE,
-            Some(c) => self
+            Some(c) if i < self.len => self
                 .values
-                .get((i - self.base) as usize * self.stride + c)
+                .get((self.head + i) as usize * shape.values + c)
                 .unwrap_or(&NULL),
+            Some(_) => &NULL,
         }
     }
 
-    fn push(&mut self, key: RowKey, cols: &BatchColumns, row: u32) {
-        self.keys.push_back(key);
-        for c in &cols.stored {
-            self.values.push_back(c.get(row as usize));
+    /// Makes room for one more row at the end.
+    fn reserve_one(&mut self, shape: Shape) {
+        let cap = self.capacity(shape);
+        let (head, len) = (self.head as usize, self.len as usize);
+        if head + len < cap {
+            return;
         }
+        if head > 0 && head >= cap / 2 {
+            // At least half the buffer was evicted since the rows last moved: move them down.
+            self.words
+                .copy_within(head * shape.words..(head + len) * shape.words, 0);
+            self.values[..(head + len) * shape.values].rotate_left(head * shape.values);
+            self.head = 0;
+            return;
+        }
+        let new_cap = (cap * 2).max(1);
+        let mut words = vec![0i64; new_cap * shape.words].into_boxed_slice();
+        words[..len * shape.words]
+            .copy_from_slice(&self.words[head * shape.words..(head + len) * shape.words]);
+        let mut values: Box<[Value]> = std::iter::repeat_with(|| Value::Null)
+            .take(new_cap * shape.values)
+            .collect();
+        for (to, from) in values
+            .iter_mut()
+            .zip(&mut self.values[head * shape.values..(head + len) * shape.values])
+        {
+            *to = std::mem::take(from);
+        }
+        self.words = words;
+        self.values = values;
+        self.head = 0;
     }
 
-    /// Inserts a row at absolute position `at` (later rows move up by one).
-    fn insert(&mut self, at: u64, key: RowKey, cols: &BatchColumns, row: u32) {
-        let rel = (at - self.base) as usize;
-        self.keys.insert(rel, key);
+    /// Writes row `key` (the `row` of `cols`) at buffer slot `slot`.
+    fn write(&mut self, shape: Shape, slot: usize, key: RowKey, cols: &BatchColumns, row: u32) {
+        if let Some(w) = self
+            .words
+            .get_mut(slot * shape.words..(slot + 1) * shape.words)
+        {
+            w[0] = key.0;
+            if let Some(seq) = w.get_mut(1) {
+                *seq = key.1 as i64;
+            }
+        }
         for (j, c) in cols.stored.iter().enumerate() {
-            self.values
-                .insert(rel * self.stride + j, c.get(row as usize));
+            if let Some(v) = self.values.get_mut(slot * shape.values + j) {
+                *v = c.get(row as usize);
+            }
         }
     }
 
-    /// Drops the rows before absolute position `need`.
-    fn evict_before(&mut self, need: u64) {
-        let k = need.saturating_sub(self.base).min(self.keys.len() as u64) as usize;
-        if k > 0 {
-            self.keys.drain(..k);
-            self.values.drain(..k * self.stride);
-            self.base += k as u64;
+    fn push(&mut self, shape: Shape, key: RowKey, cols: &BatchColumns, row: u32) {
+        self.reserve_one(shape);
+        let slot = (self.head + self.len) as usize;
+        self.write(shape, slot, key, cols, row);
+        self.len += 1;
+    }
+
+    /// Inserts a row at position `at` (later rows move up by one).
+    fn insert(&mut self, shape: Shape, at: u32, key: RowKey, cols: &BatchColumns, row: u32) {
+        self.reserve_one(shape);
+        let (head, len) = (self.head as usize, self.len as usize);
+        let at = head + (at as usize).min(len);
+        self.words.copy_within(
+            at * shape.words..(head + len) * shape.words,
+            (at + 1) * shape.words,
+        );
+        self.values[at * shape.values..(head + len + 1) * shape.values].rotate_right(shape.values);
+        self.write(shape, at, key, cols, row);
+        self.len += 1;
+    }
+
+    /// Drops the `k` oldest rows.
+    fn evict_front(&mut self, shape: Shape, k: u32) {
+        let k = k.min(self.len);
+        let from = self.head as usize * shape.values;
+        for v in self
+            .values
+            .iter_mut()
+            .skip(from)
+            .take(k as usize * shape.values)
+        {
+            *v = Value::Null;
         }
+        self.head += k;
+        self.len -= k;
+        if self.len == 0 {
+            self.head = 0;
+        }
+    }
+
+    /// The number of rows for which `pred(event time)` holds (a prefix: rows are in event-time
+    /// order).
+    fn count_prefix(&self, shape: Shape, pred: impl Fn(i64) -> bool) -> u32 {
+        let (mut lo, mut hi) = (0u32, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.ts(shape, mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// The position after every row with event time ≤ `ts`.
-    fn after(&self, ts: i64) -> u64 {
-        self.base + self.keys.partition_point(|k| k.0 <= ts) as u64
+    fn after(&self, shape: Shape, ts: i64) -> u32 {
+        self.count_prefix(shape, |t| t <= ts)
     }
 
     /// The position of the first row with event time ≥ `ts`.
-    fn at_or_after(&self, ts: i64) -> u64 {
-        self.base + self.keys.partition_point(|k| k.0 < ts) as u64
+    fn at_or_after(&self, shape: Shape, ts: i64) -> u32 {
+        self.count_prefix(shape, |t| t < ts)
     }
 
     /// `x` of the row `offset` rows before position `i`, if retained.
-    fn lag(&self, i: u64, offset: u64, col: Option<usize>) -> Option<Value> {
-        let j = i.checked_sub(offset)?;
-        (j >= self.base && j < self.end()).then(|| self.value(j, col).clone())
+    fn lag(&self, shape: Shape, i: u32, offset: u64, col: Option<usize>) -> Option<Value> {
+        let j = u64::from(i).checked_sub(offset)?;
+        (j < u64::from(self.len)).then(|| self.value(shape, j as u32, col).clone())
+    }
+
+    /// The address of the oldest row's data, for a prefetch.
+    fn front(&self, shape: Shape) -> (*const i8, *const i8) {
+        let w = self
+            .words
+            .as_ptr()
+            .wrapping_add(self.head as usize * shape.words);
+        let v = self
+            .values
+            .as_ptr()
+            .wrapping_add(self.head as usize * shape.values);
+        (w.cast(), v.cast())
     }
 }
 
-/// One aggregate's state in a partition.
-#[derive(Debug)]
-struct AggState {
-    start: u64,
-    end: u64,
-    /// `None` for LAG, which reads the row buffer.
-    acc: Option<Accumulator>,
+/// The rows an aggregate holds: `[start, end)`, positions in its partition's [`RowBuffer`]
+/// (rows enter at `end` and leave at `start`; bounded frames only).
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
-/// The state of one partition key.
-#[derive(Debug)]
+/// The state of one partition key (its aggregates' spans and accumulators are kept flat in
+/// [`Partitions`]).
+#[derive(Debug, Default)]
 pub(crate) struct Partition {
-    pub key: KeyBytes,
-    /// `hash_key(key)`.
-    pub hash: u64,
     /// The newest event time processed (`i64::MIN` before the first row).
     pub max_ts: i64,
-    /// Identifies this partition among all that ever had its id.
-    pub uid: u64,
-    /// An expiry check for it is queued.
-    pub queued: bool,
     rows: RowBuffer,
-    aggs: Vec<AggState>,
 }
 
 impl Partition {
-    fn new(layout: &Layout, key: &[u8], hash: u64, uid: u64) -> Partition {
+    fn new() -> Partition {
         Partition {
-            key: KeyBytes::new(key),
-            hash,
             max_ts: i64::MIN,
-            uid,
-            queued: false,
-            rows: RowBuffer {
-                stride: layout.stored.len(),
-                ..RowBuffer::default()
-            },
-            aggs: layout
-                .aggs
-                .iter()
-                .map(|a| AggState {
-                    start: 0,
-                    end: 0,
-                    acc: match &a.func {
-                        Func::Acc(spec) => Some(spec.new_acc()),
-                        Func::Lag { .. } => None,
-                    },
-                })
-                .collect(),
+            ..Partition::default()
         }
     }
+}
 
-    /// Rows retained for the frames (tests and metrics).
-    pub(crate) fn retained(&self) -> usize {
-        self.rows.keys.len()
+/// One partition with its aggregates' state: what processing a row needs.
+struct PartitionMut<'a> {
+    p: &'a mut Partition,
+    spans: &'a mut [Span],
+    accs: &'a mut [Accumulator],
+}
+
+/// An aggregate's result from its frame's state.
+#[inline]
+fn result_of(spec: &AccSpec, acc: Option<&Accumulator>, span: Span) -> Value {
+    match acc {
+        Some(acc) => acc.result(spec),
+        // A bounded COUNT(*): the rows in its frame.
+        None => Value::Int(i64::from(span.end - span.start)),
     }
+}
 
+impl PartitionMut<'_> {
     /// Processes rows with the same event time, not older than any row processed before, in
     /// arrival order: RANGE frames see all of them at once (peers get equal results; LAG is
     /// taken relative to the last peer), ROWS frames one by one. `results[a][out]` receives
     /// aggregate `a` of each row.
-    pub(crate) fn process_peers<B: Batches>(
+    fn process_peers<B: Batches>(
         &mut self,
         layout: &Layout,
         rows: &[RowRef],
@@ -209,86 +323,105 @@ impl Partition {
         let Some(ts) = rows.first().map(|r| r.ts) else {
             return;
         };
-        let Partition {
-            rows: buf, aggs, ..
-        } = self;
-        let first = buf.end();
+        let shape = Shape::of(layout);
+        let buf = &mut self.p.rows;
+        let first = buf.len();
         for r in rows {
-            buf.push((r.ts, r.seq), batches.columns(r.slot), r.row);
+            buf.push(shape, (r.ts, r.seq), batches.columns(r.slot), r.row);
         }
-        let end = buf.end();
+        let end = buf.len();
         for ((plan, st), out) in layout
             .aggs
             .iter()
-            .zip(aggs.iter_mut())
+            .zip(self.spans.iter_mut())
             .zip(results.iter_mut())
         {
-            match (&plan.func, st.acc.as_mut()) {
-                (Func::Lag { offset, default }, _) => {
+            let mut acc = plan.acc.and_then(|a| self.accs.get_mut(a));
+            match &plan.func {
+                Func::Lag { offset, default } => {
                     for (j, r) in rows.iter().enumerate() {
                         let at = if plan.frame.peers() {
                             end - 1
                         } else {
-                            first + j as u64
+                            first + j as u32
                         };
-                        let v = buf.lag(at, *offset, plan.col).unwrap_or_else(|| {
+                        let v = buf.lag(shape, at, *offset, plan.col).unwrap_or_else(|| {
                             batches.columns(r.slot).default_value(*default, r.row)
                         });
                         set(out, r.out, v);
                     }
                     st.end = end;
                 }
-                (Func::Acc(spec), Some(acc)) => {
+                Func::Acc(spec) => {
                     if plan.frame.peers() {
                         while st.end < end {
-                            acc.add(spec, buf.key(st.end), buf.value(st.end, plan.col));
+                            if let Some(acc) = acc.as_deref_mut() {
+                                acc.add(
+                                    spec,
+                                    buf.key(shape, st.end),
+                                    buf.value(shape, st.end, plan.col),
+                                );
+                            }
                             st.end += 1;
                         }
                         if let Frame::Range(p) = plan.frame {
                             let lo = ts.saturating_sub(p);
-                            while st.start < st.end && buf.key(st.start).0 < lo {
-                                acc.retract(spec, buf.key(st.start), buf.value(st.start, plan.col));
+                            while st.start < st.end && buf.ts(shape, st.start) < lo {
+                                if let Some(acc) = acc.as_deref_mut() {
+                                    acc.retract(
+                                        spec,
+                                        buf.key(shape, st.start),
+                                        buf.value(shape, st.start, plan.col),
+                                    );
+                                }
                                 st.start += 1;
                             }
                         }
-                        let v = acc.result(spec);
+                        let v = result_of(spec, acc.as_deref(), *st);
                         for r in rows {
                             set(out, r.out, v.clone());
                         }
                     } else {
                         for r in rows {
-                            acc.add(spec, buf.key(st.end), buf.value(st.end, plan.col));
+                            if let Some(acc) = acc.as_deref_mut() {
+                                acc.add(
+                                    spec,
+                                    buf.key(shape, st.end),
+                                    buf.value(shape, st.end, plan.col),
+                                );
+                            }
                             st.end += 1;
                             if let Frame::Rows(n) = plan.frame {
-                                while st.end - st.start > n.saturating_add(1) {
-                                    acc.retract(
-                                        spec,
-                                        buf.key(st.start),
-                                        buf.value(st.start, plan.col),
-                                    );
+                                while u64::from(st.end - st.start) > n.saturating_add(1) {
+                                    if let Some(acc) = acc.as_deref_mut() {
+                                        acc.retract(
+                                            spec,
+                                            buf.key(shape, st.start),
+                                            buf.value(shape, st.start, plan.col),
+                                        );
+                                    }
                                     st.start += 1;
                                 }
                             }
-                            set(out, r.out, acc.result(spec));
+                            set(out, r.out, result_of(spec, acc.as_deref(), *st));
                         }
                     }
                 }
-                (Func::Acc(_), None) => {}
             }
         }
-        self.max_ts = self.max_ts.max(ts);
+        self.p.max_ts = self.p.max_ts.max(ts);
         self.evict(layout, horizon);
     }
 
     /// Arrival mode: a row older than the partition's newest. Its own result is computed by
     /// scanning its frame over the retained rows (RANGE: event times in `[ts - p, ts]`, earlier
     /// peers included; ROWS and LAG: the rows before it in event-time order). Rows newer than the
-    /// watermark keep what their frames need (see [`Partition::evict`]), so this is exact for a
+    /// watermark keep what their frames need (see [`PartitionMut::evict`]), so this is exact for a
     /// row that is out of order but not behind the watermark; a late row misses what was
     /// already evicted. Unbounded frames give the running aggregate, which includes the newer
     /// rows already seen. Then the row is inserted in event-time order and enters the current
     /// frames it belongs to, so later rows see it.
-    pub(crate) fn process_out_of_order<B: Batches>(
+    fn process_out_of_order<B: Batches>(
         &mut self,
         layout: &Layout,
         r: &RowRef,
@@ -296,15 +429,12 @@ impl Partition {
         results: &mut [Vec<Value>],
         horizon: i64,
     ) {
+        let shape = Shape::of(layout);
         let cols = batches.columns(r.slot);
         let key = (r.ts, r.seq);
-        let Partition {
-            rows: buf,
-            aggs,
-            max_ts,
-            ..
-        } = self;
-        let at = buf.after(r.ts);
+        let max_ts = self.p.max_ts;
+        let buf = &mut self.p.rows;
+        let at = buf.after(shape, r.ts);
         // The row's own results, before it is inserted.
         for (plan, out) in layout.aggs.iter().zip(results.iter_mut()) {
             let own = |col: Option<usize>| match col {
@@ -319,20 +449,20 @@ impl Partition {
                     let v = if *offset == 0 {
                         own(plan.col)
                     } else {
-                        buf.lag(at, *offset, plan.col)
+                        buf.lag(shape, at, *offset, plan.col)
                             .unwrap_or_else(|| cols.default_value(*default, r.row))
                     };
                     set(out, r.out, v);
                 }
                 Func::Acc(spec) if plan.frame.bounded() => {
                     let from = match plan.frame {
-                        Frame::Range(p) => buf.at_or_after(r.ts.saturating_sub(p)),
-                        Frame::Rows(n) => at.saturating_sub(n).max(buf.base),
+                        Frame::Range(p) => buf.at_or_after(shape, r.ts.saturating_sub(p)),
+                        Frame::Rows(n) => at.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
                         _ => at,
                     };
                     let mut acc = spec.new_acc();
                     for i in from..at {
-                        acc.add(spec, buf.key(i), buf.value(i, plan.col));
+                        acc.add(spec, buf.key(shape, i), buf.value(shape, i, plan.col));
                     }
                     acc.add(spec, key, &own(plan.col));
                     set(out, r.out, acc.result(spec));
@@ -340,22 +470,25 @@ impl Partition {
                 Func::Acc(_) => {}
             }
         }
-        buf.insert(at, key, cols, r.row);
+        buf.insert(shape, at, key, cols, r.row);
         for ((plan, st), out) in layout
             .aggs
             .iter()
-            .zip(aggs.iter_mut())
+            .zip(self.spans.iter_mut())
             .zip(results.iter_mut())
         {
-            let (Func::Acc(spec), Some(acc)) = (&plan.func, st.acc.as_mut()) else {
+            let Func::Acc(spec) = &plan.func else {
                 st.end += 1;
                 continue;
             };
-            let v = buf.value(at, plan.col);
+            let mut acc = plan.acc.and_then(|a| self.accs.get_mut(a));
+            let v = buf.value(shape, at, plan.col);
             match plan.frame {
                 Frame::Range(p) => {
                     if r.ts >= max_ts.saturating_sub(p) {
-                        acc.add(spec, key, v);
+                        if let Some(acc) = acc.as_deref_mut() {
+                            acc.add(spec, key, v);
+                        }
                     } else {
                         st.start += 1;
                     }
@@ -363,10 +496,18 @@ impl Partition {
                 }
                 Frame::Rows(n) => {
                     if at >= st.start {
-                        acc.add(spec, key, v);
+                        if let Some(acc) = acc.as_deref_mut() {
+                            acc.add(spec, key, v);
+                        }
                         st.end += 1;
-                        while st.end - st.start > n.saturating_add(1) {
-                            acc.retract(spec, buf.key(st.start), buf.value(st.start, plan.col));
+                        while u64::from(st.end - st.start) > n.saturating_add(1) {
+                            if let Some(acc) = acc.as_deref_mut() {
+                                acc.retract(
+                                    spec,
+                                    buf.key(shape, st.start),
+                                    buf.value(shape, st.start, plan.col),
+                                );
+                            }
                             st.start += 1;
                         }
                     } else {
@@ -375,9 +516,11 @@ impl Partition {
                     }
                 }
                 Frame::UnboundedRange | Frame::UnboundedRows => {
-                    acc.add(spec, key, v);
+                    if let Some(acc) = acc.as_deref_mut() {
+                        acc.add(spec, key, v);
+                    }
                     st.end += 1;
-                    set(out, r.out, acc.result(spec));
+                    set(out, r.out, result_of(spec, acc.as_deref(), *st));
                 }
             }
         }
@@ -389,23 +532,29 @@ impl Partition {
     /// `horizon` could have it in its frame (arrival mode passes the watermark + 1, so rows that
     /// arrive out of order but not late see their whole frame; watermark mode passes `i64::MAX`).
     fn evict(&mut self, layout: &Layout, horizon: i64) {
-        let buf = &self.rows;
-        let ts_at = |k: usize| buf.keys.get(k).map_or(i64::MAX, |key| key.0);
-        let mut k = 0;
-        'rows: while k < buf.keys.len() {
-            let i = buf.base + k as u64;
-            let ts = ts_at(k);
-            for (plan, st) in layout.aggs.iter().zip(&self.aggs) {
+        let shape = Shape::of(layout);
+        let buf = &self.p.rows;
+        let ts_at = |k: u64| {
+            u32::try_from(k)
+                .ok()
+                .filter(|k| *k < buf.len())
+                .map_or(i64::MAX, |k| buf.ts(shape, k))
+        };
+        let mut k = 0u32;
+        'rows: while k < buf.len() {
+            let i = u64::from(k);
+            let ts = ts_at(i);
+            for (plan, st) in layout.aggs.iter().zip(self.spans.iter()) {
                 let needed = match (plan.func, plan.frame) {
                     (Func::Lag { offset, .. }, _) => {
-                        i.saturating_add(offset) >= st.end
-                            || ts_at(k.saturating_add(offset as usize)) >= horizon
+                        i.saturating_add(offset) >= u64::from(st.end)
+                            || ts_at(i.saturating_add(offset)) >= horizon
                     }
                     (Func::Acc(_), Frame::Range(p)) => {
-                        i >= st.start || ts >= horizon.saturating_sub(p)
+                        k >= st.start || ts >= horizon.saturating_sub(p)
                     }
                     (Func::Acc(_), Frame::Rows(n)) => {
-                        i >= st.start || ts_at(k.saturating_add(n as usize)) >= horizon
+                        k >= st.start || ts_at(i.saturating_add(n)) >= horizon
                     }
                     (Func::Acc(_), _) => false,
                 };
@@ -415,7 +564,13 @@ impl Partition {
             }
             k += 1;
         }
-        self.rows.evict_before(self.rows.base + k as u64);
+        if k > 0 {
+            self.p.rows.evict_front(shape, k);
+            for st in self.spans.iter_mut() {
+                st.start = st.start.saturating_sub(k);
+                st.end = st.end.saturating_sub(k);
+            }
+        }
     }
 }
 
@@ -426,178 +581,151 @@ fn set(out: &mut [Value], at: u32, v: Value) {
     }
 }
 
-/// Every partition, by key.
-///
-/// Keys are found by their hash, then compared with the partition's own (inline) key, so a lookup
-/// touches the table and the partition only. A key whose hash collides with another live key's
-/// goes to `overflow`, looked up by its bytes.
+/// Every partition, by key ([`KeyedState`]), with its aggregates' spans and accumulators stored
+/// flat by partition id (no allocation per partition for them).
+#[derive(Default)]
 pub(crate) struct Partitions {
-    by_hash: HashMap<u64, u32, IdBuild>,
-    overflow: HashMap<Box<[u8]>, u32, FxBuild>,
-    slots: Vec<Option<Partition>>,
-    free: Vec<u32>,
-    next_uid: u64,
-    hash: fn(&[u8]) -> u64,
-}
-
-impl Default for Partitions {
-    fn default() -> Partitions {
-        Partitions {
-            by_hash: HashMap::default(),
-            overflow: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            next_uid: 0,
-            hash: hash_key,
-        }
-    }
+    table: KeyedState<Partition>,
+    /// [`Layout::aggs`] spans per partition id.
+    spans: Vec<Span>,
+    /// [`Layout::accs`] accumulators per partition id.
+    accs: Vec<Accumulator>,
+    /// Partitions created since [`Partitions::take_created`] last ran.
+    created: Vec<u32>,
 }
 
 impl Partitions {
     /// The id of the partition of `key`, created empty if new.
     #[inline]
     pub(crate) fn id(&mut self, key: &[u8], layout: &Layout) -> u32 {
-        let h = (self.hash)(key);
-        if let Some(&id) = self.by_hash.get(&h)
-            && self
-                .slots
-                .get(id as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|p| p.key.as_slice() == key)
-        {
-            return id;
-        }
-        if !self.overflow.is_empty()
-            && let Some(&id) = self.overflow.get(key)
-        {
-            return id;
-        }
-        let p = Partition::new(layout, key, h, self.next_uid);
-        self.next_uid += 1;
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id as usize] = Some(p);
-                id
-            }
-            None => {
-                self.slots.push(Some(p));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        match self.by_hash.entry(h) {
-            Entry::Occupied(_) => {
-                self.overflow.insert(key.into(), id);
-            }
-            Entry::Vacant(e) => {
-                e.insert(id);
-            }
+        let mut created = false;
+        let id = self.table.id_or_insert_with(key, || {
+            created = true;
+            Partition::new()
+        });
+        if created {
+            self.reset(id, layout);
+            self.created.push(id);
         }
         id
     }
 
+    /// The partitions created since the last call (their expiry checks are due).
+    pub(crate) fn take_created(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.created)
+    }
+
+    /// Fresh aggregate state for new partition `id`.
+    fn reset(&mut self, id: u32, layout: &Layout) {
+        let (n_spans, n_accs) = (layout.aggs.len(), layout.accs);
+        let bound = self.table.id_bound();
+        if self.spans.len() < bound * n_spans {
+            self.spans.resize(bound * n_spans, Span::default());
+        }
+        let at = id as usize * n_spans;
+        if let Some(spans) = self.spans.get_mut(at..at + n_spans) {
+            spans.fill(Span::default());
+        }
+        let fresh = layout.aggs.iter().filter_map(|a| match (a.func, a.acc) {
+            (Func::Acc(spec), Some(_)) => Some(spec.new_acc()),
+            _ => None,
+        });
+        let at = id as usize * n_accs;
+        if self.accs.len() <= at {
+            self.accs.extend(fresh);
+        } else if let Some(accs) = self.accs.get_mut(at..at + n_accs) {
+            for (slot, acc) in accs.iter_mut().zip(fresh) {
+                *slot = acc;
+            }
+        }
+    }
+
+    /// The partition `id` with its aggregates' state.
+    fn part(&mut self, id: u32, layout: &Layout) -> Option<PartitionMut<'_>> {
+        let (n_spans, n_accs) = (layout.aggs.len(), layout.accs);
+        let p = self.table.get_mut(id)?;
+        let spans = self
+            .spans
+            .get_mut(id as usize * n_spans..(id as usize + 1) * n_spans)?;
+        let accs = self
+            .accs
+            .get_mut(id as usize * n_accs..(id as usize + 1) * n_accs)?;
+        Some(PartitionMut { p, spans, accs })
+    }
+
+    /// See [`PartitionMut::process_peers`].
+    #[inline]
+    pub(crate) fn process_peers<B: Batches>(
+        &mut self,
+        id: u32,
+        layout: &Layout,
+        rows: &[RowRef],
+        batches: &B,
+        results: &mut [Vec<Value>],
+        horizon: i64,
+    ) {
+        if let Some(mut p) = self.part(id, layout) {
+            p.process_peers(layout, rows, batches, results, horizon);
+        }
+    }
+
+    /// Processes one row of partition `id` in arrival mode: in order when it is not older than
+    /// the partition's newest row, else [`PartitionMut::process_out_of_order`].
+    pub(crate) fn process_arrival<B: Batches>(
+        &mut self,
+        id: u32,
+        layout: &Layout,
+        r: &RowRef,
+        batches: &B,
+        results: &mut [Vec<Value>],
+        horizon: i64,
+    ) {
+        if let Some(mut p) = self.part(id, layout) {
+            if r.ts >= p.p.max_ts {
+                p.process_peers(layout, std::slice::from_ref(r), batches, results, horizon);
+            } else {
+                p.process_out_of_order(layout, r, batches, results, horizon);
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Partition> {
-        self.slots.get_mut(id as usize).and_then(Option::as_mut)
+        self.table.get_mut(id)
     }
 
     /// Hints the CPU to load partition `id`'s slot: called for a partition processed a few rows
     /// later, so its cache miss overlaps the current row's work.
     #[inline]
     pub(crate) fn prefetch(&self, id: u32) {
-        if let Some(slot) = self.slots.get(id as usize) {
-            prefetch(std::ptr::from_ref(slot).cast());
-        }
+        self.table.prefetch(id);
     }
 
-    /// Hints the CPU to load partition `id`'s row buffers (its slot should be loaded already).
+    /// Hints the CPU to load partition `id`'s rows (its slot should be loaded already).
     #[inline]
-    pub(crate) fn prefetch_rows(&self, id: u32) {
-        if let Some(Some(p)) = self.slots.get(id as usize) {
-            let (keys, _) = p.rows.keys.as_slices();
-            let (values, _) = p.rows.values.as_slices();
-            prefetch(keys.as_ptr().cast());
-            prefetch(values.as_ptr().cast());
+    pub(crate) fn prefetch_rows(&self, id: u32, layout: &Layout) {
+        if let Some(p) = self.table.get(id) {
+            let (words, values) = p.rows.front(Shape::of(layout));
+            prefetch(words);
+            prefetch(values);
         }
     }
 
     /// Drops partition `id` (its id may be reused).
     pub(crate) fn remove(&mut self, id: u32) {
-        if let Some(p) = self.slots.get_mut(id as usize).and_then(Option::take) {
-            if self.by_hash.get(&p.hash) == Some(&id) {
-                self.by_hash.remove(&p.hash);
-            } else {
-                self.overflow.remove(p.key.as_slice());
-            }
-            self.free.push(id);
-        }
+        self.table.remove(id);
     }
 
     /// Live partitions.
     pub(crate) fn len(&self) -> usize {
-        self.by_hash.len() + self.overflow.len()
+        self.table.len()
     }
 
     /// Rows retained over all partitions.
     pub(crate) fn retained_rows(&self) -> usize {
-        self.slots.iter().flatten().map(Partition::retained).sum()
-    }
-}
-
-/// A read prefetch hint (no effect on other architectures).
-#[inline(always)]
-fn prefetch(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-#[cfg(test)]
-mod tests {
-    use fsql_plan::{AggregateFunction, OverAggregate, OverFrame, OverSpec};
-
-    use super::*;
-
-    #[test]
-    fn colliding_hashes_still_find_their_own_partition() {
-        let spec = OverSpec {
-            partition_by: vec![0],
-            order_by: 1,
-            aggregates: vec![OverAggregate {
-                function: AggregateFunction::Count,
-                args: vec![],
-                distinct: false,
-                frame: OverFrame::UnboundedRows,
-                data_type: fsql_plan::DataType::BigInt,
-            }],
-        };
-        let layout = Layout::new(&spec, |ms| ms, &[arrow::datatypes::DataType::Int64]).unwrap();
-        let mut parts = Partitions {
-            hash: |_| 7,
-            ..Partitions::default()
-        };
-        let a = parts.id(b"a", &layout);
-        let b = parts.id(b"b", &layout);
-        let c = parts.id(&[9u8; 30], &layout);
-        assert_eq!((a, b, c), (0, 1, 2));
-        assert_eq!(
-            (parts.id(b"b", &layout), parts.id(&[9u8; 30], &layout)),
-            (1, 2)
-        );
-        assert_eq!(parts.len(), 3);
-        // Removing the key the hash points at leaves the others reachable.
-        parts.remove(a);
-        assert_eq!(
-            (parts.id(b"b", &layout), parts.id(&[9u8; 30], &layout)),
-            (1, 2)
-        );
-        assert_eq!(parts.id(b"a", &layout), 0, "a new partition reuses the id");
-        parts.remove(b);
-        parts.remove(c);
-        assert_eq!(parts.len(), 1);
-        assert_eq!(parts.id(b"a", &layout), 0);
+        self.table
+            .values()
+            .map(|(_, p)| p.rows.len() as usize)
+            .sum()
     }
 }

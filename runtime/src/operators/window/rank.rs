@@ -6,7 +6,7 @@
 //! first N rows of a partition are kept, so state is N rows per partition. A row arriving for a
 //! window that already fired is late.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::compute::SortOptions;
@@ -19,7 +19,8 @@ use super::event_millis;
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::operator::{Event, LateRows, Operator};
-use crate::operators::agg::key::{FxBuild, KeyEncoder};
+use crate::operators::agg::key::KeyEncoder;
+use crate::state::KeyedState;
 
 /// A kept row: its sort key, arrival order, and the row itself (a one-row slice).
 struct Ranked {
@@ -36,7 +37,7 @@ pub struct WindowRank {
     partitions: KeyEncoder,
     sorter: Option<RowConverter>,
     /// Rows per partition key.
-    kept: HashMap<Box<[u8]>, Vec<Ranked>, FxBuild>,
+    kept: KeyedState<Vec<Ranked>>,
     /// Partition keys by window end.
     by_end: BTreeMap<i64, Vec<Box<[u8]>>>,
     watermark: i64,
@@ -62,7 +63,7 @@ impl WindowRank {
             partitions: KeyEncoder::new(spec.partition_by.clone()),
             spec: spec.clone(),
             sorter: None,
-            kept: HashMap::default(),
+            kept: KeyedState::default(),
             by_end: BTreeMap::new(),
             watermark: i64::MIN,
             seq: 0,
@@ -122,7 +123,7 @@ impl WindowRank {
             }
             let keys = self.by_end.pop_first().map(|(_, k)| k).unwrap_or_default();
             for key in keys {
-                let Some(mut ranked) = self.kept.remove(&key) else {
+                let Some(mut ranked) = self.kept.remove_key(&key) else {
                     continue;
                 };
                 ranked.sort_by(|a, b| a.sort.cmp(&b.sort).then(a.seq.cmp(&b.seq)));
@@ -176,14 +177,14 @@ impl Operator for WindowRank {
                 continue;
             }
             let key = keys.key(i);
-            let ranked = match self.kept.get_mut(key) {
+            let ranked = match self.kept.get_mut_by_key(key) {
                 Some(r) => r,
                 None => {
                     self.by_end
                         .entry(ends.value(i))
                         .or_default()
                         .push(key.into());
-                    self.kept.entry(key.into()).or_default()
+                    self.kept.get_or_insert_with(key, Vec::new)
                 }
             };
             let entry = Ranked {

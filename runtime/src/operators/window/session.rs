@@ -2,10 +2,10 @@
 //! `[t, t + gap)` and merges every session it touches (Flink merges windows that intersect or
 //! touch). A session fires when the watermark reaches its end − 1.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use crate::operators::agg::key::FxBuild;
 use crate::operators::agg::value::Value;
+use crate::state::KeyedState;
 
 /// One session of one key, with what it holds (accumulators, or buffered rows).
 pub(super) struct Session<T> {
@@ -15,8 +15,6 @@ pub(super) struct Session<T> {
 }
 
 struct KeySessions<T> {
-    /// The key's row encoding (its entry in the index); empty when the slot is free.
-    bytes: Box<[u8]>,
     key: Vec<Value>,
     /// Disjoint, by start.
     sessions: Vec<Session<T>>,
@@ -25,27 +23,23 @@ struct KeySessions<T> {
 /// The sessions of every key.
 pub(super) struct Sessions<T> {
     gap: i64,
-    index: HashMap<Box<[u8]>, usize, FxBuild>,
-    slots: Vec<KeySessions<T>>,
-    free: Vec<usize>,
-    /// `(end, slot)` of live sessions (stale entries are skipped when popped).
-    fire: BTreeSet<(i64, usize)>,
+    keys: KeyedState<KeySessions<T>>,
+    /// `(end, key id)` of live sessions (stale entries are skipped when popped).
+    fire: BTreeSet<(i64, u32)>,
 }
 
 impl<T> Sessions<T> {
     pub(super) fn new(gap: i64) -> Sessions<T> {
         Sessions {
             gap,
-            index: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            keys: KeyedState::default(),
             fire: BTreeSet::new(),
         }
     }
 
     /// Live sessions.
     pub(super) fn len(&self) -> usize {
-        self.slots.iter().map(|k| k.sessions.len()).sum()
+        self.keys.values().map(|(_, k)| k.sessions.len()).sum()
     }
 
     /// The session a row of `key` at `t` belongs to after merging, or `None` when that session
@@ -60,32 +54,19 @@ impl<T> Sessions<T> {
         merge: impl Fn(&mut T, T),
     ) -> Option<&mut T> {
         let (start, end) = (t, t.saturating_add(self.gap));
-        let slot = match self.index.get(key) {
-            Some(&s) => s,
+        let slot = match self.keys.find(key) {
+            Some(s) => s,
             None => {
                 if end - 1 <= watermark {
                     return None;
                 }
-                let ks = KeySessions {
-                    bytes: key.into(),
+                self.keys.id_or_insert_with(key, || KeySessions {
                     key: key_values(),
                     sessions: Vec::new(),
-                };
-                let s = match self.free.pop() {
-                    Some(s) => {
-                        self.slots[s] = ks;
-                        s
-                    }
-                    None => {
-                        self.slots.push(ks);
-                        self.slots.len() - 1
-                    }
-                };
-                self.index.insert(key.into(), s);
-                s
+                })
             }
         };
-        let ks = &mut self.slots[slot];
+        let ks = self.keys.get_mut(slot)?;
         // Sessions touching [start, end].
         let first = ks.sessions.partition_point(|s| s.end < start);
         let last = ks.sessions.partition_point(|s| s.start <= end);
@@ -118,22 +99,17 @@ impl<T> Sessions<T> {
                 break;
             }
             self.fire.pop_first();
-            let Some(ks) = self.slots.get_mut(slot) else {
+            let Some(ks) = self.keys.get_mut(slot) else {
+                // A stale entry of a key whose sessions all fired.
                 continue;
             };
-            if ks.sessions.is_empty() {
-                // A stale entry of a freed slot.
-                continue;
-            }
             // Sessions are disjoint and sorted, so the due ones are a prefix.
             while ks.sessions.first().is_some_and(|s| s.end - 1 <= watermark) {
                 let s = ks.sessions.remove(0);
                 emit(&ks.key, s);
             }
             if ks.sessions.is_empty() {
-                self.index.remove(&ks.bytes);
-                ks.key.clear();
-                self.free.push(slot);
+                self.keys.remove(slot);
             }
         }
     }

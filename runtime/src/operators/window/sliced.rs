@@ -1,103 +1,33 @@
 //! The state of a sliced window aggregation (TUMBLE, HOP, CUMULATE): per slice, one accumulator
 //! set per key.
 //!
-//! Keys are numbered once ([`KeyIds`]), so a slice finds a key's accumulators by number and a
+//! Keys are numbered once (a [`KeyedState`]), so a slice finds a key's accumulators by number and a
 //! firing window merges its slices into a dense scratch table indexed by key number — no hashing
 //! of key bytes per (slice, key) when a HOP window merges `size / slide` slices.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Slicing;
 use crate::operators::agg::accumulator::Accumulator;
-use crate::operators::agg::key::{FxBuild, IdBuild, KeyBytes, hash_key};
+use crate::operators::agg::key::FxBuild;
+use crate::state::KeyedState;
 
-/// A numbered key: its row-encoded bytes (inline when short) and how many slices hold it.
+/// A numbered key: how many slices hold it, and where it was last found — the slice it was last
+/// added to and its position there — so a key's next row in the same slice (every row of a
+/// TUMBLE window) needs no lookup in the slice.
+#[derive(Clone, Copy)]
 struct KeyEntry {
-    bytes: KeyBytes,
-    hash: u64,
     slices: u32,
+    last_pos: u32,
+    /// The end of that slice; `NO_SLICE` when it is freed.
+    last_slice: i64,
 }
 
-/// The numbering of live keys (a key leaves when no slice holds it): a hash → number table, with
-/// colliding keys in `overflow`, so a key's bytes are stored once.
-#[derive(Default)]
-struct KeyIds {
-    by_hash: HashMap<u64, u32, IdBuild>,
-    overflow: HashMap<Box<[u8]>, u32, FxBuild>,
-    keys: Vec<KeyEntry>,
-    free: Vec<u32>,
-}
-
-impl KeyIds {
-    fn id(&mut self, bytes: &[u8]) -> u32 {
-        let hash = hash_key(bytes);
-        if let Some(&id) = self.by_hash.get(&hash)
-            && self
-                .keys
-                .get(id as usize)
-                .is_some_and(|k| k.bytes.as_slice() == bytes)
-        {
-            return id;
-        }
-        if !self.overflow.is_empty()
-            && let Some(&id) = self.overflow.get(bytes)
-        {
-            return id;
-        }
-        let entry = KeyEntry {
-            bytes: KeyBytes::new(bytes),
-            hash,
-            slices: 0,
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.keys[id as usize] = entry;
-                id
-            }
-            None => {
-                self.keys.push(entry);
-                (self.keys.len() - 1) as u32
-            }
-        };
-        match self.by_hash.entry(hash) {
-            Entry::Occupied(_) => {
-                self.overflow.insert(bytes.into(), id);
-            }
-            Entry::Vacant(v) => {
-                v.insert(id);
-            }
-        }
-        id
-    }
-
-    fn bytes(&self, id: u32) -> &[u8] {
-        self.keys
-            .get(id as usize)
-            .map_or(&[], |k| k.bytes.as_slice())
-    }
-
-    /// A slice holding key `id` was freed.
-    fn release(&mut self, id: u32) {
-        let Some(k) = self.keys.get_mut(id as usize) else {
-            return;
-        };
-        k.slices = k.slices.saturating_sub(1);
-        if k.slices > 0 {
-            return;
-        }
-        if self.by_hash.get(&k.hash) == Some(&id) {
-            self.by_hash.remove(&k.hash);
-        } else {
-            self.overflow.remove(k.bytes.as_slice());
-        }
-        k.bytes = KeyBytes::new(&[]);
-        self.free.push(id);
-    }
-}
+const NO_SLICE: i64 = i64::MIN;
 
 /// One slice: per key number, one accumulator per aggregate, stored flat (`width` per key) in
-/// first-seen order of the keys.
+/// first-seen order of the keys. `index` holds the positions of the keys whose last slice is a
+/// later one (the others are found through their [`KeyEntry`]).
 #[derive(Default)]
 struct Slice {
     index: HashMap<u32, u32, FxBuild>,
@@ -119,7 +49,8 @@ pub(super) struct SlicedState {
     slicing: Slicing,
     /// Accumulators per key (the aggregates).
     width: usize,
-    keys: KeyIds,
+    /// The numbering of live keys (a key leaves when no slice holds it).
+    keys: KeyedState<KeyEntry>,
     /// By slice end.
     slices: BTreeMap<i64, Slice>,
     /// Windows with at least one slice, as (end, start), not yet fired.
@@ -138,7 +69,7 @@ impl SlicedState {
         SlicedState {
             slicing,
             width,
-            keys: KeyIds::default(),
+            keys: KeyedState::default(),
             slices: BTreeMap::new(),
             pending: BTreeSet::new(),
             slot: Vec::new(),
@@ -176,21 +107,38 @@ impl SlicedState {
                 .extend(self.windows.iter().map(|&(s, e)| (e, s)));
             self.slices.insert(slice_end, Slice::default());
         }
-        let id = self.keys.id(key);
+        let id = self.keys.id_or_insert_with(key, || KeyEntry {
+            slices: 0,
+            last_pos: 0,
+            last_slice: NO_SLICE,
+        });
+        let entry = *self.keys.get(id)?;
+        if entry.last_slice == slice_end {
+            let at = entry.last_pos as usize;
+            let slice = self.slices.get_mut(&slice_end)?;
+            return slice.accs.get_mut(at * self.width..(at + 1) * self.width);
+        }
+        // The key's last slice is another one: its position there goes into that slice's index.
+        if let Some(last) = self.slices.get_mut(&entry.last_slice) {
+            last.index.insert(id, entry.last_pos);
+        }
         let slice = self.slices.get_mut(&slice_end)?;
-        let at = match slice.index.get(&id) {
-            Some(&at) => at as usize,
+        let (at, slices) = match slice.index.get(&id) {
+            Some(&at) => (at as usize, entry.slices),
             None => {
-                if let Some(k) = self.keys.keys.get_mut(id as usize) {
-                    k.slices += 1;
-                }
                 let at = slice.ids.len();
-                slice.index.insert(id, at as u32);
                 slice.ids.push(id);
                 slice.accs.extend(new());
-                at
+                (at, entry.slices + 1)
             }
         };
+        if let Some(e) = self.keys.get_mut(id) {
+            *e = KeyEntry {
+                slices,
+                last_pos: at as u32,
+                last_slice: slice_end,
+            };
+        }
         slice.accs.get_mut(at * self.width..(at + 1) * self.width)
     }
 
@@ -244,7 +192,7 @@ impl SlicedState {
                 emit(Fired {
                     start: cursor.start,
                     end: cursor.end,
-                    key: self.keys.bytes(ids[g]),
+                    key: self.keys.key(ids[g]),
                     accs: &accs[g * width..(g + 1) * width],
                 });
             }
@@ -308,11 +256,27 @@ impl SlicedState {
             }
             if let Some((_, slice)) = self.slices.pop_first() {
                 for id in slice.ids {
-                    self.keys.release(id);
+                    self.release(id, se);
                 }
             }
         }
         false
+    }
+}
+
+impl SlicedState {
+    /// The slice ending at `se`, which held key `id`, was freed.
+    fn release(&mut self, id: u32, se: i64) {
+        let Some(k) = self.keys.get_mut(id) else {
+            return;
+        };
+        k.slices = k.slices.saturating_sub(1);
+        if k.last_slice == se {
+            k.last_slice = NO_SLICE;
+        }
+        if k.slices == 0 {
+            self.keys.remove(id);
+        }
     }
 }
 

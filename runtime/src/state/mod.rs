@@ -1,0 +1,14 @@
+//! Operator state.
+//!
+//! Stateful operators (OVER, the window aggregations, MATCH_RECOGNIZE) keep their per-key state
+//! in [`KeyedState`] tables: key bytes → a dense id → the key's value, plus whatever the operator
+//! stores flat in vectors indexed by that id. That table is the state interface: the in-memory
+//! backend (Flink's `hashmap`, the default) is the table itself, every entry resident; the RocksDB
+//! backend will keep the same table as a bounded resident set over a RocksDB column family, and
+//! checkpoints will snapshot the tables (see `ARCHITECTURE.md`, "State").
+//!
+//! Memory is measured per live (key, window) entry by `benches/state_size.rs`.
+
+mod keyed;
+
+pub(crate) use keyed::{KeyedState, prefetch};
