@@ -248,7 +248,7 @@ pub fn text(plan: &Plan) -> String {
                 }
                 let emit = match p.emit {
                     EmitMode::Watermark => {
-                        "rows are buffered and emitted in event-time order once the watermark passes them; rows behind the watermark are late here (counted, and written to 'pipeline.late-data.path' when set)"
+                        "rows are buffered and emitted in event-time order once the watermark passes them; rows behind the watermark are late here (counted, and written to the late-data file or table when set)"
                     }
                     EmitMode::Arrival => {
                         "each row is emitted as it arrives with all state seen so far; late rows still update state"
@@ -309,7 +309,7 @@ pub fn text(plan: &Plan) -> String {
                 }
                 let _ = writeln!(
                     out,
-                    "    emit: one row per window and key when the watermark reaches window_end - 1 (in both emit modes); a row whose window already fired is late here (counted, and written to 'pipeline.late-data.path' when set)"
+                    "    emit: one row per window and key when the watermark reaches window_end - 1 (in both emit modes); a row whose window already fired is late here (counted, and written to the late-data file or table when set)"
                 );
             }
             Operator::Join(j) => {

@@ -101,13 +101,15 @@ pub fn run(
     }
     eprintln!("{summary}");
     if summary.late() > 0 {
-        match pipeline
-            .settings
-            .get(fsql_runtime::late_data::LATE_DATA_PATH)
-        {
-            Some(path) => eprintln!("late rows were written to {path}"),
-            None => eprintln!(
-                "{} late row(s) arrived behind the watermark; SET 'pipeline.late-data.path' to keep them",
+        let settings = &pipeline.settings;
+        match (
+            settings.get(fsql_runtime::late_data::LATE_DATA_PATH),
+            settings.get(fsql_plan::LATE_DATA_SINK),
+        ) {
+            (Some(path), _) => eprintln!("late rows were written to {path}"),
+            (None, Some(table)) => eprintln!("late rows were written to table `{table}`"),
+            (None, None) => eprintln!(
+                "{} late row(s) arrived behind the watermark; SET 'pipeline.late-data.path' (a file) or 'pipeline.late-data.sink' (a table) to keep them",
                 summary.late()
             ),
         }

@@ -330,6 +330,45 @@ fn rows_behind_the_watermark_go_to_the_late_data_file_and_none_vanish() {
 }
 
 #[test]
+fn late_rows_can_go_to_a_sink_table_the_pipeline_names() {
+    let dir = scratch("late-sink");
+    write(
+        &dir,
+        "in.jsonl",
+        "{\"id\":1,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:10\"}\n\
+         {\"id\":2,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:20\"}\n\
+         {\"id\":3,\"k\":\"a\",\"ts\":\"2024-01-01 00:00:05\"}\n",
+    );
+    let file = write(
+        &dir,
+        "late.fsql",
+        "SET 'table.exec.mini-batch.size' = '1';\n\
+         SET 'pipeline.late-data.sink' = 'late_rows';\n\
+         CREATE TABLE t (id BIGINT, k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'in.jsonl', 'format' = 'json');\n\
+         CREATE TABLE late_rows (operator STRING, `row` STRING)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'late-rows.jsonl', 'format' = 'json');\n\
+         SELECT id, COUNT(*) OVER (PARTITION BY k ORDER BY ts) AS n FROM t;\n",
+    );
+    let out = fsql(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":1,\"n\":1}\n{\"id\":2,\"n\":2}\n"
+    );
+    assert!(
+        text(&out.stderr).contains("1 late in") && text(&out.stderr).contains("table `late_rows`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let late = std::fs::read_to_string(dir.join("late-rows.jsonl")).expect("late rows written");
+    assert_eq!(
+        late,
+        "{\"operator\":\"select#1#over1\",\"row\":\"{\\\"id\\\":3,\\\"k\\\":\\\"a\\\",\\\"ts\\\":\\\"2024-01-01 00:00:05.000\\\"}\"}\n"
+    );
+}
+
+#[test]
 fn a_plan_with_a_long_expression_chain_loads_back_and_deeper_ones_are_refused_at_compile_time() {
     let dir = scratch("deep");
     let chain = |n: usize| vec!["seq"; n].join(" + ");

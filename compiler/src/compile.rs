@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext};
 use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use fsql_plan::{
-    BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, Literal,
+    BinaryOp, ConnectorSpec, DataType, EmitMode, Expr, ExprKind, Field, LATE_DATA_SINK, Literal,
     MatchRecognizeSpec, ModelDecl, Node, NodeId, Operator, Pipeline, Plan, PlanHeader, PredictSpec,
     Rule, RulesetSpec, Schema, SinkSpec, SourceSpec, WatermarkSpec, sha256_hex,
 };
@@ -185,6 +185,8 @@ struct Compiler {
     dirs: Vec<String>,
     diags: Vec<Diagnostic>,
     settings: BTreeMap<String, String>,
+    /// Where each setting's value was given (the last `SET` of a key wins).
+    setting_spans: HashMap<String, Span>,
     tables: BTreeMap<String, TableInfo>,
     relations: BTreeMap<String, RelationInfo>,
     /// Where each name was defined (for "already defined" messages).
@@ -264,6 +266,7 @@ impl Compiler {
             dirs,
             diags,
             settings: BTreeMap::new(),
+            setting_spans: HashMap::new(),
             tables: BTreeMap::new(),
             relations: BTreeMap::new(),
             defined: BTreeMap::new(),
@@ -312,6 +315,7 @@ impl Compiler {
                     self.error(d);
                 }
                 self.settings.insert(key.node.clone(), value.node.clone());
+                self.setting_spans.insert(key.node.clone(), value.span);
             }
             StatementKind::CreateTable(t) => self.create_table(t),
             StatementKind::CreateModel(m) => self.create_model(m),
@@ -880,6 +884,98 @@ impl Compiler {
                 schema: sink.schema,
             });
         }
+    }
+
+    /// `SET 'pipeline.late-data.sink' = 'table'`: a sink node with no input, which the executor
+    /// feeds with the rows stateful operators receive behind the watermark, one row each:
+    /// `operator` (the node's name) and `row` (the row as JSON).
+    fn create_late_data_sink(&mut self) {
+        // Both are recorded by the same `SET`.
+        let (Some(table), Some(span)) = (
+            self.settings.get(LATE_DATA_SINK).cloned(),
+            self.setting_spans.get(LATE_DATA_SINK).copied(),
+        ) else {
+            return;
+        };
+        if self.settings.contains_key("pipeline.late-data.path") {
+            self.error(
+                Diagnostic::error("late rows go to a file or to a sink table, not both", span)
+                    .with_help(
+                        "remove SET 'pipeline.late-data.path' or SET 'pipeline.late-data.sink'",
+                    ),
+            );
+            return;
+        }
+        let Some(info) = self.tables.get(&table) else {
+            let d = Diagnostic::error(format!("table `{table}` not found"), span);
+            let d = match closest(&table, self.tables.keys().map(String::as_str)) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!(
+                    "declare it: CREATE TABLE {table} (operator STRING, `row` STRING) WITH ('connector' = ...)"
+                )),
+            };
+            self.error(d);
+            return;
+        };
+        let (def, physical) = (info.def.clone(), info.physical.clone());
+        let Some(conn) = info.connector else {
+            return;
+        };
+        if let Some(d) = check_role(&table, conn, Role::Sink, span) {
+            self.error(d);
+            return;
+        }
+        if self.relations.contains_key(&table) {
+            self.error(Diagnostic::error(
+                format!(
+                    "`{table}` receives the late rows; it cannot also be written by INSERT INTO"
+                ),
+                span,
+            ));
+            return;
+        }
+        let columns: Vec<(&str, &DataType)> = physical
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), &f.data_type))
+            .collect();
+        if columns != [("operator", &DataType::String), ("row", &DataType::String)] {
+            let have = physical
+                .fields
+                .iter()
+                .map(|f| format!("{} {}", f.name, f.data_type))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.error(
+                Diagnostic::error(
+                    format!("the late-data sink `{table}` has columns ({have}), not (operator STRING, row STRING)"),
+                    span,
+                )
+                .with_help(format!(
+                    "declare it: CREATE TABLE {table} (operator STRING, `row` STRING) WITH (...)"
+                )),
+            );
+            return;
+        }
+        let spec = SinkSpec {
+            table: table.clone(),
+            connector: self.connector_spec(&def),
+            metadata: metadata_keys(&def),
+        };
+        let id = self.push_node(
+            &format!("sink:{table}"),
+            vec![],
+            physical.clone(),
+            None,
+            Operator::Sink(spec),
+        );
+        self.relations.insert(
+            table,
+            RelationInfo {
+                node: id,
+                schema: physical,
+            },
+        );
     }
 
     fn plan_query(&mut self, q: &QueryDef) -> Option<LogicalPlan> {
@@ -1822,6 +1918,7 @@ impl Compiler {
         options: &CompileOptions,
     ) -> Option<Pipeline> {
         self.create_sinks();
+        self.create_late_data_sink();
         let warnings = crate::bounds::check_state_bounds(&self.nodes, &self.settings);
         for w in warnings {
             let w = if options.strict {

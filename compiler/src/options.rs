@@ -350,6 +350,10 @@ const SETTINGS: &[SettingInfo] = &[
         check: any,
     },
     SettingInfo {
+        key: fsql_plan::LATE_DATA_SINK,
+        check: any,
+    },
+    SettingInfo {
         key: "state.ttl",
         check: duration,
     },

@@ -22,6 +22,11 @@ pub enum EmitMode {
     Arrival,
 }
 
+/// The setting naming the table that receives late rows: a sink node with no input in the plan,
+/// fed by the runtime with `(operator, row)` for each row a stateful operator got behind the
+/// watermark.
+pub const LATE_DATA_SINK: &str = "pipeline.late-data.sink";
+
 /// A compiled pipeline: every source, view, ruleset and sink as operators in one DAG.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {

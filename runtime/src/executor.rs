@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
-use fsql_plan::{Expr, ExprKind, NodeId, Operator as PlanOp, Pipeline, SourceSpec, WatermarkSpec};
+use fsql_plan::{
+    Expr, ExprKind, LATE_DATA_SINK, NodeId, Operator as PlanOp, Pipeline, SourceSpec, WatermarkSpec,
+};
 
 use crate::batcher::BatchConfig;
 use crate::control::{ControlChannel, ControlMessage};
@@ -266,6 +268,27 @@ pub fn run(
     Ok(exec.summary(pipeline, start.elapsed(), stopped))
 }
 
+/// The late-data sink's rows for `late`, which `operator` received behind the watermark: the
+/// operator's name and each row as a JSON object.
+fn late_rows(
+    operator: &str,
+    late: &RecordBatch,
+    schema: SchemaRef,
+) -> Result<RecordBatch, RuntimeError> {
+    let n = late.num_rows();
+    let mut row = String::new();
+    let rows: arrow::array::StringArray = (0..n)
+        .map(|i| {
+            row.clear();
+            crate::format::json_row(late, i, &mut row);
+            Some(row.clone())
+        })
+        .collect();
+    let operators = arrow::array::StringArray::from(vec![operator; n]);
+    RecordBatch::try_new(schema, vec![Arc::new(operators), Arc::new(rows)])
+        .map_err(|e| RuntimeError::arrow(operator, e))
+}
+
 /// Data and control signals along an edge.
 #[derive(Clone, Debug)]
 enum Signal {
@@ -493,6 +516,8 @@ struct Executor<'c> {
     trace: Option<EventTrace>,
     /// Where late rows go (`pipeline.late-data.path`); counted in metrics either way.
     late_data: Option<LateData>,
+    /// The sink node receiving late rows (`pipeline.late-data.sink`), and its schema.
+    late_sink: Option<(usize, SchemaRef)>,
     control: Option<ControlChannel>,
     /// Live progress: the reporter, when the run started and when a report is next due.
     progress: Option<(ProgressOptions, Instant, Instant)>,
@@ -559,7 +584,12 @@ impl<'c> Executor<'c> {
                 }
                 consumers[j].push((i, slot));
             }
-            let needs_inputs = !matches!(node.op, PlanOp::Source(_));
+            // Sources read connectors; the late-data sink is fed by the executor.
+            let needs_inputs = match &node.op {
+                PlanOp::Source(_) => false,
+                PlanOp::Sink(s) => pipeline.settings.get(LATE_DATA_SINK) != Some(&s.table),
+                _ => true,
+            };
             if needs_inputs == node.inputs.is_empty() {
                 return Err(RuntimeError::Plan(format!(
                     "node `{}` ({}) has {} inputs",
@@ -747,12 +777,27 @@ impl<'c> Executor<'c> {
             .settings
             .get(LATE_DATA_PATH)
             .map(|p| LateData::new(std::path::PathBuf::from(p)));
+        let late_sink = match pipeline.settings.get(LATE_DATA_SINK) {
+            None => None,
+            Some(table) => {
+                let node = pipeline.nodes.iter().find(|n| {
+                    n.inputs.is_empty() && matches!(&n.op, PlanOp::Sink(s) if &s.table == table)
+                });
+                let Some(node) = node else {
+                    return Err(RuntimeError::Plan(format!(
+                        "the late-data sink `{table}` has no sink node"
+                    )));
+                };
+                Some((node.id.0 as usize, runtime_schema(&node.schema)))
+            }
+        };
         Ok(Executor {
             nodes,
             sources,
             collector,
             trace: None,
             late_data,
+            late_sink,
             control: None,
             progress: None,
             commit_pending: false,
@@ -998,10 +1043,16 @@ impl<'c> Executor<'c> {
                 node.metrics.rows_in += batch.num_rows() as u64;
                 node.metrics.batches_in += 1;
                 op.on_batch(slot, batch, &mut out)?;
-                if let Some(late) = op.take_late()
-                    && let Some(late_data) = self.late_data.as_mut()
-                {
-                    late_data.write(&node.metrics.name, &late)?;
+                if let Some(late) = op.take_late() {
+                    if let Some(late_data) = self.late_data.as_mut() {
+                        late_data.write(&node.metrics.name, &late)?;
+                    }
+                    if let Some((sink, schema)) = &self.late_sink {
+                        let rows = late_rows(&node.metrics.name, &late, schema.clone())?;
+                        let sink = *sink;
+                        self.emit(n, out)?;
+                        return self.handle(sink, 0, Signal::Event(Event::Batch(rows)));
+                    }
                 }
                 self.emit(n, out)
             }
