@@ -217,6 +217,8 @@ pub struct MatchRecognize {
     derived: ExprGroup,
     /// The stored row: the input's columns, then `derived`.
     row_schema: SchemaRef,
+    /// The shape of the rows a condition is evaluated over, built once.
+    eval: EvalShape,
     /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
     /// watermark visits only the partitions it affects.
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
@@ -350,6 +352,7 @@ impl MatchRecognize {
             idle_deadlines: std::collections::BinaryHeap::new(),
             row_only,
             derived,
+            eval: EvalShape::new(spec, &row_schema),
             row_schema,
         })
     }
@@ -521,6 +524,7 @@ impl MatchRecognize {
             let pairs: Vec<(usize, usize)> = others.iter().map(|&k| pending[k]).collect();
             let results = conditions(
                 &self.spec,
+                &mut self.eval,
                 partition,
                 &pairs,
                 &mut self.compiled,
@@ -680,7 +684,19 @@ impl MatchRecognize {
                 *c = arrow::compute::nullif(c, &no_row).map_err(|e| self.arrow_err(e))?;
             }
         }
-        for (nav, t) in &self.spec.navigations {
+        let width = columns.len();
+        for (k, (nav, t)) in self.spec.navigations.iter().enumerate() {
+            if !self
+                .eval
+                .measures_read
+                .get(width + k)
+                .copied()
+                .unwrap_or(true)
+            {
+                // Read by conditions only.
+                columns.push(self.eval.nulls(width + k, n));
+                continue;
+            }
             let values = units
                 .iter()
                 .map(|&(g, at)| {
@@ -690,7 +706,9 @@ impl MatchRecognize {
                 .collect::<Result<Vec<_>, _>>()?;
             columns.push(concat(&values, t).map_err(|e| self.arrow_err(e))?);
         }
-        let eval = evaluation_batch(columns, n).map_err(|e| self.arrow_err(e))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        let eval = RecordBatch::try_new_with_options(self.eval.schema.clone(), columns, &options)
+            .map_err(|e| self.arrow_err(e))?;
         let mut measures = self
             .measures
             .evaluate(&eval)
@@ -929,8 +947,85 @@ fn prune(partition: &mut Partition, mut unmatched: Option<&mut Vec<FoundRows>>) 
 }
 
 /// Evaluates the conditions for the (thread, variable) pairs of the partition's newest row.
+/// The evaluation rows of conditions: the stored row's columns, then one per navigation. Built
+/// once: their schema, which columns each variable's condition reads, and NULLs of each column
+/// for the columns it does not read (so the rows for one condition are a few slices, not a copy
+/// of every column and every navigation).
+struct EvalShape {
+    schema: SchemaRef,
+    /// Per variable, per column: its condition reads it.
+    reads: Vec<Vec<bool>>,
+    /// Per column: a measure reads it.
+    measures_read: Vec<bool>,
+    /// Per column, NULLs of its type (sliced to the rows needed; grown when more are).
+    nulls: Vec<ArrayRef>,
+}
+
+impl EvalShape {
+    fn new(spec: &MatchRecognizeSpec, row_schema: &Schema) -> EvalShape {
+        let types: Vec<ArrowType> = row_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .chain(spec.navigations.iter().map(|(_, t)| t.to_arrow()))
+            .collect();
+        let read_by = |exprs: &mut dyn Iterator<Item = &fsql_plan::Expr>| {
+            let mut reads = vec![false; types.len()];
+            for c in exprs.flat_map(fsql_plan::Expr::columns) {
+                if let Some(r) = reads.get_mut(c) {
+                    *r = true;
+                }
+            }
+            reads
+        };
+        let reads = spec
+            .defines
+            .iter()
+            .map(|d| read_by(&mut d.iter()))
+            .collect();
+        let measures_read = read_by(&mut spec.measures.iter().map(|m| &m.expr));
+        EvalShape {
+            schema: Arc::new(Schema::new(
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Field::new(format!("c{i}"), t.clone(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            reads,
+            measures_read,
+            nulls: types.iter().map(|t| new_null_array(t, 1)).collect(),
+        }
+    }
+
+    /// Whether variable `v`'s condition reads column `c`.
+    fn reads(&self, v: usize, c: usize) -> bool {
+        self.reads
+            .get(v)
+            .and_then(|r| r.get(c))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// `n` NULLs of column `c`'s type.
+    fn nulls(&mut self, c: usize, n: usize) -> ArrayRef {
+        let Some(nulls) = self.nulls.get_mut(c) else {
+            return new_null_array(self.schema.field(c).data_type(), n);
+        };
+        if nulls.len() < n {
+            *nulls = new_null_array(self.schema.field(c).data_type(), n.next_power_of_two());
+        }
+        if nulls.len() == n {
+            nulls.clone()
+        } else {
+            nulls.slice(0, n)
+        }
+    }
+}
+
 fn conditions(
     spec: &MatchRecognizeSpec,
+    shape: &mut EvalShape,
     partition: &Partition,
     pending: &[(usize, usize)],
     compiled: &mut [Option<CompiledExprs>],
@@ -958,12 +1053,21 @@ fn conditions(
             .batch
             .columns()
             .iter()
-            .map(|c| interleave(&[c.as_ref()], &repeat))
+            .enumerate()
+            .map(|(j, c)| match (shape.reads(v, j), n) {
+                (false, _) => Ok(shape.nulls(j, n)),
+                (true, 1) => Ok(c.slice(current.index, 1)),
+                (true, _) => interleave(&[c.as_ref()], &repeat),
+            })
             .collect::<Result<_, _>>()
             .map_err(|e| RuntimeError::arrow(name, e))?;
-        // Each thread's rows so far plus the row being classified as `v` (RUNNING semantics).
+        let width = columns.len();
+        // Each thread's rows so far plus the row being classified as `v` (RUNNING semantics),
+        // when the condition navigates.
+        let navigates = (0..spec.navigations.len()).any(|k| shape.reads(v, width + k));
         let histories: Vec<Vec<Classified>> = pairs
             .iter()
+            .filter(|_| navigates)
             .map(|&k| {
                 let t = &threads[pending[k].0];
                 let mut rows: Vec<Classified> = steps_of(&t.last)
@@ -985,7 +1089,11 @@ fn conditions(
             })
             .collect();
         let number = partition.matcher.matches + 1;
-        for (nav, t) in &spec.navigations {
+        for (k, (nav, t)) in spec.navigations.iter().enumerate() {
+            if !shape.reads(v, width + k) {
+                columns.push(shape.nulls(width + k, n));
+                continue;
+            }
             let values = histories
                 .iter()
                 .map(|h| {
@@ -999,7 +1107,9 @@ fn conditions(
                 .collect::<Result<Vec<_>, _>>()?;
             columns.push(concat(&values, t).map_err(|e| RuntimeError::arrow(name, e))?);
         }
-        let eval = evaluation_batch(columns, n).map_err(|e| RuntimeError::arrow(name, e))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        let eval = RecordBatch::try_new_with_options(shape.schema.clone(), columns, &options)
+            .map_err(|e| RuntimeError::arrow(name, e))?;
         let by_kernel = match compiled.get_mut(v).and_then(Option::as_mut) {
             Some(c) => c
                 .run(&eval)
@@ -1017,23 +1127,6 @@ fn conditions(
         }
     }
     Ok(accepted)
-}
-
-fn evaluation_batch(
-    columns: Vec<ArrayRef>,
-    rows: usize,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let fields: Vec<arrow::datatypes::Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| arrow::datatypes::Field::new(format!("c{i}"), c.data_type().clone(), true))
-        .collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    RecordBatch::try_new_with_options(
-        Arc::new(arrow::datatypes::Schema::new(fields)),
-        columns,
-        &options,
-    )
 }
 
 fn concat(values: &[ArrayRef], t: &DataType) -> Result<ArrayRef, arrow::error::ArrowError> {
