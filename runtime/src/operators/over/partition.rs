@@ -297,6 +297,28 @@ struct PartitionMut<'a> {
     accs: &'a mut [Accumulator],
 }
 
+/// Moves the start of span `st` past the rows that leave its frame (`leaves` holds for the span
+/// while its first row must go), retracting each from `acc`.
+fn shrink(
+    mut acc: Option<&mut Accumulator>,
+    spec: &AccSpec,
+    buf: &RowBuffer,
+    (shape, col): (Shape, Option<usize>),
+    st: &mut Span,
+    leaves: impl Fn(&Span) -> bool,
+) {
+    while leaves(st) {
+        if let Some(acc) = acc.as_deref_mut() {
+            acc.retract(
+                spec,
+                buf.key(shape, st.start),
+                buf.value(shape, st.start, col),
+            );
+        }
+        st.start += 1;
+    }
+}
+
 /// An aggregate's result from its frame's state.
 #[inline]
 fn result_of(spec: &AccSpec, acc: Option<&Accumulator>, span: Span) -> Value {
@@ -366,16 +388,9 @@ impl PartitionMut<'_> {
                         }
                         if let Frame::Range(p) = plan.frame {
                             let lo = ts.saturating_sub(p);
-                            while st.start < st.end && buf.ts(shape, st.start) < lo {
-                                if let Some(acc) = acc.as_deref_mut() {
-                                    acc.retract(
-                                        spec,
-                                        buf.key(shape, st.start),
-                                        buf.value(shape, st.start, plan.col),
-                                    );
-                                }
-                                st.start += 1;
-                            }
+                            shrink(acc.as_deref_mut(), spec, buf, (shape, plan.col), st, |st| {
+                                st.start < st.end && buf.ts(shape, st.start) < lo
+                            });
                         }
                         let v = result_of(spec, acc.as_deref(), *st);
                         for r in rows {
@@ -392,16 +407,14 @@ impl PartitionMut<'_> {
                             }
                             st.end += 1;
                             if let Frame::Rows(n) = plan.frame {
-                                while u64::from(st.end - st.start) > n.saturating_add(1) {
-                                    if let Some(acc) = acc.as_deref_mut() {
-                                        acc.retract(
-                                            spec,
-                                            buf.key(shape, st.start),
-                                            buf.value(shape, st.start, plan.col),
-                                        );
-                                    }
-                                    st.start += 1;
-                                }
+                                shrink(
+                                    acc.as_deref_mut(),
+                                    spec,
+                                    buf,
+                                    (shape, plan.col),
+                                    st,
+                                    |st| u64::from(st.end - st.start) > n.saturating_add(1),
+                                );
                             }
                             set(out, r.out, result_of(spec, acc.as_deref(), *st));
                         }
@@ -500,16 +513,9 @@ impl PartitionMut<'_> {
                             acc.add(spec, key, v);
                         }
                         st.end += 1;
-                        while u64::from(st.end - st.start) > n.saturating_add(1) {
-                            if let Some(acc) = acc.as_deref_mut() {
-                                acc.retract(
-                                    spec,
-                                    buf.key(shape, st.start),
-                                    buf.value(shape, st.start, plan.col),
-                                );
-                            }
-                            st.start += 1;
-                        }
+                        shrink(acc.as_deref_mut(), spec, buf, (shape, plan.col), st, |st| {
+                            u64::from(st.end - st.start) > n.saturating_add(1)
+                        });
                     } else {
                         st.start += 1;
                         st.end += 1;
