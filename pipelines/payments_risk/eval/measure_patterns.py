@@ -46,9 +46,11 @@ def ts(s):
 
 def pipeline(overrides, out_dir):
     text = open(os.path.join(PIPELINE_DIR, "payments_risk.fsql")).read()
-    text = re.sub(r"\nSELECT payment_id, card_id, amount, ts,.*?WHERE decision <> 'ALLOW';\n", "\n",
-                  text, flags=re.S)
+    text, n = re.subn(r"\nSELECT payment_id, card_id, .*?WHERE decision <> 'ALLOW';\n", "\n",
+                      text, count=1, flags=re.S)
+    assert n == 1, "the pipeline's printed SELECT was not found"
     text = text.replace("'out/pattern_alerts.jsonl'", f"'{out_dir}/alerts.jsonl'")
+    text = text.replace("'out/refund_decisions.jsonl'", f"'{out_dir}/refund_decisions.jsonl'")
     for key, value in overrides.items():
         pattern = re.compile(r"('%s'\s*=\s*)'[^']*'" % re.escape(key))
         if pattern.search(text):
