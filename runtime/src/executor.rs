@@ -276,14 +276,14 @@ fn late_rows(
     schema: SchemaRef,
 ) -> Result<RecordBatch, RuntimeError> {
     let n = late.num_rows();
+    let mut rows = arrow::array::StringBuilder::new();
     let mut row = String::new();
-    let rows: arrow::array::StringArray = (0..n)
-        .map(|i| {
-            row.clear();
-            crate::format::json_row(late, i, &mut row);
-            Some(row.clone())
-        })
-        .collect();
+    for i in 0..n {
+        row.clear();
+        crate::format::json_row(late, i, &mut row);
+        rows.append_value(&row);
+    }
+    let rows = rows.finish();
     let operators = arrow::array::StringArray::from(vec![operator; n]);
     RecordBatch::try_new(schema, vec![Arc::new(operators), Arc::new(rows)])
         .map_err(|e| RuntimeError::arrow(operator, e))
@@ -1043,18 +1043,21 @@ impl<'c> Executor<'c> {
                 node.metrics.rows_in += batch.num_rows() as u64;
                 node.metrics.batches_in += 1;
                 op.on_batch(slot, batch, &mut out)?;
+                let mut to_sink = None;
                 if let Some(late) = op.take_late() {
                     if let Some(late_data) = self.late_data.as_mut() {
                         late_data.write(&node.metrics.name, &late)?;
                     }
                     if let Some((sink, schema)) = &self.late_sink {
-                        let rows = late_rows(&node.metrics.name, &late, schema.clone())?;
-                        let sink = *sink;
-                        self.emit(n, out)?;
-                        return self.handle(sink, 0, Signal::Event(Event::Batch(rows)));
+                        to_sink =
+                            Some((*sink, late_rows(&node.metrics.name, &late, schema.clone())?));
                     }
                 }
-                self.emit(n, out)
+                self.emit(n, out)?;
+                match to_sink {
+                    Some((sink, rows)) => self.handle(sink, 0, Signal::Event(Event::Batch(rows))),
+                    None => Ok(()),
+                }
             }
             Signal::Event(Event::Watermark(w)) => {
                 if w > node.input_wms[slot] {

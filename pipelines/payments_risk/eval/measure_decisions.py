@@ -27,32 +27,15 @@ import argparse
 import collections
 import json
 import os
-import re
-import subprocess
-import sys
-from datetime import datetime
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PIPELINE_DIR = os.path.dirname(HERE)
+import variant
+from variant import ts
 
 
-def ts(s):
-    return datetime.strptime(s, "%Y-%m-%d %H:%M:%S.%f").timestamp()
 
 
 def pipeline(overrides, out_dir):
-    text = open(os.path.join(PIPELINE_DIR, "payments_risk.fsql")).read()
-    text, n = re.subn(r"\n-- The decisions that are not ALLOW, printed \(query mode\)\.\nSELECT .*?"
-                      r"WHERE decision <> 'ALLOW';\n", "\n", text, flags=re.S)
-    assert n == 1, "the pipeline's printed SELECT was not found"
-    text = re.sub(r"'path' = 'out/([^']*)'", lambda m: f"'path' = '{out_dir}/{m.group(1)}'", text)
-    for key, value in overrides.items():
-        pattern = re.compile(r"('%s'\s*=\s*)'[^']*'" % re.escape(key))
-        if pattern.search(text):
-            text = pattern.sub(lambda m: m.group(1) + "'%s'" % value, text, count=1)
-        else:
-            text = text.replace("'connector' = 'payments-generator',",
-                                "'connector' = 'payments-generator', '%s' = '%s'," % (key, value), 1)
+    text = variant.pipeline(overrides, out_dir)
     text += f"""
 CREATE TABLE all_decisions_out (payment_id BIGINT, kind STRING, card_id STRING, merchant_id STRING,
   ts TIMESTAMP(3), decision STRING, rule STRING, score DOUBLE, is_fraud BOOLEAN, scenario STRING)
@@ -84,17 +67,7 @@ def main():
     overrides = dict(kv.split("=", 1) for kv in args.set)
     os.makedirs(args.out, exist_ok=True)
     out_dir = os.path.abspath(args.out)
-    probe = os.path.join(PIPELINE_DIR, ".measure_decisions.fsql")
-    with open(probe, "w") as f:
-        f.write(pipeline(overrides, out_dir))
-    try:
-        run = subprocess.run([args.fsql, "run", probe, "--progress", "0"], capture_output=True,
-                             text=True)
-    finally:
-        os.remove(probe)
-    if run.returncode != 0:
-        sys.exit(run.stderr)
-    print(run.stderr.strip().splitlines()[-1], file=sys.stderr)
+    variant.run(args.fsql, pipeline(overrides, out_dir), "measure_decisions")
 
     events = [json.loads(line) for name in ("all_decisions.jsonl", "all_refund_decisions.jsonl")
               for line in open(os.path.join(out_dir, name))]

@@ -19,13 +19,10 @@ import argparse
 import collections
 import json
 import os
-import re
-import subprocess
-import sys
-from datetime import datetime
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PIPELINE_DIR = os.path.dirname(HERE)
+import variant
+from variant import ts
+
 PATTERNS = {
     # alert name: (scenario it looks for, instance key)
     "card_testing": ("card_testing", "card_id"),
@@ -40,24 +37,9 @@ PATTERNS = {
 KEYS = ("card_id", "merchant_id", "payment_id")
 
 
-def ts(s):
-    return datetime.strptime(s, "%Y-%m-%d %H:%M:%S.%f").timestamp()
-
 
 def pipeline(overrides, out_dir):
-    text = open(os.path.join(PIPELINE_DIR, "payments_risk.fsql")).read()
-    text, n = re.subn(r"\nSELECT payment_id, card_id, .*?WHERE decision <> 'ALLOW';\n", "\n",
-                      text, count=1, flags=re.S)
-    assert n == 1, "the pipeline's printed SELECT was not found"
-    text = text.replace("'out/pattern_alerts.jsonl'", f"'{out_dir}/alerts.jsonl'")
-    text = text.replace("'out/refund_decisions.jsonl'", f"'{out_dir}/refund_decisions.jsonl'")
-    for key, value in overrides.items():
-        pattern = re.compile(r"('%s'\s*=\s*)'[^']*'" % re.escape(key))
-        if pattern.search(text):
-            text = pattern.sub(lambda m: m.group(1) + "'%s'" % value, text, count=1)
-        else:
-            text = text.replace("'connector' = 'payments-generator',",
-                                "'connector' = 'payments-generator', '%s' = '%s'," % (key, value), 1)
+    text = variant.pipeline(overrides, out_dir)
     text += f"""
 CREATE TABLE labelled_out (payment_id BIGINT, card_id STRING, merchant_id STRING, kind STRING,
   scenario STRING, ts TIMESTAMP(3))
@@ -81,18 +63,7 @@ def main():
     overrides = dict(kv.split("=", 1) for kv in args.set)
     os.makedirs(args.out, exist_ok=True)
     out_dir = os.path.abspath(args.out)
-    # Written next to the pipeline, so its relative paths (the model) still resolve.
-    probe = os.path.join(PIPELINE_DIR, ".measure_patterns.fsql")
-    with open(probe, "w") as f:
-        f.write(pipeline(overrides, out_dir))
-    try:
-        run = subprocess.run([args.fsql, "run", probe, "--progress", "0"], capture_output=True,
-                             text=True)
-    finally:
-        os.remove(probe)
-    if run.returncode != 0:
-        sys.exit(run.stderr)
-    print(run.stderr.strip().splitlines()[-1], file=sys.stderr)
+    variant.run(args.fsql, pipeline(overrides, out_dir), "measure_patterns")
 
     # Instances: per scenario and key, runs of rows no more than 30 minutes apart.
     spans = collections.defaultdict(list)  # (scenario, key value) -> [[first, last]]
@@ -115,7 +86,7 @@ def main():
 
     start = min(run[0] for runs in spans.values() for run in runs)
     warm = start + args.warmup * 60
-    alerts = [json.loads(line) for line in open(os.path.join(out_dir, "alerts.jsonl"))]
+    alerts = [json.loads(line) for line in open(os.path.join(out_dir, "pattern_alerts.jsonl"))]
     rows = []
     for name, (scenario, key) in PATTERNS.items():
         mine = [a for a in alerts if a["alert"] == name]
