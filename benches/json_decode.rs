@@ -79,6 +79,7 @@ fn options() -> OpenOptions {
         },
         unthrottled: true,
         capture_sinks: false,
+        resume: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a user error (bad pipeline, failed test, runtime failure), 2 usage.
 
+mod checkpoint;
 mod control;
 mod explain;
 mod load;
@@ -86,6 +87,23 @@ enum Command {
     /// Publish rule and model updates to a running pipeline's control stream.
     #[command(subcommand)]
     Control(ControlCommand),
+    /// Look into a checkpoint directory (`execution.checkpointing.dir`).
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// List the complete checkpoints, oldest first; `fsql run` resumes from the last.
+    List {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+    /// Show one checkpoint: source positions, watermarks, state per node.
+    Inspect {
+        /// A `chk-<n>` directory, or a checkpoint directory (its newest checkpoint).
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,6 +198,8 @@ fn main() -> ExitCode {
                 .and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit, progress))
         }
         Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
+        Command::Checkpoint(CheckpointCommand::List { dir }) => checkpoint::list(&dir),
+        Command::Checkpoint(CheckpointCommand::Inspect { path }) => checkpoint::inspect(&path),
         Command::Control(ControlCommand::Keygen { name, key }) => {
             control::publish::keygen(&name, &key)
         }

@@ -100,6 +100,12 @@ pub fn run(
         let _ = writer.finish(&columns).map(|mut w| w.flush());
     }
     eprintln!("{summary}");
+    if let Some(c) = &summary.checkpoints {
+        let resumed = c
+            .restored_from
+            .map_or(String::new(), |id| format!(", resumed from chk-{id}"));
+        eprintln!("checkpoints: {} taken in {}{resumed}", c.taken, c.dir);
+    }
     if summary.late() > 0 {
         let settings = &pipeline.settings;
         match (

@@ -1944,7 +1944,15 @@ impl Compiler {
             "pipeline.late-data.path",
             "control.path",
             "control.ack.path",
+            "execution.checkpointing.dir",
+            "state.checkpoints.dir",
         ] {
+            // Flink writes directories as URIs: `file:///checkpoints` is the path `/checkpoints`.
+            if let Some(path) = self.settings.get_mut(key)
+                && let Some(rest) = path.strip_prefix("file://")
+            {
+                *path = rest.to_string();
+            }
             if let Some(path) = self.settings.get_mut(key)
                 && Path::new(path.as_str()).is_relative()
                 && let Some(dir) = self.dirs.first()

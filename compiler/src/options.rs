@@ -377,6 +377,18 @@ const SETTINGS: &[SettingInfo] = &[
         check: duration,
     },
     SettingInfo {
+        key: "execution.checkpointing.dir",
+        check: any,
+    },
+    SettingInfo {
+        key: "state.checkpoints.dir",
+        check: any,
+    },
+    SettingInfo {
+        key: "execution.checkpointing.num-retained",
+        check: positive,
+    },
+    SettingInfo {
         key: "table.exec.mini-batch.size",
         check: positive,
     },

@@ -76,6 +76,12 @@ pub enum RuntimeError {
     /// A model could not be loaded or scored.
     #[error("model `{model}`: {message}")]
     Model { model: String, message: String },
+    /// Checkpointing is misconfigured, or a checkpoint cannot be written or restored.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A node's state cannot be snapshotted or restored.
+    #[error("checkpoint: state of `{node}`: {message}")]
+    State { node: String, message: String },
 }
 
 impl RuntimeError {
@@ -92,6 +98,14 @@ impl RuntimeError {
         RuntimeError::Arrow {
             node: node.to_string(),
             source,
+        }
+    }
+
+    /// A node's state that cannot be snapshotted or restored.
+    pub fn state(node: &str, message: impl std::fmt::Display) -> Self {
+        RuntimeError::State {
+            node: node.to_string(),
+            message: message.to_string(),
         }
     }
 

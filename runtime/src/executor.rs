@@ -23,6 +23,7 @@ use fsql_plan::{
 };
 
 use crate::batcher::BatchConfig;
+use crate::checkpoint::CheckpointConfig;
 use crate::control::{ControlChannel, ControlMessage};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
@@ -41,6 +42,8 @@ use crate::source::{
     MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, open_source, runtime_schema,
 };
 use crate::text::units_per_second;
+
+use self::checkpointing::Checkpointing;
 
 /// A callback receiving each malformed input record.
 pub type MalformedReporter = Box<dyn FnMut(&MalformedRecord)>;
@@ -176,6 +179,19 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Whether the run ended because the stop flag was set (not because the input ended).
     pub stopped: bool,
+    /// Checkpointing, when it was on.
+    pub checkpoints: Option<CheckpointSummary>,
+}
+
+/// What a checkpointed run did with its checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// The checkpoint directory.
+    pub dir: String,
+    /// Checkpoints this run took (the last one where it ended or was stopped).
+    pub taken: u64,
+    /// The checkpoint the run resumed from.
+    pub restored_from: Option<u64>,
 }
 
 impl RunSummary {
@@ -244,15 +260,37 @@ pub fn run(
     let print = print_output
         .map(PrintTarget::new)
         .unwrap_or_else(PrintTarget::stdout);
+    // Test runs (given inputs, captured sinks) never checkpoint.
+    let checkpoint_config = if inputs.is_empty() && !capture_sinks {
+        CheckpointConfig::from_settings(&pipeline.settings)?
+    } else {
+        None
+    };
+    let restore = match &checkpoint_config {
+        Some(config) => checkpointing::latest(config)?,
+        None => None,
+    };
     let open = OpenOptions {
         batch: BatchConfig::from_settings(&pipeline.settings)?,
         unthrottled,
         capture_sinks,
+        resume: restore
+            .as_ref()
+            .map(|(_, meta)| checkpointing::resume_positions(meta))
+            .unwrap_or_default(),
     };
     let jit = !no_jit && jit_enabled(&pipeline.settings);
     let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
     exec.trace = trace;
     exec.control = control;
+    if let Some(config) = checkpoint_config {
+        exec.checkpointing = Some(Checkpointing::new(config, pipeline));
+        exec.check_checkpointable()?;
+    }
+    if let Some((path, meta)) = &restore {
+        exec.restore(pipeline, path, meta)?;
+        exec.replay_control()?;
+    }
     exec.progress = progress.map(|p| {
         let due = start + p.interval;
         (p, start, due)
@@ -260,6 +298,9 @@ pub fn run(
     let mut reporter: MalformedReporter =
         on_malformed.unwrap_or_else(|| Box::new(|_: &MalformedRecord| {}));
     let result = exec.run_loop(stop.as_deref(), reporter.as_mut());
+    // A last checkpoint where the run ended or was stopped: a restart resumes exactly there
+    // (and a transactional sink commits what the run wrote).
+    let result = result.and_then(|stopped| exec.checkpoint().map(|()| stopped));
     let closed = exec.close();
     let stopped = result?;
     closed?;
@@ -523,6 +564,14 @@ struct Executor<'c> {
     progress: Option<(ProgressOptions, Instant, Instant)>,
     /// A periodic commit waits for the sinks' output to be durable.
     commit_pending: bool,
+    /// Checkpoints, when `execution.checkpointing.interval` is set.
+    checkpointing: Option<Checkpointing>,
+    /// Control messages handled so far (applied or rejected), and how many a restored
+    /// checkpoint had handled (replayed before the first row).
+    control_applied: u64,
+    control_to_replay: u64,
+    /// The checkpoint this run resumed from.
+    restored_from: Option<u64>,
 }
 
 impl<'c> Executor<'c> {
@@ -801,6 +850,10 @@ impl<'c> Executor<'c> {
             control: None,
             progress: None,
             commit_pending: false,
+            checkpointing: None,
+            control_applied: 0,
+            control_to_replay: 0,
+            restored_from: None,
         })
     }
 
@@ -901,6 +954,7 @@ impl<'c> Executor<'c> {
                 }
             }
         };
+        self.control_applied += 1;
         if let Some(control) = &mut self.control {
             control.acks.write(
                 &message.header,
@@ -984,6 +1038,9 @@ impl<'c> Executor<'c> {
                 }
             }
             let now = Instant::now();
+            if self.checkpointing.as_ref().is_some_and(|c| c.due(now)) {
+                self.checkpoint()?;
+            }
             if self.commit_pending {
                 self.finish_commit()?;
             } else if self.sources.iter().any(|s| s.source.commit_due(now)) {
@@ -1192,9 +1249,15 @@ impl<'c> Executor<'c> {
             },
             elapsed,
             stopped,
+            checkpoints: self.checkpointing.as_ref().map(|c| CheckpointSummary {
+                dir: c.dir().display().to_string(),
+                taken: c.taken,
+                restored_from: self.restored_from,
+            }),
         }
     }
 }
 
+mod checkpointing;
 #[cfg(test)]
 mod tests;

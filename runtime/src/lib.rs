@@ -8,11 +8,12 @@
 //! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator; print, blackhole,
 //!   filesystem).
 //! - [`batcher`]: size- and linger-bounded batching.
-//! - [`executor`]: runs a pipeline ([`run`]).
+//! - [`executor`]: runs a pipeline ([`run`]); [`checkpoint`]: its snapshots and recovery.
 //! - [`format`] / [`text`]: rendering of values and rows, shared by sinks and the CLI.
 
 pub mod append_file;
 pub mod batcher;
+pub mod checkpoint;
 pub mod compiled;
 pub mod control;
 pub mod duration;
@@ -38,8 +39,8 @@ pub use duration::parse_duration;
 pub use error::{EvalError, RuntimeError};
 pub use eval::{evaluate, evaluate_masked, evaluate_predicate};
 pub use executor::{
-    MalformedReporter, ProgressOptions, RunOptions, RunSummary, SinkSummary, SourceSummary,
-    jit_enabled, run,
+    CheckpointSummary, MalformedReporter, ProgressOptions, RunOptions, RunSummary, SinkSummary,
+    SourceSummary, jit_enabled, run,
 };
 pub use format::{OutputFormat, QueryWriter};
 pub use metrics::{Metrics, NodeMetrics};

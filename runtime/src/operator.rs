@@ -3,13 +3,15 @@
 //! The executor calls an operator with the batches of each input (`input` is the position in the
 //! node's `inputs`), with its watermark (the minimum over its inputs, only when it advances) and,
 //! once every input ended, with `on_end`. Outputs are pushed into `out` and flow on to consumers.
-//! Stateful operators (OVER windows, MATCH_RECOGNIZE) buffer rows and emit on watermarks; they will
-//! add checkpoint hooks to this trait.
+//! Stateful operators (OVER windows, MATCH_RECOGNIZE) buffer rows and emit on watermarks; their
+//! state goes into checkpoints through [`Operator::snapshot`] and comes back through
+//! [`Operator::restore`].
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 
 use crate::error::RuntimeError;
+use crate::state::codec::{StateReader, StateWriter};
 
 /// What flows along the edges of the DAG.
 #[derive(Clone, Debug)]
@@ -88,6 +90,29 @@ pub trait Operator {
     /// Whether what [`Operator::flush_begin`] started is durable now (an error: a write failed).
     fn flushed(&mut self) -> Result<bool, RuntimeError> {
         Ok(true)
+    }
+
+    /// Writes the operator's state for a checkpoint (between batches: nothing is in flight).
+    /// A stateless operator writes nothing and says so with `Ok(false)`. The default refuses, so
+    /// that a stateful operator without checkpoint support can never be checkpointed as if it
+    /// had no state: the executor calls this once before the run starts to find out.
+    fn snapshot(&mut self, _w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        Err(RuntimeError::Checkpoint(
+            "this operator's state cannot be checkpointed yet".into(),
+        ))
+    }
+
+    /// Replaces the operator's (empty) state with what [`Operator::snapshot`] wrote.
+    fn restore(&mut self, _r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Checkpoint(
+            "this operator's state cannot be restored".into(),
+        ))
+    }
+
+    /// The checkpoint whose state includes everything written so far is durable: a sink that
+    /// holds output back until then (a Kafka transaction) releases it. `id` is its number.
+    fn checkpoint_complete(&mut self, _id: u64) -> Result<(), RuntimeError> {
+        Ok(())
     }
 
     /// The run is over (ended or stopped): release resources, flush files. Called once.

@@ -58,6 +58,7 @@ use super::{
     parse_specific_offsets, topics, value_format_option,
 };
 use crate::batcher::Batcher;
+use crate::checkpoint::{PartitionOffset, SourcePosition};
 use crate::error::RuntimeError;
 use crate::source::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
 use crate::source::record_decoder::{RecordDecoder, decoder_for};
@@ -328,13 +329,36 @@ impl KafkaSource {
             .create_with_context(Callbacks(shared.clone()))
             .map_err(|e| kafka_error(table, "creating the consumer", e))?;
         let partitions = partitions_of(&consumer, table, &topics)?;
+        // Resuming from a checkpoint: the partitions it read start after its offsets.
+        let resume = match options.resume.get(table) {
+            None => None,
+            Some(SourcePosition::Offsets(list)) => Some(resume_offsets(table, &topics, list)?),
+            Some(SourcePosition::Rows(_)) => {
+                return Err(RuntimeError::Checkpoint(format!(
+                    "the checkpoint has a row count for `{table}`, which now reads Kafka"
+                )));
+            }
+        };
         if mode == "group-offsets" {
+            if let Some(resume) = resume.as_ref().filter(|r| r.count() > 0) {
+                // The group's committed offsets are rewound to the checkpoint's before joining,
+                // so whichever partitions the group assigns start where the checkpoint was.
+                consumer.commit(resume, CommitMode::Sync).map_err(|e| {
+                    kafka_error(table, "rewinding the group to the checkpoint's offsets", e)
+                })?;
+            }
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             consumer
                 .subscribe(&names)
                 .map_err(|e| kafka_error(table, "subscribing", e))?;
         } else {
-            let tpl = startup_offsets(&consumer, spec, &mode, &topics, &partitions)?;
+            let mut tpl = startup_offsets(&consumer, spec, &mode, &topics, &partitions)?;
+            if let Some(resume) = &resume {
+                for e in resume.elements() {
+                    tpl.set_partition_offset(e.topic(), e.partition(), e.offset())
+                        .map_err(|e| kafka_error(table, "building the assignment", e))?;
+                }
+            }
             consumer
                 .assign(&tpl)
                 .map_err(|e| kafka_error(table, "assigning partitions", e))?;
@@ -727,6 +751,25 @@ impl Source for KafkaSource {
         known.then_some(lag)
     }
 
+    /// The next offset of every partition read so far (librdkafka's position: past the last
+    /// record polled, and every polled record has been emitted). A partition not read yet is
+    /// left out: a restore starts it as the startup mode says.
+    fn position(&mut self) -> Result<SourcePosition, RuntimeError> {
+        let positions = self.shared.positions(&self.consumer, None);
+        let mut list: Vec<PartitionOffset> = positions
+            .into_iter()
+            .filter_map(|((t, partition), offset)| {
+                Some(PartitionOffset {
+                    topic: self.shared.topics.get(t)?.clone(),
+                    partition,
+                    offset,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(SourcePosition::Offsets(list))
+    }
+
     fn mark(&mut self) {
         if self.shared.commit {
             self.marked = Some(self.shared.positions(&self.consumer, None));
@@ -984,6 +1027,20 @@ fn startup_offsets(
                 ),
             ));
         }
+    }
+    Ok(tpl)
+}
+
+/// A checkpoint's offsets as a partition list (topics the table no longer reads are left out).
+fn resume_offsets(
+    table: &str,
+    topics: &[String],
+    list: &[PartitionOffset],
+) -> Result<TopicPartitionList, RuntimeError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in list.iter().filter(|p| topics.contains(&p.topic)) {
+        tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.offset))
+            .map_err(|e| kafka_error(table, "reading the checkpoint's offsets", e))?;
     }
     Ok(tpl)
 }

@@ -102,6 +102,14 @@ impl Calc {
 }
 
 impl Operator for Calc {
+    /// Stateless: nothing to checkpoint.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

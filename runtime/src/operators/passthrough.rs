@@ -24,6 +24,14 @@ impl Passthrough {
 }
 
 impl Operator for Passthrough {
+    /// Stateless: nothing to checkpoint.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

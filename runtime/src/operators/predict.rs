@@ -167,6 +167,14 @@ fn as_doubles(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
 }
 
 impl Operator for Predict {
+    /// Stateless: nothing to checkpoint.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     /// A new model version scores from the next batch on.
     fn update(&mut self, update: &mut ControlUpdate) -> Result<bool, RuntimeError> {
         let ControlUpdate::Model {

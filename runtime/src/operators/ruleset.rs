@@ -161,6 +161,14 @@ fn first_match(rules: &[Rule]) -> Expr {
 }
 
 impl Operator for Ruleset {
+    /// Stateless: nothing to checkpoint.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     /// New rules take effect from the next batch; compiled again when the old ones were.
     fn update(&mut self, update: &mut ControlUpdate) -> Result<bool, RuntimeError> {
         let ControlUpdate::Ruleset(spec) = update else {

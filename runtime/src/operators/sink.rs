@@ -26,6 +26,23 @@ impl SinkOperator {
 }
 
 impl Operator for SinkOperator {
+    /// The connector's output position, where it has one (a file's length): the output up to
+    /// the checkpoint was flushed first.
+    fn snapshot(&mut self, w: &mut crate::state::codec::StateWriter) -> Result<bool, RuntimeError> {
+        self.sink.snapshot(w)
+    }
+
+    fn restore(
+        &mut self,
+        r: &mut crate::state::codec::StateReader<'_>,
+    ) -> Result<(), RuntimeError> {
+        self.sink.restore(r)
+    }
+
+    fn checkpoint_complete(&mut self, id: u64) -> Result<(), RuntimeError> {
+        self.sink.checkpoint_complete(id)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

@@ -42,6 +42,28 @@ pub trait Sink {
     fn flushed(&mut self) -> Result<bool, RuntimeError> {
         Ok(true)
     }
+
+    /// [`crate::Operator::checkpoint_complete`] for a connector.
+    fn checkpoint_complete(&mut self, _id: u64) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// What a restore needs to undo output written after a checkpoint (called after
+    /// [`Sink::flush`]); `Ok(false)`: nothing, the sink is at-least-once across a restore.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
+    /// Goes back to the output a [`Sink::snapshot`] described, before anything is written.
+    fn restore(
+        &mut self,
+        _r: &mut crate::state::codec::StateReader<'_>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }
 
 /// Where `print` sinks write: stdout unless the caller provides a writer (tests, the CLI).

@@ -31,6 +31,7 @@ use super::rng::{Rng, mix};
 use super::{
     OpenOptions, Source, SourceContext, SourcePoll, Throttle, option_number, runtime_schema,
 };
+use crate::checkpoint::SourcePosition;
 use crate::error::RuntimeError;
 use crate::text;
 
@@ -398,6 +399,29 @@ impl Source for DatagenSource {
             Err(wake) => Ok(SourcePoll::Pending(wake)),
         }
     }
+
+    fn position(&mut self) -> Result<SourcePosition, RuntimeError> {
+        Ok(SourcePosition::Rows(self.index))
+    }
+
+    /// The rows are a function of the options and the row number: resuming regenerates the
+    /// rows already handed out (random columns draw in sequence) and drops them.
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), RuntimeError> {
+        let SourcePosition::Rows(n) = *position else {
+            return Err(RuntimeError::connector(
+                &self.table,
+                "a checkpoint gives this generator a Kafka position",
+            ));
+        };
+        let mut skip = n.min(self.remaining);
+        while skip > 0 {
+            let rows = skip.min(4096) as usize;
+            self.generate(rows)?;
+            self.remaining -= rows as u64;
+            skip -= rows as u64;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -427,6 +451,7 @@ mod tests {
                 batch,
                 unthrottled: true,
                 capture_sinks: false,
+                resume: Default::default(),
             },
         )
     }

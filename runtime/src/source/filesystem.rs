@@ -23,6 +23,7 @@ use fsql_plan::SourceSpec;
 use super::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
 use super::record_decoder::{RecordDecoder, decoder_for};
 use super::{MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, runtime_schema};
+use crate::checkpoint::SourcePosition;
 use crate::error::RuntimeError;
 
 /// The file or directory a filesystem table names in `'path'`, resolved against the `.fsql` file's
@@ -86,6 +87,8 @@ pub struct FileSource {
     quiet: bool,
     dead_letter: Option<DeadLetter>,
     buf: Vec<u8>,
+    /// Lines read so far over all files, in order (the checkpoint position).
+    lines: u64,
 }
 
 impl FileSource {
@@ -115,6 +118,7 @@ impl FileSource {
             quiet,
             dead_letter,
             buf: Vec::new(),
+            lines: 0,
         })
     }
 
@@ -160,6 +164,7 @@ impl Source for FileSource {
                 continue;
             }
             file.line_no += 1;
+            self.lines += 1;
             let mut bytes = self.buf.as_slice();
             if let Some(b) = bytes.strip_suffix(b"\n") {
                 bytes = b;
@@ -194,6 +199,49 @@ impl Source for FileSource {
             return Ok(SourcePoll::End);
         }
         Ok(SourcePoll::Batch(self.finish_batch(rows)?))
+    }
+
+    fn position(&mut self) -> Result<SourcePosition, RuntimeError> {
+        Ok(SourcePosition::Rows(self.lines))
+    }
+
+    /// Skips the lines an earlier run read (records are one per line, files in name order).
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), RuntimeError> {
+        let SourcePosition::Rows(n) = *position else {
+            return Err(RuntimeError::connector(
+                &self.table,
+                "a checkpoint gives this file table a Kafka position",
+            ));
+        };
+        while self.lines < n {
+            if self.current.is_none() {
+                let Some(path) = self.files.next() else {
+                    return Ok(());
+                };
+                let display = path.display().to_string();
+                let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
+                self.current = Some(OpenFile {
+                    display,
+                    reader: BufReader::new(file),
+                    line_no: 0,
+                });
+            }
+            let Some(file) = self.current.as_mut() else {
+                return Ok(());
+            };
+            self.buf.clear();
+            let read = file
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| RuntimeError::io(&file.display, e))?;
+            if read == 0 {
+                self.current = None;
+                continue;
+            }
+            file.line_no += 1;
+            self.lines += 1;
+        }
+        Ok(())
     }
 }
 

@@ -152,6 +152,23 @@ pub trait Source {
         false
     }
 
+    /// Where the source is, for a checkpoint: the position after the last row it handed out
+    /// (called between polls). The default refuses: a source that cannot resume cannot be
+    /// checkpointed.
+    fn position(&mut self) -> Result<crate::checkpoint::SourcePosition, RuntimeError> {
+        Err(RuntimeError::Checkpoint(
+            "this connector cannot resume from a position".into(),
+        ))
+    }
+
+    /// Resumes after `position` (from [`Source::position`] of an earlier run), before the first
+    /// poll.
+    fn seek(&mut self, _position: &crate::checkpoint::SourcePosition) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Checkpoint(
+            "this connector cannot resume from a position".into(),
+        ))
+    }
+
     /// Records available but not read yet (Kafka: the consumer lag), when the source knows.
     fn lag(&self) -> Option<u64> {
         None
@@ -179,6 +196,8 @@ pub struct OpenOptions {
     pub unthrottled: bool,
     /// Sinks hand their input to the collector instead of opening connectors.
     pub capture_sinks: bool,
+    /// Positions to resume from (a checkpoint's), by table.
+    pub resume: std::collections::BTreeMap<String, crate::checkpoint::SourcePosition>,
 }
 
 /// Opens the connector of `spec`.
@@ -186,20 +205,32 @@ pub fn open_source(
     spec: &SourceSpec,
     options: &OpenOptions,
 ) -> Result<Box<dyn Source>, RuntimeError> {
-    match spec.connector.connector.as_str() {
-        "filesystem" => Ok(Box::new(filesystem::FileSource::open(spec, options)?)),
-        "datagen" => Ok(Box::new(datagen::DatagenSource::open(spec, options)?)),
-        "payments-generator" => Ok(Box::new(payments::PaymentsSource::open(spec, options)?)),
-        "kafka" => Ok(Box::new(crate::kafka::source::KafkaSource::open(
-            spec, options,
-        )?)),
-        other => Err(RuntimeError::connector(
-            &spec.table,
-            format!(
-                "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator, kafka)"
-            ),
-        )),
+    let mut source: Box<dyn Source> = match spec.connector.connector.as_str() {
+        "filesystem" => Box::new(filesystem::FileSource::open(spec, options)?),
+        "datagen" => Box::new(datagen::DatagenSource::open(spec, options)?),
+        "payments-generator" => Box::new(payments::PaymentsSource::open(spec, options)?),
+        // Kafka resumes as it connects (see `KafkaSource::open`).
+        "kafka" => {
+            return Ok(Box::new(crate::kafka::source::KafkaSource::open(
+                spec, options,
+            )?));
+        }
+        other => {
+            return Err(RuntimeError::connector(
+                &spec.table,
+                format!(
+                    "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator, kafka)"
+                ),
+            ));
+        }
+    };
+    if let Some(position) = options.resume.get(&spec.table) {
+        source.seek(position).map_err(|e| match e {
+            RuntimeError::Checkpoint(m) => RuntimeError::connector(&spec.table, m),
+            e => e,
+        })?;
     }
+    Ok(source)
 }
 
 /// Paces a generator at `rows_per_second` and cuts its output into size/linger-bounded batches.

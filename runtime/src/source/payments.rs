@@ -82,6 +82,7 @@ use super::{
     OpenOptions, Source, SourceContext, SourcePoll, Throttle, option_bool, option_number,
     runtime_schema,
 };
+use crate::checkpoint::SourcePosition;
 use crate::error::RuntimeError;
 use crate::text;
 
@@ -845,6 +846,8 @@ pub struct PaymentsSource {
     model: Model,
     throttle: Throttle,
     remaining: u64,
+    /// Rows handed out so far (the checkpoint position).
+    produced: u64,
     rows: Vec<Payment>,
     widths: (usize, usize, usize, usize),
 }
@@ -959,6 +962,7 @@ impl PaymentsSource {
             model: Model::new(config),
             throttle: Throttle::new(rate, options.batch),
             remaining: limit,
+            produced: 0,
             rows: Vec::new(),
             widths,
         })
@@ -1085,10 +1089,33 @@ impl Source for PaymentsSource {
         match self.throttle.next(ctx.now, self.remaining) {
             Ok(n) => {
                 self.remaining -= n as u64;
+                self.produced += n as u64;
                 Ok(SourcePoll::Batch(self.generate(n)?))
             }
             Err(wake) => Ok(SourcePoll::Pending(wake)),
         }
+    }
+
+    fn position(&mut self) -> Result<SourcePosition, RuntimeError> {
+        Ok(SourcePosition::Rows(self.produced))
+    }
+
+    /// The stream is a function of the options alone: resuming regenerates the rows already
+    /// handed out and drops them.
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), RuntimeError> {
+        let SourcePosition::Rows(n) = *position else {
+            return Err(RuntimeError::connector(
+                &self.table,
+                "a checkpoint gives this generator a Kafka position",
+            ));
+        };
+        let skip = n.min(self.remaining);
+        for _ in 0..skip {
+            self.model.next();
+        }
+        self.remaining -= skip;
+        self.produced += skip;
+        Ok(())
     }
 }
 
@@ -1141,6 +1168,7 @@ mod tests {
                 batch,
                 unthrottled: false,
                 capture_sinks: false,
+                resume: Default::default(),
             },
         )
     }

@@ -11,6 +11,7 @@
 
 use hashbrown::HashTable;
 
+use super::codec::{StateError, StateReader, StateWriter};
 use crate::operators::agg::key::{KeyBytes, hash_key};
 
 /// One live key: its bytes and its value.
@@ -186,6 +187,74 @@ impl<V> KeyedState<V> {
             .filter_map(|(id, s)| s.as_ref().map(|s| (id as u32, &s.value)))
     }
 
+    /// Writes every key and value (`value` writes one), keeping ids and the free list as they
+    /// are: operators keep per-key data in vectors indexed by id, which a restore must not
+    /// renumber.
+    pub(crate) fn snapshot(
+        &self,
+        w: &mut StateWriter,
+        mut value: impl FnMut(&V, &mut StateWriter) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        w.count(self.slots.len());
+        for slot in &self.slots {
+            match slot {
+                None => w.bool(false),
+                Some(slot) => {
+                    w.bool(true);
+                    w.bytes(slot.key.as_slice());
+                    value(&slot.value, w)?;
+                }
+            }
+        }
+        w.count(self.free.len());
+        for &id in &self.free {
+            w.u32(id);
+        }
+        Ok(())
+    }
+
+    /// Reads what [`KeyedState::snapshot`] wrote (`value` reads one value), with the same ids.
+    pub(crate) fn restore(
+        r: &mut StateReader<'_>,
+        mut value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
+    ) -> Result<KeyedState<V>, StateError> {
+        let mut state = KeyedState::default();
+        let n = r.count()?;
+        for id in 0..n {
+            let slot = if r.bool()? {
+                let key = r.bytes()?;
+                if state.find(key).is_some() {
+                    return Err(StateError(format!("key {key:?} appears twice")));
+                }
+                let id = u32::try_from(id).map_err(|_| StateError("too many keys".into()))?;
+                let h = (state.hash)(key);
+                let value = value(r)?;
+                state.slots.push(Some(Slot {
+                    key: KeyBytes::new(key),
+                    value,
+                }));
+                let KeyedState {
+                    index, slots, hash, ..
+                } = &mut state;
+                let hash = *hash;
+                index.insert_unique(h, id, |&id| key_of(slots, id).map_or(0, hash));
+                continue;
+            } else {
+                None
+            };
+            state.slots.push(slot);
+        }
+        let free = r.count()?;
+        for _ in 0..free {
+            let id = r.u32()?;
+            if !matches!(state.slots.get(id as usize), Some(None)) {
+                return Err(StateError(format!("free id {id} is not an empty slot")));
+            }
+            state.free.push(id);
+        }
+        Ok(state)
+    }
+
     /// Hints the CPU to load the slot of `id`: for a key processed a few rows later, so its
     /// cache miss overlaps the current row's work.
     #[inline]
@@ -219,6 +288,48 @@ pub(crate) fn prefetch(p: *const i8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_table_keeps_ids_keys_values_and_reuse_order() {
+        let mut t: KeyedState<u64> = KeyedState::default();
+        for k in 0..50u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k * 10);
+        }
+        t.remove(7);
+        t.remove(3);
+        let mut w = StateWriter::default();
+        t.snapshot(&mut w, |v, w| {
+            w.u64(*v);
+            Ok(())
+        })
+        .unwrap();
+        let bytes = w.into_bytes();
+        let mut r = StateReader::new(&bytes);
+        let mut back: KeyedState<u64> = KeyedState::restore(&mut r, |r| r.u64()).unwrap();
+        r.finish().unwrap();
+        assert_eq!(back.len(), 48);
+        assert_eq!(back.find(b"card-20"), Some(20));
+        assert_eq!(back.get(20), Some(&200));
+        assert_eq!(back.find(b"card-7"), None);
+        assert_eq!(
+            back.values().map(|(id, v)| (id, *v)).collect::<Vec<_>>(),
+            t.values().map(|(id, v)| (id, *v)).collect::<Vec<_>>()
+        );
+        // The free list is restored in order: the next new keys get the ids the original's would.
+        assert_eq!(
+            back.id_or_insert_with(b"new-1", || 0),
+            t.id_or_insert_with(b"new-1", || 0)
+        );
+        assert_eq!(
+            back.id_or_insert_with(b"new-2", || 0),
+            t.id_or_insert_with(b"new-2", || 0)
+        );
+        // Every prefix of the bytes is refused, none panics.
+        for cut in 0..bytes.len() {
+            let mut r = StateReader::new(&bytes[..cut]);
+            assert!(KeyedState::<u64>::restore(&mut r, |r| r.u64()).is_err());
+        }
+    }
 
     #[test]
     fn colliding_hashes_still_find_their_own_key() {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::key::FxBuild;
 use super::value::{Dec, Value, ValueType};
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// Identifies a row within a partition: event time, then arrival sequence.
 pub(crate) type RowKey = (i64, u64);
@@ -178,6 +179,142 @@ enum State {
     /// Boxed (as is `Ends`'s deque): few aggregates are DISTINCT, and an inline map would make
     /// every accumulator of every key larger.
     Distinct(Box<Distinct>),
+}
+
+impl State {
+    fn encode(&self, w: &mut StateWriter) {
+        match self {
+            State::Count(n) => {
+                w.u8(0);
+                w.i64(*n);
+            }
+            State::Int { sum, n } => {
+                w.u8(1);
+                w.i64(*sum);
+                w.i64(*n);
+            }
+            State::Float { sum, n } => {
+                w.u8(2);
+                w.f64(*sum);
+                w.i64(*n);
+            }
+            State::Dec { sum, n } => {
+                w.u8(3);
+                w.i128(sum.get());
+                w.i64(*n);
+            }
+            State::Multiset(m) => {
+                w.u8(4);
+                w.count(m.len());
+                for (v, c) in m {
+                    v.encode(w);
+                    w.u32(*c);
+                }
+            }
+            State::Extreme(v) => {
+                w.u8(5);
+                w.bool(v.is_some());
+                if let Some(v) = v {
+                    v.encode(w);
+                }
+            }
+            State::Ends(ends) => {
+                w.u8(6);
+                w.count(ends.len());
+                for ((ts, seq), v) in ends.iter() {
+                    w.i64(*ts);
+                    w.u64(*seq);
+                    v.encode(w);
+                }
+            }
+            State::Moments { n, sum, sumsq } => {
+                w.u8(7);
+                w.i64(*n);
+                w.f64(*sum);
+                w.f64(*sumsq);
+            }
+            State::Distinct(d) => {
+                w.u8(8);
+                // Sorted, so equal state gives equal bytes.
+                let mut seen: Vec<(&Value, &u32)> = d.seen.iter().collect();
+                seen.sort_by(|a, b| a.0.cmp(b.0));
+                w.count(seen.len());
+                for (v, c) in seen {
+                    v.encode(w);
+                    w.u32(*c);
+                }
+                d.inner.encode(w);
+            }
+        }
+    }
+
+    fn decode(r: &mut StateReader<'_>, depth: u8) -> Result<State, StateError> {
+        Ok(match r.u8()? {
+            0 => State::Count(r.i64()?),
+            1 => State::Int {
+                sum: r.i64()?,
+                n: r.i64()?,
+            },
+            2 => State::Float {
+                sum: r.f64()?,
+                n: r.i64()?,
+            },
+            3 => State::Dec {
+                sum: Dec::new(r.i128()?),
+                n: r.i64()?,
+            },
+            4 => {
+                let mut m = BTreeMap::new();
+                for _ in 0..r.count()? {
+                    let v = Value::decode(r)?;
+                    m.insert(v, r.u32()?);
+                }
+                State::Multiset(m)
+            }
+            5 => State::Extreme(if r.bool()? {
+                Some(Value::decode(r)?)
+            } else {
+                None
+            }),
+            6 => {
+                let mut ends = VecDeque::new();
+                for _ in 0..r.count()? {
+                    let key = (r.i64()?, r.u64()?);
+                    ends.push_back((key, Value::decode(r)?));
+                }
+                State::Ends(Box::new(ends))
+            }
+            7 => State::Moments {
+                n: r.i64()?,
+                sum: r.f64()?,
+                sumsq: r.f64()?,
+            },
+            8 if depth == 0 => {
+                let mut seen = HashMap::default();
+                for _ in 0..r.count()? {
+                    let v = Value::decode(r)?;
+                    seen.insert(v, r.u32()?);
+                }
+                let inner = State::decode(r, 1)?;
+                State::Distinct(Box::new(Distinct { seen, inner }))
+            }
+            t => return Err(StateError(format!("accumulator tag {t}"))),
+        })
+    }
+}
+
+impl Accumulator {
+    /// Writes the accumulator for a checkpoint.
+    pub(crate) fn encode(&self, w: &mut StateWriter) {
+        self.state.encode(w);
+    }
+
+    /// Reads an accumulator [`Accumulator::encode`] wrote.
+    pub(crate) fn decode(r: &mut StateReader<'_>) -> Result<Accumulator, StateError> {
+        Ok(Accumulator {
+            state: State::decode(r, 0)?,
+        })
+    }
 }
 
 impl Accumulator {

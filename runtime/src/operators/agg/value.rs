@@ -26,6 +26,8 @@ use arrow::datatypes::{
 };
 use arrow::error::ArrowError;
 
+use crate::state::codec::{StateError, StateReader, StateWriter};
+
 /// An `i128` stored as two words, so that [`Value`] stays 24 bytes (an `i128` field would align
 /// the enum to 16 bytes and make it 32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +69,51 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// Writes the value for a checkpoint.
+    pub(crate) fn encode(&self, w: &mut StateWriter) {
+        match self {
+            Value::Null => w.u8(0),
+            Value::Bool(b) => {
+                w.u8(1);
+                w.bool(*b);
+            }
+            Value::Int(i) => {
+                w.u8(2);
+                w.i64(*i);
+            }
+            Value::Float(f) => {
+                w.u8(3);
+                w.f64(*f);
+            }
+            Value::Decimal(d) => {
+                w.u8(4);
+                w.i128(d.get());
+            }
+            Value::Str(s) => {
+                w.u8(5);
+                w.str(s);
+            }
+            Value::Bytes(b) => {
+                w.u8(6);
+                w.bytes(b);
+            }
+        }
+    }
+
+    /// Reads a value [`Value::encode`] wrote.
+    pub(crate) fn decode(r: &mut StateReader<'_>) -> Result<Value, StateError> {
+        Ok(match r.u8()? {
+            0 => Value::Null,
+            1 => Value::Bool(r.bool()?),
+            2 => Value::Int(r.i64()?),
+            3 => Value::Float(r.f64()?),
+            4 => Value::Decimal(Dec::new(r.i128()?)),
+            5 => Value::Str(Arc::from(r.str()?)),
+            6 => Value::Bytes(Arc::from(r.bytes()?)),
+            t => return Err(StateError(format!("value tag {t}"))),
+        })
+    }
+
     pub(crate) fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

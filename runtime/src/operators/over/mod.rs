@@ -44,6 +44,7 @@ use fsql_plan::{EmitMode, OverSpec};
 use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 use self::layout::Layout;
 use self::partition::{BatchColumns, OneBatch, Partitions, RowRef};
@@ -626,7 +627,67 @@ impl Operator for Over {
     fn take_late(&mut self) -> Option<RecordBatch> {
         self.late.take()
     }
+
+    /// Partitions (rows, spans, accumulators), the expiry queue, the watermark and arrival
+    /// counter, and the rows waiting for the watermark (re-buffered on restore).
+    fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        let err = |e: StateError| RuntimeError::state(&self.name, e);
+        w.u32(OVER_STATE_LAYOUT);
+        w.i64(self.watermark);
+        w.u64(self.seq);
+        self.partitions.snapshot(&self.layout, w).map_err(err)?;
+        w.count(self.expiry.len());
+        for e in &self.expiry {
+            w.i64(e.at);
+            w.u32(e.pid);
+        }
+        match self.pending.waiting_rows().map_err(|e| self.arrow_err(e))? {
+            None => w.bool(false),
+            Some(rows) => {
+                w.bool(true);
+                w.batch(&rows).map_err(err)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        let name = self.name.clone();
+        let err = |e: StateError| RuntimeError::state(&name, e);
+        r.expect_tag("OVER", OVER_STATE_LAYOUT).map_err(err)?;
+        self.watermark = r.i64().map_err(err)?;
+        let seq = r.u64().map_err(err)?;
+        self.partitions = Partitions::restore(r, &self.layout).map_err(err)?;
+        self.expiry.clear();
+        for _ in 0..r.count().map_err(err)? {
+            let at = r.i64().map_err(err)?;
+            let pid = r.u32().map_err(err)?;
+            self.expiry.push_back(Expiry { at, pid });
+        }
+        self.seq = seq;
+        if r.bool().map_err(err)? {
+            let rows = r.batch().map_err(err)?;
+            if rows.schema().fields().len() != self.input_width {
+                return Err(err(StateError(format!(
+                    "waiting rows have {} columns, the input has {}",
+                    rows.schema().fields().len(),
+                    self.input_width
+                ))));
+            }
+            let mut out = Vec::new();
+            self.on_batch(0, rows, &mut out)?;
+            if !out.is_empty() {
+                return Err(err(StateError(
+                    "waiting rows were emitted on restore".into(),
+                )));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The layout of an OVER node's checkpoint state (bumped when it changes).
+const OVER_STATE_LAYOUT: u32 = 1;
 
 #[cfg(test)]
 mod tests;

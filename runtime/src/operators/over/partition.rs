@@ -10,6 +10,7 @@
 use super::layout::{Frame, Func, Layout};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
 use crate::operators::agg::value::{Value, ValueColumn};
+use crate::state::codec::{StateError, StateReader, StateWriter};
 use crate::state::{KeyedState, prefetch};
 
 static NULL: Value = Value::Null;
@@ -617,6 +618,105 @@ impl Partitions {
     }
 
     /// The partitions created since the last call (their expiry checks are due).
+    /// Writes every partition (rows, spans, accumulators) for a checkpoint; ids are kept, so
+    /// the operator's expiry queue, which names partitions by id, stays valid.
+    pub(crate) fn snapshot(&self, layout: &Layout, w: &mut StateWriter) -> Result<(), StateError> {
+        let shape = Shape::of(layout);
+        self.table.snapshot(w, |p, w| {
+            w.i64(p.max_ts);
+            let rows = &p.rows;
+            w.u32(rows.len);
+            let (from, to) = (rows.head as usize, (rows.head + rows.len) as usize);
+            for word in rows
+                .words
+                .get(from * shape.words..to * shape.words)
+                .unwrap_or(&[])
+            {
+                w.i64(*word);
+            }
+            for v in rows
+                .values
+                .get(from * shape.values..to * shape.values)
+                .unwrap_or(&[])
+            {
+                v.encode(w);
+            }
+            Ok(())
+        })?;
+        w.count(self.spans.len());
+        for span in &self.spans {
+            w.u32(span.start);
+            w.u32(span.end);
+        }
+        w.count(self.accs.len());
+        for acc in &self.accs {
+            acc.encode(w);
+        }
+        Ok(())
+    }
+
+    /// Reads what [`Partitions::snapshot`] wrote.
+    pub(crate) fn restore(
+        r: &mut StateReader<'_>,
+        layout: &Layout,
+    ) -> Result<Partitions, StateError> {
+        let shape = Shape::of(layout);
+        let table = KeyedState::restore(r, |r| {
+            let max_ts = r.i64()?;
+            let len = r.u32()?;
+            let n = len as usize;
+            let mut words = Vec::with_capacity(n.min(1 << 20) * shape.words);
+            for _ in 0..n * shape.words {
+                words.push(r.i64()?);
+            }
+            let mut values = Vec::with_capacity(n.min(1 << 20) * shape.values);
+            for _ in 0..n * shape.values {
+                values.push(Value::decode(r)?);
+            }
+            Ok(Partition {
+                max_ts,
+                rows: RowBuffer {
+                    words: words.into_boxed_slice(),
+                    values: values.into_boxed_slice(),
+                    head: 0,
+                    len,
+                },
+            })
+        })?;
+        let mut spans = Vec::new();
+        for _ in 0..r.count()? {
+            spans.push(Span {
+                start: r.u32()?,
+                end: r.u32()?,
+            });
+        }
+        let mut accs = Vec::new();
+        for _ in 0..r.count()? {
+            accs.push(Accumulator::decode(r)?);
+        }
+        let bound = table.id_bound();
+        if spans.len() < bound * layout.aggs.len() || accs.len() < bound * layout.accs {
+            return Err(StateError(format!(
+                "{} spans and {} accumulators for {bound} partitions of {} aggregates",
+                spans.len(),
+                accs.len(),
+                layout.aggs.len()
+            )));
+        }
+        for (_, p) in table.values() {
+            let in_frame = spans.iter().all(|s| s.start <= s.end);
+            if !in_frame || p.rows.len as usize * shape.words != p.rows.words.len() {
+                return Err(StateError("a partition's rows and spans disagree".into()));
+            }
+        }
+        Ok(Partitions {
+            table,
+            spans,
+            accs,
+            created: Vec::new(),
+        })
+    }
+
     pub(crate) fn take_created(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.created)
     }

@@ -3,6 +3,8 @@
 //! released once all its waiting rows are processed.
 
 use arrow::array::RecordBatch;
+use arrow::compute::interleave_record_batch;
+use arrow::error::ArrowError;
 
 use super::partition::{BatchColumns, Batches, RowRef};
 use crate::operators::agg::key::BatchKeys;
@@ -121,6 +123,34 @@ impl Pending {
             Some(Some(s)) if (row as usize) < s.batch.num_rows() => s.keys.key(row as usize),
             _ => &[],
         }
+    }
+
+    /// The waiting rows (their input columns) in arrival order, for a checkpoint: re-buffered
+    /// in this order after a restore, they wait exactly as they did.
+    pub(crate) fn waiting_rows(&self) -> Result<Option<RecordBatch>, ArrowError> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        let mut rows: Vec<&RowRef> = self.rows.iter().collect();
+        rows.sort_by_key(|r| r.seq);
+        let mut batches: Vec<&RecordBatch> = Vec::new();
+        let mut index_of: Vec<usize> = vec![usize::MAX; self.slots.len()];
+        let mut indices = Vec::with_capacity(rows.len());
+        for r in rows {
+            let slot = r.slot as usize;
+            let Some(batch) = self.batch(r.slot) else {
+                continue;
+            };
+            if index_of[slot] == usize::MAX {
+                index_of[slot] = batches.len();
+                batches.push(batch);
+            }
+            indices.push((index_of[slot], r.row as usize));
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        interleave_record_batch(&batches, &indices).map(Some)
     }
 
     /// Rows waiting.

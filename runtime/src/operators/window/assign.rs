@@ -83,6 +83,14 @@ impl WindowAssign {
 }
 
 impl Operator for WindowAssign {
+    /// Stateless: nothing to checkpoint.
+    fn snapshot(
+        &mut self,
+        _w: &mut crate::state::codec::StateWriter,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

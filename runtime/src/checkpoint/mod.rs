@@ -1,0 +1,140 @@
+//! Checkpoints: consistent snapshots of a running pipeline, and recovery from them.
+//!
+//! The executor runs a pipeline on one thread and pushes every batch through the whole graph
+//! before it polls again, so *between two polls* the pipeline is consistent without barriers:
+//! every row a source handed out has been processed by every operator, and nothing is in flight.
+//! A checkpoint is taken there, every `execution.checkpointing.interval`:
+//!
+//! 1. sinks make their output durable ([`crate::operator::Operator::flush`]);
+//! 2. every operator writes its state ([`crate::operator::Operator::snapshot`], bytes in the
+//!    [`crate::state::codec`] encoding), sources their positions ([`crate::source::Source::position`]),
+//!    the executor the watermarks and the number of control updates applied;
+//! 3. [`store::CheckpointStore::write`] makes it durable and visible atomically: files go into
+//!    `chk-<n>.inprogress/`, are synced, and the directory is renamed to `chk-<n>/` with its
+//!    `_metadata` last. A directory without `_metadata` is not a checkpoint;
+//! 4. sinks are told it is complete ([`crate::operator::Operator::checkpoint_complete`]): the
+//!    transactional Kafka sink commits its transaction there;
+//! 5. older checkpoints beyond `execution.checkpointing.num-retained` are deleted.
+//!
+//! `fsql run` restores the latest complete checkpoint of its directory before it reads anything.
+//! See `docs/operations.md` for the guarantees each sink gives.
+
+pub mod metadata;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::RuntimeError;
+
+pub use metadata::{Metadata, NodeEntry, PartitionOffset, SourceEntry, SourcePosition};
+pub use store::CheckpointStore;
+
+/// `SET 'execution.checkpointing.interval'`: how often a checkpoint is taken.
+pub const INTERVAL: &str = "execution.checkpointing.interval";
+/// `SET 'execution.checkpointing.dir'`: where checkpoints are written (Flink 2's name; Flink 1's
+/// `state.checkpoints.dir` is read too).
+pub const DIR: &str = "execution.checkpointing.dir";
+/// Flink 1's name of [`DIR`].
+pub const DIR_LEGACY: &str = "state.checkpoints.dir";
+/// `SET 'execution.checkpointing.num-retained'`: complete checkpoints kept (default 1, as Flink).
+pub const NUM_RETAINED: &str = "execution.checkpointing.num-retained";
+
+/// How a pipeline checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// Time between the end of one checkpoint and the start of the next.
+    pub interval: Duration,
+    /// The checkpoint directory (`chk-<n>/` directories inside).
+    pub dir: PathBuf,
+    /// Complete checkpoints kept (at least 1).
+    pub retained: usize,
+}
+
+impl CheckpointConfig {
+    /// The configuration `settings` give: `None` when no interval is set (no checkpoints, as in
+    /// Flink). An interval without a directory is an error: a checkpoint must go somewhere.
+    pub fn from_settings(
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Option<CheckpointConfig>, RuntimeError> {
+        let Some(interval) = settings.get(INTERVAL) else {
+            return Ok(None);
+        };
+        let interval = crate::parse_duration(interval)
+            .map_err(|m| RuntimeError::Checkpoint(format!("'{INTERVAL}': {m}")))?;
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        let dir = settings
+            .get(DIR)
+            .or_else(|| settings.get(DIR_LEGACY))
+            .ok_or_else(|| {
+                RuntimeError::Checkpoint(format!(
+                    "'{INTERVAL}' is set but no checkpoint directory: SET '{DIR}' = 'path'"
+                ))
+            })?;
+        let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir));
+        let retained = match settings.get(NUM_RETAINED) {
+            None => 1,
+            Some(n) => n
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    RuntimeError::Checkpoint(format!(
+                        "'{NUM_RETAINED}' must be a positive whole number, got '{n}'"
+                    ))
+                })?,
+        };
+        Ok(Some(CheckpointConfig {
+            interval,
+            dir,
+            retained,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn checkpointing_is_on_with_an_interval_and_needs_a_directory() {
+        assert_eq!(
+            CheckpointConfig::from_settings(&settings(&[])).unwrap(),
+            None
+        );
+        let c = CheckpointConfig::from_settings(&settings(&[
+            (INTERVAL, "10 s"),
+            (DIR_LEGACY, "file:///tmp/chk"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c,
+            CheckpointConfig {
+                interval: Duration::from_secs(10),
+                dir: PathBuf::from("/tmp/chk"),
+                retained: 1
+            }
+        );
+        let e = CheckpointConfig::from_settings(&settings(&[(INTERVAL, "10 s")])).unwrap_err();
+        assert!(e.to_string().contains(DIR), "{e}");
+        let e = CheckpointConfig::from_settings(&settings(&[
+            (INTERVAL, "1 s"),
+            (DIR, "c"),
+            (NUM_RETAINED, "0"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains(NUM_RETAINED), "{e}");
+    }
+}

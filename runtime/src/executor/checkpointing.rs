@@ -1,0 +1,320 @@
+//! The executor's side of checkpoints: taking them between polls and restoring one before the
+//! first poll (see [`crate::checkpoint`] for the protocol).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fsql_plan::Pipeline;
+
+use super::Executor;
+use crate::checkpoint::metadata::{FORMAT, NodeEntry};
+use crate::checkpoint::store::{read_state, state_file_name};
+use crate::checkpoint::{CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition};
+use crate::error::RuntimeError;
+use crate::state::codec::{StateReader, StateWriter};
+
+/// How long a restore waits for the control stream to replay the updates the checkpoint had
+/// applied.
+const CONTROL_REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running pipeline's checkpointing.
+pub(super) struct Checkpointing {
+    config: CheckpointConfig,
+    store: CheckpointStore,
+    pipeline: String,
+    /// Per node, the digest of its definition.
+    definitions: Vec<String>,
+    /// The number of the last checkpoint taken or restored.
+    last_id: u64,
+    next_at: Instant,
+    /// Checkpoints taken by this run.
+    pub(super) taken: u64,
+}
+
+/// A node's definition digest: its operator, input schemas and output schema, so state is
+/// restored only into the node that wrote it.
+fn definition(pipeline: &Pipeline, index: usize) -> String {
+    let Some(node) = pipeline.nodes.get(index) else {
+        return String::new();
+    };
+    let inputs: Vec<_> = node
+        .inputs
+        .iter()
+        .filter_map(|i| pipeline.node(*i).map(|n| &n.schema))
+        .collect();
+    let json = serde_json::to_vec(&(&node.op, inputs, &node.schema)).unwrap_or_default();
+    fsql_plan::sha256_hex(&json)
+}
+
+/// The checkpoint to restore: the newest complete one of the directory, read and checked.
+pub(super) fn latest(
+    config: &CheckpointConfig,
+) -> Result<Option<(std::path::PathBuf, Metadata)>, RuntimeError> {
+    let store = CheckpointStore::new(&config.dir);
+    let Some(latest) = store.latest()? else {
+        return Ok(None);
+    };
+    let meta = crate::checkpoint::store::read_metadata(&latest.path)?;
+    Ok(Some((latest.path, meta)))
+}
+
+/// The positions `meta` gives each source that had not ended, for opening them.
+pub(super) fn resume_positions(meta: &Metadata) -> BTreeMap<String, SourcePosition> {
+    meta.sources
+        .iter()
+        .filter(|s| !s.ended)
+        .map(|s| (s.name.clone(), s.position.clone()))
+        .collect()
+}
+
+impl Checkpointing {
+    pub(super) fn new(config: CheckpointConfig, pipeline: &Pipeline) -> Checkpointing {
+        Checkpointing {
+            store: CheckpointStore::new(&config.dir),
+            next_at: Instant::now() + config.interval,
+            config,
+            pipeline: pipeline.name.clone(),
+            definitions: (0..pipeline.nodes.len())
+                .map(|i| definition(pipeline, i))
+                .collect(),
+            last_id: 0,
+            taken: 0,
+        }
+    }
+
+    pub(super) fn due(&self, now: Instant) -> bool {
+        now >= self.next_at
+    }
+
+    /// The checkpoint directory.
+    pub(super) fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+}
+
+/// `e` with the node it happened in, when it does not name one.
+fn in_node(name: &str, e: RuntimeError) -> RuntimeError {
+    match e {
+        RuntimeError::Checkpoint(m) => RuntimeError::state(name, m),
+        e => e,
+    }
+}
+
+impl Executor<'_> {
+    /// Refuses to start a checkpointed run that could not be checkpointed: every operator
+    /// snapshots its (still empty) state once and every source gives its position.
+    pub(super) fn check_checkpointable(&mut self) -> Result<(), RuntimeError> {
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                let mut w = StateWriter::default();
+                op.snapshot(&mut w).map_err(|e| {
+                    RuntimeError::Checkpoint(format!(
+                        "checkpointing is on, but `{}` ({}) cannot be checkpointed: {}",
+                        node.metrics.name,
+                        node.metrics.kind,
+                        match e {
+                            RuntimeError::Checkpoint(m) => m,
+                            e => e.to_string(),
+                        }
+                    ))
+                })?;
+            }
+        }
+        for source in &mut self.sources {
+            source.source.position().map_err(|e| {
+                RuntimeError::Checkpoint(format!(
+                    "checkpointing is on, but source `{}` cannot resume: {}",
+                    source.name,
+                    match e {
+                        RuntimeError::Checkpoint(m) => m,
+                        e => e.to_string(),
+                    }
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Takes a checkpoint now: sinks flush, then state, positions and watermarks are written,
+    /// then sinks are told it is complete.
+    pub(super) fn checkpoint(&mut self) -> Result<(), RuntimeError> {
+        let Some(mut ck) = self.checkpointing.take() else {
+            return Ok(());
+        };
+        let result = self.write_checkpoint(&mut ck);
+        ck.next_at = Instant::now() + ck.config.interval;
+        self.checkpointing = Some(ck);
+        result
+    }
+
+    fn write_checkpoint(&mut self, ck: &mut Checkpointing) -> Result<(), RuntimeError> {
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                op.flush().map_err(|e| in_node(&node.metrics.name, e))?;
+            }
+        }
+        let id = ck.last_id + 1;
+        let mut files = Vec::new();
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(op) = node.op.as_mut() {
+                let mut w = StateWriter::default();
+                if op
+                    .snapshot(&mut w)
+                    .map_err(|e| in_node(&node.metrics.name, e))?
+                {
+                    files.push((i, state_file_name(i, &node.metrics.name), w.into_bytes()));
+                }
+            }
+            nodes.push(NodeEntry {
+                name: node.metrics.name.clone(),
+                kind: node.metrics.kind.to_string(),
+                definition: ck.definitions.get(i).cloned().unwrap_or_default(),
+                watermark: node.wm,
+                input_watermarks: node.input_wms.clone(),
+                inputs_ended: node.ended.clone(),
+                done: node.done,
+                state: None,
+            });
+        }
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for s in &mut self.sources {
+            let position = if s.ended {
+                SourcePosition::Rows(0)
+            } else {
+                s.source.position().map_err(|e| in_node(&s.name, e))?
+            };
+            sources.push(SourceEntry {
+                name: s.name.clone(),
+                position,
+                watermark: s.wm,
+                ended: s.ended,
+            });
+        }
+        let mut meta = Metadata {
+            format: FORMAT,
+            id,
+            pipeline: ck.pipeline.clone(),
+            taken_at_ms: chrono::Utc::now().timestamp_millis(),
+            control_applied: self.control_applied,
+            sources,
+            nodes,
+        };
+        ck.store.write(&mut meta, files)?;
+        ck.last_id = id;
+        ck.taken += 1;
+        for node in &mut self.nodes {
+            if let Some(op) = node.op.as_mut() {
+                op.checkpoint_complete(id)
+                    .map_err(|e| in_node(&node.metrics.name, e))?;
+            }
+        }
+        ck.store.retain(ck.config.retained)
+    }
+
+    /// Restores checkpoint `meta` (read from `path`) into the freshly built graph: operator
+    /// state, watermarks and ended inputs by node name; the sources were opened at its
+    /// positions already.
+    pub(super) fn restore(
+        &mut self,
+        pipeline: &Pipeline,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<(), RuntimeError> {
+        let refuse = |m: String| {
+            RuntimeError::Checkpoint(format!(
+                "{}: {m}; start from an empty checkpoint directory to run without it",
+                path.display()
+            ))
+        };
+        if meta.pipeline != pipeline.name {
+            return Err(refuse(format!(
+                "it was taken by pipeline `{}`, not `{}`",
+                meta.pipeline, pipeline.name
+            )));
+        }
+        let definitions = self
+            .checkpointing
+            .as_ref()
+            .map(|c| c.definitions.clone())
+            .unwrap_or_default();
+        for entry in &meta.nodes {
+            let Some(i) = pipeline.nodes.iter().position(|n| n.name == entry.name) else {
+                if entry.state.is_some() {
+                    return Err(refuse(format!(
+                        "it holds state of `{}` ({}), which this pipeline does not have",
+                        entry.name, entry.kind
+                    )));
+                }
+                continue;
+            };
+            let node = &mut self.nodes[i];
+            if let Some(state) = &entry.state {
+                if node.metrics.kind != entry.kind
+                    || definitions.get(i).is_some_and(|d| *d != entry.definition)
+                {
+                    return Err(refuse(format!(
+                        "`{}` ({}) is defined differently from when its state was checkpointed",
+                        entry.name, node.metrics.kind
+                    )));
+                }
+                let bytes = read_state(path, state)?;
+                let mut r = StateReader::new(&bytes);
+                let op = node.op.as_mut().ok_or_else(|| {
+                    refuse(format!("`{}` holds state but runs no operator", entry.name))
+                })?;
+                op.restore(&mut r).map_err(|e| in_node(&entry.name, e))?;
+                r.finish()
+                    .map_err(|e| RuntimeError::state(&entry.name, e))?;
+            }
+            node.wm = entry.watermark;
+            if entry.input_watermarks.len() == node.input_wms.len() {
+                node.input_wms.clone_from(&entry.input_watermarks);
+            }
+            if entry.inputs_ended.len() == node.ended.len() {
+                node.ended.clone_from(&entry.inputs_ended);
+                node.done = entry.done;
+            }
+        }
+        for entry in &meta.sources {
+            if let Some(s) = self.sources.iter_mut().find(|s| s.name == entry.name) {
+                s.wm = entry.watermark;
+                s.ended = entry.ended;
+            }
+        }
+        self.control_to_replay = meta.control_applied;
+        if let Some(ck) = self.checkpointing.as_mut() {
+            ck.last_id = meta.id;
+        }
+        self.restored_from = Some(meta.id);
+        Ok(())
+    }
+
+    /// Applies the control updates the restored checkpoint had applied, before any row is read,
+    /// so rows are decided by the versions in force when it was taken.
+    pub(super) fn replay_control(&mut self) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + CONTROL_REPLAY_TIMEOUT;
+        while self.control_applied < self.control_to_replay {
+            let Some(control) = &self.control else {
+                return Err(RuntimeError::Checkpoint(format!(
+                    "the checkpoint had applied {} control updates, but this run reads no control stream",
+                    self.control_to_replay
+                )));
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match control.messages.recv_timeout(left) {
+                Ok(message) => self.apply_control_message(message)?,
+                Err(_) => {
+                    return Err(RuntimeError::Checkpoint(format!(
+                        "the checkpoint had applied {} control updates; the control stream gave {} within {} s",
+                        self.control_to_replay,
+                        self.control_applied,
+                        CONTROL_REPLAY_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

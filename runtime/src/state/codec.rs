@@ -1,0 +1,312 @@
+//! The byte encoding of operator state in checkpoints.
+//!
+//! A snapshot is a flat little-endian byte string an operator writes field by field
+//! ([`StateWriter`]) and reads back in the same order ([`StateReader`]); there is no schema in
+//! the bytes, so each operator starts its snapshot with a version tag of its own layout and
+//! refuses another. Rows go in as Arrow IPC streams ([`StateWriter::batch`]), so any column type
+//! round-trips exactly. Reading never panics: truncated or corrupt bytes are a
+//! [`StateError`], which names what was being read.
+//!
+//! ```
+//! use fsql_runtime::state::codec::{StateReader, StateWriter};
+//!
+//! let mut w = StateWriter::default();
+//! w.u32(7);
+//! w.str("card-1");
+//! let bytes = w.into_bytes();
+//! let mut r = StateReader::new(&bytes);
+//! assert_eq!(r.u32().unwrap(), 7);
+//! assert_eq!(r.str().unwrap(), "card-1");
+//! r.finish().unwrap();
+//! ```
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+
+/// State bytes that cannot be decoded (truncated, corrupt, or of another layout).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(pub String);
+
+/// Builds a snapshot's bytes.
+#[derive(Debug, Default)]
+pub struct StateWriter {
+    buf: Vec<u8>,
+}
+
+impl StateWriter {
+    /// Appends one byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    /// Appends a boolean as one byte.
+    pub fn bool(&mut self, v: bool) {
+        self.buf.push(u8::from(v));
+    }
+
+    /// Appends a `u32`.
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a `u64`.
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends an `i64`.
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends an `i128`.
+    pub fn i128(&mut self, v: i128) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends an `f64` as its bit pattern (NaN payloads and `-0.0` survive).
+    pub fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+
+    /// Appends a length or count (as a `u64`).
+    pub fn count(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    /// Appends length-prefixed bytes.
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.count(v.len());
+        self.buf.extend_from_slice(v);
+    }
+
+    /// Appends a length-prefixed UTF-8 string.
+    pub fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+
+    /// Appends a batch as a length-prefixed Arrow IPC stream.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<(), StateError> {
+        let mut ipc = Vec::new();
+        {
+            let mut w = StreamWriter::try_new(&mut ipc, &batch.schema())
+                .map_err(|e| StateError(format!("encoding rows: {e}")))?;
+            w.write(batch)
+                .map_err(|e| StateError(format!("encoding rows: {e}")))?;
+            w.finish()
+                .map_err(|e| StateError(format!("encoding rows: {e}")))?;
+        }
+        self.bytes(&ipc);
+        Ok(())
+    }
+
+    /// The bytes written so far.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads a snapshot's bytes in the order they were written.
+#[derive(Debug)]
+pub struct StateReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> StateReader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        StateReader { buf, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                StateError(format!(
+                    "state ends after {} bytes where {n} more were expected",
+                    self.buf.len()
+                ))
+            })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StateError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    /// Reads one byte.
+    pub fn u8(&mut self) -> Result<u8, StateError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// Reads a boolean.
+    pub fn bool(&mut self) -> Result<bool, StateError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(StateError(format!("byte {b} where a boolean was expected"))),
+        }
+    }
+
+    /// Reads a `u32`.
+    pub fn u32(&mut self) -> Result<u32, StateError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a `u64`.
+    pub fn u64(&mut self) -> Result<u64, StateError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an `i64`.
+    pub fn i64(&mut self) -> Result<i64, StateError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an `i128`.
+    pub fn i128(&mut self) -> Result<i128, StateError> {
+        Ok(i128::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an `f64`.
+    pub fn f64(&mut self) -> Result<f64, StateError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// Reads a length or count; it cannot exceed the bytes left (each counted item takes at least one
+    /// byte), so a corrupt length never makes a reader allocate more than the snapshot's size.
+    pub fn count(&mut self) -> Result<usize, StateError> {
+        let n = self.u64()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(StateError(format!(
+                "a length of {n} with only {left} bytes left"
+            )));
+        }
+        Ok(n as usize)
+    }
+
+    /// Reads length-prefixed bytes.
+    pub fn bytes(&mut self) -> Result<&'a [u8], StateError> {
+        let n = self.count()?;
+        self.take(n)
+    }
+
+    /// Reads a length-prefixed UTF-8 string.
+    pub fn str(&mut self) -> Result<&'a str, StateError> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|e| StateError(format!("a string that is not UTF-8: {e}")))
+    }
+
+    /// Reads a batch written by [`StateWriter::batch`].
+    pub fn batch(&mut self) -> Result<RecordBatch, StateError> {
+        let ipc = self.bytes()?;
+        let mut reader = StreamReader::try_new(Cursor::new(ipc), None)
+            .map_err(|e| StateError(format!("decoding rows: {e}")))?;
+        let schema = reader.schema();
+        match reader.next() {
+            Some(batch) => batch.map_err(|e| StateError(format!("decoding rows: {e}"))),
+            None => Ok(RecordBatch::new_empty(Arc::clone(&schema))),
+        }
+    }
+
+    /// Checks a layout tag written with [`StateWriter::u32`] first: a snapshot of another
+    /// layout (another fsql version's) is refused rather than misread.
+    pub fn expect_tag(&mut self, what: &str, tag: u32) -> Result<(), StateError> {
+        let got = self.u32()?;
+        if got == tag {
+            Ok(())
+        } else {
+            Err(StateError(format!(
+                "{what} state has layout {got}, this fsql reads layout {tag}"
+            )))
+        }
+    }
+
+    /// Checks that every byte was read: trailing bytes mean the layouts disagree.
+    pub fn finish(&self) -> Result<(), StateError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(StateError(format!(
+                "{} bytes left over after the state was read",
+                self.buf.len() - self.pos
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn values_and_rows_round_trip() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("amount", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![Some("c1"), None])),
+                Arc::new(Int64Array::from(vec![Some(5), Some(-7)])),
+            ],
+        )
+        .unwrap();
+        let mut w = StateWriter::default();
+        w.bool(true);
+        w.i64(-3);
+        w.i128(i128::MIN);
+        w.f64(-0.0);
+        w.batch(&batch).unwrap();
+        w.str("é");
+        let bytes = w.into_bytes();
+        let mut r = StateReader::new(&bytes);
+        assert!(r.bool().unwrap());
+        assert_eq!(r.i64().unwrap(), -3);
+        assert_eq!(r.i128().unwrap(), i128::MIN);
+        assert_eq!(r.f64().unwrap().to_bits(), (-0.0f64).to_bits());
+        assert_eq!(r.batch().unwrap(), batch);
+        assert_eq!(r.str().unwrap(), "é");
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn truncated_or_corrupt_state_is_an_error_not_a_panic() {
+        let mut w = StateWriter::default();
+        w.str("abcdef");
+        w.u64(9);
+        let bytes = w.into_bytes();
+        for cut in 0..bytes.len() {
+            let mut r = StateReader::new(&bytes[..cut]);
+            let ok = r.str().is_ok() && r.u64().is_ok();
+            assert!(!ok, "a snapshot cut at {cut} bytes read as whole");
+        }
+        // A huge length is refused before anything is allocated.
+        let mut w = StateWriter::default();
+        w.u64(u64::MAX);
+        let bytes = w.into_bytes();
+        assert!(StateReader::new(&bytes).bytes().is_err());
+        let mut r = StateReader::new(&[2]);
+        assert!(r.bool().is_err());
+        let mut w = StateWriter::default();
+        w.u32(1);
+        let bytes = w.into_bytes();
+        assert!(StateReader::new(&bytes).expect_tag("OVER", 2).is_err());
+    }
+}
