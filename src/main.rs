@@ -75,6 +75,10 @@ enum Command {
         /// otherwise; `0` turns it off [default: 1 s on a terminal, 10 s otherwise].
         #[arg(long, value_name = "INTERVAL", value_parser = fsql_runtime::parse_duration)]
         progress: Option<Duration>,
+        /// Resuming from a checkpoint: start operators whose state cannot be restored (removed,
+        /// or defined differently) without it, instead of refusing to run.
+        #[arg(long)]
+        allow_non_restored_state: bool,
     },
     /// Run the TEST blocks of `.fsql` test files.
     Test {
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
             unthrottled,
             no_jit,
             progress,
+            allow_non_restored_state,
         } => {
             let format = format.unwrap_or(if std::io::stdout().is_terminal() {
                 RowFormat::Table
@@ -194,8 +199,16 @@ fn main() -> ExitCode {
             let terminal = std::io::stderr().is_terminal();
             let interval = progress.unwrap_or(Duration::from_secs(if terminal { 1 } else { 10 }));
             let progress = (!interval.is_zero()).then_some((interval, terminal));
-            load::load(&file)
-                .and_then(|plan| query_output::run(&plan, format, unthrottled, no_jit, progress))
+            load::load(&file).and_then(|plan| {
+                let options = query_output::RunFlags {
+                    format,
+                    unthrottled,
+                    no_jit,
+                    progress,
+                    allow_non_restored_state,
+                };
+                query_output::run(&plan, &options)
+            })
         }
         Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
         Command::Checkpoint(CheckpointCommand::List { dir }) => checkpoint::list(&dir),

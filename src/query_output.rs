@@ -15,15 +15,27 @@ use crate::RowFormat;
 /// How many malformed records are printed one by one before only counting them.
 const MAX_REPORTED_MALFORMED: usize = 20;
 
+/// The flags of `fsql run`.
+pub struct RunFlags {
+    /// How query rows are printed.
+    pub format: RowFormat,
+    pub unthrottled: bool,
+    pub no_jit: bool,
+    /// Live progress: the interval, and whether stderr is a terminal.
+    pub progress: Option<(Duration, bool)>,
+    pub allow_non_restored_state: bool,
+}
+
 /// Runs `plan` to the end of its input (or Ctrl-C), printing query rows; a summary goes to stderr,
-/// and with `progress` (interval, whether stderr is a terminal) live progress too.
-pub fn run(
-    plan: &Plan,
-    format: RowFormat,
-    unthrottled: bool,
-    no_jit: bool,
-    progress: Option<(Duration, bool)>,
-) -> Result<bool, String> {
+/// and with `progress` live progress too.
+pub fn run(plan: &Plan, flags: &RunFlags) -> Result<bool, String> {
+    let RunFlags {
+        format,
+        unthrottled,
+        no_jit,
+        progress,
+        allow_non_restored_state,
+    } = *flags;
     let pipeline = &plan.pipeline;
     let collect: Vec<_> = pipeline
         .nodes
@@ -74,6 +86,7 @@ pub fn run(
             interval,
             report: crate::progress::reporter(terminal),
         }),
+        allow_non_restored_state,
         ..RunOptions::default()
     };
     let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {

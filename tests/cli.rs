@@ -995,3 +995,127 @@ WHERE scenario = 'auth_without_capture' AND ts < {cutoff};
     );
     assert_eq!(detected, injected);
 }
+
+/// The savepoint and upgrade acceptance: a pipeline stopped with SIGTERM leaves a final
+/// checkpoint; the same pipeline with a new feature view and a changed rule resumes from it and
+/// gives every existing feature exactly as an uninterrupted run does; a change to a stateful
+/// view is refused with a message naming the operator, unless the user allows dropping its state.
+#[test]
+fn a_changed_pipeline_resumes_from_a_savepoint_and_an_incompatible_change_is_refused() {
+    let dir = scratch("savepoint");
+    let v1 = "SET 'pipeline.name' = 'upgrade';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'execution.checkpointing.dir' = 'chk';
+CREATE TABLE payments (payment_id BIGINT, card_id STRING, device_id STRING, amount DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'payments-generator', 'number-of-rows' = '60000', 'rows-per-second' = '20000', 'seed' = '3');
+CREATE VIEW card_1h AS
+SELECT payment_id, card_id, amount, ts, COUNT(*) OVER w AS card_n_1h, SUM(amount) OVER w AS card_sum_1h
+FROM payments WINDOW w AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW);
+CREATE RULESET decide ON card_1h KEY payment_id DEFAULT 'ALLOW' (
+  RULE busy PRIORITY 10 WHEN card_n_1h > 5 THEN 'REVIEW');
+CREATE TABLE out (payment_id BIGINT, card_id STRING, card_n_1h BIGINT, card_sum_1h DOUBLE, decision STRING)
+WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');
+INSERT INTO out SELECT payment_id, card_id, card_n_1h, card_sum_1h, decision FROM decide;
+";
+    let v2 = v1.replace("card_n_1h > 5 THEN", "card_n_1h > 8 THEN")
+        + "CREATE VIEW device_10m AS
+SELECT payment_id, device_id, COUNT(*) OVER w AS device_n_10m
+FROM payments WINDOW w AS (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);
+CREATE TABLE out2 (payment_id BIGINT, device_n_10m BIGINT) WITH ('connector' = 'filesystem', 'path' = 'out2.jsonl', 'format' = 'json');
+INSERT INTO out2 SELECT payment_id, device_n_10m FROM device_10m;
+";
+    let v3 = v2.replace("INTERVAL '1' HOUR PRECEDING", "INTERVAL '2' HOUR PRECEDING");
+    let rows = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("out.jsonl"))
+            .expect("output")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    };
+    // The uninterrupted run of the first version.
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).expect("dir");
+    let out = fsql(&[
+        "run",
+        write(&reference, "p.fsql", v1).to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = rows(&reference);
+    assert_eq!(want.len(), 60_000);
+
+    // The first version, stopped (SIGTERM) after about a second: its savepoint.
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("dir");
+    let p1 = write(&run, "p1.fsql", v1);
+    let child = Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(["run", p1.to_str().expect("path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fsql starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("stopped");
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("stopped:"),
+        "{stderr}"
+    );
+    let before = rows(&run).len();
+    assert!(
+        before > 0 && before < 60_000,
+        "stopped part-way: {before} rows"
+    );
+
+    // The second version resumes from it: features of existing cards as if never stopped.
+    let out = fsql(&["run", write(&run, "p2.fsql", &v2).to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed from chk-"), "{stderr}");
+    let got = rows(&run);
+    assert_eq!(got.len(), want.len(), "every payment once");
+    let features = |r: &serde_json::Value| {
+        (
+            r["payment_id"].clone(),
+            r["card_n_1h"].clone(),
+            r["card_sum_1h"].clone(),
+        )
+    };
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(features(g), features(w));
+    }
+    // The changed threshold decides the rows after the savepoint only.
+    let changed: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i]["decision"] != want[i]["decision"])
+        .collect();
+    assert!(!changed.is_empty(), "the new rule took effect");
+    assert!(
+        changed.iter().all(|&i| i >= before),
+        "rows before the savepoint keep their decisions"
+    );
+    assert!(run.join("out2.jsonl").exists(), "the new view ran");
+
+    // A change to the OVER view's frame cannot reuse its state.
+    let p3 = write(&run, "p3.fsql", &v3);
+    let out = fsql(&["run", p3.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(
+        stderr.contains("`card_1h#over1` (over) is defined differently")
+            && stderr.contains("--allow-non-restored-state"),
+        "{stderr}"
+    );
+    let out = fsql(&[
+        "run",
+        p3.to_str().expect("path"),
+        "--allow-non-restored-state",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("it starts without state"), "{stderr}");
+}

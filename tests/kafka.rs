@@ -893,3 +893,203 @@ INSERT INTO out SELECT payment_id, amount, decision, rule, ruleset_version FROM 
     }
     assert_eq!(last, 2, "the update reached the output");
 }
+
+/// Events in the crash test (`FSQL_CRASH_EVENTS` overrides the issue's 1,000,000 for local runs).
+fn crash_events() -> u64 {
+    std::env::var("FSQL_CRASH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The crash test's pipeline: per-card OVER features, a card-testing MATCH_RECOGNIZE pattern and
+/// LightGBM scoring, read from `input`, writing decisions and alerts to `decisions` and `alerts`
+/// in one Kafka transaction (`prefix`), checkpointed into `chk` every 500 ms.
+fn stateful_sql(input: &str, decisions: &str, alerts: &str, prefix: &str) -> String {
+    let b = brokers();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("model/tests/models/categorical_binary.txt")
+        .display()
+        .to_string();
+    let sink = |topic: &str| {
+        format!(
+            "'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{b}', \
+             'format' = 'json', 'key.format' = 'json', 'key.fields' = 'card_id', \
+             'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '{prefix}'"
+        )
+    };
+    format!(
+        "SET 'execution.checkpointing.interval' = '500 ms';
+SET 'execution.checkpointing.dir' = 'chk';
+CREATE TABLE payments (payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{b}',
+  'format' = 'json', 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+CREATE MODEL risk INPUT (merchant_cat DOUBLE, amount_z DOUBLE, channel DOUBLE, noise DOUBLE)
+  OUTPUT (score DOUBLE) WITH ('provider' = 'lightgbm', 'path' = '{model}', 'task' = 'classification');
+CREATE VIEW features AS
+SELECT payment_id, card_id, amount, ts,
+  COUNT(*) OVER h AS n_1h, SUM(amount) OVER h AS sum_1h, MAX(amount) OVER h AS max_1h,
+  COUNT(*) OVER m AS n_10m
+FROM payments
+WINDOW h AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW),
+       m AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);
+CREATE VIEW inputs AS
+SELECT payment_id, card_id, ts, n_1h, sum_1h,
+  CAST(n_10m % 7 AS DOUBLE) AS merchant_cat, (amount - sum_1h / n_1h) / 100 AS amount_z,
+  CAST(n_1h % 3 AS DOUBLE) AS channel, max_1h / 1000 AS noise
+FROM features;
+CREATE TABLE decisions (payment_id BIGINT, card_id STRING, n_1h BIGINT, sum_1h DOUBLE, score DOUBLE)
+WITH ({decisions_sink});
+CREATE TABLE alerts (card_id STRING, first_ts TIMESTAMP(3), tiny BIGINT, big_payment BIGINT)
+WITH ({alerts_sink});
+INSERT INTO decisions
+SELECT payment_id, card_id, n_1h, sum_1h, score
+FROM ML_PREDICT(TABLE inputs, MODEL risk, DESCRIPTOR(merchant_cat, amount_z, channel, noise));
+INSERT INTO alerts
+SELECT card_id, first_ts, tiny, big_payment
+FROM payments MATCH_RECOGNIZE (
+  PARTITION BY card_id ORDER BY ts
+  MEASURES FIRST(S.ts) AS first_ts, COUNT(S.*) AS tiny, B.payment_id AS big_payment
+  ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (S{{3,}} B) WITHIN INTERVAL '10' MINUTE
+  DEFINE S AS S.amount < 2, B AS B.amount > 200
+) AS T;
+",
+        decisions_sink = sink(decisions),
+        alerts_sink = sink(alerts),
+    )
+}
+
+/// The committed records of `topic` (read_committed), sorted: the output as a multiset.
+fn committed_output(topic: &str, expected: usize) -> Vec<String> {
+    let mut values: Vec<String> = consume_all(topic, expected, Duration::from_secs(120))
+        .into_iter()
+        .map(|c| format!("{}|{}", c.partition, c.value.unwrap_or_default()))
+        .collect();
+    values.sort_unstable();
+    values
+}
+
+/// The durable-state acceptance test: a stateful pipeline (OVER features, MATCH_RECOGNIZE,
+/// LightGBM scoring) over 1M events is killed with SIGKILL at random moments, at least 5 times,
+/// and restarted each time from its last checkpoint; the committed output equals a failure-free
+/// run's exactly: no loss, no duplicates.
+#[test]
+fn a_pipeline_killed_at_random_moments_commits_exactly_the_output_of_a_failure_free_run() {
+    let events = crash_events();
+    let input = unique("crash-in");
+    let (ref_decisions, ref_alerts) = (unique("crash-ref-decisions"), unique("crash-ref-alerts"));
+    let (decisions, alerts) = (unique("crash-decisions"), unique("crash-alerts"));
+    let _topics = Topics::create(
+        &[&input, &ref_decisions, &ref_alerts, &decisions, &alerts],
+        2,
+    );
+    let dir = scratch("crash");
+    // The input: the payments generator's stream, with card-testing attacks, into the topic.
+    let generate = format!(
+        "CREATE TABLE g (payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3))
+         WITH ('connector' = 'payments-generator', 'number-of-rows' = '{events}', 'seed' = '11',
+               'fraud-rate' = '0.002');
+         CREATE TABLE t (payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3))
+         WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{}',
+               'format' = 'json', 'key.format' = 'json', 'key.fields' = 'card_id');
+         INSERT INTO t SELECT * FROM g;",
+        brokers()
+    );
+    let out = run_fsql(&dir, &generate);
+    assert_eq!(rows_in(&String::from_utf8_lossy(&out.stderr)), events);
+
+    // The failure-free run.
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).expect("dir");
+    let out = run_fsql(
+        &reference,
+        &stateful_sql(&input, &ref_decisions, &ref_alerts, &unique("ref")),
+    );
+    assert_eq!(rows_in(&String::from_utf8_lossy(&out.stderr)), events);
+    let want_decisions = committed_output(&ref_decisions, events as usize);
+    assert_eq!(
+        want_decisions.len() as u64,
+        events,
+        "one decision per event"
+    );
+    let want_alerts = committed_output(&ref_alerts, 1);
+    assert!(
+        !want_alerts.is_empty(),
+        "the generator's card testing is detected"
+    );
+
+    // The same pipeline, killed at random moments and restarted.
+    let crashing = dir.join("crashing");
+    std::fs::create_dir_all(&crashing).expect("dir");
+    let sql = stateful_sql(&input, &decisions, &alerts, &unique("crash"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut rng = seed;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // One file, so every run is the same pipeline (its name and checkpoint directory).
+    let file = crashing.join("crashing.fsql");
+    std::fs::write(&file, &sql).expect("write pipeline");
+    let run = || {
+        let mut command = Command::new(FSQL);
+        command
+            .arg("run")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut kills = 0;
+    while kills < 5 {
+        let mut child = run().spawn().expect("fsql starts");
+        // A random moment: during start-up and restore, between and during checkpoints.
+        let deadline = Instant::now() + Duration::from_millis(300 + next() % 4_000);
+        while Instant::now() < deadline {
+            if child.try_wait().expect("wait").is_some() {
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "the run ended before its kill after {kills} kills (seed {seed}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        kills += 1;
+    }
+    let out = run().output().expect("fsql runs");
+    let finished = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the last run failed (seed {seed}):\n{finished}"
+    );
+    assert!(kills >= 5, "killed {kills} times");
+    assert!(
+        finished.contains("resumed from chk-"),
+        "the last run resumed from a checkpoint:\n{finished}"
+    );
+    let got_decisions = committed_output(&decisions, events as usize);
+    let got_alerts = committed_output(&alerts, want_alerts.len());
+    assert_eq!(
+        got_decisions.len(),
+        want_decisions.len(),
+        "decisions after {kills} kills (seed {seed})"
+    );
+    assert!(
+        got_decisions == want_decisions,
+        "decisions differ after {kills} kills (seed {seed})"
+    );
+    assert_eq!(
+        got_alerts, want_alerts,
+        "alerts after {kills} kills (seed {seed})"
+    );
+}

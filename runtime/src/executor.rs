@@ -27,6 +27,7 @@ use crate::checkpoint::CheckpointConfig;
 use crate::control::{ControlChannel, ControlMessage};
 use crate::error::RuntimeError;
 use crate::eval::evaluate;
+use crate::kafka::transaction::Transactions;
 use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics, Progress};
 use crate::operator::{Event, Operator, conform_batch};
@@ -124,6 +125,9 @@ pub struct RunOptions {
     pub control: Option<ControlChannel>,
     /// Live progress reports.
     pub progress: Option<ProgressOptions>,
+    /// Restoring a checkpoint: start a node whose state cannot be restored (it was removed or
+    /// changed) empty instead of refusing to run (Flink's `--allowNonRestoredState`).
+    pub allow_non_restored_state: bool,
 }
 
 impl fmt::Debug for RunOptions {
@@ -256,6 +260,7 @@ pub fn run(
         no_jit,
         control,
         progress,
+        allow_non_restored_state,
     } = options;
     let print = print_output
         .map(PrintTarget::new)
@@ -267,7 +272,7 @@ pub fn run(
         None
     };
     let restore = match &checkpoint_config {
-        Some(config) => checkpointing::latest(config)?,
+        Some(config) => checkpointing::to_restore(config, pipeline)?,
         None => None,
     };
     let open = OpenOptions {
@@ -283,12 +288,22 @@ pub fn run(
     let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
     exec.trace = trace;
     exec.control = control;
-    if let Some(config) = checkpoint_config {
-        exec.checkpointing = Some(Checkpointing::new(config, pipeline));
-        exec.check_checkpointable()?;
+    match checkpoint_config {
+        Some(config) => {
+            exec.checkpointing = Some(Checkpointing::new(config, pipeline)?);
+            exec.check_checkpointable()?;
+        }
+        None if exec.transactional && open.capture_sinks => {}
+        None if exec.transactional => {
+            return Err(RuntimeError::Checkpoint(
+                "an 'exactly-once' Kafka sink commits its output with checkpoints: SET 'execution.checkpointing.interval' and 'execution.checkpointing.dir'"
+                    .into(),
+            ));
+        }
+        None => {}
     }
     if let Some((path, meta)) = &restore {
-        exec.restore(pipeline, path, meta)?;
+        exec.restore(pipeline, path, meta, allow_non_restored_state)?;
         exec.replay_control()?;
     }
     exec.progress = progress.map(|p| {
@@ -566,6 +581,8 @@ struct Executor<'c> {
     commit_pending: bool,
     /// Checkpoints, when `execution.checkpointing.interval` is set.
     checkpointing: Option<Checkpointing>,
+    /// Whether a sink writes in a Kafka transaction (committed with checkpoints).
+    transactional: bool,
     /// Control messages handled so far (applied or rejected), and how many a restored
     /// checkpoint had handled (replayed before the first row).
     control_applied: u64,
@@ -615,6 +632,7 @@ impl<'c> Executor<'c> {
         }
         let mut nodes = Vec::with_capacity(n);
         let mut sources = Vec::new();
+        let mut transactions = Transactions::default();
         let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         for (i, node) in pipeline.nodes.iter().enumerate() {
             if node.id.0 as usize != i {
@@ -793,7 +811,7 @@ impl<'c> Executor<'c> {
                     Some(Box::new(Passthrough::new(&node.name, schema.clone())))
                 }
                 PlanOp::Sink(spec) => {
-                    let sink = open_sink(spec, &schema, print)?;
+                    let sink = open_sink(spec, &schema, print, &mut transactions)?;
                     Some(Box::new(SinkOperator::new(
                         &node.name,
                         schema.clone(),
@@ -851,6 +869,7 @@ impl<'c> Executor<'c> {
             progress: None,
             commit_pending: false,
             checkpointing: None,
+            transactional: !transactions.is_empty(),
             control_applied: 0,
             control_to_replay: 0,
             restored_from: None,

@@ -35,6 +35,9 @@ pub struct SourceEntry {
     pub position: SourcePosition,
     /// Its watermark (epoch ms; `i64::MIN` before the first).
     pub watermark: i64,
+    /// Per split (Kafka partition), its own watermark: the source's is their minimum.
+    #[serde(default)]
+    pub splits: Vec<(u32, i64)>,
     /// Whether it had ended.
     pub ended: bool,
 }

@@ -2,7 +2,7 @@
 //! first poll (see [`crate::checkpoint`] for the protocol).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fsql_plan::Pipeline;
@@ -12,6 +12,7 @@ use crate::checkpoint::metadata::{FORMAT, NodeEntry};
 use crate::checkpoint::store::{read_state, state_file_name};
 use crate::checkpoint::{CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition};
 use crate::error::RuntimeError;
+use crate::source::split_watermarks::SplitWatermarks;
 use crate::state::codec::{StateReader, StateWriter};
 
 /// How long a restore waits for the control stream to replay the updates the checkpoint had
@@ -47,16 +48,38 @@ fn definition(pipeline: &Pipeline, index: usize) -> String {
     fsql_plan::sha256_hex(&json)
 }
 
-/// The checkpoint to restore: the newest complete one of the directory, read and checked.
-pub(super) fn latest(
+/// The checkpoint a run restores, read and checked. Without exactly-once sinks: the newest
+/// complete one. With them: the one whose output the Kafka transaction committed last (a newer
+/// one was written but its output never committed, so restoring it would lose that output); none
+/// when nothing was ever committed.
+pub(super) fn to_restore(
     config: &CheckpointConfig,
-) -> Result<Option<(std::path::PathBuf, Metadata)>, RuntimeError> {
+    pipeline: &Pipeline,
+) -> Result<Option<(PathBuf, Metadata)>, RuntimeError> {
     let store = CheckpointStore::new(&config.dir);
-    let Some(latest) = store.latest()? else {
-        return Ok(None);
+    let chosen = match crate::kafka::transaction::committed_checkpoint(pipeline)? {
+        None => store.latest()?,
+        Some(None) => None,
+        Some(Some(id)) => Some(
+            store
+                .list()?
+                .into_iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| {
+                    RuntimeError::Checkpoint(format!(
+                        "the Kafka transaction committed the output of checkpoint {id}, which {} does not hold: its state is lost, and running without it would repeat that output",
+                        config.dir.display()
+                    ))
+                })?,
+        ),
     };
-    let meta = crate::checkpoint::store::read_metadata(&latest.path)?;
-    Ok(Some((latest.path, meta)))
+    match chosen {
+        None => Ok(None),
+        Some(c) => {
+            let meta = crate::checkpoint::store::read_metadata(&c.path)?;
+            Ok(Some((c.path, meta)))
+        }
+    }
 }
 
 /// The positions `meta` gives each source that had not ended, for opening them.
@@ -69,18 +92,26 @@ pub(super) fn resume_positions(meta: &Metadata) -> BTreeMap<String, SourcePositi
 }
 
 impl Checkpointing {
-    pub(super) fn new(config: CheckpointConfig, pipeline: &Pipeline) -> Checkpointing {
-        Checkpointing {
-            store: CheckpointStore::new(&config.dir),
+    /// Checkpointing into `config.dir`; numbers continue after the checkpoints already there
+    /// (a number is never reused, so an uncommitted checkpoint is never mistaken for a newer
+    /// committed one).
+    pub(super) fn new(
+        config: CheckpointConfig,
+        pipeline: &Pipeline,
+    ) -> Result<Checkpointing, RuntimeError> {
+        let store = CheckpointStore::new(&config.dir);
+        let last_id = store.list()?.last().map_or(0, |c| c.id);
+        Ok(Checkpointing {
+            store,
             next_at: Instant::now() + config.interval,
             config,
             pipeline: pipeline.name.clone(),
             definitions: (0..pipeline.nodes.len())
                 .map(|i| definition(pipeline, i))
                 .collect(),
-            last_id: 0,
+            last_id,
             taken: 0,
-        }
+        })
     }
 
     pub(super) fn due(&self, now: Instant) -> bool {
@@ -189,6 +220,7 @@ impl Executor<'_> {
                 name: s.name.clone(),
                 position,
                 watermark: s.wm,
+                splits: s.splits.as_ref().map(|w| w.saved()).unwrap_or_default(),
                 ended: s.ended,
             });
         }
@@ -221,10 +253,11 @@ impl Executor<'_> {
         pipeline: &Pipeline,
         path: &Path,
         meta: &Metadata,
+        allow_non_restored: bool,
     ) -> Result<(), RuntimeError> {
         let refuse = |m: String| {
             RuntimeError::Checkpoint(format!(
-                "{}: {m}; start from an empty checkpoint directory to run without it",
+                "{}: {m}; run with --allow-non-restored-state to start it without that state",
                 path.display()
             ))
         };
@@ -242,23 +275,32 @@ impl Executor<'_> {
         for entry in &meta.nodes {
             let Some(i) = pipeline.nodes.iter().position(|n| n.name == entry.name) else {
                 if entry.state.is_some() {
-                    return Err(refuse(format!(
+                    let why = format!(
                         "it holds state of `{}` ({}), which this pipeline does not have",
                         entry.name, entry.kind
-                    )));
+                    );
+                    if !allow_non_restored {
+                        return Err(refuse(why));
+                    }
+                    eprintln!("warning: checkpoint: {why}: that state is dropped");
                 }
                 continue;
             };
             let node = &mut self.nodes[i];
-            if let Some(state) = &entry.state {
-                if node.metrics.kind != entry.kind
-                    || definitions.get(i).is_some_and(|d| *d != entry.definition)
-                {
-                    return Err(refuse(format!(
-                        "`{}` ({}) is defined differently from when its state was checkpointed",
-                        entry.name, node.metrics.kind
-                    )));
+            let changed = node.metrics.kind != entry.kind
+                || definitions.get(i).is_some_and(|d| *d != entry.definition);
+            if changed && entry.state.is_some() {
+                let why = format!(
+                    "`{}` ({}) is defined differently from when its state was checkpointed (its query, its input's columns or its output changed)",
+                    entry.name, node.metrics.kind
+                );
+                if !allow_non_restored {
+                    return Err(refuse(why));
                 }
+                eprintln!("warning: checkpoint: {why}: it starts without state");
+                continue;
+            }
+            if let Some(state) = &entry.state {
                 let bytes = read_state(path, state)?;
                 let mut r = StateReader::new(&bytes);
                 let op = node.op.as_mut().ok_or_else(|| {
@@ -281,12 +323,15 @@ impl Executor<'_> {
             if let Some(s) = self.sources.iter_mut().find(|s| s.name == entry.name) {
                 s.wm = entry.watermark;
                 s.ended = entry.ended;
+                if !entry.splits.is_empty() {
+                    let idle = s.idle_timeout;
+                    s.splits
+                        .get_or_insert_with(|| SplitWatermarks::new(idle))
+                        .restore(&entry.splits, Instant::now());
+                }
             }
         }
         self.control_to_replay = meta.control_applied;
-        if let Some(ck) = self.checkpointing.as_mut() {
-            ck.last_id = meta.id;
-        }
         self.restored_from = Some(meta.id);
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! * [`source`]: topics → Arrow batches (json, csv or raw keys and values, `METADATA` columns,
 //!   startup and bounded modes, consumer groups, per-partition watermarks, dead letters).
 //! * [`sink`]: rows → records (json, csv or raw values, keys from columns, idempotent producer).
+//! * [`transaction`]: exactly-once sinks: one producer transaction committed with checkpoints.
 //! * [`control`]: the control stream's topic and its acknowledgements.
 //!
 //! `properties.*` options go to librdkafka unchanged (`properties.bootstrap.servers`,
@@ -14,6 +15,7 @@ pub mod control;
 mod producer;
 pub mod sink;
 pub mod source;
+pub mod transaction;
 
 use std::collections::BTreeMap;
 

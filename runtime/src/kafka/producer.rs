@@ -7,8 +7,8 @@
 //! and [`TopicProducer::marked_delivered`] says when its last record was acknowledged. Two
 //! epochs are enough: a mark is only taken once the previous one was delivered.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -56,7 +56,7 @@ pub(super) struct Record<'a> {
 pub(super) struct TopicProducer {
     table: String,
     topic: String,
-    inner: ThreadedProducer<Deliveries>,
+    inner: Arc<ThreadedProducer<Deliveries>>,
     /// The parity of the epoch records are sent in now.
     epoch: AtomicUsize,
     /// The parity of the epoch [`TopicProducer::mark`] closed, until it is delivered.
@@ -72,13 +72,23 @@ impl TopicProducer {
         let inner = config
             .create_with_context(Deliveries::default())
             .map_err(|e| kafka_error(table, "creating the producer", e))?;
-        Ok(TopicProducer {
+        Ok(TopicProducer::sharing(table, topic, Arc::new(inner)))
+    }
+
+    /// A producer for `topic` sending through `inner`, which other tables' producers may share
+    /// (the exactly-once sinks' transaction).
+    pub(super) fn sharing(
+        table: &str,
+        topic: &str,
+        inner: Arc<ThreadedProducer<Deliveries>>,
+    ) -> TopicProducer {
+        TopicProducer {
             table: table.to_string(),
             topic: topic.to_string(),
             inner,
             epoch: AtomicUsize::new(0),
             draining: None,
-        })
+        }
     }
 
     /// Queues a record; waits while librdkafka's queue is full.

@@ -5,7 +5,8 @@
 //! `'value.fields-include'` (`ALL`, the default, or `EXCEPT_KEY`), `'sink.partitioner'`
 //! (`default`: by key hash, murmur2 as Java clients and Flink use, records without a key spread;
 //! `fixed`: all to partition 0, as Flink's one-task `fixed`; `round-robin`),
-//! `'sink.delivery-guarantee'` (`at-least-once`, the default, or `none`), `properties.*`.
+//! `'sink.delivery-guarantee'` (`at-least-once`, the default, `exactly-once` with
+//! `'sink.transactional-id-prefix'`, or `none`), `properties.*`.
 //! A `timestamp` `METADATA` column sets the record's timestamp; metadata columns are never
 //! written into the value.
 //!
@@ -14,13 +15,19 @@
 //! librdkafka's retries (`properties.delivery.timeout.ms`) fails the pipeline at the next write
 //! or flush: records are never dropped quietly. `at-least-once` waits for every record at each
 //! flush (before the source commits offsets, and at the end); `none` does not wait.
-//! `exactly-once` (transactions committed with checkpoints) comes with durable state.
+//! `exactly-once` writes in the pipeline's producer transaction, committed with each checkpoint
+//! (see [`super::transaction`]): consumers reading with `isolation.level=read_committed` see each
+//! record once, across crashes and restarts.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use fsql_plan::SinkSpec;
 
 use super::producer::{Record, TopicProducer};
+use super::transaction::{Transaction, Transactions, is_exactly_once};
 use super::{
     KeyFields, client_config, default_property, kafka_error, key_fields, topics,
     value_format_option,
@@ -50,6 +57,8 @@ pub struct KafkaSink {
     timestamp_column: Option<usize>,
     partitioner: Partitioner,
     wait_on_flush: bool,
+    /// The pipeline's producer transaction (`exactly-once`).
+    transaction: Option<Rc<RefCell<Transaction>>>,
     value: String,
     key_text: String,
     scratch: String,
@@ -57,7 +66,11 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// Creates the producer for `spec`, whose rows have `schema`.
-    pub fn open(spec: &SinkSpec, schema: &SchemaRef) -> Result<KafkaSink, RuntimeError> {
+    pub fn open(
+        spec: &SinkSpec,
+        schema: &SchemaRef,
+        transactions: &mut Transactions,
+    ) -> Result<KafkaSink, RuntimeError> {
         let table = spec.table.as_str();
         let opts = &spec.connector.options;
         let topic = match topics(table, opts)?.as_slice() {
@@ -80,13 +93,7 @@ impl KafkaSink {
         {
             None | Some("at-least-once") => true,
             Some("none") => false,
-            Some("exactly-once") => {
-                return Err(RuntimeError::option(
-                    table,
-                    "sink.delivery-guarantee",
-                    "'exactly-once' needs checkpoints, which this runtime does not have yet: use 'at-least-once'",
-                ));
-            }
+            Some("exactly-once") => true,
             Some(other) => {
                 return Err(RuntimeError::option(
                     table,
@@ -138,7 +145,15 @@ impl KafkaSink {
                 }
             }
         }
-        let producer = TopicProducer::new(table, &topic, &config)?;
+        let transaction = if is_exactly_once(spec) {
+            Some(transactions.for_sink(spec)?)
+        } else {
+            None
+        };
+        let producer = match &transaction {
+            Some(t) => TopicProducer::sharing(table, &topic, t.borrow().producer()),
+            None => TopicProducer::new(table, &topic, &config)?,
+        };
         let partitioner = match opts
             .get("sink.partitioner")
             .map(|p| p.trim().to_ascii_lowercase())
@@ -167,6 +182,7 @@ impl KafkaSink {
             timestamp_column,
             partitioner,
             wait_on_flush,
+            transaction,
             value: String::new(),
             key_text: String::new(),
             scratch: String::new(),
@@ -247,7 +263,8 @@ impl Sink for KafkaSink {
     }
 
     fn flush_begin(&mut self) -> Result<bool, RuntimeError> {
-        if self.wait_on_flush {
+        // In a transaction, output is durable when its checkpoint commits, not when delivered.
+        if self.wait_on_flush && self.transaction.is_none() {
             self.producer.mark()
         } else {
             Ok(true)
@@ -255,10 +272,17 @@ impl Sink for KafkaSink {
     }
 
     fn flushed(&mut self) -> Result<bool, RuntimeError> {
-        if self.wait_on_flush {
+        if self.wait_on_flush && self.transaction.is_none() {
             self.producer.marked_delivered()
         } else {
             Ok(true)
+        }
+    }
+
+    fn checkpoint_complete(&mut self, id: u64) -> Result<(), RuntimeError> {
+        match &self.transaction {
+            Some(t) => t.borrow_mut().commit(id),
+            None => Ok(()),
         }
     }
 }

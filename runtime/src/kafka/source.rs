@@ -158,6 +158,8 @@ struct Shared {
     failed: OnceLock<String>,
     /// A background (periodic) commit failed: the next commit must not be skipped as a repeat.
     commit_failed: AtomicBool,
+    /// The offsets a checkpoint resumed partitions at (set once, when opening).
+    resumed: OnceLock<HashMap<Partition, i64>>,
 }
 
 impl Shared {
@@ -175,9 +177,6 @@ impl Shared {
         list.elements()
             .iter()
             .filter_map(|e| {
-                let Offset::Offset(next) = e.offset() else {
-                    return None;
-                };
                 if only.is_some_and(|l| l.find_partition(e.topic(), e.partition()).is_none()) {
                     return None;
                 }
@@ -185,6 +184,11 @@ impl Shared {
                     self.topics.iter().position(|t| t == e.topic())?,
                     e.partition(),
                 );
+                // Nothing polled since the assignment: still where a checkpoint resumed it.
+                let next = match e.offset() {
+                    Offset::Offset(next) => next,
+                    _ => *self.resumed.get()?.get(&p)?,
+                };
                 let end = self.bound(p).unwrap_or(i64::MAX);
                 Some((p, next.min(end)))
             })
@@ -332,7 +336,17 @@ impl KafkaSource {
         // Resuming from a checkpoint: the partitions it read start after its offsets.
         let resume = match options.resume.get(table) {
             None => None,
-            Some(SourcePosition::Offsets(list)) => Some(resume_offsets(table, &topics, list)?),
+            Some(SourcePosition::Offsets(list)) => {
+                let resumed = list
+                    .iter()
+                    .filter_map(|p| {
+                        let t = topics.iter().position(|t| *t == p.topic)?;
+                        Some(((t, p.partition), p.offset))
+                    })
+                    .collect();
+                let _ = shared.resumed.set(resumed);
+                Some(resume_offsets(table, &topics, list)?)
+            }
             Some(SourcePosition::Rows(_)) => {
                 return Err(RuntimeError::Checkpoint(format!(
                     "the checkpoint has a row count for `{table}`, which now reads Kafka"
@@ -441,7 +455,8 @@ impl KafkaSource {
                         _ => None,
                     }
                 });
-                self.finish_if_reached(p, committed);
+                let resumed = self.shared.resumed.get().and_then(|r| r.get(&p).copied());
+                self.finish_if_reached(p, committed.max(resumed));
             }
         }
         Ok(())

@@ -126,12 +126,17 @@ pub fn open_sink(
     spec: &SinkSpec,
     schema: &arrow::datatypes::SchemaRef,
     print: &PrintTarget,
+    transactions: &mut crate::kafka::transaction::Transactions,
 ) -> Result<Box<dyn Sink>, RuntimeError> {
     match spec.connector.connector.as_str() {
         "print" => Ok(Box::new(print::PrintSink::open(spec, print.clone())?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
         "filesystem" => Ok(Box::new(filesystem::FileSink::open(spec)?)),
-        "kafka" => Ok(Box::new(crate::kafka::sink::KafkaSink::open(spec, schema)?)),
+        "kafka" => Ok(Box::new(crate::kafka::sink::KafkaSink::open(
+            spec,
+            schema,
+            transactions,
+        )?)),
         other => Err(RuntimeError::connector(
             &spec.table,
             format!(

@@ -84,6 +84,19 @@ impl SplitWatermarks {
             .min()
     }
 
+    /// Each split's watermark (`i64::MIN`: none yet), for a checkpoint.
+    pub fn saved(&self) -> Vec<(u32, i64)> {
+        self.splits.iter().map(|(id, s)| (*id, s.wm)).collect()
+    }
+
+    /// Takes the splits' watermarks from a checkpoint: a split that had ended is then not
+    /// waited for again (it has nothing more to send, and its last watermark still counts).
+    pub fn restore(&mut self, saved: &[(u32, i64)], now: Instant) {
+        for (id, wm) in saved {
+            self.observe(*id, (*wm > i64::MIN).then_some(*wm), now);
+        }
+    }
+
     fn is_idle(&self, split: &Split, now: Instant) -> bool {
         self.idle_timeout
             .is_some_and(|t| now.saturating_duration_since(split.active_at) >= t)

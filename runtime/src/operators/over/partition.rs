@@ -703,10 +703,17 @@ impl Partitions {
                 layout.aggs.len()
             )));
         }
-        for (_, p) in table.values() {
-            let in_frame = spans.iter().all(|s| s.start <= s.end);
-            if !in_frame || p.rows.len as usize * shape.words != p.rows.words.len() {
-                return Err(StateError("a partition's rows and spans disagree".into()));
+        let n_spans = layout.aggs.len();
+        for (id, p) in table.values() {
+            let at = id as usize * n_spans;
+            let in_rows = spans
+                .get(at..at + n_spans)
+                .is_some_and(|s| s.iter().all(|s| s.start <= s.end && s.end <= p.rows.len));
+            if !in_rows {
+                return Err(StateError(format!(
+                    "partition {id}: its spans reach past its {} rows",
+                    p.rows.len
+                )));
             }
         }
         Ok(Partitions {
