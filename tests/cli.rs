@@ -246,13 +246,13 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
     );
 }
 
-/// Every `fsql test` file and every bounded example gives the same results with the JIT on and
+/// Every `fsql test` file (the SQL library's included) and every bounded example gives the same results with the JIT on and
 /// off.
 #[test]
 fn every_suite_and_example_gives_the_same_results_with_and_without_the_jit() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["tests/suites", "examples", "pipelines"] {
+    for dir in ["tests/suites", "examples", "pipelines", "stdlib/sql"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).expect("a directory").flatten() {
