@@ -2,6 +2,7 @@
 //! queries and embedded expressions. Errors become [`Diagnostic`]s with file spans; parsing goes on
 //! with the next statement so one run reports every mistake.
 
+use fsql_stdlib::sql as sql_library;
 use pest::Parser as _;
 use pest::iterators::Pair;
 use sqlparser::dialect::GenericDialect;
@@ -9,8 +10,6 @@ use sqlparser::parser::Parser as SqlParser;
 use sqlparser::tokenizer::Token;
 
 use crate::ast::*;
-use fsql_stdlib::sql as sql_library;
-
 use crate::diagnostic::{Diagnostic, closest};
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::types::resolve_data_type;
