@@ -19,6 +19,8 @@
 #                     its steady-state (marginal) rate
 #   FSQL_BIN=PATH     the fsql binary (default $CARGO_TARGET_DIR/release/fsql, else target/release/fsql;
 #                     built with `cargo build --release --bin fsql` if missing)
+#   REFERENCE_ROWS=N  rows of bounded reference tables the SQL reads besides its events (not counted
+#                     as events; fsql must report reading events + N rows; default 0)
 #
 # Flink's events/s use the job time the oracle reports (submission to the end of the job: it excludes
 # the JVM and mini-cluster start, ~5 s, but includes the job's own start, ~6 s). A second Flink run on
@@ -36,6 +38,7 @@ rows="${ROWS:-10000000}"
 venv="${FLINK_VENV:-$HOME/.cache/flink-venv}"
 oracle="${FLINK_ORACLE:-$repo/../shared/tools/flink_oracle.py}"
 parallelism="${FLINK_PARALLELISM:-1}"
+reference_rows="${REFERENCE_ROWS:-0}"
 
 if [[ ! -f "$oracle" ]]; then
   echo "error: flink_oracle.py not found at $oracle (set FLINK_ORACLE)" >&2
@@ -148,8 +151,8 @@ if [[ -f "$work/fsql.time" ]]; then
   fsql_cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$work/fsql.time")
   fsql_peak=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/fsql.time")
 fi
-if [[ "$fsql_in" != "$events" ]]; then
-  echo "error: fsql read '$fsql_in' rows, expected $events: $fsql_summary" >&2
+if [[ "$fsql_in" != "$((events + reference_rows))" ]]; then
+  echo "error: fsql read '$fsql_in' rows, expected $((events + reference_rows)): $fsql_summary" >&2
   exit 1
 fi
 
@@ -168,6 +171,8 @@ flink_eps = rows / flink_job
 fsql_eps = rows / fsql_wall
 process_start = flink_total - flink_job
 mib = lambda kb: f"{kb / 1024:.0f} MiB" if kb else "not measured"
+# Millions, or thousands below 100k (the reference pipeline runs at thousands per second).
+rate = lambda eps: f"{eps / 1e6:.3f} M" if eps >= 1e5 else f"{eps / 1e3:.2f} k"
 print(f"SQL: {sql} ({rows} rows); load average at the end: {load}")
 print()
 print("| engine | time | events/s | fixed start cost | process wall time | peak RSS |")
@@ -176,24 +181,24 @@ if small_rows:
     fixed = f"{process_start:.1f} s process + {small_job:.1f} s job start"
 else:
     fixed = f"{process_start:.1f} s process (+ job start, in the job time)"
-print(f"| Flink 2.3 (p={p}) | {flink_job:.2f} s job | {flink_eps / 1e6:.3f} M | {fixed} | {flink_wall:.1f} s"
+print(f"| Flink 2.3 (p={p}) | {flink_job:.2f} s job | {rate(flink_eps)} | {fixed} | {flink_wall:.1f} s"
       f" | {mib(flink_peak_kb)} (JVM) |")
-print(f"| fsql | {fsql_wall:.2f} s process (run {fsql_run:.2f} s) | {fsql_eps / 1e6:.3f} M | — | {fsql_wall:.1f} s"
+print(f"| fsql | {fsql_wall:.2f} s process (run {fsql_run:.2f} s) | {rate(fsql_eps)} | — | {fsql_wall:.1f} s"
       f" | {mib(fsql_peak_kb)} |")
 print()
 print(f"ratio fsql / Flink, events/s (fsql process wall time vs Flink job time): {fsql_eps / flink_eps:.1f}x")
 if small_rows and flink_job > small_job:
     steady = (rows - small_rows) / (flink_job - small_job)
-    print(f"Flink steady state ((job time - job time of {small_rows} rows) / rows): {steady / 1e6:.3f} M events/s;"
+    print(f"Flink steady state ((job time - job time of {small_rows} rows) / rows): {rate(steady)} events/s;"
           f" fsql / Flink steady state: {fsql_eps / steady:.1f}x")
 print(f"end to end (both processes' wall time): {flink_wall / fsql_wall:.1f}x")
 if flink_cpu > 0:
     line = f"Flink JVM CPU time (user + system, whole process): {flink_cpu:.1f} s"
     if small_rows and small_cpu > 0 and flink_cpu > small_cpu:
         line += (f"; marginal, minus the {small_rows}-row run's {small_cpu:.1f} s:"
-                 f" {(rows - small_rows) / (flink_cpu - small_cpu) / 1e6:.3f} M events per CPU-second")
+                 f" {rate((rows - small_rows) / (flink_cpu - small_cpu))} events per CPU-second")
     print(line)
 if fsql_cpu > 0:
-    print(f"fsql CPU time (user + system): {fsql_cpu:.2f} s, {rows / fsql_cpu / 1e6:.3f} M events per CPU-second"
+    print(f"fsql CPU time (user + system): {fsql_cpu:.2f} s, {rate(rows / fsql_cpu)} events per CPU-second"
           f" ({100 * fsql_cpu / fsql_wall:.0f} % of one core over its wall time)")
 EOF

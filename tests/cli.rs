@@ -246,13 +246,13 @@ fn reference_pipeline_prints_deterministic_decisions_on_the_generator() {
     );
 }
 
-/// Every `fsql test` file and every bounded example gives the same results with the JIT on and
+/// Every `fsql test` file (the SQL library's included) and every bounded example gives the same results with the JIT on and
 /// off.
 #[test]
 fn every_suite_and_example_gives_the_same_results_with_and_without_the_jit() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["tests/suites", "examples", "pipelines"] {
+    for dir in ["tests/suites", "examples", "pipelines", "stdlib/sql"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).expect("a directory").flatten() {
@@ -809,6 +809,112 @@ INSERT INTO out SELECT payment_id, amount, merchant_cat, amount_z, channel, nois
     assert!(
         rows.iter().any(|r| r["ruleset_version"] == 1),
         "rows before the update kept version 1"
+    );
+}
+
+/// `examples/rule_change`, by the commands its header gives (run from a copy of the example's
+/// directory): a key, the run, the pushed rule change. The update is applied and acknowledged, and
+/// every decision is the one the version of the rules it names gives: REVIEW over 1,000 before,
+/// BLOCK over 500 after.
+#[test]
+fn the_rule_change_example_decides_by_the_new_rule_after_the_push() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rule_change");
+    let dir = scratch("rule-change-example");
+    for file in ["rule_change.fsql", "block_large.json"] {
+        std::fs::copy(example.join(file), dir.join(file)).expect("copy the example");
+    }
+    let in_dir = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fsql"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run fsql")
+    };
+    // fsql control keygen --name ops --key ops.key > trusted_keys.fsql
+    let keygen = in_dir(&["control", "keygen", "--name", "ops", "--key", "ops.key"]);
+    assert!(keygen.status.success(), "{}", text(&keygen.stderr));
+    write(&dir, "trusted_keys.fsql", &text(&keygen.stdout));
+    // fsql run rule_change.fsql &
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(["run", "rule_change.fsql"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fsql run");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(dir.join("decisions.jsonl")).map_or(0, |t| t.lines().count())
+        < 1000
+    {
+        let ended = run.try_wait().expect("poll fsql run").is_some();
+        if ended || start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = run.kill();
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            panic!("no decisions after {:?}: {stderr}", start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // fsql control push --plan rule_change.fsql --ruleset decisions --key-name ops --key ops.key block_large.json
+    let push = in_dir(&[
+        "control",
+        "push",
+        "--plan",
+        "rule_change.fsql",
+        "--ruleset",
+        "decisions",
+        "--key-name",
+        "ops",
+        "--key",
+        "ops.key",
+        "block_large.json",
+    ]);
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    // wait; cat control.jsonl.acks
+    let status = run.wait().expect("fsql run ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let acks = std::fs::read_to_string(dir.join("control.jsonl.acks")).expect("acks written");
+    let ack: serde_json::Value = serde_json::from_str(acks.trim()).expect("one ack");
+    assert_eq!(
+        (&ack["status"], &ack["op"], &ack["version"]),
+        (
+            &serde_json::json!("applied"),
+            &serde_json::json!("replace_rule"),
+            &serde_json::json!(2)
+        ),
+        "{acks}"
+    );
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 20000);
+    let mut decided_by = [0, 0];
+    for row in &rows {
+        let version = row["ruleset_version"].as_i64().unwrap();
+        let amount = row["amount"].as_f64().unwrap();
+        let expected = match version {
+            1 if amount > 1000.0 => ("REVIEW", Some("large")),
+            2 if amount > 500.0 => ("BLOCK", Some("large")),
+            1 | 2 if row["card_cnt_10m"].as_i64().unwrap() >= 5 => ("REVIEW", Some("busy_card")),
+            1 | 2 => ("ALLOW", None),
+            _ => panic!("an unknown version: {row}"),
+        };
+        assert_eq!(
+            (row["decision"].as_str().unwrap(), row["rule"].as_str()),
+            expected,
+            "{row}"
+        );
+        decided_by[version as usize - 1] += 1;
+    }
+    assert!(decided_by[0] >= 1000 && decided_by[1] > 0, "{decided_by:?}");
+    // The new rule decided: a payment between 500 and 1,000 was blocked.
+    assert!(
+        rows.iter()
+            .any(|r| r["decision"] == "BLOCK" && r["amount"].as_f64().is_some_and(|a| a <= 1000.0))
     );
 }
 

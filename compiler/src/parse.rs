@@ -2,6 +2,7 @@
 //! queries and embedded expressions. Errors become [`Diagnostic`]s with file spans; parsing goes on
 //! with the next statement so one run reports every mistake.
 
+use fsql_stdlib::sql as sql_library;
 use pest::Parser as _;
 use pest::iterators::Pair;
 use sqlparser::dialect::GenericDialect;
@@ -9,7 +10,7 @@ use sqlparser::parser::Parser as SqlParser;
 use sqlparser::tokenizer::Token;
 
 use crate::ast::*;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, closest};
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::types::resolve_data_type;
 
@@ -99,6 +100,15 @@ fn include(
         ));
         return;
     }
+    if let Some(name) = path.node.strip_prefix(sql_library::INCLUDE_PREFIX) {
+        let Some(text) = sql_library::file(name) else {
+            diags.push(unknown_library_file(name, path.span));
+            return;
+        };
+        let id = sources.add(SourceFile::new(&path.node, text.to_string()));
+        parse_into(sources, id, depth + 1, diags, out);
+        return;
+    }
     let full = sources.file(from).dir().join(&path.node);
     // Only regular files: `INCLUDE '/dev/zero'` must not read forever.
     if !std::fs::metadata(&full).is_ok_and(|m| m.is_file()) {
@@ -118,6 +128,23 @@ fn include(
             path.span,
         )),
     }
+}
+
+/// `INCLUDE 'fsql:<name>'` of a name the SQL library does not have: a typo's correction, and the
+/// whole list.
+fn unknown_library_file(name: &str, span: Span) -> Diagnostic {
+    let names = sql_library::FILES.iter().map(|(n, _)| *n);
+    let prefix = sql_library::INCLUDE_PREFIX;
+    let list = names
+        .clone()
+        .map(|n| format!("{prefix}{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let help = match closest(name, names) {
+        Some(n) => format!("did you mean '{prefix}{n}'? The SQL library has {list}"),
+        None => format!("the SQL library has {list}"),
+    };
+    Diagnostic::error(format!("unknown SQL library file `{prefix}{name}`"), span).with_help(help)
 }
 
 /// Byte ranges of the statements of `text`, split on `;` outside quotes and comments, trimmed.
@@ -912,6 +939,49 @@ mod tests {
                 .all(|d| d.message.contains("not a readable file")),
             "{diags:?}"
         );
+    }
+
+    #[test]
+    fn include_of_the_sql_library_reads_the_embedded_file() {
+        let mut sources = SourceMap::default();
+        let file = sources.add(SourceFile::new(
+            "p.fsql",
+            "INCLUDE 'fsql:velocity/card.fsql';".to_string(),
+        ));
+        let mut diags = vec![];
+        let stmts = parse_file(&mut sources, file, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(stmts.len(), 1);
+        // Diagnostics in it name the library file.
+        let library = sources.file(stmts[0].span.file);
+        assert_eq!(
+            library.path,
+            std::path::Path::new("fsql:velocity/card.fsql")
+        );
+        assert!(library.text.contains("CREATE VIEW card_velocity AS"));
+    }
+
+    #[test]
+    fn include_of_an_unknown_library_file_points_at_it_and_lists_the_library() {
+        let text = "INCLUDE 'fsql:velocity/cards.fsql';\nINCLUDE 'fsql:nothing';";
+        let (_, diags) = parse(text);
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        let span = diags[0].span.unwrap();
+        assert_eq!(&text[span.start..span.end], "'fsql:velocity/cards.fsql'");
+        assert_eq!(
+            diags[0].message,
+            "unknown SQL library file `fsql:velocity/cards.fsql`"
+        );
+        let help = diags[0].help.as_deref().unwrap();
+        assert!(
+            help.starts_with("did you mean 'fsql:velocity/card.fsql'? The SQL library has "),
+            "{help}"
+        );
+        let help = diags[1].help.as_deref().unwrap();
+        assert!(help.starts_with("the SQL library has "), "{help}");
+        for (name, _) in sql_library::FILES {
+            assert!(help.contains(&format!("fsql:{name}")), "{help}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod args;
 mod conditional;
 mod javafmt;
 mod math;
+pub mod sql;
 mod string;
 mod temporal;
 
