@@ -55,7 +55,13 @@ pub fn render(p: &Progress, previous: Option<&Progress>) -> String {
         line.push_str(&format!(" | lag {}", grouped(lag)));
     }
     if let Some(w) = p.watermark {
-        line.push_str(&format!(" | watermark {}", timestamp(w)));
+        // The input ended: the final watermark is not a time.
+        let at = if w == i64::MAX {
+            "end of input".to_string()
+        } else {
+            timestamp(w)
+        };
+        line.push_str(&format!(" | watermark {at}"));
     }
     line.push_str(&format!(
         " | dead letters {} | late {}",

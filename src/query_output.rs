@@ -114,10 +114,16 @@ pub fn run(plan: &Plan, flags: &RunFlags) -> Result<bool, String> {
     }
     eprintln!("{summary}");
     if let Some(c) = &summary.checkpoints {
-        let resumed = c
-            .restored_from
-            .map_or(String::new(), |id| format!(", resumed from chk-{id}"));
-        eprintln!("checkpoints: {} taken in {}{resumed}", c.taken, c.dir);
+        let resumed = c.restored_from.map_or(String::new(), |(id, took)| {
+            format!(", resumed from chk-{id} in {:.3} s", took.as_secs_f64())
+        });
+        eprintln!(
+            "checkpoints: {} taken in {} (largest {:.1} MiB, {:.3} s spent){resumed}",
+            c.taken,
+            c.dir,
+            c.largest_bytes as f64 / (1024.0 * 1024.0),
+            c.taking.as_secs_f64()
+        );
     }
     if summary.late() > 0 {
         let settings = &pipeline.settings;

@@ -194,8 +194,12 @@ pub struct CheckpointSummary {
     pub dir: String,
     /// Checkpoints this run took (the last one where it ended or was stopped).
     pub taken: u64,
-    /// The checkpoint the run resumed from.
-    pub restored_from: Option<u64>,
+    /// Time spent taking them (the pipeline waits meanwhile).
+    pub taking: Duration,
+    /// The state bytes of the largest one.
+    pub largest_bytes: u64,
+    /// The checkpoint the run resumed from, and how long restoring it took.
+    pub restored_from: Option<(u64, Duration)>,
 }
 
 impl RunSummary {
@@ -303,8 +307,10 @@ pub fn run(
         None => {}
     }
     if let Some((path, meta)) = &restore {
+        let started = Instant::now();
         exec.restore(pipeline, path, meta, allow_non_restored_state)?;
         exec.replay_control()?;
+        exec.restored_from = Some((meta.id, started.elapsed()));
     }
     exec.progress = progress.map(|p| {
         let due = start + p.interval;
@@ -587,8 +593,8 @@ struct Executor<'c> {
     /// checkpoint had handled (replayed before the first row).
     control_applied: u64,
     control_to_replay: u64,
-    /// The checkpoint this run resumed from.
-    restored_from: Option<u64>,
+    /// The checkpoint this run resumed from, and how long restoring it took.
+    restored_from: Option<(u64, Duration)>,
 }
 
 impl<'c> Executor<'c> {
@@ -1271,6 +1277,8 @@ impl<'c> Executor<'c> {
             checkpoints: self.checkpointing.as_ref().map(|c| CheckpointSummary {
                 dir: c.dir().display().to_string(),
                 taken: c.taken,
+                taking: c.taking,
+                largest_bytes: c.largest_bytes,
                 restored_from: self.restored_from,
             }),
         }

@@ -29,8 +29,10 @@ pub(super) struct Checkpointing {
     /// The number of the last checkpoint taken or restored.
     last_id: u64,
     next_at: Instant,
-    /// Checkpoints taken by this run.
+    /// Checkpoints taken by this run, the time they took, and the largest one's state bytes.
     pub(super) taken: u64,
+    pub(super) taking: Duration,
+    pub(super) largest_bytes: u64,
 }
 
 /// A node's definition digest: its operator, input schemas and output schema, so state is
@@ -111,6 +113,8 @@ impl Checkpointing {
                 .collect(),
             last_id,
             taken: 0,
+            taking: Duration::ZERO,
+            largest_bytes: 0,
         })
     }
 
@@ -173,8 +177,11 @@ impl Executor<'_> {
         let Some(mut ck) = self.checkpointing.take() else {
             return Ok(());
         };
+        let started = Instant::now();
         let result = self.write_checkpoint(&mut ck);
-        ck.next_at = Instant::now() + ck.config.interval;
+        let now = Instant::now();
+        ck.taking += now - started;
+        ck.next_at = now + ck.config.interval;
         self.checkpointing = Some(ck);
         result
     }
@@ -233,6 +240,8 @@ impl Executor<'_> {
             sources,
             nodes,
         };
+        let bytes: usize = files.iter().map(|(_, _, b)| b.len()).sum();
+        ck.largest_bytes = ck.largest_bytes.max(bytes as u64);
         ck.store.write(&mut meta, files)?;
         ck.last_id = id;
         ck.taken += 1;
@@ -332,7 +341,6 @@ impl Executor<'_> {
             }
         }
         self.control_to_replay = meta.control_applied;
-        self.restored_from = Some(meta.id);
         Ok(())
     }
 
