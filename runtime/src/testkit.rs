@@ -192,7 +192,9 @@ pub enum Step {
     Watermark(i64),
 }
 
-fn drive(
+/// Feeds `steps` to `op`, appending what it emits to `out` (rows as JSON lines, watermarks as
+/// `watermark <w>`).
+pub fn drive(
     op: &mut dyn crate::operator::Operator,
     steps: &[Step],
     out: &mut Vec<String>,
