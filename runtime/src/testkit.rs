@@ -185,14 +185,18 @@ pub fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
     Arc::new(a)
 }
 
-/// An input event for [`check_restore`]: a batch on an input, or a watermark.
+/// An input event for [`check_restore`]: a batch on an input, a watermark, or the end of an
+/// input (a bounded reference table that was read whole).
 #[derive(Clone, Debug)]
 pub enum Step {
     Batch(usize, RecordBatch),
     Watermark(i64),
+    End(usize),
 }
 
-fn drive(
+/// Feeds `steps` to `op`, appending what it emits to `out` (rows as JSON lines, watermarks as
+/// `watermark <w>`).
+pub fn drive(
     op: &mut dyn crate::operator::Operator,
     steps: &[Step],
     out: &mut Vec<String>,
@@ -203,6 +207,7 @@ fn drive(
         match step {
             Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut events)?,
             Step::Watermark(w) => op.on_watermark(*w, &mut events)?,
+            Step::End(input) => op.on_input_end(*input, &mut events)?,
         }
         for e in events {
             match e {

@@ -4,7 +4,8 @@
 //! A checkpoint is written into `chk-<n>.inprogress/`, every file synced, then renamed to
 //! `chk-<n>/` and the parent directory synced: a crash at any point leaves either the whole
 //! checkpoint or no `chk-<n>` at all (a leftover `.inprogress` directory is ignored and
-//! removed by the next write).
+//! removed by the next write). Retention deletes the same way round: a checkpoint is renamed to
+//! `chk-<n>.deleting/` before its files go.
 
 use std::fs;
 use std::io::Write;
@@ -112,16 +113,23 @@ impl CheckpointStore {
     }
 
     /// Deletes complete checkpoints older than the newest `keep`, and leftovers of interrupted
-    /// writes.
+    /// writes and deletions.
     pub fn retain(&self, keep: usize) -> Result<(), RuntimeError> {
         let all = self.list()?;
         let drop = all.len().saturating_sub(keep.max(1));
         for c in &all[..drop] {
-            fs::remove_dir_all(&c.path).map_err(|e| io(&c.path, e))?;
+            // Renamed first: a deletion cut short (the process killed) must not leave a
+            // `chk-<n>` directory without its metadata, which is no checkpoint, so never listed
+            // and never deleted. A `.deleting` leftover is swept below.
+            let doomed = c.path.with_extension("deleting");
+            fs::rename(&c.path, &doomed).map_err(|e| io(&c.path, e))?;
+            fs::remove_dir_all(&doomed).map_err(|e| io(&doomed, e))?;
         }
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".inprogress") {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".inprogress") || name.ends_with(".deleting") {
                     let _ = fs::remove_dir_all(entry.path());
                 }
             }
@@ -247,11 +255,15 @@ mod tests {
         // An interrupted write is not a checkpoint.
         fs::create_dir_all(dir.join("chk-4.inprogress")).unwrap();
         fs::create_dir_all(dir.join("chk-5")).unwrap();
+        // Nor is one whose deletion was cut short.
+        fs::create_dir_all(dir.join("chk-0.deleting")).unwrap();
         assert_eq!(store.latest().unwrap().unwrap().id, 3);
         store.retain(2).unwrap();
         let ids: Vec<u64> = store.list().unwrap().iter().map(|c| c.id).collect();
         assert_eq!(ids, [2, 3]);
         assert!(!dir.join("chk-4.inprogress").exists());
+        assert!(!dir.join("chk-0.deleting").exists());
+        assert!(!dir.join("chk-1").exists() && !dir.join("chk-1.deleting").exists());
         // A damaged state file is refused.
         let latest = store.latest().unwrap().unwrap();
         let m = read_metadata(&latest.path).unwrap();

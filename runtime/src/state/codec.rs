@@ -24,6 +24,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
@@ -103,6 +104,20 @@ impl StateWriter {
         }
         self.bytes(&ipc);
         Ok(())
+    }
+
+    /// Appends the rows of `parts` (batches of one schema, such as the one-row slices an
+    /// operator keeps) as one batch: their number, then, when there are any, the rows
+    /// ([`StateWriter::batch`]). [`StateReader::rows`] hands them back in the same order.
+    pub fn rows(&mut self, parts: &[RecordBatch]) -> Result<(), StateError> {
+        let n = parts.iter().map(RecordBatch::num_rows).sum();
+        self.count(n);
+        let Some(first) = parts.first().filter(|_| n > 0) else {
+            return Ok(());
+        };
+        let rows = concat_batches(&first.schema(), parts)
+            .map_err(|e| StateError(format!("gathering rows: {e}")))?;
+        self.batch(&rows)
     }
 
     /// The bytes written so far.
@@ -222,6 +237,29 @@ impl<'a> StateReader<'a> {
         }
     }
 
+    /// Reads what [`StateWriter::rows`] wrote; the rows must have `width` columns (the input's).
+    pub fn rows(&mut self, width: usize) -> Result<StoredRows, StateError> {
+        let n = self.count()?;
+        if n == 0 {
+            return Ok(StoredRows {
+                rows: None,
+                next: 0,
+            });
+        }
+        let rows = self.batch()?;
+        if rows.num_rows() != n || rows.num_columns() != width {
+            return Err(StateError(format!(
+                "{} rows of {} columns where {n} rows of {width} were written",
+                rows.num_rows(),
+                rows.num_columns()
+            )));
+        }
+        Ok(StoredRows {
+            rows: Some(rows),
+            next: 0,
+        })
+    }
+
     /// Checks a layout tag written with [`StateWriter::u32`] first: a snapshot of another
     /// layout (another fsql version's) is refused rather than misread.
     pub fn expect_tag(&mut self, what: &str, tag: u32) -> Result<(), StateError> {
@@ -243,6 +281,58 @@ impl<'a> StateReader<'a> {
             Err(StateError(format!(
                 "{} bytes left over after the state was read",
                 self.buf.len() - self.pos
+            )))
+        }
+    }
+}
+
+/// Rows read by [`StateReader::rows`], handed out one at a time in the order they were written.
+#[derive(Debug)]
+pub struct StoredRows {
+    rows: Option<RecordBatch>,
+    next: usize,
+}
+
+impl StoredRows {
+    /// All the rows as one batch (`None`: there were none).
+    pub fn batch(&self) -> Option<&RecordBatch> {
+        self.rows.as_ref()
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.as_ref().map_or(0, RecordBatch::num_rows)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next row, as a one-row batch (sharing the buffers of the others).
+    pub fn next_row(&mut self) -> Result<RecordBatch, StateError> {
+        match &self.rows {
+            Some(rows) if self.next < rows.num_rows() => {
+                self.next += 1;
+                Ok(rows.slice(self.next - 1, 1))
+            }
+            _ => Err(StateError(format!(
+                "row {} is referenced but only {} were written",
+                self.next,
+                self.len()
+            ))),
+        }
+    }
+
+    /// Checks that every row was handed out: the state references each row exactly once.
+    pub fn finish(&self) -> Result<(), StateError> {
+        if self.next == self.len() {
+            Ok(())
+        } else {
+            Err(StateError(format!(
+                "{} rows written, {} referenced",
+                self.len(),
+                self.next
             )))
         }
     }
@@ -308,5 +398,34 @@ mod tests {
         w.u32(1);
         let bytes = w.into_bytes();
         assert!(StateReader::new(&bytes).expect_tag("OVER", 2).is_err());
+    }
+
+    #[test]
+    fn kept_rows_round_trip_as_one_batch_and_are_handed_out_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
+        )
+        .unwrap();
+        let kept = [batch.slice(2, 1), batch.slice(0, 2)];
+        let mut w = StateWriter::default();
+        w.rows(&kept).unwrap();
+        w.rows(&[]).unwrap();
+        let bytes = w.into_bytes();
+        let mut r = StateReader::new(&bytes);
+        let mut rows = r.rows(1).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.next_row().unwrap(), batch.slice(2, 1));
+        assert!(rows.finish().is_err(), "two rows were not handed out");
+        assert_eq!(rows.next_row().unwrap(), batch.slice(0, 1));
+        assert_eq!(rows.next_row().unwrap(), batch.slice(1, 1));
+        assert!(rows.next_row().is_err(), "only three rows were written");
+        rows.finish().unwrap();
+        let none = r.rows(1).unwrap();
+        assert!(none.is_empty() && none.batch().is_none());
+        r.finish().unwrap();
+        // Rows of another width are refused.
+        assert!(StateReader::new(&bytes).rows(2).is_err());
     }
 }

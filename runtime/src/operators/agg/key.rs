@@ -9,6 +9,8 @@ use arrow::array::{Array, RecordBatch};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
+use crate::state::codec::{StateError, StateReader, StateWriter};
+
 /// The partition keys of one batch.
 pub(crate) enum BatchKeys {
     /// No `PARTITION BY`: every row is in the one partition (key `[]`).
@@ -120,6 +122,99 @@ impl KeyEncoder {
         };
         let parser = conv.parser();
         conv.convert_rows(keys.iter().map(|k| parser.parse(k)))
+    }
+}
+
+impl KeyEncoder {
+    /// Writes `keys` (rows this encoder produced) for a checkpoint as the key columns they
+    /// encode (Arrow IPC). Key bytes are decoded again when results are built, and Arrow's row
+    /// decoder trusts its input, so [`KeyEncoder::restore_keys`] checks every restored key
+    /// against these columns encoded afresh rather than decoding bytes read from a file.
+    pub(crate) fn snapshot_keys(
+        &self,
+        keys: &[&[u8]],
+        w: &mut StateWriter,
+    ) -> Result<(), StateError> {
+        let conv = match &self.converter {
+            Some(conv) if !keys.is_empty() => conv,
+            // No key columns (every key is `[]`), or no row seen yet (no keys).
+            _ => {
+                w.bool(false);
+                return Ok(());
+            }
+        };
+        let parser = conv.parser();
+        let columns = conv
+            .convert_rows(keys.iter().map(|k| parser.parse(k)))
+            .map_err(|e| StateError(format!("decoding keys: {e}")))?;
+        let fields: Vec<arrow::datatypes::Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                arrow::datatypes::Field::new(format!("k{i}"), c.data_type().clone(), true)
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(keys.len()));
+        let batch = RecordBatch::try_new_with_options(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+            &options,
+        )
+        .map_err(|e| StateError(format!("decoding keys: {e}")))?;
+        w.bool(true);
+        w.batch(&batch)
+    }
+
+    /// Reads what [`KeyEncoder::snapshot_keys`] wrote and checks that `restored` (the keys read
+    /// back with the state, in the order they were written) are exactly those columns encoded
+    /// again. The encoder then encodes as the one that produced them did, so keys of later rows
+    /// match, and results of restored keys can be built before any new row arrives.
+    pub(crate) fn restore_keys<'k>(
+        &mut self,
+        r: &mut StateReader<'_>,
+        restored: impl Iterator<Item = &'k [u8]>,
+    ) -> Result<(), StateError> {
+        let encoded = if r.bool()? {
+            let batch = r.batch()?;
+            if batch.num_columns() != self.columns.len() {
+                return Err(StateError(format!(
+                    "keys of {} columns where the key has {}",
+                    batch.num_columns(),
+                    self.columns.len()
+                )));
+            }
+            let fields = batch
+                .columns()
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect();
+            let bad = |e: ArrowError| StateError(format!("encoding keys: {e}"));
+            let conv = RowConverter::new(fields).map_err(bad)?;
+            let rows = conv.convert_columns(batch.columns()).map_err(bad)?;
+            self.converter = Some(conv);
+            Some(rows)
+        } else {
+            None
+        };
+        let mut n = 0;
+        for (i, key) in restored.enumerate() {
+            let expected = match &encoded {
+                Some(rows) if i < rows.num_rows() => rows.row(i).data(),
+                None if self.columns.is_empty() => &[],
+                _ => return Err(StateError(format!("key {i} has no key columns written"))),
+            };
+            if key != expected {
+                return Err(StateError(format!("key {i} differs from its key columns")));
+            }
+            n = i + 1;
+        }
+        match encoded {
+            Some(rows) if rows.num_rows() != n => Err(StateError(format!(
+                "{} keys written, {n} in the state",
+                rows.num_rows()
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -347,5 +442,48 @@ mod tests {
         assert_ne!(h(b"a"), h(b"a\0"));
         assert_ne!(h(b"abcdefgh1"), h(b"abcdefgh2"));
         assert_eq!(h(b"card-42"), h(b"card-42"));
+    }
+
+    #[test]
+    fn restored_keys_must_be_the_key_columns_encoded_again() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        let mut enc = KeyEncoder::new(vec![0, 1]);
+        let keys = enc.encode(&batch).unwrap();
+        let stored = [keys.key(0).to_vec(), keys.key(1).to_vec()];
+        let stored: Vec<&[u8]> = stored.iter().map(|k| &k[..]).collect();
+        let mut w = StateWriter::default();
+        enc.snapshot_keys(&stored, &mut w).unwrap();
+        let bytes = w.into_bytes();
+        // A fresh encoder takes the restored keys and can decode them before seeing a row.
+        let mut back = KeyEncoder::new(vec![0, 1]);
+        let mut r = StateReader::new(&bytes);
+        back.restore_keys(&mut r, stored.iter().copied()).unwrap();
+        r.finish().unwrap();
+        let decoded = back.decode(&stored).unwrap();
+        assert_eq!(decoded[0].as_ref(), batch.column(0).as_ref());
+        assert_eq!(decoded[1].as_ref(), batch.column(1).as_ref());
+        // A key that is not what its columns encode to, or a missing or extra key, is refused.
+        let mut tampered = stored[1].to_vec();
+        tampered[0] ^= 0xff;
+        for keys in [
+            vec![stored[0], &tampered[..]],
+            vec![stored[0]],
+            vec![stored[0], stored[1], stored[1]],
+        ] {
+            let mut fresh = KeyEncoder::new(vec![0, 1]);
+            let mut r = StateReader::new(&bytes);
+            assert!(fresh.restore_keys(&mut r, keys.into_iter()).is_err());
+        }
     }
 }

@@ -14,6 +14,7 @@ use super::{Slicing, event_millis, millis_array};
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 enum Assign {
     Sliced(Slicing),
@@ -83,12 +84,44 @@ impl WindowAssign {
 }
 
 impl Operator for WindowAssign {
-    /// Stateless: nothing to checkpoint.
-    fn snapshot(
-        &mut self,
-        _w: &mut crate::state::codec::StateWriter,
-    ) -> Result<bool, RuntimeError> {
-        Ok(false)
+    /// TUMBLE, HOP and CUMULATE rows leave as they arrive: nothing to checkpoint. SESSION rows
+    /// wait for their session to fire: the watermark, then the sessions with their rows.
+    fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        let Assign::Session { sessions, .. } = &self.assign else {
+            return Ok(false);
+        };
+        let err = |e| RuntimeError::state(&self.name, e);
+        w.u32(SESSION_ASSIGN_STATE_LAYOUT);
+        w.i64(self.watermark);
+        let rows: Vec<RecordBatch> = sessions.payloads().flatten().cloned().collect();
+        w.rows(&rows).map_err(err)?;
+        sessions
+            .snapshot(w, |held, w| {
+                w.count(held.len());
+                Ok(())
+            })
+            .map_err(err)?;
+        Ok(true)
+    }
+
+    fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        let name = &self.name;
+        let err = |e| RuntimeError::state(name, e);
+        let Assign::Session { sessions, .. } = &mut self.assign else {
+            return Err(err(StateError(
+                "a TUMBLE, HOP or CUMULATE window TVF has no state".into(),
+            )));
+        };
+        r.expect_tag("SESSION window", SESSION_ASSIGN_STATE_LAYOUT)
+            .map_err(err)?;
+        self.watermark = r.i64().map_err(err)?;
+        let mut rows = r
+            .rows(self.schema.fields().len().saturating_sub(3))
+            .map_err(err)?;
+        sessions
+            .restore(r, |r| (0..r.count()?).map(|_| rows.next_row()).collect())
+            .map_err(err)?;
+        rows.finish().map_err(err)
     }
 
     fn on_batch(
@@ -192,5 +225,101 @@ impl Operator for WindowAssign {
 
     fn take_late(&mut self) -> Option<RecordBatch> {
         self.late.take()
+    }
+}
+
+/// The layout of a SESSION window TVF's checkpoint state (bumped when it changes).
+const SESSION_ASSIGN_STATE_LAYOUT: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
+
+    use super::*;
+    use crate::testkit::{Step, check_restore, drive};
+
+    const MIN: i64 = 60_000;
+
+    fn ts_field(name: &str) -> Field {
+        Field::new(
+            name,
+            ArrowType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        )
+    }
+
+    /// Rows of (k, ts in minutes).
+    fn batch(rows: &[(&str, i64)]) -> Step {
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("k", ArrowType::Utf8, true),
+            ts_field("ts"),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| Some(r.0)).collect::<Vec<_>>(),
+                )),
+                Arc::new(TimestampMillisecondArray::from(
+                    rows.iter().map(|r| r.1 * MIN).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        Step::Batch(0, batch)
+    }
+
+    fn assign(window: WindowKind, partition: Vec<usize>) -> WindowAssign {
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("k", ArrowType::Utf8, true),
+            ts_field("ts"),
+            ts_field("window_start"),
+            ts_field("window_end"),
+            ts_field("window_time"),
+        ]));
+        let spec = WindowAssignSpec {
+            window,
+            time: 1,
+            partition,
+        };
+        WindowAssign::new("w", &spec, schema).unwrap()
+    }
+
+    /// SESSION rows wait for their session, so the SESSION TVF has state: per key and globally,
+    /// with sessions merging out of order and late rows, it continues exactly after a restore.
+    /// TUMBLE keeps nothing and says so.
+    #[test]
+    fn a_restored_session_tvf_continues_exactly_where_the_checkpointed_one_was() {
+        let steps = vec![
+            batch(&[("a", 1), ("b", 2), ("a", 9)]),
+            batch(&[("a", 5), ("c", 3), ("b", 20)]),
+            Step::Watermark(6 * MIN),
+            batch(&[("b", 4), ("a", 14), ("c", 30)]),
+            Step::Watermark(13 * MIN),
+            // ("a", 7) is late: its session [1, 13) fired. ("c", 31) extends a live session.
+            batch(&[("a", 7), ("b", 23), ("c", 31)]),
+            Step::Watermark(24 * MIN),
+            batch(&[("b", 26), ("a", 40)]),
+            Step::Watermark(i64::MAX),
+        ];
+        let session = WindowKind::Session { gap_ms: 4 * MIN };
+        for partition in [vec![0], vec![]] {
+            let whole = check_restore(&|| Box::new(assign(session, partition.clone())), &steps);
+            let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
+            assert_eq!(rows, 13, "{whole:?}");
+        }
+        let mut op = assign(session, vec![0]);
+        drive(&mut op, &steps, &mut Vec::new()).unwrap();
+        assert_eq!(op.late_rows(), 1);
+        let tumble = WindowKind::Tumble {
+            size_ms: 10 * MIN,
+            offset_ms: 0,
+        };
+        let mut op = assign(tumble, vec![]);
+        drive(&mut op, &steps, &mut Vec::new()).unwrap();
+        assert!(!op.snapshot(&mut StateWriter::default()).unwrap());
     }
 }

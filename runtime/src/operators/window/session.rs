@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::operators::agg::value::Value;
 use crate::state::KeyedState;
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// One session of one key, with what it holds (accumulators, or buffered rows).
 pub(super) struct Session<T> {
@@ -112,5 +113,83 @@ impl<T> Sessions<T> {
                 self.keys.remove(slot);
             }
         }
+    }
+}
+
+impl<T> Sessions<T> {
+    /// Every live session's payload, in the order [`Sessions::snapshot`] writes them (by key
+    /// id, then by start).
+    pub(super) fn payloads(&self) -> impl Iterator<Item = &T> {
+        self.keys
+            .values()
+            .flat_map(|(_, k)| k.sessions.iter().map(|s| &s.payload))
+    }
+
+    /// Writes every key's sessions (`payload` writes what one holds) and the firing queue as it
+    /// is, stale entries included: they decide the order in which due sessions are emitted.
+    pub(super) fn snapshot(
+        &self,
+        w: &mut StateWriter,
+        mut payload: impl FnMut(&T, &mut StateWriter) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        self.keys.snapshot(w, |ks, w| {
+            w.count(ks.key.len());
+            for v in &ks.key {
+                v.encode(w);
+            }
+            w.count(ks.sessions.len());
+            for s in &ks.sessions {
+                w.i64(s.start);
+                w.i64(s.end);
+                payload(&s.payload, w)?;
+            }
+            Ok(())
+        })?;
+        w.count(self.fire.len());
+        for &(end, id) in &self.fire {
+            w.i64(end);
+            w.u32(id);
+        }
+        Ok(())
+    }
+
+    /// Replaces the (empty) sessions with what [`Sessions::snapshot`] wrote (`payload` reads
+    /// what one session holds). A key's sessions must be disjoint and sorted, as merging keeps
+    /// them: [`Sessions::add`] relies on it.
+    pub(super) fn restore(
+        &mut self,
+        r: &mut StateReader<'_>,
+        mut payload: impl FnMut(&mut StateReader<'_>) -> Result<T, StateError>,
+    ) -> Result<(), StateError> {
+        let keys = KeyedState::restore(r, |r| {
+            let mut key = Vec::new();
+            for _ in 0..r.count()? {
+                key.push(Value::decode(r)?);
+            }
+            let mut sessions: Vec<Session<T>> = Vec::new();
+            for _ in 0..r.count()? {
+                let (start, end) = (r.i64()?, r.i64()?);
+                if start >= end || sessions.last().is_some_and(|s| s.end >= start) {
+                    return Err(StateError(format!(
+                        "session [{start}, {end}) is empty or overlaps the one before"
+                    )));
+                }
+                sessions.push(Session {
+                    start,
+                    end,
+                    payload: payload(r)?,
+                });
+            }
+            Ok(KeySessions { key, sessions })
+        })?;
+        let mut fire = BTreeSet::new();
+        for _ in 0..r.count()? {
+            if !fire.insert((r.i64()?, r.u32()?)) {
+                return Err(StateError("a session is queued twice".into()));
+            }
+        }
+        self.keys = keys;
+        self.fire = fire;
+        Ok(())
     }
 }

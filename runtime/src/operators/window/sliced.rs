@@ -11,6 +11,7 @@ use super::Slicing;
 use crate::operators::agg::accumulator::Accumulator;
 use crate::operators::agg::key::FxBuild;
 use crate::state::KeyedState;
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// A numbered key: how many slices hold it, and where it was last found — the slice it was last
 /// added to and its position there — so a key's next row in the same slice (every row of a
@@ -277,6 +278,126 @@ impl SlicedState {
         if k.slices == 0 {
             self.keys.remove(id);
         }
+    }
+}
+
+impl SlicedState {
+    /// The numbered keys (row-encoded), in id order: the order [`SlicedState::snapshot`] writes
+    /// them and [`SlicedState::restore`] reads them.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.keys.keys()
+    }
+
+    /// Writes the state for a checkpoint: the key numbering with its ids (slices name keys by
+    /// id), each slice's keys, accumulators and index, and the windows not fired yet. Between
+    /// batches no firing is under way, so the merge scratch holds nothing to keep.
+    pub(super) fn snapshot(&self, w: &mut StateWriter) -> Result<(), StateError> {
+        if self.cursor.is_some() {
+            return Err(StateError("a window is half emitted".into()));
+        }
+        self.keys.snapshot(w, |k, w| {
+            w.u32(k.slices);
+            w.u32(k.last_pos);
+            w.i64(k.last_slice);
+            Ok(())
+        })?;
+        w.count(self.slices.len());
+        for (&end, slice) in &self.slices {
+            w.i64(end);
+            w.count(slice.ids.len());
+            for &id in &slice.ids {
+                w.u32(id);
+            }
+            for acc in &slice.accs {
+                acc.encode(w);
+            }
+            // Sorted, so equal state gives equal bytes.
+            let mut index: Vec<(u32, u32)> = slice.index.iter().map(|(&i, &at)| (i, at)).collect();
+            index.sort_unstable();
+            w.count(index.len());
+            for (id, at) in index {
+                w.u32(id);
+                w.u32(at);
+            }
+        }
+        w.count(self.pending.len());
+        for &(end, start) in &self.pending {
+            w.i64(end);
+            w.i64(start);
+        }
+        Ok(())
+    }
+
+    /// Replaces the (empty) state with what [`SlicedState::snapshot`] wrote, checking that
+    /// slices, positions and key entries agree, so no later lookup goes out of range.
+    pub(super) fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        let bad = |m: String| Err(StateError(m));
+        let keys = KeyedState::restore(r, |r| {
+            Ok(KeyEntry {
+                slices: r.u32()?,
+                last_pos: r.u32()?,
+                last_slice: r.i64()?,
+            })
+        })?;
+        // Per key id: the slices holding it, and the last slice it was seen in (no duplicates).
+        let mut held = vec![0u32; keys.id_bound()];
+        let mut seen_in = vec![usize::MAX; keys.id_bound()];
+        let mut slices = BTreeMap::new();
+        for n in 0..r.count()? {
+            let end = r.i64()?;
+            let len = r.count()?;
+            let mut ids = Vec::with_capacity(len);
+            for _ in 0..len {
+                let id = r.u32()?;
+                let i = id as usize;
+                if keys.get(id).is_none() || seen_in.get(i) == Some(&n) {
+                    return bad(format!("slice {end} holds key {id} twice or unnumbered"));
+                }
+                seen_in[i] = n;
+                held[i] += 1;
+                ids.push(id);
+            }
+            let Some(width) = len.checked_mul(self.width) else {
+                return bad(format!("slice {end} has too many keys"));
+            };
+            let mut accs = Vec::new();
+            for _ in 0..width {
+                accs.push(Accumulator::decode(r)?);
+            }
+            let mut index = HashMap::default();
+            for _ in 0..r.count()? {
+                let (id, at) = (r.u32()?, r.u32()?);
+                if ids.get(at as usize) != Some(&id) || index.insert(id, at).is_some() {
+                    return bad(format!("slice {end} indexes key {id} at {at} wrongly"));
+                }
+            }
+            if slices.insert(end, Slice { index, ids, accs }).is_some() {
+                return bad(format!("slice {end} appears twice"));
+            }
+        }
+        for (id, k) in keys.values() {
+            let last = slices
+                .get(&k.last_slice)
+                .and_then(|s: &Slice| s.ids.get(k.last_pos as usize));
+            if k.slices != held[id as usize]
+                || k.slices == 0
+                || (k.last_slice != NO_SLICE && last != Some(&id))
+            {
+                return bad(format!("key {id}'s slices disagree with the slices"));
+            }
+        }
+        let mut pending = BTreeSet::new();
+        for _ in 0..r.count()? {
+            let (end, start) = (r.i64()?, r.i64()?);
+            if start >= end || !pending.insert((end, start)) {
+                return bad(format!("window [{start}, {end}) is invalid or twice"));
+            }
+        }
+        self.keys = keys;
+        self.slices = slices;
+        self.pending = pending;
+        self.cursor = None;
+        Ok(())
     }
 }
 
