@@ -646,6 +646,11 @@ impl Operator for Over {
             Some(rows) => {
                 w.bool(true);
                 w.batch(&rows).map_err(err)?;
+                let seqs = self.pending.waiting_seqs();
+                w.count(seqs.len());
+                for s in seqs {
+                    w.u64(s);
+                }
             }
         }
         Ok(true)
@@ -674,13 +679,20 @@ impl Operator for Over {
                     self.input_width
                 ))));
             }
+            let mut seqs = Vec::new();
+            for _ in 0..r.count().map_err(err)? {
+                seqs.push(r.u64().map_err(err)?);
+            }
             let mut out = Vec::new();
             self.on_batch(0, rows, &mut out)?;
-            if !out.is_empty() {
+            // The rows wait again with their own arrival numbers (ties between equal event
+            // times keep their order), and the counter continues where it was.
+            if !out.is_empty() || !self.pending.restore_seqs(&seqs) {
                 return Err(err(StateError(
-                    "waiting rows were emitted on restore".into(),
+                    "the waiting rows do not match their arrival numbers".into(),
                 )));
             }
+            self.seq = seq;
         }
         Ok(())
     }

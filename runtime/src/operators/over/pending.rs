@@ -153,6 +153,25 @@ impl Pending {
         interleave_record_batch(&batches, &indices).map(Some)
     }
 
+    /// The arrival sequence numbers of the waiting rows, in [`Pending::waiting_rows`]' order.
+    pub(crate) fn waiting_seqs(&self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.rows.iter().map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// Gives the rows waiting (just re-buffered from [`Pending::waiting_rows`], in that order)
+    /// back their arrival sequence numbers; `false` if the counts differ.
+    pub(crate) fn restore_seqs(&mut self, seqs: &[u64]) -> bool {
+        if seqs.len() != self.rows.len() {
+            return false;
+        }
+        for (r, s) in self.rows.iter_mut().zip(seqs) {
+            r.seq = *s;
+        }
+        true
+    }
+
     /// Rows waiting.
     pub(crate) fn len(&self) -> usize {
         self.rows.len()
