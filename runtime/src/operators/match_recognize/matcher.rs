@@ -17,6 +17,7 @@ use std::rc::Rc;
 use fsql_plan::AfterMatch;
 
 use super::program::Inst;
+use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// One classified row of a thread, newest first.
 #[derive(Debug)]
@@ -505,6 +506,206 @@ impl Matcher {
     }
 }
 
+/// The checkpoint encoding of a matcher.
+///
+/// Threads of one attempt share the older part of their step lists (`Rc<Step>`): the steps are
+/// written once each, as a table in which a step names its predecessor by its position in the
+/// table (always an earlier one), and threads, pending matches and timed-out attempts name their
+/// newest step the same way. A restored matcher so shares its steps as the checkpointed one did,
+/// and a corrupt reference can only point backwards or be refused.
+impl Matcher {
+    /// Writes the matcher for a checkpoint (see [`Matcher::restore`]).
+    pub fn snapshot(&self, w: &mut StateWriter) {
+        let mut table = StepTable::default();
+        let lists = self.threads.iter().map(|t| &t.last).chain(
+            self.candidates
+                .iter()
+                .chain(&self.timed_out)
+                .map(|f| &f.last),
+        );
+        for last in lists {
+            table.add(last);
+        }
+        w.u64(self.rows);
+        w.u64(self.resume_at);
+        w.u64(self.matches);
+        w.bool(self.overflow);
+        w.count(table.steps.len());
+        for step in &table.steps {
+            w.u64(step.row);
+            w.u32(step.var);
+            w.bool(step.excluded);
+            w.u64(table.position(step.prev.as_deref()));
+        }
+        w.count(self.threads.len());
+        for t in &self.threads {
+            w.u32(u32::try_from(t.pc).unwrap_or(u32::MAX));
+            w.u64(t.start);
+            w.u64(table.position(t.last.as_deref()));
+        }
+        for found in [&self.candidates, &self.timed_out] {
+            w.count(found.len());
+            for f in found {
+                w.u64(f.start);
+                w.u64(table.position(f.last.as_deref()));
+                match f.timed_out {
+                    None => w.u8(0),
+                    Some(None) => w.u8(1),
+                    Some(Some(v)) => {
+                        w.u8(2);
+                        w.u32(u32::try_from(v).unwrap_or(u32::MAX));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what [`Matcher::snapshot`] wrote, for `program` over `variables` variables: every
+    /// program position, variable and step reference is checked, so corrupt bytes are an error
+    /// and never a matcher that could index out of bounds.
+    pub fn restore(
+        r: &mut StateReader<'_>,
+        program: &[Inst],
+        variables: usize,
+    ) -> Result<Matcher, StateError> {
+        let rows = r.u64()?;
+        let resume_at = r.u64()?;
+        let matches = r.u64()?;
+        let overflow = r.bool()?;
+        // Each match starts at its own row, so there are no more matches than rows; a count
+        // near `u64::MAX` could only overflow later.
+        if rows > i64::MAX as u64 || matches > rows {
+            return Err(StateError(format!(
+                "a partition of {rows} rows with {matches} matches"
+            )));
+        }
+        let n = r.count()?;
+        let mut steps: Vec<Rc<Step>> = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let row = r.u64()?;
+            let var = r.u32()?;
+            let excluded = r.bool()?;
+            // The table holds only the steps before this one: a reference cannot form a cycle.
+            let prev = step_at(r, &steps)?;
+            if var as usize >= variables {
+                return Err(StateError(format!(
+                    "a row classified as variable {var} of {variables}"
+                )));
+            }
+            steps.push(Rc::new(Step {
+                row,
+                var,
+                excluded,
+                prev,
+            }));
+        }
+        let mut threads = Vec::new();
+        for _ in 0..r.count()? {
+            let pc = r.u32()? as usize;
+            // A thread waits for a row (or the partition's end) at a variable or at `$`.
+            if !matches!(
+                program.get(pc),
+                Some(Inst::Var(_) | Inst::ExcludedVar(_) | Inst::End)
+            ) {
+                return Err(StateError(format!(
+                    "a thread at position {pc} of a pattern of {} steps, where no thread waits",
+                    program.len()
+                )));
+            }
+            threads.push(Thread {
+                pc,
+                start: r.u64()?,
+                last: step_at(r, &steps)?,
+            });
+        }
+        let mut found = [Vec::new(), Vec::new()];
+        for list in &mut found {
+            for _ in 0..r.count()? {
+                let start = r.u64()?;
+                let last = step_at(r, &steps)?;
+                let timed_out = match r.u8()? {
+                    0 => None,
+                    1 => Some(None),
+                    2 => {
+                        let v = r.u32()? as usize;
+                        if v >= variables {
+                            return Err(StateError(format!(
+                                "an attempt timed out waiting for variable {v} of {variables}"
+                            )));
+                        }
+                        Some(Some(v))
+                    }
+                    b => return Err(StateError(format!("match kind {b}"))),
+                };
+                list.push(Found {
+                    start,
+                    last,
+                    timed_out,
+                });
+            }
+        }
+        let [candidates, timed_out] = found;
+        Ok(Matcher {
+            threads,
+            candidates,
+            resume_at,
+            rows,
+            matches,
+            overflow,
+            timed_out,
+        })
+    }
+}
+
+/// The step a reference read from `r` names in `steps` (0: none, `k`: `steps[k - 1]`).
+fn step_at(r: &mut StateReader<'_>, steps: &[Rc<Step>]) -> Result<Option<Rc<Step>>, StateError> {
+    let k = r.u64()?;
+    if k == 0 {
+        return Ok(None);
+    }
+    usize::try_from(k - 1)
+        .ok()
+        .and_then(|i| steps.get(i))
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| StateError(format!("step {k} of a table of {}", steps.len())))
+}
+
+/// The steps of a matcher's lists, each once, oldest first within each list (so a step's
+/// predecessor is always before it), found by address.
+#[derive(Default)]
+struct StepTable<'a> {
+    steps: Vec<&'a Step>,
+    index: std::collections::HashMap<*const Step, u64>,
+}
+
+impl<'a> StepTable<'a> {
+    /// Adds the steps of the list ending at `last` that are not in the table yet.
+    fn add(&mut self, last: &'a Option<Rc<Step>>) {
+        let mut fresh = Vec::new();
+        let mut at = last.as_deref();
+        while let Some(step) = at {
+            if self.index.contains_key(&std::ptr::from_ref(step)) {
+                break;
+            }
+            fresh.push(step);
+            at = step.prev.as_deref();
+        }
+        for step in fresh.into_iter().rev() {
+            self.index
+                .insert(std::ptr::from_ref(step), self.steps.len() as u64 + 1);
+            self.steps.push(step);
+        }
+    }
+
+    /// How a reference to `step` is written: its position in the table plus one (0: no step).
+    fn position(&self, step: Option<&Step>) -> u64 {
+        step.and_then(|s| self.index.get(&std::ptr::from_ref(s)))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use fsql_plan::Pattern;
@@ -766,6 +967,80 @@ mod tests {
         // Reluctant B*? prefers the empty match everywhere.
         let p = repeat(var(0), 0, None, false);
         assert_eq!(run(&p, "bb", acc, AfterMatch::PastLastRow), vec!["", ""]);
+    }
+
+    /// `(A | B)+ C` over rows both `A` and `B` accept: threads fan out and share their older
+    /// steps. A restored matcher keeps that sharing (its snapshot is the same bytes), and goes
+    /// on to find exactly what the checkpointed one finds.
+    #[test]
+    fn a_restored_matcher_shares_its_steps_and_continues_alike() {
+        let p = Pattern::Concat(vec![
+            repeat(Pattern::Alt(vec![var(0), var(1)]), 1, None, true),
+            var(2),
+        ]);
+        let program = compile(&p).unwrap();
+        let skip: Skip = AfterMatch::ToNextRow.into();
+        let acc = |v: usize, c: char| match v {
+            0 => c == 'x',
+            1 => c == 'x' || c == 'y',
+            _ => c == 'y',
+        };
+        type Summary = Vec<(u64, Vec<(u64, usize)>, Option<Option<usize>>)>;
+        let feed = |m: &mut Matcher, rows: &str| -> Summary {
+            let mut found = Vec::new();
+            for c in rows.chars() {
+                let pending = m.pending(&program, true);
+                let accepted: Vec<bool> = pending.iter().map(|&(_, v)| acc(v, c)).collect();
+                found.extend(
+                    m.advance(&program, &accepted, |_| true, &skip, true)
+                        .unwrap(),
+                );
+            }
+            found.extend(m.finish(&program, &skip, true).unwrap());
+            found
+                .iter()
+                .map(|f| (f.start, rows_of(&f.last), f.timed_out))
+                .collect()
+        };
+        let mut m = Matcher::default();
+        for c in "xyx".chars() {
+            let pending = m.pending(&program, true);
+            let accepted: Vec<bool> = pending.iter().map(|&(_, v)| acc(v, c)).collect();
+            m.advance(&program, &accepted, |_| true, &skip, true)
+                .unwrap();
+        }
+        let mut w = StateWriter::default();
+        m.snapshot(&mut w);
+        let bytes = w.into_bytes();
+        let mut r = StateReader::new(&bytes);
+        let mut back = Matcher::restore(&mut r, &program, 3).unwrap();
+        r.finish().unwrap();
+        let mut again = StateWriter::default();
+        back.snapshot(&mut again);
+        assert_eq!(again.into_bytes(), bytes);
+        // Each step is written once, however many threads share it.
+        let mut r = StateReader::new(&bytes);
+        for _ in 0..3 {
+            r.u64().unwrap();
+        }
+        r.bool().unwrap();
+        let written = r.count().unwrap();
+        let held: usize = m.threads().iter().map(|t| steps_of(&t.last).len()).sum();
+        assert!(written < held, "{written} steps written for {held} held");
+        let rest = "yxxyy";
+        let expected = feed(&mut m, rest);
+        assert!(!expected.is_empty());
+        assert_eq!(feed(&mut back, rest), expected);
+        // A thread at a position where no thread waits, and a variable out of range, are refused.
+        assert!(Matcher::restore(&mut StateReader::new(&bytes), &program, 2).is_err());
+        assert!(Matcher::restore(&mut StateReader::new(&bytes), &program[..1], 3).is_err());
+        for cut in 0..bytes.len() {
+            let mut r = StateReader::new(&bytes[..cut]);
+            assert!(
+                Matcher::restore(&mut r, &program, 3).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

@@ -17,9 +17,13 @@
 //!   match (`TIMED_OUT()`, `EXPECTED()`).
 //! * **Rows** are stored once per partition, from the oldest one a live attempt refers to; with
 //!   `WITH UNMATCHED ROWS`, a row no match took is output when it is dropped.
+//! * **Checkpoints** ([`snapshot`]) hold the partitions — matchers, stored rows, deadlines —, the
+//!   rows waiting for the watermark and the counters, so a restored node continues exactly where
+//!   the checkpointed one was.
 
 mod matcher;
 mod program;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -41,6 +45,7 @@ use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::state::KeyedState;
+use crate::state::codec::{StateReader, StateWriter};
 use crate::text::units_per_second;
 
 /// A row of an input batch (its columns, then the derived values): the batch is shared by all its
@@ -1484,6 +1489,17 @@ impl Operator for MatchRecognize {
 
     fn take_late(&mut self) -> Option<RecordBatch> {
         self.late.take()
+    }
+
+    /// The partitions (matchers, stored rows, deadlines), the rows waiting for the watermark, the
+    /// watermark and the arrival counter (`snapshot.rs` has the layout).
+    fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        self.write_state(w)?;
+        Ok(true)
+    }
+
+    fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        self.read_state(r)
     }
 }
 

@@ -1,0 +1,873 @@
+//! The checkpoint state of a `MATCH_RECOGNIZE` node: what [`Operator::snapshot`] writes and
+//! [`Operator::restore`] reads back, so that a restored node continues exactly like the one that
+//! was checkpointed (same output rows, in the same order, with the same match numbers).
+//!
+//! A checkpoint is taken between two steps, when every final match has been output, so the state
+//! is the partitions (each one's matcher, its stored rows and its queue and TTL bookkeeping), the
+//! rows waiting for the watermark, the set of partitions with an open attempt, the deadline and
+//! TTL queues, the watermark and the arrival counter. Layout, after [`MR_STATE_LAYOUT`]:
+//!
+//! 1. the watermark and the arrival counter;
+//! 2. every row state refers to, as one batch of stored rows (the input's columns, then the
+//!    derived values): each partition's rows oldest first, partitions in id order, then the
+//!    waiting rows in arrival order. The parts below name no row: each takes the next one, in
+//!    that order, and a restored row is a reference into this one batch;
+//! 3. the partitions ([`KeyedState::snapshot`], ids kept), each with its rows' times and whether
+//!    a match took them, then its [`Matcher`];
+//! 4. the waiting rows' times, condition masks, ordering bytes, arrival numbers and keys;
+//! 5. the partitions with an open attempt, the deadline queue and the TTL queue, by key, sorted
+//!    (the same state always gives the same bytes).
+//!
+//! Reading checks every count, reference and program position, so corrupt bytes are an error,
+//! never a panic or an operator that could index out of bounds. (The rows' Arrow IPC stream is
+//! Arrow's to decode, and `arrow-ipc` panics on some malformed schemas; the checkpoint store
+//! checks the state file's digest before any of it is read.)
+//!
+//! [`Operator::snapshot`]: crate::operator::Operator::snapshot
+//! [`Operator::restore`]: crate::operator::Operator::restore
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::compute::kernels::interleave::interleave;
+use arrow::error::ArrowError;
+
+use super::matcher::Matcher;
+use super::program::Inst;
+use super::{Due, MatchRecognize, Partition, RowRef, Stored, Waiting};
+use crate::error::RuntimeError;
+use crate::operator::batch_with_schema;
+use crate::operators::agg::key::KeyBytes;
+use crate::state::KeyedState;
+use crate::state::codec::{StateError, StateReader, StateWriter};
+
+/// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
+pub(super) const MR_STATE_LAYOUT: u32 = 1;
+
+impl MatchRecognize {
+    /// Writes the node's state (see the module documentation for the layout).
+    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+        let err = |e: StateError| RuntimeError::state(&self.name, e);
+        // `emit` outputs every match found before a step returns, so none is pending here.
+        if !self.found.is_empty() {
+            return Err(err(StateError(format!(
+                "{} matches found but not output at a checkpoint",
+                self.found.len()
+            ))));
+        }
+        w.u32(MR_STATE_LAYOUT);
+        w.i64(self.watermark_ms);
+        w.u64(self.arrivals);
+        let rows: Vec<&RowRef> = self
+            .partitions
+            .values()
+            .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
+            .chain(self.waiting.iter().map(|x| &x.row))
+            .collect();
+        let batch = if rows.is_empty() {
+            RecordBatch::new_empty(self.row_schema.clone())
+        } else {
+            let columns = gather_by_batch(&rows, self.row_schema.fields().len())
+                .map_err(|e| self.arrow_err(e))?;
+            batch_with_schema(&self.name, &self.row_schema, columns, rows.len())?
+        };
+        w.batch(&batch).map_err(err)?;
+        self.partitions
+            .snapshot(w, |p, w| {
+                write_partition(p, w);
+                Ok(())
+            })
+            .map_err(err)?;
+        w.count(self.waiting.len());
+        for x in &self.waiting {
+            w.i64(x.ts);
+            w.u64(x.mask);
+            w.bytes(&x.then);
+            w.u64(x.seq);
+            w.bytes(x.key.as_slice());
+        }
+        let mut active: Vec<&[u8]> = self.active.iter().map(KeyBytes::as_slice).collect();
+        active.sort_unstable();
+        w.count(active.len());
+        for key in active {
+            w.bytes(key);
+        }
+        write_queue(&self.deadlines, w);
+        write_queue(&self.idle_deadlines, w);
+        Ok(())
+    }
+
+    /// Replaces the node's state with what [`MatchRecognize::write_state`] wrote.
+    pub(super) fn read_state(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        let state = self
+            .decode(r)
+            .map_err(|e| RuntimeError::state(&self.name, e))?;
+        let Decoded {
+            watermark_ms,
+            arrivals,
+            partitions,
+            waiting,
+            active,
+            deadlines,
+            idle_deadlines,
+        } = state;
+        self.watermark_ms = watermark_ms;
+        self.arrivals = arrivals;
+        self.partitions = partitions;
+        self.waiting = waiting;
+        self.active.clear();
+        self.active.extend(active);
+        self.deadlines = deadlines;
+        self.idle_deadlines = idle_deadlines;
+        self.found.clear();
+        // The restored rows are in one batch of their own already: nothing to compact.
+        self.retained.clear();
+        Ok(())
+    }
+
+    fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
+        r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT)?;
+        let watermark_ms = r.i64()?;
+        let arrivals = r.u64()?;
+        // A counter near `u64::MAX` could only overflow later.
+        if arrivals > i64::MAX as u64 {
+            return Err(StateError(format!("{arrivals} rows arrived")));
+        }
+        let rows = r.batch()?;
+        let n = rows.num_rows();
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        let rows = RecordBatch::try_new_with_options(
+            self.row_schema.clone(),
+            rows.columns().to_vec(),
+            &options,
+        )
+        .map_err(|e| StateError(format!("stored rows of another shape: {e}")))?;
+        let mut rows = Rows {
+            batch: Arc::new(rows),
+            next: 0,
+        };
+        let variables = self.spec.variables.len();
+        let partitions = KeyedState::restore(r, |r| {
+            read_partition(r, &self.program, variables, &mut rows)
+        })?;
+        let mut waiting = Vec::new();
+        for _ in 0..r.count()? {
+            waiting.push(Waiting {
+                ts: r.i64()?,
+                mask: r.u64()?,
+                then: r.bytes()?.to_vec(),
+                seq: r.u64()?,
+                key: KeyBytes::new(r.bytes()?),
+                row: rows.take()?,
+            });
+        }
+        if rows.next != n {
+            return Err(StateError(format!(
+                "{n} stored rows, of which state refers to {}",
+                rows.next
+            )));
+        }
+        let mut active = Vec::new();
+        for _ in 0..r.count()? {
+            active.push(KeyBytes::new(r.bytes()?));
+        }
+        Ok(Decoded {
+            watermark_ms,
+            arrivals,
+            partitions,
+            waiting,
+            active,
+            deadlines: read_queue(r)?,
+            idle_deadlines: read_queue(r)?,
+        })
+    }
+}
+
+/// The state [`MatchRecognize::decode`] read, installed only once all of it was read.
+struct Decoded {
+    watermark_ms: i64,
+    arrivals: u64,
+    partitions: KeyedState<Partition>,
+    waiting: Vec<Waiting>,
+    active: Vec<KeyBytes>,
+    deadlines: BinaryHeap<Reverse<Due>>,
+    idle_deadlines: BinaryHeap<Reverse<Due>>,
+}
+
+/// The restored stored rows, handed out in the order they were written.
+struct Rows {
+    batch: Arc<RecordBatch>,
+    next: usize,
+}
+
+impl Rows {
+    /// The next row.
+    fn take(&mut self) -> Result<RowRef, StateError> {
+        if self.next >= self.batch.num_rows() {
+            return Err(StateError(format!(
+                "state refers to more than the {} stored rows",
+                self.batch.num_rows()
+            )));
+        }
+        self.next += 1;
+        Ok(RowRef {
+            batch: self.batch.clone(),
+            index: self.next - 1,
+        })
+    }
+}
+
+/// The columns (`width` of them) of `rows`, in order. Like `gather`, but finding each row's batch
+/// by address: state holds rows of many batches (one per compaction) in partition order, where
+/// `gather`'s look-back over the batches seen so far would cost rows × batches.
+fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+    let mut batches: Vec<&RecordBatch> = Vec::new();
+    let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
+    let indices: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|r| {
+            let k = *index.entry(Arc::as_ptr(&r.batch)).or_insert_with(|| {
+                batches.push(r.batch.as_ref());
+                batches.len() - 1
+            });
+            (k, r.index)
+        })
+        .collect();
+    (0..width)
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, &indices)
+        })
+        .collect()
+}
+
+/// Writes a partition: its bookkeeping, its rows' times and flags (the rows themselves are in the
+/// state's batch), then its matcher.
+fn write_partition(p: &Partition, w: &mut StateWriter) {
+    w.u64(p.first);
+    w.bool(p.queued);
+    w.i64(p.last_ts);
+    w.bool(p.ttl_queued);
+    w.count(p.rows.len());
+    for stored in &p.rows {
+        w.i64(stored.ts);
+        w.bool(stored.in_match);
+    }
+    p.matcher.snapshot(w);
+}
+
+/// Reads what [`write_partition`] wrote, taking the partition's rows from `source`, and checks
+/// that the rows kept and the rows the matcher saw agree.
+fn read_partition(
+    r: &mut StateReader<'_>,
+    program: &[Inst],
+    variables: usize,
+    source: &mut Rows,
+) -> Result<Partition, StateError> {
+    let first = r.u64()?;
+    let queued = r.bool()?;
+    let last_ts = r.i64()?;
+    let ttl_queued = r.bool()?;
+    let n = r.count()?;
+    let mut rows = VecDeque::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        rows.push_back(Stored {
+            ts: r.i64()?,
+            in_match: r.bool()?,
+            row: source.take()?,
+        });
+    }
+    let matcher = Matcher::restore(r, program, variables)?;
+    // A partition keeps its rows from `first` up to the newest one the matcher saw.
+    if first.checked_add(n as u64) != Some(matcher.rows()) {
+        return Err(StateError(format!(
+            "a partition keeps {n} rows from row {first} but its matcher saw {}",
+            matcher.rows()
+        )));
+    }
+    Ok(Partition {
+        matcher,
+        rows,
+        first,
+        queued,
+        last_ts,
+        ttl_queued,
+    })
+}
+
+/// Writes a queue of partitions by time, sorted.
+fn write_queue(queue: &BinaryHeap<Reverse<Due>>, w: &mut StateWriter) {
+    let mut due: Vec<&Due> = queue.iter().map(|Reverse(d)| d).collect();
+    due.sort_unstable();
+    w.count(due.len());
+    for Due(at, key) in due {
+        w.i64(*at);
+        w.bytes(key.as_slice());
+    }
+}
+
+/// Reads what [`write_queue`] wrote.
+fn read_queue(r: &mut StateReader<'_>) -> Result<BinaryHeap<Reverse<Due>>, StateError> {
+    let mut queue = BinaryHeap::new();
+    for _ in 0..r.count()? {
+        let at = r.i64()?;
+        queue.push(Reverse(Due(at, KeyBytes::new(r.bytes()?))));
+    }
+    Ok(queue)
+}
+
+/// Each pattern below runs over the same steps — several partitions, rows out of order, rows
+/// behind the watermark and without a time, watermarks that end `WITHIN` bounds and the state
+/// TTL, then the final watermark — in both emit orders; checkpointed after any step and restored
+/// into a fresh node, it must continue exactly like the node that never stopped.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
+    use fsql_plan::{
+        AfterMatch, BinaryOp, DataType, EmitMode, Expr, Literal, MatchAggregate,
+        MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,
+    };
+
+    use super::*;
+    use crate::operator::Operator;
+    use crate::testkit::{Step, bin, check_restore, col, lit};
+
+    const MINUTE: i64 = 60_000;
+    /// The input's columns: card, amount, ts, id.
+    const WIDTH: usize = 4;
+
+    fn at(minute: i64, second: i64) -> i64 {
+        minute * MINUTE + second * 1000
+    }
+
+    fn input() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("card", ArrowType::Utf8, true),
+            Field::new("amount", ArrowType::Float64, true),
+            Field::new(
+                "ts",
+                ArrowType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("id", ArrowType::Int64, true),
+        ]))
+    }
+
+    /// Rows (card, amount, ts: `None` is NULL, id).
+    fn batch(rows: &[(&str, f64, Option<i64>, i64)]) -> Step {
+        let b = RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter(
+                    rows.iter().map(|r| r.2),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .expect("batch");
+        Step::Batch(0, b)
+    }
+
+    /// Tiny (< 2), small (< 50), middling (50..=100) and large amounts on five cards, out of
+    /// order within and across batches, with rows of equal times, late rows (`id` 7 behind the
+    /// watermark, `id` 11 without a time), attempts `WITHIN` ends (in arrival order `c4`'s second and
+    /// third attempts before its first, so their reports wait for it), and partitions idle for
+    /// longer than the TTL.
+    fn steps() -> Vec<Step> {
+        vec![
+            batch(&[
+                ("c1", 0.5, Some(at(0, 0)), 1),
+                ("c2", 120.0, Some(at(0, 5)), 2),
+                ("c1", 1.0, Some(at(0, 10)), 3),
+                ("c1", 1.5, Some(at(0, 20)), 4),
+                ("c1", 500.0, Some(at(0, 50)), 5),
+                ("c2", 30.0, Some(at(0, 5)), 6),
+                ("c1", 0.9, Some(at(0, 15)), 31),
+            ]),
+            Step::Watermark(at(0, 30)),
+            batch(&[
+                ("c1", 0.7, Some(at(0, 25)), 7),
+                ("c2", 60.0, Some(at(1, 0)), 8),
+                ("c2", 1.2, Some(at(1, 10)), 9),
+                ("c3", 0.1, Some(at(1, 0)), 10),
+                ("c1", 99.0, None, 11),
+                ("c3", 45.0, Some(at(1, 30)), 12),
+                ("c4", 0.3, Some(at(3, 0)), 32),
+            ]),
+            Step::Watermark(at(1, 0)),
+            batch(&[
+                ("c2", 0.9, Some(at(1, 20)), 13),
+                ("c3", 0.2, Some(at(2, 0)), 15),
+                ("c3", 70.0, Some(at(2, 30)), 17),
+                ("c3", 0.3, Some(at(3, 0)), 16),
+                ("c4", 0.2, Some(at(2, 0)), 33),
+                ("c4", 0.25, Some(at(2, 30)), 34),
+            ]),
+            Step::Watermark(at(2, 0)),
+            batch(&[
+                ("c2", 300.0, Some(at(2, 40)), 14),
+                ("c1", 0.5, Some(at(5, 0)), 18),
+                ("c1", 0.6, Some(at(5, 10)), 19),
+                ("c5", 60.0, Some(at(6, 0)), 20),
+                ("c1", 0.8, Some(at(5, 30)), 21),
+                ("c5", 40.0, Some(at(6, 10)), 22),
+                ("c5", 30.0, Some(at(6, 20)), 35),
+            ]),
+            Step::Watermark(at(7, 0)),
+            Step::Watermark(at(11, 0)),
+            Step::Watermark(at(12, 10)),
+            batch(&[
+                ("c1", 250.0, Some(at(14, 0)), 23),
+                ("c2", 0.4, Some(at(14, 0)), 24),
+                ("c2", 130.0, Some(at(14, 30)), 25),
+                ("c3", 10.0, Some(at(14, 40)), 26),
+                ("c4", 0.4, Some(at(12, 40)), 37),
+            ]),
+            Step::Watermark(at(16, 0)),
+            batch(&[
+                ("c2", 0.4, Some(at(20, 0)), 27),
+                ("c2", 999.0, Some(at(25, 0)), 28),
+                ("c3", 35.0, Some(at(20, 0)), 29),
+                ("c3", 45.0, Some(at(20, 30)), 36),
+                ("c3", 140.0, Some(at(21, 0)), 30),
+            ]),
+            Step::Watermark(at(22, 0)),
+            Step::Watermark(i64::MAX),
+        ]
+    }
+
+    fn amount() -> Expr {
+        col(1, DataType::Double)
+    }
+
+    fn number(v: f64) -> Expr {
+        lit(Literal::float(v), DataType::Double)
+    }
+
+    fn boolean(op: BinaryOp, l: Expr, r: Expr) -> Expr {
+        bin(op, l, r, DataType::Boolean)
+    }
+
+    fn var(v: usize) -> Pattern {
+        Pattern::Var(v)
+    }
+
+    fn repeat(p: Pattern, min: u32, greedy: bool) -> Pattern {
+        Pattern::Repeat {
+            pattern: Box::new(p),
+            min,
+            max: None,
+            greedy,
+        }
+    }
+
+    /// A spec over [`input`] with navigations `navs` (navigation `k` is evaluation column
+    /// `first_nav + k`) and measures naming them.
+    struct Spec {
+        spec: MatchRecognizeSpec,
+        ttl_ms: Option<i64>,
+    }
+
+    impl Spec {
+        fn new(
+            variables: &[&str],
+            pattern: Pattern,
+            defines: Vec<Option<Expr>>,
+            navigations: Vec<(Navigation, DataType)>,
+            measures: &[(&str, Expr)],
+        ) -> Spec {
+            Spec {
+                spec: MatchRecognizeSpec {
+                    partition_by: vec![0],
+                    order_by: 2,
+                    order_then: vec![],
+                    variables: variables.iter().map(|v| v.to_string()).collect(),
+                    subsets: vec![],
+                    derived: vec![],
+                    pattern,
+                    defines,
+                    navigations,
+                    measures: measures
+                        .iter()
+                        .map(|(name, expr)| Measure {
+                            name: name.to_string(),
+                            expr: expr.clone(),
+                        })
+                        .collect(),
+                    rows_per_match: RowsPerMatch::One,
+                    after_match: AfterMatch::PastLastRow,
+                    within_ms: None,
+                    emit_timeouts: false,
+                },
+                ttl_ms: None,
+            }
+        }
+
+        /// The node, with the output schema the planner gives it.
+        fn operator(&self, emit: EmitMode) -> Box<dyn Operator> {
+            let spec = &self.spec;
+            let input = input();
+            let field = |c: &usize| input.field(*c).clone();
+            let measures = spec
+                .measures
+                .iter()
+                .map(|m| Field::new(&m.name, m.expr.data_type.to_arrow(), true));
+            let fields: Vec<Field> = if spec.rows_per_match.all_rows() {
+                let (leading, rest) = spec.all_rows_columns(WIDTH);
+                leading
+                    .iter()
+                    .map(field)
+                    .chain(measures)
+                    .chain(rest.iter().map(field))
+                    .collect()
+            } else {
+                spec.partition_by
+                    .iter()
+                    .map(field)
+                    .chain(measures)
+                    .collect()
+            };
+            Box::new(
+                MatchRecognize::new(
+                    "mr",
+                    spec,
+                    &input,
+                    Arc::new(Schema::new(fields)),
+                    emit,
+                    false,
+                    self.ttl_ms,
+                )
+                .expect("the operator builds"),
+            )
+        }
+
+        /// Checks restores after every step in both emit orders; the uninterrupted outputs.
+        fn check(&self) -> Vec<Vec<String>> {
+            [EmitMode::Watermark, EmitMode::Arrival]
+                .into_iter()
+                .map(|emit| {
+                    self.check_same_state(emit);
+                    let whole = check_restore(&|| self.operator(emit), &steps());
+                    assert!(
+                        whole.iter().any(|l| !l.starts_with("watermark")),
+                        "{emit:?}: no output"
+                    );
+                    whole
+                })
+                .collect()
+        }
+    }
+
+    impl Spec {
+        /// After every step, a restored node holds exactly the state it was restored from: its
+        /// snapshot is the same bytes (flags and queues that change no output included).
+        fn check_same_state(&self, emit: EmitMode) {
+            let steps = steps();
+            let mut op = self.operator(emit);
+            let mut out = Vec::new();
+            for (cut, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
+                    Step::Watermark(w) => op.on_watermark(*w, &mut out),
+                }
+                .expect("the run");
+                let mut w = StateWriter::default();
+                op.snapshot(&mut w).expect("snapshot");
+                let bytes = w.into_bytes();
+                let mut restored = self.operator(emit);
+                restored
+                    .restore(&mut StateReader::new(&bytes))
+                    .expect("restore");
+                let mut again = StateWriter::default();
+                restored
+                    .snapshot(&mut again)
+                    .expect("snapshot after restore");
+                assert!(
+                    again.into_bytes() == bytes,
+                    "{emit:?}: the state restored after step {cut} differs"
+                );
+            }
+        }
+    }
+
+    /// Whether some output line of each emit order contains every one of `parts`.
+    fn some_line(outputs: &[Vec<String>], parts: &[&str]) -> bool {
+        outputs
+            .iter()
+            .all(|out| out.iter().any(|l| parts.iter().all(|p| l.contains(p))))
+    }
+
+    /// Card testing: `S{3,} B WITHIN 10 minutes EMIT TIMEOUTS`, one row per match, rows of equal
+    /// times ordered by id.
+    fn card_testing() -> Spec {
+        let nav = |k: usize, t: DataType| col(WIDTH + k, t);
+        let mut s = Spec::new(
+            &["S", "B"],
+            Pattern::Concat(vec![repeat(var(0), 3, true), var(1)]),
+            vec![
+                Some(boolean(BinaryOp::Lt, amount(), number(2.0))),
+                Some(boolean(
+                    BinaryOp::And,
+                    boolean(BinaryOp::Gt, amount(), number(200.0)),
+                    boolean(
+                        BinaryOp::GtEq,
+                        nav(0, DataType::BigInt),
+                        lit(Literal::Int(3), DataType::BigInt),
+                    ),
+                )),
+            ],
+            vec![
+                (
+                    Navigation::Aggregate {
+                        function: MatchAggregate::Count,
+                        var: Some(0),
+                        column: None,
+                    },
+                    DataType::BigInt,
+                ),
+                (
+                    Navigation::First {
+                        var: Some(0),
+                        column: 2,
+                        offset: 0,
+                    },
+                    DataType::Timestamp { precision: 3 },
+                ),
+                (Navigation::MatchNumber, DataType::BigInt),
+                (Navigation::TimedOut, DataType::Boolean),
+                (Navigation::Expected, DataType::String),
+                (
+                    Navigation::Last {
+                        var: Some(1),
+                        column: 3,
+                        offset: 0,
+                    },
+                    DataType::BigInt,
+                ),
+            ],
+            &[
+                ("first_ts", nav(1, DataType::Timestamp { precision: 3 })),
+                ("n", nav(0, DataType::BigInt)),
+                ("mno", nav(2, DataType::BigInt)),
+                ("timed_out", nav(3, DataType::Boolean)),
+                ("expected", nav(4, DataType::String)),
+                ("big", nav(5, DataType::BigInt)),
+            ],
+        );
+        s.spec.order_then = vec![(3, true)];
+        s.spec.within_ms = Some(10 * MINUTE);
+        s.spec.emit_timeouts = true;
+        s
+    }
+
+    /// Matches (numbered across the partition's life), attempts timed out while waiting and
+    /// attempts whose next row came too late.
+    #[test]
+    fn timeouts_and_match_numbers_continue_across_a_restore() {
+        let s = card_testing();
+        let out = s.check();
+        assert!(some_line(
+            &out,
+            &[r#""card":"c1""#, r#""mno":2"#, r#""timed_out":false"#]
+        ));
+        assert!(some_line(
+            &out,
+            &[r#""card":"c4""#, r#""timed_out":true"#, r#""expected":"S""#]
+        ));
+    }
+
+    /// `A B+? C` (reluctant, conditions navigating to `A`), `ALL ROWS PER MATCH WITH UNMATCHED
+    /// ROWS`, `SKIP TO NEXT ROW`, a 5-minute state TTL: overlapping matches, running and final
+    /// measures, unmatched rows output as they are dropped, and partitions the TTL ends.
+    #[test]
+    fn unmatched_rows_overlapping_matches_and_the_state_ttl_continue_across_a_restore() {
+        let nav = |k: usize, t: DataType| col(WIDTH + k, t);
+        let last_a = || nav(0, DataType::Double);
+        let mut s = Spec::new(
+            &["A", "B", "C"],
+            Pattern::Concat(vec![var(0), repeat(var(1), 1, false), var(2)]),
+            vec![
+                Some(boolean(BinaryOp::GtEq, amount(), number(100.0))),
+                Some(boolean(BinaryOp::Lt, amount(), last_a())),
+                Some(boolean(BinaryOp::Gt, amount(), last_a())),
+            ],
+            vec![
+                (
+                    Navigation::Last {
+                        var: Some(0),
+                        column: 1,
+                        offset: 0,
+                    },
+                    DataType::Double,
+                ),
+                (Navigation::Classifier, DataType::String),
+                (Navigation::MatchNumber, DataType::BigInt),
+                (
+                    Navigation::Final(Box::new(Navigation::Aggregate {
+                        function: MatchAggregate::Count,
+                        var: None,
+                        column: None,
+                    })),
+                    DataType::BigInt,
+                ),
+                (
+                    Navigation::Aggregate {
+                        function: MatchAggregate::Sum,
+                        var: Some(1),
+                        column: Some(1),
+                    },
+                    DataType::Double,
+                ),
+            ],
+            &[
+                ("cls", nav(1, DataType::String)),
+                ("mno", nav(2, DataType::BigInt)),
+                ("total", nav(3, DataType::BigInt)),
+                ("sum_b", nav(4, DataType::Double)),
+            ],
+        );
+        s.spec.rows_per_match = RowsPerMatch::AllWithUnmatched;
+        s.spec.after_match = AfterMatch::ToNextRow;
+        s.ttl_ms = Some(5 * MINUTE);
+        let out = s.check();
+        assert!(some_line(&out, &[r#""cls":"C""#]));
+        assert!(some_line(&out, &[r#""cls":null"#]), "unmatched rows");
+        // The TTL ended `c2` between its two matches: its count started again.
+        assert!(some_line(
+            &out,
+            &[r#""card":"c2""#, r#""mno":1"#, r#""amount":999.0"#]
+        ));
+    }
+
+    /// `(A | {- B -}){2,} C` (greedy, `B` rows left out of the output) with `C` defined over a
+    /// subset's sum of a derived value (`amount * 2`), `SKIP TO FIRST C`, `WITHIN 5 minutes`
+    /// without timeouts: a match waits while a more preferred thread is alive, and the bound
+    /// makes it final.
+    #[test]
+    fn pending_matches_derived_values_and_skips_continue_across_a_restore() {
+        // The stored row is the input's columns and the derived value: navigations follow.
+        let nav = |k: usize, t: DataType| col(WIDTH + 1 + k, t);
+        let sum_u = || Navigation::Aggregate {
+            function: MatchAggregate::Sum,
+            var: Some(3),
+            column: Some(WIDTH),
+        };
+        let mut s = Spec::new(
+            &["A", "B", "C"],
+            Pattern::Concat(vec![
+                Pattern::Repeat {
+                    pattern: Box::new(Pattern::Alt(vec![
+                        var(0),
+                        Pattern::Exclude(Box::new(var(1))),
+                    ])),
+                    min: 2,
+                    max: None,
+                    greedy: true,
+                },
+                var(2),
+            ]),
+            vec![
+                Some(boolean(BinaryOp::Lt, amount(), number(50.0))),
+                Some(boolean(
+                    BinaryOp::And,
+                    boolean(BinaryOp::GtEq, amount(), number(50.0)),
+                    boolean(BinaryOp::LtEq, amount(), number(100.0)),
+                )),
+                Some(boolean(
+                    BinaryOp::Gt,
+                    nav(0, DataType::Double),
+                    number(150.0),
+                )),
+            ],
+            vec![
+                (sum_u(), DataType::Double),
+                (Navigation::Classifier, DataType::String),
+                (Navigation::MatchNumber, DataType::BigInt),
+                (Navigation::Final(Box::new(sum_u())), DataType::Double),
+                (
+                    Navigation::MatchRowtime,
+                    DataType::Timestamp { precision: 3 },
+                ),
+                (
+                    Navigation::Prev {
+                        column: 1,
+                        offset: 1,
+                    },
+                    DataType::Double,
+                ),
+            ],
+            &[
+                ("cls", nav(1, DataType::String)),
+                ("running", nav(0, DataType::Double)),
+                ("final", nav(3, DataType::Double)),
+                ("mno", nav(2, DataType::BigInt)),
+                ("rowtime", nav(4, DataType::Timestamp { precision: 3 })),
+                ("prev", nav(5, DataType::Double)),
+            ],
+        );
+        s.spec.subsets = vec![("U".into(), vec![0, 1])];
+        s.spec.derived = vec![bin(
+            BinaryOp::Multiply,
+            amount(),
+            number(2.0),
+            DataType::Double,
+        )];
+        s.spec.rows_per_match = RowsPerMatch::AllShowEmpty;
+        s.spec.after_match = AfterMatch::ToFirst(2);
+        s.spec.within_ms = Some(5 * MINUTE);
+        let out = s.check();
+        assert!(some_line(&out, &[r#""card":"c3""#, r#""mno":2"#]));
+        // `c5`'s match waited for the bound: its last row is also an `A`.
+        assert!(some_line(&out, &[r#""card":"c5""#, r#""cls":"C""#]));
+        assert!(!out.iter().flatten().any(|l| l.contains(r#""cls":"B""#)));
+    }
+
+    /// Corrupt state is refused, or read as some other state, but never a panic: every byte of
+    /// snapshots holding threads, pending matches, timed-out attempts, waiting rows and both
+    /// queues, changed in turn — except inside the rows' Arrow IPC stream, which Arrow decodes
+    /// (`arrow-ipc` 59 unwraps some malformed schema fields) and which the state file's digest
+    /// protects before any decoding.
+    #[test]
+    fn corrupt_state_is_an_error_or_other_state_never_a_panic() {
+        let s = card_testing();
+        for emit in [EmitMode::Watermark, EmitMode::Arrival] {
+            let mut op = s.operator(emit);
+            let mut out = Vec::new();
+            for step in &steps()[..7] {
+                match step {
+                    Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
+                    Step::Watermark(w) => op.on_watermark(*w, &mut out),
+                }
+                .expect("the run");
+            }
+            let mut w = StateWriter::default();
+            assert!(op.snapshot(&mut w).expect("snapshot"));
+            let bytes = w.into_bytes();
+            let mut r = StateReader::new(&bytes);
+            r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT).unwrap();
+            r.i64().unwrap();
+            r.u64().unwrap();
+            let ipc_len = r.bytes().unwrap().len();
+            // The tag, the watermark, the arrival counter and the IPC stream's length.
+            let ipc = 28..28 + ipc_len;
+            let mut refused = 0;
+            for at in (0..bytes.len()).filter(|at| !ipc.contains(at)) {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut corrupt = bytes.clone();
+                    corrupt[at] ^= flip;
+                    let mut r = StateReader::new(&corrupt);
+                    let read = s.operator(emit).restore(&mut r);
+                    refused += usize::from(read.is_err());
+                }
+            }
+            assert!(refused > 0, "{emit:?}: no corruption was noticed");
+        }
+    }
+}
