@@ -226,15 +226,23 @@ impl<'a> StateReader<'a> {
     }
 
     /// Reads a batch written by [`StateWriter::batch`].
+    ///
+    /// Arrow's IPC reader panics on some malformed input (a damaged field type, say), so the
+    /// decoding runs under `catch_unwind`: damaged rows are an error like any other damage.
     pub fn batch(&mut self) -> Result<RecordBatch, StateError> {
         let ipc = self.bytes()?;
-        let mut reader = StreamReader::try_new(Cursor::new(ipc), None)
-            .map_err(|e| StateError(format!("decoding rows: {e}")))?;
-        let schema = reader.schema();
-        match reader.next() {
-            Some(batch) => batch.map_err(|e| StateError(format!("decoding rows: {e}"))),
-            None => Ok(RecordBatch::new_empty(Arc::clone(&schema))),
-        }
+        check_ipc_lengths(ipc)?;
+        let decode = || {
+            let mut reader = StreamReader::try_new(Cursor::new(ipc), None)
+                .map_err(|e| StateError(format!("decoding rows: {e}")))?;
+            let schema = reader.schema();
+            match reader.next() {
+                Some(batch) => batch.map_err(|e| StateError(format!("decoding rows: {e}"))),
+                None => Ok(RecordBatch::new_empty(Arc::clone(&schema))),
+            }
+        };
+        std::panic::catch_unwind(decode)
+            .unwrap_or_else(|_| Err(StateError("decoding rows: malformed Arrow IPC data".into())))
     }
 
     /// Reads what [`StateWriter::rows`] wrote; the rows must have `width` columns (the input's).
@@ -338,6 +346,41 @@ impl StoredRows {
     }
 }
 
+/// Checks the lengths an Arrow IPC stream declares (each message's metadata and body) against
+/// the bytes there are, before Arrow's reader allocates them: it trusts them, and a damaged
+/// length would make it allocate terabytes and abort the process.
+fn check_ipc_lengths(ipc: &[u8]) -> Result<(), StateError> {
+    let bad = |m: &str| StateError(format!("decoding rows: {m}"));
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(ipc.get(at..at + 4)?.try_into().ok()?))
+    };
+    let mut at = 0usize;
+    loop {
+        let Some(mut len) = word(at) else {
+            return Ok(());
+        };
+        at += 4;
+        if len == 0xFFFF_FFFF {
+            len = word(at).ok_or_else(|| bad("a message length is cut off"))?;
+            at += 4;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let meta = ipc
+            .get(at..at.saturating_add(len as usize))
+            .ok_or_else(|| bad("a message is longer than the rows' bytes"))?;
+        let message = arrow::ipc::root_as_message(meta)
+            .map_err(|e| bad(&format!("a message is damaged: {e}")))?;
+        at += len as usize;
+        let body = usize::try_from(message.bodyLength())
+            .ok()
+            .filter(|&b| b <= ipc.len() - at)
+            .ok_or_else(|| bad("a message body is longer than the rows' bytes"))?;
+        at += body;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +417,34 @@ mod tests {
         assert_eq!(r.batch().unwrap(), batch);
         assert_eq!(r.str().unwrap(), "é");
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn damaged_rows_are_an_error_not_a_panic() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("amount", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![Some("c1"), None, Some("c3")])),
+                Arc::new(Int64Array::from(vec![Some(5), Some(-7), None])),
+            ],
+        )
+        .unwrap();
+        let mut w = StateWriter::default();
+        w.batch(&batch).unwrap();
+        let bytes = w.into_bytes();
+        // Every byte of the Arrow IPC payload damaged in turn (two ways): an error or some
+        // batch, never a panic out of the reader.
+        for at in 8..bytes.len() {
+            for flip in [0xff, 0x01] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                let _ = StateReader::new(&damaged).batch();
+            }
+        }
     }
 
     #[test]

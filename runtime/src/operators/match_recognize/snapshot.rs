@@ -576,6 +576,7 @@ mod tests {
                 match step {
                     Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
                     Step::Watermark(w) => op.on_watermark(*w, &mut out),
+                    Step::End(input) => op.on_input_end(*input, &mut out),
                 }
                 .expect("the run");
                 let mut w = StateWriter::default();
@@ -844,6 +845,7 @@ mod tests {
                 match step {
                     Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
                     Step::Watermark(w) => op.on_watermark(*w, &mut out),
+                    Step::End(input) => op.on_input_end(*input, &mut out),
                 }
                 .expect("the run");
             }
