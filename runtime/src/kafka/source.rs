@@ -1075,12 +1075,27 @@ fn bounded_offsets(
     else {
         return Ok(None);
     };
-    // The end of a partition now; 0 when it holds nothing (all its records deleted).
+    // The end of a partition now; 0 when it holds nothing (all its records deleted). A failed
+    // lookup is tried again twice: a broker busy writing a large batch has been seen to answer
+    // one with a malformed response.
     let high = |(t, p): Partition| {
-        consumer
-            .fetch_watermarks(&topics[t], p, LOOKUP_TIMEOUT)
-            .map(|(low, high)| if high <= low { 0 } else { high })
-            .map_err(|e| kafka_error(table, &format!("reading the end of {}/{p}", topics[t]), e))
+        let mut tries = 0;
+        loop {
+            match consumer.fetch_watermarks(&topics[t], p, LOOKUP_TIMEOUT) {
+                Ok((low, high)) => return Ok(if high <= low { 0 } else { high }),
+                Err(_) if tries < 2 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(kafka_error(
+                        table,
+                        &format!("reading the end of {}/{p}", topics[t]),
+                        e,
+                    ));
+                }
+            }
+        }
     };
     let mut bounds = HashMap::new();
     match mode.as_str() {

@@ -133,38 +133,52 @@ impl FileSource {
     }
 }
 
-impl Source for FileSource {
-    fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
-        let mut rows = 0;
-        while rows < self.max_rows {
+impl FileSource {
+    /// Reads the next line of the files, in order, into `buf` (opening the next file when one
+    /// ends); `false` when every file is read.
+    fn next_line(&mut self) -> Result<bool, RuntimeError> {
+        loop {
             if self.current.is_none() {
-                match self.files.next() {
-                    None => break,
-                    Some(path) => {
-                        let display = path.display().to_string();
-                        let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
-                        self.current = Some(OpenFile {
-                            display,
-                            reader: BufReader::new(file),
-                            line_no: 0,
-                        });
-                    }
-                }
+                let Some(path) = self.files.next() else {
+                    return Ok(false);
+                };
+                let display = path.display().to_string();
+                let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
+                self.current = Some(OpenFile {
+                    display,
+                    reader: BufReader::new(file),
+                    line_no: 0,
+                });
             }
             let Some(file) = self.current.as_mut() else {
-                break;
+                return Ok(false);
             };
             self.buf.clear();
-            let n = file
+            let read = file
                 .reader
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| RuntimeError::io(&file.display, e))?;
-            if n == 0 {
+            if read == 0 {
                 self.current = None;
                 continue;
             }
             file.line_no += 1;
             self.lines += 1;
+            return Ok(true);
+        }
+    }
+}
+
+impl Source for FileSource {
+    fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
+        let mut rows = 0;
+        while rows < self.max_rows {
+            if !self.next_line()? {
+                break;
+            }
+            let Some(file) = self.current.as_ref() else {
+                break;
+            };
             let mut bytes = self.buf.as_slice();
             if let Some(b) = bytes.strip_suffix(b"\n") {
                 bytes = b;
@@ -213,34 +227,7 @@ impl Source for FileSource {
                 "a checkpoint gives this file table a Kafka position",
             ));
         };
-        while self.lines < n {
-            if self.current.is_none() {
-                let Some(path) = self.files.next() else {
-                    return Ok(());
-                };
-                let display = path.display().to_string();
-                let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
-                self.current = Some(OpenFile {
-                    display,
-                    reader: BufReader::new(file),
-                    line_no: 0,
-                });
-            }
-            let Some(file) = self.current.as_mut() else {
-                return Ok(());
-            };
-            self.buf.clear();
-            let read = file
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| RuntimeError::io(&file.display, e))?;
-            if read == 0 {
-                self.current = None;
-                continue;
-            }
-            file.line_no += 1;
-            self.lines += 1;
-        }
+        while self.lines < n && self.next_line()? {}
         Ok(())
     }
 }
