@@ -618,7 +618,7 @@ fn auction(config: &Config, n: u64, rng: &mut Rng, out: &mut Columns) {
     let initial = price(rng);
     // On average twice the time until the auction IN_FLIGHT_AUCTIONS auctions later.
     let ahead = IN_FLIGHT_AUCTIONS as u64 * config.total / config.auctions;
-    let horizon = config.timestamp(n + ahead) - timestamp;
+    let horizon = config.timestamp(n.saturating_add(ahead)) - timestamp;
     let expires = timestamp + 1 + rng.below((horizon * 2).max(1) as u64) as i64;
     random_string(rng, 20, ' ', &mut name);
     random_string(rng, 100, ' ', &mut description);
