@@ -30,11 +30,12 @@
 //!
 //! | `nexmark.table` | columns |
 //! |---|---|
-//! | `person` | `id`, `name`, `emailAddress`, `creditCard`, `city`, `state` (STRING but ids), `dateTime` TIMESTAMP(3), `extra` |
+//! | `person` | `id`, `name`, `emailAddress`, `creditCard`, `city`, `state`, `dateTime`, `extra` |
 //! | `auction` | `id`, `itemName`, `description`, `initialBid`, `reserve`, `dateTime`, `expires` (TIMESTAMP(3)), `seller`, `category`, `extra` |
 //! | `bid` | `auction`, `bidder`, `price`, `channel`, `url`, `dateTime`, `extra` |
 //!
-//! (ids, prices and `category` are BIGINT.) Each event's values come from a random generator
+//! Ids, `seller`, `bidder`, prices and `category` are BIGINT, `dateTime` and `expires` TIMESTAMP(3),
+//! the others STRING. Each event's values come from a random generator
 //! seeded by `seed` and the event's number alone, so the three tables of one `seed` (and the same
 //! other options) are views of one event sequence — bids name auctions and persons the other
 //! tables hold, and joins match — whatever the batch size and whichever columns are declared.
