@@ -21,7 +21,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 echo "== fuzz (bounded)"; bash scripts/fuzz.sh 60
-echo "== fsql test (semantics suites, examples, pipelines, the SQL library)"
+echo "== fsql test (semantics suites, examples, pipelines, the SQL library, the Nexmark queries)"
 cargo build --bin fsql
-mapfile -t suites < <(find tests/suites examples pipelines stdlib -name '*.test.fsql' | sort)
+mapfile -t suites < <(find tests/suites examples pipelines stdlib benches -name '*.test.fsql' | sort)
 "$CARGO_TARGET_DIR/debug/fsql" test "${suites[@]}"

@@ -92,6 +92,33 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
         metadata: &[],
     },
     ConnectorInfo {
+        name: "nexmark",
+        source: true,
+        sink: false,
+        required: &["nexmark.table"],
+        keys: &[
+            "nexmark.table",
+            "events.num",
+            "first-event.rate",
+            "next-event.rate",
+            "rows-per-second",
+            "seed",
+            "start-time",
+            "person.proportion",
+            "auction.proportion",
+            "bid.proportion",
+            "auction.hot-ratio.sellers",
+            "bid.hot-ratio.auctions",
+            "bid.hot-ratio.bidders",
+            "person.avg-size",
+            "auction.avg-size",
+            "bid.avg-size",
+        ],
+        prefixes: &[],
+        runnable: true,
+        metadata: &[],
+    },
+    ConnectorInfo {
         name: "print",
         source: false,
         sink: true,
@@ -174,7 +201,7 @@ pub fn check_connector(
     let Some(conn_opt) = options.iter().find(|o| o.key.node == "connector") else {
         diags.push(
             Diagnostic::error(format!("table `{table}` has no 'connector' option"), table_span)
-                .with_help("add WITH ('connector' = 'filesystem' | 'datagen' | 'payments-generator' | 'print' | 'blackhole' | 'kafka', ...)"),
+                .with_help("add WITH ('connector' = 'filesystem' | 'datagen' | 'payments-generator' | 'nexmark' | 'print' | 'blackhole' | 'kafka', ...)"),
         );
         return None;
     };

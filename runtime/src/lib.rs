@@ -5,7 +5,7 @@
 //!   interpreter taking over where the JIT does not reach.
 //! - [`operator`] / [`operators`]: the operator trait, the stateless operators and OVER
 //!   aggregation.
-//! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator; print, blackhole,
+//! - [`source`] / [`sink`]: connectors (filesystem, datagen, payments-generator, nexmark; print, blackhole,
 //!   filesystem).
 //! - [`batcher`]: size- and linger-bounded batching.
 //! - [`executor`]: runs a pipeline ([`run`]); [`checkpoint`]: its snapshots and recovery.

@@ -5,6 +5,7 @@
 //! | `filesystem` (`json`, `csv`) | [`filesystem`] | yes |
 //! | `datagen` | [`datagen`] | with `number-of-rows` or a `sequence` field |
 //! | `payments-generator` | [`payments`] | with `number-of-rows` |
+//! | `nexmark` | [`nexmark`] | with `events.num` |
 //! | `kafka` | [`crate::kafka::source`] | with `scan.bounded.mode` |
 //!
 //! The executor drives a source by calling [`Source::poll`]; computed columns and watermarks are
@@ -16,6 +17,7 @@ pub mod datagen;
 pub mod dead_letter;
 pub mod filesystem;
 mod json_decode;
+pub mod nexmark;
 pub mod payments;
 pub(crate) mod record_decoder;
 pub mod rng;
@@ -209,6 +211,7 @@ pub fn open_source(
         "filesystem" => Box::new(filesystem::FileSource::open(spec, options)?),
         "datagen" => Box::new(datagen::DatagenSource::open(spec, options)?),
         "payments-generator" => Box::new(payments::PaymentsSource::open(spec, options)?),
+        "nexmark" => Box::new(nexmark::NexmarkSource::open(spec, options)?),
         // Kafka resumes as it connects (see `KafkaSource::open`).
         "kafka" => {
             return Ok(Box::new(crate::kafka::source::KafkaSource::open(
@@ -219,7 +222,7 @@ pub fn open_source(
             return Err(RuntimeError::connector(
                 &spec.table,
                 format!(
-                    "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator, kafka)"
+                    "connector '{other}' cannot be read by this runtime (known: filesystem, datagen, payments-generator, nexmark, kafka)"
                 ),
             ));
         }
