@@ -297,7 +297,6 @@ pub fn run(
             exec.checkpointing = Some(Checkpointing::new(config, pipeline)?);
             exec.check_checkpointable()?;
         }
-        None if exec.transactional && open.capture_sinks => {}
         None if exec.transactional => {
             return Err(RuntimeError::Checkpoint(
                 "an 'exactly-once' Kafka sink commits its output with checkpoints: SET 'execution.checkpointing.interval' and 'execution.checkpointing.dir'"
