@@ -265,3 +265,32 @@ pub fn check_restore(
     }
     whole
 }
+
+/// Options for opening a source in a unit test: batches of at most `max_rows`.
+pub fn open_options(max_rows: usize, unthrottled: bool) -> crate::source::OpenOptions {
+    crate::source::OpenOptions {
+        batch: crate::batcher::BatchConfig {
+            max_rows,
+            ..crate::batcher::BatchConfig::default()
+        },
+        unthrottled,
+        capture_sinks: false,
+        resume: Default::default(),
+    }
+}
+
+/// Polls `source` until it ends (or `limit` batches came), returning its batches.
+pub fn drain_source(source: &mut dyn crate::source::Source, limit: usize) -> Vec<RecordBatch> {
+    use crate::source::{SourceContext, SourcePoll};
+    let mut noop = |_: &crate::source::MalformedRecord| {};
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let mut ctx = SourceContext::new(std::time::Instant::now(), &mut noop);
+        match source.poll(&mut ctx).expect("poll") {
+            SourcePoll::Batch(b) => out.push(b),
+            SourcePoll::End => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    out
+}

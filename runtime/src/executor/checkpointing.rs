@@ -128,6 +128,14 @@ impl Checkpointing {
     }
 }
 
+/// Why `e` happened, without the `checkpoint:` prefix its message would repeat.
+fn reason(e: RuntimeError) -> String {
+    match e {
+        RuntimeError::Checkpoint(m) => m,
+        e => e.to_string(),
+    }
+}
+
 /// `e` with the node it happened in, when it does not name one.
 fn in_node(name: &str, e: RuntimeError) -> RuntimeError {
     match e {
@@ -148,10 +156,7 @@ impl Executor<'_> {
                         "checkpointing is on, but `{}` ({}) cannot be checkpointed: {}",
                         node.metrics.name,
                         node.metrics.kind,
-                        match e {
-                            RuntimeError::Checkpoint(m) => m,
-                            e => e.to_string(),
-                        }
+                        reason(e)
                     ))
                 })?;
             }
@@ -161,10 +166,7 @@ impl Executor<'_> {
                 RuntimeError::Checkpoint(format!(
                     "checkpointing is on, but source `{}` cannot resume: {}",
                     source.name,
-                    match e {
-                        RuntimeError::Checkpoint(m) => m,
-                        e => e.to_string(),
-                    }
+                    reason(e)
                 ))
             })?;
         }

@@ -426,14 +426,12 @@ impl Source for DatagenSource {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
     use fsql_plan::DataType;
 
     use super::*;
-    use crate::batcher::BatchConfig;
     use crate::testkit::*;
 
     fn open(
@@ -441,33 +439,11 @@ mod tests {
         fields: &[(&str, DataType)],
     ) -> Result<DatagenSource, RuntimeError> {
         let spec = source_spec("gen", connector("datagen", options, ""), schema(fields));
-        let batch = BatchConfig {
-            max_rows: 64,
-            ..BatchConfig::default()
-        };
-        DatagenSource::open(
-            &spec,
-            &OpenOptions {
-                batch,
-                unthrottled: true,
-                capture_sinks: false,
-                resume: Default::default(),
-            },
-        )
+        DatagenSource::open(&spec, &open_options(64, true))
     }
 
     fn drain(source: &mut DatagenSource, limit: usize) -> Vec<RecordBatch> {
-        let mut noop = |_: &crate::source::MalformedRecord| {};
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let mut ctx = SourceContext::new(Instant::now(), &mut noop);
-            match source.poll(&mut ctx).unwrap() {
-                SourcePoll::Batch(b) => out.push(b),
-                SourcePoll::End => break,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        out
+        drain_source(source, limit)
     }
 
     #[test]

@@ -736,7 +736,6 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::batcher::BatchConfig;
     use crate::testkit::*;
 
     fn fields(kind: Kind) -> Vec<(&'static str, DataType)> {
@@ -759,32 +758,11 @@ mod tests {
         max_rows: usize,
     ) -> Result<NexmarkSource, RuntimeError> {
         let spec = source_spec("t", connector("nexmark", options, ""), schema(fields));
-        let batch = BatchConfig {
-            max_rows,
-            ..BatchConfig::default()
-        };
-        NexmarkSource::open(
-            &spec,
-            &OpenOptions {
-                batch,
-                unthrottled: false,
-                capture_sinks: false,
-                resume: Default::default(),
-            },
-        )
+        NexmarkSource::open(&spec, &open_options(max_rows, false))
     }
 
     fn drain(source: &mut NexmarkSource) -> Vec<RecordBatch> {
-        let mut noop = |_: &crate::source::MalformedRecord| {};
-        let mut out = Vec::new();
-        loop {
-            let mut ctx = SourceContext::new(Instant::now(), &mut noop);
-            match source.poll(&mut ctx).unwrap() {
-                SourcePoll::Batch(b) => out.push(b),
-                SourcePoll::End => return out,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        drain_source(source, usize::MAX)
     }
 
     /// Every row of `table` among the first `events` events (seed 7), as JSON objects.

@@ -1122,14 +1122,12 @@ impl Source for PaymentsSource {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::Instant;
 
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
     use fsql_plan::DataType;
 
     use super::*;
-    use crate::batcher::BatchConfig;
     use crate::testkit::*;
 
     fn all_columns() -> Vec<(&'static str, DataType)> {
@@ -1158,32 +1156,11 @@ mod tests {
             connector("payments-generator", options, ""),
             schema(fields),
         );
-        let batch = BatchConfig {
-            max_rows,
-            ..BatchConfig::default()
-        };
-        PaymentsSource::open(
-            &spec,
-            &OpenOptions {
-                batch,
-                unthrottled: false,
-                capture_sinks: false,
-                resume: Default::default(),
-            },
-        )
+        PaymentsSource::open(&spec, &open_options(max_rows, false))
     }
 
     fn drain(source: &mut PaymentsSource) -> Vec<RecordBatch> {
-        let mut noop = |_: &crate::source::MalformedRecord| {};
-        let mut out = Vec::new();
-        loop {
-            let mut ctx = SourceContext::new(Instant::now(), &mut noop);
-            match source.poll(&mut ctx).unwrap() {
-                SourcePoll::Batch(b) => out.push(b),
-                SourcePoll::End => return out,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        drain_source(source, usize::MAX)
     }
 
     #[test]
