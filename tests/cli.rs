@@ -1124,13 +1124,21 @@ CREATE TABLE out (payment_id BIGINT, card_id STRING, card_n_1h BIGINT, card_sum_
 WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');
 INSERT INTO out SELECT payment_id, card_id, card_n_1h, card_sum_1h, decision FROM decide;
 ";
-    let v2 = v1.replace("card_n_1h > 5 THEN", "card_n_1h > 8 THEN")
+    // The second version: a changed threshold, a new source column (in the middle of the table,
+    // so the columns after it move) and a new view that reads it.
+    let v2 = v1
+        .replace("card_n_1h > 5 THEN", "card_n_1h > 8 THEN")
+        .replace(
+            "device_id STRING, amount DOUBLE",
+            "device_id STRING, merchant_id STRING, amount DOUBLE",
+        )
         + "CREATE VIEW device_10m AS
-SELECT payment_id, device_id, COUNT(*) OVER w AS device_n_10m
+SELECT payment_id, device_id, merchant_id, COUNT(*) OVER w AS device_n_10m
 FROM payments WINDOW w AS (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);
-CREATE TABLE out2 (payment_id BIGINT, device_n_10m BIGINT) WITH ('connector' = 'filesystem', 'path' = 'out2.jsonl', 'format' = 'json');
-INSERT INTO out2 SELECT payment_id, device_n_10m FROM device_10m;
+CREATE TABLE out2 (payment_id BIGINT, merchant_id STRING, device_n_10m BIGINT) WITH ('connector' = 'filesystem', 'path' = 'out2.jsonl', 'format' = 'json');
+INSERT INTO out2 SELECT payment_id, merchant_id, device_n_10m FROM device_10m;
 ";
+    assert!(v2.contains("merchant_id STRING, amount"));
     let v3 = v2.replace("INTERVAL '1' HOUR PRECEDING", "INTERVAL '2' HOUR PRECEDING");
     let rows = |dir: &Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join("out.jsonl"))
@@ -1204,7 +1212,13 @@ INSERT INTO out2 SELECT payment_id, device_n_10m FROM device_10m;
         changed.iter().all(|&i| i >= before),
         "rows before the savepoint keep their decisions"
     );
-    assert!(run.join("out2.jsonl").exists(), "the new view ran");
+    let out2 = std::fs::read_to_string(run.join("out2.jsonl")).expect("the new view ran");
+    let first: serde_json::Value =
+        serde_json::from_str(out2.lines().next().expect("a row")).expect("json");
+    assert!(
+        first["merchant_id"].is_string(),
+        "the new column is read: {first}"
+    );
 
     // A change to the OVER view's frame cannot reuse its state.
     let p3 = write(&run, "p3.fsql", &v3);
