@@ -7,10 +7,10 @@
 //! multiset), O(1) amortised for FIRST/LAST_VALUE when rows arrive in order, and one hash
 //! lookup more with DISTINCT.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use super::key::FxBuild;
 use super::value::{Dec, Value, ValueType};
+use super::value_counts::ValueCounts;
 use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// Identifies a row within a partition: event time, then arrival sequence.
@@ -102,7 +102,7 @@ impl AccSpec {
                     n: 0,
                 },
             },
-            AccKind::Min | AccKind::Max if self.bounded => State::Multiset(BTreeMap::new()),
+            AccKind::Min | AccKind::Max if self.bounded => State::Multiset(ValueCounts::default()),
             AccKind::Min | AccKind::Max => State::Extreme(None),
             AccKind::FirstValue | AccKind::LastValue => State::Ends(Box::default()),
             AccKind::Moment(_) => State::Moments {
@@ -123,7 +123,7 @@ impl AccSpec {
         Accumulator {
             state: if distinct {
                 State::Distinct(Box::new(Distinct {
-                    seen: HashMap::default(),
+                    seen: ValueCounts::default(),
                     inner: state,
                 }))
             } else {
@@ -143,7 +143,7 @@ pub(crate) struct Accumulator {
 /// reaches `inner`.
 #[derive(Clone, Debug)]
 struct Distinct {
-    seen: HashMap<Value, u32, FxBuild>,
+    seen: ValueCounts,
     inner: State,
 }
 
@@ -164,7 +164,7 @@ enum State {
         n: i64,
     },
     /// Sliding MIN/MAX: value → occurrences.
-    Multiset(BTreeMap<Value, u32>),
+    Multiset(ValueCounts),
     /// Unbounded MIN/MAX: the extreme so far.
     Extreme(Option<Value>),
     /// FIRST/LAST_VALUE: the frame's non-NULL values by row key (only the first, or the last,
@@ -206,9 +206,9 @@ impl State {
             State::Multiset(m) => {
                 w.u8(4);
                 w.count(m.len());
-                for (v, c) in m {
+                for (v, c) in m.iter() {
                     v.encode(w);
-                    w.u32(*c);
+                    w.u32(c);
                 }
             }
             State::Extreme(v) => {
@@ -235,13 +235,11 @@ impl State {
             }
             State::Distinct(d) => {
                 w.u8(8);
-                // Sorted, so equal state gives equal bytes.
-                let mut seen: Vec<(&Value, &u32)> = d.seen.iter().collect();
-                seen.sort_by(|a, b| a.0.cmp(b.0));
-                w.count(seen.len());
-                for (v, c) in seen {
+                // In value order, so equal state gives equal bytes.
+                w.count(d.seen.len());
+                for (v, c) in d.seen.iter() {
                     v.encode(w);
-                    w.u32(*c);
+                    w.u32(c);
                 }
                 d.inner.encode(w);
             }
@@ -263,14 +261,7 @@ impl State {
                 sum: Dec::new(r.i128()?),
                 n: r.i64()?,
             },
-            4 => {
-                let mut m = BTreeMap::new();
-                for _ in 0..r.count()? {
-                    let v = Value::decode(r)?;
-                    m.insert(v, r.u32()?);
-                }
-                State::Multiset(m)
-            }
+            4 => State::Multiset(decode_counts(r)?),
             5 => State::Extreme(if r.bool()? {
                 Some(Value::decode(r)?)
             } else {
@@ -290,11 +281,7 @@ impl State {
                 sumsq: r.f64()?,
             },
             8 if depth == 0 => {
-                let mut seen = HashMap::default();
-                for _ in 0..r.count()? {
-                    let v = Value::decode(r)?;
-                    seen.insert(v, r.u32()?);
-                }
+                let seen = decode_counts(r)?;
                 let inner = State::decode(r, 1)?;
                 State::Distinct(Box::new(Distinct { seen, inner }))
             }
@@ -332,11 +319,9 @@ impl Accumulator {
         }
         let state = match &mut self.state {
             State::Distinct(d) => {
-                if let Some(c) = d.seen.get_mut(v) {
-                    *c += 1;
+                if !d.seen.add(v, 1) {
                     return;
                 }
-                d.seen.insert(v.clone(), 1);
                 &mut d.inner
             }
             state => state,
@@ -358,15 +343,8 @@ impl Accumulator {
         }
         let state = match &mut self.state {
             State::Distinct(d) => {
-                match d.seen.get_mut(v) {
-                    Some(c) if *c > 1 => {
-                        *c -= 1;
-                        return;
-                    }
-                    Some(_) => {
-                        d.seen.remove(v);
-                    }
-                    None => return,
+                if !d.seen.retract(v) {
+                    return;
                 }
                 &mut d.inner
             }
@@ -380,10 +358,7 @@ impl Accumulator {
     pub(crate) fn merge(&mut self, spec: &AccSpec, other: &Accumulator) {
         if let (State::Distinct(mine), State::Distinct(theirs)) = (&mut self.state, &other.state) {
             for (v, c) in theirs.seen.iter() {
-                if let Some(n) = mine.seen.get_mut(v) {
-                    *n += c;
-                } else {
-                    mine.seen.insert(v.clone(), *c);
+                if mine.seen.add(v, c) {
                     mine.inner.add(spec, (0, 0), v);
                 }
             }
@@ -404,8 +379,8 @@ impl Accumulator {
                 *n += m;
             }
             (State::Multiset(a), State::Multiset(b)) => {
-                for (v, c) in b {
-                    *a.entry(v.clone()).or_insert(0) += c;
+                for (v, c) in b.iter() {
+                    a.add(v, c);
                 }
             }
             (State::Extreme(_), State::Extreme(Some(v))) => self.state.add(spec, (0, 0), v),
@@ -469,11 +444,11 @@ impl Accumulator {
             },
             State::Multiset(m) => {
                 let e = if spec.kind == AccKind::Min {
-                    m.first_key_value()
+                    m.first()
                 } else {
-                    m.last_key_value()
+                    m.last()
                 };
-                e.map_or(Value::Null, |(v, _)| v.clone())
+                e.map_or(Value::Null, Value::clone)
             }
             State::Extreme(v) => v.clone().unwrap_or(Value::Null),
             State::Ends(entries) => {
@@ -531,11 +506,7 @@ impl State {
                 }
             }
             State::Multiset(m) => {
-                if let Some(c) = m.get_mut(v) {
-                    *c += 1;
-                } else {
-                    m.insert(v.clone(), 1);
-                }
+                m.add(v, 1);
             }
             State::Extreme(cur) => {
                 let replace = match cur {
@@ -604,13 +575,9 @@ impl State {
                     *n -= 1;
                 }
             }
-            State::Multiset(m) => match m.get_mut(v) {
-                Some(c) if *c > 1 => *c -= 1,
-                Some(_) => {
-                    m.remove(v);
-                }
-                None => {}
-            },
+            State::Multiset(m) => {
+                m.retract(v);
+            }
             // Unbounded frames never retract.
             State::Extreme(_) => {}
             State::Ends(entries) => {
@@ -634,6 +601,23 @@ impl State {
             State::Distinct(d) => d.inner.retract(_spec, key, v),
         }
     }
+}
+
+/// Reads what `State::encode` wrote for a [`ValueCounts`]: values in strictly increasing order
+/// with non-zero counts (anything else is damaged state).
+fn decode_counts(r: &mut StateReader<'_>) -> Result<ValueCounts, StateError> {
+    let mut counts = ValueCounts::default();
+    for _ in 0..r.count()? {
+        let v = Value::decode(r)?;
+        let c = r.u32()?;
+        if c == 0 || counts.last().is_some_and(|last| *last >= v) {
+            return Err(StateError(format!(
+                "counted values out of order or with count 0 at {v:?}"
+            )));
+        }
+        counts.add(&v, c);
+    }
+    Ok(counts)
 }
 
 #[inline]

@@ -1,10 +1,12 @@
 //! Aggregation state shared by OVER and window aggregation: argument values ([`value`]), keys
-//! ([`key`]), incremental accumulators ([`accumulator`]), and which accumulator computes an
-//! aggregate function over an argument type ([`accumulator_for`]).
+//! ([`key`]), incremental accumulators ([`accumulator`]) and the counted values of DISTINCT and
+//! sliding MIN/MAX ([`value_counts`]), and which accumulator computes an aggregate function over
+//! an argument type ([`accumulator_for`]).
 
 pub(crate) mod accumulator;
 pub(crate) mod key;
 pub(crate) mod value;
+pub(crate) mod value_counts;
 
 use arrow::datatypes::DataType as ArrowType;
 use fsql_plan::{AggregateFunction, Expr};
