@@ -85,6 +85,12 @@ pub fn inspect(path: &Path) -> Result<bool, String> {
             time(n.watermark)
         );
     }
+    if !meta.appended.is_empty() {
+        println!("appended files (cut back to these lengths on restore):");
+        for f in &meta.appended {
+            println!("  {} {} bytes", f.path, f.len);
+        }
+    }
     Ok(true)
 }
 

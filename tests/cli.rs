@@ -1239,3 +1239,76 @@ INSERT INTO out2 SELECT payment_id, merchant_id, device_n_10m FROM device_10m;
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("it starts without state"), "{stderr}");
 }
+
+/// Late rows go to a file outside the operators' state. A run killed between two checkpoints
+/// wrote late rows its restart reads again; the restore cuts the file back to its length at the
+/// checkpoint, so the file ends up as an uninterrupted run's, line for line.
+#[test]
+fn a_killed_run_writes_each_late_row_once() {
+    let dir = scratch("late-rows-restore");
+    let pipeline = "SET 'pipeline.name' = 'late';
+SET 'execution.checkpointing.interval' = '200 ms';
+SET 'execution.checkpointing.dir' = 'chk';
+SET 'pipeline.late-data.path' = 'late.jsonl';
+CREATE TABLE payments (payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH ('connector' = 'payments-generator', 'number-of-rows' = '1200000', 'seed' = '5',
+  'out-of-orderness' = '10 s', 'out-of-order-fraction' = '0.02');
+CREATE TABLE out (payment_id BIGINT, n BIGINT) WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');
+INSERT INTO out SELECT payment_id, COUNT(*) OVER w FROM payments
+WINDOW w AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW);
+";
+    let read = |dir: &Path, name: &str| std::fs::read(dir.join(name)).expect(name);
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).expect("dir");
+    let out = fsql(&[
+        "run",
+        write(&reference, "p.fsql", pipeline)
+            .to_str()
+            .expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = read(&reference, "late.jsonl");
+    assert!(want.len() > 100_000, "the reference run has late rows");
+
+    // Killed once two checkpoints are written and late rows have been, then restarted.
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("dir");
+    let p = write(&run, "p.fsql", pipeline);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(["run", p.to_str().expect("path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fsql starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(run.join("chk/chk-2").exists()
+        && std::fs::metadata(run.join("late.jsonl")).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "killed before it ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("killed");
+    let at_kill = read(&run, "late.jsonl").len();
+    assert!(at_kill < want.len(), "killed part-way: {at_kill} bytes");
+
+    let out = fsql(&["run", p.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("resumed from chk-"),
+        "{stderr}"
+    );
+    let got = read(&run, "late.jsonl");
+    assert_eq!(got.len(), want.len(), "no late row lost or written twice");
+    assert!(got == want, "the same late rows in the same order");
+    assert!(
+        read(&run, "out.jsonl") == read(&reference, "out.jsonl"),
+        "the same output"
+    );
+}

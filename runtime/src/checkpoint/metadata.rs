@@ -24,6 +24,19 @@ pub struct Metadata {
     pub sources: Vec<SourceEntry>,
     /// Per node of the graph (sources included): its time and, for stateful ones, its state.
     pub nodes: Vec<NodeEntry>,
+    /// The files the run appends to besides its sinks (the late-data file, dead-letter files)
+    /// and their lengths: a restore cuts them back to these, as the rows that wrote the rest are
+    /// read again.
+    #[serde(default)]
+    pub appended: Vec<AppendedFile>,
+}
+
+/// An appended file's length at a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppendedFile {
+    pub path: String,
+    /// Its length in bytes (0: it did not exist yet).
+    pub len: u64,
 }
 
 /// Where one source resumes.

@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use crate::error::RuntimeError;
 
-pub use metadata::{Metadata, NodeEntry, PartitionOffset, SourceEntry, SourcePosition};
+pub use metadata::{
+    AppendedFile, Metadata, NodeEntry, PartitionOffset, SourceEntry, SourcePosition,
+};
 pub use store::CheckpointStore;
 
 /// `SET 'execution.checkpointing.interval'`: how often a checkpoint is taken.

@@ -230,6 +230,7 @@ mod tests {
                 done: false,
                 state: None,
             }],
+            appended: vec![],
         }
     }
 

@@ -10,7 +10,9 @@ use fsql_plan::Pipeline;
 use super::Executor;
 use crate::checkpoint::metadata::{FORMAT, NodeEntry};
 use crate::checkpoint::store::{read_state, state_file_name};
-use crate::checkpoint::{CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition};
+use crate::checkpoint::{
+    AppendedFile, CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition,
+};
 use crate::error::RuntimeError;
 use crate::source::split_watermarks::SplitWatermarks;
 use crate::state::codec::{StateReader, StateWriter};
@@ -26,6 +28,8 @@ pub(super) struct Checkpointing {
     pipeline: String,
     /// Per node, the digest of its definition.
     definitions: Vec<String>,
+    /// The files the run appends to besides its sinks ([`appended_files`]).
+    appended: Vec<PathBuf>,
     /// The number of the last checkpoint taken or restored.
     last_id: u64,
     next_at: Instant,
@@ -48,6 +52,53 @@ fn definition(pipeline: &Pipeline, index: usize) -> String {
         .collect();
     let json = serde_json::to_vec(&(&node.op, inputs, &node.schema)).unwrap_or_default();
     fsql_plan::sha256_hex(&json)
+}
+
+/// The files a run appends to besides its sinks: the late-data file (`pipeline.late-data.path`)
+/// and each source's dead-letter file (`'dead-letter.path'`). They are written outside the
+/// operators' state, so checkpoints record their lengths instead (see [`Metadata::appended`]).
+fn appended_files(pipeline: &Pipeline) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = pipeline
+        .settings
+        .get(crate::late_data::LATE_DATA_PATH)
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    for node in &pipeline.nodes {
+        if let fsql_plan::Operator::Source(spec) = &node.op
+            && let Some(p) = spec
+                .connector
+                .options
+                .get(crate::source::dead_letter::DEAD_LETTER_PATH)
+        {
+            files.push(crate::source::filesystem::resolve(
+                &spec.connector.base_dir,
+                p,
+            ));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Cuts each appended file back to its length at the checkpoint: lines past it came from rows
+/// the sources hand out again after the restore, which write them again. A file shorter than
+/// recorded (rotated or emptied by hand) is left as it is.
+fn cut_back_appended(meta: &Metadata) -> Result<(), RuntimeError> {
+    for f in &meta.appended {
+        let Ok(len) = std::fs::metadata(&f.path).map(|m| m.len()) else {
+            continue;
+        };
+        if len > f.len {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&f.path)
+                .and_then(|file| file.set_len(f.len))
+                .map_err(|e| RuntimeError::io(&f.path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint a run restores, read and checked. Without exactly-once sinks: the newest
@@ -111,6 +162,7 @@ impl Checkpointing {
             definitions: (0..pipeline.nodes.len())
                 .map(|i| definition(pipeline, i))
                 .collect(),
+            appended: appended_files(pipeline),
             last_id,
             taken: 0,
             taking: Duration::ZERO,
@@ -241,6 +293,15 @@ impl Executor<'_> {
             control_applied: self.control_applied,
             sources,
             nodes,
+            // Appends are flushed line by line, so the length on disk is what was written.
+            appended: ck
+                .appended
+                .iter()
+                .map(|p| AppendedFile {
+                    path: p.display().to_string(),
+                    len: std::fs::metadata(p).map_or(0, |m| m.len()),
+                })
+                .collect(),
         };
         let bytes: usize = files.iter().map(|(_, _, b)| b.len()).sum();
         ck.largest_bytes = ck.largest_bytes.max(bytes as u64);
@@ -343,7 +404,7 @@ impl Executor<'_> {
             }
         }
         self.control_to_replay = meta.control_applied;
-        Ok(())
+        cut_back_appended(meta)
     }
 
     /// Applies the control updates the restored checkpoint had applied, before any row is read,
@@ -371,5 +432,97 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fsql_plan::{ConnectorSpec, Node, NodeId, Operator, Schema, SourceSpec};
+
+    use super::*;
+
+    fn source(table: &str, options: &[(&str, &str)]) -> Node {
+        Node {
+            id: NodeId(0),
+            name: table.into(),
+            inputs: vec![],
+            schema: Schema::new(vec![]),
+            event_time: None,
+            op: Operator::Source(SourceSpec {
+                table: table.into(),
+                connector: ConnectorSpec {
+                    connector: "filesystem".into(),
+                    options: options
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    base_dir: "/pipelines/fraud".into(),
+                },
+                physical: Schema::new(vec![]),
+                columns: vec![],
+                watermark: None,
+                metadata: BTreeMap::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_late_data_file_and_every_dead_letter_file_are_recorded() {
+        let mut pipeline = Pipeline {
+            nodes: vec![
+                source("a", &[("dead-letter.path", "bad/a.jsonl")]),
+                source("b", &[("dead-letter.path", "file:///var/bad/b.jsonl")]),
+                source("c", &[("path", "c.csv")]),
+            ],
+            ..Pipeline::default()
+        };
+        pipeline.settings.insert(
+            "pipeline.late-data.path".into(),
+            "/pipelines/fraud/late.jsonl".into(),
+        );
+        assert_eq!(
+            appended_files(&pipeline),
+            [
+                PathBuf::from("/pipelines/fraud/bad/a.jsonl"),
+                PathBuf::from("/pipelines/fraud/late.jsonl"),
+                PathBuf::from("/var/bad/b.jsonl"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restore_cuts_appended_files_back_and_leaves_shorter_ones() {
+        let dir = std::env::temp_dir().join(format!("fsql-appended-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let longer = dir.join("late.jsonl");
+        let shorter = dir.join("dead.jsonl");
+        std::fs::write(&longer, "one\ntwo\nthree\n").expect("write");
+        std::fs::write(&shorter, "x\n").expect("write");
+        let entry = |p: &Path, len| AppendedFile {
+            path: p.display().to_string(),
+            len,
+        };
+        let meta = Metadata {
+            format: FORMAT,
+            id: 1,
+            pipeline: "p".into(),
+            taken_at_ms: 0,
+            control_applied: 0,
+            sources: vec![],
+            nodes: vec![],
+            appended: vec![
+                entry(&longer, 8),
+                entry(&shorter, 10),
+                entry(&dir.join("missing.jsonl"), 0),
+            ],
+        };
+        cut_back_appended(&meta).expect("cut back");
+        assert_eq!(
+            std::fs::read_to_string(&longer).expect("read"),
+            "one\ntwo\n"
+        );
+        assert_eq!(std::fs::read_to_string(&shorter).expect("read"), "x\n");
+        assert!(!dir.join("missing.jsonl").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -39,8 +39,9 @@ pub(crate) fn table_path(
 }
 
 pub(crate) fn resolve(base_dir: &str, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    let p = p.strip_prefix("file://").unwrap_or(p);
+    // Flink writes paths as URIs: `file:///data/x.csv` is `/data/x.csv`. (A string prefix:
+    // `Path::strip_prefix` compares components, and would leave the relative `data/x.csv`.)
+    let p = Path::new(path.strip_prefix("file://").unwrap_or(path));
     if p.is_absolute() || base_dir.is_empty() {
         p.to_path_buf()
     } else {
@@ -241,6 +242,20 @@ mod tests {
 
     use crate::executor::RunOptions;
     use crate::testkit::*;
+
+    #[test]
+    fn paths_resolve_against_the_pipeline_directory_and_file_uris_are_absolute() {
+        use std::path::Path;
+        let at = |p| super::resolve("/pipelines/fraud", p);
+        assert_eq!(at("data/x.csv"), Path::new("/pipelines/fraud/data/x.csv"));
+        assert_eq!(at("/data/x.csv"), Path::new("/data/x.csv"));
+        assert_eq!(at("file:///data/x.csv"), Path::new("/data/x.csv"));
+        assert_eq!(
+            at("file://data/x.csv"),
+            Path::new("/pipelines/fraud/data/x.csv")
+        );
+        assert_eq!(super::resolve("", "x.csv"), Path::new("x.csv"));
+    }
 
     fn json_schema() -> fsql_plan::Schema {
         schema(&[
