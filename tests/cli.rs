@@ -1103,9 +1103,10 @@ WHERE scenario = 'auth_without_capture' AND ts < {cutoff};
 }
 
 /// The savepoint and upgrade acceptance: a pipeline stopped with SIGTERM leaves a final
-/// checkpoint; the same pipeline with a new feature view and a changed rule resumes from it and
-/// gives every existing feature exactly as an uninterrupted run does; a change to a stateful
-/// view is refused with a message naming the operator, unless the user allows dropping its state.
+/// checkpoint; the same pipeline with a new source column, a new feature view reading it and a
+/// changed rule resumes from it and gives every existing feature exactly as an uninterrupted run
+/// does; a change to a stateful view is refused with a message naming the operator, unless the
+/// user allows dropping its state.
 #[test]
 fn a_changed_pipeline_resumes_from_a_savepoint_and_an_incompatible_change_is_refused() {
     let dir = scratch("savepoint");
