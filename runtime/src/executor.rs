@@ -42,6 +42,7 @@ use crate::source::test_input::{TestInput, TestSource};
 use crate::source::{
     MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, open_source, runtime_schema,
 };
+use crate::state::StateBackend;
 use crate::text::units_per_second;
 
 use self::checkpointing::Checkpointing;
@@ -671,6 +672,9 @@ impl<'c> Executor<'c> {
                 )));
             }
         }
+        // One state backend per run: with RocksDB, one working instance every operator's keyed
+        // state shares (removed when the operators are dropped).
+        let backend = StateBackend::open(&pipeline.settings)?;
         for (i, node) in pipeline.nodes.iter().enumerate() {
             let schema = runtime_schema(&node.schema);
             // The runtime schema of the node's `k`-th input.
@@ -750,6 +754,7 @@ impl<'c> Executor<'c> {
                         schema.clone(),
                         pipeline.emit,
                         state_ttl_ms(&pipeline.settings)?,
+                        &backend,
                     )?;
                     Some(Box::new(if jit {
                         over.compiled(&*input(0)?)
