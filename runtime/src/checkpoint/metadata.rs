@@ -24,6 +24,17 @@ pub struct Metadata {
     pub sources: Vec<SourceEntry>,
     /// Per node of the graph (sources included): its time and, for stateful ones, its state.
     pub nodes: Vec<NodeEntry>,
+    /// The state backend it was taken with (`hashmap`; `rocksdb`: the keyed state's values are
+    /// in [`Metadata::rocksdb`]).
+    #[serde(default = "hashmap")]
+    pub state_backend: String,
+    /// The RocksDB checkpoint beside the state files (RocksDB backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocksdb: Option<crate::state::RocksCheckpoint>,
+}
+
+fn hashmap() -> String {
+    "hashmap".into()
 }
 
 /// Where one source resumes.

@@ -13,6 +13,7 @@ use crate::checkpoint::store::{read_state, state_file_name};
 use crate::checkpoint::{CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition};
 use crate::error::RuntimeError;
 use crate::source::split_watermarks::SplitWatermarks;
+use crate::state::RocksCheckpoint;
 use crate::state::codec::{StateReader, StateWriter};
 
 /// How long a restore waits for the control stream to replay the updates the checkpoint had
@@ -33,7 +34,12 @@ pub(super) struct Checkpointing {
     pub(super) taken: u64,
     pub(super) taking: Duration,
     pub(super) largest_bytes: u64,
+    /// The RocksDB files of the last checkpoint taken or restored (to tell which are new).
+    previous_rocksdb: Option<RocksCheckpoint>,
 }
+
+/// The RocksDB checkpoint's directory inside a `chk-<n>` directory.
+pub(super) const ROCKSDB_DIR: &str = "rocksdb";
 
 /// A node's definition digest: its operator, input schemas and output schema, so state is
 /// restored only into the node that wrote it.
@@ -115,6 +121,7 @@ impl Checkpointing {
             taken: 0,
             taking: Duration::ZERO,
             largest_bytes: 0,
+            previous_rocksdb: None,
         })
     }
 
@@ -241,10 +248,20 @@ impl Executor<'_> {
             control_applied: self.control_applied,
             sources,
             nodes,
+            state_backend: self.backend.name().into(),
+            rocksdb: None,
         };
         let bytes: usize = files.iter().map(|(_, _, b)| b.len()).sum();
-        ck.largest_bytes = ck.largest_bytes.max(bytes as u64);
-        ck.store.write(&mut meta, files)?;
+        let backend = &self.backend;
+        let previous = &mut ck.previous_rocksdb;
+        ck.store.write_with(&mut meta, files, |dir, meta| {
+            // Every operator flushed its changed values while writing its snapshot.
+            meta.rocksdb = backend.checkpoint(&dir.join(ROCKSDB_DIR), previous.as_ref())?;
+            previous.clone_from(&meta.rocksdb);
+            Ok(())
+        })?;
+        let bytes = bytes as u64 + meta.rocksdb.as_ref().map_or(0, |r| r.new_bytes);
+        ck.largest_bytes = ck.largest_bytes.max(bytes);
         ck.last_id = id;
         ck.taken += 1;
         for node in &mut self.nodes {
@@ -277,6 +294,9 @@ impl Executor<'_> {
                 "it was taken by pipeline `{}`, not `{}`",
                 meta.pipeline, pipeline.name
             )));
+        }
+        if let Some(ck) = &mut self.checkpointing {
+            ck.previous_rocksdb.clone_from(&meta.rocksdb);
         }
         let definitions = self
             .checkpointing

@@ -2,9 +2,17 @@
 //! or RocksDB (`rocksdb`), where a [`KeyedState`](super::KeyedState) keeps a bounded resident set
 //! of decoded values and the other keys' values live encoded in one RocksDB instance on local disk.
 //!
-//! The RocksDB instance is the run's working storage, not its durable state: checkpoints still go
-//! through `Operator::snapshot`, which copies spilled values' bytes out of RocksDB as they are. So
-//! the instance is written without a write-ahead log and removed when the run ends.
+//! The RocksDB instance is the run's working storage; a checkpoint makes it durable incrementally:
+//! each table writes the values changed since the last checkpoint ([`KeyedState::flush`]), then
+//! [`StateBackend::checkpoint`] takes a RocksDB checkpoint into the checkpoint directory, which
+//! hard-links the immutable SST files (shared with the working instance and with earlier
+//! checkpoints) and copies only the small MANIFEST/OPTIONS files. The operators' own snapshots
+//! then hold every key's id and bytes but no values. So the instance is written without a
+//! write-ahead log, and it is removed when the run ends. A restore builds a new working instance
+//! from the checkpoint's files (SSTs hard-linked, the rest copied, so the checkpoint is never
+//! modified) and keys come back spilled: values load on first access.
+//!
+//! [`KeyedState::flush`]: super::KeyedState::flush
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,18 +42,56 @@ impl StateBackend {
     }
 
     /// The backend `settings` choose; a RocksDB one opens its working instance now (in
-    /// `state.backend.rocksdb.localdir`, or the system's temp dir).
+    /// `state.backend.rocksdb.localdir`, or the system's temp dir), starting from the RocksDB
+    /// files of checkpoint `restore` when it has some (they are checked against its metadata).
     pub fn open(
         settings: &std::collections::BTreeMap<String, String>,
+        restore: Option<(&Path, &RocksCheckpoint)>,
     ) -> Result<StateBackend, RuntimeError> {
         let options = StateBackendOptions::from_settings(settings).map_err(RuntimeError::Plan)?;
         match options.kind {
             BackendKind::HashMap => Ok(StateBackend::memory()),
             BackendKind::RocksDb => Ok(StateBackend {
-                rocks: Some(Arc::new(RocksStore::open(&options)?)),
+                rocks: Some(Arc::new(RocksStore::open(&options, restore)?)),
                 resident_keys: options.resident_keys,
             }),
         }
+    }
+
+    /// Takes a RocksDB checkpoint of the working instance into `dir` (which must not exist):
+    /// the tables must have flushed their changed values first. `previous` (the last
+    /// checkpoint's files) tells which files are new. `None` for the in-memory backend.
+    pub fn checkpoint(
+        &self,
+        dir: &Path,
+        previous: Option<&RocksCheckpoint>,
+    ) -> Result<Option<RocksCheckpoint>, RuntimeError> {
+        let Some(store) = &self.rocks else {
+            return Ok(None);
+        };
+        let fail = |e: rocksdb::Error| rocks_error(dir, e);
+        rocksdb::checkpoint::Checkpoint::new(&store.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(fail)?;
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let entry = entry.map_err(|e| io(dir, e))?;
+            let bytes = entry.metadata().map_err(|e| io(&entry.path(), e))?.len();
+            files.push((entry.file_name().to_string_lossy().into_owned(), bytes));
+        }
+        files.sort();
+        let shared = |name: &str| {
+            name.ends_with(".sst") && previous.is_some_and(|p| p.files.iter().any(|f| f.0 == name))
+        };
+        let new_bytes = files.iter().filter(|f| !shared(&f.0)).map(|f| f.1).sum();
+        Ok(Some(RocksCheckpoint {
+            dir: dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            bytes: files.iter().map(|f| f.1).sum(),
+            new_bytes,
+            files,
+        }))
     }
 
     /// Flink's name of the backend (`hashmap` or `rocksdb`).
@@ -62,19 +108,39 @@ impl StateBackend {
         self.rocks.as_deref().map(|r| r.dir.path.as_path())
     }
 
-    /// A new table's storage: a key prefix of its own in the RocksDB instance, and the resident
+    /// The storage of table `name` (the node's stable name from the plan, so a restored run
+    /// finds its values): a key prefix of its own in the RocksDB instance, and the resident
     /// budget; `None` for the in-memory backend.
-    pub(crate) fn table(&self) -> Option<(RocksTable, usize)> {
+    pub(crate) fn table(&self, name: &str) -> Option<(RocksTable, usize)> {
         let store = self.rocks.as_ref()?;
-        let n = store.next_table.fetch_add(1, Ordering::Relaxed);
+        let digest = fsql_plan::sha256_hex(name.as_bytes());
+        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+        let n = hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok());
         Some((
             RocksTable {
                 store: Arc::clone(store),
-                prefix: n.to_be_bytes(),
+                prefix: n.unwrap_or(0).to_be_bytes(),
             },
             self.resident_keys,
         ))
     }
+}
+
+/// The RocksDB part of a checkpoint: a RocksDB checkpoint directory beside the state files.
+/// Its files are listed with their sizes so a restore finds a missing or truncated one before
+/// RocksDB opens them; their contents are guarded by RocksDB's own checksums (every SST block
+/// carries a CRC32c, checked when read), not re-hashed per checkpoint, which would cost time
+/// proportional to the whole state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RocksCheckpoint {
+    /// The directory's name inside the checkpoint.
+    pub dir: String,
+    /// Its files: (name, bytes).
+    pub files: Vec<(String, u64)>,
+    /// Bytes of all its files.
+    pub bytes: u64,
+    /// Bytes of the files the previous checkpoint did not have: what this one added on disk.
+    pub new_bytes: u64,
 }
 
 /// A directory removed when dropped (the RocksDB instance's working dir).
@@ -94,8 +160,39 @@ impl Drop for WorkDir {
 pub(crate) struct RocksStore {
     db: DB,
     write: WriteOptions,
-    next_table: AtomicU32,
     dir: WorkDir,
+}
+
+fn io(path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::io(path.display().to_string(), e)
+}
+
+/// Fills the empty working dir `to` with checkpoint `from`'s RocksDB files, after checking
+/// they are all there with their sizes: SST files (never modified by RocksDB) hard-linked when
+/// the file system allows, the others (the MANIFEST grows) copied.
+fn seed_from(from: &Path, meta: &RocksCheckpoint, to: &Path) -> Result<(), RuntimeError> {
+    for (name, bytes) in &meta.files {
+        if name.contains('/') || name.contains("..") {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{}: the file name `{name}` is not a plain name",
+                from.display()
+            )));
+        }
+        let src = from.join(name);
+        let len = std::fs::metadata(&src).map_err(|e| io(&src, e))?.len();
+        if len != *bytes {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{}: {len} bytes where the metadata says {bytes}",
+                src.display()
+            )));
+        }
+        let dst = to.join(name);
+        let linked = name.ends_with(".sst") && std::fs::hard_link(&src, &dst).is_ok();
+        if !linked {
+            std::fs::copy(&src, &dst).map_err(|e| io(&dst, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn compression(c: Compression) -> DBCompressionType {
@@ -121,7 +218,10 @@ fn fresh_dir(parent: &Path) -> PathBuf {
 }
 
 impl RocksStore {
-    fn open(o: &StateBackendOptions) -> Result<RocksStore, RuntimeError> {
+    fn open(
+        o: &StateBackendOptions,
+        restore: Option<(&Path, &RocksCheckpoint)>,
+    ) -> Result<RocksStore, RuntimeError> {
         let parent = o
             .local_dir
             .as_deref()
@@ -130,6 +230,9 @@ impl RocksStore {
         std::fs::create_dir_all(&path)
             .map_err(|e| RuntimeError::io(path.display().to_string(), e))?;
         let dir = WorkDir { path };
+        if let Some((from, meta)) = restore {
+            seed_from(from, meta, &dir.path)?;
+        }
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_write_buffer_size(usize::try_from(o.write_buffer_bytes).unwrap_or(usize::MAX));
@@ -149,12 +252,7 @@ impl RocksStore {
         let mut write = WriteOptions::default();
         // Checkpoints copy the state out; the working instance need not survive a crash.
         write.disable_wal(true);
-        Ok(RocksStore {
-            db,
-            write,
-            next_table: AtomicU32::new(0),
-            dir,
-        })
+        Ok(RocksStore { db, write, dir })
     }
 }
 
@@ -165,15 +263,15 @@ fn rocks_error(dir: &Path, e: rocksdb::Error) -> RuntimeError {
 /// One table's part of the run's RocksDB instance: the keys starting with its prefix.
 pub(crate) struct RocksTable {
     store: Arc<RocksStore>,
-    prefix: [u8; 4],
+    prefix: [u8; 8],
 }
 
 impl RocksTable {
     /// The RocksDB key of id `id`: the table's prefix, then the id (big-endian).
-    fn key(&self, id: u32) -> [u8; 8] {
-        let mut k = [0u8; 8];
-        k[..4].copy_from_slice(&self.prefix);
-        k[4..].copy_from_slice(&id.to_be_bytes());
+    fn key(&self, id: u32) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..8].copy_from_slice(&self.prefix);
+        k[8..].copy_from_slice(&id.to_be_bytes());
         k
     }
 
@@ -208,10 +306,10 @@ impl RocksTable {
     /// Deletes every value of the table.
     pub(crate) fn clear(&self) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
-        let end = u32::from_be_bytes(self.prefix).checked_add(1);
+        let end = u64::from_be_bytes(self.prefix).checked_add(1);
         match end {
             Some(end) => batch.delete_range(self.prefix, end.to_be_bytes()),
-            None => batch.delete_range(&self.prefix[..], &[0xff; 9][..]),
+            None => batch.delete_range(&self.prefix[..], &[0xff; 13][..]),
         }
         self.store
             .db

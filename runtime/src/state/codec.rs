@@ -120,11 +120,6 @@ impl StateWriter {
         self.batch(&rows)
     }
 
-    /// Appends bytes another writer produced, as they are (no length).
-    pub fn raw(&mut self, v: &[u8]) {
-        self.buf.extend_from_slice(v);
-    }
-
     /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf

@@ -70,10 +70,11 @@ pub(crate) type EncodeValue<V> = dyn Fn(&V, &mut StateWriter) -> Result<(), Stat
 /// Reads one value (a [`ValueCodec`]'s decoder).
 pub(crate) type DecodeValue<V> = dyn Fn(&mut StateReader<'_>) -> Result<V, StateError>;
 
-/// Per-id flags of the resident set.
+/// Per-id flags of the resident set: used since the clock hand passed; only in RocksDB; changed
+/// since last written to RocksDB.
 const REFERENCED: u8 = 1;
 const SPILLED: u8 = 2;
-const ON_DISK: u8 = 4;
+const DIRTY: u8 = 4;
 
 /// The RocksDB backend's side of a table: which values are spilled, and the clock that picks
 /// the next one to spill (a key used since the hand last passed it gets a second chance).
@@ -82,7 +83,7 @@ struct Spill<V> {
     codec: ValueCodec<V>,
     /// Values kept decoded at most (between batches).
     budget: usize,
-    /// [`REFERENCED`] | [`SPILLED`] | [`ON_DISK`] per id.
+    /// [`REFERENCED`] | [`SPILLED`] | [`DIRTY`] per id.
     flags: Vec<u8>,
     resident: usize,
     hand: usize,
@@ -92,11 +93,12 @@ struct Spill<V> {
 }
 
 impl<V> Spill<V> {
-    /// Marks `id` used, reading its value back from RocksDB when it is spilled.
+    /// Marks `id` used (and, as the caller may change it, changed), reading its value back from
+    /// RocksDB when it is spilled.
     #[inline]
     fn touch(&mut self, id: u32, slots: &mut [Option<Slot<V>>]) {
         if let Some(f) = self.flags.get_mut(id as usize) {
-            *f |= REFERENCED;
+            *f |= REFERENCED | DIRTY;
             if *f & SPILLED != 0 {
                 self.load(id, slots);
             }
@@ -138,7 +140,7 @@ impl<V> Spill<V> {
         if self.flags.len() <= at {
             self.flags.resize(at + 1, 0);
         }
-        self.flags[at] = 0;
+        self.flags[at] = DIRTY;
         self.resident += 1;
     }
 
@@ -151,13 +153,14 @@ impl<V> Spill<V> {
 
 impl<V> KeyedState<V> {
     /// An empty table in `backend`: in memory, or (RocksDB) a resident set whose spilled values
-    /// `codec` encodes.
+    /// `codec` encodes, under the key prefix of `name` (the node's stable name).
     pub(crate) fn new(
         backend: &StateBackend,
+        name: &str,
         codec: impl FnOnce() -> ValueCodec<V>,
     ) -> KeyedState<V> {
         KeyedState {
-            spill: backend.table().map(|(table, budget)| {
+            spill: backend.table(name).map(|(table, budget)| {
                 Box::new(Spill {
                     table,
                     codec: codec(),
@@ -298,9 +301,7 @@ impl<V> KeyedState<V> {
             if let Some(f) = spill.flags.get_mut(id as usize)
                 && key_of(&self.slots, id).is_some()
             {
-                if *f & ON_DISK != 0
-                    && let Err(e) = spill.table.delete(id)
-                {
+                if let Err(e) = spill.table.delete(id) {
                     spill.error.get_or_insert(e);
                 }
                 if *f & SPILLED == 0 {
@@ -360,28 +361,22 @@ impl<V> KeyedState<V> {
 
     /// Writes every key and value (`value` writes one), keeping ids and the free list as they
     /// are: operators keep per-key data in vectors indexed by id, which a restore must not
-    /// renumber. A spilled value is copied from RocksDB as stored: `value` must write what the
-    /// table's [`ValueCodec`] does.
+    /// renumber. With the RocksDB backend only keys are written ([`KeyedState::flush`] first, and
+    /// the values go into the RocksDB checkpoint; [`KeyedState::restore_spilled`] reads them).
     pub(crate) fn snapshot(
         &self,
         w: &mut StateWriter,
         mut value: impl FnMut(&V, &mut StateWriter) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         w.count(self.slots.len());
-        for (id, slot) in self.slots.iter().enumerate() {
+        for slot in &self.slots {
             match slot {
                 None => w.bool(false),
                 Some(slot) => {
                     w.bool(true);
                     w.bytes(slot.key.as_slice());
-                    match self.spill.as_deref() {
-                        Some(spill) if spill.is_spilled(id as u32) => {
-                            let bytes = spill.table.get(id as u32)?.ok_or_else(|| {
-                                StateError(format!("the spilled value of key {id} is missing"))
-                            })?;
-                            w.raw(&bytes);
-                        }
-                        _ => value(&slot.value, w)?,
+                    if self.spill.is_none() {
+                        value(&slot.value, w)?;
                     }
                 }
             }
@@ -393,12 +388,21 @@ impl<V> KeyedState<V> {
         Ok(())
     }
 
-    /// Reads what [`KeyedState::snapshot`] wrote (`value` reads one value), with the same ids.
+    /// Reads what [`KeyedState::snapshot`] wrote in memory (`value` reads one value), with the
+    /// same ids.
     pub(crate) fn restore(
+        r: &mut StateReader<'_>,
+        value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
+    ) -> Result<KeyedState<V>, StateError> {
+        Self::restore_into(KeyedState::default(), r, value)
+    }
+
+    /// Reads a snapshot's slots into the empty table `state`.
+    fn restore_into(
+        mut state: KeyedState<V>,
         r: &mut StateReader<'_>,
         mut value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
     ) -> Result<KeyedState<V>, StateError> {
-        let mut state = KeyedState::default();
         let n = r.count()?;
         for id in 0..n {
             let slot = if r.bool()? {
@@ -424,6 +428,14 @@ impl<V> KeyedState<V> {
             };
             state.slots.push(slot);
         }
+        if let Some(spill) = &mut state.spill {
+            // Every restored key starts spilled: its value is in RocksDB.
+            spill.flags = state
+                .slots
+                .iter()
+                .map(|s| if s.is_some() { SPILLED } else { 0 })
+                .collect();
+        }
         let free = r.count()?;
         for _ in 0..free {
             let id = r.u32()?;
@@ -433,6 +445,11 @@ impl<V> KeyedState<V> {
             state.free.push(id);
         }
         Ok(state)
+    }
+
+    /// Whether the values live in RocksDB (the RocksDB backend), so a snapshot holds only keys.
+    pub(crate) fn in_rocksdb(&self) -> bool {
+        self.spill.is_some()
     }
 
     /// Values resident in memory (all of them with the in-memory backend).
@@ -452,14 +469,33 @@ impl<V> KeyedState<V> {
 }
 
 impl<V: Default> KeyedState<V> {
+    /// Reads what [`KeyedState::snapshot`] wrote with the RocksDB backend (keys only) into a
+    /// table of `backend` whose RocksDB instance was restored from the same checkpoint: every
+    /// key starts spilled. The in-memory backend cannot read it (the values are in RocksDB).
+    pub(crate) fn restore_spilled(
+        r: &mut StateReader<'_>,
+        backend: &StateBackend,
+        name: &str,
+        codec: impl FnOnce() -> ValueCodec<V>,
+    ) -> Result<KeyedState<V>, StateError> {
+        let state = KeyedState::new(backend, name, codec);
+        if state.spill.is_none() {
+            return Err(StateError(
+                "it was checkpointed with the RocksDB state backend, which holds its values: restore it with SET 'state.backend' = 'rocksdb'".into(),
+            ));
+        }
+        Self::restore_into(state, r, |_| Ok(V::default()))
+    }
+
     /// Moves this table (restored in memory) into `backend`: with RocksDB, values beyond the
     /// resident budget are spilled right away.
     pub(crate) fn into_backend(
         mut self,
         backend: &StateBackend,
+        name: &str,
         codec: impl FnOnce() -> ValueCodec<V>,
     ) -> Result<KeyedState<V>, StateError> {
-        let mut spill = KeyedState::<V>::new(backend, codec).spill;
+        let mut spill = KeyedState::<V>::new(backend, name, codec).spill;
         if let Some(spill) = &mut spill {
             for (id, slot) in self.slots.iter().enumerate() {
                 if slot.is_some() {
@@ -470,6 +506,34 @@ impl<V: Default> KeyedState<V> {
         self.spill = spill;
         self.settle()?;
         Ok(self)
+    }
+
+    /// Before a checkpoint (RocksDB backend): writes every value changed since the last flush,
+    /// so RocksDB holds every key's current value.
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        let KeyedState { slots, spill, .. } = self;
+        let Some(spill) = spill.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Some(e) = spill.error.take() {
+            return Err(e);
+        }
+        let mut ids = Vec::new();
+        let mut bytes = Vec::new();
+        for (id, (f, slot)) in spill.flags.iter_mut().zip(slots.iter()).enumerate() {
+            if let Some(slot) = slot
+                && *f & (DIRTY | SPILLED) == DIRTY
+            {
+                let mut w = StateWriter::default();
+                (spill.codec.encode)(&slot.value, &mut w)?;
+                bytes.push(w.into_bytes());
+                ids.push(id as u32);
+                *f &= !DIRTY;
+            }
+        }
+        spill
+            .table
+            .put_all(ids.into_iter().zip(bytes.iter().map(Vec::as_slice)))
     }
 
     /// Between batches: spills the values of the keys used least recently until at most the
@@ -506,15 +570,17 @@ impl<V: Default> KeyedState<V> {
                 *f &= !REFERENCED;
                 continue;
             }
-            let mut w = StateWriter::default();
-            if let Err(e) = (spill.codec.encode)(&slot.value, &mut w) {
-                failed = Some(e);
-                break;
+            if *f & DIRTY != 0 {
+                let mut w = StateWriter::default();
+                if let Err(e) = (spill.codec.encode)(&slot.value, &mut w) {
+                    failed = Some(e);
+                    break;
+                }
+                bytes.push(w.into_bytes());
+                evicted.push(id as u32);
             }
-            bytes.push(w.into_bytes());
-            evicted.push(id as u32);
             slot.value = V::default();
-            *f = SPILLED | ON_DISK;
+            *f = SPILLED;
             spill.resident -= 1;
         }
         spill
@@ -646,7 +712,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        StateBackend::open(&settings).unwrap()
+        StateBackend::open(&settings, None).unwrap()
     }
 
     fn u64_codec() -> ValueCodec<u64> {
@@ -667,7 +733,7 @@ mod tests {
     fn spilled_values_come_back_on_access_and_only_the_budget_stays_resident() {
         let backend = rocks(3);
         let dir = backend.working_dir().unwrap().to_path_buf();
-        let mut t = KeyedState::new(&backend, u64_codec);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
         for k in 0..100u64 {
             let id = t.id_or_insert_with(format!("card-{k}").as_bytes(), || 0);
             *t.get_mut(id).unwrap() += k;
@@ -702,7 +768,7 @@ mod tests {
     #[test]
     fn the_clock_keeps_recently_used_keys_resident() {
         let backend = rocks(2);
-        let mut t = KeyedState::new(&backend, u64_codec);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
         let hot = t.id_or_insert_with(b"hot", || 1);
         for k in 0..20u64 {
             t.id_or_insert_with(format!("cold-{k}").as_bytes(), || k);
@@ -718,7 +784,7 @@ mod tests {
     #[test]
     fn removing_a_spilled_key_deletes_it_and_its_id_is_reused_fresh() {
         let backend = rocks(1);
-        let mut t = KeyedState::new(&backend, u64_codec);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
         let a = t.id_or_insert_with(b"a", || 10);
         t.settle().unwrap();
         let b = t.id_or_insert_with(b"b", || 20);
@@ -741,19 +807,20 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_copies_spilled_values_and_restores_into_either_backend() {
+    fn a_rocksdb_snapshot_holds_keys_and_the_values_come_back_from_rocksdb() {
         let backend = rocks(4);
-        let mut t = KeyedState::new(&backend, u64_codec);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        let mut memory: KeyedState<u64> = KeyedState::default();
         for k in 0..40u64 {
-            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k * 3);
+            let key = format!("card-{k}");
+            t.id_or_insert_with(key.as_bytes(), || k * 3);
+            memory.id_or_insert_with(key.as_bytes(), || k * 3);
             t.settle().unwrap();
         }
         t.remove(9);
-        let mut memory: KeyedState<u64> = KeyedState::default();
-        for k in 0..40u64 {
-            memory.id_or_insert_with(format!("card-{k}").as_bytes(), || k * 3);
-        }
         memory.remove(9);
+        *t.get_mut(20).unwrap() = 1;
+        *memory.get_mut(20).unwrap() = 1;
         let snapshot = |t: &KeyedState<u64>| {
             let mut w = StateWriter::default();
             t.snapshot(&mut w, |v, w| {
@@ -763,25 +830,48 @@ mod tests {
             .unwrap();
             w.into_bytes()
         };
-        let bytes = snapshot(&t);
-        assert_eq!(
-            bytes,
-            snapshot(&memory),
-            "the same bytes as the in-memory table"
+        t.flush().unwrap();
+        let keys_only = snapshot(&t);
+        let inline = snapshot(&memory);
+        assert!(
+            keys_only.len() + 39 * 8 == inline.len(),
+            "no values in the snapshot"
         );
-        let mut r = StateReader::new(&bytes);
-        let back = KeyedState::restore(&mut r, |r| r.u64()).unwrap();
-        let mut back = back.into_backend(&rocks(2), u64_codec).unwrap();
-        assert_eq!((back.len(), back.resident()), (39, 2));
+        // Restored against the instance the flush wrote to: keys spilled, values read back.
+        let mut r = StateReader::new(&keys_only);
+        let mut back = KeyedState::restore_spilled(&mut r, &backend, "t", u64_codec).unwrap();
+        r.finish().unwrap();
+        assert_eq!((back.len(), back.resident()), (39, 0));
+        assert_eq!(back.find(b"card-9"), None);
         for k in (0..40u32).filter(|&k| k != 9) {
-            assert_eq!(back.get_mut(k).copied(), Some(u64::from(k) * 3));
+            let want = if k == 20 { 1 } else { u64::from(k) * 3 };
+            assert_eq!(back.get_mut(k).copied(), Some(want), "key {k}");
         }
+        // The in-memory backend cannot read it: its values are in RocksDB.
+        let e = KeyedState::restore_spilled(
+            &mut StateReader::new(&keys_only),
+            &StateBackend::memory(),
+            "t",
+            u64_codec,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.0.contains("restore it with SET 'state.backend' = 'rocksdb'"),
+            "{e}"
+        );
+        // An in-memory snapshot restores into RocksDB, spilling beyond the budget at once.
+        let mut r = StateReader::new(&inline);
+        let back = KeyedState::restore(&mut r, |r| r.u64()).unwrap();
+        let mut back = back.into_backend(&rocks(2), "t", u64_codec).unwrap();
+        assert_eq!((back.len(), back.resident()), (39, 2));
+        assert_eq!(back.get_mut(21).copied(), Some(63));
     }
 
     #[test]
     fn a_corrupt_spilled_value_is_an_error_not_a_panic() {
         let backend = rocks(1);
-        let mut t = KeyedState::new(&backend, u64_codec);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
         let a = t.id_or_insert_with(b"a", || 10);
         t.settle().unwrap();
         t.id_or_insert_with(b"b", || 20);
@@ -791,15 +881,16 @@ mod tests {
         assert_eq!(t.get_mut(a), None);
         let e = t.settle().unwrap_err();
         assert!(e.0.contains("spilled state of key 0"), "{e}");
+        // A restore finds the damage when the key is used.
+        t.flush().unwrap();
         let mut w = StateWriter::default();
-        // A snapshot copies the stored bytes; the restore's decoder refuses them.
-        t.spill.as_ref().unwrap().table.put_raw(a, &[1, 2, 3]);
-        t.snapshot(&mut w, |v, w| {
-            w.u64(*v);
-            Ok(())
-        })
-        .unwrap();
+        t.snapshot(&mut w, |_, _| Ok(())).unwrap();
         let bytes = w.into_bytes();
-        assert!(KeyedState::<u64>::restore(&mut StateReader::new(&bytes), |r| r.u64()).is_err());
+        let mut back =
+            KeyedState::restore_spilled(&mut StateReader::new(&bytes), &backend, "t", u64_codec)
+                .unwrap();
+        assert!(back.settle().is_ok());
+        assert_eq!(back.get_mut(a), None);
+        assert!(back.settle().is_err());
     }
 }

@@ -14,5 +14,5 @@ mod backend;
 pub mod codec;
 mod keyed;
 
-pub use backend::StateBackend;
+pub use backend::{RocksCheckpoint, StateBackend};
 pub(crate) use keyed::{KeyedState, ValueCodec, prefetch};

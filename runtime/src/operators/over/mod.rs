@@ -183,7 +183,7 @@ impl Over {
             keys: KeyEncoder::new(spec.partition_by.clone()),
             order_by: spec.order_by,
             unit,
-            partitions: Partitions::new(backend, &layout),
+            partitions: Partitions::new(backend, name, &layout),
             layout,
             backend: backend.clone(),
             pending: Pending::new(),
@@ -646,6 +646,7 @@ impl Operator for Over {
     /// counter, and the rows waiting for the watermark (re-buffered on restore).
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
+        self.partitions.flush().map_err(err)?;
         w.u32(OVER_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
@@ -673,10 +674,20 @@ impl Operator for Over {
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
         let name = self.name.clone();
         let err = |e: StateError| RuntimeError::state(&name, e);
-        r.expect_tag("OVER", OVER_STATE_LAYOUT).map_err(err)?;
+        // Layout 1 (before the RocksDB backend) is layout 2 without the storage flag.
+        let flagged = match r.u32().map_err(err)? {
+            1 => false,
+            OVER_STATE_LAYOUT => true,
+            got => {
+                return Err(err(StateError(format!(
+                    "OVER state has layout {got}, this fsql reads layouts 1 and {OVER_STATE_LAYOUT}"
+                ))));
+            }
+        };
         self.watermark = r.i64().map_err(err)?;
         let seq = r.u64().map_err(err)?;
-        self.partitions = Partitions::restore(r, &self.layout, &self.backend).map_err(err)?;
+        self.partitions =
+            Partitions::restore(r, &self.layout, &self.backend, &name, flagged).map_err(err)?;
         self.expiry.clear();
         for _ in 0..r.count().map_err(err)? {
             let at = r.i64().map_err(err)?;
@@ -712,8 +723,9 @@ impl Operator for Over {
     }
 }
 
-/// The layout of an OVER node's checkpoint state (bumped when it changes).
-const OVER_STATE_LAYOUT: u32 = 1;
+/// The layout of an OVER node's checkpoint state (bumped when it changes). 2: the partitions
+/// say whether their rows are inline or in the RocksDB checkpoint.
+const OVER_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
 mod tests;

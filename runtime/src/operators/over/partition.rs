@@ -657,15 +657,21 @@ fn codec(shape: Shape) -> ValueCodec<Partition> {
 }
 
 impl Partitions {
-    /// No partitions yet, their rows kept in `backend`.
-    pub(crate) fn new(backend: &StateBackend, layout: &Layout) -> Partitions {
+    /// No partitions yet, their rows kept in `backend` (as node `name`'s).
+    pub(crate) fn new(backend: &StateBackend, name: &str, layout: &Layout) -> Partitions {
         let shape = Shape::of(layout);
         Partitions {
-            table: KeyedState::new(backend, || codec(shape)),
+            table: KeyedState::new(backend, name, || codec(shape)),
             spans: Vec::new(),
             accs: Vec::new(),
             created: Vec::new(),
         }
+    }
+
+    /// Before a checkpoint: writes the partitions changed since the last one to RocksDB (see
+    /// [`KeyedState::flush`]).
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        self.table.flush()
     }
 
     /// Between batches: keeps at most the backend's resident budget of partitions' rows in
@@ -694,6 +700,7 @@ impl Partitions {
     /// the operator's expiry queue, which names partitions by id, stays valid.
     pub(crate) fn snapshot(&self, layout: &Layout, w: &mut StateWriter) -> Result<(), StateError> {
         let shape = Shape::of(layout);
+        w.bool(self.table.in_rocksdb());
         self.table
             .snapshot(w, |p, w| encode_partition(shape, p, w))?;
         w.count(self.spans.len());
@@ -709,13 +716,26 @@ impl Partitions {
     }
 
     /// Reads what [`Partitions::snapshot`] wrote.
+    /// `in_rocksdb`: whether the snapshot's values are in the restored RocksDB instance (it was
+    /// taken with the RocksDB backend), else they are inline; `None`: the first layout, which
+    /// had no such flag (inline).
     pub(crate) fn restore(
         r: &mut StateReader<'_>,
         layout: &Layout,
         backend: &StateBackend,
+        name: &str,
+        flagged: bool,
     ) -> Result<Partitions, StateError> {
         let shape = Shape::of(layout);
-        let table = KeyedState::restore(r, |r| decode_partition(shape, r))?;
+        let table = if flagged && r.bool()? {
+            KeyedState::restore_spilled(r, backend, name, || codec(shape))?
+        } else {
+            KeyedState::restore(r, |r| decode_partition(shape, r))?.into_backend(
+                backend,
+                name,
+                || codec(shape),
+            )?
+        };
         let mut spans = Vec::new();
         for _ in 0..r.count()? {
             spans.push(Span {
@@ -750,7 +770,7 @@ impl Partitions {
             }
         }
         Ok(Partitions {
-            table: table.into_backend(backend, || codec(shape))?,
+            table,
             spans,
             accs,
             created: Vec::new(),

@@ -1340,6 +1340,7 @@ fn a_restored_operator_continues_exactly_where_the_checkpointed_one_was() {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            None,
         )
         .unwrap();
         let in_rocks = check_restore(
