@@ -170,12 +170,12 @@ fn parse_resident_keys(v: &str) -> Result<usize, String> {
     }
 }
 
-/// `state.backend.incremental`: fsql's checkpoints are full ones so far, so only `false` (Flink's
-/// default) is accepted rather than `true` being ignored.
+/// `state.backend.incremental` (Flink's switch): accepted for Flink scripts, as the backend
+/// decides: the RocksDB backend's checkpoints are always incremental (unchanged SST files are
+/// shared by hard link), the in-memory backend's always full.
 fn parse_incremental(v: &str) -> Result<(), String> {
     match v.to_ascii_lowercase().as_str() {
-        "false" => Ok(()),
-        "true" => Err("incremental checkpoints are not available yet: every checkpoint writes the whole state".into()),
+        "true" | "false" => Ok(()),
         _ => Err(format!("expected 'true' or 'false', got '{v}'")),
     }
 }
@@ -241,7 +241,11 @@ mod tests {
                 "0",
                 "positive whole number",
             ),
-            ("state.backend.incremental", "true", "not available yet"),
+            (
+                "state.backend.incremental",
+                "yes",
+                "expected 'true' or 'false'",
+            ),
         ] {
             let s = BTreeMap::from([(k.to_string(), v.to_string())]);
             let e = StateBackendOptions::from_settings(&s).unwrap_err();
