@@ -893,4 +893,101 @@ mod tests {
         assert_eq!(back.get_mut(a), None);
         assert!(back.settle().is_err());
     }
+
+    #[test]
+    fn a_rocksdb_checkpoint_is_incremental_restores_as_taken_and_a_damaged_one_is_refused() {
+        let dir = crate::testkit::temp_dir("rocks-checkpoint");
+        let settings: std::collections::BTreeMap<String, String> = [
+            ("state.backend", "rocksdb".to_string()),
+            ("state.backend.rocksdb.resident-keys", "3".to_string()),
+            (
+                "state.backend.rocksdb.localdir",
+                dir.join("work").display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let backend = StateBackend::open(&settings, None).unwrap();
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        for k in 0..1000u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+            t.settle().unwrap();
+        }
+        let keys = |t: &mut KeyedState<u64>| {
+            t.flush().unwrap();
+            let mut w = StateWriter::default();
+            t.snapshot(&mut w, |_, _| Ok(())).unwrap();
+            w.into_bytes()
+        };
+        let first_keys = keys(&mut t);
+        let first = backend
+            .checkpoint(&dir.join("chk-1"), None)
+            .unwrap()
+            .unwrap();
+        assert!(
+            first.files.iter().any(|f| f.0.ends_with(".sst")),
+            "{first:?}"
+        );
+        assert_eq!(first.new_bytes, first.bytes);
+        // One changed key later, the next checkpoint shares the first one's SST files.
+        *t.get_mut(5).unwrap() = 5000;
+        let second_keys = keys(&mut t);
+        let second = backend
+            .checkpoint(&dir.join("chk-2"), Some(&first))
+            .unwrap()
+            .unwrap();
+        assert!(
+            second.new_bytes < second.bytes && second.new_bytes < first.bytes,
+            "{first:?} {second:?}"
+        );
+        // Each restores as it was taken, into its own new instance; the checkpoint is not touched.
+        for (chk, meta, keys, want5) in [
+            ("chk-1", &first, &first_keys, 5),
+            ("chk-2", &second, &second_keys, 5000),
+        ] {
+            let restored = StateBackend::open(&settings, Some((&dir.join(chk), meta))).unwrap();
+            let mut r = StateReader::new(keys);
+            let mut back = KeyedState::restore_spilled(&mut r, &restored, "t", u64_codec).unwrap();
+            assert_eq!((back.len(), back.resident()), (1000, 0));
+            assert_eq!(back.get_mut(5).copied(), Some(want5), "{chk}");
+            assert_eq!(back.get_mut(999).copied(), Some(999), "{chk}");
+            *back.get_mut(6).unwrap() = 0;
+            back.flush().unwrap();
+            // Its own checkpoint flushes the change to an SST file of the new instance.
+            restored
+                .checkpoint(&dir.join(format!("{chk}-again")), Some(meta))
+                .unwrap();
+        }
+        let again = StateBackend::open(&settings, Some((&dir.join("chk-1"), &first))).unwrap();
+        let mut r = StateReader::new(&first_keys);
+        let mut back = KeyedState::restore_spilled(&mut r, &again, "t", u64_codec).unwrap();
+        assert_eq!(
+            back.get_mut(6).copied(),
+            Some(6),
+            "a restored run never writes into its checkpoint"
+        );
+        // A truncated or missing file is refused before RocksDB opens the files.
+        let sst = &first
+            .files
+            .iter()
+            .find(|f| f.0.ends_with(".sst"))
+            .unwrap()
+            .0;
+        let path = dir.join("chk-1").join(sst);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1)
+            .unwrap();
+        let e = StateBackend::open(&settings, Some((&dir.join("chk-1"), &first)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("1 bytes where the metadata says"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        assert!(StateBackend::open(&settings, Some((&dir.join("chk-1"), &first))).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
