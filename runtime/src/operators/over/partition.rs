@@ -715,10 +715,10 @@ impl Partitions {
         Ok(())
     }
 
-    /// Reads what [`Partitions::snapshot`] wrote.
-    /// `in_rocksdb`: whether the snapshot's values are in the restored RocksDB instance (it was
-    /// taken with the RocksDB backend), else they are inline; `None`: the first layout, which
-    /// had no such flag (inline).
+    /// Reads what [`Partitions::snapshot`] wrote into `backend` (as node `name`'s). `flagged`:
+    /// the snapshot starts with the flag saying whether the rows are in the restored RocksDB
+    /// instance (taken with the RocksDB backend) or inline; the first layout had no flag and
+    /// always inline rows.
     pub(crate) fn restore(
         r: &mut StateReader<'_>,
         layout: &Layout,
@@ -757,6 +757,14 @@ impl Partitions {
             )));
         }
         let n_spans = layout.aggs.len();
+        // Spilled partitions' rows are read later (and only through bounds-checked accessors);
+        // every span must be ordered, whether its rows are here or in RocksDB.
+        if let Some(at) = spans.iter().position(|s| s.start > s.end) {
+            return Err(StateError(format!(
+                "partition {}: a span ends before it starts",
+                at / n_spans.max(1)
+            )));
+        }
         for (id, p) in table.values() {
             let at = id as usize * n_spans;
             let in_rows = spans
