@@ -797,9 +797,12 @@ impl<'c> Executor<'c> {
                         window
                     }))
                 }
-                PlanOp::WindowRank(spec) => {
-                    Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
-                }
+                PlanOp::WindowRank(spec) => Some(Box::new(WindowRank::new(
+                    &node.name,
+                    spec,
+                    schema.clone(),
+                    backend,
+                )?)),
                 PlanOp::MatchRecognize(spec) => Some(Box::new(MatchRecognize::new(
                     &node.name,
                     spec,
