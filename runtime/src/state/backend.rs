@@ -217,6 +217,30 @@ fn fresh_dir(parent: &Path) -> PathBuf {
     ))
 }
 
+/// Removes the working dirs in `parent` that runs which no longer exist left behind (killed
+/// before they could remove theirs): `fsql-state-<pid>-…` whose process is gone. A directory of
+/// a live process, even an unrelated one that reused the pid, is left alone.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fsql-state-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            // Best effort, like the removal at the end of a run.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl RocksStore {
     fn open(
         o: &StateBackendOptions,
@@ -226,6 +250,9 @@ impl RocksStore {
             .local_dir
             .as_deref()
             .map_or_else(std::env::temp_dir, PathBuf::from);
+        if Path::new("/proc/self").exists() {
+            sweep_stale(&parent);
+        }
         let path = fresh_dir(&parent);
         std::fs::create_dir_all(&path)
             .map_err(|e| RuntimeError::io(path.display().to_string(), e))?;

@@ -763,6 +763,16 @@ mod tests {
         drop(t);
         drop(backend);
         assert!(!dir.exists(), "the working dir is removed at the end");
+        // One left by a killed run (its process is gone) is removed by the next run's start.
+        let parent = dir.parent().unwrap();
+        let stale = parent.join("fsql-state-4194304999-0-1");
+        let live = parent.join(format!("fsql-state-{}-999-1", std::process::id()));
+        std::fs::create_dir_all(stale.join("x")).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        let next = rocks(3);
+        assert!(!stale.exists() && live.exists());
+        drop(next);
+        let _ = std::fs::remove_dir_all(live);
     }
 
     #[test]
