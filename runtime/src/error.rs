@@ -86,6 +86,10 @@ pub enum RuntimeError {
     /// not be read back or decoded).
     #[error("state backend: state of `{node}`: {message}")]
     Backend { node: String, message: String },
+    /// The state backend cannot be set up (the RocksDB instance does not open, or a
+    /// checkpoint's RocksDB files are missing or damaged).
+    #[error("state backend: {0}")]
+    BackendSetup(String),
 }
 
 impl RuntimeError {

@@ -173,7 +173,7 @@ fn io(path: &Path, e: std::io::Error) -> RuntimeError {
 fn seed_from(from: &Path, meta: &RocksCheckpoint, to: &Path) -> Result<(), RuntimeError> {
     for (name, bytes) in &meta.files {
         if name.contains('/') || name.contains("..") {
-            return Err(RuntimeError::Checkpoint(format!(
+            return Err(RuntimeError::BackendSetup(format!(
                 "{}: the file name `{name}` is not a plain name",
                 from.display()
             )));
@@ -181,7 +181,7 @@ fn seed_from(from: &Path, meta: &RocksCheckpoint, to: &Path) -> Result<(), Runti
         let src = from.join(name);
         let len = std::fs::metadata(&src).map_err(|e| io(&src, e))?.len();
         if len != *bytes {
-            return Err(RuntimeError::Checkpoint(format!(
+            return Err(RuntimeError::BackendSetup(format!(
                 "{}: {len} bytes where the metadata says {bytes}",
                 src.display()
             )));
@@ -284,7 +284,7 @@ impl RocksStore {
 }
 
 fn rocks_error(dir: &Path, e: rocksdb::Error) -> RuntimeError {
-    RuntimeError::Checkpoint(format!("RocksDB state in {}: {e}", dir.display()))
+    RuntimeError::BackendSetup(format!("RocksDB in {}: {e}", dir.display()))
 }
 
 /// One table's part of the run's RocksDB instance: the keys starting with its prefix.
