@@ -1266,6 +1266,12 @@ INSERT INTO out SELECT payment_id, card_id, n_1h, sum_1h, max_1h FROM card_1h;
     let run = dir.join("rocks");
     std::fs::create_dir_all(run.join("work")).expect("dir");
     let p = write(&run, "p.fsql", &pipeline("rocksdb"));
+    let explain = text(&fsql(&["explain", p.to_str().expect("path")]).stdout);
+    assert!(
+        explain
+            .contains("state backend: rocksdb (OVER and Window TopN rows beyond 50 resident keys"),
+        "{explain}"
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_fsql"))
         .args(["run", p.to_str().expect("path")])
         .stdout(std::process::Stdio::null())
