@@ -59,7 +59,7 @@ impl<V> Default for KeyedState<V> {
 }
 
 /// How a table's values are written to and read from RocksDB: the operator's checkpoint
-/// encoding of one value, so a checkpoint can copy a spilled value's bytes as they are.
+/// encoding of one value (what a `hashmap` checkpoint holds inline), given at construction.
 pub(crate) struct ValueCodec<V> {
     pub encode: Box<EncodeValue<V>>,
     pub decode: Box<DecodeValue<V>>,
@@ -70,10 +70,11 @@ pub(crate) type EncodeValue<V> = dyn Fn(&V, &mut StateWriter) -> Result<(), Stat
 /// Reads one value (a [`ValueCodec`]'s decoder).
 pub(crate) type DecodeValue<V> = dyn Fn(&mut StateReader<'_>) -> Result<V, StateError>;
 
-/// Per-id flags of the resident set: used since the clock hand passed; only in RocksDB; changed
-/// since last written to RocksDB.
+/// Per-id flag of the resident set: used since the clock hand last passed.
 const REFERENCED: u8 = 1;
+/// Per-id flag: the value is only in RocksDB (the slot holds `V::default()`).
 const SPILLED: u8 = 2;
+/// Per-id flag: changed since last written to RocksDB.
 const DIRTY: u8 = 4;
 
 /// The RocksDB backend's side of a table: which values are spilled, and the clock that picks
