@@ -12,6 +12,11 @@
 //!    `FSQL_CHECKPOINT_INTERVAL` (default 10 s), alternating twice; events per CPU-second of the
 //!    executor thread, and the ratio.
 //!
+//! Each part runs once per state backend: `FSQL_CHECKPOINT_BACKENDS` (default `hashmap,rocksdb`).
+//! With RocksDB, `FSQL_STATE_RESIDENT_KEYS` sets `state.backend.rocksdb.resident-keys` (default
+//! fsql's), and the checkpoint's bytes are its state files plus the RocksDB files it added (the
+//! rest are hard links to earlier checkpoints' files).
+//!
 //! `cargo bench --bench checkpoint` (release build); `FSQL_CHECKPOINT_CARDS` sets `N` (default
 //! 10,000,000).
 
@@ -24,7 +29,16 @@ use fsql_compiler::{CompileOptions, compile_source};
 use fsql_plan::{NodeId, Pipeline};
 use fsql_runtime::{Event, RunOptions, RunSummary};
 
-fn pipeline(cards: u64, events: u64, checkpoints: Option<(&Path, &str)>) -> Pipeline {
+fn pipeline(
+    cards: u64,
+    events: u64,
+    checkpoints: Option<(&Path, &str)>,
+    backend: &str,
+) -> Pipeline {
+    let resident = std::env::var("FSQL_STATE_RESIDENT_KEYS").map_or(String::new(), |n| {
+        format!("SET 'state.backend.rocksdb.resident-keys' = '{n}';")
+    });
+    let backend = format!("SET 'state.backend' = '{backend}'; {resident}");
     let settings = match checkpoints {
         Some((dir, interval)) => format!(
             "SET 'execution.checkpointing.interval' = '{interval}';
@@ -34,7 +48,7 @@ fn pipeline(cards: u64, events: u64, checkpoints: Option<(&Path, &str)>) -> Pipe
         None => String::new(),
     };
     let text = format!(
-        "{settings}
+        "{settings} {backend}
          SET 'pipeline.emit-mode' = 'arrival';
          CREATE TABLE src (seq BIGINT, amount DOUBLE, card AS seq % {cards},
            ts AS TO_TIMESTAMP_LTZ(seq, 3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
@@ -118,11 +132,22 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000_000);
     let interval = std::env::var("FSQL_CHECKPOINT_INTERVAL").unwrap_or_else(|_| "10 s".to_string());
+    let backends =
+        std::env::var("FSQL_CHECKPOINT_BACKENDS").unwrap_or_else(|_| "hashmap,rocksdb".to_string());
+    for backend in backends.split(',') {
+        println!("## state.backend = '{backend}'");
+        println!();
+        bench(cards, &interval, backend);
+        println!();
+    }
+}
+
+fn bench(cards: u64, interval: &str, backend: &str) {
     let events = 2 * cards;
 
     // 1. One checkpoint of every card's state.
     let dir = scratch("state");
-    let full = pipeline(cards, events, Some((&dir, "1 h")));
+    let full = pipeline(cards, events, Some((&dir, "1 h")), backend);
     let (summary, _) = run(&full, Some(cards), false);
     let taken = summary.checkpoints.clone().expect("checkpointing is on");
     println!("| {cards} cards of 24 h OVER state (COUNT, SUM) | |");
@@ -152,7 +177,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     // 3. Throughput with and without periodic checkpoints, alternating.
-    let plain = pipeline(cards, events, None);
+    let plain = pipeline(cards, events, None, backend);
     let mut without = Vec::new();
     let mut with = Vec::new();
     let mut spent = Vec::new();
@@ -161,7 +186,7 @@ fn main() {
         without.push(events as f64 / cpu.as_secs_f64());
         let dir = scratch(&format!("periodic-{round}"));
         let (summary, cpu) = run(
-            &pipeline(cards, events, Some((&dir, &interval))),
+            &pipeline(cards, events, Some((&dir, interval)), backend),
             None,
             false,
         );

@@ -31,7 +31,7 @@ small_rows=$((rows / 100 > 1000 ? rows / 100 : 1000))
 fsql="${FSQL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/fsql}"
 if [[ ! -x "$fsql" ]]; then
   echo "building $fsql ..." >&2
-  (cd "$repo" && cargo build --release --bin fsql)
+  (cd "$repo" && source scripts/deps.sh && cargo build --release --bin fsql)
 fi
 
 work="$(mktemp -d)"

@@ -16,6 +16,8 @@
 # runs so that only fsql's own crates rebuild), FSQL_FUZZ_ARGS (extra libFuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# System packages and the build's environment (ROCKSDB_LIB_DIR: the runtime links Debian's RocksDB).
+source scripts/deps.sh
 
 SECONDS_PER_TARGET="${1:-60}"
 ONLY="${2:-}"

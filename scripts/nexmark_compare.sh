@@ -48,7 +48,7 @@ done
 fsql="${FSQL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/fsql}"
 if [[ ! -x "$fsql" ]]; then
   echo "building $fsql ..." >&2
-  (cd "$repo" && cargo build --release --bin fsql)
+  (cd "$repo" && source scripts/deps.sh && cargo build --release --bin fsql)
 fi
 
 work="$(mktemp -d)"

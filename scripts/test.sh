@@ -25,3 +25,5 @@ echo "== fsql test (semantics suites, examples, pipelines, the SQL library, the 
 cargo build --bin fsql
 mapfile -t suites < <(find tests/suites examples pipelines stdlib benches -name '*.test.fsql' | sort)
 "$CARGO_TARGET_DIR/debug/fsql" test "${suites[@]}"
+echo "== fsql test, the same suites with state in RocksDB, one key per operator resident (every access spills and reads back)"
+"$CARGO_TARGET_DIR/debug/fsql" test --state-backend rocksdb --state-resident-keys 1 "${suites[@]}"

@@ -22,12 +22,15 @@ pub fn list(dir: &Path) -> Result<bool, String> {
     );
     for c in &all {
         let meta = read_metadata(&c.path).map_err(|e| e.to_string())?;
+        // With RocksDB: the state files plus the RocksDB checkpoint (its SST files are shared
+        // with other checkpoints through hard links; `inspect` says how much is new).
         let bytes: u64 = meta
             .nodes
             .iter()
             .filter_map(|n| n.state.as_ref())
             .map(|s| s.bytes)
-            .sum();
+            .sum::<u64>()
+            + meta.rocksdb.as_ref().map_or(0, |r| r.bytes);
         println!(
             "{:<10} {:<24} {:>12} {:>8}  {}",
             format!("chk-{}", meta.id),
@@ -60,6 +63,16 @@ pub fn inspect(path: &Path) -> Result<bool, String> {
     println!("  path:            {}", path.display());
     println!("  taken at:        {} UTC", time(meta.taken_at_ms));
     println!("  control updates: {} applied", meta.control_applied);
+    println!("  state backend:   {}", meta.state_backend);
+    if let Some(r) = &meta.rocksdb {
+        println!(
+            "  rocksdb:         {} bytes in {} files ({}/), {} bytes new since the previous checkpoint (the rest hard-linked)",
+            r.bytes,
+            r.files.len(),
+            r.dir,
+            r.new_bytes
+        );
+    }
     println!("sources:");
     for s in &meta.sources {
         let at = match &s.position {

@@ -78,6 +78,15 @@ pub fn text(plan: &Plan) -> String {
             "interpreted (SET 'jit.enabled' = 'false')"
         }
     );
+    let backend = match fsql_plan::state_backend::StateBackendOptions::from_settings(&p.settings) {
+        Ok(o) if o.kind == fsql_plan::state_backend::BackendKind::RocksDb => format!(
+            "rocksdb (OVER and Window TopN rows beyond {} resident keys per operator live in RocksDB; checkpoints incremental)",
+            o.resident_keys
+        ),
+        Ok(_) => "hashmap (every key in memory)".to_string(),
+        Err(e) => format!("invalid: {e}"),
+    };
+    let _ = writeln!(out, "  state backend: {backend}");
     for (k, v) in &p.settings {
         let _ = writeln!(out, "  set '{k}' = '{}'", shown(k, v));
     }

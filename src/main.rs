@@ -87,6 +87,13 @@ enum Command {
         /// Interpret every expression instead of compiling them.
         #[arg(long)]
         no_jit: bool,
+        /// Run every test with this state backend (`hashmap` or `rocksdb`), whatever the file sets.
+        #[arg(long, value_name = "NAME")]
+        state_backend: Option<String>,
+        /// With `--state-backend rocksdb`: values kept in memory per operator table (a tiny number
+        /// makes every test spill and read back state).
+        #[arg(long, value_name = "N")]
+        state_resident_keys: Option<usize>,
     },
     /// Publish rule and model updates to a running pipeline's control stream.
     #[command(subcommand)]
@@ -210,7 +217,32 @@ fn main() -> ExitCode {
                 query_output::run(&plan, &options)
             })
         }
-        Command::Test { files, no_jit } => test_runner::run_files(&files, no_jit),
+        Command::Test {
+            files,
+            no_jit,
+            state_backend,
+            state_resident_keys,
+        } => {
+            let mut overrides = test_runner::SettingOverrides::new();
+            if let Some(n) = state_resident_keys {
+                overrides.insert(
+                    "state.backend.rocksdb.resident-keys".into(),
+                    n.max(1).to_string(),
+                );
+            }
+            match state_backend.map(|b| {
+                fsql_plan::state_backend::parse_backend(&b)
+                    .map(|_| b)
+                    .map_err(|e| format!("--state-backend: {e}"))
+            }) {
+                Some(Err(e)) => Err(e),
+                Some(Ok(b)) => {
+                    overrides.insert("state.backend".into(), b);
+                    test_runner::run_files(&files, no_jit, &overrides)
+                }
+                None => test_runner::run_files(&files, no_jit, &overrides),
+            }
+        }
         Command::Checkpoint(CheckpointCommand::List { dir }) => checkpoint::list(&dir),
         Command::Checkpoint(CheckpointCommand::Inspect { path }) => checkpoint::inspect(&path),
         Command::Control(ControlCommand::Keygen { name, key }) => {

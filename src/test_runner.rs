@@ -20,8 +20,17 @@ use fsql_runtime::{RunOptions, TestInput};
 /// The default relative tolerance for floating point comparisons.
 const DEFAULT_TOLERANCE: f64 = 1e-9;
 
+/// Settings every test's pipeline runs with on top of its own `SET`s (`fsql test
+/// --state-backend rocksdb --state-resident-keys 2` runs a suite against the RocksDB backend
+/// with almost every key spilled).
+pub type SettingOverrides = BTreeMap<String, String>;
+
 /// Runs every test of every file; prints one line per test and a summary. Ok(false) if any failed.
-pub fn run_files(files: &[PathBuf], no_jit: bool) -> Result<bool, String> {
+pub fn run_files(
+    files: &[PathBuf],
+    no_jit: bool,
+    overrides: &SettingOverrides,
+) -> Result<bool, String> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in files {
         let text = std::fs::read_to_string(file)
@@ -46,7 +55,7 @@ pub fn run_files(files: &[PathBuf], no_jit: bool) -> Result<bool, String> {
                 .sources
                 .file(test.name.span.file)
                 .line_col(test.name.span.start);
-            match run_test(file, &text, &base, test, no_jit) {
+            match run_test(file, &text, &base, test, no_jit, overrides) {
                 Ok(()) => {
                     passed += 1;
                     println!("ok    {}  ({}:{line})", test.name.node, file.display());
@@ -71,6 +80,7 @@ fn run_test(
     base: &Compilation,
     test: &TestDef,
     no_jit: bool,
+    overrides: &SettingOverrides,
 ) -> Result<(), String> {
     let mut extra = Vec::new();
     let mut expected_error = None;
@@ -152,6 +162,16 @@ fn run_test(
     }
     let Some(pipeline) = &compilation.pipeline else {
         return Err(format!("the pipeline does not compile:\n{rendered}"));
+    };
+    let overridden;
+    let pipeline = if overrides.is_empty() {
+        pipeline
+    } else {
+        let mut p = pipeline.clone();
+        p.settings
+            .extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        overridden = p;
+        &overridden
     };
 
     // Inputs: every source gets its test rows, or nothing.

@@ -1938,14 +1938,15 @@ impl Compiler {
             Some("arrival") => EmitMode::Arrival,
             _ => EmitMode::Watermark,
         };
-        // The late-data and control files, like connector paths, are relative to the pipeline
-        // file.
+        // The late-data and control files, checkpoints and the RocksDB working dir, like
+        // connector paths, are relative to the pipeline file.
         for key in [
             "pipeline.late-data.path",
             "control.path",
             "control.ack.path",
             "execution.checkpointing.dir",
             "state.checkpoints.dir",
+            "state.backend.rocksdb.localdir",
         ] {
             // Flink writes directories as URIs: `file:///checkpoints` is the path `/checkpoints`.
             if let Some(path) = self.settings.get_mut(key)

@@ -4,6 +4,7 @@
 use crate::ast::OptionDef;
 use crate::diagnostic::{Diagnostic, closest};
 use crate::source::Span;
+use fsql_plan::state_backend::STATE_BACKEND_SETTINGS;
 
 /// Whether a table is read, written, or both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +313,9 @@ pub fn check_role(table: &str, info: &ConnectorInfo, role: Role, span: Span) -> 
     }
 }
 
-/// A `SET` option fsql understands, with how to check its value.
+/// A `SET` option fsql understands, with how to check its value. The state backend's options
+/// are checked by `fsql_plan::state_backend`, which the runtime reads them with.
+#[derive(Clone)]
 struct SettingInfo {
     key: &'static str,
     check: fn(&str) -> Result<(), String>,
@@ -347,18 +350,6 @@ fn emit_mode(v: &str) -> Result<(), String> {
     }
 }
 
-/// Flink's state backend names; only the in-memory one exists so far.
-fn state_backend(v: &str) -> Result<(), String> {
-    match v {
-        "hashmap" => Ok(()),
-        "rocksdb" => Err(
-            "the RocksDB state backend is not available yet; 'hashmap' (the default) keeps state in memory"
-                .into(),
-        ),
-        _ => Err(format!("expected 'hashmap', got '{v}'")),
-    }
-}
-
 fn utc(v: &str) -> Result<(), String> {
     match v {
         "UTC" | "Z" | "+00:00" => Ok(()),
@@ -390,14 +381,6 @@ const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
         key: "table.exec.state.ttl",
         check: duration,
-    },
-    SettingInfo {
-        key: "state.backend",
-        check: state_backend,
-    },
-    SettingInfo {
-        key: "state.backend.type",
-        check: state_backend,
     },
     SettingInfo {
         key: "execution.checkpointing.interval",
@@ -480,13 +463,19 @@ pub fn check_setting(
     if key.starts_with("control.properties.") {
         return None;
     }
-    match SETTINGS.iter().find(|s| s.key == key) {
+    let state_backend = STATE_BACKEND_SETTINGS
+        .iter()
+        .map(|&(key, check)| SettingInfo { key, check });
+    let mut known = SETTINGS.iter().cloned().chain(state_backend);
+    match known.find(|s| s.key == key) {
         Some(s) => (s.check)(value)
             .err()
             .map(|m| Diagnostic::error(format!("invalid value for '{key}': {m}"), value_span)),
         None => {
             let d = Diagnostic::warning(format!("unknown option '{key}' is ignored"), key_span);
-            Some(match closest(key, SETTINGS.iter().map(|s| s.key)) {
+            let keys = SETTINGS.iter().map(|s| s.key);
+            let keys = keys.chain(STATE_BACKEND_SETTINGS.iter().map(|s| s.0));
+            Some(match closest(key, keys) {
                 Some(s) => d.with_help(format!("did you mean '{s}'?")),
                 None => d,
             })
@@ -530,16 +519,5 @@ mod tests {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert!(parse_duration_ms("5 parsecs").is_err());
         assert!(parse_duration_ms("").is_err());
-    }
-
-    #[test]
-    fn only_the_in_memory_state_backend_is_accepted() {
-        assert_eq!(state_backend("hashmap"), Ok(()));
-        let rocks = state_backend("rocksdb").unwrap_err();
-        assert!(rocks.contains("not available yet"), "{rocks}");
-        assert_eq!(
-            state_backend("filesystem"),
-            Err("expected 'hashmap', got 'filesystem'".into())
-        );
     }
 }

@@ -19,6 +19,7 @@ mod artefact;
 mod expr;
 mod graph;
 mod pattern;
+pub mod state_backend;
 mod types;
 
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};

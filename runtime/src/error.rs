@@ -82,6 +82,14 @@ pub enum RuntimeError {
     /// A node's state cannot be snapshotted or restored.
     #[error("checkpoint: state of `{node}`: {message}")]
     State { node: String, message: String },
+    /// The state backend failed while running (RocksDB could not write, or a spilled value could
+    /// not be read back or decoded).
+    #[error("state backend: state of `{node}`: {message}")]
+    Backend { node: String, message: String },
+    /// The state backend cannot be set up (the RocksDB instance does not open, or a
+    /// checkpoint's RocksDB files are missing or damaged).
+    #[error("state backend: {0}")]
+    BackendSetup(String),
 }
 
 impl RuntimeError {
@@ -104,6 +112,14 @@ impl RuntimeError {
     /// A node's state that cannot be snapshotted or restored.
     pub fn state(node: &str, message: impl std::fmt::Display) -> Self {
         RuntimeError::State {
+            node: node.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The state backend failed for node `node`'s state.
+    pub fn backend(node: &str, message: impl std::fmt::Display) -> Self {
+        RuntimeError::Backend {
             node: node.to_string(),
             message: message.to_string(),
         }

@@ -42,6 +42,7 @@ use crate::source::test_input::{TestInput, TestSource};
 use crate::source::{
     MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, open_source, runtime_schema,
 };
+use crate::state::StateBackend;
 use crate::text::units_per_second;
 
 use self::checkpointing::Checkpointing;
@@ -288,8 +289,20 @@ pub fn run(
             .map(|(_, meta)| checkpointing::resume_positions(meta))
             .unwrap_or_default(),
     };
-    let jit = !no_jit && jit_enabled(&pipeline.settings);
-    let mut exec = Executor::build(pipeline, inputs, &taps, &open, jit, &print, collector)?;
+    // The RocksDB backend's working instance starts from the restored checkpoint's files.
+    let rocks_restore = restore.as_ref().and_then(|(path, meta)| {
+        meta.rocksdb
+            .as_ref()
+            .map(|r| (path.join(checkpointing::ROCKSDB_DIR), r))
+    });
+    let ops = OperatorOptions {
+        jit: !no_jit && jit_enabled(&pipeline.settings),
+        backend: StateBackend::open(
+            &pipeline.settings,
+            rocks_restore.as_ref().map(|(p, r)| (p.as_path(), *r)),
+        )?,
+    };
+    let mut exec = Executor::build(pipeline, inputs, &taps, &open, &ops, &print, collector)?;
     exec.trace = trace;
     exec.control = control;
     match checkpoint_config {
@@ -594,6 +607,17 @@ struct Executor<'c> {
     control_to_replay: u64,
     /// The checkpoint this run resumed from, and how long restoring it took.
     restored_from: Option<(u64, Duration)>,
+    /// Where keyed state lives (its RocksDB instance is checkpointed with the operators).
+    backend: StateBackend,
+}
+
+/// How the executor builds operators.
+struct OperatorOptions {
+    /// Expressions run compiled.
+    jit: bool,
+    /// One state backend per run: with RocksDB, one working instance every operator's keyed
+    /// state shares (removed when the run's operators are dropped).
+    backend: StateBackend,
 }
 
 impl<'c> Executor<'c> {
@@ -602,7 +626,7 @@ impl<'c> Executor<'c> {
         mut inputs: BTreeMap<String, Vec<TestInput>>,
         taps: &[NodeId],
         open: &OpenOptions,
-        jit: bool,
+        ops: &OperatorOptions,
         print: &PrintTarget,
         collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
     ) -> Result<Self, RuntimeError> {
@@ -671,6 +695,7 @@ impl<'c> Executor<'c> {
                 )));
             }
         }
+        let (jit, backend) = (ops.jit, &ops.backend);
         for (i, node) in pipeline.nodes.iter().enumerate() {
             let schema = runtime_schema(&node.schema);
             // The runtime schema of the node's `k`-th input.
@@ -750,6 +775,7 @@ impl<'c> Executor<'c> {
                         schema.clone(),
                         pipeline.emit,
                         state_ttl_ms(&pipeline.settings)?,
+                        backend,
                     )?;
                     Some(Box::new(if jit {
                         over.compiled(&*input(0)?)
@@ -771,9 +797,12 @@ impl<'c> Executor<'c> {
                         window
                     }))
                 }
-                PlanOp::WindowRank(spec) => {
-                    Some(Box::new(WindowRank::new(&node.name, spec, schema.clone())?))
-                }
+                PlanOp::WindowRank(spec) => Some(Box::new(WindowRank::new(
+                    &node.name,
+                    spec,
+                    schema.clone(),
+                    backend,
+                )?)),
                 PlanOp::MatchRecognize(spec) => Some(Box::new(MatchRecognize::new(
                     &node.name,
                     spec,
@@ -878,6 +907,7 @@ impl<'c> Executor<'c> {
             control_applied: 0,
             control_to_replay: 0,
             restored_from: None,
+            backend: backend.clone(),
         })
     }
 

@@ -29,6 +29,13 @@ pub struct Metadata {
     /// read again.
     #[serde(default)]
     pub appended: Vec<AppendedFile>,
+    /// The state backend it was taken with (`hashmap`; `rocksdb`: the keyed state's values are
+    /// in [`Metadata::rocksdb`]).
+    #[serde(default = "hashmap")]
+    pub state_backend: String,
+    /// The RocksDB checkpoint beside the state files (RocksDB backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocksdb: Option<crate::state::RocksCheckpoint>,
 }
 
 /// An appended file's length at a checkpoint.
@@ -37,6 +44,10 @@ pub struct AppendedFile {
     pub path: String,
     /// Its length in bytes (0: it did not exist yet).
     pub len: u64,
+}
+
+fn hashmap() -> String {
+    "hashmap".into()
 }
 
 /// Where one source resumes.

@@ -84,6 +84,18 @@ impl CheckpointStore {
         meta: &mut Metadata,
         files: Vec<(usize, String, Vec<u8>)>,
     ) -> Result<PathBuf, RuntimeError> {
+        self.write_with(meta, files, |_, _| Ok(()))
+    }
+
+    /// [`CheckpointStore::write`], with `more` adding to the checkpoint's directory (while it is
+    /// still `.inprogress`) and to its metadata before the metadata is written: the RocksDB
+    /// backend's checkpoint.
+    pub fn write_with(
+        &self,
+        meta: &mut Metadata,
+        files: Vec<(usize, String, Vec<u8>)>,
+        more: impl FnOnce(&Path, &mut Metadata) -> Result<(), RuntimeError>,
+    ) -> Result<PathBuf, RuntimeError> {
         fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
         let name = format!("chk-{}", meta.id);
         let tmp = self.dir.join(format!("{name}.inprogress"));
@@ -102,6 +114,7 @@ impl CheckpointStore {
                 });
             }
         }
+        more(&tmp, meta)?;
         let json = serde_json::to_vec_pretty(meta)
             .map_err(|e| RuntimeError::Checkpoint(format!("encoding the metadata: {e}")))?;
         write_synced(&tmp.join(METADATA_FILE), &json)?;
@@ -220,6 +233,8 @@ mod tests {
             taken_at_ms: 0,
             control_applied: 0,
             sources: vec![],
+            state_backend: "hashmap".into(),
+            rocksdb: None,
             nodes: vec![NodeEntry {
                 name: "features".into(),
                 kind: "over".into(),

@@ -15,6 +15,7 @@ use crate::checkpoint::{
 };
 use crate::error::RuntimeError;
 use crate::source::split_watermarks::SplitWatermarks;
+use crate::state::RocksCheckpoint;
 use crate::state::codec::{StateReader, StateWriter};
 
 /// How long a restore waits for the control stream to replay the updates the checkpoint had
@@ -37,7 +38,12 @@ pub(super) struct Checkpointing {
     pub(super) taken: u64,
     pub(super) taking: Duration,
     pub(super) largest_bytes: u64,
+    /// The RocksDB files of the last checkpoint taken or restored (to tell which are new).
+    previous_rocksdb: Option<RocksCheckpoint>,
 }
+
+/// The RocksDB checkpoint's directory inside a `chk-<n>` directory.
+pub(super) const ROCKSDB_DIR: &str = "rocksdb";
 
 /// A node's definition digest: its operator, input schemas and output schema, so state is
 /// restored only into the node that wrote it.
@@ -167,6 +173,7 @@ impl Checkpointing {
             taken: 0,
             taking: Duration::ZERO,
             largest_bytes: 0,
+            previous_rocksdb: None,
         })
     }
 
@@ -302,10 +309,20 @@ impl Executor<'_> {
                     len: std::fs::metadata(p).map_or(0, |m| m.len()),
                 })
                 .collect(),
+            state_backend: self.backend.name().into(),
+            rocksdb: None,
         };
         let bytes: usize = files.iter().map(|(_, _, b)| b.len()).sum();
-        ck.largest_bytes = ck.largest_bytes.max(bytes as u64);
-        ck.store.write(&mut meta, files)?;
+        let backend = &self.backend;
+        let previous = &mut ck.previous_rocksdb;
+        ck.store.write_with(&mut meta, files, |dir, meta| {
+            // Every operator flushed its changed values while writing its snapshot.
+            meta.rocksdb = backend.checkpoint(&dir.join(ROCKSDB_DIR), previous.as_ref())?;
+            previous.clone_from(&meta.rocksdb);
+            Ok(())
+        })?;
+        let bytes = bytes as u64 + meta.rocksdb.as_ref().map_or(0, |r| r.new_bytes);
+        ck.largest_bytes = ck.largest_bytes.max(bytes);
         ck.last_id = id;
         ck.taken += 1;
         for node in &mut self.nodes {
@@ -338,6 +355,9 @@ impl Executor<'_> {
                 "it was taken by pipeline `{}`, not `{}`",
                 meta.pipeline, pipeline.name
             )));
+        }
+        if let Some(ck) = &mut self.checkpointing {
+            ck.previous_rocksdb.clone_from(&meta.rocksdb);
         }
         let definitions = self
             .checkpointing
@@ -515,6 +535,8 @@ mod tests {
                 entry(&shorter, 10),
                 entry(&dir.join("missing.jsonl"), 0),
             ],
+            state_backend: "hashmap".into(),
+            rocksdb: None,
         };
         cut_back_appended(&meta).expect("cut back");
         assert_eq!(

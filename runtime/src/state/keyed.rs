@@ -8,9 +8,18 @@
 //! Memory per key: the index holds only the 4-byte id (hashbrown's raw table: 5 bytes a bucket,
 //! at most 7/8 full), the slot holds the key inline when it is short (22 bytes) and the value.
 //! Hashes are not stored: the index rehashes a slot's key when it grows.
+//!
+//! With the RocksDB backend ([`StateBackend`]) a table keeps a bounded *resident set*: at most
+//! `state.backend.rocksdb.resident-keys` values stay decoded in memory. [`KeyedState::settle`]
+//! (which operators call between batches) encodes the values of keys not used recently, with
+//! the operator's [`ValueCodec`] (its checkpoint encoding of a value), writes them to RocksDB and
+//! drops them from memory; an access by id or key ([`KeyedState::id_or_insert_with`],
+//! [`KeyedState::get_mut`]) reads a spilled value back. A spilled key keeps its id and key bytes
+//! in memory, so ids held in operators' queues and side vectors stay valid.
 
 use hashbrown::HashTable;
 
+use super::backend::{RocksTable, StateBackend};
 use super::codec::{StateError, StateReader, StateWriter};
 use crate::operators::agg::key::{KeyBytes, hash_key};
 
@@ -33,6 +42,8 @@ pub(crate) struct KeyedState<V> {
     slots: Vec<Option<Slot<V>>>,
     free: Vec<u32>,
     hash: fn(&[u8]) -> u64,
+    /// The RocksDB backend's resident set; `None` in memory (every value resident).
+    spill: Option<Box<Spill<V>>>,
 }
 
 impl<V> Default for KeyedState<V> {
@@ -42,11 +53,129 @@ impl<V> Default for KeyedState<V> {
             slots: Vec::new(),
             free: Vec::new(),
             hash: hash_key,
+            spill: None,
         }
     }
 }
 
+/// How a table's values are written to and read from RocksDB: the operator's checkpoint
+/// encoding of one value (what a `hashmap` checkpoint holds inline), given at construction.
+pub(crate) struct ValueCodec<V> {
+    pub encode: Box<EncodeValue<V>>,
+    pub decode: Box<DecodeValue<V>>,
+}
+
+/// Writes one value (a [`ValueCodec`]'s encoder).
+pub(crate) type EncodeValue<V> = dyn Fn(&V, &mut StateWriter) -> Result<(), StateError>;
+/// Reads one value (a [`ValueCodec`]'s decoder).
+pub(crate) type DecodeValue<V> = dyn Fn(&mut StateReader<'_>) -> Result<V, StateError>;
+
+/// Per-id flag of the resident set: used since the clock hand last passed.
+const REFERENCED: u8 = 1;
+/// Per-id flag: the value is only in RocksDB (the slot holds `V::default()`).
+const SPILLED: u8 = 2;
+/// Per-id flag: changed since last written to RocksDB.
+const DIRTY: u8 = 4;
+
+/// The RocksDB backend's side of a table: which values are spilled, and the clock that picks
+/// the next one to spill (a key used since the hand last passed it gets a second chance).
+struct Spill<V> {
+    table: RocksTable,
+    codec: ValueCodec<V>,
+    /// Values kept decoded at most (between batches).
+    budget: usize,
+    /// [`REFERENCED`] | [`SPILLED`] | [`DIRTY`] per id.
+    flags: Vec<u8>,
+    resident: usize,
+    hand: usize,
+    /// The first failure to read back or decode a spilled value, reported by
+    /// [`KeyedState::settle`] (accessors return `Option`s and cannot carry it).
+    error: Option<StateError>,
+}
+
+impl<V> Spill<V> {
+    /// Marks `id` used (and, as the caller may change it, changed), reading its value back from
+    /// RocksDB when it is spilled.
+    #[inline]
+    fn touch(&mut self, id: u32, slots: &mut [Option<Slot<V>>]) {
+        if let Some(f) = self.flags.get_mut(id as usize) {
+            *f |= REFERENCED | DIRTY;
+            if *f & SPILLED != 0 {
+                self.load(id, slots);
+            }
+        }
+    }
+
+    #[cold]
+    fn load(&mut self, id: u32, slots: &mut [Option<Slot<V>>]) {
+        let value = match self.table.get(id) {
+            Ok(Some(bytes)) => {
+                let mut r = StateReader::new(&bytes);
+                (self.codec.decode)(&mut r).and_then(|v| r.finish().map(|()| v))
+            }
+            Ok(None) => Err(StateError(format!(
+                "the spilled value of key {id} is missing"
+            ))),
+            Err(e) => Err(e),
+        };
+        match (value, slots.get_mut(id as usize)) {
+            (Ok(v), Some(Some(slot))) => {
+                slot.value = v;
+                if let Some(f) = self.flags.get_mut(id as usize) {
+                    *f &= !SPILLED;
+                }
+                self.resident += 1;
+            }
+            (Err(e), _) => {
+                self.error
+                    .get_or_insert(StateError(format!("spilled state of key {id}: {e}")));
+            }
+            (Ok(_), _) => {}
+        }
+    }
+
+    /// A new resident key `id`: not marked used, so a key seen once is spilled before one
+    /// that is used again and again.
+    fn inserted(&mut self, id: u32) {
+        let at = id as usize;
+        if self.flags.len() <= at {
+            self.flags.resize(at + 1, 0);
+        }
+        self.flags[at] = DIRTY;
+        self.resident += 1;
+    }
+
+    fn is_spilled(&self, id: u32) -> bool {
+        self.flags
+            .get(id as usize)
+            .is_some_and(|f| f & SPILLED != 0)
+    }
+}
+
 impl<V> KeyedState<V> {
+    /// An empty table in `backend`: in memory, or (RocksDB) a resident set whose spilled values
+    /// `codec` encodes, under the key prefix of `name` (the node's stable name).
+    pub(crate) fn new(
+        backend: &StateBackend,
+        name: &str,
+        codec: impl FnOnce() -> ValueCodec<V>,
+    ) -> KeyedState<V> {
+        KeyedState {
+            spill: backend.table(name).map(|(table, budget)| {
+                Box::new(Spill {
+                    table,
+                    codec: codec(),
+                    budget,
+                    flags: Vec::new(),
+                    resident: 0,
+                    hand: 0,
+                    error: None,
+                })
+            }),
+            ..KeyedState::default()
+        }
+    }
+
     /// A table hashing keys with `hash` (tests force collisions with it).
     #[cfg(test)]
     pub(crate) fn with_hash(hash: fn(&[u8]) -> u64) -> KeyedState<V> {
@@ -74,8 +203,12 @@ impl<V> KeyedState<V> {
             slots,
             free,
             hash,
+            spill,
         } = self;
         if let Some(&id) = index.find(h, |&id| key_of(slots, id) == Some(key)) {
+            if let Some(spill) = spill {
+                spill.touch(id, slots);
+            }
             return id;
         }
         let slot = Some(Slot {
@@ -94,6 +227,9 @@ impl<V> KeyedState<V> {
         };
         let hash = *hash;
         index.insert_unique(h, id, |&id| key_of(slots, id).map_or(0, hash));
+        if let Some(spill) = spill {
+            spill.inserted(id);
+        }
         id
     }
 
@@ -125,16 +261,29 @@ impl<V> KeyedState<V> {
         self.find(key).and_then(|id| self.remove(id))
     }
 
+    /// The value of `id`; `None` also for a spilled value (which only the `&mut` accessors
+    /// read back).
     #[inline]
     pub(crate) fn get(&self, id: u32) -> Option<&V> {
+        if self.spill.as_ref().is_some_and(|s| s.is_spilled(id)) {
+            return None;
+        }
         self.slots
             .get(id as usize)
             .and_then(Option::as_ref)
             .map(|s| &s.value)
     }
 
+    /// The value of `id`, read back first if it is spilled (`None` when that failed:
+    /// [`KeyedState::settle`] reports why).
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut V> {
+        if let Some(spill) = &mut self.spill {
+            spill.touch(id, &mut self.slots);
+            if spill.is_spilled(id) {
+                return None;
+            }
+        }
         self.slots
             .get_mut(id as usize)
             .and_then(Option::as_mut)
@@ -146,8 +295,22 @@ impl<V> KeyedState<V> {
         key_of(&self.slots, id).unwrap_or(&[])
     }
 
-    /// Drops the state of `id`; the id may be given to a new key.
+    /// Drops the state of `id` (in RocksDB too); the id may be given to a new key.
     pub(crate) fn remove(&mut self, id: u32) -> Option<V> {
+        if let Some(spill) = &mut self.spill {
+            spill.touch(id, &mut self.slots);
+            if let Some(f) = spill.flags.get_mut(id as usize)
+                && key_of(&self.slots, id).is_some()
+            {
+                if let Err(e) = spill.table.delete(id) {
+                    spill.error.get_or_insert(e);
+                }
+                if *f & SPILLED == 0 {
+                    spill.resident -= 1;
+                }
+                *f = 0;
+            }
+        }
         let key = key_of(&self.slots, id)?;
         if let Ok(e) = self.index.find_entry((self.hash)(key), |&i| i == id) {
             e.remove();
@@ -159,6 +322,14 @@ impl<V> KeyedState<V> {
 
     /// Drops every key's state.
     pub(crate) fn clear(&mut self) {
+        if let Some(spill) = &mut self.spill {
+            if let Err(e) = spill.table.clear() {
+                spill.error.get_or_insert(e);
+            }
+            spill.flags.clear();
+            spill.resident = 0;
+            spill.hand = 0;
+        }
         self.index.clear();
         self.slots.clear();
         self.free.clear();
@@ -179,17 +350,20 @@ impl<V> KeyedState<V> {
         self.slots.iter().flatten().map(|s| s.key.as_slice())
     }
 
-    /// Every (id, value).
+    /// Every (id, value) resident in memory (with the RocksDB backend, spilled ones are left out).
     pub(crate) fn values(&self) -> impl Iterator<Item = (u32, &V)> {
+        let spill = self.spill.as_deref();
         self.slots
             .iter()
             .enumerate()
+            .filter(move |(id, _)| !spill.is_some_and(|s| s.is_spilled(*id as u32)))
             .filter_map(|(id, s)| s.as_ref().map(|s| (id as u32, &s.value)))
     }
 
     /// Writes every key and value (`value` writes one), keeping ids and the free list as they
     /// are: operators keep per-key data in vectors indexed by id, which a restore must not
-    /// renumber.
+    /// renumber. With the RocksDB backend only keys are written ([`KeyedState::flush`] first, and
+    /// the values go into the RocksDB checkpoint; [`KeyedState::restore_spilled`] reads them).
     pub(crate) fn snapshot(
         &self,
         w: &mut StateWriter,
@@ -202,7 +376,9 @@ impl<V> KeyedState<V> {
                 Some(slot) => {
                     w.bool(true);
                     w.bytes(slot.key.as_slice());
-                    value(&slot.value, w)?;
+                    if self.spill.is_none() {
+                        value(&slot.value, w)?;
+                    }
                 }
             }
         }
@@ -213,12 +389,21 @@ impl<V> KeyedState<V> {
         Ok(())
     }
 
-    /// Reads what [`KeyedState::snapshot`] wrote (`value` reads one value), with the same ids.
+    /// Reads what [`KeyedState::snapshot`] wrote in memory (`value` reads one value), with the
+    /// same ids.
     pub(crate) fn restore(
+        r: &mut StateReader<'_>,
+        value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
+    ) -> Result<KeyedState<V>, StateError> {
+        Self::restore_into(KeyedState::default(), r, value)
+    }
+
+    /// Reads a snapshot's slots into the empty table `state`.
+    fn restore_into(
+        mut state: KeyedState<V>,
         r: &mut StateReader<'_>,
         mut value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
     ) -> Result<KeyedState<V>, StateError> {
-        let mut state = KeyedState::default();
         let n = r.count()?;
         for id in 0..n {
             let slot = if r.bool()? {
@@ -244,6 +429,14 @@ impl<V> KeyedState<V> {
             };
             state.slots.push(slot);
         }
+        if let Some(spill) = &mut state.spill {
+            // Every restored key starts spilled: its value is in RocksDB.
+            spill.flags = state
+                .slots
+                .iter()
+                .map(|s| if s.is_some() { SPILLED } else { 0 })
+                .collect();
+        }
         let free = r.count()?;
         for _ in 0..free {
             let id = r.u32()?;
@@ -255,6 +448,17 @@ impl<V> KeyedState<V> {
         Ok(state)
     }
 
+    /// Whether the values live in RocksDB (the RocksDB backend), so a snapshot holds only keys.
+    pub(crate) fn in_rocksdb(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    /// Values resident in memory (all of them with the in-memory backend).
+    #[cfg(test)]
+    pub(crate) fn resident(&self) -> usize {
+        self.spill.as_ref().map_or(self.len(), |s| s.resident)
+    }
+
     /// Hints the CPU to load the slot of `id`: for a key processed a few rows later, so its
     /// cache miss overlaps the current row's work.
     #[inline]
@@ -262,6 +466,128 @@ impl<V> KeyedState<V> {
         if let Some(slot) = self.slots.get(id as usize) {
             prefetch(std::ptr::from_ref(slot).cast());
         }
+    }
+}
+
+impl<V: Default> KeyedState<V> {
+    /// Reads what [`KeyedState::snapshot`] wrote with the RocksDB backend (keys only) into a
+    /// table of `backend` whose RocksDB instance was restored from the same checkpoint: every
+    /// key starts spilled. The in-memory backend cannot read it (the values are in RocksDB).
+    pub(crate) fn restore_spilled(
+        r: &mut StateReader<'_>,
+        backend: &StateBackend,
+        name: &str,
+        codec: impl FnOnce() -> ValueCodec<V>,
+    ) -> Result<KeyedState<V>, StateError> {
+        let state = KeyedState::new(backend, name, codec);
+        if state.spill.is_none() {
+            return Err(StateError(
+                "it was checkpointed with the RocksDB state backend, which holds its values: restore it with SET 'state.backend' = 'rocksdb'".into(),
+            ));
+        }
+        Self::restore_into(state, r, |_| Ok(V::default()))
+    }
+
+    /// Moves this table (restored in memory) into `backend`: with RocksDB, values beyond the
+    /// resident budget are spilled right away.
+    pub(crate) fn into_backend(
+        mut self,
+        backend: &StateBackend,
+        name: &str,
+        codec: impl FnOnce() -> ValueCodec<V>,
+    ) -> Result<KeyedState<V>, StateError> {
+        let mut spill = KeyedState::<V>::new(backend, name, codec).spill;
+        if let Some(spill) = &mut spill {
+            for (id, slot) in self.slots.iter().enumerate() {
+                if slot.is_some() {
+                    spill.inserted(id as u32);
+                }
+            }
+        }
+        self.spill = spill;
+        self.settle()?;
+        Ok(self)
+    }
+
+    /// Before a checkpoint (RocksDB backend): writes every value changed since the last flush,
+    /// so RocksDB holds every key's current value.
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        let KeyedState { slots, spill, .. } = self;
+        let Some(spill) = spill.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Some(e) = spill.error.take() {
+            return Err(e);
+        }
+        let mut ids = Vec::new();
+        let mut bytes = Vec::new();
+        for (id, (f, slot)) in spill.flags.iter_mut().zip(slots.iter()).enumerate() {
+            if let Some(slot) = slot
+                && *f & (DIRTY | SPILLED) == DIRTY
+            {
+                let mut w = StateWriter::default();
+                (spill.codec.encode)(&slot.value, &mut w)?;
+                bytes.push(w.into_bytes());
+                ids.push(id as u32);
+                *f &= !DIRTY;
+            }
+        }
+        spill
+            .table
+            .put_all(ids.into_iter().zip(bytes.iter().map(Vec::as_slice)))
+    }
+
+    /// Between batches: spills the values of the keys used least recently until at most the
+    /// resident budget is in memory (RocksDB backend; nothing in memory), and reports the first
+    /// spilled value that could not be read back since the last call.
+    pub(crate) fn settle(&mut self) -> Result<(), StateError> {
+        let KeyedState { slots, spill, .. } = self;
+        let Some(spill) = spill.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Some(e) = spill.error.take() {
+            return Err(e);
+        }
+        if spill.resident <= spill.budget {
+            return Ok(());
+        }
+        let mut evicted = Vec::new();
+        let mut bytes = Vec::new();
+        let n = spill.flags.len().min(slots.len());
+        // Two sweeps clear every second chance, so the loop ends.
+        let mut steps = 2 * n + 1;
+        let mut failed = None;
+        while spill.resident > spill.budget && steps > 0 {
+            steps -= 1;
+            let id = spill.hand;
+            spill.hand = if id + 1 >= n { 0 } else { id + 1 };
+            let (Some(f), Some(Some(slot))) = (spill.flags.get_mut(id), slots.get_mut(id)) else {
+                continue;
+            };
+            if *f & SPILLED != 0 {
+                continue;
+            }
+            if *f & REFERENCED != 0 {
+                *f &= !REFERENCED;
+                continue;
+            }
+            if *f & DIRTY != 0 {
+                let mut w = StateWriter::default();
+                if let Err(e) = (spill.codec.encode)(&slot.value, &mut w) {
+                    failed = Some(e);
+                    break;
+                }
+                bytes.push(w.into_bytes());
+                evicted.push(id as u32);
+            }
+            slot.value = V::default();
+            *f = SPILLED;
+            spill.resident -= 1;
+        }
+        spill
+            .table
+            .put_all(evicted.iter().copied().zip(bytes.iter().map(Vec::as_slice)))?;
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -376,5 +702,303 @@ mod tests {
             assert_eq!(found, (i % 2 == 1).then_some(i), "key {i}");
         }
         assert_eq!(t.len(), 50_000);
+    }
+
+    fn rocks(resident: usize) -> StateBackend {
+        let settings = [
+            ("state.backend", "rocksdb".to_string()),
+            ("state.backend.rocksdb.resident-keys", resident.to_string()),
+        ];
+        let settings = settings
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        StateBackend::open(&settings, None).unwrap()
+    }
+
+    fn u64_codec() -> ValueCodec<u64> {
+        ValueCodec {
+            encode: Box::new(|v, w| {
+                w.u64(*v);
+                Ok(())
+            }),
+            decode: Box::new(|r| r.u64()),
+        }
+    }
+
+    fn counts(t: &KeyedState<u64>) -> Vec<(u32, u64)> {
+        t.values().map(|(id, v)| (id, *v)).collect()
+    }
+
+    #[test]
+    fn spilled_values_come_back_on_access_and_only_the_budget_stays_resident() {
+        let backend = rocks(3);
+        let dir = backend.working_dir().unwrap().to_path_buf();
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        for k in 0..100u64 {
+            let id = t.id_or_insert_with(format!("card-{k}").as_bytes(), || 0);
+            *t.get_mut(id).unwrap() += k;
+            t.settle().unwrap();
+            assert!(t.resident() <= 3, "{} resident", t.resident());
+        }
+        assert_eq!(t.len(), 100);
+        // Spilled values are not visible without reading them back...
+        assert_eq!(t.get(5), None);
+        assert_eq!(counts(&t).len(), 3);
+        // ...and every one comes back by id or by key, with its id and key bytes kept.
+        for k in 0..100u32 {
+            assert_eq!(t.get_mut(k).copied(), Some(u64::from(k)), "key {k}");
+            assert_eq!(t.key(k), format!("card-{k}").as_bytes());
+            t.settle().unwrap();
+        }
+        let id = t.id_or_insert_with(b"card-42", || 0);
+        assert_eq!((id, t.get(id).copied()), (42, Some(42)));
+        // Updates to a value read back are kept when it is spilled again.
+        *t.get_mut(7).unwrap() = 700;
+        for k in 50..100 {
+            t.get_mut(k);
+            t.settle().unwrap();
+        }
+        assert_eq!(t.get(7), None, "key 7 was spilled again");
+        assert_eq!(t.get_mut(7).copied(), Some(700));
+        drop(t);
+        drop(backend);
+        assert!(!dir.exists(), "the working dir is removed at the end");
+        // One left by a killed run (its process is gone) is removed by the next run's start.
+        let parent = dir.parent().unwrap();
+        let stale = parent.join("fsql-state-4194304999-0-1");
+        let live = parent.join(format!("fsql-state-{}-999-1", std::process::id()));
+        std::fs::create_dir_all(stale.join("x")).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        let next = rocks(3);
+        assert!(!stale.exists() && live.exists());
+        drop(next);
+        let _ = std::fs::remove_dir_all(live);
+    }
+
+    #[test]
+    fn the_clock_keeps_recently_used_keys_resident() {
+        let backend = rocks(2);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        let hot = t.id_or_insert_with(b"hot", || 1);
+        for k in 0..20u64 {
+            t.id_or_insert_with(format!("cold-{k}").as_bytes(), || k);
+            t.get_mut(hot);
+            t.settle().unwrap();
+            assert!(
+                t.get(hot).is_some(),
+                "the key used every batch stays resident"
+            );
+        }
+    }
+
+    #[test]
+    fn removing_a_spilled_key_deletes_it_and_its_id_is_reused_fresh() {
+        let backend = rocks(1);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        let a = t.id_or_insert_with(b"a", || 10);
+        t.settle().unwrap();
+        let b = t.id_or_insert_with(b"b", || 20);
+        t.settle().unwrap();
+        assert_eq!(t.get(a), None, "a is spilled");
+        // State TTL removes an idle key by id: the value comes back with it and leaves RocksDB.
+        assert_eq!(t.remove(a), Some(10));
+        assert_eq!(t.find(b"a"), None);
+        let c = t.id_or_insert_with(b"c", || 30);
+        assert_eq!(c, a, "the id is reused");
+        t.settle().unwrap();
+        t.get_mut(b);
+        t.settle().unwrap();
+        assert_eq!(t.get_mut(c).copied(), Some(30), "not a's old value");
+        assert_eq!(t.len(), 2);
+        t.clear();
+        assert_eq!((t.len(), t.resident()), (0, 0));
+        assert_eq!(t.id_or_insert_with(b"a", || 1), 0);
+        assert_eq!(t.get_mut(0).copied(), Some(1));
+    }
+
+    #[test]
+    fn a_rocksdb_snapshot_holds_keys_and_the_values_come_back_from_rocksdb() {
+        let backend = rocks(4);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        let mut memory: KeyedState<u64> = KeyedState::default();
+        for k in 0..40u64 {
+            let key = format!("card-{k}");
+            t.id_or_insert_with(key.as_bytes(), || k * 3);
+            memory.id_or_insert_with(key.as_bytes(), || k * 3);
+            t.settle().unwrap();
+        }
+        t.remove(9);
+        memory.remove(9);
+        *t.get_mut(20).unwrap() = 1;
+        *memory.get_mut(20).unwrap() = 1;
+        let snapshot = |t: &KeyedState<u64>| {
+            let mut w = StateWriter::default();
+            t.snapshot(&mut w, |v, w| {
+                w.u64(*v);
+                Ok(())
+            })
+            .unwrap();
+            w.into_bytes()
+        };
+        t.flush().unwrap();
+        let keys_only = snapshot(&t);
+        let inline = snapshot(&memory);
+        assert!(
+            keys_only.len() + 39 * 8 == inline.len(),
+            "no values in the snapshot"
+        );
+        // Restored against the instance the flush wrote to: keys spilled, values read back.
+        let mut r = StateReader::new(&keys_only);
+        let mut back = KeyedState::restore_spilled(&mut r, &backend, "t", u64_codec).unwrap();
+        r.finish().unwrap();
+        assert_eq!((back.len(), back.resident()), (39, 0));
+        assert_eq!(back.find(b"card-9"), None);
+        for k in (0..40u32).filter(|&k| k != 9) {
+            let want = if k == 20 { 1 } else { u64::from(k) * 3 };
+            assert_eq!(back.get_mut(k).copied(), Some(want), "key {k}");
+        }
+        // The in-memory backend cannot read it: its values are in RocksDB.
+        let e = KeyedState::restore_spilled(
+            &mut StateReader::new(&keys_only),
+            &StateBackend::memory(),
+            "t",
+            u64_codec,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.0.contains("restore it with SET 'state.backend' = 'rocksdb'"),
+            "{e}"
+        );
+        // An in-memory snapshot restores into RocksDB, spilling beyond the budget at once.
+        let mut r = StateReader::new(&inline);
+        let back = KeyedState::restore(&mut r, |r| r.u64()).unwrap();
+        let mut back = back.into_backend(&rocks(2), "t", u64_codec).unwrap();
+        assert_eq!((back.len(), back.resident()), (39, 2));
+        assert_eq!(back.get_mut(21).copied(), Some(63));
+    }
+
+    #[test]
+    fn a_corrupt_spilled_value_is_an_error_not_a_panic() {
+        let backend = rocks(1);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        let a = t.id_or_insert_with(b"a", || 10);
+        t.settle().unwrap();
+        t.id_or_insert_with(b"b", || 20);
+        t.settle().unwrap();
+        let spill = t.spill.as_ref().unwrap();
+        spill.table.put_raw(a, &[1, 2, 3]);
+        assert_eq!(t.get_mut(a), None);
+        let e = t.settle().unwrap_err();
+        assert!(e.0.contains("spilled state of key 0"), "{e}");
+        // A restore finds the damage when the key is used.
+        t.flush().unwrap();
+        let mut w = StateWriter::default();
+        t.snapshot(&mut w, |_, _| Ok(())).unwrap();
+        let bytes = w.into_bytes();
+        let mut back =
+            KeyedState::restore_spilled(&mut StateReader::new(&bytes), &backend, "t", u64_codec)
+                .unwrap();
+        assert!(back.settle().is_ok());
+        assert_eq!(back.get_mut(a), None);
+        assert!(back.settle().is_err());
+    }
+
+    #[test]
+    fn a_rocksdb_checkpoint_is_incremental_restores_as_taken_and_a_damaged_one_is_refused() {
+        let dir = crate::testkit::temp_dir("rocks-checkpoint");
+        let settings: std::collections::BTreeMap<String, String> = [
+            ("state.backend", "rocksdb".to_string()),
+            ("state.backend.rocksdb.resident-keys", "3".to_string()),
+            (
+                "state.backend.rocksdb.localdir",
+                dir.join("work").display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let backend = StateBackend::open(&settings, None).unwrap();
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        for k in 0..1000u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+            t.settle().unwrap();
+        }
+        let keys = |t: &mut KeyedState<u64>| {
+            t.flush().unwrap();
+            let mut w = StateWriter::default();
+            t.snapshot(&mut w, |_, _| Ok(())).unwrap();
+            w.into_bytes()
+        };
+        let first_keys = keys(&mut t);
+        let first = backend
+            .checkpoint(&dir.join("chk-1"), None)
+            .unwrap()
+            .unwrap();
+        assert!(
+            first.files.iter().any(|f| f.0.ends_with(".sst")),
+            "{first:?}"
+        );
+        assert_eq!(first.new_bytes, first.bytes);
+        // One changed key later, the next checkpoint shares the first one's SST files.
+        *t.get_mut(5).unwrap() = 5000;
+        let second_keys = keys(&mut t);
+        let second = backend
+            .checkpoint(&dir.join("chk-2"), Some(&first))
+            .unwrap()
+            .unwrap();
+        assert!(
+            second.new_bytes < second.bytes && second.new_bytes < first.bytes,
+            "{first:?} {second:?}"
+        );
+        // Each restores as it was taken, into its own new instance; the checkpoint is not touched.
+        for (chk, meta, keys, want5) in [
+            ("chk-1", &first, &first_keys, 5),
+            ("chk-2", &second, &second_keys, 5000),
+        ] {
+            let restored = StateBackend::open(&settings, Some((&dir.join(chk), meta))).unwrap();
+            let mut r = StateReader::new(keys);
+            let mut back = KeyedState::restore_spilled(&mut r, &restored, "t", u64_codec).unwrap();
+            assert_eq!((back.len(), back.resident()), (1000, 0));
+            assert_eq!(back.get_mut(5).copied(), Some(want5), "{chk}");
+            assert_eq!(back.get_mut(999).copied(), Some(999), "{chk}");
+            *back.get_mut(6).unwrap() = 0;
+            back.flush().unwrap();
+            // Its own checkpoint flushes the change to an SST file of the new instance.
+            restored
+                .checkpoint(&dir.join(format!("{chk}-again")), Some(meta))
+                .unwrap();
+        }
+        let again = StateBackend::open(&settings, Some((&dir.join("chk-1"), &first))).unwrap();
+        let mut r = StateReader::new(&first_keys);
+        let mut back = KeyedState::restore_spilled(&mut r, &again, "t", u64_codec).unwrap();
+        assert_eq!(
+            back.get_mut(6).copied(),
+            Some(6),
+            "a restored run never writes into its checkpoint"
+        );
+        // A truncated or missing file is refused before RocksDB opens the files.
+        let sst = &first
+            .files
+            .iter()
+            .find(|f| f.0.ends_with(".sst"))
+            .unwrap()
+            .0;
+        let path = dir.join("chk-1").join(sst);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1)
+            .unwrap();
+        let e = StateBackend::open(&settings, Some((&dir.join("chk-1"), &first)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("1 bytes where the metadata says"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        assert!(StateBackend::open(&settings, Some((&dir.join("chk-1"), &first))).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,12 +4,15 @@
 //! in [`KeyedState`] tables: key bytes → a dense id → the key's value, plus whatever the operator
 //! stores flat in vectors indexed by that id. That table is the state interface: the in-memory
 //! backend (Flink's `hashmap`, the default) is the table itself, every entry resident; the RocksDB
-//! backend will keep the same table as a bounded resident set over a RocksDB column family.
+//! backend ([`StateBackend`]) keeps the same table as a bounded resident set over a key range of
+//! one RocksDB instance per run.
 //! Checkpoints snapshot each operator's state in the byte encoding of [`codec`].
 //!
 //! Memory is measured per live (key, window) entry by `benches/state_size.rs`.
 
+mod backend;
 pub mod codec;
 mod keyed;
 
-pub(crate) use keyed::{KeyedState, prefetch};
+pub use backend::{RocksCheckpoint, StateBackend};
+pub(crate) use keyed::{KeyedState, ValueCodec, prefetch};

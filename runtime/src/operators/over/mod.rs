@@ -44,6 +44,7 @@ use fsql_plan::{EmitMode, OverSpec};
 use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
+use crate::state::StateBackend;
 use crate::state::codec::{StateError, StateReader, StateWriter};
 
 use self::layout::Layout;
@@ -97,6 +98,8 @@ pub struct Over {
     order_by: usize,
     unit: Unit,
     partitions: Partitions,
+    /// Where partitions' rows live (kept for restores).
+    backend: StateBackend,
     pending: Pending,
     /// The current watermark in the event-time unit.
     watermark: i64,
@@ -123,6 +126,7 @@ impl Over {
         schema: SchemaRef,
         emit: EmitMode,
         state_ttl_ms: Option<i64>,
+        backend: &StateBackend,
     ) -> Result<Over, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("OVER node `{name}`: {m}"));
         let n_aggs = spec.aggregates.len();
@@ -176,11 +180,12 @@ impl Over {
             emit,
             args,
             results: vec![Vec::new(); layout.aggs.len()],
-            layout,
             keys: KeyEncoder::new(spec.partition_by.clone()),
             order_by: spec.order_by,
             unit,
-            partitions: Partitions::default(),
+            partitions: Partitions::new(backend, name, &layout),
+            layout,
+            backend: backend.clone(),
             pending: Pending::new(),
             watermark: i64::MIN,
             seq: 0,
@@ -214,6 +219,14 @@ impl Over {
     /// Rows kept for the frames, over all partitions.
     pub fn retained_rows(&self) -> usize {
         self.partitions.retained_rows()
+    }
+
+    /// Keeps the backend's resident budget of partitions in memory, failing the batch when a
+    /// spilled partition could not be read back.
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        self.partitions
+            .settle()
+            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
@@ -600,9 +613,10 @@ impl Operator for Over {
         }
         self.check_width(&batch)?;
         match self.emit {
-            EmitMode::Watermark => self.buffer(batch),
-            EmitMode::Arrival => self.arrive(batch, out),
+            EmitMode::Watermark => self.buffer(batch)?,
+            EmitMode::Arrival => self.arrive(batch, out)?,
         }
+        self.settle()
     }
 
     fn on_watermark(
@@ -617,7 +631,7 @@ impl Operator for Over {
         self.watermark = self.watermark.max(w);
         self.expire(w);
         out.push(Event::Watermark(watermark_ms));
-        Ok(())
+        self.settle()
     }
 
     fn late_rows(&self) -> u64 {
@@ -632,6 +646,7 @@ impl Operator for Over {
     /// counter, and the rows waiting for the watermark (re-buffered on restore).
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
+        self.partitions.flush().map_err(err)?;
         w.u32(OVER_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
@@ -659,10 +674,20 @@ impl Operator for Over {
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
         let name = self.name.clone();
         let err = |e: StateError| RuntimeError::state(&name, e);
-        r.expect_tag("OVER", OVER_STATE_LAYOUT).map_err(err)?;
+        // Layout 1 (before the RocksDB backend) is layout 2 without the storage flag.
+        let flagged = match r.u32().map_err(err)? {
+            1 => false,
+            OVER_STATE_LAYOUT => true,
+            got => {
+                return Err(err(StateError(format!(
+                    "OVER state has layout {got}, this fsql reads layouts 1 and {OVER_STATE_LAYOUT}"
+                ))));
+            }
+        };
         self.watermark = r.i64().map_err(err)?;
         let seq = r.u64().map_err(err)?;
-        self.partitions = Partitions::restore(r, &self.layout).map_err(err)?;
+        self.partitions =
+            Partitions::restore(r, &self.layout, &self.backend, &name, flagged).map_err(err)?;
         self.expiry.clear();
         for _ in 0..r.count().map_err(err)? {
             let at = r.i64().map_err(err)?;
@@ -698,8 +723,9 @@ impl Operator for Over {
     }
 }
 
-/// The layout of an OVER node's checkpoint state (bumped when it changes).
-const OVER_STATE_LAYOUT: u32 = 1;
+/// The layout of an OVER node's checkpoint state (bumped when it changes). 2: the partitions
+/// say whether their rows are inline or in the RocksDB checkpoint.
+const OVER_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
 mod tests;

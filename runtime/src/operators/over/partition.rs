@@ -11,7 +11,7 @@ use super::layout::{Frame, Func, Layout};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
 use crate::operators::agg::value::{Value, ValueColumn};
 use crate::state::codec::{StateError, StateReader, StateWriter};
-use crate::state::{KeyedState, prefetch};
+use crate::state::{KeyedState, StateBackend, ValueCodec, prefetch};
 
 static NULL: Value = Value::Null;
 /// The argument of `COUNT(*)`: any non-NULL value.
@@ -589,8 +589,8 @@ fn set(out: &mut [Value], at: u32, v: Value) {
 }
 
 /// Every partition, by key ([`KeyedState`]), with its aggregates' spans and accumulators stored
-/// flat by partition id (no allocation per partition for them).
-#[derive(Default)]
+/// flat by partition id (no allocation per partition for them). With the RocksDB backend a
+/// partition's rows can be spilled; its spans and accumulators stay resident.
 pub(crate) struct Partitions {
     table: KeyedState<Partition>,
     /// [`Layout::aggs`] spans per partition id.
@@ -601,7 +601,85 @@ pub(crate) struct Partitions {
     created: Vec<u32>,
 }
 
+/// Writes a partition's rows (its checkpoint encoding, also what the RocksDB backend stores).
+fn encode_partition(shape: Shape, p: &Partition, w: &mut StateWriter) -> Result<(), StateError> {
+    w.i64(p.max_ts);
+    let rows = &p.rows;
+    w.u32(rows.len);
+    let (from, to) = (rows.head as usize, (rows.head + rows.len) as usize);
+    for word in rows
+        .words
+        .get(from * shape.words..to * shape.words)
+        .unwrap_or(&[])
+    {
+        w.i64(*word);
+    }
+    for v in rows
+        .values
+        .get(from * shape.values..to * shape.values)
+        .unwrap_or(&[])
+    {
+        v.encode(w);
+    }
+    Ok(())
+}
+
+/// Reads what [`encode_partition`] wrote.
+fn decode_partition(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, StateError> {
+    let max_ts = r.i64()?;
+    let len = r.u32()?;
+    let n = len as usize;
+    let mut words = Vec::with_capacity(n.min(1 << 20) * shape.words);
+    for _ in 0..n * shape.words {
+        words.push(r.i64()?);
+    }
+    let mut values = Vec::with_capacity(n.min(1 << 20) * shape.values);
+    for _ in 0..n * shape.values {
+        values.push(Value::decode(r)?);
+    }
+    Ok(Partition {
+        max_ts,
+        rows: RowBuffer {
+            words: words.into_boxed_slice(),
+            values: values.into_boxed_slice(),
+            head: 0,
+            len,
+        },
+    })
+}
+
+/// The RocksDB backend's encoding of partitions of `shape`.
+fn codec(shape: Shape) -> ValueCodec<Partition> {
+    ValueCodec {
+        encode: Box::new(move |p, w| encode_partition(shape, p, w)),
+        decode: Box::new(move |r| decode_partition(shape, r)),
+    }
+}
+
 impl Partitions {
+    /// No partitions yet, their rows kept in `backend` (as node `name`'s).
+    pub(crate) fn new(backend: &StateBackend, name: &str, layout: &Layout) -> Partitions {
+        let shape = Shape::of(layout);
+        Partitions {
+            table: KeyedState::new(backend, name, || codec(shape)),
+            spans: Vec::new(),
+            accs: Vec::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Before a checkpoint: writes the partitions changed since the last one to RocksDB (see
+    /// [`KeyedState::flush`]).
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        self.table.flush()
+    }
+
+    /// Between batches: keeps at most the backend's resident budget of partitions' rows in
+    /// memory (see [`KeyedState::settle`]).
+    pub(crate) fn settle(&mut self) -> Result<(), StateError> {
+        self.table.settle()
+    }
+
     /// The id of the partition of `key`, created empty if new.
     #[inline]
     pub(crate) fn id(&mut self, key: &[u8], layout: &Layout) -> u32 {
@@ -622,27 +700,9 @@ impl Partitions {
     /// the operator's expiry queue, which names partitions by id, stays valid.
     pub(crate) fn snapshot(&self, layout: &Layout, w: &mut StateWriter) -> Result<(), StateError> {
         let shape = Shape::of(layout);
-        self.table.snapshot(w, |p, w| {
-            w.i64(p.max_ts);
-            let rows = &p.rows;
-            w.u32(rows.len);
-            let (from, to) = (rows.head as usize, (rows.head + rows.len) as usize);
-            for word in rows
-                .words
-                .get(from * shape.words..to * shape.words)
-                .unwrap_or(&[])
-            {
-                w.i64(*word);
-            }
-            for v in rows
-                .values
-                .get(from * shape.values..to * shape.values)
-                .unwrap_or(&[])
-            {
-                v.encode(w);
-            }
-            Ok(())
-        })?;
+        w.bool(self.table.in_rocksdb());
+        self.table
+            .snapshot(w, |p, w| encode_partition(shape, p, w))?;
         w.count(self.spans.len());
         for span in &self.spans {
             w.u32(span.start);
@@ -655,34 +715,27 @@ impl Partitions {
         Ok(())
     }
 
-    /// Reads what [`Partitions::snapshot`] wrote.
+    /// Reads what [`Partitions::snapshot`] wrote into `backend` (as node `name`'s). `flagged`:
+    /// the snapshot starts with the flag saying whether the rows are in the restored RocksDB
+    /// instance (taken with the RocksDB backend) or inline; the first layout had no flag and
+    /// always inline rows.
     pub(crate) fn restore(
         r: &mut StateReader<'_>,
         layout: &Layout,
+        backend: &StateBackend,
+        name: &str,
+        flagged: bool,
     ) -> Result<Partitions, StateError> {
         let shape = Shape::of(layout);
-        let table = KeyedState::restore(r, |r| {
-            let max_ts = r.i64()?;
-            let len = r.u32()?;
-            let n = len as usize;
-            let mut words = Vec::with_capacity(n.min(1 << 20) * shape.words);
-            for _ in 0..n * shape.words {
-                words.push(r.i64()?);
-            }
-            let mut values = Vec::with_capacity(n.min(1 << 20) * shape.values);
-            for _ in 0..n * shape.values {
-                values.push(Value::decode(r)?);
-            }
-            Ok(Partition {
-                max_ts,
-                rows: RowBuffer {
-                    words: words.into_boxed_slice(),
-                    values: values.into_boxed_slice(),
-                    head: 0,
-                    len,
-                },
-            })
-        })?;
+        let table = if flagged && r.bool()? {
+            KeyedState::restore_spilled(r, backend, name, || codec(shape))?
+        } else {
+            KeyedState::restore(r, |r| decode_partition(shape, r))?.into_backend(
+                backend,
+                name,
+                || codec(shape),
+            )?
+        };
         let mut spans = Vec::new();
         for _ in 0..r.count()? {
             spans.push(Span {
@@ -704,6 +757,14 @@ impl Partitions {
             )));
         }
         let n_spans = layout.aggs.len();
+        // Spilled partitions' rows are read later (and only through bounds-checked accessors);
+        // every span must be ordered, whether its rows are here or in RocksDB.
+        if let Some(at) = spans.iter().position(|s| s.start > s.end) {
+            return Err(StateError(format!(
+                "partition {}: a span ends before it starts",
+                at / n_spans.max(1)
+            )));
+        }
         for (id, p) in table.values() {
             let at = id as usize * n_spans;
             let in_rows = spans

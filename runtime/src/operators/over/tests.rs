@@ -88,6 +88,25 @@ fn over_on(
     aggs: Vec<(String, OverAggregate)>,
     emit: EmitMode,
 ) -> Over {
+    over_in(
+        input,
+        partition_by,
+        order_by,
+        aggs,
+        emit,
+        &StateBackend::memory(),
+    )
+}
+
+/// [`over_on`] with its partitions in `backend`.
+fn over_in(
+    input: &Schema,
+    partition_by: Vec<usize>,
+    order_by: usize,
+    aggs: Vec<(String, OverAggregate)>,
+    emit: EmitMode,
+    backend: &StateBackend,
+) -> Over {
     let mut out = input.clone();
     for (name, a) in &aggs {
         out.fields.push(Field::new(name, a.data_type.clone(), true));
@@ -104,6 +123,7 @@ fn over_on(
         runtime_schema(&out),
         emit,
         None,
+        backend,
     )
     .expect("over")
 }
@@ -803,6 +823,7 @@ fn a_spec_the_runtime_cannot_run_is_a_plan_error() {
         runtime_schema(&input),
         EmitMode::Watermark,
         None,
+        &StateBackend::memory(),
     )
     .err()
     .unwrap();
@@ -1308,5 +1329,24 @@ fn a_restored_operator_continues_exactly_where_the_checkpointed_one_was() {
             whole.iter().filter(|l| !l.starts_with("watermark")).count() >= 8,
             "{emit:?}: the run emitted rows: {whole:?}"
         );
+        // The RocksDB backend with one partition resident: every other partition's rows are
+        // spilled between steps and read back, checkpointed from RocksDB and restored into it,
+        // and the output is the in-memory backend's.
+        let rocks = StateBackend::open(
+            &[
+                ("state.backend", "rocksdb"),
+                ("state.backend.rocksdb.resident-keys", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            None,
+        )
+        .unwrap();
+        let in_rocks = check_restore(
+            &|| Box::new(over_in(&input_schema(), vec![1], 3, aggs(), emit, &rocks)),
+            &steps,
+        );
+        assert_eq!(in_rocks, whole, "{emit:?}: RocksDB and memory differ");
     }
 }

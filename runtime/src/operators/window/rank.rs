@@ -20,14 +20,50 @@ use crate::error::RuntimeError;
 use crate::eval::evaluate;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 /// A kept row: its sort key, arrival order, and the row itself (a one-row slice).
 struct Ranked {
     sort: Box<[u8]>,
     seq: u64,
     row: RecordBatch,
+}
+
+/// Writes one partition's kept rows: the rows as one batch, then each one's sort key and arrival
+/// number (the RocksDB backend's encoding of a partition).
+fn encode_ranked(ranked: &[Ranked], w: &mut StateWriter) -> Result<(), StateError> {
+    let rows: Vec<RecordBatch> = ranked.iter().map(|k| k.row.clone()).collect();
+    w.rows(&rows)?;
+    w.count(ranked.len());
+    for k in ranked {
+        w.bytes(&k.sort);
+        w.u64(k.seq);
+    }
+    Ok(())
+}
+
+/// Reads what [`encode_ranked`] wrote (rows of `width` columns).
+fn decode_ranked(r: &mut StateReader<'_>, width: usize) -> Result<Vec<Ranked>, StateError> {
+    let mut rows = r.rows(width)?;
+    let ranked = (0..r.count()?)
+        .map(|_| {
+            Ok(Ranked {
+                sort: r.bytes()?.into(),
+                seq: r.u64()?,
+                row: rows.next_row()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StateError>>()?;
+    rows.finish()?;
+    Ok(ranked)
+}
+
+fn codec(width: usize) -> ValueCodec<Vec<Ranked>> {
+    ValueCodec {
+        encode: Box::new(|ranked, w| encode_ranked(ranked, w)),
+        decode: Box::new(move |r| decode_ranked(r, width)),
+    }
 }
 
 /// The WindowRank operator.
@@ -39,6 +75,8 @@ pub struct WindowRank {
     sorter: Option<RowConverter>,
     /// Rows per partition key.
     kept: KeyedState<Vec<Ranked>>,
+    /// Where `kept` lives (kept for restores).
+    backend: StateBackend,
     /// Partition keys by window end.
     by_end: BTreeMap<i64, Vec<Box<[u8]>>>,
     watermark: i64,
@@ -47,24 +85,29 @@ pub struct WindowRank {
 }
 
 impl WindowRank {
-    /// A window rank producing `schema` (the input's columns, then the row number).
+    /// A window rank producing `schema` (the input's columns, then the row number), keeping its
+    /// partitions' rows in `backend`.
     pub fn new(
         name: &str,
         spec: &WindowRankSpec,
         schema: SchemaRef,
+        backend: &StateBackend,
     ) -> Result<WindowRank, RuntimeError> {
         if schema.fields().is_empty() {
             return Err(RuntimeError::Plan(format!(
                 "window rank node `{name}` has no columns"
             )));
         }
+        // The input's columns: the output's but the row number.
+        let width = schema.fields().len() - 1;
         Ok(WindowRank {
             name: name.to_string(),
             schema,
             partitions: KeyEncoder::new(spec.partition_by.clone()),
             spec: spec.clone(),
             sorter: None,
-            kept: KeyedState::default(),
+            kept: KeyedState::new(backend, name, || codec(width)),
+            backend: backend.clone(),
             by_end: BTreeMap::new(),
             watermark: i64::MIN,
             seq: 0,
@@ -74,6 +117,13 @@ impl WindowRank {
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
         RuntimeError::arrow(&self.name, e)
+    }
+
+    /// Keeps the backend's resident budget of partitions in memory (see `KeyedState::settle`).
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        self.kept
+            .settle()
+            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     /// The byte-comparable `ORDER BY` keys of `batch`'s rows.
@@ -213,7 +263,7 @@ impl Operator for WindowRank {
             }
         }
         self.late.keep(&self.name, &batch, late)?;
-        Ok(())
+        self.settle()
     }
 
     fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -222,7 +272,7 @@ impl Operator for WindowRank {
             self.fire(w, out)?;
         }
         out.push(Event::Watermark(w));
-        Ok(())
+        self.settle()
     }
 
     fn late_rows(&self) -> u64 {
@@ -241,22 +291,29 @@ impl Operator for WindowRank {
         w.u32(WINDOW_RANK_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
-        let rows: Vec<RecordBatch> = self
-            .kept
-            .values()
-            .flat_map(|(_, ranked)| ranked.iter().map(|k| k.row.clone()))
-            .collect();
-        w.rows(&rows).map_err(err)?;
-        self.kept
-            .snapshot(w, |ranked, w| {
-                w.count(ranked.len());
-                for k in ranked {
-                    w.bytes(&k.sort);
-                    w.u64(k.seq);
-                }
-                Ok(())
-            })
-            .map_err(err)?;
+        // Layout 2: whether the rows are in RocksDB (the snapshot holds the keys) or here.
+        w.bool(self.kept.in_rocksdb());
+        if self.kept.in_rocksdb() {
+            self.kept.flush().map_err(err)?;
+            self.kept.snapshot(w, |_, _| Ok(())).map_err(err)?;
+        } else {
+            let rows: Vec<RecordBatch> = self
+                .kept
+                .values()
+                .flat_map(|(_, ranked)| ranked.iter().map(|k| k.row.clone()))
+                .collect();
+            w.rows(&rows).map_err(err)?;
+            self.kept
+                .snapshot(w, |ranked, w| {
+                    w.count(ranked.len());
+                    for k in ranked {
+                        w.bytes(&k.sort);
+                        w.u64(k.seq);
+                    }
+                    Ok(())
+                })
+                .map_err(err)?;
+        }
         w.count(self.by_end.len());
         for (&end, keys) in &self.by_end {
             w.i64(end);
@@ -274,26 +331,40 @@ impl Operator for WindowRank {
         let name = &self.name;
         let err = |e| RuntimeError::state(name, e);
         let bad = |m: &str| err(StateError(m.into()));
-        r.expect_tag("Window TopN", WINDOW_RANK_STATE_LAYOUT)
-            .map_err(err)?;
+        // Layout 1 (before the RocksDB backend) is layout 2's inline rows without the flag.
+        let flagged = match r.u32().map_err(err)? {
+            1 => false,
+            WINDOW_RANK_STATE_LAYOUT => true,
+            got => {
+                return Err(bad(&format!(
+                    "Window TopN state has layout {got}, this fsql reads layouts 1 and {WINDOW_RANK_STATE_LAYOUT}"
+                )));
+            }
+        };
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
-        let mut rows = r
-            .rows(self.schema.fields().len().saturating_sub(1))
-            .map_err(err)?;
-        let kept = KeyedState::restore(r, |r| {
-            (0..r.count()?)
-                .map(|_| {
-                    Ok(Ranked {
-                        sort: r.bytes()?.into(),
-                        seq: r.u64()?,
-                        row: rows.next_row()?,
+        let in_rocksdb = flagged && r.bool().map_err(err)?;
+        let width = self.schema.fields().len().saturating_sub(1);
+        let kept = if in_rocksdb {
+            KeyedState::restore_spilled(r, &self.backend, name, || codec(width)).map_err(err)?
+        } else {
+            let mut rows = r.rows(width).map_err(err)?;
+            let kept = KeyedState::restore(r, |r| {
+                (0..r.count()?)
+                    .map(|_| {
+                        Ok(Ranked {
+                            sort: r.bytes()?.into(),
+                            seq: r.u64()?,
+                            row: rows.next_row()?,
+                        })
                     })
-                })
-                .collect()
-        })
-        .map_err(err)?;
-        rows.finish().map_err(err)?;
+                    .collect()
+            })
+            .map_err(err)?;
+            rows.finish().map_err(err)?;
+            kept.into_backend(&self.backend, name, || codec(width))
+                .map_err(err)?
+        };
         let mut queued = vec![false; kept.id_bound()];
         let mut by_end = BTreeMap::new();
         for _ in 0..r.count().map_err(err)? {
@@ -320,8 +391,9 @@ impl Operator for WindowRank {
     }
 }
 
-/// The layout of a Window TopN node's checkpoint state (bumped when it changes).
-const WINDOW_RANK_STATE_LAYOUT: u32 = 1;
+/// The layout of a Window TopN node's checkpoint state (bumped when it changes). 2: a flag says
+/// whether the partitions' rows are inline or in the RocksDB checkpoint.
+const WINDOW_RANK_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -379,7 +451,13 @@ mod tests {
         .unwrap()
     }
 
-    fn rank(partition_by: Vec<usize>, order_by: Vec<SortKey>, limit: Option<u64>) -> WindowRank {
+    /// A Window TopN over [`input_schema`] keeping its partitions in `backend`.
+    fn rank_in(
+        backend: &StateBackend,
+        partition_by: Vec<usize>,
+        order_by: Vec<SortKey>,
+        limit: Option<u64>,
+    ) -> WindowRank {
         let mut fields: Vec<Field> = input_schema()
             .fields()
             .iter()
@@ -393,7 +471,7 @@ mod tests {
             limit,
             latest_on_ties: false,
         };
-        WindowRank::new("topn", &spec, Arc::new(ArrowSchema::new(fields))).unwrap()
+        WindowRank::new("topn", &spec, Arc::new(ArrowSchema::new(fields)), backend).unwrap()
     }
 
     fn key(column: usize, t: DataType, descending: bool) -> SortKey {
@@ -439,11 +517,13 @@ mod tests {
             Step::Watermark(i64::MAX),
         ];
         let price = || key(3, DataType::BigInt, true);
-        let makers: Vec<Box<dyn Fn() -> WindowRank>> = vec![
-            Box::new(|| rank(vec![0, 1, 2], vec![price()], Some(2))),
-            Box::new(|| rank(vec![0, 1], vec![key(3, DataType::BigInt, false)], None)),
-            Box::new(|| {
-                let mut r = rank(
+        type Make<'a> = Box<dyn Fn(&StateBackend) -> WindowRank + 'a>;
+        let makers: Vec<Make> = vec![
+            Box::new(|b| rank_in(b, vec![0, 1, 2], vec![price()], Some(2))),
+            Box::new(|b| rank_in(b, vec![0, 1], vec![key(3, DataType::BigInt, false)], None)),
+            Box::new(|b| {
+                let mut r = rank_in(
+                    b,
                     vec![0, 1],
                     vec![key(4, DataType::Timestamp { precision: 3 }, true)],
                     Some(1),
@@ -452,13 +532,29 @@ mod tests {
                 r
             }),
         ];
+        // The RocksDB backend with one partition resident: the others' rows are spilled between
+        // steps and read back, checkpointed as keys plus RocksDB, and the output is the same.
+        let rocks = StateBackend::open(
+            &[
+                ("state.backend", "rocksdb"),
+                ("state.backend.rocksdb.resident-keys", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            None,
+        )
+        .unwrap();
         for make in &makers {
-            let whole = check_restore(&|| Box::new(make()), &steps);
+            let memory = StateBackend::memory();
+            let whole = check_restore(&|| Box::new(make(&memory)), &steps);
             let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
             assert!(rows >= 3, "{whole:?}");
-            let mut op = make();
+            let mut op = make(&memory);
             drive(&mut op, &steps, &mut Vec::new()).unwrap();
             assert_eq!(op.late_rows(), 1);
+            let in_rocks = check_restore(&|| Box::new(make(&rocks)), &steps);
+            assert_eq!(in_rocks, whole, "RocksDB and memory differ");
         }
     }
 }
