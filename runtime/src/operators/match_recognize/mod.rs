@@ -219,6 +219,11 @@ pub struct MatchRecognize {
     /// Per variable, whether its condition reads the row alone (no navigation): it is then
     /// evaluated once per input batch, for every row, whatever the attempts.
     row_only: Vec<bool>,
+    /// Per variable whose condition navigates, the AND of its conjuncts that read the row alone
+    /// (`amount > 200` of `amount > 200 AND COUNT(S.*) >= 3`), compiled with the JIT on: it is
+    /// evaluated once per input batch, and a row it does not hold for is refused without
+    /// computing the navigations. In a row's mask, such a variable's bit says the guard failed.
+    guards: Vec<Option<(fsql_plan::Expr, Option<CompiledExprs>)>>,
     /// The values navigations read that are expressions of a row (`SUM(A.price * A.qty)`),
     /// computed per input batch (compiled with the JIT on).
     derived: ExprGroup,
@@ -260,6 +265,8 @@ struct Fed {
     /// The partition's id in `partitions`.
     id: u32,
     ts: i64,
+    /// The row's results of the conditions and guards that read the row alone.
+    mask: u64,
     pending: Vec<(usize, usize)>,
     accepted: Vec<bool>,
 }
@@ -331,6 +338,33 @@ impl MatchRecognize {
                         .is_none_or(|d| d.columns().iter().all(|&c| c < width))
             })
             .collect();
+        let guards = spec
+            .defines
+            .iter()
+            .zip(&row_only)
+            .map(|(d, &only)| {
+                let d = d.as_ref().filter(|_| !only && spec.variables.len() <= 64)?;
+                let guard = conjuncts(d)
+                    .into_iter()
+                    .filter(|c| c.columns().iter().all(|&c| c < width))
+                    .cloned()
+                    .reduce(|a, b| fsql_plan::Expr {
+                        kind: fsql_plan::ExprKind::Binary {
+                            op: fsql_plan::BinaryOp::And,
+                            left: Box::new(a),
+                            right: Box::new(b),
+                        },
+                        data_type: DataType::Boolean,
+                        nullable: true,
+                    })?;
+                let compiled = if jit {
+                    CompiledExprs::new(None, std::slice::from_ref(&guard), &evaluation)
+                } else {
+                    None
+                };
+                Some((guard, compiled))
+            })
+            .collect();
         let first_mask = Matcher::first_variables(&program)
             .filter(|vars| {
                 vars.iter()
@@ -382,6 +416,7 @@ impl MatchRecognize {
             ttl_ms: state_ttl_ms.filter(|t| *t > 0),
             idle_deadlines: std::collections::BinaryHeap::new(),
             row_only,
+            guards,
             derived,
             eval: EvalShape::new(spec, &row_schema),
             row_schema,
@@ -413,11 +448,21 @@ impl MatchRecognize {
     }
 
     /// Per row of `batch`, bit `v` set when the row satisfies variable `v`'s condition, for the
-    /// conditions that read the row alone (vectorised over the whole batch, compiled when the JIT
-    /// is on).
+    /// conditions that read the row alone, and when the row fails variable `v`'s guard, for
+    /// the conditions that navigate and have one (vectorised over the whole batch, compiled
+    /// when the JIT is on).
     fn row_conditions(&mut self, batch: &RecordBatch) -> Result<Vec<u64>, RuntimeError> {
         let mut masks = vec![0u64; batch.num_rows()];
         for (v, define) in self.spec.defines.iter().enumerate() {
+            if let Some((guard, compiled)) = self.guards.get_mut(v).and_then(Option::as_mut) {
+                let result = predicate(compiled.as_mut(), guard, batch, &self.name)?;
+                for (i, m) in masks.iter_mut().enumerate() {
+                    if !(result.is_valid(i) && result.value(i)) {
+                        *m |= 1 << v;
+                    }
+                }
+                continue;
+            }
             if !self.row_only[v] {
                 continue;
             }
@@ -425,19 +470,8 @@ impl MatchRecognize {
                 masks.iter_mut().for_each(|m| *m |= 1 << v);
                 continue;
             };
-            let by_kernel = match self.compiled.get_mut(v).and_then(Option::as_mut) {
-                Some(c) => c
-                    .run(batch)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?
-                    .and_then(|out| out.columns.into_iter().next())
-                    .and_then(|a| a.as_boolean_opt().cloned()),
-                None => None,
-            };
-            let result = match by_kernel {
-                Some(r) => r,
-                None => evaluate_predicate(define, batch)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?,
-            };
+            let compiled = self.compiled.get_mut(v).and_then(Option::as_mut);
+            let result = predicate(compiled, define, batch, &self.name)?;
             for (i, m) in masks.iter_mut().enumerate() {
                 if result.is_valid(i) && result.value(i) {
                     *m |= 1 << v;
@@ -562,6 +596,7 @@ impl MatchRecognize {
             key,
             id,
             ts,
+            mask,
             pending,
             accepted,
         });
@@ -592,9 +627,12 @@ impl MatchRecognize {
             if self.row_only[v] {
                 continue;
             }
+            // A row its guard refused stays refused.
+            let guarded = self.guards.get(v).is_some_and(Option::is_some);
             let pairs: Vec<(usize, usize)> = wave
                 .iter()
                 .enumerate()
+                .filter(|(_, fed)| !guarded || fed.mask & (1 << v) == 0)
                 .flat_map(|(w, fed)| {
                     fed.pending
                         .iter()
@@ -621,19 +659,8 @@ impl MatchRecognize {
                 v,
                 &self.name,
             )?;
-            let by_kernel = match self.compiled.get_mut(v).and_then(Option::as_mut) {
-                Some(c) => c
-                    .run(&eval)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?
-                    .and_then(|out| out.columns.into_iter().next())
-                    .and_then(|a| a.as_boolean_opt().cloned()),
-                None => None,
-            };
-            let result = match by_kernel {
-                Some(r) => r,
-                None => evaluate_predicate(define, &eval)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?,
-            };
+            let compiled = self.compiled.get_mut(v).and_then(Option::as_mut);
+            let result = predicate(compiled, define, &eval, &self.name)?;
             for (i, &(w, k)) in pairs.iter().enumerate() {
                 wave[w].accepted[k] = result.is_valid(i) && result.value(i);
             }
@@ -831,7 +858,7 @@ impl MatchRecognize {
                 columns.push(self.eval.nulls(width + k, n));
                 continue;
             }
-            let values = units
+            let located = units
                 .iter()
                 .map(|&(g, at)| {
                     let frame = Frame {
@@ -839,10 +866,10 @@ impl MatchRecognize {
                         at,
                         kind: found[g].kind,
                     };
-                    navigate(&self.spec, nav, t, &frame, &self.name)
+                    locate(&self.spec, nav, t, &frame, &self.name)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            columns.push(concat(&values, t).map_err(|e| self.arrow_err(e))?);
+            columns.push(navigation_column(located, t).map_err(|e| self.arrow_err(e))?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         let eval = RecordBatch::try_new_with_options(self.eval.schema.clone(), columns, &options)
@@ -996,6 +1023,44 @@ impl MatchRecognize {
         }
         self.flush_wave()?;
         self.compact()
+    }
+}
+
+/// `condition` over `batch`: by its compiled kernel when there is one and it computes the
+/// batch, else by the interpreter.
+fn predicate(
+    compiled: Option<&mut CompiledExprs>,
+    condition: &fsql_plan::Expr,
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<arrow::array::BooleanArray, RuntimeError> {
+    let by_kernel = match compiled {
+        Some(c) => c
+            .run(batch)
+            .map_err(|e| RuntimeError::eval(name, e))?
+            .and_then(|out| out.columns.into_iter().next())
+            .and_then(|a| a.as_boolean_opt().cloned()),
+        None => None,
+    };
+    match by_kernel {
+        Some(r) => Ok(r),
+        None => evaluate_predicate(condition, batch).map_err(|e| RuntimeError::eval(name, e)),
+    }
+}
+
+/// The operands of `e`'s top-level ANDs, left to right (`e` itself when it is no AND).
+fn conjuncts(e: &fsql_plan::Expr) -> Vec<&fsql_plan::Expr> {
+    match &e.kind {
+        fsql_plan::ExprKind::Binary {
+            op: fsql_plan::BinaryOp::And,
+            left,
+            right,
+        } => {
+            let mut all = conjuncts(left);
+            all.extend(conjuncts(right));
+            all
+        }
+        _ => vec![e],
     }
 }
 
@@ -1206,34 +1271,49 @@ fn evaluation_rows(
         .collect();
     let mut values: Vec<Vec<Located<'_>>> = read.iter().map(|_| Vec::new()).collect();
     if read.iter().any(|&r| r) {
-        let mut history: Vec<Seen<'_>> = Vec::new();
-        for (&(w, k), &(partition, row)) in pairs.iter().zip(&owners) {
-            let thread = wave
-                .get(w)
-                .and_then(|fed| fed.pending.get(k))
-                .and_then(|&(t, _)| partition.matcher.threads().get(t))
-                .ok_or_else(|| lost_partition(name))?;
-            history.clear();
-            let mut at = thread.last.as_deref();
-            while let Some(step) = at {
-                if let Some(stored) = partition.row(step.row) {
-                    history.push(Seen {
-                        row: &stored.row,
-                        var: step.var as usize,
-                    });
-                }
-                at = step.prev.as_deref();
+        // The threads' rows are linked lists of steps allocated as rows came, so following one
+        // misses the cache at every step: LANES lists are followed in lockstep, so that their
+        // misses overlap.
+        const LANES: usize = 8;
+        let mut histories: Vec<Vec<Seen<'_>>> = vec![Vec::new(); LANES.min(n)];
+        for (lanes, owners) in pairs.chunks(LANES).zip(owners.chunks(LANES)) {
+            let mut cursors: Vec<Option<&matcher::Step>> = Vec::with_capacity(LANES);
+            for (&(w, k), &(partition, _)) in lanes.iter().zip(owners) {
+                let thread = wave
+                    .get(w)
+                    .and_then(|fed| fed.pending.get(k))
+                    .and_then(|&(t, _)| partition.matcher.threads().get(t))
+                    .ok_or_else(|| lost_partition(name))?;
+                cursors.push(thread.last.as_deref());
             }
-            history.reverse();
-            history.push(Seen { row, var: v });
-            let frame = Frame {
-                rows: &history,
-                at: history.len().checked_sub(1),
-                kind: Kind::Match(partition.matcher.matches + 1),
-            };
-            for (k, (nav, t)) in spec.navigations.iter().enumerate() {
-                if let (true, Some(out)) = (read[k], values.get_mut(k)) {
-                    out.push(locate(spec, nav, t, &frame, name)?);
+            histories.iter_mut().for_each(Vec::clear);
+            while cursors.iter().any(Option::is_some) {
+                for ((cursor, history), &(partition, _)) in
+                    cursors.iter_mut().zip(&mut histories).zip(owners)
+                {
+                    if let Some(step) = *cursor {
+                        if let Some(stored) = partition.row(step.row) {
+                            history.push(Seen {
+                                row: &stored.row,
+                                var: step.var as usize,
+                            });
+                        }
+                        *cursor = step.prev.as_deref();
+                    }
+                }
+            }
+            for (history, &(partition, row)) in histories.iter_mut().zip(owners) {
+                history.reverse();
+                history.push(Seen { row, var: v });
+                let frame = Frame {
+                    rows: history,
+                    at: history.len().checked_sub(1),
+                    kind: Kind::Match(partition.matcher.matches + 1),
+                };
+                for (k, (nav, t)) in spec.navigations.iter().enumerate() {
+                    if let (true, Some(out)) = (read[k], values.get_mut(k)) {
+                        out.push(locate(spec, nav, t, &frame, name)?);
+                    }
                 }
             }
         }
