@@ -7,8 +7,10 @@
 //!   sorted by (event time, arrival), as Flink does; rows behind the watermark go to the late-data
 //!   output. In arrival order they are fed as they come.
 //! * **Conditions** are evaluated over *evaluation rows* — the candidate row's columns, then the
-//!   navigations ([`Navigation`]) computed for that candidate and thread — all candidates of a
-//!   variable in one batch, by a JIT kernel (the interpreter with the JIT off). As in
+//!   navigations ([`Navigation`]) computed for that candidate and thread. A condition that reads
+//!   the row alone runs once per input batch; the others run once per *wave* — consecutive rows
+//!   of distinct partitions, fed first and advanced after —, all candidates of a variable in one
+//!   batch, by a JIT kernel (the interpreter with the JIT off). As in
 //!   Flink, navigation only sees the rows of the match attempt: `PREV` of an attempt's first row
 //!   is NULL, and aggregates include the row being classified.
 //! * **WITHIN**: an attempt may take a row only if the row is less than the bound after the
@@ -217,6 +219,11 @@ pub struct MatchRecognize {
     /// Per variable, whether its condition reads the row alone (no navigation): it is then
     /// evaluated once per input batch, for every row, whatever the attempts.
     row_only: Vec<bool>,
+    /// Per variable whose condition navigates, the AND of its conjuncts that read the row alone
+    /// (`amount > 200` of `amount > 200 AND COUNT(S.*) >= 3`), compiled with the JIT on: it is
+    /// evaluated once per input batch, and a row it does not hold for is refused without
+    /// computing the navigations. In a row's mask, such a variable's bit says the guard failed.
+    guards: Vec<Option<(fsql_plan::Expr, Option<CompiledExprs>)>>,
     /// The values navigations read that are expressions of a row (`SUM(A.price * A.qty)`),
     /// computed per input batch (compiled with the JIT on).
     derived: ExprGroup,
@@ -243,6 +250,30 @@ pub struct MatchRecognize {
     /// `first_mask` when such a row changes nothing in a partition without an open attempt (no
     /// `^` counts rows, no unmatched row is output): it is then not even stored.
     idle_skip: Option<u64>,
+    /// Rows fed to their partitions whose conditions are not evaluated yet: at most one per
+    /// partition (a *wave*), so that a condition that navigates is evaluated once per wave, over
+    /// one batch, rather than once per row. Empty between two calls of the operator.
+    wave: Vec<Fed>,
+    /// The partitions of `wave`'s rows.
+    wave_keys: std::collections::HashSet<KeyBytes, FxBuild>,
+}
+
+/// A row of the wave: its partition, and the (thread, variable) pairs it is tested against with
+/// the results known so far (those of conditions that read the row alone).
+struct Fed {
+    key: KeyBytes,
+    /// The partition's id in `partitions`.
+    id: u32,
+    ts: i64,
+    /// The row's results of the conditions and guards that read the row alone.
+    mask: u64,
+    pending: Vec<(usize, usize)>,
+    accepted: Vec<bool>,
+}
+
+/// The error for a partition a fed row refers to but the state no longer holds (a bug).
+fn lost_partition(name: &str) -> RuntimeError {
+    RuntimeError::Plan(format!("`{name}`: a partition of the wave is missing"))
 }
 
 /// A final match, timed-out partial match or unmatched row, with everything its output rows
@@ -307,6 +338,33 @@ impl MatchRecognize {
                         .is_none_or(|d| d.columns().iter().all(|&c| c < width))
             })
             .collect();
+        let guards = spec
+            .defines
+            .iter()
+            .zip(&row_only)
+            .map(|(d, &only)| {
+                let d = d.as_ref().filter(|_| !only && spec.variables.len() <= 64)?;
+                let guard = conjuncts(d)
+                    .into_iter()
+                    .filter(|c| c.columns().iter().all(|&c| c < width))
+                    .cloned()
+                    .reduce(|a, b| fsql_plan::Expr {
+                        kind: fsql_plan::ExprKind::Binary {
+                            op: fsql_plan::BinaryOp::And,
+                            left: Box::new(a),
+                            right: Box::new(b),
+                        },
+                        data_type: DataType::Boolean,
+                        nullable: true,
+                    })?;
+                let compiled = if jit {
+                    CompiledExprs::new(None, std::slice::from_ref(&guard), &evaluation)
+                } else {
+                    None
+                };
+                Some((guard, compiled))
+            })
+            .collect();
         let first_mask = Matcher::first_variables(&program)
             .filter(|vars| {
                 vars.iter()
@@ -351,11 +409,14 @@ impl MatchRecognize {
             first_mask,
             idle_skip,
             retained: Vec::new(),
+            wave: Vec::new(),
+            wave_keys: std::collections::HashSet::with_hasher(FxBuild),
             forget_idle,
             deadlines: std::collections::BinaryHeap::new(),
             ttl_ms: state_ttl_ms.filter(|t| *t > 0),
             idle_deadlines: std::collections::BinaryHeap::new(),
             row_only,
+            guards,
             derived,
             eval: EvalShape::new(spec, &row_schema),
             row_schema,
@@ -387,11 +448,21 @@ impl MatchRecognize {
     }
 
     /// Per row of `batch`, bit `v` set when the row satisfies variable `v`'s condition, for the
-    /// conditions that read the row alone (vectorised over the whole batch, compiled when the JIT
-    /// is on).
+    /// conditions that read the row alone, and when the row fails variable `v`'s guard, for
+    /// the conditions that navigate and have one (vectorised over the whole batch, compiled
+    /// when the JIT is on).
     fn row_conditions(&mut self, batch: &RecordBatch) -> Result<Vec<u64>, RuntimeError> {
         let mut masks = vec![0u64; batch.num_rows()];
         for (v, define) in self.spec.defines.iter().enumerate() {
+            if let Some((guard, compiled)) = self.guards.get_mut(v).and_then(Option::as_mut) {
+                let result = predicate(compiled.as_mut(), guard, batch, &self.name)?;
+                for (i, m) in masks.iter_mut().enumerate() {
+                    if !(result.is_valid(i) && result.value(i)) {
+                        *m |= 1 << v;
+                    }
+                }
+                continue;
+            }
             if !self.row_only[v] {
                 continue;
             }
@@ -399,19 +470,8 @@ impl MatchRecognize {
                 masks.iter_mut().for_each(|m| *m |= 1 << v);
                 continue;
             };
-            let by_kernel = match self.compiled.get_mut(v).and_then(Option::as_mut) {
-                Some(c) => c
-                    .run(batch)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?
-                    .and_then(|out| out.columns.into_iter().next())
-                    .and_then(|a| a.as_boolean_opt().cloned()),
-                None => None,
-            };
-            let result = match by_kernel {
-                Some(r) => r,
-                None => evaluate_predicate(define, batch)
-                    .map_err(|e| RuntimeError::eval(&self.name, e))?,
-            };
+            let compiled = self.compiled.get_mut(v).and_then(Option::as_mut);
+            let result = predicate(compiled, define, batch, &self.name)?;
             for (i, m) in masks.iter_mut().enumerate() {
                 if result.is_valid(i) && result.value(i) {
                     *m |= 1 << v;
@@ -493,8 +553,16 @@ impl MatchRecognize {
             .collect())
     }
 
-    /// Feeds one row to its partition's matcher.
+    /// Feeds one row to its partition's matcher: opens the attempt it may start and lists the
+    /// (thread, variable) pairs it is tested against. The row joins the current wave; its
+    /// conditions are evaluated, and its partition's matcher advanced, when the wave is
+    /// flushed ([`MatchRecognize::flush_wave`]), which a second row of the same partition
+    /// forces first.
     fn feed(&mut self, key: KeyBytes, row: RowRef, ts: i64, mask: u64) -> Result<(), RuntimeError> {
+        if self.wave_keys.contains(key.as_slice()) {
+            // The partition's previous row must be classified first.
+            self.flush_wave()?;
+        }
         if let Some(first) = self.idle_skip
             && mask & first == 0
             && !self.active.contains(key.as_slice())
@@ -502,13 +570,16 @@ impl MatchRecognize {
             // It starts no attempt and no attempt is open: nothing to do.
             return Ok(());
         }
-        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
-        let partition = self
+        let id = self
             .partitions
-            .get_or_insert_with(key.as_slice(), || Partition {
+            .id_or_insert_with(key.as_slice(), || Partition {
                 last_ts: i64::MIN,
                 ..Partition::default()
             });
+        let partition = self
+            .partitions
+            .get_mut(id)
+            .ok_or_else(|| lost_partition(&self.name))?;
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -516,29 +587,102 @@ impl MatchRecognize {
         });
         let open = self.first_mask.is_none_or(|first| mask & first != 0);
         let pending = partition.matcher.pending(&self.program, open);
-        let mut accepted = vec![false; pending.len()];
-        let mut others = Vec::new();
-        for (k, &(_, v)) in pending.iter().enumerate() {
-            if self.row_only[v] {
-                accepted[k] = mask & (1 << v) != 0;
-            } else {
-                others.push(k);
-            }
+        let accepted = pending
+            .iter()
+            .map(|&(_, v)| self.row_only[v] && mask & (1 << v) != 0)
+            .collect();
+        self.wave_keys.insert(key.clone());
+        self.wave.push(Fed {
+            key,
+            id,
+            ts,
+            mask,
+            pending,
+            accepted,
+        });
+        Ok(())
+    }
+
+    /// Evaluates the conditions the wave's rows wait for — per variable, one batch over every
+    /// row of the wave — and then advances each row's matcher, in the order the rows came.
+    fn flush_wave(&mut self) -> Result<(), RuntimeError> {
+        if self.wave.is_empty() {
+            return Ok(());
         }
-        if !others.is_empty() {
-            let pairs: Vec<(usize, usize)> = others.iter().map(|&k| pending[k]).collect();
-            let results = conditions(
+        let mut wave = std::mem::take(&mut self.wave);
+        self.wave_keys.clear();
+        self.decide(&mut wave)?;
+        for fed in wave.drain(..) {
+            self.step(fed)?;
+        }
+        // Keeps the vector's capacity for the next wave.
+        self.wave = wave;
+        Ok(())
+    }
+
+    /// Sets `accepted` for the wave's pairs whose variable's condition navigates: per variable,
+    /// one evaluation row per pair, evaluated as one batch.
+    fn decide(&mut self, wave: &mut [Fed]) -> Result<(), RuntimeError> {
+        for (v, define) in self.spec.defines.iter().enumerate() {
+            if self.row_only[v] {
+                continue;
+            }
+            // A row its guard refused stays refused.
+            let guarded = self.guards.get(v).is_some_and(Option::is_some);
+            let pairs: Vec<(usize, usize)> = wave
+                .iter()
+                .enumerate()
+                .filter(|(_, fed)| !guarded || fed.mask & (1 << v) == 0)
+                .flat_map(|(w, fed)| {
+                    fed.pending
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.1 == v)
+                        .map(move |(k, _)| (w, k))
+                })
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let Some(define) = define else {
+                for (w, k) in pairs {
+                    wave[w].accepted[k] = true;
+                }
+                continue;
+            };
+            let eval = evaluation_rows(
                 &self.spec,
                 &mut self.eval,
-                partition,
+                &self.partitions,
+                wave,
                 &pairs,
-                &mut self.compiled,
+                v,
                 &self.name,
             )?;
-            for (k, r) in others.into_iter().zip(results) {
-                accepted[k] = r;
+            let compiled = self.compiled.get_mut(v).and_then(Option::as_mut);
+            let result = predicate(compiled, define, &eval, &self.name)?;
+            for (i, &(w, k)) in pairs.iter().enumerate() {
+                wave[w].accepted[k] = result.is_valid(i) && result.value(i);
             }
         }
+        Ok(())
+    }
+
+    /// Advances the matcher of a fed row's partition with the results of its conditions, and
+    /// does the partition's bookkeeping: matches found, rows pruned, queues.
+    fn step(&mut self, fed: Fed) -> Result<(), RuntimeError> {
+        let Fed {
+            key,
+            id,
+            ts,
+            accepted,
+            ..
+        } = fed;
+        let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
+        let partition = self
+            .partitions
+            .get_mut(id)
+            .ok_or_else(|| lost_partition(&self.name))?;
         let within = self.spec.within_ms;
         let Partition {
             matcher,
@@ -690,6 +834,18 @@ impl MatchRecognize {
             }
         }
         let width = columns.len();
+        let seen: Vec<Vec<Seen<'_>>> = found
+            .iter()
+            .map(|f| {
+                f.rows
+                    .iter()
+                    .map(|r| Seen {
+                        row: &r.row,
+                        var: r.var,
+                    })
+                    .collect()
+            })
+            .collect();
         for (k, (nav, t)) in self.spec.navigations.iter().enumerate() {
             if !self
                 .eval
@@ -702,14 +858,18 @@ impl MatchRecognize {
                 columns.push(self.eval.nulls(width + k, n));
                 continue;
             }
-            let values = units
+            let located = units
                 .iter()
                 .map(|&(g, at)| {
-                    let f = &found[g];
-                    navigate(&self.spec, nav, t, &Frame::of(f, at), &self.name)
+                    let frame = Frame {
+                        rows: &seen[g],
+                        at,
+                        kind: found[g].kind,
+                    };
+                    locate(&self.spec, nav, t, &frame, &self.name)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            columns.push(concat(&values, t).map_err(|e| self.arrow_err(e))?);
+            columns.push(navigation_column(located, t).map_err(|e| self.arrow_err(e))?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         let eval = RecordBatch::try_new_with_options(self.eval.schema.clone(), columns, &options)
@@ -861,7 +1021,46 @@ impl MatchRecognize {
         for w in ready {
             self.feed(w.key, w.row, w.ts, w.mask)?;
         }
+        self.flush_wave()?;
         self.compact()
+    }
+}
+
+/// `condition` over `batch`: by its compiled kernel when there is one and it computes the
+/// batch, else by the interpreter.
+fn predicate(
+    compiled: Option<&mut CompiledExprs>,
+    condition: &fsql_plan::Expr,
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<arrow::array::BooleanArray, RuntimeError> {
+    let by_kernel = match compiled {
+        Some(c) => c
+            .run(batch)
+            .map_err(|e| RuntimeError::eval(name, e))?
+            .and_then(|out| out.columns.into_iter().next())
+            .and_then(|a| a.as_boolean_opt().cloned()),
+        None => None,
+    };
+    match by_kernel {
+        Some(r) => Ok(r),
+        None => evaluate_predicate(condition, batch).map_err(|e| RuntimeError::eval(name, e)),
+    }
+}
+
+/// The operands of `e`'s top-level ANDs, left to right (`e` itself when it is no AND).
+fn conjuncts(e: &fsql_plan::Expr) -> Vec<&fsql_plan::Expr> {
+    match &e.kind {
+        fsql_plan::ExprKind::Binary {
+            op: fsql_plan::BinaryOp::And,
+            left,
+            right,
+        } => {
+            let mut all = conjuncts(left);
+            all.extend(conjuncts(right));
+            all
+        }
+        _ => vec![e],
     }
 }
 
@@ -951,7 +1150,6 @@ fn prune(partition: &mut Partition, mut unmatched: Option<&mut Vec<FoundRows>>) 
     }
 }
 
-/// Evaluates the conditions for the (thread, variable) pairs of the partition's newest row.
 /// The evaluation rows of conditions: the stored row's columns, then one per navigation. Built
 /// once: their schema, which columns each variable's condition reads, and NULLs of each column
 /// for the columns it does not read (so the rows for one condition are a few slices, not a copy
@@ -964,6 +1162,8 @@ struct EvalShape {
     measures_read: Vec<bool>,
     /// Per column, NULLs of its type (sliced to the rows needed; grown when more are).
     nulls: Vec<ArrayRef>,
+    /// Per column, one NULL of its type (a wave of one row needs no slice).
+    null: Vec<ArrayRef>,
 }
 
 impl EvalShape {
@@ -1000,6 +1200,7 @@ impl EvalShape {
             reads,
             measures_read,
             nulls: types.iter().map(|t| new_null_array(t, 1)).collect(),
+            null: types.iter().map(|t| new_null_array(t, 1)).collect(),
         }
     }
 
@@ -1014,6 +1215,9 @@ impl EvalShape {
 
     /// `n` NULLs of column `c`'s type.
     fn nulls(&mut self, c: usize, n: usize) -> ArrayRef {
+        if let (1, Some(null)) = (n, self.null.get(c)) {
+            return null.clone();
+        }
         let Some(nulls) = self.nulls.get_mut(c) else {
             return new_null_array(self.schema.field(c).data_type(), n);
         };
@@ -1028,110 +1232,318 @@ impl EvalShape {
     }
 }
 
-fn conditions(
+/// The evaluation rows of variable `v`'s condition for the wave's `pairs` (wave row, pending
+/// pair), one per pair: the row being classified, then the navigations the condition reads,
+/// computed over the pair's thread's rows plus that row (RUNNING semantics). Columns the
+/// condition does not read are NULL.
+fn evaluation_rows(
     spec: &MatchRecognizeSpec,
     shape: &mut EvalShape,
-    partition: &Partition,
-    pending: &[(usize, usize)],
-    compiled: &mut [Option<CompiledExprs>],
+    partitions: &KeyedState<Partition>,
+    wave: &[Fed],
+    pairs: &[(usize, usize)],
+    v: usize,
     name: &str,
-) -> Result<Vec<bool>, RuntimeError> {
-    let mut accepted = vec![false; pending.len()];
-    let Some(Stored { row: current, .. }) = partition.rows.back() else {
-        return Ok(accepted);
-    };
-    let threads = partition.matcher.threads();
-    for (v, define) in spec.defines.iter().enumerate() {
-        let pairs: Vec<usize> = (0..pending.len()).filter(|&k| pending[k].1 == v).collect();
-        if pairs.is_empty() {
-            continue;
-        }
-        let Some(define) = define else {
-            for k in pairs {
-                accepted[k] = true;
+) -> Result<RecordBatch, RuntimeError> {
+    let n = pairs.len();
+    let arrow = |e| RuntimeError::arrow(name, e);
+    let mut owners: Vec<(&Partition, &RowRef)> = Vec::with_capacity(n);
+    for &(w, _) in pairs {
+        let partition = wave
+            .get(w)
+            .and_then(|fed| partitions.get(fed.id))
+            .ok_or_else(|| lost_partition(name))?;
+        let current = partition.rows.back().ok_or_else(|| lost_partition(name))?;
+        owners.push((partition, &current.row));
+    }
+    let width = shape.schema.fields().len() - spec.navigations.len();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(shape.schema.fields().len());
+    let current: Vec<Option<&RowRef>> = owners.iter().map(|(_, row)| Some(*row)).collect();
+    for j in 0..width {
+        columns.push(if shape.reads(v, j) {
+            cells(&current, j, shape.schema.field(j).data_type()).map_err(arrow)?
+        } else {
+            shape.nulls(j, n)
+        });
+    }
+    let read: Vec<bool> = (0..spec.navigations.len())
+        .map(|k| shape.reads(v, width + k))
+        .collect();
+    let mut values: Vec<Vec<Located<'_>>> = read.iter().map(|_| Vec::new()).collect();
+    if read.iter().any(|&r| r) {
+        // The threads' rows are linked lists of steps allocated as rows came, so following one
+        // misses the cache at every step: LANES lists are followed in lockstep, so that their
+        // misses overlap.
+        const LANES: usize = 8;
+        let mut histories: Vec<Vec<Seen<'_>>> = vec![Vec::new(); LANES.min(n)];
+        for (lanes, owners) in pairs.chunks(LANES).zip(owners.chunks(LANES)) {
+            let mut cursors: Vec<Option<&matcher::Step>> = Vec::with_capacity(LANES);
+            for (&(w, k), &(partition, _)) in lanes.iter().zip(owners) {
+                let thread = wave
+                    .get(w)
+                    .and_then(|fed| fed.pending.get(k))
+                    .and_then(|&(t, _)| partition.matcher.threads().get(t))
+                    .ok_or_else(|| lost_partition(name))?;
+                cursors.push(thread.last.as_deref());
             }
-            continue;
-        };
-        let n = pairs.len();
-        let repeat: Vec<(usize, usize)> = vec![(0, current.index); n];
-        let mut columns: Vec<ArrayRef> = current
-            .batch
-            .columns()
-            .iter()
-            .enumerate()
-            .map(|(j, c)| match (shape.reads(v, j), n) {
-                (false, _) => Ok(shape.nulls(j, n)),
-                (true, 1) => Ok(c.slice(current.index, 1)),
-                (true, _) => interleave(&[c.as_ref()], &repeat),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| RuntimeError::arrow(name, e))?;
-        let width = columns.len();
-        // Each thread's rows so far plus the row being classified as `v` (RUNNING semantics),
-        // when the condition navigates.
-        let navigates = (0..spec.navigations.len()).any(|k| shape.reads(v, width + k));
-        let histories: Vec<Vec<Classified>> = pairs
-            .iter()
-            .filter(|_| navigates)
-            .map(|&k| {
-                let t = &threads[pending[k].0];
-                let mut rows: Vec<Classified> = steps_of(&t.last)
-                    .into_iter()
-                    .filter_map(|step| {
-                        partition.row(step.row).map(|r| Classified {
-                            row: r.row.clone(),
-                            var: step.var as usize,
-                            excluded: step.excluded,
-                        })
-                    })
-                    .collect();
-                rows.push(Classified {
-                    row: current.clone(),
-                    var: v,
-                    excluded: false,
-                });
-                rows
-            })
-            .collect();
-        let number = partition.matcher.matches + 1;
-        for (k, (nav, t)) in spec.navigations.iter().enumerate() {
-            if !shape.reads(v, width + k) {
-                columns.push(shape.nulls(width + k, n));
-                continue;
+            histories.iter_mut().for_each(Vec::clear);
+            while cursors.iter().any(Option::is_some) {
+                for ((cursor, history), &(partition, _)) in
+                    cursors.iter_mut().zip(&mut histories).zip(owners)
+                {
+                    if let Some(step) = *cursor {
+                        if let Some(stored) = partition.row(step.row) {
+                            history.push(Seen {
+                                row: &stored.row,
+                                var: step.var as usize,
+                            });
+                        }
+                        *cursor = step.prev.as_deref();
+                    }
+                }
             }
-            let values = histories
-                .iter()
-                .map(|h| {
-                    let frame = Frame {
-                        rows: h,
-                        at: h.len().checked_sub(1),
-                        kind: Kind::Match(number),
-                    };
-                    navigate(spec, nav, t, &frame, name)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            columns.push(concat(&values, t).map_err(|e| RuntimeError::arrow(name, e))?);
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(n));
-        let eval = RecordBatch::try_new_with_options(shape.schema.clone(), columns, &options)
-            .map_err(|e| RuntimeError::arrow(name, e))?;
-        let by_kernel = match compiled.get_mut(v).and_then(Option::as_mut) {
-            Some(c) => c
-                .run(&eval)
-                .map_err(|e| RuntimeError::eval(name, e))?
-                .and_then(|out| out.columns.into_iter().next())
-                .and_then(|a| a.as_boolean_opt().cloned()),
-            None => None,
-        };
-        let result = match by_kernel {
-            Some(r) => r,
-            None => evaluate_predicate(define, &eval).map_err(|e| RuntimeError::eval(name, e))?,
-        };
-        for (i, &k) in pairs.iter().enumerate() {
-            accepted[k] = result.is_valid(i) && result.value(i);
+            for (history, &(partition, row)) in histories.iter_mut().zip(owners) {
+                history.reverse();
+                history.push(Seen { row, var: v });
+                let frame = Frame {
+                    rows: history,
+                    at: history.len().checked_sub(1),
+                    kind: Kind::Match(partition.matcher.matches + 1),
+                };
+                for (k, (nav, t)) in spec.navigations.iter().enumerate() {
+                    if let (true, Some(out)) = (read[k], values.get_mut(k)) {
+                        out.push(locate(spec, nav, t, &frame, name)?);
+                    }
+                }
+            }
         }
     }
-    Ok(accepted)
+    for (k, ((_, t), located)) in spec.navigations.iter().zip(values).enumerate() {
+        columns.push(if read[k] {
+            navigation_column(located, t).map_err(arrow)?
+        } else {
+            shape.nulls(width + k, n)
+        });
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(n));
+    RecordBatch::try_new_with_options(shape.schema.clone(), columns, &options).map_err(arrow)
+}
+
+/// Column `column` of `rows`, in order (`None`, or a row without that column: NULL), of type
+/// `data_type`: one gather over the rows' batches.
+fn cells(
+    rows: &[Option<&RowRef>],
+    column: usize,
+    data_type: &ArrowType,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let mut batches: Vec<&RecordBatch> = Vec::new();
+    let mut indices = Vec::with_capacity(rows.len());
+    let mut nulls = false;
+    for r in rows {
+        match r.filter(|r| r.batch.num_columns() > column) {
+            Some(r) => {
+                let k = match batches
+                    .iter()
+                    .rposition(|b| std::ptr::eq(*b, r.batch.as_ref()))
+                {
+                    Some(k) => k,
+                    None => {
+                        batches.push(r.batch.as_ref());
+                        batches.len() - 1
+                    }
+                };
+                indices.push((k, r.index));
+            }
+            None => {
+                nulls = true;
+                indices.push((usize::MAX, 0));
+            }
+        }
+    }
+    if let ([batch], false) = (batches.as_slice(), nulls)
+        && let [(_, i)] = indices.as_slice()
+    {
+        return Ok(batch.column(column).slice(*i, 1));
+    }
+    let null = new_null_array(
+        batches
+            .first()
+            .map_or(data_type, |b| b.column(column).data_type()),
+        1,
+    );
+    let at_null = batches.len();
+    for (k, _) in &mut indices {
+        if *k == usize::MAX {
+            *k = at_null;
+        }
+    }
+    let arrays: Vec<&dyn Array> = batches
+        .iter()
+        .map(|b| b.column(column).as_ref())
+        .chain(std::iter::once(null.as_ref()))
+        .collect();
+    interleave(&arrays, &indices)
+}
+
+/// A navigation's value for one evaluation row, found without building an array where it can
+/// be: a cell of a row, or a count.
+enum Located<'a> {
+    /// Column `.1` of a row (`None`: no such row, NULL).
+    Cell(Option<&'a RowRef>, usize),
+    Count(i64),
+    /// Computed by [`navigate`] as a one-row array of the navigation's type.
+    Value(ArrayRef),
+}
+
+/// A navigation's column over evaluation rows, from the values [`locate`] found: one gather
+/// when they are all cells of one column, an array of counts when all are counts.
+fn navigation_column(
+    located: Vec<Located<'_>>,
+    t: &DataType,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let arrow_type = t.to_arrow();
+    let column = match located.first() {
+        Some(Located::Cell(_, c)) => Some(*c),
+        _ => None,
+    };
+    let column: ArrayRef = if let Some(column) = column.filter(|&c| {
+        located
+            .iter()
+            .all(|l| matches!(l, Located::Cell(_, d) if *d == c))
+    }) {
+        let rows: Vec<Option<&RowRef>> = located
+            .iter()
+            .map(|l| match l {
+                Located::Cell(row, _) => *row,
+                _ => None,
+            })
+            .collect();
+        cells(&rows, column, &arrow_type)?
+    } else if located.iter().all(|l| matches!(l, Located::Count(_))) {
+        Arc::new(Int64Array::from_iter_values(located.iter().map(
+            |l| match l {
+                Located::Count(c) => *c,
+                _ => 0,
+            },
+        )))
+    } else {
+        let mut arrays = Vec::with_capacity(located.len());
+        for l in located {
+            let a: ArrayRef = match l {
+                Located::Cell(row, c) => row
+                    .and_then(|r| r.cell(c))
+                    .unwrap_or_else(|| new_null_array(&arrow_type, 1)),
+                Located::Count(c) => Arc::new(Int64Array::from(vec![c])),
+                Located::Value(a) => a,
+            };
+            arrays.push(if a.data_type() == &arrow_type {
+                a
+            } else {
+                arrow::compute::cast(&a, &arrow_type)?
+            });
+        }
+        concat(&arrays, t)?
+    };
+    if column.data_type() == &arrow_type {
+        Ok(column)
+    } else {
+        arrow::compute::cast(&column, &arrow_type)
+    }
+}
+
+/// Where navigation `nav` of type `t` finds its value in `frame` ([`navigate`]'s semantics):
+/// the row and column for a plain reference, the number for COUNT and COUNT(DISTINCT) of a
+/// string column, otherwise the value [`navigate`] computes.
+fn locate<'a>(
+    spec: &MatchRecognizeSpec,
+    nav: &Navigation,
+    t: &DataType,
+    frame: &Frame<'_, 'a>,
+    name: &str,
+) -> Result<Located<'a>, RuntimeError> {
+    let rows = frame.rows;
+    let running: &[Seen<'a>] = frame.at.and_then(|at| rows.get(..=at)).unwrap_or(&[]);
+    let covered = |var: Option<usize>| {
+        running
+            .iter()
+            .filter(move |r| var.is_none_or(|v| spec.covers(v, r.var)))
+    };
+    let cell = |row: Option<&Seen<'a>>, column: usize| Located::Cell(row.map(|r| r.row), column);
+    Ok(match nav {
+        Navigation::Prev { column, offset } => cell(
+            frame
+                .at
+                .and_then(|at| at.checked_sub(*offset as usize))
+                .and_then(|i| rows.get(i)),
+            *column,
+        ),
+        Navigation::Next { column, offset } => cell(
+            frame
+                .at
+                .and_then(|at| at.checked_add(*offset as usize))
+                .and_then(|i| rows.get(i)),
+            *column,
+        ),
+        Navigation::First {
+            var,
+            column,
+            offset,
+        } => cell(covered(*var).nth(*offset as usize), *column),
+        Navigation::Last {
+            var,
+            column,
+            offset,
+        } => cell(covered(*var).rev().nth(*offset as usize), *column),
+        Navigation::MatchRowtime => cell(frame.at.and_then(|at| rows.get(at)), spec.order_by),
+        Navigation::Aggregate {
+            function: MatchAggregate::Count,
+            var,
+            column,
+        } => Located::Count(match column {
+            None => covered(*var).count() as i64,
+            Some(c) => covered(*var)
+                .filter(|r| {
+                    r.row
+                        .batch
+                        .columns()
+                        .get(*c)
+                        .is_some_and(|a| a.is_valid(r.row.index))
+                })
+                .count() as i64,
+        }),
+        Navigation::Aggregate {
+            function: MatchAggregate::CountDistinct,
+            var,
+            column: Some(c),
+        } if covered(*var).all(|r| {
+            r.row
+                .batch
+                .columns()
+                .get(*c)
+                .is_none_or(|a| a.data_type() == &ArrowType::Utf8)
+        }) =>
+        {
+            let mut distinct: Vec<&str> = covered(*var)
+                .filter_map(|r| {
+                    let a = r.row.batch.columns().get(*c)?.as_string_opt::<i32>()?;
+                    a.is_valid(r.row.index).then(|| a.value(r.row.index))
+                })
+                .collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            Located::Count(distinct.len() as i64)
+        }
+        // FINAL: as if the current row were the last.
+        Navigation::Final(inner) => {
+            let last = Frame {
+                rows,
+                at: rows.len().checked_sub(1),
+                kind: frame.kind,
+            };
+            return locate(spec, inner, t, &last, name);
+        }
+        _ => Located::Value(navigate(spec, nav, t, frame, name)?),
+    })
 }
 
 fn concat(values: &[ArrayRef], t: &DataType) -> Result<ArrayRef, arrow::error::ArrowError> {
@@ -1142,24 +1554,21 @@ fn concat(values: &[ArrayRef], t: &DataType) -> Result<ArrayRef, arrow::error::A
     arrow::compute::concat(&refs)
 }
 
+/// A row of a frame with its variable (borrowed from a match's or a partition's rows).
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    row: &'a RowRef,
+    var: usize,
+}
+
 /// Where a navigation is evaluated: the rows of a match (or, in a condition, a thread's rows
 /// then the row being classified), the current one, and what the rows are.
-struct Frame<'a> {
-    rows: &'a [Classified],
+struct Frame<'f, 'a> {
+    rows: &'f [Seen<'a>],
     /// The current row (`None`: an empty match or an unmatched row). RUNNING navigation sees
     /// the rows up to it.
     at: Option<usize>,
     kind: Kind,
-}
-
-impl Frame<'_> {
-    fn of(f: &FoundRows, at: Option<usize>) -> Frame<'_> {
-        Frame {
-            rows: &f.rows,
-            at,
-            kind: f.kind,
-        }
-    }
 }
 
 /// One navigation's value (a one-row array of type `t`) in `frame`.
@@ -1167,18 +1576,18 @@ fn navigate(
     spec: &MatchRecognizeSpec,
     nav: &Navigation,
     t: &DataType,
-    frame: &Frame<'_>,
+    frame: &Frame<'_, '_>,
     name: &str,
 ) -> Result<ArrayRef, RuntimeError> {
     let arrow_type = t.to_arrow();
     let null = || new_null_array(&arrow_type, 1);
     let rows = frame.rows;
-    let running: &[Classified] = frame.at.and_then(|at| rows.get(..=at)).unwrap_or(&[]);
+    let running: &[Seen<'_>] = frame.at.and_then(|at| rows.get(..=at)).unwrap_or(&[]);
     let current = frame.at.and_then(|at| rows.get(at));
-    let cell = |row: Option<&Classified>, column: usize| -> ArrayRef {
+    let cell = |row: Option<&Seen<'_>>, column: usize| -> ArrayRef {
         row.and_then(|r| r.row.cell(column)).unwrap_or_else(null)
     };
-    let of_var = |var: Option<usize>| -> Vec<&Classified> {
+    let of_var = |var: Option<usize>| -> Vec<&Seen<'_>> {
         running
             .iter()
             .filter(|r| var.is_none_or(|v| spec.covers(v, r.var)))
@@ -1298,7 +1707,7 @@ fn navigate(
 /// COUNT/SUM/AVG/MIN/MAX over `column` of `rows` (NULLs ignored; COUNT(*) counts rows).
 fn aggregate(
     function: MatchAggregate,
-    rows: &[&Classified],
+    rows: &[&Seen<'_>],
     column: Option<usize>,
     t: &DataType,
 ) -> Result<ArrayRef, arrow::error::ArrowError> {
@@ -1450,6 +1859,7 @@ impl Operator for MatchRecognize {
             }
         }
         if self.emit == EmitMode::Arrival {
+            self.flush_wave()?;
             self.compact()?;
         }
         self.late.keep(&self.name, &input, late)?;
