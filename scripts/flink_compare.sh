@@ -35,7 +35,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 sql="${1:-$repo/benches/sql/datagen_filter_project.sql}"
 sql="$(cd "$(dirname "$sql")" && pwd)/$(basename "$sql")"
 rows="${ROWS:-10000000}"
-venv="${FLINK_VENV:-$HOME/.cache/flink-venv}"
 oracle="${FLINK_ORACLE:-$repo/../shared/tools/flink_oracle.py}"
 parallelism="${FLINK_PARALLELISM:-1}"
 reference_rows="${REFERENCE_ROWS:-0}"
@@ -45,18 +44,7 @@ if [[ ! -f "$oracle" ]]; then
   exit 2
 fi
 
-# Flink 2.3 from PyPI into a venv (~50 s, ~850 MB; needs Java 17).
-if ! "$venv/bin/python" -c 'import pyflink' 2>/dev/null; then
-  echo "installing apache-flink==2.3.0 into $venv ..." >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet apache-flink==2.3.0
-fi
-
-fsql="${FSQL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/fsql}"
-if [[ ! -x "$fsql" ]]; then
-  echo "building $fsql ..." >&2
-  (cd "$repo" && source scripts/deps.sh && cargo build --release --bin fsql)
-fi
+source "$repo/scripts/engines.sh"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

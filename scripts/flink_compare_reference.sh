@@ -28,11 +28,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rows="${ROWS:-1000000}"
 # The row count of flink_compare.sh's fixed-cost run (the same formula).
 small_rows=$((rows / 100 > 1000 ? rows / 100 : 1000))
-fsql="${FSQL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/fsql}"
-if [[ ! -x "$fsql" ]]; then
-  echo "building $fsql ..." >&2
-  (cd "$repo" && source scripts/deps.sh && cargo build --release --bin fsql)
-fi
+source "$repo/scripts/engines.sh"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -31,7 +31,6 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 nexmark="$repo/benches/nexmark"
 events="${EVENTS:-1000000}"
-venv="${FLINK_VENV:-$HOME/.cache/flink-venv}"
 oracle="${FLINK_ORACLE:-$repo/../shared/tools/flink_oracle.py}"
 check=0
 queries=()
@@ -45,11 +44,7 @@ done
 # The queries fsql runs (benches/nexmark/README.md lists the others and why not).
 [[ ${#queries[@]} -gt 0 ]] || queries=(q0 q1 q2 q3 q5 q7 q8 q13 q14 q20 q21 q22)
 
-fsql="${FSQL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/fsql}"
-if [[ ! -x "$fsql" ]]; then
-  echo "building $fsql ..." >&2
-  (cd "$repo" && source scripts/deps.sh && cargo build --release --bin fsql)
-fi
+source "$repo/scripts/engines.sh"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
