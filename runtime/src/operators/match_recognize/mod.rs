@@ -1571,7 +1571,9 @@ struct Frame<'f, 'a> {
     kind: Kind,
 }
 
-/// One navigation's value (a one-row array of type `t`) in `frame`.
+/// One navigation's value (a one-row array of type `t`) in `frame`: the navigations [`locate`]
+/// does not find as a cell or a count (aggregates other than COUNT, CLASSIFIER, MATCH_NUMBER,
+/// shifted logical offsets, timeouts).
 fn navigate(
     spec: &MatchRecognizeSpec,
     nav: &Navigation,
@@ -1612,34 +1614,14 @@ fn navigate(
         }
     };
     let value = match nav {
-        Navigation::Prev { column, offset } => cell(
-            frame
-                .at
-                .and_then(|at| at.checked_sub(*offset as usize))
-                .and_then(|i| rows.get(i)),
-            *column,
-        ),
-        Navigation::Next { column, offset } => cell(
-            frame
-                .at
-                .and_then(|at| at.checked_add(*offset as usize))
-                .and_then(|i| rows.get(i)),
-            *column,
-        ),
-        Navigation::First {
-            var,
-            column,
-            offset,
-        } => cell(of_var(*var).get(*offset as usize).copied(), *column),
-        Navigation::Last {
-            var,
-            column,
-            offset,
-        } => {
-            let of = of_var(*var);
-            let at = of.len().checked_sub(1 + *offset as usize);
-            cell(at.and_then(|i| of.get(i)).copied(), *column)
-        }
+        // Plain references, MATCH_ROWTIME() and FINAL are located by [`locate`], which calls this
+        // for the other navigations only.
+        Navigation::Prev { .. }
+        | Navigation::Next { .. }
+        | Navigation::First { .. }
+        | Navigation::Last { .. }
+        | Navigation::MatchRowtime
+        | Navigation::Final(_) => null(),
         Navigation::Aggregate {
             function,
             var,
@@ -1675,16 +1657,6 @@ fn navigate(
             ])),
             _ => null(),
         },
-        Navigation::MatchRowtime => cell(current, spec.order_by),
-        // FINAL: as if the current row were the match's last.
-        Navigation::Final(inner) => {
-            let last = Frame {
-                rows,
-                at: rows.len().checked_sub(1),
-                kind: frame.kind,
-            };
-            return navigate(spec, inner, t, &last, name);
-        }
         Navigation::TimedOut => Arc::new(arrow::array::BooleanArray::from(vec![matches!(
             frame.kind,
             Kind::TimedOut(_)
