@@ -28,6 +28,29 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     p
 }
 
+/// Runs `fsql run PIPELINE`, stops it with SIGTERM after 1.5 s (the savepoint: its last
+/// checkpoint), and checks that it stopped cleanly.
+fn stop_after_a_while(pipeline: &Path) {
+    let child = Command::new(env!("CARGO_BIN_EXE_fsql"))
+        .args(["run", pipeline.to_str().expect("path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fsql starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("stopped");
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("stopped:"),
+        "{stderr}"
+    );
+}
+
 const THREE_MISTAKES: &str = "CREATE TABLE payments (
   payment_id BIGINT, card_id STRING, amount DOUBLE, ts TIMESTAMP(3)
 ) WITH ('connector' = 'filesystem', 'path' = 'p.jsonl', 'format' = 'json', 'dead-leter.path' = 'dead.jsonl');
@@ -1163,24 +1186,7 @@ INSERT INTO out2 SELECT payment_id, merchant_id, device_n_10m FROM device_10m;
     let run = dir.join("run");
     std::fs::create_dir_all(&run).expect("dir");
     let p1 = write(&run, "p1.fsql", v1);
-    let child = Command::new(env!("CARGO_BIN_EXE_fsql"))
-        .args(["run", p1.to_str().expect("path")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("fsql starts");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("stopped");
-    let stderr = text(&out.stderr);
-    assert!(
-        out.status.success() && stderr.contains("stopped:"),
-        "{stderr}"
-    );
+    stop_after_a_while(&p1);
     let before = rows(&run).len();
     assert!(
         before > 0 && before < 60_000,
@@ -1360,24 +1366,7 @@ INSERT INTO out SELECT payment_id, card_id, n_1h, sum_1h, max_1h FROM card_1h;
             .contains("state backend: rocksdb (OVER and Window TopN rows beyond 50 resident keys"),
         "{explain}"
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_fsql"))
-        .args(["run", p.to_str().expect("path")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("fsql starts");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("stopped");
-    let stderr = text(&out.stderr);
-    assert!(
-        out.status.success() && stderr.contains("stopped:"),
-        "{stderr}"
-    );
+    stop_after_a_while(&p);
     let before = output(&run).lines().count();
     assert!(
         before > 0 && before < 40_000,

@@ -294,3 +294,19 @@ pub fn drain_source(source: &mut dyn crate::source::Source, limit: usize) -> Vec
     }
     out
 }
+
+/// A RocksDB state backend (a fresh working instance in the system temp dir) keeping at most
+/// `resident_keys` values per table in memory: with 1, every other key's state is spilled between
+/// steps and read back, so tests exercise the spill path on every access.
+pub fn rocksdb_backend(resident_keys: usize) -> crate::state::StateBackend {
+    let settings = [
+        ("state.backend".to_string(), "rocksdb".to_string()),
+        (
+            "state.backend.rocksdb.resident-keys".to_string(),
+            resident_keys.to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    crate::state::StateBackend::open(&settings, None).expect("a RocksDB working instance")
+}

@@ -705,15 +705,7 @@ mod tests {
     }
 
     fn rocks(resident: usize) -> StateBackend {
-        let settings = [
-            ("state.backend", "rocksdb".to_string()),
-            ("state.backend.rocksdb.resident-keys", resident.to_string()),
-        ];
-        let settings = settings
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        StateBackend::open(&settings, None).unwrap()
+        crate::testkit::rocksdb_backend(resident)
     }
 
     fn u64_codec() -> ValueCodec<u64> {

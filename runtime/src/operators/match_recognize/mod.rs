@@ -68,22 +68,27 @@ impl RowRef {
     }
 }
 
+/// The position of `r`'s batch in `batches` (for `interleave`), added if it is not there yet.
+/// Rows come mostly from the newest batch, so the search starts at the end.
+fn batch_slot<'b>(batches: &mut Vec<&'b RecordBatch>, r: &'b RowRef) -> usize {
+    match batches
+        .iter()
+        .rposition(|b| std::ptr::eq(*b, r.batch.as_ref()))
+    {
+        Some(k) => k,
+        None => {
+            batches.push(r.batch.as_ref());
+            batches.len() - 1
+        }
+    }
+}
+
 /// The columns (`width` of them) of `rows`, in order, gathered from their batches.
 fn gather(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
     let mut batches: Vec<&RecordBatch> = Vec::new();
     let mut indices = Vec::with_capacity(rows.len());
     for r in rows {
-        let k = match batches
-            .iter()
-            .rposition(|b| std::ptr::eq(*b, r.batch.as_ref()))
-        {
-            Some(k) => k,
-            None => {
-                batches.push(r.batch.as_ref());
-                batches.len() - 1
-            }
-        };
-        indices.push((k, r.index));
+        indices.push((batch_slot(&mut batches, r), r.index));
     }
     (0..width)
         .map(|c| {
@@ -1342,17 +1347,7 @@ fn cells(
     for r in rows {
         match r.filter(|r| r.batch.num_columns() > column) {
             Some(r) => {
-                let k = match batches
-                    .iter()
-                    .rposition(|b| std::ptr::eq(*b, r.batch.as_ref()))
-                {
-                    Some(k) => k,
-                    None => {
-                        batches.push(r.batch.as_ref());
-                        batches.len() - 1
-                    }
-                };
-                indices.push((k, r.index));
+                indices.push((batch_slot(&mut batches, r), r.index));
             }
             None => {
                 nulls = true;

@@ -1332,17 +1332,7 @@ fn a_restored_operator_continues_exactly_where_the_checkpointed_one_was() {
         // The RocksDB backend with one partition resident: every other partition's rows are
         // spilled between steps and read back, checkpointed from RocksDB and restored into it,
         // and the output is the in-memory backend's.
-        let rocks = StateBackend::open(
-            &[
-                ("state.backend", "rocksdb"),
-                ("state.backend.rocksdb.resident-keys", "1"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-            None,
-        )
-        .unwrap();
+        let rocks = crate::testkit::rocksdb_backend(1);
         let in_rocks = check_restore(
             &|| Box::new(over_in(&input_schema(), vec![1], 3, aggs(), emit, &rocks)),
             &steps,

@@ -534,17 +534,7 @@ mod tests {
         ];
         // The RocksDB backend with one partition resident: the others' rows are spilled between
         // steps and read back, checkpointed as keys plus RocksDB, and the output is the same.
-        let rocks = StateBackend::open(
-            &[
-                ("state.backend", "rocksdb"),
-                ("state.backend.rocksdb.resident-keys", "1"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-            None,
-        )
-        .unwrap();
+        let rocks = crate::testkit::rocksdb_backend(1);
         for make in &makers {
             let memory = StateBackend::memory();
             let whole = check_restore(&|| Box::new(make(&memory)), &steps);
