@@ -843,16 +843,7 @@ mod tests {
 
     #[test]
     fn interval_rows_expire_pad_and_hold_the_watermark_back() {
-        // -10 <= l.ts - r.ts <= 5
-        let bounds = IntervalBounds {
-            left_time: 1,
-            right_time: 1,
-            lower_ms: -10,
-            lower_inclusive: true,
-            upper_ms: 5,
-            upper_inclusive: true,
-        };
-        let mut j = join(JoinKind::Left, Some(bounds));
+        let mut j = join(JoinKind::Left, Some(interval()));
         let mut out = Vec::new();
         j.on_batch(LEFT, batch("l", &[(1, 100), (2, 100)]), &mut out)
             .unwrap();

@@ -131,12 +131,16 @@ impl ValueCounts {
         }
     }
 
-    /// Every value with its count, in value order.
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&Value, u32)> + '_> {
-        match self {
-            ValueCounts::Few(few) => Box::new(few.iter().map(|(v, c)| (v, *c))),
-            ValueCounts::Many(many) => Box::new(many.iter().map(|(v, c)| (v, *c))),
-        }
+    /// Every value with its count, in value order (one of the two parts is empty; no boxing, as
+    /// window slices merge through this).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Value, u32)> {
+        let (few, many) = match self {
+            ValueCounts::Few(few) => (few.as_slice(), None),
+            ValueCounts::Many(many) => (&[][..], Some(&**many)),
+        };
+        few.iter()
+            .map(|(v, c)| (v, *c))
+            .chain(many.into_iter().flatten().map(|(v, c)| (v, *c)))
     }
 }
 
