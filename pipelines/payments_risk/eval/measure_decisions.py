@@ -20,13 +20,20 @@ A decision *flags* an event when it is not ALLOW (BLOCK or REVIEW). Labels are t
   IP and country, a usual amount, a merchant at its usual pace), so no decision taken when it arrives
   can tell it apart; the reading shows what the rest of each scenario gives.
 
+With `--misses PATH` it also writes, one JSON object a line, every fraud event the decisions let through
+and every genuine event they flag: its kind, scenario, position in its instance (1: the first event),
+decision, rule, score and, for an authorisation, the model's input features (the pipeline's
+`CREATE MODEL fraud_gbm INPUT` columns) as the model saw them: what to compare when looking for a feature
+that separates the misses from the genuine events the decisions already flag.
+
 Usage (from the repository root):
-  python3 pipelines/payments_risk/eval/measure_decisions.py [--fsql PATH] [--set KEY=VALUE ...]
+  python3 pipelines/payments_risk/eval/measure_decisions.py [--fsql PATH] [--set KEY=VALUE ...] [--misses PATH]
 """
 import argparse
 import collections
 import json
 import os
+import re
 
 import variant
 from variant import ts
@@ -34,8 +41,29 @@ from variant import ts
 
 
 
-def pipeline(overrides, out_dir):
+def model_inputs(text):
+    """The column names of `CREATE MODEL fraud_gbm INPUT (...)`, in order."""
+    body = re.search(r"CREATE MODEL fraud_gbm\s+INPUT\s*\((.*?)\)\s*OUTPUT", text, re.S).group(1)
+    body = re.sub(r"--[^\n]*", "", body)
+    return [col.split()[0] for col in body.split(",") if col.strip()]
+
+
+def feature_sink(text, out_dir):
+    """A sink of every authorisation's model inputs (as DOUBLE), for --misses."""
+    features = model_inputs(text)
+    cols = ", ".join(f"{f} DOUBLE" for f in features)
+    casts = ", ".join(f"CAST({f} AS DOUBLE) AS {f}" for f in features)
+    return f"""
+CREATE TABLE all_features_out (payment_id BIGINT, {cols})
+  WITH ('connector' = 'filesystem', 'path' = '{out_dir}/all_features.jsonl', 'format' = 'json');
+INSERT INTO all_features_out SELECT payment_id, {casts} FROM decisions;
+"""
+
+
+def pipeline(overrides, out_dir, with_features=False):
     text = variant.pipeline(overrides, out_dir)
+    if with_features:
+        text += feature_sink(text, out_dir)
     text += f"""
 CREATE TABLE all_decisions_out (payment_id BIGINT, kind STRING, card_id STRING, merchant_id STRING,
   ts TIMESTAMP(3), decision STRING, rule STRING, score DOUBLE, is_fraud BOOLEAN, scenario STRING)
@@ -63,11 +91,13 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a payments-generator option of the pipeline's source")
     ap.add_argument("--out", default="/tmp/fsql-decision-eval")
+    ap.add_argument("--misses", metavar="PATH",
+                    help="write the missed fraud and the flagged genuine events, with features, here (JSONL)")
     args = ap.parse_args()
     overrides = dict(kv.split("=", 1) for kv in args.set)
     os.makedirs(args.out, exist_ok=True)
     out_dir = os.path.abspath(args.out)
-    variant.run(args.fsql, pipeline(overrides, out_dir), "measure_decisions")
+    variant.run(args.fsql, pipeline(overrides, out_dir, with_features=bool(args.misses)), "measure_decisions")
 
     events = [json.loads(line) for name in ("all_decisions.jsonl", "all_refund_decisions.jsonl")
               for line in open(os.path.join(out_dir, name))]
@@ -97,6 +127,8 @@ def main():
     first = set()
     for runs in instances.values():
         for run in runs:
+            for position, e in enumerate(run, 1):
+                e["position"] = position
             auths = [e for e in run if e["kind"] == "AUTH"]
             if auths:
                 first.add(auths[0]["payment_id"])
@@ -151,6 +183,22 @@ def main():
     print("|---|---:|---:|")
     for rule in sorted({r for r, _ in rules}, key=lambda r: -(rules[(r, True)] + rules[(r, False)])):
         print(f"| {rule} | {rules[(rule, True)]} | {rules[(rule, False)]} |")
+
+    if args.misses:
+        features = {}
+        with open(os.path.join(out_dir, "all_features.jsonl")) as f:
+            for line in f:
+                row = json.loads(line)
+                features[row.pop("payment_id")] = row
+        with open(args.misses, "w") as out:
+            for e in events:
+                if e["is_fraud"] != e["flagged"]:
+                    row = {k: e.get(k) for k in ("payment_id", "kind", "card_id", "merchant_id", "ts", "is_fraud",
+                                                 "scenario", "position", "decision", "rule", "score")}
+                    if e["kind"] == "AUTH":
+                        row.update(features[e["payment_id"]])
+                    out.write(json.dumps(row) + "\n")
+        print(f"\n(missed fraud and flagged genuine events: {args.misses})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 1. Creates (once) a venv with pinned lightgbm / numpy / pandas / scikit-learn and re-runs itself in it
    (venv path: $FSQL_TRAIN_VENV, default ~/.cache/fsql-train-venv).
 2. The features are the ones `../payments_risk.fsql` computes, not a copy of them: for each generator
-   seed (training 101-105, held-out 201-202) it takes the pipeline's text up to its model (the line
+   seed (training 101-110, held-out 201-202) it takes the pipeline's text up to its model (the line
    `-- Trained by model/train.py`), with the source's `'seed'` replaced, adds a sink that writes
    `payment_id`, the labels and every column of the model's `INPUT` list (as DOUBLE) from the view
    `payment_features`, and runs it with $FSQL (default `fsql` on PATH) into data/<seed>.csv
@@ -38,9 +38,9 @@ REQUIREMENTS = ["lightgbm==4.6.0", "numpy==2.4.6", "pandas==3.1.1", "scikit-lear
 VENV = Path(os.environ.get("FSQL_TRAIN_VENV", Path.home() / ".cache" / "fsql-train-venv"))
 
 LABEL = "is_fraud"
-TRAIN_SEEDS = [101, 102, 103, 104, 105]
+TRAIN_SEEDS = list(range(101, 111))
 HELDOUT_SEEDS = [201, 202]
-THRESHOLDS = [0.1, 0.3, 0.5, 0.9]
+THRESHOLDS = [0.05, 0.1, 0.3, 0.5, 0.9]
 
 NUM_TREES = 200
 PARAMS = {
