@@ -111,6 +111,11 @@ impl AccSpec {
                 sumsq: 0.0,
             },
         };
+        if self.distinct && self.kind == AccKind::Count {
+            return Accumulator {
+                state: State::CountDistinct(ValueCounts::default()),
+            };
+        }
         let distinct = self.distinct
             && !matches!(
                 self.kind,
@@ -176,6 +181,9 @@ enum State {
         sum: f64,
         sumsq: f64,
     },
+    /// `COUNT(DISTINCT x)`: the values counted, whose number is the result. Inline (no
+    /// [`Distinct`] box, no inner count): the most common DISTINCT aggregate, held per key.
+    CountDistinct(ValueCounts),
     /// Boxed (as is `Ends`'s deque): few aggregates are DISTINCT, and an inline map would make
     /// every accumulator of every key larger.
     Distinct(Box<Distinct>),
@@ -234,14 +242,14 @@ impl State {
                 w.f64(*sumsq);
             }
             State::Distinct(d) => {
-                w.u8(8);
-                // In value order, so equal state gives equal bytes.
-                w.count(d.seen.len());
-                for (v, c) in d.seen.iter() {
-                    v.encode(w);
-                    w.u32(c);
-                }
+                encode_distinct(&d.seen, w);
                 d.inner.encode(w);
+            }
+            // The bytes of the equivalent `Distinct` with its inner count, so checkpoints are
+            // the same either way.
+            State::CountDistinct(seen) => {
+                encode_distinct(seen, w);
+                State::Count(seen.len() as i64).encode(w);
             }
         }
     }
@@ -282,8 +290,16 @@ impl State {
             },
             8 if depth == 0 => {
                 let seen = decode_counts(r)?;
-                let inner = State::decode(r, 1)?;
-                State::Distinct(Box::new(Distinct { seen, inner }))
+                match State::decode(r, 1)? {
+                    State::Count(n) if n == seen.len() as i64 => State::CountDistinct(seen),
+                    State::Count(n) => {
+                        return Err(StateError(format!(
+                            "COUNT(DISTINCT) of {n} holding {} values",
+                            seen.len()
+                        )));
+                    }
+                    inner => State::Distinct(Box::new(Distinct { seen, inner })),
+                }
             }
             t => return Err(StateError(format!("accumulator tag {t}"))),
         })
@@ -318,6 +334,10 @@ impl Accumulator {
             return;
         }
         let state = match &mut self.state {
+            State::CountDistinct(seen) => {
+                seen.add(v, 1);
+                return;
+            }
             State::Distinct(d) => {
                 if !d.seen.add(v, 1) {
                     return;
@@ -342,6 +362,10 @@ impl Accumulator {
             return;
         }
         let state = match &mut self.state {
+            State::CountDistinct(seen) => {
+                seen.retract(v);
+                return;
+            }
             State::Distinct(d) => {
                 if !d.seen.retract(v) {
                     return;
@@ -378,7 +402,8 @@ impl Accumulator {
                 *sum = Dec::new(sum.get().wrapping_add(s.get()));
                 *n += m;
             }
-            (State::Multiset(a), State::Multiset(b)) => {
+            (State::Multiset(a), State::Multiset(b))
+            | (State::CountDistinct(a), State::CountDistinct(b)) => {
                 for (v, c) in b.iter() {
                     a.add(v, c);
                 }
@@ -409,6 +434,7 @@ impl Accumulator {
     pub(crate) fn result(&self, spec: &AccSpec) -> Value {
         let state = match &self.state {
             State::Distinct(d) => &d.inner,
+            State::CountDistinct(seen) => return Value::Int(seen.len() as i64),
             state => state,
         };
         match state {
@@ -477,7 +503,7 @@ impl Accumulator {
                 })
             }
             // `state` is the inner state of a DISTINCT accumulator, never another one.
-            State::Distinct(_) => Value::Null,
+            State::Distinct(_) | State::CountDistinct(_) => Value::Null,
         }
     }
 }
@@ -546,6 +572,9 @@ impl State {
                 }
             }
             State::Distinct(d) => d.inner.add(spec, key, v),
+            State::CountDistinct(seen) => {
+                seen.add(v, 1);
+            }
         }
     }
 
@@ -599,12 +628,25 @@ impl State {
                 }
             }
             State::Distinct(d) => d.inner.retract(_spec, key, v),
+            State::CountDistinct(seen) => {
+                seen.retract(v);
+            }
         }
     }
 }
 
 /// Reads what `State::encode` wrote for a [`ValueCounts`]: values in strictly increasing order
 /// with non-zero counts (anything else is damaged state).
+/// A DISTINCT accumulator's values, in value order, so equal state gives equal bytes.
+fn encode_distinct(seen: &ValueCounts, w: &mut StateWriter) {
+    w.u8(8);
+    w.count(seen.len());
+    for (v, c) in seen.iter() {
+        v.encode(w);
+        w.u32(c);
+    }
+}
+
 fn decode_counts(r: &mut StateReader<'_>) -> Result<ValueCounts, StateError> {
     let mut counts = ValueCounts::default();
     for _ in 0..r.count()? {
@@ -799,6 +841,52 @@ mod tests {
             bounded: false,
         };
         assert_eq!(run(&sum, &[f(3.0), f(3.0), f(4.0)]).result(&sum), f(7.0));
+    }
+
+    #[test]
+    fn count_distinct_checkpoints_as_a_distinct_count_and_refuses_a_wrong_count() {
+        let s = AccSpec {
+            kind: AccKind::Count,
+            distinct: true,
+            bounded: true,
+        };
+        let acc = run(&s, &[f(1.0), f(2.0), f(1.0)]);
+        let mut w = StateWriter::default();
+        acc.encode(&mut w);
+        let bytes = w.into_bytes();
+        // The bytes a boxed DISTINCT over a COUNT of 2 wrote before COUNT(DISTINCT) had its own
+        // state: old checkpoints restore, and new ones are the same.
+        let mut old = StateWriter::default();
+        State::Distinct(Box::new(Distinct {
+            seen: acc_values(&[f(1.0), f(1.0), f(2.0)]),
+            inner: State::Count(2),
+        }))
+        .encode(&mut old);
+        assert_eq!(bytes, old.into_bytes());
+        let mut back = Accumulator::decode(&mut StateReader::new(&bytes)).expect("decodes");
+        assert_eq!(back.result(&s), Value::Int(2));
+        back.retract(&s, (1, 1), &f(2.0));
+        assert_eq!(back.result(&s), Value::Int(1));
+
+        let mut wrong = StateWriter::default();
+        State::Distinct(Box::new(Distinct {
+            seen: acc_values(&[f(1.0)]),
+            inner: State::Count(3),
+        }))
+        .encode(&mut wrong);
+        let err = Accumulator::decode(&mut StateReader::new(&wrong.into_bytes()));
+        assert!(
+            err.is_err(),
+            "a count that is not the number of values is refused"
+        );
+    }
+
+    fn acc_values(values: &[Value]) -> ValueCounts {
+        let mut counts = ValueCounts::default();
+        for v in values {
+            counts.add(v, 1);
+        }
+        counts
     }
 
     #[test]

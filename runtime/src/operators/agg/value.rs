@@ -64,11 +64,46 @@ pub(crate) enum Value {
     Float(f64),
     /// The unscaled value; the scale is the column's ([`ValueType::Decimal`]).
     Decimal(Dec),
+    /// A string of at most [`SHORT_STR`] bytes, inline: most keys, codes and ids an aggregate
+    /// keeps per row are that short, and each would otherwise be an allocation.
+    ShortStr {
+        len: u8,
+        bytes: [u8; SHORT_STR],
+    },
+    /// A longer string. [`Value::str`] picks the variant by length, so equal strings are always
+    /// the same variant.
     Str(Arc<str>),
     Bytes(Arc<[u8]>),
 }
 
+/// The longest string a [`Value`] holds inline (the value stays 24 bytes).
+const SHORT_STR: usize = 22;
+
 impl Value {
+    /// A string value: inline when short, else shared.
+    pub(crate) fn str(s: &str) -> Value {
+        let mut bytes = [0u8; SHORT_STR];
+        match bytes.get_mut(..s.len()) {
+            Some(to) => {
+                to.copy_from_slice(s.as_bytes());
+                Value::ShortStr {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            None => Value::Str(Arc::from(s)),
+        }
+    }
+
+    /// A string value's UTF-8 bytes (strings order and hash by them, as `str` does).
+    fn str_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::ShortStr { len, bytes } => bytes.get(..*len as usize),
+            Value::Str(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+
     /// Writes the value for a checkpoint.
     pub(crate) fn encode(&self, w: &mut StateWriter) {
         match self {
@@ -89,9 +124,9 @@ impl Value {
                 w.u8(4);
                 w.i128(d.get());
             }
-            Value::Str(s) => {
+            Value::ShortStr { .. } | Value::Str(_) => {
                 w.u8(5);
-                w.str(s);
+                w.bytes(self.str_bytes().unwrap_or_default());
             }
             Value::Bytes(b) => {
                 w.u8(6);
@@ -108,7 +143,7 @@ impl Value {
             2 => Value::Int(r.i64()?),
             3 => Value::Float(r.f64()?),
             4 => Value::Decimal(Dec::new(r.i128()?)),
-            5 => Value::Str(Arc::from(r.str()?)),
+            5 => Value::str(r.str()?),
             6 => Value::Bytes(Arc::from(r.bytes()?)),
             t => return Err(StateError(format!("value tag {t}"))),
         })
@@ -125,7 +160,7 @@ impl Value {
             Value::Int(_) => 2,
             Value::Float(_) => 3,
             Value::Decimal(_) => 4,
-            Value::Str(_) => 5,
+            Value::ShortStr { .. } | Value::Str(_) => 5,
             Value::Bytes(_) => 6,
         }
     }
@@ -171,7 +206,9 @@ impl Ord for Value {
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
             (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
             (Value::Decimal(a), Value::Decimal(b)) => a.get().cmp(&b.get()),
-            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::ShortStr { .. } | Value::Str(_), Value::ShortStr { .. } | Value::Str(_)) => {
+                self.str_bytes().cmp(&other.str_bytes())
+            }
             (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
         }
@@ -186,7 +223,11 @@ impl Hash for Value {
             Value::Int(v) => state.write_i64(*v),
             Value::Float(f) => state.write_u64(f.to_bits()),
             Value::Decimal(d) => d.hash(state),
-            Value::Str(s) => s.hash(state),
+            Value::ShortStr { .. } | Value::Str(_) => {
+                // As `str` hashes: its bytes, then 0xff.
+                state.write(self.str_bytes().unwrap_or_default());
+                state.write_u8(0xff);
+            }
             Value::Bytes(b) => b.hash(state),
         }
     }
@@ -376,7 +417,7 @@ impl ValueColumn {
                 if a.is_null(i) {
                     Value::Null
                 } else {
-                    Value::Str(Arc::from(a.value(i)))
+                    Value::str(a.value(i))
                 }
             }
             ValueColumn::Bytes(a) => {
@@ -527,10 +568,7 @@ pub(crate) fn build_array(
         ValueType::Str => Arc::new(
             values
                 .iter()
-                .map(|v| match v {
-                    Value::Str(s) => Some(&**s),
-                    _ => None,
-                })
+                .map(|v| v.str_bytes().and_then(|b| std::str::from_utf8(b).ok()))
                 .collect::<StringArray>(),
         ),
         ValueType::Bytes => Arc::new(
@@ -562,6 +600,41 @@ mod tests {
     #[test]
     fn value_is_24_bytes() {
         assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
+    fn strings_order_hash_and_round_trip_alike_inline_or_shared() {
+        use std::hash::BuildHasher;
+        let texts = [
+            "",
+            "a",
+            "ab",
+            "0123456789012345678901",
+            "01234567890123456789012",
+            "b",
+        ];
+        let values: Vec<Value> = texts.iter().map(|t| Value::str(t)).collect();
+        assert!(matches!(values[3], Value::ShortStr { len: 22, .. }));
+        assert!(matches!(values[4], Value::Str(_)));
+        let hasher = std::collections::hash_map::RandomState::new();
+        for (a, ta) in values.iter().zip(texts) {
+            for (b, tb) in values.iter().zip(texts) {
+                assert_eq!(a.cmp(b), ta.cmp(tb), "{ta:?} vs {tb:?}");
+            }
+            assert_eq!(hasher.hash_one(a), hasher.hash_one(ta), "{ta:?}");
+            let mut w = StateWriter::default();
+            a.encode(&mut w);
+            let bytes = w.into_bytes();
+            let mut old = StateWriter::default();
+            old.u8(5);
+            old.str(ta);
+            assert_eq!(bytes, old.into_bytes(), "the encoding of {ta:?}");
+            let back = Value::decode(&mut StateReader::new(&bytes)).expect("decodes");
+            assert_eq!(&back, a);
+        }
+        let array = build_array(&values, &ValueType::Str, &ArrowType::Utf8).expect("builds");
+        let strings = array.as_string::<i32>();
+        assert_eq!(strings.iter().flatten().collect::<Vec<_>>(), texts);
     }
 
     #[test]

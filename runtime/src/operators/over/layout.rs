@@ -51,6 +51,12 @@ pub(crate) struct AggPlan {
     /// Its accumulator among a partition's [`Layout::accs`]; `None` for LAG, which reads the
     /// rows, and for a bounded `COUNT(*)`, which is the length of its frame.
     pub acc: Option<usize>,
+    /// Its span among a partition's [`Layout::spans`]: aggregates of one frame hold the same
+    /// rows, so they share one.
+    pub span: usize,
+    /// The last aggregate of its span: the one that stores the span's new bounds (the others
+    /// compute the same bounds from the same old ones).
+    pub writes_span: bool,
     /// The type of the values it produces...
     pub result: ValueType,
     /// ... and the output column's type they are cast to.
@@ -68,6 +74,8 @@ pub(crate) struct Layout {
     pub aggs: Vec<AggPlan>,
     /// Accumulators per partition.
     pub accs: usize,
+    /// Spans per partition: one per distinct frame (LAG's apart from the aggregates').
+    pub spans: usize,
     /// Words kept per row: its event time, and its arrival sequence when FIRST_VALUE or
     /// LAST_VALUE orders peers by it.
     pub row_words: usize,
@@ -97,6 +105,7 @@ impl Layout {
             defaults: Vec::new(),
             aggs: Vec::new(),
             accs: 0,
+            spans: 0,
             row_words: 1,
             expire_after: None,
         };
@@ -159,10 +168,13 @@ impl Layout {
                 frame,
                 col,
                 acc,
+                span: 0,
+                writes_span: false,
                 result,
                 target: target.clone(),
             });
         }
+        layout.share_spans();
         let all_range = layout
             .aggs
             .iter()
@@ -178,6 +190,24 @@ impl Layout {
                 .max();
         }
         Ok(layout)
+    }
+
+    /// Gives aggregates of one frame one span, the last of them writing it.
+    fn share_spans(&mut self) {
+        let mut frames: Vec<(bool, Frame)> = Vec::new();
+        for a in &mut self.aggs {
+            let key = (matches!(a.func, Func::Lag { .. }), a.frame);
+            a.span = frames.iter().position(|f| *f == key).unwrap_or_else(|| {
+                frames.push(key);
+                frames.len() - 1
+            });
+        }
+        self.spans = frames.len();
+        for span in 0..self.spans {
+            if let Some(last) = self.aggs.iter_mut().rev().find(|a| a.span == span) {
+                last.writes_span = true;
+            }
+        }
     }
 
     /// The stored column holding `expr` read as `repr` (shared with aggregates of the same
@@ -265,6 +295,15 @@ mod tests {
             vec![Some(0), Some(0), None, Some(1)]
         );
         assert_eq!(l.aggs[0].frame, Frame::Range(3_600_000_000));
+        // One frame: one span, which the last aggregate writes.
+        assert_eq!(l.spans, 1);
+        assert_eq!(
+            l.aggs
+                .iter()
+                .map(|a| (a.span, a.writes_span))
+                .collect::<Vec<_>>(),
+            vec![(0, false), (0, false), (0, false), (0, true)]
+        );
         assert_eq!(l.expire_after, Some(3_600_000_000));
     }
 

@@ -7,7 +7,7 @@
 //! enter at `end` and leave at `start` (bounded frames only). A bounded `COUNT(*)` keeps no
 //! accumulator: it is `end - start`.
 
-use super::layout::{Frame, Func, Layout};
+use super::layout::{AggPlan, Frame, Func, Layout};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
 use crate::operators::agg::value::{Value, ValueColumn};
 use crate::state::codec::{StateError, StateReader, StateWriter};
@@ -267,7 +267,7 @@ impl RowBuffer {
 
 /// The rows an aggregate holds: `[start, end)`, positions in its partition's [`RowBuffer`]
 /// (rows enter at `end` and leave at `start`; bounded frames only).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
     start: u32,
     end: u32,
@@ -353,12 +353,11 @@ impl PartitionMut<'_> {
             buf.push(shape, (r.ts, r.seq), batches.columns(r.slot), r.row);
         }
         let end = buf.len();
-        for ((plan, st), out) in layout
-            .aggs
-            .iter()
-            .zip(self.spans.iter_mut())
-            .zip(results.iter_mut())
-        {
+        for (plan, out) in layout.aggs.iter().zip(results.iter_mut()) {
+            let Some(mut span) = self.spans.get(plan.span).copied() else {
+                continue;
+            };
+            let st = &mut span;
             let mut acc = plan.acc.and_then(|a| self.accs.get_mut(a));
             match &plan.func {
                 Func::Lag { offset, default } => {
@@ -422,6 +421,7 @@ impl PartitionMut<'_> {
                     }
                 }
             }
+            store_span(self.spans, plan, span);
         }
         self.p.max_ts = self.p.max_ts.max(ts);
         self.evict(layout, horizon);
@@ -485,14 +485,14 @@ impl PartitionMut<'_> {
             }
         }
         buf.insert(shape, at, key, cols, r.row);
-        for ((plan, st), out) in layout
-            .aggs
-            .iter()
-            .zip(self.spans.iter_mut())
-            .zip(results.iter_mut())
-        {
+        for (plan, out) in layout.aggs.iter().zip(results.iter_mut()) {
+            let Some(mut span) = self.spans.get(plan.span).copied() else {
+                continue;
+            };
+            let st = &mut span;
             let Func::Acc(spec) = &plan.func else {
                 st.end += 1;
+                store_span(self.spans, plan, span);
                 continue;
             };
             let mut acc = plan.acc.and_then(|a| self.accs.get_mut(a));
@@ -530,6 +530,7 @@ impl PartitionMut<'_> {
                     set(out, r.out, result_of(spec, acc.as_deref(), *st));
                 }
             }
+            store_span(self.spans, plan, span);
         }
         self.evict(layout, horizon);
     }
@@ -551,7 +552,10 @@ impl PartitionMut<'_> {
         'rows: while k < buf.len() {
             let i = u64::from(k);
             let ts = ts_at(i);
-            for (plan, st) in layout.aggs.iter().zip(self.spans.iter()) {
+            for plan in &layout.aggs {
+                let Some(st) = self.spans.get(plan.span) else {
+                    continue;
+                };
                 let needed = match (plan.func, plan.frame) {
                     (Func::Lag { offset, .. }, _) => {
                         i.saturating_add(offset) >= u64::from(st.end)
@@ -578,6 +582,17 @@ impl PartitionMut<'_> {
                 st.end = st.end.saturating_sub(k);
             }
         }
+    }
+}
+
+/// Stores the bounds aggregate `plan` moved its span to, if it is the span's last aggregate:
+/// every aggregate of a span starts from the same bounds and moves them alike.
+#[inline]
+fn store_span(spans: &mut [Span], plan: &AggPlan, span: Span) {
+    if plan.writes_span
+        && let Some(st) = spans.get_mut(plan.span)
+    {
+        *st = span;
     }
 }
 
@@ -648,6 +663,29 @@ fn decode_partition(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, 
     })
 }
 
+/// A checkpoint's spans, one per aggregate and partition, as [`Layout::spans`] shared ones:
+/// aggregates of one frame must hold the same rows.
+fn share_spans(per_agg: &[Span], layout: &Layout) -> Result<Vec<Span>, StateError> {
+    let n_aggs = layout.aggs.len().max(1);
+    let mut spans = Vec::with_capacity(per_agg.len() / n_aggs * layout.spans);
+    for (id, aggs) in per_agg.chunks(n_aggs).enumerate() {
+        let at = spans.len();
+        spans.resize(at + layout.spans, None);
+        for (plan, span) in layout.aggs.iter().zip(aggs) {
+            match spans.get_mut(at + plan.span) {
+                Some(Some(shared)) if shared != span => {
+                    return Err(StateError(format!(
+                        "partition {id}: aggregates of one frame hold different rows"
+                    )));
+                }
+                Some(slot) => *slot = Some(*span),
+                None => {}
+            }
+        }
+    }
+    Ok(spans.into_iter().map(Option::unwrap_or_default).collect())
+}
+
 /// The RocksDB backend's encoding of partitions of `shape`.
 fn codec(shape: Shape) -> ValueCodec<Partition> {
     ValueCodec {
@@ -703,10 +741,15 @@ impl Partitions {
         w.bool(self.table.in_rocksdb());
         self.table
             .snapshot(w, |p, w| encode_partition(shape, p, w))?;
-        w.count(self.spans.len());
-        for span in &self.spans {
-            w.u32(span.start);
-            w.u32(span.end);
+        // One span per aggregate, as before aggregates of one frame shared theirs.
+        let bound = self.spans.len() / layout.spans.max(1);
+        w.count(bound * layout.aggs.len());
+        for shared in self.spans.chunks(layout.spans.max(1)).take(bound) {
+            for plan in &layout.aggs {
+                let span = shared.get(plan.span).copied().unwrap_or_default();
+                w.u32(span.start);
+                w.u32(span.end);
+            }
         }
         w.count(self.accs.len());
         for acc in &self.accs {
@@ -736,9 +779,9 @@ impl Partitions {
                 || codec(shape),
             )?
         };
-        let mut spans = Vec::new();
+        let mut per_agg = Vec::new();
         for _ in 0..r.count()? {
-            spans.push(Span {
+            per_agg.push(Span {
                 start: r.u32()?,
                 end: r.u32()?,
             });
@@ -748,15 +791,16 @@ impl Partitions {
             accs.push(Accumulator::decode(r)?);
         }
         let bound = table.id_bound();
-        if spans.len() < bound * layout.aggs.len() || accs.len() < bound * layout.accs {
+        if per_agg.len() < bound * layout.aggs.len() || accs.len() < bound * layout.accs {
             return Err(StateError(format!(
                 "{} spans and {} accumulators for {bound} partitions of {} aggregates",
-                spans.len(),
+                per_agg.len(),
                 accs.len(),
                 layout.aggs.len()
             )));
         }
-        let n_spans = layout.aggs.len();
+        let spans = share_spans(&per_agg, layout)?;
+        let n_spans = layout.spans;
         // Spilled partitions' rows are read later (and only through bounds-checked accessors);
         // every span must be ordered, whether its rows are here or in RocksDB.
         if let Some(at) = spans.iter().position(|s| s.start > s.end) {
@@ -791,7 +835,7 @@ impl Partitions {
 
     /// Fresh aggregate state for new partition `id`.
     fn reset(&mut self, id: u32, layout: &Layout) {
-        let (n_spans, n_accs) = (layout.aggs.len(), layout.accs);
+        let (n_spans, n_accs) = (layout.spans, layout.accs);
         let bound = self.table.id_bound();
         if self.spans.len() < bound * n_spans {
             self.spans.resize(bound * n_spans, Span::default());
@@ -816,7 +860,7 @@ impl Partitions {
 
     /// The partition `id` with its aggregates' state.
     fn part(&mut self, id: u32, layout: &Layout) -> Option<PartitionMut<'_>> {
-        let (n_spans, n_accs) = (layout.aggs.len(), layout.accs);
+        let (n_spans, n_accs) = (layout.spans, layout.accs);
         let p = self.table.get_mut(id)?;
         let spans = self
             .spans
@@ -901,5 +945,66 @@ impl Partitions {
             .values()
             .map(|(_, p)| p.rows.len() as usize)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fsql_plan::{AggregateFunction, DataType, Expr, OverAggregate, OverFrame, OverSpec};
+
+    use super::*;
+
+    fn layout() -> Layout {
+        let agg = |function, args: Vec<Expr>, frame| OverAggregate {
+            function,
+            args,
+            distinct: false,
+            frame,
+            data_type: DataType::BigInt,
+        };
+        let v = Expr::column(0, DataType::BigInt, true);
+        let hour = OverFrame::Range {
+            preceding_ms: 3_600_000,
+        };
+        let spec = OverSpec {
+            partition_by: vec![],
+            order_by: 1,
+            aggregates: vec![
+                agg(AggregateFunction::Count, vec![], hour),
+                agg(AggregateFunction::Sum, vec![v.clone()], hour),
+                agg(AggregateFunction::Sum, vec![v], OverFrame::UnboundedRows),
+            ],
+        };
+        let targets = vec![arrow::datatypes::DataType::Int64; 3];
+        Layout::new(&spec, |ms| ms, &targets).expect("layout")
+    }
+
+    fn span(start: u32, end: u32) -> Span {
+        Span { start, end }
+    }
+
+    #[test]
+    fn a_checkpoints_spans_per_aggregate_become_one_per_frame() {
+        let l = layout();
+        assert_eq!(l.spans, 2);
+        let per_agg = [
+            span(1, 3),
+            span(1, 3),
+            span(0, 3),
+            span(0, 1),
+            span(0, 1),
+            span(0, 1),
+        ];
+        assert_eq!(
+            share_spans(&per_agg, &l).expect("consistent"),
+            vec![span(1, 3), span(0, 3), span(0, 1), span(0, 1)]
+        );
+    }
+
+    #[test]
+    fn aggregates_of_one_frame_holding_different_rows_are_refused() {
+        let per_agg = [span(1, 3), span(0, 3), span(0, 3)];
+        let err = share_spans(&per_agg, &layout()).expect_err("inconsistent");
+        assert!(err.0.contains("partition 0"), "{}", err.0);
     }
 }
