@@ -20,6 +20,10 @@
 //! `cargo bench --bench checkpoint` (release build); `FSQL_CHECKPOINT_CARDS` sets `N` (default
 //! 10,000,000).
 
+/// The `fsql` binary's allocator, so figures are what a run gets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

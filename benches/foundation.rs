@@ -17,6 +17,10 @@
 //! `FSQL_BIN` (the `fsql` binary to time; default: the one cargo built for this bench),
 //! `FSQL_BENCH_KEEP` (set: keep the generated pipeline and print its path).
 
+/// The `fsql` binary's allocator, so figures are what a run gets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,6 +16,10 @@
 //! `FSQL_BENCH_LINGER_MS` (default 0) sets `linger.ms` of this producer and of fsql's sink: a few
 //! milliseconds of batching trade that much latency for far fewer produce requests.
 
+/// The `fsql` binary's allocator, so figures are what a run gets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

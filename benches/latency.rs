@@ -9,6 +9,10 @@
 //!
 //! `cargo bench --bench latency` prints p50/p99/p999/max of both (release build).
 
+/// The `fsql` binary's allocator, so figures are what a run gets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;

@@ -13,6 +13,10 @@
 //! `FSQL_BENCH_CARDS` overrides the generator's `cards` (its distinct card count). Output: a markdown
 //! table on stdout. `cargo bench --bench reference_pipeline` (release build).
 
+/// The `fsql` binary's allocator, so figures are what a run gets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;

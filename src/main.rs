@@ -10,6 +10,11 @@ mod progress;
 mod query_output;
 mod test_runner;
 
+/// jemalloc: per-key and per-row allocations are a large share of a pipeline's work, and
+/// glibc's malloc spends more time and memory on them (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
