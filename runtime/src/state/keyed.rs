@@ -2,8 +2,8 @@
 //!
 //! A key (its row-encoded bytes, see `operators::agg::key`) gets a dense id the first time it is
 //! seen; the operator then reaches the key's value by id, and may keep further per-key data in
-//! its own vectors indexed by the same id (flat accumulators, spans), which costs no allocation
-//! per key. Ids of removed keys are reused.
+//! its own vectors indexed by the same id, which costs no allocation per key (but stays resident
+//! under the RocksDB backend, which spills only values). Ids of removed keys are reused.
 //!
 //! Memory per key: the index holds only the 4-byte id (hashbrown's raw table: 5 bytes a bucket,
 //! at most 7/8 full), the slot holds the key inline when it is short (22 bytes) and the value.

@@ -674,20 +674,20 @@ impl Operator for Over {
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
         let name = self.name.clone();
         let err = |e: StateError| RuntimeError::state(&name, e);
-        // Layout 1 (before the RocksDB backend) is layout 2 without the storage flag.
-        let flagged = match r.u32().map_err(err)? {
-            1 => false,
-            OVER_STATE_LAYOUT => true,
-            got => {
-                return Err(err(StateError(format!(
-                    "OVER state has layout {got}, this fsql reads layouts 1 and {OVER_STATE_LAYOUT}"
-                ))));
-            }
-        };
+        let layout = r.u32().map_err(err)?;
+        if !(1..=OVER_STATE_LAYOUT).contains(&layout) {
+            return Err(err(StateError(format!(
+                "OVER state has layout {layout}, this fsql reads layouts 1 to {OVER_STATE_LAYOUT}"
+            ))));
+        }
         self.watermark = r.i64().map_err(err)?;
         let seq = r.u64().map_err(err)?;
-        self.partitions =
-            Partitions::restore(r, &self.layout, &self.backend, &name, flagged).map_err(err)?;
+        self.partitions = match layout {
+            OVER_STATE_LAYOUT => Partitions::restore(r, &self.layout, &self.backend, &name),
+            // Layout 1 (before the RocksDB backend) is layout 2 without the storage flag.
+            old => Partitions::restore_flat(r, &self.layout, &self.backend, &name, old == 2),
+        }
+        .map_err(err)?;
         self.expiry.clear();
         for _ in 0..r.count().map_err(err)? {
             let at = r.i64().map_err(err)?;
@@ -724,8 +724,9 @@ impl Operator for Over {
 }
 
 /// The layout of an OVER node's checkpoint state (bumped when it changes). 2: the partitions
-/// say whether their rows are inline or in the RocksDB checkpoint.
-const OVER_STATE_LAYOUT: u32 = 2;
+/// say whether their rows are inline or in the RocksDB checkpoint. 3: a partition's spans (one
+/// per frame) and accumulators are part of its value, not flat vectors after the key table.
+const OVER_STATE_LAYOUT: u32 = 3;
 
 #[cfg(test)]
 mod tests;
