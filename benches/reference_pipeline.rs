@@ -132,7 +132,7 @@ fn main() {
             unthrottled: true,
             ..RunOptions::default()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .expect("runs");
     let wall = t.elapsed();
@@ -197,7 +197,7 @@ fn main() {
             trace: Some(trace),
             ..RunOptions::default()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .expect("runs");
     eprintln!("latency: {summary}");

@@ -28,6 +28,16 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Sink(_)
             | Operator::Collect
             | Operator::WindowAssign(_) => vec![],
+            // A regular aggregation keeps every key it has seen (state TTL does not apply to it
+            // yet).
+            Operator::GroupAggregate(_) => vec![Diagnostic::warning(
+                format!(
+                    "state of `{}` grows without bound: a GROUP BY without a window keeps the aggregates of every key it has seen",
+                    node.name
+                ),
+                None,
+            )
+            .with_help("aggregate over a window TVF (GROUP BY window_start, window_end, ...) to free each window's state")],
             // Windows are freed when the watermark passes them.
             Operator::WindowAggregate(_) | Operator::WindowRank(_) => vec![],
             // Left rows leave at the watermark; a key keeps its latest version (a versioned table

@@ -1919,6 +1919,15 @@ impl Compiler {
     ) -> Option<Pipeline> {
         self.create_sinks();
         self.create_late_data_sink();
+        let span_of = |n: &Node| match &n.op {
+            Operator::Sink(s) => self.tables.get(&s.table).map(|t| t.def.name.span),
+            _ => {
+                let name = n.name.split('#').next().unwrap_or(&n.name);
+                self.defined.get(name).copied()
+            }
+        };
+        let refused = crate::changelog::check_changelog(&self.nodes, &span_of);
+        self.diags.extend(refused);
         let warnings = crate::bounds::check_state_bounds(&self.nodes, &self.settings);
         for w in warnings {
             let w = if options.strict {
@@ -2627,7 +2636,11 @@ mod tests {
             text.contains("the offset of TUMBLE must be smaller in magnitude than its size"),
             "{text}"
         );
-        assert!(text.contains("GROUP BY without a window TVF"), "{text}");
+        // A GROUP BY without a window is an updating aggregation, whose state only grows.
+        assert!(
+            text.contains("a GROUP BY without a window keeps the aggregates of every key"),
+            "{text}"
+        );
         assert_eq!(c.diagnostics.len(), 3, "{text}");
     }
 

@@ -358,9 +358,7 @@ fn lower(
             let mut window = None;
             let rel = lower(&a.input, nodes, resolver, Some(&mut window))?;
             let Some(tvf) = window else {
-                return Err(Unsupported(
-                    "GROUP BY without a window TVF is a regular aggregation, whose results change as rows arrive; fsql aggregates over windows: GROUP BY window_start, window_end, ... FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE, SESSION), or per event with OVER".into(),
-                ));
+                return group_aggregate(a, rel, nodes, resolver);
             };
             window_aggregate(a, rel, tvf, nodes, resolver)
         }
@@ -794,6 +792,117 @@ fn window_aggregate(
         schema.clone(),
         None,
         Operator::Union,
+    );
+    Ok(Rel::node(id, schema, None))
+}
+
+/// The non-windowed aggregation of DataFusion `Aggregate` `a` over `rel`: an updating
+/// [`Operator::GroupAggregate`] over a Calc that computes the group keys that are not columns.
+fn group_aggregate(
+    a: &datafusion::logical_expr::Aggregate,
+    rel: Rel,
+    nodes: &mut Vec<Node>,
+    resolver: &mut dyn ScanResolver,
+) -> Result<Rel, Unsupported> {
+    if matches!(a.group_expr.as_slice(), [DfExpr::GroupingSet(_)]) {
+        return Err(Unsupported(
+            "GROUPING SETS, ROLLUP and CUBE without a window TVF are not supported yet (they are over window TVFs)".into(),
+        ));
+    }
+    let input_schema = a.input.schema();
+    let mut projections: Vec<Expr> = rel.projections.clone().unwrap_or_else(|| {
+        rel.schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+            .collect()
+    });
+    let mut fields = rel.schema.fields.clone();
+    let mut keys = Vec::new();
+    for g in &a.group_expr {
+        let e = lower_expr(g, input_schema)?;
+        let key = match e.kind {
+            ExprKind::Column(c) => c,
+            _ => {
+                projections.push(e.clone());
+                fields.push(Field::new(
+                    format!("__key{}", keys.len()),
+                    e.data_type.clone(),
+                    e.nullable,
+                ));
+                projections.len() - 1
+            }
+        };
+        keys.push(key);
+    }
+    let group_len = a.group_expr.len();
+    let mut aggregates = Vec::new();
+    for (i, expr) in a.aggr_expr.iter().enumerate() {
+        let DfExpr::AggregateFunction(af) = unalias(expr) else {
+            return Err(Unsupported(format!(
+                "`{expr}` is not an aggregate function"
+            )));
+        };
+        let name = af.func.name();
+        let upper = name.to_uppercase();
+        let function = aggregate_function(name)
+            .filter(|f| !matches!(f, AggregateFunction::Lag { .. }))
+            .ok_or_else(|| Unsupported(format!("{upper} is not supported in GROUP BY")))?;
+        let params = &af.params;
+        if !params.order_by.is_empty() {
+            return Err(Unsupported(format!(
+                "{upper}(... ORDER BY ...) is not supported"
+            )));
+        }
+        let args = aggregate_args(function, &params.args, input_schema)?;
+        let filter = params
+            .filter
+            .as_ref()
+            .map(|f| lower_expr(f, input_schema))
+            .transpose()?;
+        let field = a.schema.field(group_len + i);
+        aggregates.push(GroupAggregate {
+            function,
+            args,
+            distinct: params.distinct,
+            filter,
+            data_type: plan_type(field.data_type())?,
+        });
+    }
+    let calc = Rel {
+        input: rel.input,
+        filter: rel.filter,
+        projections: Some(projections),
+        schema: Schema::new(fields),
+        event_time: None,
+    };
+    let input = materialize(calc, nodes, &resolver.node_name("calc"));
+    let mut out = Vec::with_capacity(group_len + aggregates.len());
+    for i in 0..group_len {
+        let f = a.schema.field(i);
+        out.push(Field::new(
+            f.name(),
+            plan_type(f.data_type())?,
+            f.is_nullable(),
+        ));
+    }
+    for (j, g) in aggregates.iter().enumerate() {
+        let nullable = a.schema.field(group_len + j).is_nullable();
+        out.push(Field::new(
+            format!("agg${j}"),
+            g.data_type.clone(),
+            nullable,
+        ));
+    }
+    let schema = Schema::new(out);
+    let id = push_node(
+        nodes,
+        resolver.node_name("group"),
+        vec![input],
+        schema.clone(),
+        None,
+        Operator::GroupAggregate(fsql_plan::GroupAggregateSpec { keys, aggregates }),
     );
     Ok(Rel::node(id, schema, None))
 }

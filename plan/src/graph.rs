@@ -98,6 +98,10 @@ pub enum Operator {
     /// Window aggregation (`GROUP BY window_start, window_end, keys` over a window TVF): one row per
     /// window and key, emitted when the watermark passes the window's end.
     WindowAggregate(WindowAggregateSpec),
+    /// Non-windowed aggregation (`GROUP BY keys` without a window TVF, or a global aggregate): an
+    /// *updating* relation, one row per key, retracted and re-emitted as its aggregates change
+    /// (Flink's GroupAggregate). Output = the key columns, then one column per aggregate.
+    GroupAggregate(GroupAggregateSpec),
     /// A join of its two inputs (left, right): output = left columns, then right columns.
     Join(JoinSpec),
     /// Window TopN / deduplication: `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
@@ -253,6 +257,15 @@ pub struct WindowAggregateSpec {
     pub partition: Vec<usize>,
     /// The grouping columns in output order.
     pub group: Vec<GroupColumn>,
+    pub aggregates: Vec<GroupAggregate>,
+}
+
+/// [`Operator::GroupAggregate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupAggregateSpec {
+    /// The group key columns (positions in the input), in output order; empty for a global
+    /// aggregate.
+    pub keys: Vec<usize>,
     pub aggregates: Vec<GroupAggregate>,
 }
 

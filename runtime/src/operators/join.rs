@@ -818,6 +818,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Event::Batch(b) => b.num_rows(),
+                Event::Changes(c) => c.batch.num_rows(),
                 Event::Watermark(_) => 0,
             })
             .sum()

@@ -1,9 +1,10 @@
 //! The operators: Calc (filter + project), Union, Ruleset, Predict (model scoring), Sink and
-//! Collect (stateless); OVER aggregation, window aggregation, joins and MATCH_RECOGNIZE (stateful),
+//! Collect (stateless); GroupAggregate (updating), OVER aggregation, window aggregation, joins and MATCH_RECOGNIZE (stateful),
 //! over shared aggregation state ([`agg`]).
 
 pub(crate) mod agg;
 pub mod calc;
+pub mod group_aggregate;
 pub mod join;
 pub mod match_recognize;
 pub mod over;
@@ -15,6 +16,7 @@ pub mod temporal_join;
 pub mod window;
 
 pub use calc::Calc;
+pub use group_aggregate::GroupAggregate;
 pub use join::Join;
 pub use match_recognize::MatchRecognize;
 pub use over::Over;

@@ -28,6 +28,18 @@ use crate::error::RuntimeError;
 pub trait Sink {
     /// Writes the rows of `batch` (whose schema has the sink table's column names).
     fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError>;
+
+    /// Writes the rows of an updating relation, `kinds` one per row. Only connectors that
+    /// can represent updates implement it (the compiler refuses the others, in Flink's words).
+    fn write_changes(
+        &mut self,
+        _batch: &RecordBatch,
+        _kinds: &[crate::operator::RowKind],
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Plan(
+            "this sink doesn't support consuming update changes".into(),
+        ))
+    }
     /// Makes everything written so far durable/visible.
     fn flush(&mut self) -> Result<(), RuntimeError> {
         Ok(())

@@ -1,0 +1,446 @@
+//! GroupAggregate: non-windowed `GROUP BY` (and global aggregates), Flink's updating
+//! aggregation. Each key's accumulators live in a [`KeyedState`]; every batch is folded per key
+//! (Flink's mini-batch aggregation, which fsql always uses: batching is always on), and a key
+//! whose result changed emits `+I` (new key), `-U` then `+U` (changed), or `-D` (its last row
+//! was retracted). A result equal to the one emitted before is not emitted again.
+//!
+//! Input rows of kind `+I`/`+U` are added to their key's accumulators, `-U`/`-D` retracted
+//! from them (so MIN/MAX keep their values counted when the input is updating); a retraction for
+//! a key without state is ignored, as Flink does.
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
+use fsql_plan::{AggregateFunction, GroupAggregateSpec};
+
+use crate::compiled::ExprGroup;
+use crate::error::RuntimeError;
+use crate::operator::{Changes, Event, Operator, RowKind};
+use crate::operators::agg::accumulator::{AccSpec, Accumulator};
+use crate::operators::agg::key::KeyEncoder;
+use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
+use crate::operators::agg::{accumulator_for, function_name};
+use crate::state::KeyedState;
+use crate::state::codec::{StateError, StateReader, StateWriter};
+
+/// The layout of [`GroupAggregate`]'s checkpoint state.
+const GROUP_AGGREGATE_STATE_LAYOUT: u32 = 1;
+
+/// One aggregate call.
+struct AggSlot {
+    spec: AccSpec,
+    /// The argument and how it is read (`None` for `COUNT(*)`).
+    arg: Option<Repr>,
+    has_filter: bool,
+    result: ValueType,
+    target: ArrowType,
+}
+
+/// One key's state.
+#[derive(Default)]
+struct Group {
+    /// Rows added minus rows retracted: the key is deleted when it drops to 0.
+    rows: i64,
+    accs: Vec<Accumulator>,
+}
+
+impl Group {
+    fn encode(&self, w: &mut StateWriter) {
+        w.i64(self.rows);
+        for acc in &self.accs {
+            acc.encode(w);
+        }
+    }
+
+    fn decode(r: &mut StateReader<'_>, width: usize) -> Result<Group, StateError> {
+        let rows = r.i64()?;
+        if rows <= 0 {
+            return Err(StateError(format!("a group with {rows} rows")));
+        }
+        let accs = (0..width)
+            .map(|_| Accumulator::decode(r))
+            .collect::<Result<_, _>>()?;
+        Ok(Group { rows, accs })
+    }
+}
+
+/// A key the current batch touched: its id, and the result it had before the batch (`None`:
+/// the key had no rows).
+struct Touched {
+    id: u32,
+    before: Option<Vec<Value>>,
+}
+
+/// The GroupAggregate operator.
+pub struct GroupAggregate {
+    name: String,
+    schema: SchemaRef,
+    input_width: usize,
+    keys: KeyEncoder,
+    /// The output types of the key columns.
+    key_types: Vec<ArrowType>,
+    aggs: Vec<AggSlot>,
+    groups: KeyedState<Group>,
+    /// Each aggregate's argument and FILTER (when it has them), in aggregate order.
+    exprs: ExprGroup,
+}
+
+impl GroupAggregate {
+    /// A group aggregation over rows of `input` producing `schema` (the keys, then one column
+    /// per aggregate). `retracting`: the input is updating, so values are also retracted.
+    pub fn new(
+        name: &str,
+        spec: &GroupAggregateSpec,
+        input: &ArrowSchema,
+        schema: SchemaRef,
+        retracting: bool,
+    ) -> Result<GroupAggregate, RuntimeError> {
+        let plan_err = |m: String| RuntimeError::Plan(format!("group aggregate `{name}`: {m}"));
+        let width = input.fields().len();
+        let out = schema.fields();
+        if out.len() != spec.keys.len() + spec.aggregates.len() {
+            return Err(plan_err(format!(
+                "{} output columns for {} keys and {} aggregates",
+                out.len(),
+                spec.keys.len(),
+                spec.aggregates.len()
+            )));
+        }
+        for &k in &spec.keys {
+            let f = input
+                .fields()
+                .get(k)
+                .ok_or_else(|| plan_err(format!("key column ${k} does not exist")))?;
+            if ValueType::of(f.data_type()).is_none() {
+                return Err(plan_err(format!(
+                    "cannot group by {} values",
+                    f.data_type()
+                )));
+            }
+        }
+        let mut aggs = Vec::new();
+        let mut exprs = Vec::new();
+        for (a, f) in spec.aggregates.iter().zip(&out[spec.keys.len()..]) {
+            if retracting
+                && matches!(
+                    a.function,
+                    AggregateFunction::FirstValue | AggregateFunction::LastValue
+                )
+            {
+                return Err(plan_err(format!(
+                    "{} over an updating input is not supported",
+                    function_name(a.function)
+                )));
+            }
+            let plan = accumulator_for(a.function, &a.args, a.distinct, retracting, f.data_type())
+                .map_err(plan_err)?;
+            let arg = match (plan.repr, a.args.first()) {
+                (Some(r), Some(e)) => {
+                    exprs.push(e.clone());
+                    Some(r)
+                }
+                _ => None,
+            };
+            exprs.extend(a.filter.clone());
+            aggs.push(AggSlot {
+                arg,
+                has_filter: a.filter.is_some(),
+                result: plan.spec.result_type(&plan.arg_type),
+                spec: plan.spec,
+                target: f.data_type().clone(),
+            });
+        }
+        Ok(GroupAggregate {
+            name: name.to_string(),
+            input_width: width,
+            keys: KeyEncoder::new(spec.keys.clone()),
+            key_types: out[..spec.keys.len()]
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+            schema,
+            aggs,
+            groups: KeyedState::default(),
+            exprs: ExprGroup::new(exprs),
+        })
+    }
+
+    /// The same node with its arguments and FILTERs computed by compiled code where the JIT
+    /// reaches.
+    pub fn compiled(mut self, input: &ArrowSchema) -> GroupAggregate {
+        self.exprs.compile(input);
+        self
+    }
+
+    /// Keys holding state.
+    pub fn live_keys(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn results(&self, group: &Group) -> Vec<Value> {
+        group
+            .accs
+            .iter()
+            .zip(&self.aggs)
+            .map(|(acc, a)| acc.result(&a.spec))
+            .collect()
+    }
+
+    /// Adds (or, for `-U`/`-D`, retracts) the rows of `batch` and emits what changed.
+    fn process(
+        &mut self,
+        batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if batch.num_columns() != self.input_width {
+            return Err(RuntimeError::Plan(format!(
+                "group aggregate `{}` expects {} input columns but a batch has {}",
+                self.name,
+                self.input_width,
+                batch.num_columns()
+            )));
+        }
+        if kinds.is_some_and(|k| k.len() != batch.num_rows()) {
+            return Err(RuntimeError::Plan(format!(
+                "group aggregate `{}`: a batch's row kinds do not match its rows",
+                self.name
+            )));
+        }
+        let keys = self
+            .keys
+            .encode(batch)
+            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
+        let values = self
+            .exprs
+            .evaluate(batch)
+            .map_err(|e| RuntimeError::eval(&self.name, e))?;
+        let (args, filters) = self.columns(values)?;
+        let mut touched: Vec<Touched> = Vec::new();
+        // Whether an id is in `touched` (ids are dense).
+        let mut seen: Vec<bool> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let add = kinds.is_none_or(|k| k[i].is_accumulate());
+            let key = keys.key(i);
+            let id = if add {
+                let aggs = &self.aggs;
+                self.groups.id_or_insert_with(key, || Group {
+                    rows: 0,
+                    accs: aggs.iter().map(|a| a.spec.new_acc()).collect(),
+                })
+            } else {
+                match self.groups.find(key) {
+                    Some(id) => id,
+                    // Nothing to retract from (Flink ignores it too).
+                    None => continue,
+                }
+            };
+            let at = id as usize;
+            if seen.len() <= at {
+                seen.resize(at + 1, false);
+            }
+            let Some(group) = self.groups.get_mut(id) else {
+                continue;
+            };
+            if !seen[at] {
+                seen[at] = true;
+                let before = (group.rows > 0).then(|| {
+                    group
+                        .accs
+                        .iter()
+                        .zip(&self.aggs)
+                        .map(|(acc, a)| acc.result(&a.spec))
+                        .collect()
+                });
+                touched.push(Touched { id, before });
+            }
+            group.rows += if add { 1 } else { -1 };
+            for (j, a) in self.aggs.iter().enumerate() {
+                if filters[j]
+                    .as_ref()
+                    .is_some_and(|f| f.is_null(i) || !f.value(i))
+                {
+                    continue;
+                }
+                let v = args[j].as_ref().map_or(Value::Null, |c| c.get(i));
+                if add {
+                    group.accs[j].add(&a.spec, (0, 0), &v);
+                } else {
+                    group.accs[j].retract(&a.spec, (0, 0), &v);
+                }
+            }
+        }
+        self.emit(touched, out)
+    }
+
+    /// Each aggregate's argument and FILTER column, from the evaluated expressions.
+    #[allow(clippy::type_complexity)]
+    fn columns(
+        &self,
+        values: Vec<ArrayRef>,
+    ) -> Result<(Vec<Option<ValueColumn>>, Vec<Option<BooleanArray>>), RuntimeError> {
+        let missing = || {
+            RuntimeError::Plan(format!(
+                "group aggregate `{}`: an aggregate argument was not computed",
+                self.name
+            ))
+        };
+        let mut values = values.into_iter();
+        let mut args = Vec::with_capacity(self.aggs.len());
+        let mut filters = Vec::with_capacity(self.aggs.len());
+        for a in &self.aggs {
+            args.push(match a.arg {
+                Some(repr) => {
+                    let v = values.next().ok_or_else(missing)?;
+                    Some(
+                        ValueColumn::new(&v, repr)
+                            .map_err(|e| RuntimeError::arrow(&self.name, e))?,
+                    )
+                }
+                None => None,
+            });
+            filters.push(if a.has_filter {
+                let v = values.next().ok_or_else(missing)?;
+                let b = v
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .cloned()
+                    .ok_or_else(|| {
+                        RuntimeError::Plan(format!(
+                            "group aggregate `{}`: a FILTER is not BOOLEAN",
+                            self.name
+                        ))
+                    })?;
+                Some(b)
+            } else {
+                None
+            });
+        }
+        Ok((args, filters))
+    }
+
+    /// The changes of the keys a batch touched, in the order it first touched them; keys left
+    /// without rows are removed.
+    fn emit(&mut self, touched: Vec<Touched>, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut rows: Vec<Vec<Value>> = Vec::new();
+        let mut kinds: Vec<RowKind> = Vec::new();
+        for t in touched {
+            let (after, key) = match self.groups.get(t.id) {
+                Some(g) if g.rows > 0 => (Some(self.results(g)), self.groups.key(t.id).to_vec()),
+                _ => (None, self.groups.key(t.id).to_vec()),
+            };
+            let mut push = |kind, values| {
+                keys.push(key.clone());
+                rows.push(values);
+                kinds.push(kind);
+            };
+            match (t.before, after) {
+                (None, Some(after)) => push(RowKind::Insert, after),
+                (Some(before), Some(after)) => {
+                    if before != after {
+                        push(RowKind::UpdateBefore, before);
+                        push(RowKind::UpdateAfter, after);
+                    }
+                }
+                (Some(before), None) => {
+                    push(RowKind::Delete, before);
+                    self.groups.remove(t.id);
+                }
+                (None, None) => {
+                    self.groups.remove(t.id);
+                }
+            }
+        }
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let batch = self.build(&keys, &rows)?;
+        out.push(Event::Changes(Changes { batch, kinds }));
+        Ok(())
+    }
+
+    /// The output batch: the decoded keys, then the aggregate values.
+    fn build(&self, keys: &[Vec<u8>], rows: &[Vec<Value>]) -> Result<RecordBatch, RuntimeError> {
+        let err = |e| RuntimeError::arrow(&self.name, e);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        if !self.key_types.is_empty() {
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let decoded = self.keys.decode(&keys).map_err(err)?;
+            if decoded.len() != self.key_types.len() {
+                return Err(RuntimeError::Plan(format!(
+                    "group aggregate `{}`: {} key columns decoded for {}",
+                    self.name,
+                    decoded.len(),
+                    self.key_types.len()
+                )));
+            }
+            for (values, target) in decoded.into_iter().zip(&self.key_types) {
+                columns.push(if values.data_type() == target {
+                    values
+                } else {
+                    arrow::compute::cast(&values, target).map_err(err)?
+                });
+            }
+        }
+        for (j, a) in self.aggs.iter().enumerate() {
+            let values: Vec<Value> = rows
+                .iter()
+                .map(|r| r.get(j).cloned().unwrap_or(Value::Null))
+                .collect();
+            columns.push(build_array(&values, &a.result, &a.target).map_err(err)?);
+        }
+        crate::operator::batch_with_schema(&self.name, &self.schema, columns, rows.len())
+    }
+}
+
+impl Operator for GroupAggregate {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        self.process(&batch, None, out)
+    }
+
+    fn on_changes(
+        &mut self,
+        _input: usize,
+        changes: Changes,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        self.process(&changes.batch, Some(&changes.kinds), out)
+    }
+
+    /// Every key with its row count and accumulators (in id order), then the keys as key
+    /// columns (see [`KeyEncoder::snapshot_keys`]). Changes are emitted within each batch, so
+    /// none wait.
+    fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        let err = |e| RuntimeError::state(&self.name, e);
+        w.u32(GROUP_AGGREGATE_STATE_LAYOUT);
+        self.groups
+            .snapshot(w, |g, w| {
+                g.encode(w);
+                Ok(())
+            })
+            .map_err(err)?;
+        let keys: Vec<&[u8]> = self.groups.keys().collect();
+        self.keys.snapshot_keys(&keys, w).map_err(err)?;
+        Ok(true)
+    }
+
+    fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
+        let name = &self.name;
+        let err = |e| RuntimeError::state(name, e);
+        r.expect_tag("group aggregation", GROUP_AGGREGATE_STATE_LAYOUT)
+            .map_err(err)?;
+        let width = self.aggs.len();
+        let groups = KeyedState::restore(r, |r| Group::decode(r, width)).map_err(err)?;
+        self.keys.restore_keys(r, groups.keys()).map_err(err)?;
+        self.groups = groups;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
