@@ -825,7 +825,9 @@ fn group_aggregate(
         let key = match e.kind {
             ExprKind::Column(c) => c,
             _ => {
-                projections.push(e.clone());
+                // Over the aggregation's input row: computed from the Calc's input.
+                let width = rel.schema.fields.len();
+                projections.push(inline(e.clone(), &projections[..width]));
                 fields.push(Field::new(
                     format!("__key{}", keys.len()),
                     e.data_type.clone(),
