@@ -628,7 +628,10 @@ fn window_aggregate(
             },
             _ if is_role(&e, &roles) => return Err(misuse()),
             _ => {
-                projections.push(e.clone());
+                // Over the aggregation's input row (no window column: checked above), computed
+                // from the Calc's input.
+                let width = rel.schema.fields.len();
+                projections.push(inline(e.clone(), &projections[..width]));
                 fields.push(Field::new(
                     format!("__key{}", columns.len()),
                     e.data_type.clone(),
