@@ -332,6 +332,12 @@ impl Compiler {
             return;
         }
         let connector = check_connector(&t.name.node, &t.options, t.name.span, &mut self.diags);
+        if connector.is_some_and(|c| c.name == "upsert-kafka") && t.primary_key.is_none() {
+            self.error(Diagnostic::error(
+                crate::options::UPSERT_KAFKA_NEEDS_KEY,
+                t.name.span,
+            ));
+        }
         let mut physical = Vec::new();
         for c in &t.columns {
             match &c.kind {
@@ -1364,12 +1370,20 @@ impl Compiler {
             .find(|o| o.key.node == "connector")
             .map(|o| o.value.node.clone())
             .unwrap_or_default();
-        let options = def
+        let mut options: BTreeMap<String, String> = def
             .options
             .iter()
             .filter(|o| o.key.node != "connector")
             .map(|o| (o.key.node.clone(), o.value.node.clone()))
             .collect();
+        // upsert-kafka's record key is the PRIMARY KEY: the runtime's Kafka sink reads it as
+        // `key.fields`, which the connector does not accept from the user.
+        if connector == "upsert-kafka"
+            && let Some(pk) = &def.primary_key
+        {
+            let names: Vec<&str> = pk.iter().map(|k| k.node.as_str()).collect();
+            options.insert("key.fields".into(), names.join(";"));
+        }
         let base_dir = self
             .dirs
             .get(def.name.span.file.0 as usize)

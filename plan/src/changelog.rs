@@ -22,7 +22,7 @@ pub enum ChangelogMode {
 }
 
 /// The connectors a sink table can write an updating relation to.
-pub const UPDATING_SINK_CONNECTORS: &[&str] = &["print", "blackhole"];
+pub const UPDATING_SINK_CONNECTORS: &[&str] = &["print", "blackhole", "upsert-kafka"];
 
 /// Each node's changelog mode, indexed by node id (`nodes` in topological order, as a
 /// pipeline's are).

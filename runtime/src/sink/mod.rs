@@ -6,6 +6,7 @@
 //! | `blackhole` | none: rows are counted and discarded |
 //! | `filesystem` | `path` (a file), `format` = `json` \| `csv`, `csv.field-delimiter` |
 //! | `kafka` | see [`crate::kafka::sink`] |
+//! | `upsert-kafka` | the same, keyed by the table's PRIMARY KEY; takes updates |
 
 pub mod blackhole;
 pub mod filesystem;
@@ -149,10 +150,13 @@ pub fn open_sink(
             schema,
             transactions,
         )?)),
+        "upsert-kafka" => Ok(Box::new(
+            crate::kafka::sink::KafkaSink::open(spec, schema, transactions)?.upsert(),
+        )),
         other => Err(RuntimeError::connector(
             &spec.table,
             format!(
-                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem, kafka)"
+                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem, kafka, upsert-kafka)"
             ),
         )),
     }
