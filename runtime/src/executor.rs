@@ -805,6 +805,7 @@ impl<'c> Executor<'c> {
                         &*input(0)?,
                         schema.clone(),
                         retracting,
+                        backend,
                     )?;
                     Some(Box::new(if jit { agg.compiled(&*input(0)?) } else { agg }))
                 }

@@ -19,8 +19,8 @@ use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::key::KeyEncoder;
 use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
 use crate::operators::agg::{accumulator_for, function_name};
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 /// The layout of [`GroupAggregate`]'s checkpoint state.
 const GROUP_AGGREGATE_STATE_LAYOUT: u32 = 1;
@@ -41,6 +41,17 @@ struct Group {
     /// Rows added minus rows retracted: the key is deleted when it drops to 0.
     rows: i64,
     accs: Vec<Accumulator>,
+}
+
+/// How a [`Group`] is written to a checkpoint and to RocksDB (`width` accumulators).
+fn codec(width: usize) -> ValueCodec<Group> {
+    ValueCodec {
+        encode: Box::new(|g, w| {
+            g.encode(w);
+            Ok(())
+        }),
+        decode: Box::new(move |r| Group::decode(r, width)),
+    }
 }
 
 impl Group {
@@ -80,19 +91,23 @@ pub struct GroupAggregate {
     key_types: Vec<ArrowType>,
     aggs: Vec<AggSlot>,
     groups: KeyedState<Group>,
+    /// Where `groups` lives (kept for restores).
+    backend: StateBackend,
     /// Each aggregate's argument and FILTER (when it has them), in aggregate order.
     exprs: ExprGroup,
 }
 
 impl GroupAggregate {
     /// A group aggregation over rows of `input` producing `schema` (the keys, then one column
-    /// per aggregate). `retracting`: the input is updating, so values are also retracted.
+    /// per aggregate), keeping its keys' state in `backend`. `retracting`: the input is
+    /// updating, so values are also retracted.
     pub fn new(
         name: &str,
         spec: &GroupAggregateSpec,
         input: &ArrowSchema,
         schema: SchemaRef,
         retracting: bool,
+        backend: &StateBackend,
     ) -> Result<GroupAggregate, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("group aggregate `{name}`: {m}"));
         let width = input.fields().len();
@@ -158,8 +173,9 @@ impl GroupAggregate {
                 .map(|f| f.data_type().clone())
                 .collect(),
             schema,
+            groups: KeyedState::new(backend, name, || codec(aggs.len())),
+            backend: backend.clone(),
             aggs,
-            groups: KeyedState::default(),
             exprs: ExprGroup::new(exprs),
         })
     }
@@ -176,13 +192,11 @@ impl GroupAggregate {
         self.groups.len()
     }
 
-    fn results(&self, group: &Group) -> Vec<Value> {
-        group
-            .accs
-            .iter()
-            .zip(&self.aggs)
-            .map(|(acc, a)| acc.result(&a.spec))
-            .collect()
+    /// Keeps the backend's resident budget of keys in memory (see `KeyedState::settle`).
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        self.groups
+            .settle()
+            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     /// Adds (or, for `-U`/`-D`, retracts) the rows of `batch` and emits what changed.
@@ -243,14 +257,7 @@ impl GroupAggregate {
             };
             if !seen[at] {
                 seen[at] = true;
-                let before = (group.rows > 0).then(|| {
-                    group
-                        .accs
-                        .iter()
-                        .zip(&self.aggs)
-                        .map(|(acc, a)| acc.result(&a.spec))
-                        .collect()
-                });
+                let before = (group.rows > 0).then(|| results(group, &self.aggs));
                 touched.push(Touched { id, before });
             }
             group.rows += if add { 1 } else { -1 };
@@ -269,7 +276,8 @@ impl GroupAggregate {
                 }
             }
         }
-        self.emit(touched, out)
+        self.emit(touched, out)?;
+        self.settle()
     }
 
     /// Each aggregate's argument and FILTER column, from the evaluated expressions.
@@ -325,10 +333,12 @@ impl GroupAggregate {
         let mut rows: Vec<Vec<Value>> = Vec::new();
         let mut kinds: Vec<RowKind> = Vec::new();
         for t in touched {
-            let (after, key) = match self.groups.get(t.id) {
-                Some(g) if g.rows > 0 => (Some(self.results(g)), self.groups.key(t.id).to_vec()),
-                _ => (None, self.groups.key(t.id).to_vec()),
+            // Resident: the batch touched it, and keys are only spilled between batches.
+            let after = match self.groups.get_mut(t.id) {
+                Some(g) if g.rows > 0 => Some(results(g, &self.aggs)),
+                _ => None,
             };
+            let key = self.groups.key(t.id).to_vec();
             let mut push = |kind, values| {
                 keys.push(key.clone());
                 rows.push(values);
@@ -412,12 +422,17 @@ impl Operator for GroupAggregate {
         self.process(&changes.batch, Some(&changes.kinds), out)
     }
 
-    /// Every key with its row count and accumulators (in id order), then the keys as key
-    /// columns (see [`KeyEncoder::snapshot_keys`]). Changes are emitted within each batch, so
-    /// none wait.
+    /// Whether the values are in RocksDB, every key (in id order) with its row count and
+    /// accumulators (with RocksDB: the keys only, the values are in its checkpoint), then the
+    /// keys as key columns (see [`KeyEncoder::snapshot_keys`]). Changes are emitted within each
+    /// batch, so none wait.
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
         w.u32(GROUP_AGGREGATE_STATE_LAYOUT);
+        w.bool(self.groups.in_rocksdb());
+        if self.groups.in_rocksdb() {
+            self.groups.flush().map_err(err)?;
+        }
         self.groups
             .snapshot(w, |g, w| {
                 g.encode(w);
@@ -435,11 +450,27 @@ impl Operator for GroupAggregate {
         r.expect_tag("group aggregation", GROUP_AGGREGATE_STATE_LAYOUT)
             .map_err(err)?;
         let width = self.aggs.len();
-        let groups = KeyedState::restore(r, |r| Group::decode(r, width)).map_err(err)?;
+        let groups = if r.bool().map_err(err)? {
+            KeyedState::restore_spilled(r, &self.backend, name, || codec(width)).map_err(err)?
+        } else {
+            KeyedState::restore(r, |r| Group::decode(r, width))
+                .and_then(|g| g.into_backend(&self.backend, name, || codec(width)))
+                .map_err(err)?
+        };
         self.keys.restore_keys(r, groups.keys()).map_err(err)?;
         self.groups = groups;
         Ok(())
     }
+}
+
+/// The aggregates' results over `group`'s accumulators.
+fn results(group: &Group, aggs: &[AggSlot]) -> Vec<Value> {
+    group
+        .accs
+        .iter()
+        .zip(aggs)
+        .map(|(acc, a)| acc.result(&a.spec))
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use fsql_plan::{AggregateFunction as F, DataType, GroupAggregate as Agg, GroupAg
 use super::GroupAggregate;
 use crate::operator::RowKind::{self, Delete, Insert, UpdateAfter, UpdateBefore};
 use crate::source::runtime_schema;
+use crate::state::StateBackend;
 use crate::testkit::{Step, check_restore, col, drive, schema};
 
 fn input() -> fsql_plan::Schema {
@@ -25,8 +26,13 @@ fn agg(function: F, args: Vec<fsql_plan::Expr>, data_type: DataType) -> Agg {
     }
 }
 
-/// `SELECT k, COUNT(*), SUM(v), MIN(v), MAX(v) ... GROUP BY k`.
+/// `SELECT k, COUNT(*), SUM(v), MIN(v), MAX(v) ... GROUP BY k`, state in memory.
 fn make(retracting: bool) -> GroupAggregate {
+    make_in(retracting, &StateBackend::memory())
+}
+
+/// The same, state in `backend`.
+fn make_in(retracting: bool, backend: &StateBackend) -> GroupAggregate {
     let v = || col(1, DataType::BigInt);
     let spec = GroupAggregateSpec {
         keys: vec![0],
@@ -50,6 +56,7 @@ fn make(retracting: bool) -> GroupAggregate {
         &runtime_schema(&input()),
         runtime_schema(&out),
         retracting,
+        backend,
     )
     .expect("a valid group aggregate")
 }
@@ -128,6 +135,27 @@ fn retractions_move_min_and_max_and_delete_an_emptied_key() {
 }
 
 #[test]
+fn keys_spilled_to_rocksdb_are_read_back_and_restored() {
+    // One resident key: every other key is spilled between batches and read back when touched.
+    let backend = crate::testkit::rocksdb_backend(1);
+    let steps = vec![
+        changes(&[(Insert, Some("a"), Some(5)), (Insert, Some("b"), Some(9))]),
+        changes(&[(Insert, Some("c"), Some(1)), (Insert, Some("a"), Some(7))]),
+        changes(&[
+            (Delete, Some("b"), Some(9)),
+            (UpdateBefore, Some("a"), Some(7)),
+        ]),
+    ];
+    let in_rocksdb = check_restore(&|| Box::new(make_in(true, &backend)), &steps);
+    let in_memory = check_restore(&|| Box::new(make(true)), &steps);
+    assert_eq!(in_rocksdb, in_memory);
+    assert_eq!(
+        in_rocksdb.last().map(String::as_str),
+        Some(r#"+U {"k":"a","n":1,"s":5,"lo":5,"hi":5}"#)
+    );
+}
+
+#[test]
 fn a_key_added_and_retracted_within_one_batch_emits_nothing() {
     let steps = vec![changes(&[
         (Insert, Some("a"), Some(5)),
@@ -151,7 +179,8 @@ fn first_value_over_updates_is_refused() {
         )],
     };
     let out = runtime_schema(&schema(&[("f", DataType::BigInt)]));
-    let err = GroupAggregate::new("g", &spec, &runtime_schema(&input()), out, true)
+    let memory = StateBackend::memory();
+    let err = GroupAggregate::new("g", &spec, &runtime_schema(&input()), out, true, &memory)
         .err()
         .expect("refused")
         .to_string();
