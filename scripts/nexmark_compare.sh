@@ -18,7 +18,7 @@
 # --check: each query's INSERT INTO is dropped, so its SELECT is the script's last statement; Flink
 # (flink_oracle.py, parallelism 1) and `fsql run --format jsonl` print its rows, which are compared as
 # multisets. Windows and joins emit in different orders on the two engines; the rows must be equal.
-# An updating query (q4, q15-q17: GROUP BY without a window) is compared by its final rows: Flink's
+# An updating query (q4, q15-q19: GROUP BY or TopN without a window) is compared by its final rows: Flink's
 # changelog applied by the oracle (--final), fsql's (its `op` column) applied here, since the two
 # engines fold updates differently (Flink row by row, fsql per batch).
 #
@@ -45,7 +45,7 @@ for arg in "$@"; do
   esac
 done
 # The queries fsql runs (benches/nexmark/README.md lists the others and why not).
-[[ ${#queries[@]} -gt 0 ]] || queries=(q0 q1 q2 q3 q4 q5 q7 q8 q13 q14 q15 q16 q17 q20 q21 q22)
+[[ ${#queries[@]} -gt 0 ]] || queries=(q0 q1 q2 q3 q4 q5 q7 q8 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22)
 
 source "$repo/scripts/engines.sh"
 

@@ -417,6 +417,26 @@ pub fn text(plan: &Plan) -> String {
                     column(input, r.window_end),
                 );
             }
+            Operator::Rank(r) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let keys: Vec<String> = r.partition_by.iter().map(|&c| column(input, c)).collect();
+                let order: Vec<String> = r
+                    .order_by
+                    .iter()
+                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}), first {} rows kept; each row entering them emits its rank and the ranks it shifts (+I, -U, +U)",
+                    keys.join(", "),
+                    if order.is_empty() {
+                        "(arrival)".into()
+                    } else {
+                        order.join(", ")
+                    },
+                    r.limit.map_or_else(|| "?".into(), |l| l.to_string()),
+                );
+            }
             Operator::MatchRecognize(m) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
                 let _ = writeln!(
@@ -698,6 +718,7 @@ fn kind(n: &Node) -> &'static str {
         Operator::GroupAggregate(_) => "GroupAggregate",
         Operator::Join(_) => "Join",
         Operator::WindowRank(_) => "WindowRank",
+        Operator::Rank(_) => "Rank",
         Operator::TemporalJoin(_) => "TemporalJoin",
         Operator::MatchRecognize(_) => "MatchRecognize",
         Operator::Source(_) => "Source",
@@ -728,6 +749,9 @@ fn state(n: &Node) -> &'static str {
             "per join key: the rows of each input still within the interval of a future row"
         }
         Operator::Join(_) => "per join key: the rows of each input, until the other input ends",
+        Operator::Rank(_) => {
+            "per partition: its first N rows (the input is append-only: a row past N never returns)"
+        }
         Operator::WindowRank(_) => {
             "per window partition: its rows (the first N with a limit) until the window fires"
         }

@@ -38,6 +38,15 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
                 None,
             )
             .with_help("aggregate over a window TVF (GROUP BY window_start, window_end, ...) to free each window's state")],
+            // N rows per partition, for every partition ever seen.
+            Operator::Rank(_) => vec![Diagnostic::warning(
+                format!(
+                    "state of `{}` grows without bound: a TopN without a window keeps the first N rows of every partition it has seen",
+                    node.name
+                ),
+                None,
+            )
+            .with_help("rank within windows (PARTITION BY window_start, window_end, ...) to free each window's rows")],
             // Windows are freed when the watermark passes them.
             Operator::WindowAggregate(_) | Operator::WindowRank(_) => vec![],
             // Left rows leave at the watermark; a key keeps its latest version (a versioned table

@@ -44,6 +44,20 @@ pub fn check_changelog(nodes: &[Node], span_of: &dyn Fn(&Node) -> Option<Span>) 
             .with_help(help),
         );
     }
+    // A TopN without a window keeps N rows per partition: without N it would keep them all.
+    for node in nodes {
+        if let Operator::Rank(r) = &node.op
+            && r.limit.is_none()
+        {
+            out.push(
+                Diagnostic::error(
+                    "Rank end is not specified. Currently rank only support TopN, which means the rank end must be specified: ROW_NUMBER() without a window needs WHERE rownum <= N right over it",
+                    span_of(node),
+                )
+                .with_help("add WHERE rownum <= N (or rownum = 1 for a deduplication) in the query that reads the ROW_NUMBER()"),
+            );
+        }
+    }
     // Aggregates that cannot be retracted, over an updating input.
     let modes = modes(nodes);
     for node in nodes {
@@ -86,20 +100,43 @@ fn kind(op: &Operator) -> &'static str {
         Operator::MatchRecognize(_) => "Match",
         Operator::Ruleset(_) => "Ruleset",
         Operator::Predict(_) => "ML_PREDICT",
+        Operator::Rank(_) => "Rank",
         _ => "Operator",
     }
 }
 
-/// `GroupAggregate(groupBy=[k], select=[k, COUNT(*), MAX(v)])`, as Flink names the node.
+/// `GroupAggregate(groupBy=[k], select=[k, COUNT(*), MAX(v)])` or `Rank(partitionBy=[k],
+/// orderBy=[...], rankEnd=N)`, as Flink names the node.
 pub fn describe(node: &Node, nodes: &[Node]) -> String {
-    let Operator::GroupAggregate(g) = &node.op else {
-        return node.name.clone();
-    };
     let input = node.inputs.first().and_then(|i| nodes.get(i.0 as usize));
     let column = |c: usize| {
         input
             .and_then(|n| n.schema.fields.get(c))
             .map_or_else(|| format!("${c}"), |f| f.name.clone())
+    };
+    let g = match &node.op {
+        Operator::GroupAggregate(g) => g,
+        Operator::Rank(r) => {
+            let partition: Vec<String> = r.partition_by.iter().map(|&c| column(c)).collect();
+            let order: Vec<String> = r
+                .order_by
+                .iter()
+                .map(|k| {
+                    let e = match k.expr.kind {
+                        ExprKind::Column(c) => column(c),
+                        _ => "...".into(),
+                    };
+                    format!("{e} {}", if k.descending { "DESC" } else { "ASC" })
+                })
+                .collect();
+            return format!(
+                "Rank(partitionBy=[{}], orderBy=[{}], rankEnd={})",
+                partition.join(", "),
+                order.join(", "),
+                r.limit.map_or_else(|| "?".into(), |l| l.to_string())
+            );
+        }
+        _ => return node.name.clone(),
     };
     let keys: Vec<String> = g.keys.iter().map(|&k| column(k)).collect();
     let mut select = keys.clone();

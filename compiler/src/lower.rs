@@ -14,8 +14,8 @@ use datafusion::logical_expr::{
 };
 use fsql_plan::{
     AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, GroupAggregate, GroupColumn,
-    ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, PredictSpec, Schema,
-    SortKey, WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
+    ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, PredictSpec, RankSpec,
+    Schema, SortKey, WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
 };
 
 use crate::aggregates::aggregate_function;
@@ -367,7 +367,7 @@ fn lower(
             let mut spec = window_rank(&w.window_expr, w.input.schema(), &rel)?;
             // ORDER BY one event-time attribute, descending: a deduplication keeping the last row.
             let times = time_attributes(nodes, rel.input);
-            spec.latest_on_ties = match spec.order_by.as_slice() {
+            let latest_on_ties = match spec.order_by().as_slice() {
                 [k] if k.descending => match (&k.expr.kind, &rel.projections) {
                     (ExprKind::Column(c), None) => times.contains(c),
                     (ExprKind::Column(c), Some(p)) => p.get(*c).is_some_and(
@@ -377,6 +377,7 @@ fn lower(
                 },
                 _ => false,
             };
+            spec.set_latest_on_ties(latest_on_ties);
             // The result is no longer a time attribute: rows leave by window, not by time.
             let input = materialize(rel, nodes, &resolver.node_name("calc"));
             let inputs = w.input.schema().fields().len();
@@ -400,7 +401,7 @@ fn lower(
                 vec![input],
                 schema.clone(),
                 None,
-                Operator::WindowRank(spec),
+                spec.into_operator(),
             );
             Ok(Rel::node(id, schema, None))
         }
@@ -954,16 +955,42 @@ fn is_row_number(exprs: &[DfExpr]) -> bool {
     }
 }
 
+/// A `ROW_NUMBER()` ranking: over windows, or (TopN without a window) over the whole stream.
+enum RankKind {
+    Window(WindowRankSpec),
+    Unbounded(RankSpec),
+}
+
+impl RankKind {
+    fn order_by(&self) -> &Vec<SortKey> {
+        match self {
+            RankKind::Window(w) => &w.order_by,
+            RankKind::Unbounded(r) => &r.order_by,
+        }
+    }
+
+    fn set_latest_on_ties(&mut self, latest: bool) {
+        match self {
+            RankKind::Window(w) => w.latest_on_ties = latest,
+            RankKind::Unbounded(r) => r.latest_on_ties = latest,
+        }
+    }
+
+    fn into_operator(self) -> Operator {
+        match self {
+            RankKind::Window(w) => Operator::WindowRank(w),
+            RankKind::Unbounded(r) => Operator::Rank(r),
+        }
+    }
+}
+
 /// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)` over windowed rows
-/// (`rel`): Flink's Window TopN and Window Deduplication.
-fn window_rank(
-    exprs: &[DfExpr],
-    input: &DFSchema,
-    rel: &Rel,
-) -> Result<WindowRankSpec, Unsupported> {
+/// (`rel`): Flink's Window TopN and Window Deduplication; partitioned otherwise, Flink's TopN
+/// without a window (an updating relation).
+fn window_rank(exprs: &[DfExpr], input: &DFSchema, rel: &Rel) -> Result<RankKind, Unsupported> {
     let refuse = || {
         Unsupported(
-            "ROW_NUMBER() is supported as Flink's Window TopN / deduplication: OVER (PARTITION BY window_start, window_end, ... ORDER BY ...) over a window TVF or a window aggregation, with WHERE rownum <= N".into(),
+            "ROW_NUMBER() is supported as Flink's TopN / deduplication: OVER ([PARTITION BY ...] ORDER BY ...), with WHERE rownum <= N".into(),
         )
     };
     let [e] = exprs else { return Err(refuse()) };
@@ -990,8 +1017,9 @@ fn window_rank(
             })
         })
     };
-    let (Some(_), Some(window_end)) = (named("window_start"), named("window_end")) else {
-        return Err(refuse());
+    let window = match (named("window_start"), named("window_end")) {
+        (Some(_), Some(window_end)) => Some(window_end),
+        _ => None,
     };
     let order_by = params
         .order_by
@@ -1004,12 +1032,20 @@ fn window_rank(
             })
         })
         .collect::<Result<Vec<_>, Unsupported>>()?;
-    Ok(WindowRankSpec {
-        partition_by,
-        window_end,
-        order_by,
-        limit: None,
-        latest_on_ties: false,
+    Ok(match window {
+        Some(window_end) => RankKind::Window(WindowRankSpec {
+            partition_by,
+            window_end,
+            order_by,
+            limit: None,
+            latest_on_ties: false,
+        }),
+        None => RankKind::Unbounded(RankSpec {
+            partition_by,
+            order_by,
+            limit: None,
+            latest_on_ties: false,
+        }),
     })
 }
 
@@ -1020,8 +1056,10 @@ fn limit_rank(rel: &Rel, nodes: &mut [Node]) {
         return;
     };
     let rank_column = node.schema.fields.len().saturating_sub(1);
-    let Operator::WindowRank(spec) = &mut node.op else {
-        return;
+    let spec_limit = match &mut node.op {
+        Operator::WindowRank(spec) => &mut spec.limit,
+        Operator::Rank(spec) => &mut spec.limit,
+        _ => return,
     };
     let Some(pred) = &rel.filter else { return };
     let mut conjuncts = vec![pred];
@@ -1054,7 +1092,7 @@ fn limit_rank(rel: &Rel, nodes: &mut [Node]) {
         }
     }
     if let Some(l) = limit {
-        spec.limit = Some(spec.limit.map_or(l, |x| x.min(l)));
+        *spec_limit = Some(spec_limit.map_or(l, |x| x.min(l)));
     }
 }
 

@@ -2,7 +2,7 @@
 //! `-U`, `+U`, `-D`, Flink's `RowKind`) rather than an append-only one, and which nodes cannot
 //! consume one.
 //!
-//! A [`Operator::GroupAggregate`] produces updates; stateless nodes (Calc, Union, Collect and
+//! A [`Operator::GroupAggregate`] and a [`Operator::Rank`] (TopN without a window) produce updates; stateless nodes (Calc, Union, Collect and
 //! sinks) pass their inputs' mode on; every other operator emits an append-only relation and
 //! consumes only append-only inputs (as Flink's OVER, window TVFs, interval and temporal joins and
 //! MATCH_RECOGNIZE do; fsql's regular join, Ruleset and ML_PREDICT do not consume updates yet).
@@ -30,7 +30,7 @@ pub fn modes(nodes: &[Node]) -> Vec<ChangelogMode> {
     let mut modes: Vec<ChangelogMode> = Vec::with_capacity(nodes.len());
     for node in nodes {
         let mode = match &node.op {
-            Operator::GroupAggregate(_) => ChangelogMode::Updating,
+            Operator::GroupAggregate(_) | Operator::Rank(_) => ChangelogMode::Updating,
             Operator::Calc { .. } | Operator::Union | Operator::Collect | Operator::Sink(_) => {
                 let updating = node
                     .inputs
@@ -89,11 +89,11 @@ pub fn refusals(nodes: &[Node]) -> Vec<Refusal> {
     out
 }
 
-/// The node the updates of updating node `id` come from: the first GroupAggregate upstream
+/// The node the updates of updating node `id` come from: the first GroupAggregate or Rank upstream
 /// (through Calc, Union, ... which only pass them on).
 pub fn origin(nodes: &[Node], modes: &[ChangelogMode], mut id: NodeId) -> NodeId {
     while let Some(node) = nodes.get(id.0 as usize) {
-        if matches!(node.op, Operator::GroupAggregate(_)) {
+        if matches!(node.op, Operator::GroupAggregate(_) | Operator::Rank(_)) {
             break;
         }
         match node

@@ -107,6 +107,10 @@ pub enum Operator {
     /// Window TopN / deduplication: `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
     /// ORDER BY ...)` over windowed rows; output = input columns, then the row number.
     WindowRank(WindowRankSpec),
+    /// TopN without a window (`ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` with `WHERE
+    /// rownum <= N`), Flink's Rank: an *updating* relation holding each partition's first N rows
+    /// with their row numbers, updated as rows enter. Output = input columns, then the row number.
+    Rank(RankSpec),
     /// Event-time temporal join (`JOIN versioned FOR SYSTEM_TIME AS OF left.time`): each left row
     /// (input 0) with the version of its key that was valid at its time (input 1, a versioned
     /// table); output = left columns, then right columns.
@@ -158,6 +162,20 @@ pub struct WindowRankSpec {
     /// Flink's Window Deduplication keeping the last row (one `ORDER BY` key, an event-time
     /// attribute, descending): among rows with equal times the latest arrival wins. Otherwise
     /// ties are numbered in arrival order.
+    #[serde(default)]
+    pub latest_on_ties: bool,
+}
+
+/// [`Operator::Rank`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankSpec {
+    /// Partition columns (positions in the input).
+    pub partition_by: Vec<usize>,
+    pub order_by: Vec<SortKey>,
+    /// Rows per partition (from `WHERE rownum <= N`); the compiler refuses a Rank without one.
+    pub limit: Option<u64>,
+    /// A new row goes before the rows it ties with (Flink's deduplication keeping the last row:
+    /// one `ORDER BY` key, an event-time attribute, descending); otherwise after them.
     #[serde(default)]
     pub latest_on_ties: bool,
 }

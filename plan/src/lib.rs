@@ -28,9 +28,9 @@ pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
     AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupAggregateSpec, GroupColumn,
     IntervalBounds, JoinKind, JoinSpec, LATE_DATA_SINK, ModelDecl, Node, NodeId, Operator,
-    OverAggregate, OverFrame, OverSpec, Pipeline, PredictSpec, Rule, RuleParameter, RulesetSpec,
-    SinkSpec, SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec, WindowAggregateSpec,
-    WindowAssignSpec, WindowKind, WindowRankSpec,
+    OverAggregate, OverFrame, OverSpec, Pipeline, PredictSpec, RankSpec, Rule, RuleParameter,
+    RulesetSpec, SinkSpec, SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec,
+    WindowAggregateSpec, WindowAssignSpec, WindowKind, WindowRankSpec,
 };
 pub use pattern::{
     AfterMatch, MatchAggregate, MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,

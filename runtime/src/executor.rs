@@ -33,8 +33,8 @@ use crate::metrics::{Metrics, NodeMetrics, Progress};
 use crate::operator::{Event, Operator, RowKind, conform_batch};
 use crate::operators::predict::LoadedModel;
 use crate::operators::{
-    Calc, GroupAggregate, Join, MatchRecognize, Over, Passthrough, Predict, Ruleset, SinkOperator,
-    TemporalJoin, WindowAggregate, WindowAssign, WindowRank,
+    Calc, GroupAggregate, Join, MatchRecognize, Over, Passthrough, Predict, Rank, Ruleset,
+    SinkOperator, TemporalJoin, WindowAggregate, WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::split_watermarks::SplitWatermarks;
@@ -582,6 +582,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::GroupAggregate(_) => "group-aggregate",
         PlanOp::Join(_) => "join",
         PlanOp::WindowRank(_) => "window-rank",
+        PlanOp::Rank(_) => "rank",
         PlanOp::TemporalJoin(_) => "temporal-join",
         PlanOp::MatchRecognize(_) => "match-recognize",
         PlanOp::Predict(_) => "predict",
@@ -818,6 +819,12 @@ impl<'c> Executor<'c> {
                         window
                     }))
                 }
+                PlanOp::Rank(spec) => Some(Box::new(Rank::new(
+                    &node.name,
+                    spec,
+                    schema.clone(),
+                    backend,
+                )?)),
                 PlanOp::WindowRank(spec) => Some(Box::new(WindowRank::new(
                     &node.name,
                     spec,
