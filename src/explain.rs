@@ -81,7 +81,7 @@ pub fn text(plan: &Plan) -> String {
     );
     let backend = match fsql_plan::state_backend::StateBackendOptions::from_settings(&p.settings) {
         Ok(o) if o.kind == fsql_plan::state_backend::BackendKind::RocksDb => format!(
-            "rocksdb (OVER and Window TopN rows beyond {} resident keys per operator live in RocksDB; checkpoints incremental)",
+            "rocksdb (OVER, TopN and GROUP BY state beyond {} resident keys per operator live in RocksDB; checkpoints incremental)",
             o.resident_keys
         ),
         Ok(_) => "hashmap (every key in memory)".to_string(),

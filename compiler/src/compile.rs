@@ -191,6 +191,9 @@ struct Compiler {
     relations: BTreeMap<String, RelationInfo>,
     /// Where each name was defined (for "already defined" messages).
     defined: BTreeMap<String, Span>,
+    /// The statement each query's nodes come from, by the label their names start with
+    /// (`view`, `insert:table`, `select#1`): where a diagnostic about a node points.
+    query_spans: BTreeMap<String, Span>,
     /// Names whose definition failed: references to them are not reported again.
     failed: BTreeSet<String>,
     nodes: Vec<Node>,
@@ -270,6 +273,7 @@ impl Compiler {
             tables: BTreeMap::new(),
             relations: BTreeMap::new(),
             defined: BTreeMap::new(),
+            query_spans: BTreeMap::new(),
             failed: BTreeSet::new(),
             nodes: Vec::new(),
             sinks: BTreeMap::new(),
@@ -668,6 +672,9 @@ impl Compiler {
         {
             return;
         }
+        self.query_spans
+            .entry(label.clone())
+            .or_insert_with(|| q.source.snippet().whole());
         let Some(plan) = self.plan_query(q) else {
             if let Some(name) = defines {
                 self.failed.insert(name.node);
@@ -1933,11 +1940,20 @@ impl Compiler {
     ) -> Option<Pipeline> {
         self.create_sinks();
         self.create_late_data_sink();
+        // A node's statement: an INSERT INTO for a sink (else its CREATE TABLE), the query that
+        // created any other node.
         let span_of = |n: &Node| match &n.op {
-            Operator::Sink(s) => self.tables.get(&s.table).map(|t| t.def.name.span),
+            Operator::Sink(s) => self
+                .query_spans
+                .get(&format!("insert:{}", s.table))
+                .copied()
+                .or_else(|| self.tables.get(&s.table).map(|t| t.def.name.span)),
             _ => {
-                let name = n.name.split('#').next().unwrap_or(&n.name);
-                self.defined.get(name).copied()
+                let label = n.name.split('#').next().unwrap_or(&n.name);
+                self.query_spans
+                    .get(label)
+                    .or_else(|| self.defined.get(label))
+                    .copied()
             }
         };
         let refused = crate::changelog::check_changelog(&self.nodes, &span_of);

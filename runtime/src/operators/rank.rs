@@ -84,26 +84,27 @@ impl Rank {
     }
 }
 
-/// The changes one row entering a partition makes, appended to `rows`/`ranks`/`kinds`:
-/// `ranked` is the partition's first rows (at most `limit`), `entry` the new row.
+/// Where a row with sort key `sort` goes among a partition's kept rows `ranked`: after the rows
+/// it ties with, or (`latest_on_ties`) before them.
+fn position(ranked: &[Ranked], sort: &[u8], latest_on_ties: bool) -> usize {
+    ranked.partition_point(|k| {
+        if latest_on_ties {
+            &*k.sort < sort
+        } else {
+            &*k.sort <= sort
+        }
+    })
+}
+
+/// The changes row `entry` entering a partition's kept rows `ranked` at `at` (< `limit`) makes,
+/// appended to `out` as (row, rank, kind).
 fn enter(
     ranked: &mut Vec<Ranked>,
     entry: Ranked,
+    at: usize,
     limit: usize,
-    latest_on_ties: bool,
     out: &mut Vec<(RecordBatch, i64, RowKind)>,
 ) {
-    // The position among the kept rows: after the rows it ties with, or before them.
-    let at = ranked.partition_point(|k| {
-        if latest_on_ties {
-            k.sort < entry.sort
-        } else {
-            k.sort <= entry.sort
-        }
-    });
-    if at >= limit {
-        return;
-    }
     let mut current = entry.row.clone();
     let mut rank = at + 1;
     for moved in &ranked[at..] {
@@ -147,14 +148,26 @@ impl Operator for Rank {
         let sort = self.sorter.encode(&self.name, &batch)?;
         let mut changes = Vec::new();
         for i in 0..batch.num_rows() {
-            let entry = Ranked {
-                sort: sort.row(i).data().into(),
-                seq: self.seq,
-                row: batch.slice(i, 1),
-            };
+            let seq = self.seq;
             self.seq += 1;
+            let key = sort.row(i).data();
             let ranked = self.kept.get_or_insert_with(keys.key(i), Vec::new);
-            enter(ranked, entry, self.limit, self.latest_on_ties, &mut changes);
+            let at = position(ranked, key, self.latest_on_ties);
+            if at >= self.limit {
+                continue;
+            }
+            // A copy of the row, so the kept rows do not hold their whole input batches.
+            let row = arrow::compute::take_record_batch(
+                &batch,
+                &arrow::array::UInt32Array::from(vec![i as u32]),
+            )
+            .map_err(|e| RuntimeError::arrow(&self.name, e))?;
+            let entry = Ranked {
+                sort: key.into(),
+                seq,
+                row,
+            };
+            enter(ranked, entry, at, self.limit, &mut changes);
         }
         if let Some((first, _, _)) = changes.first() {
             let rows: Vec<&RecordBatch> = changes.iter().map(|(r, _, _)| r).collect();
