@@ -28,8 +28,8 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Sink(_)
             | Operator::Collect
             | Operator::WindowAssign(_) => vec![],
-            // A regular aggregation keeps every key it has seen (state TTL does not apply to it
-            // yet).
+            // A regular aggregation keeps every key it has seen, unless idle keys expire.
+            Operator::GroupAggregate(_) if ttl => vec![],
             Operator::GroupAggregate(_) => vec![Diagnostic::warning(
                 format!(
                     "state of `{}` grows without bound: a GROUP BY without a window keeps the aggregates of every key it has seen",
@@ -37,7 +37,7 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
                 ),
                 None,
             )
-            .with_help("aggregate over a window TVF (GROUP BY window_start, window_end, ...) to free each window's state")],
+            .with_help("aggregate over a window TVF (GROUP BY window_start, window_end, ...) to free each window's state, or SET 'state.ttl' to drop idle keys")],
             // N rows per partition, for every partition ever seen.
             Operator::Rank(_) => vec![Diagnostic::warning(
                 format!(

@@ -806,6 +806,7 @@ impl<'c> Executor<'c> {
                         &*input(0)?,
                         schema.clone(),
                         retracting,
+                        state_ttl_ms(&pipeline.settings)?,
                         backend,
                     )?;
                     Some(Box::new(if jit { agg.compiled(&*input(0)?) } else { agg }))

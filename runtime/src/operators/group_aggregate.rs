@@ -7,6 +7,12 @@
 //! Input rows of kind `+I`/`+U` are added to their key's accumulators, `-U`/`-D` retracted
 //! from them (so MIN/MAX keep their values counted when the input is updating); a retraction for
 //! a key without state is ignored, as Flink does.
+//!
+//! With `state.ttl`, a key that no row touched while the watermark advanced by the TTL is
+//! dropped without a retraction (Flink's idle state retention, in event time as fsql's other
+//! operators apply it): a later row of the key starts it again with `+I`.
+
+use std::collections::VecDeque;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
@@ -81,6 +87,42 @@ struct Touched {
     before: Option<Vec<Value>>,
 }
 
+/// Idle state retention (`state.ttl`): when each key was last touched, and a queue of checks.
+/// An id has at most one queued check (`queued`); the check drops the key if it was not touched
+/// for the TTL, queues itself again if it was, and ends if the id has no key any more.
+struct Retention {
+    ttl_ms: i64,
+    /// The watermark when each id's key was last touched (`i64::MIN`: before any watermark).
+    touched: Vec<i64>,
+    queued: Vec<bool>,
+    /// (watermark at which to check, id), in check order.
+    checks: VecDeque<(i64, u32)>,
+}
+
+impl Retention {
+    /// Key `id` was touched at watermark `w`.
+    fn touch(&mut self, id: u32, w: i64) {
+        let at = id as usize;
+        if self.touched.len() <= at {
+            self.touched.resize(at + 1, i64::MIN);
+            self.queued.resize(at + 1, false);
+        }
+        self.touched[at] = w;
+        if !self.queued[at] {
+            self.queued[at] = true;
+            let due = self.due(w, w);
+            self.checks.push_back((due, id));
+        }
+    }
+
+    /// When a key touched at `touched` expires, at watermark `w` (a key touched before any
+    /// watermark counts from the first one).
+    fn due(&self, touched: i64, w: i64) -> i64 {
+        let from = if touched == i64::MIN { w } else { touched };
+        from.saturating_add(self.ttl_ms)
+    }
+}
+
 /// The GroupAggregate operator.
 pub struct GroupAggregate {
     name: String,
@@ -95,18 +137,22 @@ pub struct GroupAggregate {
     backend: StateBackend,
     /// Each aggregate's argument and FILTER (when it has them), in aggregate order.
     exprs: ExprGroup,
+    watermark: i64,
+    /// `state.ttl`, when set.
+    retention: Option<Retention>,
 }
 
 impl GroupAggregate {
     /// A group aggregation over rows of `input` producing `schema` (the keys, then one column
     /// per aggregate), keeping its keys' state in `backend`. `retracting`: the input is
-    /// updating, so values are also retracted.
+    /// updating, so values are also retracted. `state_ttl_ms`: idle keys are dropped.
     pub fn new(
         name: &str,
         spec: &GroupAggregateSpec,
         input: &ArrowSchema,
         schema: SchemaRef,
         retracting: bool,
+        state_ttl_ms: Option<i64>,
         backend: &StateBackend,
     ) -> Result<GroupAggregate, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("group aggregate `{name}`: {m}"));
@@ -177,6 +223,13 @@ impl GroupAggregate {
             backend: backend.clone(),
             aggs,
             exprs: ExprGroup::new(exprs),
+            watermark: i64::MIN,
+            retention: state_ttl_ms.map(|ttl_ms| Retention {
+                ttl_ms,
+                touched: Vec::new(),
+                queued: Vec::new(),
+                checks: VecDeque::new(),
+            }),
         })
     }
 
@@ -190,6 +243,35 @@ impl GroupAggregate {
     /// Keys holding state.
     pub fn live_keys(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Drops the keys idle for the TTL at watermark `w` (without emitting anything).
+    fn expire(&mut self, w: i64) {
+        let Some(r) = &mut self.retention else {
+            return;
+        };
+        while let Some(&(due, id)) = r.checks.front() {
+            if due > w {
+                break;
+            }
+            r.checks.pop_front();
+            let at = id as usize;
+            let live = self.groups.contains_id(id);
+            let touched = r.touched.get(at).copied().unwrap_or(i64::MIN);
+            let due = r.due(touched, w);
+            if !live {
+                r.queued[at] = false;
+            } else if due <= w {
+                self.groups.remove(id);
+                r.queued[at] = false;
+            } else {
+                if touched == i64::MIN {
+                    // Touched before the first watermark: it counts from this one.
+                    r.touched[at] = w;
+                }
+                r.checks.push_back((due.max(w.saturating_add(1)), id));
+            }
+        }
     }
 
     /// Keeps the backend's resident budget of keys in memory (see `KeyedState::settle`).
@@ -257,6 +339,9 @@ impl GroupAggregate {
             };
             if !seen[at] {
                 seen[at] = true;
+                if let Some(r) = &mut self.retention {
+                    r.touch(id, self.watermark);
+                }
                 let before = (group.rows > 0).then(|| results(group, &self.aggs));
                 touched.push(Touched { id, before });
             }
@@ -422,6 +507,16 @@ impl Operator for GroupAggregate {
         self.process(&changes.batch, Some(&changes.kinds), out)
     }
 
+    /// Idle keys expire as the watermark passes their TTL.
+    fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
+        if w > self.watermark {
+            self.watermark = w;
+            self.expire(w);
+        }
+        out.push(Event::Watermark(w));
+        self.settle()
+    }
+
     /// Whether the values are in RocksDB, every key (in id order) with its row count and
     /// accumulators (with RocksDB: the keys only, the values are in its checkpoint), then the
     /// keys as key columns (see [`KeyEncoder::snapshot_keys`]). Changes are emitted within each
@@ -441,6 +536,19 @@ impl Operator for GroupAggregate {
             .map_err(err)?;
         let keys: Vec<&[u8]> = self.groups.keys().collect();
         self.keys.snapshot_keys(&keys, w).map_err(err)?;
+        w.i64(self.watermark);
+        if let Some(r) = &self.retention {
+            w.count(r.touched.len());
+            for (&t, &q) in r.touched.iter().zip(&r.queued) {
+                w.i64(t);
+                w.bool(q);
+            }
+            w.count(r.checks.len());
+            for &(due, id) in &r.checks {
+                w.i64(due);
+                w.u32(id);
+            }
+        }
         Ok(true)
     }
 
@@ -458,6 +566,47 @@ impl Operator for GroupAggregate {
                 .map_err(err)?
         };
         self.keys.restore_keys(r, groups.keys()).map_err(err)?;
+        self.watermark = r.i64().map_err(err)?;
+        if let Some(retention) = &mut self.retention {
+            let n = r.count().map_err(err)?;
+            let mut touched = Vec::with_capacity(n);
+            let mut queued = Vec::with_capacity(n);
+            for _ in 0..n {
+                touched.push(r.i64().map_err(err)?);
+                queued.push(r.bool().map_err(err)?);
+            }
+            let mut checks = VecDeque::new();
+            let mut checked = vec![false; n];
+            for _ in 0..r.count().map_err(err)? {
+                let due = r.i64().map_err(err)?;
+                let id = r.u32().map_err(err)?;
+                match checked.get_mut(id as usize) {
+                    Some(c) if !*c && queued[id as usize] => *c = true,
+                    _ => {
+                        return Err(err(StateError(format!(
+                            "an expiry check of key {id} that is not queued, or queued twice"
+                        ))));
+                    }
+                }
+                checks.push_back((due, id));
+            }
+            if checked != queued {
+                return Err(err(StateError("a queued key without its check".into())));
+            }
+            // Every live key has its check.
+            if groups
+                .ids()
+                .any(|id| !queued.get(id as usize).copied().unwrap_or(false))
+            {
+                return Err(err(StateError("a key without an expiry check".into())));
+            }
+            *retention = Retention {
+                ttl_ms: retention.ttl_ms,
+                touched,
+                queued,
+                checks,
+            };
+        }
         self.groups = groups;
         Ok(())
     }

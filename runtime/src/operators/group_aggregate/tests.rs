@@ -56,6 +56,7 @@ fn make_in(retracting: bool, backend: &StateBackend) -> GroupAggregate {
         &runtime_schema(&input()),
         runtime_schema(&out),
         retracting,
+        None,
         backend,
     )
     .expect("a valid group aggregate")
@@ -180,9 +181,78 @@ fn first_value_over_updates_is_refused() {
     };
     let out = runtime_schema(&schema(&[("f", DataType::BigInt)]));
     let memory = StateBackend::memory();
-    let err = GroupAggregate::new("g", &spec, &runtime_schema(&input()), out, true, &memory)
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = GroupAggregate::new(
+        "g",
+        &spec,
+        &runtime_schema(&input()),
+        out,
+        true,
+        None,
+        &memory,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(err.contains("FIRST_VALUE over an updating input"), "{err}");
+}
+
+#[test]
+fn keys_idle_for_the_ttl_are_dropped_without_a_retraction() {
+    let make = || {
+        let v = || col(1, DataType::BigInt);
+        let spec = GroupAggregateSpec {
+            keys: vec![0],
+            aggregates: vec![
+                agg(F::Count, vec![], DataType::BigInt),
+                agg(F::Sum, vec![v()], DataType::BigInt),
+            ],
+        };
+        let out = schema(&[
+            ("k", DataType::String),
+            ("n", DataType::BigInt),
+            ("s", DataType::BigInt),
+        ]);
+        let op = GroupAggregate::new(
+            "g",
+            &spec,
+            &runtime_schema(&input()),
+            runtime_schema(&out),
+            false,
+            Some(10),
+            &StateBackend::memory(),
+        )
+        .expect("a valid group aggregate");
+        Box::new(op) as Box<dyn crate::operator::Operator>
+    };
+    let steps = vec![
+        Step::Batch(0, batch(&[(Some("a"), Some(5))])),
+        // Touched before any watermark: `a` counts from this one.
+        Step::Watermark(100),
+        Step::Batch(0, batch(&[(Some("b"), Some(1))])),
+        Step::Watermark(105),
+        Step::Batch(0, batch(&[(Some("a"), Some(7))])),
+        // `b` was last touched at 100: idle for 10 ms at 110. `a` (105) lives on.
+        Step::Watermark(112),
+        Step::Batch(0, batch(&[(Some("b"), Some(2)), (Some("a"), Some(1))])),
+        Step::Watermark(200),
+        Step::Batch(0, batch(&[(Some("a"), Some(4))])),
+    ];
+    assert_eq!(
+        check_restore(&make, &steps),
+        vec![
+            r#"+I {"k":"a","n":1,"s":5}"#,
+            "watermark 100",
+            r#"+I {"k":"b","n":1,"s":1}"#,
+            "watermark 105",
+            r#"-U {"k":"a","n":1,"s":5}"#,
+            r#"+U {"k":"a","n":2,"s":12}"#,
+            "watermark 112",
+            // `b` starts afresh; `a` still has its state.
+            r#"+I {"k":"b","n":1,"s":2}"#,
+            r#"-U {"k":"a","n":2,"s":12}"#,
+            r#"+U {"k":"a","n":3,"s":13}"#,
+            "watermark 200",
+            r#"+I {"k":"a","n":1,"s":4}"#,
+        ]
+    );
 }
