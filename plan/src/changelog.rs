@@ -3,14 +3,15 @@
 //! consume one.
 //!
 //! A [`Operator::GroupAggregate`] and a [`Operator::Rank`] (TopN without a window) produce updates; stateless nodes (Calc, Union, Collect and
-//! sinks) pass their inputs' mode on; every other operator emits an append-only relation and
-//! consumes only append-only inputs (as Flink's OVER, window TVFs, interval and temporal joins and
-//! MATCH_RECOGNIZE do; fsql's regular join, Ruleset and ML_PREDICT do not consume updates yet).
+//! sinks) and regular inner joins pass their inputs' mode on; every other operator emits an
+//! append-only relation and consumes only append-only inputs (as Flink's OVER, window TVFs,
+//! interval and temporal joins and MATCH_RECOGNIZE do; fsql's outer joins, Ruleset and ML_PREDICT
+//! do not consume updates yet).
 //! The compiler refuses a plan with a [`Refusal`]; the runtime never needs the modes, because
 //! updating nodes send the runtime's `Event::Changes` (rows with their kinds) instead of plain
 //! batches.
 
-use crate::graph::{Node, NodeId, Operator};
+use crate::graph::{JoinKind, Node, NodeId, Operator};
 
 /// Whether a node's output is append-only or updating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,7 +32,7 @@ pub fn modes(nodes: &[Node]) -> Vec<ChangelogMode> {
     for node in nodes {
         let mode = match &node.op {
             Operator::GroupAggregate(_) | Operator::Rank(_) => ChangelogMode::Updating,
-            Operator::Calc { .. } | Operator::Union | Operator::Collect | Operator::Sink(_) => {
+            op if passes_updates(op) => {
                 let updating = node
                     .inputs
                     .iter()
@@ -49,6 +50,15 @@ pub fn modes(nodes: &[Node]) -> Vec<ChangelogMode> {
     modes
 }
 
+/// Whether `op` emits an updating relation when an input is one (its rows keep their kinds).
+fn passes_updates(op: &Operator) -> bool {
+    match op {
+        Operator::Calc { .. } | Operator::Union | Operator::Collect | Operator::Sink(_) => true,
+        Operator::Join(j) => j.interval.is_none() && j.kind == JoinKind::Inner,
+        _ => false,
+    }
+}
+
 /// Whether `op` accepts an updating input.
 pub fn consumes_updates(op: &Operator) -> bool {
     match op {
@@ -56,6 +66,7 @@ pub fn consumes_updates(op: &Operator) -> bool {
         | Operator::Union
         | Operator::Collect
         | Operator::GroupAggregate(_) => true,
+        Operator::Join(j) => j.interval.is_none() && j.kind == JoinKind::Inner,
         Operator::Sink(s) => UPDATING_SINK_CONNECTORS.contains(&s.connector.connector.as_str()),
         _ => false,
     }
