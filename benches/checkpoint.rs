@@ -111,7 +111,7 @@ fn run(pipeline: &Pipeline, stop_after: Option<u64>, stopped: bool) -> (RunSumma
             trace,
             ..RunOptions::default()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .unwrap_or_else(|e| panic!("the benchmark pipeline runs: {e}"));
     (summary, thread_cpu() - cpu)

@@ -405,7 +405,7 @@ fn bench_run(
                 unthrottled: true,
                 ..RunOptions::default()
             },
-            &mut |_, _| {},
+            &mut |_, _, _| {},
         )
         .unwrap_or_else(|e| panic!("{file}: {e}"));
         wall.push(t.elapsed());

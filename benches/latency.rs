@@ -80,7 +80,7 @@ fn main() {
             trace: Some(trace),
             ..RunOptions::default()
         },
-        &mut |_, batch| {
+        &mut |_, batch, _| {
             let now = Instant::now();
             let read = read_at.borrow();
             for id in ids(batch) {

@@ -136,7 +136,7 @@ fn main() {
             unthrottled: true,
             ..RunOptions::default()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .expect("runs");
     let wall = t.elapsed();
@@ -201,7 +201,7 @@ fn main() {
             trace: Some(trace),
             ..RunOptions::default()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .expect("runs");
     eprintln!("latency: {summary}");

@@ -126,7 +126,7 @@ fn peak_of(text: String) -> usize {
         unthrottled: true,
         ..RunOptions::default()
     };
-    if let Err(e) = fsql_runtime::run(&pipeline, options, &mut |_, _| {}) {
+    if let Err(e) = fsql_runtime::run(&pipeline, options, &mut |_, _, _| {}) {
         panic!("the benchmark pipeline runs: {e}");
     }
     PEAK.load(Ordering::Relaxed) - base

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use fsql_plan::changelog::ChangelogMode;
 use fsql_plan::{
     AggregateFunction, EmitMode, GroupColumn, Node, Operator, OverFrame, Plan, WindowKind,
 };
@@ -80,7 +81,7 @@ pub fn text(plan: &Plan) -> String {
     );
     let backend = match fsql_plan::state_backend::StateBackendOptions::from_settings(&p.settings) {
         Ok(o) if o.kind == fsql_plan::state_backend::BackendKind::RocksDb => format!(
-            "rocksdb (OVER and Window TopN rows beyond {} resident keys per operator live in RocksDB; checkpoints incremental)",
+            "rocksdb (OVER, TopN and GROUP BY state beyond {} resident keys per operator live in RocksDB; checkpoints incremental)",
             o.resident_keys
         ),
         Ok(_) => "hashmap (every key in memory)".to_string(),
@@ -118,6 +119,7 @@ pub fn text(plan: &Plan) -> String {
             m.path
         );
     }
+    let modes = fsql_plan::changelog::modes(&p.nodes);
     for n in &p.nodes {
         let _ = writeln!(out);
         let inputs = if n.inputs.is_empty() {
@@ -274,6 +276,48 @@ pub fn text(plan: &Plan) -> String {
                     column(input, w.time)
                 );
             }
+            Operator::GroupAggregate(g) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let keys: Vec<String> = g.keys.iter().map(|&c| column(input, c)).collect();
+                let _ = writeln!(
+                    out,
+                    "    group by: {}",
+                    if keys.is_empty() {
+                        "() (a global aggregate)".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                );
+                for (i, a) in g.aggregates.iter().enumerate() {
+                    let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
+                    let distinct = if a.distinct { "DISTINCT " } else { "" };
+                    let filter = a
+                        .filter
+                        .as_ref()
+                        .map(|f| format!(" FILTER (WHERE {f})"))
+                        .unwrap_or_default();
+                    let exprs: Vec<fsql_plan::Expr> =
+                        a.args.iter().chain(&a.filter).cloned().collect();
+                    let note = input.map_or(String::new(), |input| {
+                        jit_note_over(&input.schema, &exprs, jit)
+                    });
+                    let _ = writeln!(
+                        out,
+                        "    {} := {}({distinct}{}){filter}{note}",
+                        n.schema.fields[g.keys.len() + i].name,
+                        aggregate_name(&a.function),
+                        if args.is_empty() {
+                            "*".into()
+                        } else {
+                            args.join(", ")
+                        },
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "    emit: per input batch, each changed key: +I (new key), -U and +U (changed result), -D (last row retracted)"
+                );
+            }
             Operator::WindowAggregate(w) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
                 let keys: Vec<String> = w
@@ -371,6 +415,26 @@ pub fn text(plan: &Plan) -> String {
                         .map(|l| format!(", first {l} rows kept"))
                         .unwrap_or_default(),
                     column(input, r.window_end),
+                );
+            }
+            Operator::Rank(r) => {
+                let input = n.inputs.first().and_then(|i| p.node(*i));
+                let keys: Vec<String> = r.partition_by.iter().map(|&c| column(input, c)).collect();
+                let order: Vec<String> = r
+                    .order_by
+                    .iter()
+                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}), first {} rows kept; each row entering them emits its rank and the ranks it shifts (+I, -U, +U)",
+                    keys.join(", "),
+                    if order.is_empty() {
+                        "(arrival)".into()
+                    } else {
+                        order.join(", ")
+                    },
+                    r.limit.map_or_else(|| "?".into(), |l| l.to_string()),
                 );
             }
             Operator::MatchRecognize(m) => {
@@ -474,12 +538,16 @@ pub fn text(plan: &Plan) -> String {
             Operator::Union | Operator::Collect => {}
         }
         let _ = writeln!(out, "    state: {}", state(n));
+        if modes.get(n.id.0 as usize) == Some(&ChangelogMode::Updating) {
+            let _ = writeln!(out, "    changelog: updating (rows are +I, -U, +U, -D)");
+        }
         if !matches!(
             n.op,
             Operator::Calc { .. }
                 | Operator::Ruleset(_)
                 | Operator::Over(_)
                 | Operator::WindowAggregate(_)
+                | Operator::GroupAggregate(_)
                 | Operator::Join(_)
                 | Operator::TemporalJoin(_)
                 | Operator::MatchRecognize(_)
@@ -647,8 +715,10 @@ fn kind(n: &Node) -> &'static str {
         Operator::Over(_) => "Over",
         Operator::WindowAssign(_) => "WindowAssign",
         Operator::WindowAggregate(_) => "WindowAggregate",
+        Operator::GroupAggregate(_) => "GroupAggregate",
         Operator::Join(_) => "Join",
         Operator::WindowRank(_) => "WindowRank",
+        Operator::Rank(_) => "Rank",
         Operator::TemporalJoin(_) => "TemporalJoin",
         Operator::MatchRecognize(_) => "MatchRecognize",
         Operator::Source(_) => "Source",
@@ -672,10 +742,16 @@ fn state(n: &Node) -> &'static str {
         Operator::WindowAggregate(_) => {
             "per slice and key: one accumulator per aggregate; a slice is freed when the last window containing it fires"
         }
+        Operator::GroupAggregate(_) => {
+            "per key: its row count and one accumulator per aggregate (MIN/MAX over an updating input: the counted values), kept while the key has rows"
+        }
         Operator::Join(j) if j.interval.is_some() => {
             "per join key: the rows of each input still within the interval of a future row"
         }
         Operator::Join(_) => "per join key: the rows of each input, until the other input ends",
+        Operator::Rank(_) => {
+            "per partition: its first N rows (the input is append-only: a row past N never returns)"
+        }
         Operator::WindowRank(_) => {
             "per window partition: its rows (the first N with a limit) until the window fires"
         }

@@ -4,6 +4,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use fsql_plan::changelog::ChangelogMode;
 use fsql_plan::{Operator, Plan};
 use std::time::Duration;
 
@@ -14,6 +17,24 @@ use crate::RowFormat;
 
 /// How many malformed records are printed one by one before only counting them.
 const MAX_REPORTED_MALFORMED: usize = 20;
+
+/// The first column of an updating query's output: each row's kind (`+I`, `-U`, `+U`, `-D`).
+const OP_COLUMN: &str = "op";
+
+/// `batch` with its rows' kinds as a first column [`OP_COLUMN`].
+fn with_op_column(
+    batch: &RecordBatch,
+    kinds: &[fsql_runtime::RowKind],
+) -> std::io::Result<RecordBatch> {
+    let op: ArrayRef = Arc::new(StringArray::from_iter_values(
+        kinds.iter().map(|k| k.short()),
+    ));
+    let mut fields = vec![Arc::new(Field::new(OP_COLUMN, DataType::Utf8, false))];
+    fields.extend(batch.schema().fields().iter().cloned());
+    let mut columns = vec![op];
+    columns.extend(batch.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(std::io::Error::other)
+}
 
 /// The flags of `fsql run`.
 pub struct RunFlags {
@@ -42,10 +63,19 @@ pub fn run(plan: &Plan, flags: &RunFlags) -> Result<bool, String> {
         .iter()
         .filter(|n| matches!(n.op, Operator::Collect))
         .collect();
-    let columns: Vec<String> = collect
+    // An updating query prints its changes with their kind in a first column `op`, as Flink's
+    // SQL client does in its changelog mode.
+    let modes = fsql_plan::changelog::modes(&pipeline.nodes);
+    let updating = collect
+        .first()
+        .is_some_and(|n| modes.get(n.id.0 as usize) == Some(&ChangelogMode::Updating));
+    let mut columns: Vec<String> = collect
         .first()
         .map(|n| n.schema.fields.iter().map(|f| f.name.clone()).collect())
         .unwrap_or_default();
+    if updating {
+        columns.insert(0, OP_COLUMN.into());
+    }
     let format = match format {
         RowFormat::Table => OutputFormat::Table,
         RowFormat::Jsonl => OutputFormat::Jsonl,
@@ -89,14 +119,18 @@ pub fn run(plan: &Plan, flags: &RunFlags) -> Result<bool, String> {
         allow_non_restored_state,
         ..RunOptions::default()
     };
-    let summary = fsql_runtime::run(pipeline, options, &mut |node, batch| {
+    let summary = fsql_runtime::run(pipeline, options, &mut |node, batch, kinds| {
         let is_collect = pipeline
             .node(node)
             .is_some_and(|n| matches!(n.op, Operator::Collect));
-        if is_collect
-            && write_error.is_none()
-            && let Err(e) = writer.write(batch)
-        {
+        if !is_collect || write_error.is_some() {
+            return;
+        }
+        let written = match kinds {
+            Some(kinds) => with_op_column(batch, kinds).and_then(|b| writer.write(&b)),
+            None => writer.write(batch),
+        };
+        if let Err(e) = written {
             // A closed pipe (`fsql run ... | head`) ends the run quietly.
             write_error = Some(e);
             stop.store(true, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use fsql_compiler::source::{SourceFile, SourceMap};
 use fsql_compiler::{Compilation, CompileOptions, compile_source, constants};
 use fsql_plan::{DataType, NodeId, Operator, Pipeline, Schema};
 use fsql_runtime::format::{Style, render_value};
-use fsql_runtime::{RunOptions, TestInput};
+use fsql_runtime::{RowKind, RunOptions, TestInput};
 
 /// The default relative tolerance for floating point comparisons.
 const DEFAULT_TOLERANCE: f64 = 1e-9;
@@ -217,6 +217,7 @@ fn run_test(
             }
             TestItem::Expect {
                 relation,
+                changelog,
                 ordered,
                 tolerance,
                 columns,
@@ -231,17 +232,30 @@ fn run_test(
                         names.join(", ")
                     )
                 })?;
+                // CHANGELOG: the pseudo-column `op` (the row kind) comes first.
+                let columns = match (changelog, columns.split_first()) {
+                    (false, _) => &columns[..],
+                    (true, Some((op, rest))) if op.node == OP_COLUMN => rest,
+                    (true, _) => {
+                        return Err(format!(
+                            "EXPECT `{}` CHANGELOG: the first column is `{OP_COLUMN}`, the row kind ('+I', '-U', '+U', '-D')",
+                            relation.node
+                        ));
+                    }
+                };
                 let indices = column_indices(&info.schema, columns, &relation.node)?;
-                let schema = Schema::new(
-                    indices
-                        .iter()
-                        .map(|&i| info.schema.fields[i].clone())
-                        .collect(),
-                );
-                let expected = build_rows(&schema, rows)?;
+                let mut fields: Vec<fsql_plan::Field> = indices
+                    .iter()
+                    .map(|&i| info.schema.fields[i].clone())
+                    .collect();
+                if *changelog {
+                    fields.insert(0, fsql_plan::Field::new(OP_COLUMN, DataType::String, false));
+                }
+                let expected = build_rows(&Schema::new(fields), rows)?;
                 expects.push(Expect {
                     relation: relation.clone(),
                     node: info.node,
+                    changelog: *changelog,
                     indices,
                     ordered: *ordered,
                     tolerance: tolerance.unwrap_or(DEFAULT_TOLERANCE),
@@ -252,7 +266,7 @@ fn run_test(
         }
     }
     let taps: Vec<NodeId> = expects.iter().map(|e| e.node).collect();
-    let mut outputs: BTreeMap<NodeId, Vec<RecordBatch>> = BTreeMap::new();
+    let mut outputs: BTreeMap<NodeId, Vec<Output>> = BTreeMap::new();
     let options = RunOptions {
         inputs,
         taps,
@@ -260,21 +274,27 @@ fn run_test(
         no_jit,
         ..RunOptions::default()
     };
-    fsql_runtime::run(pipeline, options, &mut |node, batch| {
-        outputs.entry(node).or_default().push(batch.clone());
+    fsql_runtime::run(pipeline, options, &mut |node, batch, kinds| {
+        outputs.entry(node).or_default().push(Output {
+            batch: batch.clone(),
+            kinds: kinds.map(<[RowKind]>::to_vec),
+        });
     })
     .map_err(|e| format!("the run failed: {e}"))?;
 
     let mut report = String::new();
     for e in &expects {
-        let actual = rows_of(
-            outputs.get(&e.node).map(Vec::as_slice).unwrap_or(&[]),
-            &e.indices,
-        );
+        let produced = outputs.get(&e.node).map(Vec::as_slice).unwrap_or(&[]);
+        let actual = if e.changelog {
+            changelog_rows(produced, &e.indices)
+        } else {
+            final_rows(produced, &e.indices)
+        };
         if let Some(diff) = compare(&e.expected, &actual, e.ordered, e.tolerance) {
             report.push_str(&format!(
-                "EXPECT {}{}:\n{diff}",
+                "EXPECT {}{}{}:\n{diff}",
                 e.relation.node,
+                if e.changelog { " CHANGELOG" } else { "" },
                 if e.ordered { " ORDERED" } else { "" }
             ));
         }
@@ -286,9 +306,20 @@ fn run_test(
     }
 }
 
+/// The pseudo-column of `EXPECT ... CHANGELOG` holding each row's kind.
+const OP_COLUMN: &str = "op";
+
+/// What a relation produced: a batch and, from an updating relation, each row's kind.
+struct Output {
+    batch: RecordBatch,
+    kinds: Option<Vec<RowKind>>,
+}
+
 struct Expect {
     relation: Spanned<String>,
     node: NodeId,
+    /// Compare the changes as emitted (with `op`) rather than the final rows.
+    changelog: bool,
     indices: Vec<usize>,
     ordered: bool,
     tolerance: f64,
@@ -469,19 +500,56 @@ fn value(array: &dyn arrow::array::Array, row: usize) -> Value {
     }
 }
 
-fn rows_of(batches: &[RecordBatch], indices: &[usize]) -> Vec<Vec<Value>> {
+/// Every produced row, its kind first (`+I` for an append-only relation), then the columns at
+/// `indices`.
+fn changelog_rows(outputs: &[Output], indices: &[usize]) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            out.push(
+    for o in outputs {
+        for r in 0..o.batch.num_rows() {
+            let kind = o
+                .kinds
+                .as_ref()
+                .and_then(|k| k.get(r))
+                .copied()
+                .unwrap_or(RowKind::Insert);
+            let mut row = vec![Value::Text(kind.short().to_string())];
+            row.extend(
                 indices
                     .iter()
-                    .map(|&i| value(b.column(i).as_ref(), r))
-                    .collect(),
+                    .map(|&i| value(o.batch.column(i).as_ref(), r)),
             );
+            out.push(row);
         }
     }
     out
+}
+
+/// The relation's final rows, the columns at `indices`: `+I`/`+U` rows added, each `-U`/`-D`
+/// removing one equal row (all columns compared), in the order they were added.
+fn final_rows(outputs: &[Output], indices: &[usize]) -> Vec<Vec<Value>> {
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    for o in outputs {
+        let b = &o.batch;
+        for r in 0..b.num_rows() {
+            let row: Vec<Value> = (0..b.num_columns())
+                .map(|i| value(b.column(i).as_ref(), r))
+                .collect();
+            let kind = o.kinds.as_ref().and_then(|k| k.get(r)).copied();
+            if kind.is_none_or(RowKind::is_accumulate) {
+                rows.push(row);
+            } else if let Some(at) = rows.iter().position(|x| *x == row) {
+                rows.remove(at);
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            indices
+                .iter()
+                .map(|&i| row.get(i).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect()
 }
 
 fn same(a: &[Value], b: &[Value], tol: f64) -> bool {

@@ -183,6 +183,67 @@ fn query_mode_prints_rows_and_reports_malformed_lines() {
 }
 
 #[test]
+fn an_updating_query_prints_each_change_with_its_kind() {
+    let dir = scratch("changelog");
+    write(
+        &dir,
+        "bids.jsonl",
+        "{\"auction\": 1, \"price\": 10}\n{\"auction\": 1, \"price\": 20}\n{\"auction\": 2, \"price\": 5}\n",
+    );
+    // One row per batch: every bid updates its auction on its own.
+    let file = write(
+        &dir,
+        "q.fsql",
+        "SET 'table.exec.mini-batch.size' = '1';\n\
+         CREATE TABLE bids (auction BIGINT, price BIGINT)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'bids.jsonl', 'format' = 'json');\n\
+         CREATE TABLE printed (auction BIGINT, mx BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO printed SELECT auction, MAX(price) FROM bids GROUP BY auction;\n\
+         SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;\n",
+    );
+    let out = fsql(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // The print sink's lines and the query's rows interleave as batches flow.
+    let printed: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('{')).collect();
+    assert_eq!(
+        printed,
+        vec!["+I[1, 10]", "-U[1, 10]", "+U[1, 20]", "+I[2, 5]"],
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "{\"op\":\"+I\",\"auction\":1,\"n\":1}",
+            "{\"op\":\"-U\",\"auction\":1,\"n\":1}",
+            "{\"op\":\"+U\",\"auction\":1,\"n\":2}",
+            "{\"op\":\"+I\",\"auction\":2,\"n\":1}",
+        ],
+        "{stdout}"
+    );
+    // Updates cannot go to a file: refused before anything runs, in Flink's words.
+    let bad = write(
+        &dir,
+        "bad.fsql",
+        "CREATE TABLE bids (auction BIGINT, price BIGINT)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'bids.jsonl', 'format' = 'json');\n\
+         CREATE TABLE out (auction BIGINT, mx BIGINT)\n\
+         WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');\n\
+         INSERT INTO out SELECT auction, MAX(price) FROM bids GROUP BY auction;\n",
+    );
+    let out = fsql(&["check", bad.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Table sink 'out' doesn't support consuming update changes which is produced by node GroupAggregate(groupBy=[auction], select=[auction, MAX(price)])"
+        ) && stderr.contains("bad.fsql:5:"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_failing_test_prints_a_diff_and_exits_1() {
     let dir = scratch("test");
     let file = write(
@@ -1362,8 +1423,9 @@ INSERT INTO out SELECT payment_id, card_id, n_1h, sum_1h, max_1h FROM card_1h;
     let p = write(&run, "p.fsql", &pipeline("rocksdb"));
     let explain = text(&fsql(&["explain", p.to_str().expect("path")]).stdout);
     assert!(
-        explain
-            .contains("state backend: rocksdb (OVER and Window TopN rows beyond 50 resident keys"),
+        explain.contains(
+            "state backend: rocksdb (OVER, TopN and GROUP BY state beyond 50 resident keys"
+        ),
         "{explain}"
     );
     stop_after_a_while(&p);

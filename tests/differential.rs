@@ -332,7 +332,7 @@ fn run_fsql_tables(
         ..RunOptions::default()
     };
     let mut out = Vec::new();
-    fsql_runtime::run(&pipeline, options, &mut |node, b| {
+    fsql_runtime::run(&pipeline, options, &mut |node, b, _| {
         if matches!(pipeline.node(node).map(|n| &n.op), Some(Operator::Collect)) {
             out.push(b.clone());
         }

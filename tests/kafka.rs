@@ -1103,3 +1103,56 @@ fn a_pipeline_killed_at_random_moments_commits_exactly_the_output_of_a_failure_f
         got_alerts.len()
     );
 }
+
+/// `upsert-kafka` writes an updating relation keyed by the table's PRIMARY KEY: `+I`/`+U` rows are
+/// records, `-U` rows are dropped and `-D` rows are tombstones (the key without a value).
+#[test]
+fn an_upsert_kafka_sink_writes_updates_and_deletes_as_tombstones() {
+    let output = unique("upsert-out");
+    let _topics = Topics::create(&[&output], 1);
+    let dir = scratch("upsert");
+    std::fs::write(
+        dir.join("bids.jsonl"),
+        "{\"auction\":1,\"price\":10}\n{\"auction\":2,\"price\":10}\n\
+         {\"auction\":1,\"price\":20}\n{\"auction\":2,\"price\":30}\n",
+    )
+    .expect("input file");
+    // One row per batch, so each bid's changes are emitted on their own.
+    let sql = format!(
+        "SET 'table.exec.mini-batch.size' = '1';\n\
+         CREATE TABLE bids (auction BIGINT, price BIGINT)\n\
+           WITH ('connector' = 'filesystem', 'path' = 'bids.jsonl', 'format' = 'json');\n\
+         CREATE VIEW max_price AS SELECT auction, MAX(price) AS mx FROM bids GROUP BY auction;\n\
+         CREATE TABLE per_max (mx BIGINT, c BIGINT, PRIMARY KEY (mx) NOT ENFORCED) WITH (\n\
+           'connector' = 'upsert-kafka', 'topic' = '{output}',\n\
+           'key.format' = 'json', 'value.format' = 'json',\n\
+           'properties.bootstrap.servers' = '{}');\n\
+         INSERT INTO per_max SELECT mx, COUNT(*) AS c FROM max_price GROUP BY mx;\n",
+        brokers()
+    );
+    run_fsql(&dir, &sql);
+    let records: Vec<(String, Option<String>)> = consume_all(&output, 6, Duration::from_secs(30))
+        .into_iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(&r.key.unwrap_or_default()).into_owned();
+            (key, r.value)
+        })
+        .collect();
+    let record = |k: i64, c: Option<i64>| {
+        (
+            format!("{{\"mx\":{k}}}"),
+            c.map(|c| format!("{{\"mx\":{k},\"c\":{c}}}")),
+        )
+    };
+    assert_eq!(
+        records,
+        vec![
+            record(10, Some(1)),
+            record(10, Some(2)),
+            record(10, Some(1)),
+            record(20, Some(1)),
+            record(10, None),
+            record(30, Some(1)),
+        ]
+    );
+}

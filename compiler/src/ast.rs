@@ -194,9 +194,12 @@ pub enum TestItem {
         table: Spanned<String>,
         value: SqlExpr,
     },
-    /// `EXPECT relation [ORDERED] [TOLERANCE x] (cols) VALUES ... | EMPTY`.
+    /// `EXPECT relation [CHANGELOG] [ORDERED] [TOLERANCE x] (cols) VALUES ... | EMPTY`.
     Expect {
         relation: Spanned<String>,
+        /// `CHANGELOG`: the rows as emitted, each with its kind (the pseudo-column `op` first);
+        /// otherwise an updating relation's final rows (its changes applied).
+        changelog: bool,
         ordered: bool,
         tolerance: Option<f64>,
         columns: Vec<Spanned<String>>,

@@ -28,6 +28,25 @@ pub fn check_state_bounds(nodes: &[Node], settings: &BTreeMap<String, String>) -
             | Operator::Sink(_)
             | Operator::Collect
             | Operator::WindowAssign(_) => vec![],
+            // A regular aggregation keeps every key it has seen, unless idle keys expire.
+            Operator::GroupAggregate(_) if ttl => vec![],
+            Operator::GroupAggregate(_) => vec![Diagnostic::warning(
+                format!(
+                    "state of `{}` grows without bound: a GROUP BY without a window keeps the aggregates of every key it has seen",
+                    node.name
+                ),
+                None,
+            )
+            .with_help("aggregate over a window TVF (GROUP BY window_start, window_end, ...) to free each window's state, or SET 'state.ttl' to drop idle keys")],
+            // N rows per partition, for every partition ever seen.
+            Operator::Rank(_) => vec![Diagnostic::warning(
+                format!(
+                    "state of `{}` grows without bound: a TopN without a window keeps the first N rows of every partition it has seen",
+                    node.name
+                ),
+                None,
+            )
+            .with_help("rank within windows (PARTITION BY window_start, window_end, ...) to free each window's rows")],
             // Windows are freed when the watermark passes them.
             Operator::WindowAggregate(_) | Operator::WindowRank(_) => vec![],
             // Left rows leave at the watermark; a key keeps its latest version (a versioned table

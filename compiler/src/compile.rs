@@ -191,6 +191,9 @@ struct Compiler {
     relations: BTreeMap<String, RelationInfo>,
     /// Where each name was defined (for "already defined" messages).
     defined: BTreeMap<String, Span>,
+    /// The statement each query's nodes come from, by the label their names start with
+    /// (`view`, `insert:table`, `select#1`): where a diagnostic about a node points.
+    query_spans: BTreeMap<String, Span>,
     /// Names whose definition failed: references to them are not reported again.
     failed: BTreeSet<String>,
     nodes: Vec<Node>,
@@ -270,6 +273,7 @@ impl Compiler {
             tables: BTreeMap::new(),
             relations: BTreeMap::new(),
             defined: BTreeMap::new(),
+            query_spans: BTreeMap::new(),
             failed: BTreeSet::new(),
             nodes: Vec::new(),
             sinks: BTreeMap::new(),
@@ -332,6 +336,12 @@ impl Compiler {
             return;
         }
         let connector = check_connector(&t.name.node, &t.options, t.name.span, &mut self.diags);
+        if connector.is_some_and(|c| c.name == "upsert-kafka") && t.primary_key.is_none() {
+            self.error(Diagnostic::error(
+                crate::options::UPSERT_KAFKA_NEEDS_KEY,
+                t.name.span,
+            ));
+        }
         let mut physical = Vec::new();
         for c in &t.columns {
             match &c.kind {
@@ -662,6 +672,9 @@ impl Compiler {
         {
             return;
         }
+        self.query_spans
+            .entry(label.clone())
+            .or_insert_with(|| q.source.snippet().whole());
         let Some(plan) = self.plan_query(q) else {
             if let Some(name) = defines {
                 self.failed.insert(name.node);
@@ -1364,12 +1377,20 @@ impl Compiler {
             .find(|o| o.key.node == "connector")
             .map(|o| o.value.node.clone())
             .unwrap_or_default();
-        let options = def
+        let mut options: BTreeMap<String, String> = def
             .options
             .iter()
             .filter(|o| o.key.node != "connector")
             .map(|o| (o.key.node.clone(), o.value.node.clone()))
             .collect();
+        // upsert-kafka's record key is the PRIMARY KEY: the runtime's Kafka sink reads it as
+        // `key.fields`, which the connector does not accept from the user.
+        if connector == "upsert-kafka"
+            && let Some(pk) = &def.primary_key
+        {
+            let names: Vec<&str> = pk.iter().map(|k| k.node.as_str()).collect();
+            options.insert("key.fields".into(), names.join(";"));
+        }
         let base_dir = self
             .dirs
             .get(def.name.span.file.0 as usize)
@@ -1919,6 +1940,24 @@ impl Compiler {
     ) -> Option<Pipeline> {
         self.create_sinks();
         self.create_late_data_sink();
+        // A node's statement: an INSERT INTO for a sink (else its CREATE TABLE), the query that
+        // created any other node.
+        let span_of = |n: &Node| match &n.op {
+            Operator::Sink(s) => self
+                .query_spans
+                .get(&format!("insert:{}", s.table))
+                .copied()
+                .or_else(|| self.tables.get(&s.table).map(|t| t.def.name.span)),
+            _ => {
+                let label = n.name.split('#').next().unwrap_or(&n.name);
+                self.query_spans
+                    .get(label)
+                    .or_else(|| self.defined.get(label))
+                    .copied()
+            }
+        };
+        let refused = crate::changelog::check_changelog(&self.nodes, &span_of);
+        self.diags.extend(refused);
         let warnings = crate::bounds::check_state_bounds(&self.nodes, &self.settings);
         for w in warnings {
             let w = if options.strict {
@@ -2627,7 +2666,11 @@ mod tests {
             text.contains("the offset of TUMBLE must be smaller in magnitude than its size"),
             "{text}"
         );
-        assert!(text.contains("GROUP BY without a window TVF"), "{text}");
+        // A GROUP BY without a window is an updating aggregation, whose state only grows.
+        assert!(
+            text.contains("a GROUP BY without a window keeps the aggregates of every key"),
+            "{text}"
+        );
         assert_eq!(c.diagnostics.len(), 3, "{text}");
     }
 

@@ -16,6 +16,7 @@
 mod aggregates;
 pub mod ast;
 mod bounds;
+mod changelog;
 mod compile;
 mod depth;
 pub mod diagnostic;

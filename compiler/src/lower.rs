@@ -14,8 +14,8 @@ use datafusion::logical_expr::{
 };
 use fsql_plan::{
     AggregateFunction, BinaryOp, DataType, Expr, ExprKind, Field, GroupAggregate, GroupColumn,
-    ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, PredictSpec, Schema,
-    SortKey, WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
+    ModelDecl, Node, NodeId, Operator, OverAggregate, OverFrame, OverSpec, PredictSpec, RankSpec,
+    Schema, SortKey, WindowAggregateSpec, WindowAssignSpec, WindowRankSpec,
 };
 
 use crate::aggregates::aggregate_function;
@@ -358,9 +358,7 @@ fn lower(
             let mut window = None;
             let rel = lower(&a.input, nodes, resolver, Some(&mut window))?;
             let Some(tvf) = window else {
-                return Err(Unsupported(
-                    "GROUP BY without a window TVF is a regular aggregation, whose results change as rows arrive; fsql aggregates over windows: GROUP BY window_start, window_end, ... FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE, SESSION), or per event with OVER".into(),
-                ));
+                return group_aggregate(a, rel, nodes, resolver);
             };
             window_aggregate(a, rel, tvf, nodes, resolver)
         }
@@ -369,7 +367,7 @@ fn lower(
             let mut spec = window_rank(&w.window_expr, w.input.schema(), &rel)?;
             // ORDER BY one event-time attribute, descending: a deduplication keeping the last row.
             let times = time_attributes(nodes, rel.input);
-            spec.latest_on_ties = match spec.order_by.as_slice() {
+            let latest_on_ties = match spec.order_by().as_slice() {
                 [k] if k.descending => match (&k.expr.kind, &rel.projections) {
                     (ExprKind::Column(c), None) => times.contains(c),
                     (ExprKind::Column(c), Some(p)) => p.get(*c).is_some_and(
@@ -379,6 +377,7 @@ fn lower(
                 },
                 _ => false,
             };
+            spec.set_latest_on_ties(latest_on_ties);
             // The result is no longer a time attribute: rows leave by window, not by time.
             let input = materialize(rel, nodes, &resolver.node_name("calc"));
             let inputs = w.input.schema().fields().len();
@@ -402,7 +401,7 @@ fn lower(
                 vec![input],
                 schema.clone(),
                 None,
-                Operator::WindowRank(spec),
+                spec.into_operator(),
             );
             Ok(Rel::node(id, schema, None))
         }
@@ -630,7 +629,10 @@ fn window_aggregate(
             },
             _ if is_role(&e, &roles) => return Err(misuse()),
             _ => {
-                projections.push(e.clone());
+                // Over the aggregation's input row (no window column: checked above), computed
+                // from the Calc's input.
+                let width = rel.schema.fields.len();
+                projections.push(inline(e.clone(), &projections[..width]));
                 fields.push(Field::new(
                     format!("__key{}", columns.len()),
                     e.data_type.clone(),
@@ -798,6 +800,119 @@ fn window_aggregate(
     Ok(Rel::node(id, schema, None))
 }
 
+/// The non-windowed aggregation of DataFusion `Aggregate` `a` over `rel`: an updating
+/// [`Operator::GroupAggregate`] over a Calc that computes the group keys that are not columns.
+fn group_aggregate(
+    a: &datafusion::logical_expr::Aggregate,
+    rel: Rel,
+    nodes: &mut Vec<Node>,
+    resolver: &mut dyn ScanResolver,
+) -> Result<Rel, Unsupported> {
+    if matches!(a.group_expr.as_slice(), [DfExpr::GroupingSet(_)]) {
+        return Err(Unsupported(
+            "GROUPING SETS, ROLLUP and CUBE without a window TVF are not supported yet (they are over window TVFs)".into(),
+        ));
+    }
+    let input_schema = a.input.schema();
+    let mut projections: Vec<Expr> = rel.projections.clone().unwrap_or_else(|| {
+        rel.schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+            .collect()
+    });
+    let mut fields = rel.schema.fields.clone();
+    let mut keys = Vec::new();
+    for g in &a.group_expr {
+        let e = lower_expr(g, input_schema)?;
+        let key = match e.kind {
+            ExprKind::Column(c) => c,
+            _ => {
+                // Over the aggregation's input row: computed from the Calc's input.
+                let width = rel.schema.fields.len();
+                projections.push(inline(e.clone(), &projections[..width]));
+                fields.push(Field::new(
+                    format!("__key{}", keys.len()),
+                    e.data_type.clone(),
+                    e.nullable,
+                ));
+                projections.len() - 1
+            }
+        };
+        keys.push(key);
+    }
+    let group_len = a.group_expr.len();
+    let mut aggregates = Vec::new();
+    for (i, expr) in a.aggr_expr.iter().enumerate() {
+        let DfExpr::AggregateFunction(af) = unalias(expr) else {
+            return Err(Unsupported(format!(
+                "`{expr}` is not an aggregate function"
+            )));
+        };
+        let name = af.func.name();
+        let upper = name.to_uppercase();
+        let function = aggregate_function(name)
+            .filter(|f| !matches!(f, AggregateFunction::Lag { .. }))
+            .ok_or_else(|| Unsupported(format!("{upper} is not supported in GROUP BY")))?;
+        let params = &af.params;
+        if !params.order_by.is_empty() {
+            return Err(Unsupported(format!(
+                "{upper}(... ORDER BY ...) is not supported"
+            )));
+        }
+        let args = aggregate_args(function, &params.args, input_schema)?;
+        let filter = params
+            .filter
+            .as_ref()
+            .map(|f| lower_expr(f, input_schema))
+            .transpose()?;
+        let field = a.schema.field(group_len + i);
+        aggregates.push(GroupAggregate {
+            function,
+            args,
+            distinct: params.distinct,
+            filter,
+            data_type: plan_type(field.data_type())?,
+        });
+    }
+    let calc = Rel {
+        input: rel.input,
+        filter: rel.filter,
+        projections: Some(projections),
+        schema: Schema::new(fields),
+        event_time: None,
+    };
+    let input = materialize(calc, nodes, &resolver.node_name("calc"));
+    let mut out = Vec::with_capacity(group_len + aggregates.len());
+    for i in 0..group_len {
+        let f = a.schema.field(i);
+        out.push(Field::new(
+            f.name(),
+            plan_type(f.data_type())?,
+            f.is_nullable(),
+        ));
+    }
+    for (j, g) in aggregates.iter().enumerate() {
+        let nullable = a.schema.field(group_len + j).is_nullable();
+        out.push(Field::new(
+            format!("agg${j}"),
+            g.data_type.clone(),
+            nullable,
+        ));
+    }
+    let schema = Schema::new(out);
+    let id = push_node(
+        nodes,
+        resolver.node_name("group"),
+        vec![input],
+        schema.clone(),
+        None,
+        Operator::GroupAggregate(fsql_plan::GroupAggregateSpec { keys, aggregates }),
+    );
+    Ok(Rel::node(id, schema, None))
+}
+
 /// The sets of a `GROUPING SETS` / `ROLLUP` / `CUBE`, as positions in `distinct`.
 fn expand_grouping_sets(
     gs: &datafusion::logical_expr::GroupingSet,
@@ -840,16 +955,42 @@ fn is_row_number(exprs: &[DfExpr]) -> bool {
     }
 }
 
+/// A `ROW_NUMBER()` ranking: over windows, or (TopN without a window) over the whole stream.
+enum RankKind {
+    Window(WindowRankSpec),
+    Unbounded(RankSpec),
+}
+
+impl RankKind {
+    fn order_by(&self) -> &Vec<SortKey> {
+        match self {
+            RankKind::Window(w) => &w.order_by,
+            RankKind::Unbounded(r) => &r.order_by,
+        }
+    }
+
+    fn set_latest_on_ties(&mut self, latest: bool) {
+        match self {
+            RankKind::Window(w) => w.latest_on_ties = latest,
+            RankKind::Unbounded(r) => r.latest_on_ties = latest,
+        }
+    }
+
+    fn into_operator(self) -> Operator {
+        match self {
+            RankKind::Window(w) => Operator::WindowRank(w),
+            RankKind::Unbounded(r) => Operator::Rank(r),
+        }
+    }
+}
+
 /// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)` over windowed rows
-/// (`rel`): Flink's Window TopN and Window Deduplication.
-fn window_rank(
-    exprs: &[DfExpr],
-    input: &DFSchema,
-    rel: &Rel,
-) -> Result<WindowRankSpec, Unsupported> {
+/// (`rel`): Flink's Window TopN and Window Deduplication; partitioned otherwise, Flink's TopN
+/// without a window (an updating relation).
+fn window_rank(exprs: &[DfExpr], input: &DFSchema, rel: &Rel) -> Result<RankKind, Unsupported> {
     let refuse = || {
         Unsupported(
-            "ROW_NUMBER() is supported as Flink's Window TopN / deduplication: OVER (PARTITION BY window_start, window_end, ... ORDER BY ...) over a window TVF or a window aggregation, with WHERE rownum <= N".into(),
+            "ROW_NUMBER() is supported as Flink's TopN / deduplication: OVER ([PARTITION BY ...] ORDER BY ...), with WHERE rownum <= N".into(),
         )
     };
     let [e] = exprs else { return Err(refuse()) };
@@ -876,8 +1017,9 @@ fn window_rank(
             })
         })
     };
-    let (Some(_), Some(window_end)) = (named("window_start"), named("window_end")) else {
-        return Err(refuse());
+    let window = match (named("window_start"), named("window_end")) {
+        (Some(_), Some(window_end)) => Some(window_end),
+        _ => None,
     };
     let order_by = params
         .order_by
@@ -890,12 +1032,20 @@ fn window_rank(
             })
         })
         .collect::<Result<Vec<_>, Unsupported>>()?;
-    Ok(WindowRankSpec {
-        partition_by,
-        window_end,
-        order_by,
-        limit: None,
-        latest_on_ties: false,
+    Ok(match window {
+        Some(window_end) => RankKind::Window(WindowRankSpec {
+            partition_by,
+            window_end,
+            order_by,
+            limit: None,
+            latest_on_ties: false,
+        }),
+        None => RankKind::Unbounded(RankSpec {
+            partition_by,
+            order_by,
+            limit: None,
+            latest_on_ties: false,
+        }),
     })
 }
 
@@ -906,8 +1056,10 @@ fn limit_rank(rel: &Rel, nodes: &mut [Node]) {
         return;
     };
     let rank_column = node.schema.fields.len().saturating_sub(1);
-    let Operator::WindowRank(spec) = &mut node.op else {
-        return;
+    let spec_limit = match &mut node.op {
+        Operator::WindowRank(spec) => &mut spec.limit,
+        Operator::Rank(spec) => &mut spec.limit,
+        _ => return,
     };
     let Some(pred) = &rel.filter else { return };
     let mut conjuncts = vec![pred];
@@ -940,7 +1092,7 @@ fn limit_rank(rel: &Rel, nodes: &mut [Node]) {
         }
     }
     if let Some(l) = limit {
-        spec.limit = Some(spec.limit.map_or(l, |x| x.min(l)));
+        *spec_limit = Some(spec_limit.map_or(l, |x| x.min(l)));
     }
 }
 

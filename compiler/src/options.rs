@@ -185,7 +185,35 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
             "timestamp-type",
         ],
     },
+    // Flink's upsert-kafka, as a sink: records keyed by the PRIMARY KEY (which the compiler passes
+    // to the runtime as `key.fields`), `-U` dropped, `-D` a tombstone.
+    ConnectorInfo {
+        name: "upsert-kafka",
+        source: false,
+        sink: true,
+        required: &["topic", "key.format", "value.format"],
+        keys: &[
+            "topic",
+            "key.format",
+            "value.format",
+            "value.fields-include",
+            "sink.delivery-guarantee",
+            "sink.transactional-id-prefix",
+        ],
+        prefixes: &[
+            "properties.",
+            "key.json.",
+            "key.csv.",
+            "value.json.",
+            "value.csv.",
+        ],
+        runnable: true,
+        metadata: &[],
+    },
 ];
+
+/// The `upsert-kafka` connector's own message when a table has no primary key (Flink's words).
+pub const UPSERT_KAFKA_NEEDS_KEY: &str = "'upsert-kafka' tables require to define a PRIMARY KEY constraint. The PRIMARY KEY specifies which columns should be read from or write to the Kafka message key. The PRIMARY KEY also defines records in the 'upsert-kafka' table should update or delete on which keys.";
 
 /// The connector called `name`.
 pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
@@ -202,7 +230,7 @@ pub fn check_connector(
     let Some(conn_opt) = options.iter().find(|o| o.key.node == "connector") else {
         diags.push(
             Diagnostic::error(format!("table `{table}` has no 'connector' option"), table_span)
-                .with_help("add WITH ('connector' = 'filesystem' | 'datagen' | 'payments-generator' | 'nexmark' | 'print' | 'blackhole' | 'kafka', ...)"),
+                .with_help("add WITH ('connector' = 'filesystem' | 'datagen' | 'payments-generator' | 'nexmark' | 'print' | 'blackhole' | 'kafka' | 'upsert-kafka', ...)"),
         );
         return None;
     };
@@ -263,7 +291,7 @@ pub fn check_connector(
             ));
         }
     }
-    let formats: &[&str] = if info.name == "kafka" {
+    let formats: &[&str] = if info.name == "kafka" || info.name == "upsert-kafka" {
         &["json", "csv", "raw"]
     } else {
         &["json", "csv"]

@@ -612,6 +612,7 @@ impl Ctx {
                 Rule::test_expect => {
                     let mut relation = None;
                     let mut ordered = false;
+                    let mut changelog = false;
                     let mut tolerance = None;
                     let mut columns = vec![];
                     let mut rows = vec![];
@@ -619,6 +620,7 @@ impl Ctx {
                         match q.as_rule() {
                             Rule::object_name => relation = Some(self.ident(&q)),
                             Rule::ordering => ordered = q.as_str().eq_ignore_ascii_case("ORDERED"),
+                            Rule::changelog_kw => changelog = true,
                             Rule::tolerance => {
                                 let n = first(q, Rule::number);
                                 tolerance = Some(n.as_str().parse::<f64>().map_err(|e| {
@@ -636,6 +638,7 @@ impl Ctx {
                     if let Some(relation) = relation {
                         items.push(TestItem::Expect {
                             relation,
+                            changelog,
                             ordered,
                             tolerance,
                             columns,

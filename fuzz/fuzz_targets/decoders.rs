@@ -248,7 +248,7 @@ fuzz_target!(|data: &[u8]| {
                 for row in 0..batch.num_rows() {
                     out.clear();
                     format::json_row(&batch, row, &mut out);
-                    format::flink_row(&batch, row, &mut out);
+                    format::flink_row(&batch, row, fsql_runtime::RowKind::Insert, &mut out);
                 }
             }
             Ok(SourcePoll::End) => break,

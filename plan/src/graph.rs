@@ -98,11 +98,19 @@ pub enum Operator {
     /// Window aggregation (`GROUP BY window_start, window_end, keys` over a window TVF): one row per
     /// window and key, emitted when the watermark passes the window's end.
     WindowAggregate(WindowAggregateSpec),
+    /// Non-windowed aggregation (`GROUP BY keys` without a window TVF, or a global aggregate): an
+    /// *updating* relation, one row per key, retracted and re-emitted as its aggregates change
+    /// (Flink's GroupAggregate). Output = the key columns, then one column per aggregate.
+    GroupAggregate(GroupAggregateSpec),
     /// A join of its two inputs (left, right): output = left columns, then right columns.
     Join(JoinSpec),
     /// Window TopN / deduplication: `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
     /// ORDER BY ...)` over windowed rows; output = input columns, then the row number.
     WindowRank(WindowRankSpec),
+    /// TopN without a window (`ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` with `WHERE
+    /// rownum <= N`), Flink's Rank: an *updating* relation holding each partition's first N rows
+    /// with their row numbers, updated as rows enter. Output = input columns, then the row number.
+    Rank(RankSpec),
     /// Event-time temporal join (`JOIN versioned FOR SYSTEM_TIME AS OF left.time`): each left row
     /// (input 0) with the version of its key that was valid at its time (input 1, a versioned
     /// table); output = left columns, then right columns.
@@ -154,6 +162,20 @@ pub struct WindowRankSpec {
     /// Flink's Window Deduplication keeping the last row (one `ORDER BY` key, an event-time
     /// attribute, descending): among rows with equal times the latest arrival wins. Otherwise
     /// ties are numbered in arrival order.
+    #[serde(default)]
+    pub latest_on_ties: bool,
+}
+
+/// [`Operator::Rank`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankSpec {
+    /// Partition columns (positions in the input).
+    pub partition_by: Vec<usize>,
+    pub order_by: Vec<SortKey>,
+    /// Rows per partition (from `WHERE rownum <= N`); the compiler refuses a Rank without one.
+    pub limit: Option<u64>,
+    /// A new row goes before the rows it ties with (Flink's deduplication keeping the last row:
+    /// one `ORDER BY` key, an event-time attribute, descending); otherwise after them.
     #[serde(default)]
     pub latest_on_ties: bool,
 }
@@ -253,6 +275,15 @@ pub struct WindowAggregateSpec {
     pub partition: Vec<usize>,
     /// The grouping columns in output order.
     pub group: Vec<GroupColumn>,
+    pub aggregates: Vec<GroupAggregate>,
+}
+
+/// [`Operator::GroupAggregate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupAggregateSpec {
+    /// The group key columns (positions in the input), in output order; empty for a global
+    /// aggregate.
+    pub keys: Vec<usize>,
     pub aggregates: Vec<GroupAggregate>,
 }
 

@@ -16,6 +16,7 @@
 //! ```
 
 mod artefact;
+pub mod changelog;
 mod expr;
 mod graph;
 mod pattern;
@@ -25,11 +26,11 @@ mod types;
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
 pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 pub use graph::{
-    AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupColumn, IntervalBounds,
-    JoinKind, JoinSpec, LATE_DATA_SINK, ModelDecl, Node, NodeId, Operator, OverAggregate,
-    OverFrame, OverSpec, Pipeline, PredictSpec, Rule, RuleParameter, RulesetSpec, SinkSpec,
-    SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec, WindowAggregateSpec, WindowAssignSpec,
-    WindowKind, WindowRankSpec,
+    AggregateFunction, ConnectorSpec, EmitMode, GroupAggregate, GroupAggregateSpec, GroupColumn,
+    IntervalBounds, JoinKind, JoinSpec, LATE_DATA_SINK, ModelDecl, Node, NodeId, Operator,
+    OverAggregate, OverFrame, OverSpec, Pipeline, PredictSpec, RankSpec, Rule, RuleParameter,
+    RulesetSpec, SinkSpec, SortKey, SourceSpec, TemporalJoinSpec, WatermarkSpec,
+    WindowAggregateSpec, WindowAssignSpec, WindowKind, WindowRankSpec,
 };
 pub use pattern::{
     AfterMatch, MatchAggregate, MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,

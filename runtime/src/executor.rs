@@ -30,11 +30,11 @@ use crate::eval::evaluate;
 use crate::kafka::transaction::Transactions;
 use crate::late_data::{LATE_DATA_PATH, LateData};
 use crate::metrics::{Metrics, NodeMetrics, Progress};
-use crate::operator::{Event, Operator, conform_batch};
+use crate::operator::{Event, Operator, RowKind, conform_batch};
 use crate::operators::predict::LoadedModel;
 use crate::operators::{
-    Calc, Join, MatchRecognize, Over, Passthrough, Predict, Ruleset, SinkOperator, TemporalJoin,
-    WindowAggregate, WindowAssign, WindowRank,
+    Calc, GroupAggregate, Join, MatchRecognize, Over, Passthrough, Predict, Rank, Ruleset,
+    SinkOperator, TemporalJoin, WindowAggregate, WindowAssign, WindowRank,
 };
 use crate::sink::{PrintTarget, open_sink};
 use crate::source::split_watermarks::SplitWatermarks;
@@ -245,12 +245,16 @@ impl fmt::Display for RunSummary {
     }
 }
 
+/// Receives the batches of `Collect` nodes and taps: the node, its rows and, for an updating
+/// node, each row's kind (`None`: all `+I`).
+pub type Collector<'c> = dyn FnMut(NodeId, &RecordBatch, Option<&[RowKind]>) + 'c;
+
 /// Runs `pipeline` to completion (bounded sources) or until `options.stop` is set, handing the
 /// batches of `Collect` nodes and of `options.taps` to `collector`.
 pub fn run(
     pipeline: &Pipeline,
     options: RunOptions,
-    collector: &mut dyn FnMut(NodeId, &RecordBatch),
+    collector: &mut Collector<'_>,
 ) -> Result<RunSummary, RuntimeError> {
     let start = Instant::now();
     let RunOptions {
@@ -575,8 +579,10 @@ fn kind_of(op: &PlanOp) -> &'static str {
         PlanOp::Over(_) => "over",
         PlanOp::WindowAssign(_) => "window",
         PlanOp::WindowAggregate(_) => "window-aggregate",
+        PlanOp::GroupAggregate(_) => "group-aggregate",
         PlanOp::Join(_) => "join",
         PlanOp::WindowRank(_) => "window-rank",
+        PlanOp::Rank(_) => "rank",
         PlanOp::TemporalJoin(_) => "temporal-join",
         PlanOp::MatchRecognize(_) => "match-recognize",
         PlanOp::Predict(_) => "predict",
@@ -586,7 +592,7 @@ fn kind_of(op: &PlanOp) -> &'static str {
 struct Executor<'c> {
     nodes: Vec<NodeRt>,
     sources: Vec<SourceDriver>,
-    collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
+    collector: &'c mut Collector<'c>,
     trace: Option<EventTrace>,
     /// Where late rows go (`pipeline.late-data.path`); counted in metrics either way.
     late_data: Option<LateData>,
@@ -628,7 +634,7 @@ impl<'c> Executor<'c> {
         open: &OpenOptions,
         ops: &OperatorOptions,
         print: &PrintTarget,
-        collector: &'c mut dyn FnMut(NodeId, &RecordBatch),
+        collector: &'c mut Collector<'c>,
     ) -> Result<Self, RuntimeError> {
         let n = pipeline.nodes.len();
         for t in taps {
@@ -696,6 +702,7 @@ impl<'c> Executor<'c> {
             }
         }
         let (jit, backend) = (ops.jit, &ops.backend);
+        let modes = fsql_plan::changelog::modes(&pipeline.nodes);
         for (i, node) in pipeline.nodes.iter().enumerate() {
             let schema = runtime_schema(&node.schema);
             // The runtime schema of the node's `k`-th input.
@@ -788,6 +795,22 @@ impl<'c> Executor<'c> {
                     spec,
                     schema.clone(),
                 )?)),
+                PlanOp::GroupAggregate(spec) => {
+                    let retracting = node.inputs.iter().any(|i| {
+                        modes.get(i.0 as usize)
+                            == Some(&fsql_plan::changelog::ChangelogMode::Updating)
+                    });
+                    let agg = GroupAggregate::new(
+                        &node.name,
+                        spec,
+                        &*input(0)?,
+                        schema.clone(),
+                        retracting,
+                        state_ttl_ms(&pipeline.settings)?,
+                        backend,
+                    )?;
+                    Some(Box::new(if jit { agg.compiled(&*input(0)?) } else { agg }))
+                }
                 PlanOp::WindowAggregate(spec) => {
                     let window =
                         WindowAggregate::new(&node.name, spec, &*input(0)?, schema.clone())?;
@@ -797,6 +820,12 @@ impl<'c> Executor<'c> {
                         window
                     }))
                 }
+                PlanOp::Rank(spec) => Some(Box::new(Rank::new(
+                    &node.name,
+                    spec,
+                    schema.clone(),
+                    backend,
+                )?)),
                 PlanOp::WindowRank(spec) => Some(Box::new(WindowRank::new(
                     &node.name,
                     spec,
@@ -1125,7 +1154,15 @@ impl<'c> Executor<'c> {
                     m.rows_out += b.num_rows() as u64;
                     m.batches_out += 1;
                     if self.nodes[node].collect {
-                        (self.collector)(NodeId(node as u32), b);
+                        (self.collector)(NodeId(node as u32), b, None);
+                    }
+                }
+                Event::Changes(c) => {
+                    let m = &mut self.nodes[node].metrics;
+                    m.rows_out += c.batch.num_rows() as u64;
+                    m.batches_out += 1;
+                    if self.nodes[node].collect {
+                        (self.collector)(NodeId(node as u32), &c.batch, Some(&c.kinds));
                     }
                 }
                 Event::Watermark(w) => self.nodes[node].metrics.watermark = Some(*w),
@@ -1169,6 +1206,12 @@ impl<'c> Executor<'c> {
                     Some((sink, rows)) => self.handle(sink, 0, Signal::Event(Event::Batch(rows))),
                     None => Ok(()),
                 }
+            }
+            Signal::Event(Event::Changes(changes)) => {
+                node.metrics.rows_in += changes.batch.num_rows() as u64;
+                node.metrics.batches_in += 1;
+                op.on_changes(slot, changes, &mut out)?;
+                self.emit(n, out)
             }
             Signal::Event(Event::Watermark(w)) => {
                 if w > node.input_wms[slot] {

@@ -24,6 +24,7 @@ use arrow::datatypes::{
     UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 
+use crate::operator::RowKind;
 use crate::text;
 
 /// How values are spelled (see the module table).
@@ -369,9 +370,11 @@ pub fn csv_row(
     }
 }
 
-/// Appends row `row` of `batch` as Flink's print connector shows it: `+I[1, abc, 2024-01-01T10:00]`.
-pub fn flink_row(batch: &RecordBatch, row: usize, out: &mut String) {
-    out.push_str("+I[");
+/// Appends row `row` of `batch` as Flink's print connector shows it, with its kind:
+/// `+I[1, abc, 2024-01-01T10:00]`, `-U[...]`.
+pub fn flink_row(batch: &RecordBatch, row: usize, kind: RowKind, out: &mut String) {
+    out.push_str(kind.short());
+    out.push('[');
     for i in 0..batch.num_columns() {
         if i > 0 {
             out.push_str(", ");
@@ -640,10 +643,10 @@ mod tests {
     fn print_rows_look_like_flink() {
         let b = batch();
         let mut s = String::new();
-        flink_row(&b, 0, &mut s);
+        flink_row(&b, 0, RowKind::Insert, &mut s);
         assert_eq!(s, "+I[1, a,\"b\", 12.50, 1.0E10, true, 2024-01-01T10:00]");
         s.clear();
-        flink_row(&b, 1, &mut s);
+        flink_row(&b, 1, RowKind::Insert, &mut s);
         assert_eq!(s, "+I[null, null, null, null, null, null]");
     }
 

@@ -39,12 +39,12 @@ pub use duration::parse_duration;
 pub use error::{EvalError, RuntimeError};
 pub use eval::{evaluate, evaluate_masked, evaluate_predicate};
 pub use executor::{
-    CheckpointSummary, MalformedReporter, ProgressOptions, RunOptions, RunSummary, SinkSummary,
-    SourceSummary, jit_enabled, run,
+    CheckpointSummary, Collector, MalformedReporter, ProgressOptions, RunOptions, RunSummary,
+    SinkSummary, SourceSummary, jit_enabled, run,
 };
 pub use format::{OutputFormat, QueryWriter};
 pub use metrics::{Metrics, NodeMetrics};
-pub use operator::{Event, Operator};
+pub use operator::{Changes, Event, Operator, RowKind};
 pub use sink::SharedBuffer;
 pub use source::test_input::TestInput;
 pub use source::{MalformedRecord, Source, SourcePoll};

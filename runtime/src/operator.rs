@@ -13,11 +13,77 @@ use arrow::datatypes::SchemaRef;
 use crate::error::RuntimeError;
 use crate::state::codec::{StateReader, StateWriter};
 
+/// What a row of an updating relation does to it (Flink's `RowKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowKind {
+    /// `+I`: a new row.
+    Insert,
+    /// `-U`: retracts a row an update replaces (the next `+U` of the key is its new value).
+    UpdateBefore,
+    /// `+U`: the new value of an updated row.
+    UpdateAfter,
+    /// `-D`: retracts a row.
+    Delete,
+}
+
+impl RowKind {
+    /// Flink's short string: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    /// The kind [`RowKind::short`] names.
+    pub fn from_short(s: &str) -> Option<RowKind> {
+        Some(match s {
+            "+I" => RowKind::Insert,
+            "-U" => RowKind::UpdateBefore,
+            "+U" => RowKind::UpdateAfter,
+            "-D" => RowKind::Delete,
+            _ => return None,
+        })
+    }
+
+    /// Whether the row is added to the relation (`+I`, `+U`) rather than retracted.
+    pub fn is_accumulate(self) -> bool {
+        matches!(self, RowKind::Insert | RowKind::UpdateAfter)
+    }
+}
+
+/// Rows of an updating relation: a batch and, per row, its kind. Append-only relations send
+/// plain [`Event::Batch`]es (every row `+I`), so their operators never see kinds.
+#[derive(Clone, Debug)]
+pub struct Changes {
+    pub batch: RecordBatch,
+    /// One per row of `batch`.
+    pub kinds: Vec<RowKind>,
+}
+
+impl Changes {
+    /// Rows `rows` of these changes (a filter's survivors).
+    pub fn take(&self, node: &str, rows: &[u32]) -> Result<Changes, RuntimeError> {
+        let indices = arrow::array::UInt32Array::from(rows.to_vec());
+        let batch = arrow::compute::take_record_batch(&self.batch, &indices)
+            .map_err(|e| RuntimeError::arrow(node, e))?;
+        let kinds = rows
+            .iter()
+            .filter_map(|&r| self.kinds.get(r as usize).copied())
+            .collect();
+        Ok(Changes { batch, kinds })
+    }
+}
+
 /// What flows along the edges of the DAG.
 #[derive(Clone, Debug)]
 pub enum Event {
-    /// Rows.
+    /// Rows of an append-only relation (all `+I`).
     Batch(RecordBatch),
+    /// Rows of an updating relation, each with its [`RowKind`].
+    Changes(Changes),
     /// Event time has reached this point (epoch ms): no later row on this edge is older (except
     /// late rows). `i64::MAX` means end of input.
     Watermark(i64),
@@ -32,6 +98,20 @@ pub trait Operator {
         batch: RecordBatch,
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError>;
+
+    /// Processes changes (rows with kinds) arriving on input `input`, from an updating input. The
+    /// compiler only connects updating nodes to operators that consume updates, so the default
+    /// refuses (in Flink's words).
+    fn on_changes(
+        &mut self,
+        _input: usize,
+        _changes: Changes,
+        _out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Plan(
+            "this operator doesn't support consuming update changes".into(),
+        ))
+    }
 
     /// Event time advanced to `watermark_ms` on all inputs. The default forwards it.
     fn on_watermark(

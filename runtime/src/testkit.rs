@@ -153,7 +153,7 @@ pub fn run_collect(
     options: RunOptions,
 ) -> (BTreeMap<u32, Vec<RecordBatch>>, RunSummary) {
     let mut got: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
-    let summary = run(pipeline, options, &mut |id, b| {
+    let summary = run(pipeline, options, &mut |id, b, _| {
         got.entry(id.0).or_default().push(b.clone())
     })
     .expect("run");
@@ -190,12 +190,14 @@ pub fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
 #[derive(Clone, Debug)]
 pub enum Step {
     Batch(usize, RecordBatch),
+    /// Changes (rows with kinds) on an input.
+    Changes(usize, RecordBatch, Vec<crate::operator::RowKind>),
     Watermark(i64),
     End(usize),
 }
 
-/// Feeds `steps` to `op`, appending what it emits to `out` (rows as JSON lines, watermarks as
-/// `watermark <w>`).
+/// Feeds `steps` to `op`, appending what it emits to `out` (rows as JSON lines, changes as
+/// `+I {...}` and so on, watermarks as `watermark <w>`).
 pub fn drive(
     op: &mut dyn crate::operator::Operator,
     steps: &[Step],
@@ -206,12 +208,26 @@ pub fn drive(
         let mut events = Vec::new();
         match step {
             Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut events)?,
+            Step::Changes(input, batch, kinds) => op.on_changes(
+                *input,
+                crate::operator::Changes {
+                    batch: batch.clone(),
+                    kinds: kinds.clone(),
+                },
+                &mut events,
+            )?,
             Step::Watermark(w) => op.on_watermark(*w, &mut events)?,
             Step::End(input) => op.on_input_end(*input, &mut events)?,
         }
         for e in events {
             match e {
                 Event::Batch(b) => out.extend(rows(&[b])),
+                Event::Changes(c) => out.extend(
+                    rows(std::slice::from_ref(&c.batch))
+                        .into_iter()
+                        .zip(&c.kinds)
+                        .map(|(row, kind)| format!("{} {row}", kind.short())),
+                ),
                 Event::Watermark(w) => out.push(format!("watermark {w}")),
             }
         }

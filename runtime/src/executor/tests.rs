@@ -290,10 +290,10 @@ fn bad_plans_and_inputs_are_refused() {
     let (plan, _) = filter_plan();
     let mut options = RunOptions::default();
     options.inputs.insert("nope".into(), vec![]);
-    let err = run(&plan, options, &mut |_, _| {}).unwrap_err();
+    let err = run(&plan, options, &mut |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("its sources: payments"), "{err}");
     // Without a test input the source's connector must exist.
-    let err = run(&plan, RunOptions::default(), &mut |_, _| {}).unwrap_err();
+    let err = run(&plan, RunOptions::default(), &mut |_, _, _| {}).unwrap_err();
     assert!(
         err.to_string()
             .contains("is required for the kafka connector"),
@@ -301,7 +301,7 @@ fn bad_plans_and_inputs_are_refused() {
     );
     let mut broken = plan.clone();
     broken.nodes[1].inputs = vec![NodeId(2)];
-    let err = run(&broken, RunOptions::default(), &mut |_, _| {}).unwrap_err();
+    let err = run(&broken, RunOptions::default(), &mut |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("does not come before it"), "{err}");
 }
 
@@ -330,7 +330,7 @@ fn stop_flag_ends_an_unbounded_run() {
         })),
         ..RunOptions::default()
     };
-    let summary = run(&p.pipeline, options, &mut |_, _| {}).unwrap();
+    let summary = run(&p.pipeline, options, &mut |_, _, _| {}).unwrap();
     assert!(summary.stopped);
     assert!(summary.to_string().starts_with("stopped: "));
     assert!(summary.rows_in() >= 1024 * 3, "{summary}");

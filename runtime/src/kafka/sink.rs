@@ -18,6 +18,11 @@
 //! `exactly-once` writes in the pipeline's producer transaction, committed with each checkpoint
 //! (see [`super::transaction`]): consumers reading with `isolation.level=read_committed` see each
 //! record once, across crashes and restarts.
+//!
+//! As `upsert-kafka` ([`KafkaSink::upsert`], Flink's connector) the sink also takes an updating
+//! relation: the key is the table's PRIMARY KEY (the compiler passes it as `key.fields`), `+I` and
+//! `+U` rows are records with the row as value, `-U` rows are dropped (the `+U` that follows
+//! replaces the key's value) and `-D` rows are tombstones: the key with no value.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,6 +38,7 @@ use super::{
     value_format_option,
 };
 use crate::error::RuntimeError;
+use crate::operator::RowKind;
 use crate::sink::{RowFormat, Sink};
 
 /// How records are spread over partitions.
@@ -62,6 +68,8 @@ pub struct KafkaSink {
     value: String,
     key_text: String,
     scratch: String,
+    /// `upsert-kafka`: takes updates (see the module documentation).
+    upsert: bool,
 }
 
 impl KafkaSink {
@@ -186,7 +194,14 @@ impl KafkaSink {
             value: String::new(),
             key_text: String::new(),
             scratch: String::new(),
+            upsert: false,
         })
+    }
+
+    /// The same sink as `upsert-kafka`: it writes updating relations, `-D` rows as tombstones.
+    pub fn upsert(mut self) -> KafkaSink {
+        self.upsert = true;
+        self
     }
 
     fn partition(&mut self) -> Option<i32> {
@@ -204,54 +219,21 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError> {
-        let value_batch = batch
-            .project(&self.value_columns)
-            .map_err(|e| kafka_error(&self.table, "projecting the value", e))?;
-        let key_batch = match &self.key {
-            Some((cols, _)) => Some(
-                batch
-                    .project(cols)
-                    .map_err(|e| kafka_error(&self.table, "projecting the key", e))?,
-            ),
-            None => None,
-        };
-        let timestamps = self
-            .timestamp_column
-            .map(|i| {
-                let ms = ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None);
-                arrow::compute::cast(
-                    &arrow::compute::cast(batch.column(i), &ms)?,
-                    &ArrowType::Int64,
-                )
-            })
-            .transpose()
-            .map_err(|e| kafka_error(&self.table, "reading the timestamp column", e))?;
-        for row in 0..batch.num_rows() {
-            let partition = self.partition();
-            self.value.clear();
-            self.value_format
-                .write(&value_batch, row, &mut self.scratch, &mut self.value);
-            let key = match (&self.key, &key_batch) {
-                (Some((_, format)), Some(kb)) => {
-                    self.key_text.clear();
-                    format.write(kb, row, &mut self.scratch, &mut self.key_text);
-                    Some(self.key_text.as_bytes())
-                }
-                _ => None,
-            };
-            let timestamp = timestamps.as_ref().and_then(|t| {
-                let t = t.as_primitive::<arrow::datatypes::Int64Type>();
-                (!t.is_null(row)).then(|| t.value(row))
-            });
-            self.producer.send(Record {
-                key,
-                value: Some(self.value.as_bytes()),
-                partition,
-                timestamp,
-                headers: None,
-            })?;
+        self.send(batch, None)
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        kinds: &[RowKind],
+    ) -> Result<(), RuntimeError> {
+        if !self.upsert {
+            return Err(RuntimeError::connector(
+                &self.table,
+                "connector 'kafka' doesn't support consuming update changes (use 'upsert-kafka')",
+            ));
         }
-        Ok(())
+        self.send(batch, Some(kinds))
     }
 
     fn flush(&mut self) -> Result<(), RuntimeError> {
@@ -284,5 +266,67 @@ impl Sink for KafkaSink {
             Some(t) => t.borrow_mut().commit(id),
             None => Ok(()),
         }
+    }
+}
+
+impl KafkaSink {
+    /// Sends a record per row of `batch`; with `kinds` (upsert-kafka), `-U` rows are skipped and
+    /// `-D` rows become tombstones.
+    fn send(&mut self, batch: &RecordBatch, kinds: Option<&[RowKind]>) -> Result<(), RuntimeError> {
+        let value_batch = batch
+            .project(&self.value_columns)
+            .map_err(|e| kafka_error(&self.table, "projecting the value", e))?;
+        let key_batch = match &self.key {
+            Some((cols, _)) => Some(
+                batch
+                    .project(cols)
+                    .map_err(|e| kafka_error(&self.table, "projecting the key", e))?,
+            ),
+            None => None,
+        };
+        let timestamps = self
+            .timestamp_column
+            .map(|i| {
+                let ms = ArrowType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None);
+                arrow::compute::cast(
+                    &arrow::compute::cast(batch.column(i), &ms)?,
+                    &ArrowType::Int64,
+                )
+            })
+            .transpose()
+            .map_err(|e| kafka_error(&self.table, "reading the timestamp column", e))?;
+        for row in 0..batch.num_rows() {
+            let kind = kinds.and_then(|k| k.get(row)).copied();
+            if kind == Some(RowKind::UpdateBefore) {
+                continue;
+            }
+            let tombstone = kind == Some(RowKind::Delete);
+            let partition = self.partition();
+            self.value.clear();
+            if !tombstone {
+                self.value_format
+                    .write(&value_batch, row, &mut self.scratch, &mut self.value);
+            }
+            let key = match (&self.key, &key_batch) {
+                (Some((_, format)), Some(kb)) => {
+                    self.key_text.clear();
+                    format.write(kb, row, &mut self.scratch, &mut self.key_text);
+                    Some(self.key_text.as_bytes())
+                }
+                _ => None,
+            };
+            let timestamp = timestamps.as_ref().and_then(|t| {
+                let t = t.as_primitive::<arrow::datatypes::Int64Type>();
+                (!t.is_null(row)).then(|| t.value(row))
+            });
+            self.producer.send(Record {
+                key,
+                value: (!tombstone).then_some(self.value.as_bytes()),
+                partition,
+                timestamp,
+                headers: None,
+            })?;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Calc (Flink's name for filter + projection): keeps rows whose filter is TRUE (NULL and FALSE
 //! drop), then computes the projections on the kept rows only. With the JIT on, one compiled
 //! kernel does both ([`CompiledExprs`]); the interpreter is the fallback and the reference.
+//! Rows of an updating input keep their kinds (a filter drops a row and its kind together);
+//! they are interpreted.
 
 use arrow::array::{Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
@@ -10,7 +12,7 @@ use fsql_plan::Expr;
 use crate::compiled::CompiledExprs;
 use crate::error::RuntimeError;
 use crate::eval::{evaluate, evaluate_predicate};
-use crate::operator::{Event, Operator};
+use crate::operator::{Changes, Event, Operator};
 
 /// Filter then project.
 pub struct Calc {
@@ -64,6 +66,30 @@ impl Calc {
         self.interpret(batch)
     }
 
+    /// Applies the Calc to changes: the passing rows with their kinds (`None` when no row
+    /// passes).
+    pub fn apply_changes(&self, changes: &Changes) -> Result<Option<Changes>, RuntimeError> {
+        let batch = &changes.batch;
+        let taken;
+        let changes = match &self.filter {
+            None => changes,
+            Some(f) => {
+                let keep =
+                    evaluate_predicate(f, batch).map_err(|e| RuntimeError::eval(&self.name, e))?;
+                let rows: Vec<u32> = (0..batch.num_rows())
+                    .filter(|&i| keep.is_valid(i) && keep.value(i))
+                    .map(|i| i as u32)
+                    .collect();
+                taken = changes.take(&self.name, &rows)?;
+                &taken
+            }
+        };
+        Ok(self.project(&changes.batch)?.map(|batch| Changes {
+            batch,
+            kinds: changes.kinds.clone(),
+        }))
+    }
+
     /// The interpreter's answer: the reference.
     fn interpret(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RuntimeError> {
         let filtered;
@@ -85,6 +111,11 @@ impl Calc {
                 }
             }
         };
+        self.project(input)
+    }
+
+    /// The projections of every row of `input`, interpreted (`None` without rows).
+    fn project(&self, input: &RecordBatch) -> Result<Option<RecordBatch>, RuntimeError> {
         if input.num_rows() == 0 {
             return Ok(None);
         }
@@ -118,6 +149,18 @@ impl Operator for Calc {
     ) -> Result<(), RuntimeError> {
         if let Some(b) = self.apply(&batch)? {
             out.push(Event::Batch(b));
+        }
+        Ok(())
+    }
+
+    fn on_changes(
+        &mut self,
+        _input: usize,
+        changes: Changes,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if let Some(c) = self.apply_changes(&changes)? {
+            out.push(Event::Changes(c));
         }
         Ok(())
     }

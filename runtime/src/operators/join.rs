@@ -11,7 +11,9 @@
 //!   late-data output. The output watermark is held back by `max(upper, −lower)`, so joined rows
 //!   are never behind it whichever input's time a consumer uses.
 //! * **Regular join** (no time bounds; inner only): rows are kept until the *other* input ends —
-//!   joining a stream with a bounded reference table keeps only the table.
+//!   joining a stream with a bounded reference table keeps only the table. It also joins updating
+//!   inputs (Flink's semantics): a `+I`/`+U` row is kept and its pairs are emitted with its kind,
+//!   a `-U`/`-D` row forgets an equal kept row of its side and its pairs are emitted with its kind.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +25,7 @@ use fsql_plan::{Expr, JoinKind, JoinSpec};
 
 use crate::compiled::Condition;
 use crate::error::RuntimeError;
-use crate::operator::{Event, LateRows, Operator};
+use crate::operator::{Changes, Event, LateRows, Operator};
 use crate::operators::agg::key::{KeyBytes, KeyEncoder};
 use crate::operators::window::event_millis;
 use crate::state::KeyedState;
@@ -319,6 +321,22 @@ impl Ids {
     }
 }
 
+/// Whether row `i` of `a` equals row `j` of `b` (same schema) in every column, NULL equal to NULL.
+fn same_row(
+    a: &RecordBatch,
+    i: usize,
+    b: &RecordBatch,
+    j: usize,
+) -> Result<bool, arrow::error::ArrowError> {
+    for (x, y) in a.columns().iter().zip(b.columns()) {
+        let cmp = arrow::array::make_comparator(x.as_ref(), y.as_ref(), Default::default())?;
+        if cmp(i, j) != std::cmp::Ordering::Equal {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// A row reference for output: `(side's batch, row)`, or none for NULL padding.
 type Ref = Option<(u32, u32)>;
 
@@ -567,11 +585,44 @@ impl Join {
     }
 }
 
-impl Operator for Join {
-    fn on_batch(
+impl Join {
+    /// Forgets, for each row of `rows` (a retraction on input `side`), one kept row of that side
+    /// equal to it (all columns; NULL equals NULL). A retraction of a row not kept (its partner
+    /// input ended, or it never arrived) forgets nothing.
+    fn forget(&mut self, side: usize, rows: &RecordBatch) -> Result<(), RuntimeError> {
+        let (keys, valid) = self.encoders[side].encode_exprs(&self.name, &self.keys[side], rows)?;
+        for (i, _) in valid.iter().enumerate().filter(|(_, v)| **v) {
+            let key = keys.key(i);
+            let Some(ids) = self.sides[side].by_key.get_by_key(key) else {
+                continue;
+            };
+            let mut found = None;
+            for &id in ids.as_slice() {
+                let Some(k) = self.sides[side].rows.get(id as usize).copied().flatten() else {
+                    continue;
+                };
+                let Some(kept) = self.sides[side].batch(k.batch) else {
+                    continue;
+                };
+                if same_row(rows, i, kept, k.row as usize).map_err(|e| self.arrow_err(e))? {
+                    found = Some(id);
+                    break;
+                }
+            }
+            if let Some(id) = found {
+                self.sides[side].drop_row(key, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins the rows of `batch` (input `input`) with the other input's kept rows, and keeps them
+    /// (`keep`) for the other input's later rows.
+    fn process(
         &mut self,
         input: usize,
         batch: RecordBatch,
+        keep: bool,
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
         let side = input.min(1);
@@ -661,8 +712,8 @@ impl Operator for Join {
             }
             let ts = times.as_ref().map_or(0, |t| t.value(i));
             let expiry = self.expiry(side, ts);
-            let keep = self.sides[side].keep && valid[i] && expiry > self.watermark;
-            if keep {
+            let kept = keep && self.sides[side].keep && valid[i] && expiry > self.watermark;
+            if kept {
                 let key = keys.key(i);
                 let id = self.sides[side].keep_row(
                     key,
@@ -690,6 +741,67 @@ impl Operator for Join {
             out.push(Event::Batch(self.build(&padded)?));
         }
         self.sides[side].release_if_unused(b);
+        Ok(())
+    }
+}
+
+impl Operator for Join {
+    fn on_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        self.process(input, batch, true, out)
+    }
+
+    /// Changes of an updating input (regular inner joins only: the compiler refuses others), in
+    /// runs of one kind: accumulating rows are joined and kept, retracting rows forget an equal
+    /// kept row of their side and are joined; the pairs carry the row's kind.
+    fn on_changes(
+        &mut self,
+        input: usize,
+        changes: Changes,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if self.bounds.is_some() || self.kind != JoinKind::Inner {
+            return Err(RuntimeError::Plan(format!(
+                "join node `{}`: only a regular inner join consumes update changes",
+                self.name
+            )));
+        }
+        let Changes { batch, kinds } = changes;
+        if kinds.len() != batch.num_rows() {
+            return Err(RuntimeError::Plan(format!(
+                "join node `{}`: a batch's row kinds do not match its rows",
+                self.name
+            )));
+        }
+        let mut start = 0;
+        while let Some(&kind) = kinds.get(start) {
+            let end = kinds[start..]
+                .iter()
+                .position(|k| *k != kind)
+                .map_or(kinds.len(), |p| start + p);
+            let run = batch.slice(start, end - start);
+            let mut events = Vec::new();
+            if kind.is_accumulate() {
+                self.process(input, run, true, &mut events)?;
+            } else {
+                self.forget(input.min(1), &run)?;
+                self.process(input, run, false, &mut events)?;
+            }
+            for e in events {
+                out.push(match e {
+                    Event::Batch(b) => Event::Changes(Changes {
+                        kinds: vec![kind; b.num_rows()],
+                        batch: b,
+                    }),
+                    other => other,
+                });
+            }
+            start = end;
+        }
         Ok(())
     }
 
@@ -818,9 +930,71 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Event::Batch(b) => b.num_rows(),
+                Event::Changes(c) => c.batch.num_rows(),
                 Event::Watermark(_) => 0,
             })
             .sum()
+    }
+
+    #[test]
+    fn a_regular_join_retracts_the_pairs_of_a_retracted_row_and_restores() {
+        use crate::operator::RowKind::{self, Delete, Insert, UpdateAfter, UpdateBefore};
+        use crate::testkit::{Step, check_restore};
+        let changes =
+            |rows: &[(i64, i64)], kinds: Vec<RowKind>| Step::Changes(LEFT, batch("l", rows), kinds);
+        let steps = vec![
+            Step::Batch(RIGHT, batch("r", &[(1, 100), (1, 101), (2, 200)])),
+            changes(&[(1, 5), (2, 6)], vec![Insert, Insert]),
+            // An update of (1, 5): its pairs are retracted, the new row's emitted.
+            changes(&[(1, 5), (1, 7)], vec![UpdateBefore, UpdateAfter]),
+            // A retraction of a row never kept forgets nothing.
+            changes(&[(3, 9)], vec![Delete]),
+            changes(&[(2, 6)], vec![Delete]),
+            // Only (1, 7) is left to meet a new right row.
+            Step::Batch(RIGHT, batch("r", &[(1, 102), (2, 201)])),
+        ];
+        let out = check_restore(&|| Box::new(join(JoinKind::Inner, None)), &steps);
+        let pair = |kind: &str, l: (i64, i64), r: (i64, i64)| {
+            format!(
+                r#"{kind}{{"lk":{},"lts":"{}","rk":{},"rts":"{}"}}"#,
+                l.0,
+                ts(l.1),
+                r.0,
+                ts(r.1)
+            )
+        };
+        assert_eq!(
+            out,
+            vec![
+                pair("+I ", (1, 5), (1, 100)),
+                pair("+I ", (1, 5), (1, 101)),
+                pair("+I ", (2, 6), (2, 200)),
+                pair("-U ", (1, 5), (1, 100)),
+                pair("-U ", (1, 5), (1, 101)),
+                pair("+U ", (1, 7), (1, 100)),
+                pair("+U ", (1, 7), (1, 101)),
+                pair("-D ", (2, 6), (2, 200)),
+                pair("", (1, 7), (1, 102)),
+            ]
+        );
+    }
+
+    /// A millisecond timestamp as the JSON rows of `testkit::rows` show it.
+    fn ts(ms: i64) -> String {
+        let mut s = String::new();
+        let b = RecordBatch::try_new(
+            Arc::new(ArrowSchema::new(vec![Field::new(
+                "t",
+                ArrowType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            )])),
+            vec![Arc::new(TimestampMillisecondArray::from(vec![ms]))],
+        )
+        .unwrap();
+        crate::format::json_row(&b, 0, &mut s);
+        s.trim_start_matches("{\"t\":\"")
+            .trim_end_matches("\"}")
+            .to_string()
     }
 
     #[test]

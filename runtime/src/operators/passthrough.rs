@@ -5,7 +5,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use crate::error::RuntimeError;
-use crate::operator::{Event, Operator, conform_batch};
+use crate::operator::{Changes, Event, Operator, conform_batch};
 
 /// Forwards batches with the node's schema.
 pub struct Passthrough {
@@ -44,6 +44,22 @@ impl Operator for Passthrough {
                 &batch,
                 &self.schema,
             )?));
+        }
+        Ok(())
+    }
+
+    /// An updating input's changes, kinds kept.
+    fn on_changes(
+        &mut self,
+        _input: usize,
+        changes: Changes,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if changes.batch.num_rows() > 0 {
+            out.push(Event::Changes(Changes {
+                batch: conform_batch(&self.name, &changes.batch, &self.schema)?,
+                kinds: changes.kinds,
+            }));
         }
         Ok(())
     }

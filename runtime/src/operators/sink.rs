@@ -4,7 +4,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use crate::error::RuntimeError;
-use crate::operator::{Event, Operator, conform_batch};
+use crate::operator::{Changes, Event, Operator, conform_batch};
 use crate::sink::Sink;
 
 /// Writes batches to a [`Sink`].
@@ -55,6 +55,26 @@ impl Operator for SinkOperator {
         let batch = conform_batch(&self.name, &batch, &self.schema)?;
         self.sink.write(&batch)?;
         out.push(Event::Batch(batch));
+        Ok(())
+    }
+
+    /// An updating input: connectors that can write it get the kinds (print shows them, a
+    /// blackhole drops them); the compiler refuses the others.
+    fn on_changes(
+        &mut self,
+        _input: usize,
+        changes: Changes,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RuntimeError> {
+        if changes.batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform_batch(&self.name, &changes.batch, &self.schema)?;
+        self.sink.write_changes(&batch, &changes.kinds)?;
+        out.push(Event::Changes(Changes {
+            batch,
+            kinds: changes.kinds,
+        }));
         Ok(())
     }
 

@@ -12,4 +12,12 @@ impl Sink for BlackholeSink {
     fn write(&mut self, _batch: &RecordBatch) -> Result<(), RuntimeError> {
         Ok(())
     }
+
+    fn write_changes(
+        &mut self,
+        _batch: &RecordBatch,
+        _kinds: &[crate::operator::RowKind],
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@
 //! | `blackhole` | none: rows are counted and discarded |
 //! | `filesystem` | `path` (a file), `format` = `json` \| `csv`, `csv.field-delimiter` |
 //! | `kafka` | see [`crate::kafka::sink`] |
+//! | `upsert-kafka` | the same, keyed by the table's PRIMARY KEY; takes updates |
 
 pub mod blackhole;
 pub mod filesystem;
@@ -28,6 +29,18 @@ use crate::error::RuntimeError;
 pub trait Sink {
     /// Writes the rows of `batch` (whose schema has the sink table's column names).
     fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError>;
+
+    /// Writes the rows of an updating relation, `kinds` one per row. Only connectors that
+    /// can represent updates implement it (the compiler refuses the others, in Flink's words).
+    fn write_changes(
+        &mut self,
+        _batch: &RecordBatch,
+        _kinds: &[crate::operator::RowKind],
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Plan(
+            "this sink doesn't support consuming update changes".into(),
+        ))
+    }
     /// Makes everything written so far durable/visible.
     fn flush(&mut self) -> Result<(), RuntimeError> {
         Ok(())
@@ -137,10 +150,13 @@ pub fn open_sink(
             schema,
             transactions,
         )?)),
+        "upsert-kafka" => Ok(Box::new(
+            crate::kafka::sink::KafkaSink::open(spec, schema, transactions)?.upsert(),
+        )),
         other => Err(RuntimeError::connector(
             &spec.table,
             format!(
-                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem, kafka)"
+                "connector '{other}' cannot be written by this runtime (known: print, blackhole, filesystem, kafka, upsert-kafka)"
             ),
         )),
     }

@@ -8,6 +8,7 @@ use fsql_plan::SinkSpec;
 use super::{PrintTarget, Sink};
 use crate::error::RuntimeError;
 use crate::format::flink_row;
+use crate::operator::RowKind;
 
 /// Prints rows like Flink's print connector.
 pub struct PrintSink {
@@ -40,16 +41,36 @@ impl PrintSink {
     }
 }
 
-impl Sink for PrintSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError> {
+impl PrintSink {
+    /// Prints every row of `batch`, row `i` of kind `kind(i)`.
+    fn print(
+        &mut self,
+        batch: &RecordBatch,
+        kind: impl Fn(usize) -> RowKind,
+    ) -> Result<(), RuntimeError> {
         self.text.clear();
         for row in 0..batch.num_rows() {
             self.text.push_str(&self.prefix);
-            flink_row(batch, row, &mut self.text);
+            flink_row(batch, row, kind(row), &mut self.text);
             self.text.push('\n');
         }
         self.target
             .write_all(self.text.as_bytes())
             .map_err(|e| RuntimeError::io(format!("print sink `{}`", self.table), e))
+    }
+}
+
+impl Sink for PrintSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), RuntimeError> {
+        self.print(batch, |_| RowKind::Insert)
+    }
+
+    /// Each row with its kind, as Flink prints them: `-U[...]`, `+U[...]`, `-D[...]`.
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        kinds: &[RowKind],
+    ) -> Result<(), RuntimeError> {
+        self.print(batch, |i| kinds.get(i).copied().unwrap_or(RowKind::Insert))
     }
 }

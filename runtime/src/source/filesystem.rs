@@ -440,7 +440,7 @@ mod tests {
             ),
             table,
         ));
-        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _| {})
+        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _, _| {})
             .unwrap_err()
             .to_string();
         assert!(err.contains("column `tags` of type ARRAY<STRING>"), "{err}");
@@ -454,7 +454,7 @@ mod tests {
             ),
             schema(&[("id", DataType::BigInt)]),
         ));
-        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _| {})
+        let err = crate::run(&p.pipeline, RunOptions::default(), &mut |_, _, _| {})
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.json"), "{err}");

@@ -345,6 +345,20 @@ impl<V> KeyedState<V> {
         self.slots.len()
     }
 
+    /// Whether `id` holds a key.
+    pub(crate) fn contains_id(&self, id: u32) -> bool {
+        key_of(&self.slots, id).is_some()
+    }
+
+    /// The ids holding keys, in id order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(id, _)| id as u32)
+    }
+
     /// The keys with state.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.slots.iter().flatten().map(|s| s.key.as_slice())

@@ -577,6 +577,7 @@ mod tests {
                     Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
                     Step::Watermark(w) => op.on_watermark(*w, &mut out),
                     Step::End(input) => op.on_input_end(*input, &mut out),
+                    Step::Changes(..) => panic!("MATCH_RECOGNIZE reads append-only rows"),
                 }
                 .expect("the run");
                 let mut w = StateWriter::default();
@@ -846,6 +847,7 @@ mod tests {
                     Step::Batch(input, b) => op.on_batch(*input, b.clone(), &mut out),
                     Step::Watermark(w) => op.on_watermark(*w, &mut out),
                     Step::End(input) => op.on_input_end(*input, &mut out),
+                    Step::Changes(..) => panic!("MATCH_RECOGNIZE reads append-only rows"),
                 }
                 .expect("the run");
             }

@@ -175,6 +175,7 @@ impl Harness {
                     self.out.push(b);
                 }
                 Event::Watermark(w) => self.watermarks.push(w),
+                Event::Changes(_) => panic!("OVER emits append-only rows"),
             }
         }
         n

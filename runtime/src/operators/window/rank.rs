@@ -8,63 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
-use arrow::compute::SortOptions;
+use arrow::array::{Array, Int64Array, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
 use fsql_plan::WindowRankSpec;
 
 use super::event_millis;
 use crate::error::RuntimeError;
-use crate::eval::evaluate;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
+use crate::operators::ranked::{Ranked, SortKeyEncoder, codec};
 use crate::state::codec::{StateError, StateReader, StateWriter};
-use crate::state::{KeyedState, StateBackend, ValueCodec};
-
-/// A kept row: its sort key, arrival order, and the row itself (a one-row slice).
-struct Ranked {
-    sort: Box<[u8]>,
-    seq: u64,
-    row: RecordBatch,
-}
-
-/// Writes one partition's kept rows: the rows as one batch, then each one's sort key and arrival
-/// number (the RocksDB backend's encoding of a partition).
-fn encode_ranked(ranked: &[Ranked], w: &mut StateWriter) -> Result<(), StateError> {
-    let rows: Vec<RecordBatch> = ranked.iter().map(|k| k.row.clone()).collect();
-    w.rows(&rows)?;
-    w.count(ranked.len());
-    for k in ranked {
-        w.bytes(&k.sort);
-        w.u64(k.seq);
-    }
-    Ok(())
-}
-
-/// Reads what [`encode_ranked`] wrote (rows of `width` columns).
-fn decode_ranked(r: &mut StateReader<'_>, width: usize) -> Result<Vec<Ranked>, StateError> {
-    let mut rows = r.rows(width)?;
-    let ranked = (0..r.count()?)
-        .map(|_| {
-            Ok(Ranked {
-                sort: r.bytes()?.into(),
-                seq: r.u64()?,
-                row: rows.next_row()?,
-            })
-        })
-        .collect::<Result<Vec<_>, StateError>>()?;
-    rows.finish()?;
-    Ok(ranked)
-}
-
-fn codec(width: usize) -> ValueCodec<Vec<Ranked>> {
-    ValueCodec {
-        encode: Box::new(|ranked, w| encode_ranked(ranked, w)),
-        decode: Box::new(move |r| decode_ranked(r, width)),
-    }
-}
+use crate::state::{KeyedState, StateBackend};
 
 /// The WindowRank operator.
 pub struct WindowRank {
@@ -72,7 +27,7 @@ pub struct WindowRank {
     schema: SchemaRef,
     spec: WindowRankSpec,
     partitions: KeyEncoder,
-    sorter: Option<RowConverter>,
+    sorter: SortKeyEncoder,
     /// Rows per partition key.
     kept: KeyedState<Vec<Ranked>>,
     /// Where `kept` lives (kept for restores).
@@ -105,7 +60,7 @@ impl WindowRank {
             schema,
             partitions: KeyEncoder::new(spec.partition_by.clone()),
             spec: spec.clone(),
-            sorter: None,
+            sorter: SortKeyEncoder::new(&spec.order_by),
             kept: KeyedState::new(backend, name, || codec(width)),
             backend: backend.clone(),
             by_end: BTreeMap::new(),
@@ -124,44 +79,6 @@ impl WindowRank {
         self.kept
             .settle()
             .map_err(|e| RuntimeError::backend(&self.name, e))
-    }
-
-    /// The byte-comparable `ORDER BY` keys of `batch`'s rows.
-    fn sort_keys(&mut self, batch: &RecordBatch) -> Result<arrow::row::Rows, RuntimeError> {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.spec.order_by.len());
-        for k in &self.spec.order_by {
-            arrays.push(evaluate(&k.expr, batch).map_err(|e| RuntimeError::eval(&self.name, e))?);
-        }
-        if arrays.is_empty() {
-            // No ORDER BY: every row sorts equal (arrival order decides).
-            arrays.push(std::sync::Arc::new(arrow::array::NullArray::new(
-                batch.num_rows(),
-            )));
-        }
-        if self.sorter.is_none() {
-            let fields = arrays
-                .iter()
-                .zip(
-                    self.spec
-                        .order_by
-                        .iter()
-                        .map(Some)
-                        .chain(std::iter::repeat(None)),
-                )
-                .map(|(a, k)| {
-                    let options = k.map_or(SortOptions::default(), |k| SortOptions {
-                        descending: k.descending,
-                        nulls_first: k.nulls_first,
-                    });
-                    SortField::new_with_options(a.data_type().clone(), options)
-                })
-                .collect();
-            self.sorter = Some(RowConverter::new(fields).map_err(|e| self.arrow_err(e))?);
-        }
-        match &self.sorter {
-            Some(s) => s.convert_columns(&arrays).map_err(|e| self.arrow_err(e)),
-            None => Err(RuntimeError::Plan("no sorter".into())),
-        }
     }
 
     /// Emits every partition whose window ends at or before `w + 1`.
@@ -219,7 +136,7 @@ impl Operator for WindowRank {
             .partitions
             .encode(&batch)
             .map_err(|e| RuntimeError::arrow(&self.name, e))?;
-        let sort = self.sort_keys(&batch)?;
+        let sort = self.sorter.encode(&self.name, &batch)?;
         let limit = self.spec.limit.map_or(usize::MAX, |l| l as usize);
         let mut late = Vec::new();
         for i in 0..batch.num_rows() {
