@@ -288,31 +288,7 @@ pub fn text(plan: &Plan) -> String {
                         keys.join(", ")
                     }
                 );
-                for (i, a) in g.aggregates.iter().enumerate() {
-                    let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
-                    let distinct = if a.distinct { "DISTINCT " } else { "" };
-                    let filter = a
-                        .filter
-                        .as_ref()
-                        .map(|f| format!(" FILTER (WHERE {f})"))
-                        .unwrap_or_default();
-                    let exprs: Vec<fsql_plan::Expr> =
-                        a.args.iter().chain(&a.filter).cloned().collect();
-                    let note = input.map_or(String::new(), |input| {
-                        jit_note_over(&input.schema, &exprs, jit)
-                    });
-                    let _ = writeln!(
-                        out,
-                        "    {} := {}({distinct}{}){filter}{note}",
-                        n.schema.fields[g.keys.len() + i].name,
-                        aggregate_name(&a.function),
-                        if args.is_empty() {
-                            "*".into()
-                        } else {
-                            args.join(", ")
-                        },
-                    );
-                }
+                write_aggregates(&mut out, &g.aggregates, &n.schema, g.keys.len(), input, jit);
                 let _ = writeln!(
                     out,
                     "    emit: per input batch, each changed key: +I (new key), -U and +U (changed result), -D (last row retracted)"
@@ -335,31 +311,14 @@ pub fn text(plan: &Plan) -> String {
                     column(input, w.time),
                     keys.iter().map(|k| format!(", {k}")).collect::<String>()
                 );
-                for (i, a) in w.aggregates.iter().enumerate() {
-                    let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
-                    let distinct = if a.distinct { "DISTINCT " } else { "" };
-                    let filter = a
-                        .filter
-                        .as_ref()
-                        .map(|f| format!(" FILTER (WHERE {f})"))
-                        .unwrap_or_default();
-                    let exprs: Vec<fsql_plan::Expr> =
-                        a.args.iter().chain(&a.filter).cloned().collect();
-                    let note = input.map_or(String::new(), |input| {
-                        jit_note_over(&input.schema, &exprs, jit)
-                    });
-                    let _ = writeln!(
-                        out,
-                        "    {} := {}({distinct}{}){filter}{note}",
-                        n.schema.fields[w.group.len() + i].name,
-                        aggregate_name(&a.function),
-                        if args.is_empty() {
-                            "*".into()
-                        } else {
-                            args.join(", ")
-                        },
-                    );
-                }
+                write_aggregates(
+                    &mut out,
+                    &w.aggregates,
+                    &n.schema,
+                    w.group.len(),
+                    input,
+                    jit,
+                );
                 let _ = writeln!(
                     out,
                     "    emit: one row per window and key when the watermark reaches window_end - 1 (in both emit modes); a row whose window already fired is late here (counted, and written to the late-data file or table when set)"
@@ -563,6 +522,42 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// One line per aggregate of a GROUP BY or window aggregation: its output column (the node's
+/// columns after its `keys` group columns) and call, with the JIT's note on its arguments.
+fn write_aggregates(
+    out: &mut String,
+    aggregates: &[fsql_plan::GroupAggregate],
+    schema: &fsql_plan::Schema,
+    keys: usize,
+    input: Option<&Node>,
+    jit: bool,
+) {
+    for (i, a) in aggregates.iter().enumerate() {
+        let args: Vec<String> = a.args.iter().map(ToString::to_string).collect();
+        let distinct = if a.distinct { "DISTINCT " } else { "" };
+        let filter = a
+            .filter
+            .as_ref()
+            .map(|f| format!(" FILTER (WHERE {f})"))
+            .unwrap_or_default();
+        let exprs: Vec<fsql_plan::Expr> = a.args.iter().chain(&a.filter).cloned().collect();
+        let note = input.map_or(String::new(), |input| {
+            jit_note_over(&input.schema, &exprs, jit)
+        });
+        let name = schema.fields.get(keys + i).map_or("?", |f| f.name.as_str());
+        let _ = writeln!(
+            out,
+            "    {name} := {}({distinct}{}){filter}{note}",
+            aggregate_name(&a.function),
+            if args.is_empty() {
+                "*".into()
+            } else {
+                args.join(", ")
+            },
+        );
+    }
 }
 
 fn aggregate_name(f: &AggregateFunction) -> String {
