@@ -355,21 +355,10 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::WindowRank(r) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
-                let keys: Vec<String> = r.partition_by.iter().map(|&c| column(input, c)).collect();
-                let order: Vec<String> = r
-                    .order_by
-                    .iter()
-                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
-                    .collect();
                 let _ = writeln!(
                     out,
-                    "    ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}){}; a partition is emitted, numbered, when the watermark reaches {} - 1; rows of a fired window are late here",
-                    keys.join(", "),
-                    if order.is_empty() {
-                        "(arrival)".into()
-                    } else {
-                        order.join(", ")
-                    },
+                    "    {}{}; a partition is emitted, numbered, when the watermark reaches {} - 1; rows of a fired window are late here",
+                    row_number_over(input, &r.partition_by, &r.order_by),
                     r.limit
                         .map(|l| format!(", first {l} rows kept"))
                         .unwrap_or_default(),
@@ -378,21 +367,10 @@ pub fn text(plan: &Plan) -> String {
             }
             Operator::Rank(r) => {
                 let input = n.inputs.first().and_then(|i| p.node(*i));
-                let keys: Vec<String> = r.partition_by.iter().map(|&c| column(input, c)).collect();
-                let order: Vec<String> = r
-                    .order_by
-                    .iter()
-                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
-                    .collect();
                 let _ = writeln!(
                     out,
-                    "    ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}), first {} rows kept; each row entering them emits its rank and the ranks it shifts (+I, -U, +U)",
-                    keys.join(", "),
-                    if order.is_empty() {
-                        "(arrival)".into()
-                    } else {
-                        order.join(", ")
-                    },
+                    "    {}, first {} rows kept; each row entering them emits its rank and the ranks it shifts (+I, -U, +U)",
+                    row_number_over(input, &r.partition_by, &r.order_by),
                     r.limit.map_or_else(|| "?".into(), |l| l.to_string()),
                 );
             }
@@ -563,14 +541,30 @@ fn write_aggregates(
 fn aggregate_name(f: &AggregateFunction) -> String {
     match f {
         AggregateFunction::Lag { offset } => format!("LAG[offset {offset}]"),
-        other => format!("{other:?}")
-            .to_uppercase()
-            .replace("VALUE", "_VALUE")
-            .replace("STDDEVPOP", "STDDEV_POP")
-            .replace("STDDEVSAMP", "STDDEV_SAMP")
-            .replace("VARPOP", "VAR_POP")
-            .replace("VARSAMP", "VAR_SAMP"),
+        other => other.sql_name().to_string(),
     }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` of a TopN (with or without a window).
+fn row_number_over(
+    input: Option<&Node>,
+    partition_by: &[usize],
+    order_by: &[fsql_plan::SortKey],
+) -> String {
+    let keys: Vec<String> = partition_by.iter().map(|&c| column(input, c)).collect();
+    let order: Vec<String> = order_by
+        .iter()
+        .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+        .collect();
+    format!(
+        "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {})",
+        keys.join(", "),
+        if order.is_empty() {
+            "(arrival)".into()
+        } else {
+            order.join(", ")
+        }
+    )
 }
 
 /// `left.a = right.b AND ...` of a join's key pairs.

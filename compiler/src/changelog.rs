@@ -78,7 +78,7 @@ pub fn check_changelog(nodes: &[Node], span_of: &dyn Fn(&Node) -> Option<Span>) 
             out.push(Diagnostic::error(
                 format!(
                     "{} over an updating input (the result of another GROUP BY) is not supported yet",
-                    function(a.function)
+                    a.function.sql_name()
                 ),
                 span_of(node),
             ));
@@ -155,28 +155,11 @@ pub fn describe(node: &Node, nodes: &[Node]) -> String {
             args.join(", ")
         };
         let distinct = if a.distinct { "DISTINCT " } else { "" };
-        select.push(format!("{}({distinct}{args})", function(a.function)));
+        select.push(format!("{}({distinct}{args})", a.function.sql_name()));
     }
     format!(
         "GroupAggregate(groupBy=[{}], select=[{}])",
         keys.join(", "),
         select.join(", ")
     )
-}
-
-fn function(f: AggregateFunction) -> &'static str {
-    match f {
-        AggregateFunction::Count => "COUNT",
-        AggregateFunction::Sum => "SUM",
-        AggregateFunction::Avg => "AVG",
-        AggregateFunction::Min => "MIN",
-        AggregateFunction::Max => "MAX",
-        AggregateFunction::FirstValue => "FIRST_VALUE",
-        AggregateFunction::LastValue => "LAST_VALUE",
-        AggregateFunction::StddevPop => "STDDEV_POP",
-        AggregateFunction::StddevSamp => "STDDEV_SAMP",
-        AggregateFunction::VarPop => "VAR_POP",
-        AggregateFunction::VarSamp => "VAR_SAMP",
-        AggregateFunction::Lag { .. } => "LAG",
-    }
 }

@@ -657,39 +657,16 @@ fn window_aggregate(
         .map_err(|e| Unsupported(e.strip_backtrace()))?;
     let mut aggregates = Vec::new();
     for (i, expr) in a.aggr_expr.iter().enumerate() {
-        let DfExpr::AggregateFunction(af) = unalias(expr) else {
-            return Err(Unsupported(format!(
-                "`{expr}` is not an aggregate function"
-            )));
-        };
-        let name = af.func.name();
-        let upper = name.to_uppercase();
-        let function = aggregate_function(name).ok_or_else(|| {
-            Unsupported(format!("{upper} is not supported in window aggregations"))
-        })?;
-        let params = &af.params;
-        if !params.order_by.is_empty() {
-            return Err(Unsupported(format!(
-                "{upper}(... ORDER BY ...) is not supported"
-            )));
-        }
-        let args = aggregate_args(function, &params.args, input_schema)?;
-        let filter = params
-            .filter
-            .as_ref()
-            .map(|f| lower_expr(f, input_schema))
-            .transpose()?;
-        if args.iter().chain(&filter).any(|e| is_role(e, &roles)) {
+        let agg = lower_aggregate(a, group_len + i, expr, "window aggregations", |_| true)?;
+        if agg
+            .args
+            .iter()
+            .chain(&agg.filter)
+            .any(|e| is_role(e, &roles))
+        {
             return Err(misuse());
         }
-        let field = a.schema.field(group_len + i);
-        aggregates.push(GroupAggregate {
-            function,
-            args,
-            distinct: params.distinct,
-            filter,
-            data_type: plan_type(field.data_type())?,
-        });
+        aggregates.push(agg);
     }
     let calc = Rel {
         input: rel.input,
@@ -845,36 +822,9 @@ fn group_aggregate(
     let group_len = a.group_expr.len();
     let mut aggregates = Vec::new();
     for (i, expr) in a.aggr_expr.iter().enumerate() {
-        let DfExpr::AggregateFunction(af) = unalias(expr) else {
-            return Err(Unsupported(format!(
-                "`{expr}` is not an aggregate function"
-            )));
-        };
-        let name = af.func.name();
-        let upper = name.to_uppercase();
-        let function = aggregate_function(name)
-            .filter(|f| !matches!(f, AggregateFunction::Lag { .. }))
-            .ok_or_else(|| Unsupported(format!("{upper} is not supported in GROUP BY")))?;
-        let params = &af.params;
-        if !params.order_by.is_empty() {
-            return Err(Unsupported(format!(
-                "{upper}(... ORDER BY ...) is not supported"
-            )));
-        }
-        let args = aggregate_args(function, &params.args, input_schema)?;
-        let filter = params
-            .filter
-            .as_ref()
-            .map(|f| lower_expr(f, input_schema))
-            .transpose()?;
-        let field = a.schema.field(group_len + i);
-        aggregates.push(GroupAggregate {
-            function,
-            args,
-            distinct: params.distinct,
-            filter,
-            data_type: plan_type(field.data_type())?,
-        });
+        aggregates.push(lower_aggregate(a, group_len + i, expr, "GROUP BY", |f| {
+            !matches!(f, AggregateFunction::Lag { .. })
+        })?);
     }
     let calc = Rel {
         input: rel.input,
@@ -1161,6 +1111,47 @@ fn versioned_scan(plan: &LogicalPlan) -> Option<String> {
 
 /// An aggregate call's arguments over `schema`; `COUNT(*)` (which arrives as `COUNT(*)` or
 /// `COUNT(1)`) has none: it counts rows.
+/// Aggregate call `expr` of `a` (its output is `a`'s column `column`) over `a`'s input. `place`
+/// names the aggregation in errors, and `allowed` says which functions it takes.
+fn lower_aggregate(
+    a: &datafusion::logical_expr::Aggregate,
+    column: usize,
+    expr: &DfExpr,
+    place: &str,
+    allowed: impl Fn(&AggregateFunction) -> bool,
+) -> Result<GroupAggregate, Unsupported> {
+    let input_schema = a.input.schema();
+    let DfExpr::AggregateFunction(af) = unalias(expr) else {
+        return Err(Unsupported(format!(
+            "`{expr}` is not an aggregate function"
+        )));
+    };
+    let name = af.func.name();
+    let upper = name.to_uppercase();
+    let function = aggregate_function(name)
+        .filter(|f| allowed(f))
+        .ok_or_else(|| Unsupported(format!("{upper} is not supported in {place}")))?;
+    let params = &af.params;
+    if !params.order_by.is_empty() {
+        return Err(Unsupported(format!(
+            "{upper}(... ORDER BY ...) is not supported"
+        )));
+    }
+    let args = aggregate_args(function, &params.args, input_schema)?;
+    let filter = params
+        .filter
+        .as_ref()
+        .map(|f| lower_expr(f, input_schema))
+        .transpose()?;
+    Ok(GroupAggregate {
+        function,
+        args,
+        distinct: params.distinct,
+        filter,
+        data_type: plan_type(a.schema.field(column).data_type())?,
+    })
+}
+
 fn aggregate_args(
     function: AggregateFunction,
     args: &[DfExpr],

@@ -357,6 +357,26 @@ pub enum AggregateFunction {
     },
 }
 
+impl AggregateFunction {
+    /// The function's SQL name (`STDDEV_POP`, `LAG`), for messages and plans shown to users.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            AggregateFunction::Count => "COUNT",
+            AggregateFunction::Sum => "SUM",
+            AggregateFunction::Avg => "AVG",
+            AggregateFunction::Min => "MIN",
+            AggregateFunction::Max => "MAX",
+            AggregateFunction::FirstValue => "FIRST_VALUE",
+            AggregateFunction::LastValue => "LAST_VALUE",
+            AggregateFunction::StddevPop => "STDDEV_POP",
+            AggregateFunction::StddevSamp => "STDDEV_SAMP",
+            AggregateFunction::VarPop => "VAR_POP",
+            AggregateFunction::VarSamp => "VAR_SAMP",
+            AggregateFunction::Lag { .. } => "LAG",
+        }
+    }
+}
+
 /// Which rows of the partition an OVER aggregate covers (always ending at the current row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OverFrame {

@@ -22,9 +22,9 @@ use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
 use crate::operator::{Changes, Event, Operator, RowKind};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator};
-use crate::operators::agg::key::KeyEncoder;
+use crate::operators::agg::accumulator_for;
+use crate::operators::agg::key::{KeyEncoder, group_key_type};
 use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
-use crate::operators::agg::{accumulator_for, function_name};
 use crate::state::codec::{StateError, StateReader, StateWriter};
 use crate::state::{KeyedState, StateBackend, ValueCodec};
 
@@ -167,16 +167,7 @@ impl GroupAggregate {
             )));
         }
         for &k in &spec.keys {
-            let f = input
-                .fields()
-                .get(k)
-                .ok_or_else(|| plan_err(format!("key column ${k} does not exist")))?;
-            if ValueType::of(f.data_type()).is_none() {
-                return Err(plan_err(format!(
-                    "cannot group by {} values",
-                    f.data_type()
-                )));
-            }
+            group_key_type(input, k).map_err(plan_err)?;
         }
         let mut aggs = Vec::new();
         let mut exprs = Vec::new();
@@ -189,7 +180,7 @@ impl GroupAggregate {
             {
                 return Err(plan_err(format!(
                     "{} over an updating input is not supported",
-                    function_name(a.function)
+                    a.function.sql_name()
                 )));
             }
             let plan = accumulator_for(a.function, &a.args, a.distinct, retracting, f.data_type())

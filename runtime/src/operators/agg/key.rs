@@ -6,10 +6,26 @@
 use std::hash::{BuildHasher, Hasher};
 
 use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
+use super::value::ValueType;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+
+/// The type of `input` column `c`, a group key: it must exist and hold values an aggregate's
+/// keys can be made of (a plan error otherwise).
+pub(crate) fn group_key_type(input: &ArrowSchema, c: usize) -> Result<&ArrowType, String> {
+    let t = input
+        .fields()
+        .get(c)
+        .ok_or_else(|| format!("key column ${c} does not exist"))?
+        .data_type();
+    match ValueType::of(t) {
+        Some(_) => Ok(t),
+        None => Err(format!("cannot group by {t} values")),
+    }
+}
 
 /// The partition keys of one batch.
 pub(crate) enum BatchKeys {

@@ -33,7 +33,7 @@ pub(crate) fn accumulator_for(
     bounded: bool,
     target: &ArrowType,
 ) -> Result<AccPlan, String> {
-    let name = function_name(function);
+    let name = function.sql_name();
     let arg_type = match args.first() {
         Some(e) => Some(value_type(e, function)?),
         None => None,
@@ -118,26 +118,8 @@ pub(crate) fn value_type(arg: &Expr, function: AggregateFunction) -> Result<Valu
     ValueType::of(&arg.data_type.to_arrow()).ok_or_else(|| {
         format!(
             "{} over {} values is not supported",
-            function_name(function),
+            function.sql_name(),
             arg.data_type
         )
     })
-}
-
-/// The SQL name of a function, for messages.
-pub(crate) fn function_name(f: AggregateFunction) -> &'static str {
-    match f {
-        AggregateFunction::Count => "COUNT",
-        AggregateFunction::Sum => "SUM",
-        AggregateFunction::Avg => "AVG",
-        AggregateFunction::Min => "MIN",
-        AggregateFunction::Max => "MAX",
-        AggregateFunction::FirstValue => "FIRST_VALUE",
-        AggregateFunction::LastValue => "LAST_VALUE",
-        AggregateFunction::StddevPop => "STDDEV_POP",
-        AggregateFunction::StddevSamp => "STDDEV_SAMP",
-        AggregateFunction::VarPop => "VAR_POP",
-        AggregateFunction::VarSamp => "VAR_SAMP",
-        AggregateFunction::Lag { .. } => "LAG",
-    }
 }

@@ -14,7 +14,7 @@ use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::accumulator_for;
-use crate::operators::agg::key::{FxBuild, KeyEncoder};
+use crate::operators::agg::key::{FxBuild, KeyEncoder, group_key_type};
 use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
 use crate::state::codec::{StateError, StateReader, StateWriter};
 
@@ -185,14 +185,7 @@ impl WindowAggregate {
         let mut key_columns = Vec::new();
         for (g, f) in spec.group.iter().zip(out.iter()) {
             if let GroupColumn::Key(c) = g {
-                let t = input
-                    .fields()
-                    .get(*c)
-                    .ok_or_else(|| plan_err(format!("key column ${c} does not exist")))?
-                    .data_type();
-                if ValueType::of(t).is_none() {
-                    return Err(plan_err(format!("cannot group by {t} values")));
-                }
+                group_key_type(input, *c).map_err(plan_err)?;
                 key_columns.push((*c, f.data_type().clone()));
             }
         }
