@@ -1308,6 +1308,107 @@ INSERT INTO out2 SELECT payment_id, merchant_id, device_n_10m FROM device_10m;
     assert!(stderr.contains("it starts without state"), "{stderr}");
 }
 
+/// `SELECT *` views pass a new source column through the stateful operators below them: an
+/// OVER aggregation (rows waiting for the watermark included), a MATCH_RECOGNIZE over all
+/// columns and an interval join keep rows of the old columns. Their checkpoint still restores
+/// — the rows they stored before hold NULL in the new column — and every output equals an
+/// uninterrupted run's. An operator that reads the new column in its state is still refused.
+#[test]
+fn stateful_select_star_views_resume_across_a_new_source_column() {
+    let dir = scratch("widen");
+    let v1 = "SET 'pipeline.name' = 'widen';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'execution.checkpointing.dir' = 'chk';
+CREATE TABLE payments (payment_id BIGINT, card_id STRING, device_id STRING, amount DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'payments-generator', 'number-of-rows' = '60000', 'rows-per-second' = '20000', 'seed' = '3',
+  'cards' = '2000');
+CREATE VIEW card_1h AS
+SELECT *, COUNT(*) OVER w AS card_n_1h, SUM(amount) OVER w AS card_sum_1h
+FROM payments WINDOW w AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW);
+CREATE TABLE out (payment_id BIGINT, card_n_1h BIGINT, card_sum_1h DOUBLE)
+WITH ('connector' = 'filesystem', 'path' = 'out.jsonl', 'format' = 'json');
+INSERT INTO out SELECT payment_id, card_n_1h, card_sum_1h FROM card_1h;
+CREATE VIEW rising AS SELECT * FROM card_1h MATCH_RECOGNIZE (
+  PARTITION BY card_id ORDER BY ts
+  MEASURES A.payment_id AS first_id, LAST(B.payment_id) AS last_id, COUNT(B.*) AS n
+  ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (A B{2,}) WITHIN INTERVAL '1' HOUR
+  DEFINE B AS B.amount > PREV(B.amount));
+CREATE TABLE out_mr (card_id STRING, first_id BIGINT, last_id BIGINT, n BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out_mr.jsonl', 'format' = 'json');
+INSERT INTO out_mr SELECT card_id, first_id, last_id, n FROM rising;
+CREATE VIEW again AS SELECT a.payment_id AS a_id, b.payment_id AS b_id FROM card_1h a JOIN card_1h b
+  ON a.card_id = b.card_id AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' MINUTE;
+CREATE TABLE out_join (a_id BIGINT, b_id BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out_join.jsonl', 'format' = 'json');
+INSERT INTO out_join SELECT a_id, b_id FROM again;
+";
+    // A new source column in the middle: every column after it moves.
+    let v2 = v1.replace(
+        "device_id STRING, amount DOUBLE",
+        "device_id STRING, merchant_id STRING, amount DOUBLE",
+    );
+    assert!(v2.contains("merchant_id STRING, amount"));
+    let lines = |dir: &Path, file: &str| -> Vec<String> {
+        let mut l: Vec<String> = std::fs::read_to_string(dir.join(file))
+            .expect("output")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).expect("dir");
+    let out = fsql(&[
+        "run",
+        write(&reference, "p.fsql", v1).to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lines(&reference, "out.jsonl").len(), 60_000);
+    assert!(
+        !lines(&reference, "out_mr.jsonl").is_empty(),
+        "the pattern matches"
+    );
+    assert!(
+        !lines(&reference, "out_join.jsonl").is_empty(),
+        "the join joins"
+    );
+
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("dir");
+    stop_after_a_while(&write(&run, "p1.fsql", v1));
+    let before = lines(&run, "out.jsonl").len();
+    assert!(before > 0 && before < 60_000, "stopped part-way: {before}");
+
+    // Without the widening every stateful operator here would be refused as changed.
+    let out = fsql(&["run", write(&run, "p2.fsql", &v2).to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resumed from chk-")
+            && stderr.contains("input gained column(s) `merchant_id`"),
+        "{stderr}"
+    );
+    for file in ["out.jsonl", "out_mr.jsonl", "out_join.jsonl"] {
+        assert_eq!(lines(&run, file), lines(&reference, file), "{file}");
+    }
+
+    // An aggregate over the new column changes the OVER node's state: refused.
+    let v3 = v2.replace(
+        "SUM(amount) OVER w AS card_sum_1h",
+        "SUM(amount) OVER w AS card_sum_1h, COUNT(merchant_id) OVER w AS m",
+    );
+    let out = fsql(&["run", write(&run, "p3.fsql", &v3).to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(
+        stderr.contains("`card_1h#over1` (over) is defined differently"),
+        "{stderr}"
+    );
+}
+
 /// Late rows go to a file outside the operators' state. A run killed between two checkpoints
 /// wrote late rows its restart reads again; the restore cuts the file back to its length at the
 /// checkpoint, so the file ends up as an uninterrupted run's, line for line.

@@ -22,6 +22,7 @@ mod graph;
 mod pattern;
 pub mod state_backend;
 mod types;
+mod widening;
 
 pub use artefact::{FORMAT_VERSION, Plan, PlanError, PlanHeader, sha256_hex};
 pub use expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
@@ -36,3 +37,4 @@ pub use pattern::{
     AfterMatch, MatchAggregate, MatchRecognizeSpec, Measure, Navigation, Pattern, RowsPerMatch,
 };
 pub use types::{DataType, Field, Schema};
+pub use widening::InputMap;

@@ -244,6 +244,7 @@ mod tests {
                 inputs_ended: vec![false],
                 done: false,
                 state: None,
+                columns: None,
             }],
             appended: vec![],
         }

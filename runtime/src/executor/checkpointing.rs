@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fsql_plan::Pipeline;
+use fsql_plan::{Pipeline, Schema};
 
 use super::Executor;
-use crate::checkpoint::metadata::{FORMAT, NodeEntry};
+use crate::checkpoint::metadata::{FORMAT, NodeColumns, NodeEntry};
 use crate::checkpoint::store::{read_state, state_file_name};
 use crate::checkpoint::{
     AppendedFile, CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition,
@@ -29,6 +29,9 @@ pub(super) struct Checkpointing {
     pipeline: String,
     /// Per node, the digest of its definition.
     definitions: Vec<String>,
+    /// Per node, the schemas its digest covers when a restore can widen its state
+    /// ([`widenable_columns`]).
+    columns: Vec<Option<NodeColumns>>,
     /// The files the run appends to besides its sinks ([`appended_files`]).
     appended: Vec<PathBuf>,
     /// The number of the last checkpoint taken or restored.
@@ -56,8 +59,71 @@ fn definition(pipeline: &Pipeline, index: usize) -> String {
         .iter()
         .filter_map(|i| pipeline.node(*i).map(|n| &n.schema))
         .collect();
-    let json = serde_json::to_vec(&(&node.op, inputs, &node.schema)).unwrap_or_default();
+    digest(&node.op, &inputs, &node.schema)
+}
+
+fn digest(op: &fsql_plan::Operator, inputs: &[&Schema], output: &Schema) -> String {
+    let json = serde_json::to_vec(&(op, inputs, output)).unwrap_or_default();
     fsql_plan::sha256_hex(&json)
+}
+
+/// The schemas of node `index` a checkpoint records when its operator's state can be restored
+/// across inputs that gained columns (those [`Operator::narrowed`](fsql_plan::Operator::narrowed)
+/// maps).
+fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
+    let node = pipeline.nodes.get(index)?;
+    if !matches!(
+        node.op,
+        fsql_plan::Operator::Over(_)
+            | fsql_plan::Operator::MatchRecognize(_)
+            | fsql_plan::Operator::Join(_)
+    ) {
+        return None;
+    }
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|i| pipeline.node(*i).map(|n| n.schema.clone()))
+        .collect::<Option<_>>()?;
+    Some(NodeColumns {
+        inputs,
+        output: node.schema.clone(),
+    })
+}
+
+/// The columns node `index` has gained since `entry` was checkpointed, when its state can be
+/// restored as it is with rows widened: its inputs are the recorded ones with nullable columns
+/// added, it reads none of them, and its output is the recorded one with them passed through.
+/// `None` when the node changed in any other way.
+fn gained_columns(pipeline: &Pipeline, index: usize, entry: &NodeEntry) -> Option<Vec<String>> {
+    let node = pipeline.nodes.get(index)?;
+    let old = entry.columns.as_ref()?;
+    if old.inputs.len() != node.inputs.len() {
+        return None;
+    }
+    let mut maps = Vec::with_capacity(old.inputs.len());
+    let mut added = Vec::new();
+    for (was, id) in old.inputs.iter().zip(&node.inputs) {
+        let now = &pipeline.node(*id)?.schema;
+        let map = fsql_plan::InputMap::by_name(was, now)?;
+        added.extend(map.added().map(|c| now.fields[c].name.clone()));
+        maps.push(map);
+    }
+    if added.is_empty() {
+        return None;
+    }
+    let narrowed = node.op.narrowed(&maps)?;
+    let output = Schema::new(
+        node.schema
+            .fields
+            .iter()
+            .filter(|f| !added.contains(&f.name))
+            .cloned()
+            .collect(),
+    );
+    let inputs: Vec<&Schema> = old.inputs.iter().collect();
+    (output == old.output && digest(&narrowed, &inputs, &old.output) == entry.definition)
+        .then_some(added)
 }
 
 /// The files a run appends to besides its sinks: the late-data file (`pipeline.late-data.path`)
@@ -168,6 +234,9 @@ impl Checkpointing {
             definitions: (0..pipeline.nodes.len())
                 .map(|i| definition(pipeline, i))
                 .collect(),
+            columns: (0..pipeline.nodes.len())
+                .map(|i| widenable_columns(pipeline, i))
+                .collect(),
             appended: appended_files(pipeline),
             last_id,
             taken: 0,
@@ -275,6 +344,7 @@ impl Executor<'_> {
                 inputs_ended: node.ended.clone(),
                 done: node.done,
                 state: None,
+                columns: ck.columns.get(i).cloned().flatten(),
             });
         }
         let mut sources = Vec::with_capacity(self.sources.len());
@@ -364,6 +434,9 @@ impl Executor<'_> {
             .as_ref()
             .map(|c| c.definitions.clone())
             .unwrap_or_default();
+        // Operators restored across inputs that gained columns, and those columns.
+        let mut widened = 0;
+        let mut gained: Vec<String> = Vec::new();
         for entry in &meta.nodes {
             let Some(i) = pipeline.nodes.iter().position(|n| n.name == entry.name) else {
                 if entry.state.is_some() {
@@ -379,8 +452,21 @@ impl Executor<'_> {
                 continue;
             };
             let node = &mut self.nodes[i];
-            let changed = node.metrics.kind != entry.kind
+            let mut changed = node.metrics.kind != entry.kind
                 || definitions.get(i).is_some_and(|d| *d != entry.definition);
+            if changed
+                && entry.state.is_some()
+                && let Some(added) = gained_columns(pipeline, i, entry)
+            {
+                // Stored rows are widened by name as the operator restores them.
+                changed = false;
+                for c in added {
+                    if !gained.contains(&c) {
+                        gained.push(c);
+                    }
+                }
+                widened += 1;
+            }
             if changed && entry.state.is_some() {
                 let why = format!(
                     "`{}` ({}) is defined differently from when its state was checkpointed (its query, its input's columns or its output changed)",
@@ -410,6 +496,16 @@ impl Executor<'_> {
                 node.ended.clone_from(&entry.inputs_ended);
                 node.done = entry.done;
             }
+        }
+        if widened > 0 {
+            eprintln!(
+                "checkpoint: {widened} operator(s) restored although their input gained column(s) {}: rows they stored before hold NULL there",
+                gained
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         for entry in &meta.sources {
             if let Some(s) = self.sources.iter_mut().find(|s| s.name == entry.name) {

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow::compute::kernels::interleave::interleave;
 use arrow::compute::{filter_record_batch, interleave_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 use fsql_plan::{Expr, JoinKind, JoinSpec};
 
 use crate::compiled::Condition;
@@ -198,10 +198,13 @@ impl Side {
         Ok(())
     }
 
-    /// Reads what [`Side::snapshot`] wrote for an input of `width` columns: the side, with its
+    /// Reads what [`Side::snapshot`] wrote for an input of `input`'s columns: the side, with its
     /// rows in one batch, and each row id's key bytes. Every live row must belong to exactly
     /// one key and every free id be an empty slot, so no later lookup goes out of range.
-    fn restore(r: &mut StateReader<'_>, width: usize) -> Result<(Side, Vec<KeyBytes>), StateError> {
+    fn restore(
+        r: &mut StateReader<'_>,
+        input: &ArrowSchema,
+    ) -> Result<(Side, Vec<KeyBytes>), StateError> {
         let bad = |m: &str| Err(StateError(m.into()));
         let keep = r.bool()?;
         let slots = r.count()?;
@@ -221,7 +224,8 @@ impl Side {
                 None
             });
         }
-        let stored = r.rows(width)?;
+        // Rows kept before the input gained columns are widened (see `widen`).
+        let stored = r.rows_as(input)?;
         if stored.len() != live as usize {
             return bad("kept rows and their row slots disagree");
         }
@@ -857,8 +861,8 @@ impl Operator for Join {
         let err = |e| RuntimeError::state(&self.name, e);
         r.expect_tag("join", JOIN_STATE_LAYOUT).map_err(err)?;
         let watermark = r.i64().map_err(err)?;
-        let (left, left_keys) = Side::restore(r, self.widths[LEFT]).map_err(err)?;
-        let (right, right_keys) = Side::restore(r, self.widths[RIGHT]).map_err(err)?;
+        let (left, left_keys) = Side::restore(r, &self.input_schemas[LEFT]).map_err(err)?;
+        let (right, right_keys) = Side::restore(r, &self.input_schemas[RIGHT]).map_err(err)?;
         self.watermark = watermark;
         self.sides = [left, right];
         self.row_keys = [left_keys, right_keys];

@@ -23,8 +23,9 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::compute::concat_batches;
+use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
@@ -268,6 +269,29 @@ impl<'a> StateReader<'a> {
         })
     }
 
+    /// Reads what [`StateWriter::rows`] wrote for an input now of `schema`: rows written before
+    /// the input gained columns are widened to it ([`widen`]).
+    pub fn rows_as(&mut self, schema: &Schema) -> Result<StoredRows, StateError> {
+        let n = self.count()?;
+        if n == 0 {
+            return Ok(StoredRows {
+                rows: None,
+                next: 0,
+            });
+        }
+        let rows = widen(self.batch()?, schema)?;
+        if rows.num_rows() != n {
+            return Err(StateError(format!(
+                "{} rows where {n} were written",
+                rows.num_rows()
+            )));
+        }
+        Ok(StoredRows {
+            rows: Some(rows),
+            next: 0,
+        })
+    }
+
     /// Checks a layout tag written with [`StateWriter::u32`] first: a snapshot of another
     /// layout (another fsql version's) is refused rather than misread.
     pub fn expect_tag(&mut self, what: &str, tag: u32) -> Result<(), StateError> {
@@ -292,6 +316,50 @@ impl<'a> StateReader<'a> {
             )))
         }
     }
+}
+
+/// Stored rows as rows of `to`: unchanged when they have its columns, else (their input gained
+/// columns since they were written, which the restore checked against the plan) each column of
+/// `to` taken by name, and a column the rows lack all NULL. The schema becomes `to`'s.
+pub fn widen(rows: RecordBatch, to: &Schema) -> Result<RecordBatch, StateError> {
+    let refuse = |m: String| Err(StateError(format!("stored rows do not fit the input: {m}")));
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+    let have = rows.schema();
+    let columns = if have.fields().len() == to.fields().len() {
+        rows.columns().to_vec()
+    } else {
+        let mut used = 0;
+        let mut columns = Vec::with_capacity(to.fields().len());
+        for f in to.fields() {
+            match have.column_with_name(f.name()) {
+                Some((i, had)) if had.data_type() == f.data_type() => {
+                    used += 1;
+                    columns.push(Arc::clone(rows.column(i)));
+                }
+                Some((_, had)) => {
+                    return refuse(format!(
+                        "column `{}` was {}, is {}",
+                        f.name(),
+                        had.data_type(),
+                        f.data_type()
+                    ));
+                }
+                None if f.is_nullable() => {
+                    columns.push(new_null_array(f.data_type(), rows.num_rows()));
+                }
+                None => return refuse(format!("new column `{}` is NOT NULL", f.name())),
+            }
+        }
+        if used != have.fields().len() {
+            return refuse(format!(
+                "{} stored columns, {used} of them in the input",
+                have.fields().len()
+            ));
+        }
+        columns
+    };
+    RecordBatch::try_new_with_options(Arc::new(to.clone()), columns, &options)
+        .map_err(|e| StateError(format!("stored rows of another shape: {e}")))
 }
 
 /// Rows read by [`StateReader::rows`], handed out one at a time in the order they were written.
@@ -386,6 +454,58 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn stored_rows_widen_by_name_with_the_new_column_null() {
+        let old = Arc::new(Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            old,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        let mut w = StateWriter::default();
+        w.rows(&[rows]).unwrap();
+        let bytes = w.into_bytes();
+        // A column added between the two: `n` moves, the new one is NULL.
+        let wide = Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("device", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        let got = StateReader::new(&bytes).rows_as(&wide).unwrap();
+        let got = got.batch().unwrap();
+        assert_eq!(got.schema().as_ref(), &wide);
+        assert_eq!(got.column(1).null_count(), 2);
+        let n = got.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(n.values(), &[1, 2]);
+        // Refused: a new column that is NOT NULL, a stored column the input no longer has, a
+        // column whose type changed.
+        let not_null = Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("device", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        let dropped = Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("device", DataType::Utf8, true),
+            Field::new("m", DataType::Int64, true),
+        ]);
+        let retyped = Schema::new(vec![
+            Field::new("card", DataType::Utf8, true),
+            Field::new("device", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ]);
+        for to in [not_null, dropped, retyped] {
+            let e = StateReader::new(&bytes).rows_as(&to).unwrap_err();
+            assert!(e.0.contains("stored rows do not fit the input"), "{e:?}");
+        }
+    }
 
     #[test]
     fn values_and_rows_round_trip() {

@@ -30,7 +30,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::kernels::interleave::interleave;
 use arrow::error::ArrowError;
 
@@ -41,7 +41,7 @@ use crate::error::RuntimeError;
 use crate::operator::batch_with_schema;
 use crate::operators::agg::key::KeyBytes;
 use crate::state::KeyedState;
-use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::codec::{StateError, StateReader, StateWriter, widen};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
 pub(super) const MR_STATE_LAYOUT: u32 = 1;
@@ -135,15 +135,9 @@ impl MatchRecognize {
         if arrivals > i64::MAX as u64 {
             return Err(StateError(format!("{arrivals} rows arrived")));
         }
-        let rows = r.batch()?;
+        // Rows stored before the input gained columns are widened (see `widen`).
+        let rows = widen(r.batch()?, &self.row_schema)?;
         let n = rows.num_rows();
-        let options = RecordBatchOptions::new().with_row_count(Some(n));
-        let rows = RecordBatch::try_new_with_options(
-            self.row_schema.clone(),
-            rows.columns().to_vec(),
-            &options,
-        )
-        .map_err(|e| StateError(format!("stored rows of another shape: {e}")))?;
         let mut rows = Rows {
             batch: Arc::new(rows),
             next: 0,

@@ -45,7 +45,7 @@ use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
 use crate::state::StateBackend;
-use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::codec::{StateError, StateReader, StateWriter, widen};
 
 use self::layout::Layout;
 use self::partition::{BatchColumns, OneBatch, Partitions, RowRef};
@@ -696,14 +696,10 @@ impl Operator for Over {
         }
         self.seq = seq;
         if r.bool().map_err(err)? {
-            let rows = r.batch().map_err(err)?;
-            if rows.schema().fields().len() != self.input_width {
-                return Err(err(StateError(format!(
-                    "waiting rows have {} columns, the input has {}",
-                    rows.schema().fields().len(),
-                    self.input_width
-                ))));
-            }
+            let input = ArrowSchema::new(
+                self.schema.fields()[..self.input_width.min(self.schema.fields().len())].to_vec(),
+            );
+            let rows = widen(r.batch().map_err(err)?, &input).map_err(err)?;
             let mut seqs = Vec::new();
             for _ in 0..r.count().map_err(err)? {
                 seqs.push(r.u64().map_err(err)?);
