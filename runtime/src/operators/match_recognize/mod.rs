@@ -46,8 +46,8 @@ use crate::error::RuntimeError;
 use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
-use crate::state::KeyedState;
 use crate::state::codec::{StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend};
 use crate::text::units_per_second;
 
 /// A row of an input batch (its columns, then the derived values): the batch is shared by all its
@@ -208,6 +208,9 @@ pub struct MatchRecognize {
     /// Encodes the further ORDER BY columns (with `order_then`).
     then: Option<arrow::row::RowConverter>,
     partitions: KeyedState<Partition>,
+    /// Where partitions live (kept for restores): with RocksDB, beyond the resident budget a
+    /// partition's matcher and rows are spilled between batches.
+    backend: StateBackend,
     /// The partitions with an open attempt: a small set, so that the check a row that starts
     /// nothing needs (is an attempt open in its partition?) stays in cache.
     active: std::collections::HashSet<KeyBytes, FxBuild>,
@@ -294,6 +297,7 @@ impl MatchRecognize {
     /// The operator for `spec`, producing `schema` (ONE ROW PER MATCH: partition columns, then
     /// measures; ALL ROWS PER MATCH: partition and ordering columns, measures, the other input
     /// columns). With `jit`, conditions, measures and derived values run compiled.
+    #[allow(clippy::too_many_arguments)] // the node's plan, its pipeline settings, its backend
     pub fn new(
         name: &str,
         spec: &MatchRecognizeSpec,
@@ -302,6 +306,7 @@ impl MatchRecognize {
         emit: EmitMode,
         jit: bool,
         state_ttl_ms: Option<i64>,
+        backend: &StateBackend,
     ) -> Result<MatchRecognize, RuntimeError> {
         let program = program::compile(&spec.pattern)
             .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
@@ -393,6 +398,9 @@ impl MatchRecognize {
         let idle_skip = first_mask.filter(|_| {
             spec.rows_per_match != RowsPerMatch::AllWithUnmatched && !program.contains(&Inst::Start)
         });
+        let partitions = KeyedState::new(backend, name, || {
+            snapshot::partition_codec(program.clone(), spec.variables.len(), row_schema.clone())
+        });
         Ok(MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
@@ -402,7 +410,8 @@ impl MatchRecognize {
             emit,
             keys: KeyEncoder::new(spec.partition_by.clone()),
             then: None,
-            partitions: KeyedState::default(),
+            partitions,
+            backend: backend.clone(),
             active: std::collections::HashSet::with_hasher(FxBuild),
             waiting: Vec::new(),
             arrivals: 0,
@@ -426,6 +435,14 @@ impl MatchRecognize {
             eval: EvalShape::new(spec, &row_schema),
             row_schema,
         })
+    }
+
+    /// Keeps the backend's resident budget of partitions in memory (see `KeyedState::settle`),
+    /// failing when a spilled partition could not be read back.
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        self.partitions
+            .settle()
+            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     /// `batch` with the derived values after its columns (the stored row's shape).
@@ -1830,7 +1847,8 @@ impl Operator for MatchRecognize {
             self.compact()?;
         }
         self.late.keep(&self.name, &input, late)?;
-        self.emit(out)
+        self.emit(out)?;
+        self.settle()
     }
 
     fn on_watermark(
@@ -1846,7 +1864,7 @@ impl Operator for MatchRecognize {
         self.expire_idle()?;
         self.emit(out)?;
         out.push(Event::Watermark(watermark_ms));
-        Ok(())
+        self.settle()
     }
 
     fn on_end(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -2034,8 +2052,17 @@ mod differential {
                 EmitMode::Arrival
             };
             let spec = spec(p.clone(), &sets, skip);
-            let mut op = MatchRecognize::new("mr", &spec, &input, output.clone(), emit, true, None)
-                .expect("the operator builds");
+            let mut op = MatchRecognize::new(
+                "mr",
+                &spec,
+                &input,
+                output.clone(),
+                emit,
+                true,
+                None,
+                &StateBackend::memory(),
+            )
+            .expect("the operator builds");
             let mut out = Vec::new();
             let mut failed = false;
             let mut at = 0;

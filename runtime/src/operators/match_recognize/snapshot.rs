@@ -7,13 +7,15 @@
 //! rows waiting for the watermark, the set of partitions with an open attempt, the deadline and
 //! TTL queues, the watermark and the arrival counter. Layout, after [`MR_STATE_LAYOUT`]:
 //!
-//! 1. the watermark and the arrival counter;
+//! 1. whether the partitions are in RocksDB, the watermark and the arrival counter;
 //! 2. every row state refers to, as one batch of stored rows (the input's columns, then the
 //!    derived values): each partition's rows oldest first, partitions in id order, then the
 //!    waiting rows in arrival order. The parts below name no row: each takes the next one, in
 //!    that order, and a restored row is a reference into this one batch;
 //! 3. the partitions ([`KeyedState::snapshot`], ids kept), each with its rows' times and whether
-//!    a match took them, then its [`Matcher`];
+//!    a match took them, then its [`Matcher`]. With the RocksDB backend only their keys: each
+//!    partition's value — its own rows as one batch, then the same — is in RocksDB's checkpoint
+//!    ([`partition_codec`]), and step 2 holds the waiting rows only;
 //! 4. the waiting rows' times, condition masks, ordering bytes, arrival numbers and keys;
 //! 5. the partitions with an open attempt, the deadline queue and the TTL queue, by key, sorted
 //!    (the same state always gives the same bytes).
@@ -30,8 +32,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::kernels::interleave::interleave;
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 
 use super::matcher::Matcher;
@@ -40,15 +43,66 @@ use super::{Due, MatchRecognize, Partition, RowRef, Stored, Waiting};
 use crate::error::RuntimeError;
 use crate::operator::batch_with_schema;
 use crate::operators::agg::key::KeyBytes;
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
+use crate::state::{KeyedState, ValueCodec};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
-pub(super) const MR_STATE_LAYOUT: u32 = 1;
+/// Layout 2 added the storage flag (layout 1 is layout 2 in memory, without it).
+pub(super) const MR_STATE_LAYOUT: u32 = 2;
+
+/// How the RocksDB backend stores one partition: its stored rows (the input's columns, then the
+/// derived values) as one batch, then what [`write_partition`] writes.
+pub(super) fn partition_codec(
+    program: Vec<Inst>,
+    variables: usize,
+    row_schema: SchemaRef,
+) -> ValueCodec<Partition> {
+    let width = row_schema.fields().len();
+    let schema = Arc::clone(&row_schema);
+    ValueCodec {
+        encode: Box::new(move |p: &Partition, w: &mut StateWriter| {
+            let rows: Vec<&RowRef> = p.rows.iter().map(|s| &s.row).collect();
+            if rows.is_empty() {
+                w.rows(&[])?;
+            } else {
+                let gathered = |e| StateError(format!("gathering a partition's rows: {e}"));
+                let columns = gather_by_batch(&rows, width).map_err(gathered)?;
+                let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+                let batch =
+                    RecordBatch::try_new_with_options(Arc::clone(&schema), columns, &options)
+                        .map_err(gathered)?;
+                w.rows(&[batch])?;
+            }
+            write_partition(p, w);
+            Ok(())
+        }),
+        decode: Box::new(move |r: &mut StateReader<'_>| {
+            let stored = r.rows_as(&row_schema)?;
+            let mut rows = Rows {
+                batch: Arc::new(
+                    stored
+                        .batch()
+                        .cloned()
+                        .unwrap_or_else(|| RecordBatch::new_empty(row_schema.clone())),
+                ),
+                next: 0,
+            };
+            let p = read_partition(r, &program, variables, &mut rows)?;
+            if rows.next != stored.len() {
+                return Err(StateError(format!(
+                    "a spilled partition holds {} rows and refers to {}",
+                    stored.len(),
+                    rows.next
+                )));
+            }
+            Ok(p)
+        }),
+    }
+}
 
 impl MatchRecognize {
     /// Writes the node's state (see the module documentation for the layout).
-    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+    pub(super) fn write_state(&mut self, w: &mut StateWriter) -> Result<(), RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
         // `emit` outputs every match found before a step returns, so none is pending here.
         if !self.found.is_empty() {
@@ -57,12 +111,19 @@ impl MatchRecognize {
                 self.found.len()
             ))));
         }
+        // With RocksDB the partitions are in its checkpoint: only their keys are written here.
+        let spilled = self.partitions.in_rocksdb();
+        if spilled {
+            self.partitions.flush().map_err(err)?;
+        }
         w.u32(MR_STATE_LAYOUT);
+        w.bool(spilled);
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
         let rows: Vec<&RowRef> = self
             .partitions
             .values()
+            .filter(|_| !spilled)
             .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
             .chain(self.waiting.iter().map(|x| &x.row))
             .collect();
@@ -128,7 +189,15 @@ impl MatchRecognize {
     }
 
     fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
-        r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT)?;
+        let spilled = match r.u32()? {
+            1 => false,
+            MR_STATE_LAYOUT => r.bool()?,
+            other => {
+                return Err(StateError(format!(
+                    "MATCH_RECOGNIZE state has layout {other}, this fsql reads layouts 1 and {MR_STATE_LAYOUT}"
+                )));
+            }
+        };
         let watermark_ms = r.i64()?;
         let arrivals = r.u64()?;
         // A counter near `u64::MAX` could only overflow later.
@@ -143,9 +212,21 @@ impl MatchRecognize {
             next: 0,
         };
         let variables = self.spec.variables.len();
-        let partitions = KeyedState::restore(r, |r| {
-            read_partition(r, &self.program, variables, &mut rows)
-        })?;
+        let codec = || {
+            partition_codec(
+                self.program.clone(),
+                variables,
+                Arc::clone(&self.row_schema),
+            )
+        };
+        let partitions = if spilled {
+            KeyedState::restore_spilled(r, &self.backend, &self.name, codec)?
+        } else {
+            KeyedState::restore(r, |r| {
+                read_partition(r, &self.program, variables, &mut rows)
+            })?
+            .into_backend(&self.backend, &self.name, codec)?
+        };
         let mut waiting = Vec::new();
         for _ in 0..r.count()? {
             waiting.push(Waiting {
@@ -329,6 +410,7 @@ mod tests {
 
     use super::*;
     use crate::operator::Operator;
+    use crate::state::StateBackend;
     use crate::testkit::{Step, bin, check_restore, col, lit};
 
     const MINUTE: i64 = 60_000;
@@ -506,6 +588,11 @@ mod tests {
 
         /// The node, with the output schema the planner gives it.
         fn operator(&self, emit: EmitMode) -> Box<dyn Operator> {
+            self.operator_in(emit, &StateBackend::memory())
+        }
+
+        /// The node keeping its partitions in `backend`.
+        fn operator_in(&self, emit: EmitMode, backend: &StateBackend) -> Box<dyn Operator> {
             let spec = &self.spec;
             let input = input();
             let field = |c: &usize| input.field(*c).clone();
@@ -537,6 +624,7 @@ mod tests {
                     emit,
                     false,
                     self.ttl_ms,
+                    backend,
                 )
                 .expect("the operator builds"),
             )
@@ -553,6 +641,12 @@ mod tests {
                         whole.iter().any(|l| !l.starts_with("watermark")),
                         "{emit:?}: no output"
                     );
+                    // With RocksDB and one partition resident, every other partition's matcher
+                    // and rows are spilled between steps, read back, and checkpointed from
+                    // RocksDB: the same output, restored after any step.
+                    let rocksdb = crate::testkit::rocksdb_backend(1);
+                    let spilled = check_restore(&|| self.operator_in(emit, &rocksdb), &steps());
+                    assert_eq!(spilled, whole, "{emit:?}: spilled to RocksDB");
                     whole
                 })
                 .collect()
@@ -850,11 +944,13 @@ mod tests {
             let bytes = w.into_bytes();
             let mut r = StateReader::new(&bytes);
             r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT).unwrap();
+            assert!(!r.bool().unwrap(), "in memory");
             r.i64().unwrap();
             r.u64().unwrap();
             let ipc_len = r.bytes().unwrap().len();
-            // The tag, the watermark, the arrival counter and the IPC stream's length.
-            let ipc = 28..28 + ipc_len;
+            // The tag, the storage flag, the watermark, the arrival counter and the IPC
+            // stream's length.
+            let ipc = 29..29 + ipc_len;
             let mut refused = 0;
             for at in (0..bytes.len()).filter(|at| !ipc.contains(at)) {
                 for flip in [0x01, 0x80, 0xff] {
