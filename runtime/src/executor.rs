@@ -863,8 +863,14 @@ impl<'c> Executor<'c> {
                     )))
                 }
                 PlanOp::TemporalJoin(spec) => {
-                    let join =
-                        TemporalJoin::new(&node.name, spec, input(0)?, input(1)?, schema.clone())?;
+                    let join = TemporalJoin::new(
+                        &node.name,
+                        spec,
+                        input(0)?,
+                        input(1)?,
+                        schema.clone(),
+                        backend,
+                    )?;
                     Some(Box::new(if jit { join.compiled() } else { join }))
                 }
                 PlanOp::Join(spec) => {

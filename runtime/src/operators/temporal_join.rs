@@ -9,6 +9,7 @@
 //! output): its result could no longer be exact.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat_batches, filter_record_batch};
@@ -20,8 +21,8 @@ use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
 use crate::operators::window::event_millis;
-use crate::state::KeyedState;
-use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::codec::{StateError, StateReader, StateWriter, StoredRows};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 /// A left row waiting for the watermark: its key (`None`: a NULL key, never matched) and the row.
 struct Waiting {
@@ -41,8 +42,11 @@ pub struct TemporalJoin {
     residual: Option<Condition>,
     /// Left rows by (time, arrival).
     waiting: BTreeMap<(i64, u64), Waiting>,
-    /// Versions per key, by version time (one-row batches).
+    /// Versions per key, by version time (one-row batches). With the RocksDB backend a key's
+    /// versions spill beyond the resident budget.
     versions: KeyedState<BTreeMap<i64, RecordBatch>>,
+    /// Where versions live (kept for restores).
+    backend: StateBackend,
     /// Keys with versions added since the last pruning.
     dirty: Vec<Box<[u8]>>,
     watermark: i64,
@@ -51,13 +55,15 @@ pub struct TemporalJoin {
 }
 
 impl TemporalJoin {
-    /// A temporal join of `left` with the versioned table `right`, producing `schema`.
+    /// A temporal join of `left` with the versioned table `right`, producing `schema`, keeping
+    /// versions in `backend`.
     pub fn new(
         name: &str,
         spec: &TemporalJoinSpec,
         left: SchemaRef,
         right: SchemaRef,
         schema: SchemaRef,
+        backend: &StateBackend,
     ) -> Result<TemporalJoin, RuntimeError> {
         let plan_err = |m: &str| RuntimeError::Plan(format!("temporal join node `{name}`: {m}"));
         if schema.fields().len() != left.fields().len() + right.fields().len() {
@@ -77,7 +83,7 @@ impl TemporalJoin {
             name: name.to_string(),
             schema,
             kind: spec.kind,
-            inputs: [left, right],
+            inputs: [left, Arc::clone(&right)],
             keys: [spec.left_keys.clone(), spec.right_keys.clone()],
             encoders: [
                 KeyEncoder::new((0..n).collect()),
@@ -86,7 +92,8 @@ impl TemporalJoin {
             times: [spec.left_time, spec.right_time],
             residual: spec.residual.clone().map(Condition::new),
             waiting: BTreeMap::new(),
-            versions: KeyedState::default(),
+            versions: KeyedState::new(backend, name, || versions_codec(Arc::clone(&right))),
+            backend: backend.clone(),
             dirty: Vec::new(),
             watermark: i64::MIN,
             seq: 0,
@@ -101,6 +108,14 @@ impl TemporalJoin {
             residual.compile(&self.schema);
         }
         self
+    }
+
+    /// Keeps the backend's resident budget of keys' versions in memory (see
+    /// `KeyedState::settle`), failing when spilled versions could not be read back.
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        self.versions
+            .settle()
+            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
@@ -119,7 +134,7 @@ impl TemporalJoin {
             let Waiting { key, row } = entry.remove();
             let version = key
                 .as_ref()
-                .and_then(|k| self.versions.get_by_key(k))
+                .and_then(|k| self.versions.get_mut_by_key(k))
                 .and_then(|v| v.range(..=t).next_back())
                 .map(|(_, r)| r.clone());
             if version.is_none() && self.kind == JoinKind::Inner {
@@ -248,7 +263,7 @@ impl Operator for TemporalJoin {
             }
         }
         self.late.keep(&self.name, &batch, late)?;
-        Ok(())
+        self.settle()
     }
 
     fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -257,7 +272,7 @@ impl Operator for TemporalJoin {
             self.release(w, out)?;
         }
         out.push(Event::Watermark(w));
-        Ok(())
+        self.settle()
     }
 
     fn late_rows(&self) -> u64 {
@@ -270,10 +285,16 @@ impl Operator for TemporalJoin {
 
     /// The watermark and arrival counter, the waiting left rows (gathered into one batch, each
     /// with its time, arrival number and key), every key's versions (their rows in one batch,
-    /// by key id and time) and the keys due for pruning.
+    /// by key id and time; with RocksDB only the keys, their versions are in its checkpoint)
+    /// and the keys due for pruning.
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
+        let spilled = self.versions.in_rocksdb();
+        if spilled {
+            self.versions.flush().map_err(err)?;
+        }
         w.u32(TEMPORAL_JOIN_STATE_LAYOUT);
+        w.bool(spilled);
         w.i64(self.watermark);
         w.u64(self.seq);
         let waiting: Vec<RecordBatch> = self.waiting.values().map(|v| v.row.clone()).collect();
@@ -292,15 +313,13 @@ impl Operator for TemporalJoin {
         let versions: Vec<RecordBatch> = self
             .versions
             .values()
+            .filter(|_| !spilled)
             .flat_map(|(_, v)| v.values().cloned())
             .collect();
         w.rows(&versions).map_err(err)?;
         self.versions
             .snapshot(w, |v, w| {
-                w.count(v.len());
-                for &t in v.keys() {
-                    w.i64(t);
-                }
+                write_times(v, w);
                 Ok(())
             })
             .map_err(err)?;
@@ -315,8 +334,15 @@ impl Operator for TemporalJoin {
         let name = &self.name;
         let err = |e| RuntimeError::state(name, e);
         let twice = |what: &str| err(StateError(format!("{what} appears twice")));
-        r.expect_tag("temporal join", TEMPORAL_JOIN_STATE_LAYOUT)
-            .map_err(err)?;
+        let spilled = match r.u32().map_err(err)? {
+            1 => false,
+            TEMPORAL_JOIN_STATE_LAYOUT => r.bool().map_err(err)?,
+            other => {
+                return Err(err(StateError(format!(
+                    "temporal join state has layout {other}, this fsql reads layouts 1 and {TEMPORAL_JOIN_STATE_LAYOUT}"
+                ))));
+            }
+        };
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
         let mut rows = r.rows(self.inputs[0].fields().len()).map_err(err)?;
@@ -332,17 +358,14 @@ impl Operator for TemporalJoin {
                 return Err(twice("a waiting row"));
             }
         }
-        let mut rows = r.rows(self.inputs[1].fields().len()).map_err(err)?;
-        let versions = KeyedState::restore(r, |r| {
-            let mut v = BTreeMap::new();
-            for _ in 0..r.count()? {
-                let t = r.i64()?;
-                if v.insert(t, rows.next_row()?).is_some() {
-                    return Err(StateError(format!("a key's version at {t} appears twice")));
-                }
-            }
-            Ok(v)
-        })
+        let mut rows = r.rows_as(&self.inputs[1]).map_err(err)?;
+        let codec = || versions_codec(Arc::clone(&self.inputs[1]));
+        let versions = if spilled {
+            KeyedState::restore_spilled(r, &self.backend, name, codec)
+        } else {
+            KeyedState::restore(r, |r| read_times(r, &mut rows))
+                .and_then(|v| v.into_backend(&self.backend, name, codec))
+        }
         .map_err(err)?;
         rows.finish().map_err(err)?;
         let mut dirty = Vec::new();
@@ -356,8 +379,51 @@ impl Operator for TemporalJoin {
     }
 }
 
-/// The layout of a temporal join's checkpoint state (bumped when it changes).
-const TEMPORAL_JOIN_STATE_LAYOUT: u32 = 1;
+/// The layout of a temporal join's checkpoint state (bumped when it changes). Layout 2 added
+/// the storage flag (layout 1 is layout 2 in memory, without it).
+const TEMPORAL_JOIN_STATE_LAYOUT: u32 = 2;
+
+/// Writes a key's version times (its rows are written apart).
+fn write_times(v: &BTreeMap<i64, RecordBatch>, w: &mut StateWriter) {
+    w.count(v.len());
+    for &t in v.keys() {
+        w.i64(t);
+    }
+}
+
+/// Reads what [`write_times`] wrote, each version's row the next of `rows`.
+fn read_times(
+    r: &mut StateReader<'_>,
+    rows: &mut StoredRows,
+) -> Result<BTreeMap<i64, RecordBatch>, StateError> {
+    let mut v = BTreeMap::new();
+    for _ in 0..r.count()? {
+        let t = r.i64()?;
+        if v.insert(t, rows.next_row()?).is_some() {
+            return Err(StateError(format!("a key's version at {t} appears twice")));
+        }
+    }
+    Ok(v)
+}
+
+/// How the RocksDB backend stores one key's versions: their rows (of the versioned table
+/// `right`), then their times.
+fn versions_codec(right: SchemaRef) -> ValueCodec<BTreeMap<i64, RecordBatch>> {
+    ValueCodec {
+        encode: Box::new(|v, w| {
+            let rows: Vec<RecordBatch> = v.values().cloned().collect();
+            w.rows(&rows)?;
+            write_times(v, w);
+            Ok(())
+        }),
+        decode: Box::new(move |r| {
+            let mut rows = r.rows_as(&right)?;
+            let v = read_times(r, &mut rows)?;
+            rows.finish()?;
+            Ok(v)
+        }),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -429,7 +495,7 @@ mod tests {
     }
 
     /// `orders [LEFT] JOIN rates FOR SYSTEM_TIME AS OF ts ON k = rk`, optionally `AND rate <> 12`.
-    fn temporal(kind: JoinKind, residual: bool) -> TemporalJoin {
+    fn temporal(kind: JoinKind, residual: bool, backend: &StateBackend) -> TemporalJoin {
         let [left, right] = schemas();
         let out = Arc::new(ArrowSchema::new(
             left.fields()
@@ -453,7 +519,7 @@ mod tests {
                 )
             }),
         };
-        TemporalJoin::new("tj", &spec, left, right, out).unwrap()
+        TemporalJoin::new("tj", &spec, left, right, out, backend).unwrap()
     }
 
     /// Inner and LEFT temporal joins, with and without a residual condition: versions arriving
@@ -477,12 +543,18 @@ mod tests {
             order(&[(Some(1), 20), (Some(3), 13)]),
             Step::Watermark(i64::MAX),
         ];
+        let memory = StateBackend::memory();
+        // With one key's versions resident, the others spill between steps and are read back.
+        let rocksdb = crate::testkit::rocksdb_backend(1);
         for kind in [JoinKind::Inner, JoinKind::Left] {
             for residual in [false, true] {
-                let whole = check_restore(&|| Box::new(temporal(kind, residual)), &steps);
+                let whole = check_restore(&|| Box::new(temporal(kind, residual, &memory)), &steps);
                 let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
                 assert!(rows >= 6, "{kind:?}: {whole:?}");
-                let mut op = temporal(kind, residual);
+                let spilled =
+                    check_restore(&|| Box::new(temporal(kind, residual, &rocksdb)), &steps);
+                assert_eq!(spilled, whole, "{kind:?}, spilled to RocksDB");
+                let mut op = temporal(kind, residual, &memory);
                 drive(&mut op, &steps, &mut Vec::new()).unwrap();
                 assert_eq!(op.late_rows(), 2);
             }
