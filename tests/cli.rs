@@ -1310,7 +1310,8 @@ INSERT INTO out2 SELECT payment_id, merchant_id, device_n_10m FROM device_10m;
 
 /// `SELECT *` views pass a new source column through the stateful operators below them: an
 /// OVER aggregation (rows waiting for the watermark included), a MATCH_RECOGNIZE over all
-/// columns and an interval join keep rows of the old columns. Their checkpoint still restores
+/// columns, an interval join and a Window TopN keep rows of the old columns, a window
+/// aggregation keys and accumulators. Their checkpoint still restores
 /// — the rows they stored before hold NULL in the new column — and every output equals an
 /// uninterrupted run's. An operator that reads the new column in its state is still refused.
 #[test]
@@ -1343,6 +1344,17 @@ CREATE VIEW again AS SELECT a.payment_id AS a_id, b.payment_id AS b_id FROM card
 CREATE TABLE out_join (a_id BIGINT, b_id BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out_join.jsonl', 'format' = 'json');
 INSERT INTO out_join SELECT a_id, b_id FROM again;
+CREATE TABLE out_win (card_id STRING, window_start TIMESTAMP(3), n BIGINT, top_id BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out_win.jsonl', 'format' = 'json');
+INSERT INTO out_win SELECT card_id, window_start, COUNT(*), MAX(payment_id)
+FROM TABLE(TUMBLE(TABLE card_1h, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+GROUP BY card_id, window_start, window_end;
+CREATE TABLE out_top (card_id STRING, window_start TIMESTAMP(3), payment_id BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out_top.jsonl', 'format' = 'json');
+INSERT INTO out_top SELECT card_id, window_start, payment_id FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, card_id ORDER BY amount DESC) AS rn
+  FROM TABLE(TUMBLE(TABLE card_1h, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+) WHERE rn <= 1;
 ";
     // A new source column in the middle: every column after it moves.
     let v2 = v1.replace(
@@ -1391,7 +1403,13 @@ INSERT INTO out_join SELECT a_id, b_id FROM again;
             && stderr.contains("input gained column(s) `merchant_id`"),
         "{stderr}"
     );
-    for file in ["out.jsonl", "out_mr.jsonl", "out_join.jsonl"] {
+    for file in [
+        "out.jsonl",
+        "out_mr.jsonl",
+        "out_join.jsonl",
+        "out_win.jsonl",
+        "out_top.jsonl",
+    ] {
         assert_eq!(lines(&run, file), lines(&reference, file), "{file}");
     }
 

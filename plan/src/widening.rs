@@ -23,7 +23,9 @@
 use std::collections::HashMap;
 
 use crate::expr::{Expr, ExprKind};
-use crate::graph::{JoinSpec, Operator, OverSpec};
+use crate::graph::{
+    GroupAggregate, GroupColumn, JoinSpec, Operator, OverSpec, SortKey, TemporalJoinSpec,
+};
 use crate::pattern::{MatchRecognizeSpec, Navigation};
 use crate::types::Schema;
 
@@ -89,6 +91,11 @@ impl InputMap {
     }
 }
 
+/// The old position of a current column of `map`'s input, as a function.
+fn col(map: &InputMap) -> impl Fn(usize) -> Option<usize> + '_ {
+    move |i| map.old_position(i)
+}
+
 /// Rewrites every column of `e` with `map`; `None` when some column has no old position.
 fn remap(e: &Expr, map: &dyn Fn(usize) -> Option<usize>) -> Option<Expr> {
     let mut e = e.clone();
@@ -105,19 +112,66 @@ fn remap(e: &Expr, map: &dyn Fn(usize) -> Option<usize>) -> Option<Expr> {
 impl Operator {
     /// This operator as it would read its inputs before they gained columns (`maps`, one per
     /// input), or `None` when it reads a new column or its kind is not mapped. Mapped are the
-    /// stateful operators whose state does not depend on columns they do not read, or whose
-    /// stored rows are widened on restore: OVER, MATCH_RECOGNIZE and joins.
+    /// stateful operators, whose state either holds no input row (aggregates, keys) or holds
+    /// rows that are widened on restore (OVER's waiting rows, a pattern's rows, a join's or
+    /// TopN's kept rows, versions, session rows).
     pub fn narrowed(&self, maps: &[InputMap]) -> Option<Operator> {
-        match (self, maps) {
-            (Operator::Over(spec), [map]) => Some(Operator::Over(narrow_over(spec, map)?)),
+        let cols = |map: &InputMap, c: &[usize]| -> Option<Vec<usize>> {
+            c.iter().map(|&c| map.old_position(c)).collect()
+        };
+        Some(match (self, maps) {
+            (Operator::Over(spec), [map]) => Operator::Over(narrow_over(spec, map)?),
             (Operator::MatchRecognize(spec), [map]) => {
-                Some(Operator::MatchRecognize(narrow_match(spec, map)?))
+                Operator::MatchRecognize(narrow_match(spec, map)?)
             }
             (Operator::Join(spec), [left, right]) => {
-                Some(Operator::Join(narrow_join(spec, left, right)?))
+                Operator::Join(narrow_join(spec, left, right)?)
             }
-            _ => None,
-        }
+            (Operator::TemporalJoin(spec), [left, right]) => {
+                Operator::TemporalJoin(narrow_temporal_join(spec, left, right)?)
+            }
+            (Operator::GroupAggregate(spec), [map]) => {
+                let mut out = spec.clone();
+                out.keys = cols(map, &spec.keys)?;
+                out.aggregates = narrow_aggregates(&spec.aggregates, &col(map))?;
+                Operator::GroupAggregate(out)
+            }
+            (Operator::WindowAggregate(spec), [map]) => {
+                let mut out = spec.clone();
+                out.time = map.old_position(spec.time)?;
+                out.partition = cols(map, &spec.partition)?;
+                out.group = spec
+                    .group
+                    .iter()
+                    .map(|g| match g {
+                        GroupColumn::Key(c) => map.old_position(*c).map(GroupColumn::Key),
+                        other => Some(*other),
+                    })
+                    .collect::<Option<_>>()?;
+                out.aggregates = narrow_aggregates(&spec.aggregates, &col(map))?;
+                Operator::WindowAggregate(out)
+            }
+            (Operator::WindowAssign(spec), [map]) => {
+                let mut out = spec.clone();
+                out.time = map.old_position(spec.time)?;
+                out.partition = cols(map, &spec.partition)?;
+                Operator::WindowAssign(out)
+            }
+            (Operator::Rank(spec), [map]) => {
+                let mut out = spec.clone();
+                out.partition_by = cols(map, &spec.partition_by)?;
+                out.order_by = narrow_sort_keys(&spec.order_by, &col(map))?;
+                Operator::Rank(out)
+            }
+            (Operator::WindowRank(spec), [map]) => {
+                let mut out = spec.clone();
+                out.partition_by = cols(map, &spec.partition_by)?;
+                out.window_end = map.old_position(spec.window_end)?;
+                out.order_by = narrow_sort_keys(&spec.order_by, &col(map))?;
+                Operator::WindowRank(out)
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -233,6 +287,72 @@ fn narrow_navigation(n: &Navigation, row: &dyn Fn(usize) -> Option<usize>) -> Op
         | Navigation::TimedOut
         | Navigation::Expected => n.clone(),
     })
+}
+
+fn narrow_aggregates(
+    aggs: &[GroupAggregate],
+    col: &dyn Fn(usize) -> Option<usize>,
+) -> Option<Vec<GroupAggregate>> {
+    aggs.iter()
+        .map(|a| {
+            let mut out = a.clone();
+            out.args = a
+                .args
+                .iter()
+                .map(|e| remap(e, col))
+                .collect::<Option<_>>()?;
+            out.filter = match &a.filter {
+                Some(f) => Some(remap(f, col)?),
+                None => None,
+            };
+            Some(out)
+        })
+        .collect()
+}
+
+fn narrow_sort_keys(
+    keys: &[SortKey],
+    col: &dyn Fn(usize) -> Option<usize>,
+) -> Option<Vec<SortKey>> {
+    keys.iter()
+        .map(|k| {
+            Some(SortKey {
+                expr: remap(&k.expr, col)?,
+                ..k.clone()
+            })
+        })
+        .collect()
+}
+
+fn narrow_temporal_join(
+    spec: &TemporalJoinSpec,
+    left: &InputMap,
+    right: &InputMap,
+) -> Option<TemporalJoinSpec> {
+    let l = |i: usize| left.old_position(i);
+    let r = |i: usize| right.old_position(i);
+    let both = |i: usize| match i.checked_sub(left.new_width()) {
+        Some(j) => right.old_position(j).map(|j| left.old_width + j),
+        None => left.old_position(i),
+    };
+    let mut out = spec.clone();
+    out.left_keys = spec
+        .left_keys
+        .iter()
+        .map(|e| remap(e, &l))
+        .collect::<Option<_>>()?;
+    out.right_keys = spec
+        .right_keys
+        .iter()
+        .map(|e| remap(e, &r))
+        .collect::<Option<_>>()?;
+    out.left_time = l(spec.left_time)?;
+    out.right_time = r(spec.right_time)?;
+    out.residual = match &spec.residual {
+        Some(e) => Some(remap(e, &both)?),
+        None => None,
+    };
+    Some(out)
 }
 
 fn narrow_join(spec: &JoinSpec, left: &InputMap, right: &InputMap) -> Option<JoinSpec> {

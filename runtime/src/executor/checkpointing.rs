@@ -69,17 +69,17 @@ fn digest(op: &fsql_plan::Operator, inputs: &[&Schema], output: &Schema) -> Stri
 
 /// The schemas of node `index` a checkpoint records when its operator's state can be restored
 /// across inputs that gained columns (those [`Operator::narrowed`](fsql_plan::Operator::narrowed)
-/// maps).
+/// maps, and only when their inputs' column names are unique).
 fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
     let node = pipeline.nodes.get(index)?;
-    if !matches!(
-        node.op,
-        fsql_plan::Operator::Over(_)
-            | fsql_plan::Operator::MatchRecognize(_)
-            | fsql_plan::Operator::Join(_)
-    ) {
-        return None;
-    }
+    let maps: Vec<fsql_plan::InputMap> = node
+        .inputs
+        .iter()
+        .map(|i| pipeline.node(*i).map(|n| &n.schema))
+        .map(|s| s.and_then(|s| fsql_plan::InputMap::by_name(s, s)))
+        .collect::<Option<_>>()?;
+    // Operators `narrowed` does not map are matched by their digest alone.
+    node.op.narrowed(&maps)?;
     let inputs = node
         .inputs
         .iter()

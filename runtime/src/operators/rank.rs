@@ -20,7 +20,7 @@ use fsql_plan::RankSpec;
 use crate::error::RuntimeError;
 use crate::operator::{Changes, Event, Operator, RowKind};
 use crate::operators::agg::key::KeyEncoder;
-use crate::operators::ranked::{Ranked, SortKeyEncoder, codec};
+use crate::operators::ranked::{Ranked, SortKeyEncoder, codec, input_schema};
 use crate::state::codec::{StateReader, StateWriter};
 use crate::state::{KeyedState, StateBackend};
 
@@ -62,7 +62,7 @@ impl Rank {
                 "rank node `{name}` has no columns"
             )));
         }
-        let width = schema.fields().len() - 1;
+        let input = input_schema(&schema);
         Ok(Rank {
             name: name.to_string(),
             schema,
@@ -70,7 +70,7 @@ impl Rank {
             sorter: SortKeyEncoder::new(&spec.order_by),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             latest_on_ties: spec.latest_on_ties,
-            kept: KeyedState::new(backend, name, || codec(width)),
+            kept: KeyedState::new(backend, name, || codec(input)),
             backend: backend.clone(),
             seq: 0,
         })
@@ -199,8 +199,7 @@ impl Operator for Rank {
             self.kept.flush().map_err(err)?;
             self.kept.snapshot(w, |_, _| Ok(())).map_err(err)?;
         } else {
-            let width = self.schema.fields().len() - 1;
-            let encode = codec(width).encode;
+            let encode = codec(input_schema(&self.schema)).encode;
             self.kept
                 .snapshot(w, |ranked, w| encode(ranked, w))
                 .map_err(err)?;
@@ -213,13 +212,13 @@ impl Operator for Rank {
         let err = |e| RuntimeError::state(name, e);
         r.expect_tag("TopN", RANK_STATE_LAYOUT).map_err(err)?;
         self.seq = r.u64().map_err(err)?;
-        let width = self.schema.fields().len().saturating_sub(1);
+        let input = input_schema(&self.schema);
         self.kept = if r.bool().map_err(err)? {
-            KeyedState::restore_spilled(r, &self.backend, name, || codec(width)).map_err(err)?
+            KeyedState::restore_spilled(r, &self.backend, name, || codec(input)).map_err(err)?
         } else {
-            let decode = codec(width).decode;
+            let decode = codec(Arc::clone(&input)).decode;
             KeyedState::restore(r, |r| decode(r))
-                .and_then(|kept| kept.into_backend(&self.backend, name, || codec(width)))
+                .and_then(|kept| kept.into_backend(&self.backend, name, || codec(input)))
                 .map_err(err)?
         };
         Ok(())

@@ -3,7 +3,10 @@
 //! number, their checkpoint (and RocksDB) encoding, and the sort-key encoder.
 
 use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::Arc;
+
 use arrow::compute::SortOptions;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use fsql_plan::SortKey;
 
@@ -32,9 +35,10 @@ fn encode_ranked(ranked: &[Ranked], w: &mut StateWriter) -> Result<(), StateErro
     Ok(())
 }
 
-/// Reads what [`encode_ranked`] wrote (rows of `width` columns).
-fn decode_ranked(r: &mut StateReader<'_>, width: usize) -> Result<Vec<Ranked>, StateError> {
-    let mut rows = r.rows(width)?;
+/// Reads what [`encode_ranked`] wrote (rows of `input`; rows written before it gained columns
+/// are widened).
+fn decode_ranked(r: &mut StateReader<'_>, input: &Schema) -> Result<Vec<Ranked>, StateError> {
+    let mut rows = r.rows_as(input)?;
     let ranked = (0..r.count()?)
         .map(|_| {
             Ok(Ranked {
@@ -48,11 +52,19 @@ fn decode_ranked(r: &mut StateReader<'_>, width: usize) -> Result<Vec<Ranked>, S
     Ok(ranked)
 }
 
-pub(crate) fn codec(width: usize) -> ValueCodec<Vec<Ranked>> {
+/// How a partition's kept rows (rows of `input`) are stored: in RocksDB, and in memory
+/// checkpoints of TopN without a window.
+pub(crate) fn codec(input: SchemaRef) -> ValueCodec<Vec<Ranked>> {
     ValueCodec {
         encode: Box::new(|ranked, w| encode_ranked(ranked, w)),
-        decode: Box::new(move |r| decode_ranked(r, width)),
+        decode: Box::new(move |r| decode_ranked(r, &input)),
     }
+}
+
+/// A TopN's input schema: its output without the row number.
+pub(crate) fn input_schema(output: &Schema) -> SchemaRef {
+    let n = output.fields().len().saturating_sub(1);
+    Arc::new(Schema::new(output.fields()[..n].to_vec()))
 }
 
 /// Encodes `ORDER BY` keys of batches as byte-comparable rows (Arrow's row format: descending

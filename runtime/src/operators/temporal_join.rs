@@ -345,7 +345,7 @@ impl Operator for TemporalJoin {
         };
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
-        let mut rows = r.rows(self.inputs[0].fields().len()).map_err(err)?;
+        let mut rows = r.rows_as(&self.inputs[0]).map_err(err)?;
         let mut waiting = BTreeMap::new();
         for _ in 0..rows.len() {
             let at = (r.i64().map_err(err)?, r.u64().map_err(err)?);

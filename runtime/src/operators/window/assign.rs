@@ -6,7 +6,7 @@
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 use fsql_plan::{WindowAssignSpec, WindowKind};
 
 use super::session::{Session, Sessions};
@@ -115,9 +115,10 @@ impl Operator for WindowAssign {
         r.expect_tag("SESSION window", SESSION_ASSIGN_STATE_LAYOUT)
             .map_err(err)?;
         self.watermark = r.i64().map_err(err)?;
-        let mut rows = r
-            .rows(self.schema.fields().len().saturating_sub(3))
-            .map_err(err)?;
+        // The input: the output without window_start, window_end and window_time.
+        let n = self.schema.fields().len().saturating_sub(3);
+        let input = ArrowSchema::new(self.schema.fields()[..n].to_vec());
+        let mut rows = r.rows_as(&input).map_err(err)?;
         sessions
             .restore(r, |r| (0..r.count()?).map(|_| rows.next_row()).collect())
             .map_err(err)?;

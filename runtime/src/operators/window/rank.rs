@@ -17,7 +17,7 @@ use super::event_millis;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
-use crate::operators::ranked::{Ranked, SortKeyEncoder, codec};
+use crate::operators::ranked::{Ranked, SortKeyEncoder, codec, input_schema};
 use crate::state::codec::{StateError, StateReader, StateWriter};
 use crate::state::{KeyedState, StateBackend};
 
@@ -54,14 +54,14 @@ impl WindowRank {
             )));
         }
         // The input's columns: the output's but the row number.
-        let width = schema.fields().len() - 1;
+        let input = input_schema(&schema);
         Ok(WindowRank {
             name: name.to_string(),
             schema,
             partitions: KeyEncoder::new(spec.partition_by.clone()),
             spec: spec.clone(),
             sorter: SortKeyEncoder::new(&spec.order_by),
-            kept: KeyedState::new(backend, name, || codec(width)),
+            kept: KeyedState::new(backend, name, || codec(input)),
             backend: backend.clone(),
             by_end: BTreeMap::new(),
             watermark: i64::MIN,
@@ -261,11 +261,11 @@ impl Operator for WindowRank {
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
         let in_rocksdb = flagged && r.bool().map_err(err)?;
-        let width = self.schema.fields().len().saturating_sub(1);
+        let input = input_schema(&self.schema);
         let kept = if in_rocksdb {
-            KeyedState::restore_spilled(r, &self.backend, name, || codec(width)).map_err(err)?
+            KeyedState::restore_spilled(r, &self.backend, name, || codec(input)).map_err(err)?
         } else {
-            let mut rows = r.rows(width).map_err(err)?;
+            let mut rows = r.rows_as(&input).map_err(err)?;
             let kept = KeyedState::restore(r, |r| {
                 (0..r.count()?)
                     .map(|_| {
@@ -279,7 +279,7 @@ impl Operator for WindowRank {
             })
             .map_err(err)?;
             rows.finish().map_err(err)?;
-            kept.into_backend(&self.backend, name, || codec(width))
+            kept.into_backend(&self.backend, name, || codec(input))
                 .map_err(err)?
         };
         let mut queued = vec![false; kept.id_bound()];
