@@ -874,7 +874,14 @@ impl<'c> Executor<'c> {
                     Some(Box::new(if jit { join.compiled() } else { join }))
                 }
                 PlanOp::Join(spec) => {
-                    let join = Join::new(&node.name, spec, input(0)?, input(1)?, schema.clone())?;
+                    let join = Join::new(
+                        &node.name,
+                        spec,
+                        input(0)?,
+                        input(1)?,
+                        schema.clone(),
+                        backend,
+                    )?;
                     Some(Box::new(if jit { join.compiled() } else { join }))
                 }
                 PlanOp::Sink(_) if open.capture_sinks => {

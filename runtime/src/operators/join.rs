@@ -15,21 +15,24 @@
 //!   inputs (Flink's semantics): a `+I`/`+U` row is kept and its pairs are emitted with its kind,
 //!   a `-U`/`-D` row forgets an equal kept row of its side and its pairs are emitted with its kind.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
+};
+use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::interleave::interleave;
-use arrow::compute::{filter_record_batch, interleave_record_batch};
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use fsql_plan::{Expr, JoinKind, JoinSpec};
 
 use crate::compiled::Condition;
 use crate::error::RuntimeError;
 use crate::operator::{Changes, Event, LateRows, Operator};
-use crate::operators::agg::key::{KeyBytes, KeyEncoder};
+use crate::operators::agg::key::KeyEncoder;
 use crate::operators::window::event_millis;
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 const LEFT: usize = 0;
 const RIGHT: usize = 1;
@@ -42,286 +45,355 @@ struct Bounds {
     upper: i64,
 }
 
-/// A kept row.
-#[derive(Clone, Copy, Debug)]
+/// A kept row: the batch it is in (the input batch it arrived in; read back from a checkpoint or
+/// from RocksDB, its key's batch), its time, whether it met a partner, and its arrival number on
+/// its input, which names it in the expiry queue.
+#[derive(Clone, Debug)]
 struct Kept {
-    batch: u32,
+    batch: Arc<RecordBatch>,
     row: u32,
     ts: i64,
     matched: bool,
+    seq: u64,
 }
 
-/// One input's kept rows.
-#[derive(Default)]
-struct Side {
-    /// Batches holding kept rows, with how many they hold (freed at zero).
-    batches: Vec<Option<(RecordBatch, u32)>>,
-    rows: Vec<Option<Kept>>,
-    free: Vec<u32>,
-    by_key: KeyedState<Ids>,
-    /// `(expiry, row)`: interval joins drop rows once the watermark reaches their expiry.
-    expiry: BTreeSet<(i64, u32)>,
-    /// False once the other input ended (regular join): nothing can match later rows.
-    keep: bool,
+/// The kept rows of one key, in arrival order.
+#[derive(Clone, Debug, Default)]
+struct KeyRows {
+    rows: Vec<Kept>,
+    /// Read back from RocksDB and not used since: its rows are in a batch of their own, which
+    /// [`Side::compact_reloaded`] copies into a shared one once the key is used.
+    reloaded: bool,
 }
 
-impl Side {
-    fn add_batch(&mut self, batch: RecordBatch) -> u32 {
-        self.batches.push(Some((batch, 0)));
-        (self.batches.len() - 1) as u32
-    }
-
-    fn batch(&self, b: u32) -> Option<&RecordBatch> {
-        self.batches
-            .get(b as usize)
-            .and_then(|e| e.as_ref().map(|(batch, _)| batch))
-    }
-
-    fn keep_row(&mut self, key: &[u8], kept: Kept) -> u32 {
-        if let Some(Some((_, n))) = self.batches.get_mut(kept.batch as usize) {
-            *n += 1;
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.rows[id as usize] = Some(kept);
-                id
-            }
-            None => {
-                self.rows.push(Some(kept));
-                (self.rows.len() - 1) as u32
-            }
-        };
-        match self.by_key.get_mut_by_key(key) {
-            Some(ids) => ids.push(id),
-            None => {
-                self.by_key.id_or_insert_with(key, || Ids::One(id));
-            }
-        }
-        id
-    }
-
-    /// Forgets row `id` (kept under `key`).
-    fn drop_row(&mut self, key: &[u8], id: u32) -> Option<Kept> {
-        let kept = self.rows.get_mut(id as usize)?.take()?;
-        self.free.push(id);
-        if let Some(ids) = self.by_key.get_mut_by_key(key)
-            && ids.remove(id)
-        {
-            self.by_key.remove_key(key);
-        }
-        if let Some(entry) = self.batches.get_mut(kept.batch as usize) {
-            let empty = entry.as_mut().is_some_and(|(_, n)| {
-                *n = n.saturating_sub(1);
-                *n == 0
-            });
-            if empty {
-                *entry = None;
-            }
-        }
-        Some(kept)
-    }
-
-    /// Drops a batch no kept row references.
-    fn release_if_unused(&mut self, b: u32) {
-        if let Some(entry) = self.batches.get_mut(b as usize)
-            && entry.as_ref().is_some_and(|(_, n)| *n == 0)
-        {
-            *entry = None;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.batches.clear();
-        self.rows.clear();
-        self.free.clear();
-        self.by_key.clear();
-        self.expiry.clear();
-    }
-}
-
-impl Side {
-    /// Writes this input's kept rows for a checkpoint: each row slot (free, or the row's time
-    /// and whether it matched), the rows themselves gathered into one batch in slot order (not
-    /// the whole batches they were kept in), the free list, each key's rows (in the order
-    /// matches are emitted) and the expiry queue. Row ids stay as they are: the expiry queue
-    /// breaks ties by them and new rows reuse them from the free list.
-    fn snapshot(&self, w: &mut StateWriter) -> Result<(), StateError> {
-        w.bool(self.keep);
+impl KeyRows {
+    /// Writes the rows' times, flags and arrival numbers (the rows themselves are written apart).
+    fn write_meta(&self, w: &mut StateWriter) {
         w.count(self.rows.len());
-        let mut sources: Vec<&RecordBatch> = Vec::new();
-        let mut source_of: Vec<usize> = vec![usize::MAX; self.batches.len()];
-        let mut indices = Vec::new();
-        for row in &self.rows {
-            let Some(k) = row else {
-                w.bool(false);
-                continue;
-            };
-            w.bool(true);
+        for k in &self.rows {
             w.i64(k.ts);
             w.bool(k.matched);
-            let (Some(batch), Some(at)) =
-                (self.batch(k.batch), source_of.get_mut(k.batch as usize))
-            else {
-                return Err(StateError("a kept row's batch is gone".into()));
-            };
-            if *at == usize::MAX {
-                *at = sources.len();
-                sources.push(batch);
-            }
-            indices.push((*at, k.row as usize));
+            w.u64(k.seq);
         }
-        let rows = if indices.is_empty() {
-            Vec::new()
-        } else {
-            vec![
-                interleave_record_batch(&sources, &indices)
-                    .map_err(|e| StateError(format!("gathering rows: {e}")))?,
-            ]
-        };
-        w.rows(&rows)?;
-        w.count(self.free.len());
-        for &id in &self.free {
-            w.u32(id);
+    }
+
+    /// Reads what [`KeyRows::write_meta`] wrote, each row the next of `rows` (a batch read back).
+    fn read_meta(
+        r: &mut StateReader<'_>,
+        rows: &Arc<RecordBatch>,
+        next: &mut usize,
+    ) -> Result<KeyRows, StateError> {
+        let n = r.count()?;
+        if n == 0 {
+            return Err(StateError("a key without rows".into()));
         }
-        self.by_key.snapshot(w, |ids, w| {
-            w.count(ids.as_slice().len());
-            for &id in ids.as_slice() {
-                w.u32(id);
+        let mut kept = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let (ts, matched, seq) = (r.i64()?, r.bool()?, r.u64()?);
+            if *next >= rows.num_rows() {
+                return Err(StateError(format!(
+                    "state refers to more than the {} kept rows",
+                    rows.num_rows()
+                )));
             }
+            kept.push(Kept {
+                batch: Arc::clone(rows),
+                row: *next as u32,
+                ts,
+                matched,
+                seq,
+            });
+            *next += 1;
+        }
+        Ok(KeyRows {
+            rows: kept,
+            reloaded: false,
+        })
+    }
+}
+
+/// The columns of `rows` (of `width` columns) gathered into one batch of `schema`, in order.
+fn gather(rows: &[&Kept], schema: &SchemaRef) -> Result<RecordBatch, StateError> {
+    let bad = |e| StateError(format!("gathering kept rows: {e}"));
+    let mut sources: Vec<&RecordBatch> = Vec::new();
+    let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
+    let indices: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|k| {
+            let at = *index.entry(Arc::as_ptr(&k.batch)).or_insert_with(|| {
+                sources.push(k.batch.as_ref());
+                sources.len() - 1
+            });
+            (at, k.row as usize)
+        })
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    if sources.is_empty() {
+        return RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            schema
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), 0))
+                .collect(),
+            &options,
+        )
+        .map_err(bad);
+    }
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, &indices)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(bad)
+}
+
+/// How a key's kept rows are stored in RocksDB: the rows (of the input `schema`) as one batch,
+/// then [`KeyRows::write_meta`].
+fn key_rows_codec(schema: SchemaRef) -> ValueCodec<KeyRows> {
+    let input = Arc::clone(&schema);
+    ValueCodec {
+        encode: Box::new(move |k: &KeyRows, w: &mut StateWriter| {
+            let rows: Vec<&Kept> = k.rows.iter().collect();
+            w.rows(&[gather(&rows, &schema)?])?;
+            k.write_meta(w);
             Ok(())
-        })?;
-        w.count(self.expiry.len());
-        for &(at, id) in &self.expiry {
-            w.i64(at);
-            w.u32(id);
+        }),
+        decode: Box::new(move |r: &mut StateReader<'_>| {
+            let stored = r.rows_as(&input)?;
+            let batch = Arc::new(
+                stored
+                    .batch()
+                    .cloned()
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&input))),
+            );
+            let mut next = 0;
+            let mut rows = KeyRows::read_meta(r, &batch, &mut next)?;
+            if next != batch.num_rows() {
+                return Err(StateError(
+                    "a key's stored rows and their count disagree".into(),
+                ));
+            }
+            rows.reloaded = true;
+            Ok(rows)
+        }),
+    }
+}
+
+/// One input's kept rows, by key.
+struct Side {
+    /// Rows of the input, with this side's name in the backend (`<node>#left`, `<node>#right`).
+    schema: SchemaRef,
+    by_key: KeyedState<KeyRows>,
+    /// `(expiry, arrival number, key id)`: interval joins drop rows once the watermark reaches
+    /// their expiry.
+    expiry: BTreeSet<(i64, u64, u32)>,
+    /// False once the other input ended (regular join): nothing can match later rows.
+    keep: bool,
+    /// The arrival number of the next kept row.
+    next_seq: u64,
+    /// Rows kept.
+    kept: usize,
+    /// Keys read back from RocksDB and used in this batch ([`Side::compact_reloaded`]).
+    reloaded: Vec<u32>,
+}
+
+impl Side {
+    fn new(schema: SchemaRef, backend: &StateBackend, name: &str) -> Side {
+        let codec_schema = Arc::clone(&schema);
+        Side {
+            by_key: KeyedState::new(backend, name, || key_rows_codec(codec_schema)),
+            schema,
+            expiry: BTreeSet::new(),
+            keep: true,
+            next_seq: 0,
+            kept: 0,
+            reloaded: Vec::new(),
+        }
+    }
+
+    /// The rows of key `id` (read back first if spilled), to be changed or probed.
+    fn rows_mut(&mut self, id: u32) -> Option<&mut KeyRows> {
+        let Side {
+            by_key, reloaded, ..
+        } = self;
+        let rows = by_key.get_mut(id)?;
+        if rows.reloaded {
+            rows.reloaded = false;
+            reloaded.push(id);
+        }
+        Some(rows)
+    }
+
+    /// Copies the rows of keys read back in this batch into one batch shared by them: read back,
+    /// each key's rows are a batch of their own, whose per-column structures cost kilobytes a
+    /// key where a shared batch costs bytes a row.
+    fn compact_reloaded(&mut self) -> Result<(), StateError> {
+        if self.reloaded.is_empty() {
+            return Ok(());
+        }
+        let mut ids = std::mem::take(&mut self.reloaded);
+        ids.sort_unstable();
+        ids.dedup();
+        // Resident: used in this batch, and keys are only spilled between batches.
+        let refs: Vec<&Kept> = ids
+            .iter()
+            .filter_map(|&id| self.by_key.get(id))
+            .flat_map(|k| k.rows.iter())
+            .collect();
+        let batch = Arc::new(gather(&refs, &self.schema)?);
+        let mut next = 0u32;
+        for &id in &ids {
+            if let Some(k) = self.by_key.get_mut(id) {
+                for row in &mut k.rows {
+                    row.batch = Arc::clone(&batch);
+                    row.row = next;
+                    next += 1;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Reads what [`Side::snapshot`] wrote for an input of `input`'s columns: the side, with its
-    /// rows in one batch, and each row id's key bytes. Every live row must belong to exactly
-    /// one key and every free id be an empty slot, so no later lookup goes out of range.
-    fn restore(
-        r: &mut StateReader<'_>,
-        input: &ArrowSchema,
-    ) -> Result<(Side, Vec<KeyBytes>), StateError> {
-        let bad = |m: &str| Err(StateError(m.into()));
-        let keep = r.bool()?;
-        let slots = r.count()?;
-        let mut rows = Vec::with_capacity(slots);
-        let mut live: u32 = 0;
-        for _ in 0..slots {
-            rows.push(if r.bool()? {
-                let kept = Kept {
-                    batch: 0,
-                    row: live,
-                    ts: r.i64()?,
-                    matched: r.bool()?,
-                };
-                live += 1;
-                Some(kept)
-            } else {
-                None
-            });
+    /// Keeps `kept` (its `seq` is assigned here) under `key`; returns the key's id and the row's
+    /// arrival number.
+    fn keep_row(&mut self, key: &[u8], mut kept: Kept) -> (u32, u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        kept.seq = seq;
+        let id = self.by_key.id_or_insert_with(key, KeyRows::default);
+        if let Some(rows) = self.rows_mut(id) {
+            rows.rows.push(kept);
+            self.kept += 1;
         }
-        // Rows kept before the input gained columns are widened (see `widen`).
-        let stored = r.rows_as(input)?;
-        if stored.len() != live as usize {
-            return bad("kept rows and their row slots disagree");
+        (id, seq)
+    }
+
+    /// Forgets the row at `pos` of key `id`, dropping the key with its last row.
+    fn drop_row(&mut self, id: u32, pos: usize) -> Option<Kept> {
+        let rows = self.rows_mut(id)?;
+        if pos >= rows.rows.len() {
+            return None;
         }
-        let batches = stored
-            .batch()
-            .map(|b| vec![Some((b.clone(), live))])
-            .unwrap_or_default();
-        let mut taken = vec![false; rows.len()];
-        let free_count = r.count()?;
-        let mut free = Vec::with_capacity(free_count);
-        for _ in 0..free_count {
-            let id = r.u32()?;
-            match (rows.get(id as usize), taken.get_mut(id as usize)) {
-                (Some(None), Some(t)) if !*t => *t = true,
-                _ => return bad("a free row id is in use or free twice"),
-            }
-            free.push(id);
+        let kept = rows.rows.remove(pos);
+        if rows.rows.is_empty() {
+            self.by_key.remove(id);
         }
-        if free.len() + live as usize != rows.len() {
-            return bad("an empty row slot is not free");
+        self.kept = self.kept.saturating_sub(1);
+        Some(kept)
+    }
+
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.expiry.clear();
+        self.kept = 0;
+        self.reloaded.clear();
+    }
+
+    /// Between batches: keys read back share a batch again, then at most the backend's resident
+    /// budget of keys stays in memory (see `KeyedState::settle`).
+    fn settle(&mut self) -> Result<(), StateError> {
+        self.compact_reloaded()?;
+        self.by_key.settle()
+    }
+}
+
+impl Side {
+    /// Writes this input's kept rows for a checkpoint: whether they are in RocksDB, the rows
+    /// gathered into one batch in key id order (none with RocksDB: they are in its checkpoint),
+    /// each key with its rows' times, flags and arrival numbers (with RocksDB the keys only), the
+    /// expiry queue, the next arrival number and the number of rows kept. Key ids stay as they
+    /// are: the expiry queue names keys by id.
+    fn snapshot(&mut self, w: &mut StateWriter) -> Result<(), StateError> {
+        let spilled = self.by_key.in_rocksdb();
+        if spilled {
+            self.by_key.flush()?;
         }
-        let by_key = KeyedState::restore(r, |r| {
-            let ids: Vec<u32> = (0..r.count()?).map(|_| r.u32()).collect::<Result<_, _>>()?;
-            match ids.as_slice() {
-                [] => Err(StateError("a key without rows".into())),
-                [id] => Ok(Ids::One(*id)),
-                _ => Ok(Ids::Many(ids)),
-            }
+        w.bool(spilled);
+        w.bool(self.keep);
+        let rows: Vec<&Kept> = self
+            .by_key
+            .values()
+            .filter(|_| !spilled)
+            .flat_map(|(_, k)| k.rows.iter())
+            .collect();
+        let batch = gather(&rows, &self.schema)?;
+        w.rows(&[batch])?;
+        self.by_key.snapshot(w, |k, w| {
+            k.write_meta(w);
+            Ok(())
         })?;
-        let mut row_keys = vec![KeyBytes::default(); rows.len()];
-        let mut owned = 0;
-        for (key_id, ids) in by_key.values() {
-            for &id in ids.as_slice() {
-                match (rows.get(id as usize), taken.get_mut(id as usize)) {
-                    (Some(Some(_)), Some(t)) if !*t => *t = true,
-                    _ => return bad("a key's row is free or another key's"),
-                }
-                row_keys[id as usize] = KeyBytes::new(by_key.key(key_id));
-                owned += 1;
-            }
+        w.count(self.expiry.len());
+        for &(at, seq, id) in &self.expiry {
+            w.i64(at);
+            w.u64(seq);
+            w.u32(id);
         }
-        if owned != live {
-            return bad("a kept row belongs to no key");
+        w.u64(self.next_seq);
+        w.u64(self.kept as u64);
+        Ok(())
+    }
+
+    /// Reads what [`Side::snapshot`] wrote into this (empty) side. Every expiry must name a live
+    /// key and an arrival number below the next one; in memory, every arrival number must be
+    /// unique and every stored row belong to a key.
+    fn restore(
+        &mut self,
+        r: &mut StateReader<'_>,
+        backend: &StateBackend,
+        name: &str,
+    ) -> Result<(), StateError> {
+        let bad = |m: &str| Err(StateError(m.into()));
+        let spilled = r.bool()?;
+        let keep = r.bool()?;
+        let stored = r.rows_as(&self.schema)?;
+        let batch = Arc::new(
+            stored
+                .batch()
+                .cloned()
+                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))),
+        );
+        let codec_schema = Arc::clone(&self.schema);
+        let codec = || key_rows_codec(codec_schema);
+        let mut next = 0;
+        let by_key = if spilled {
+            KeyedState::restore_spilled(r, backend, name, codec)?
+        } else {
+            KeyedState::restore(r, |r| KeyRows::read_meta(r, &batch, &mut next))?
+                .into_backend(backend, name, codec)?
+        };
+        if next != stored.len() {
+            return bad("kept rows and their keys disagree");
         }
         let mut expiry = BTreeSet::new();
         for _ in 0..r.count()? {
-            let (at, id) = (r.i64()?, r.u32()?);
-            if !matches!(rows.get(id as usize), Some(Some(_))) || !expiry.insert((at, id)) {
-                return bad("an expiry names a free row, or twice");
+            let (at, seq, id) = (r.i64()?, r.u64()?, r.u32()?);
+            if !by_key.contains_id(id) || !expiry.insert((at, seq, id)) {
+                return bad("an expiry names no key, or twice");
             }
         }
-        let side = Side {
-            batches,
-            rows,
-            free,
-            by_key,
-            expiry,
-            keep,
-        };
-        Ok((side, row_keys))
-    }
-}
-
-/// The kept rows of one key: most keys have one, so no vector for them.
-#[derive(Clone, Debug)]
-enum Ids {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Ids {
-    fn push(&mut self, id: u32) {
-        match self {
-            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
-            Ids::Many(ids) => ids.push(id),
-        }
-    }
-
-    /// Removes `id`; true when none is left.
-    fn remove(&mut self, id: u32) -> bool {
-        match self {
-            Ids::One(x) => *x == id,
-            Ids::Many(ids) => {
-                if let Some(at) = ids.iter().position(|&x| x == id) {
-                    ids.swap_remove(at);
+        let next_seq = r.u64()?;
+        let kept =
+            usize::try_from(r.u64()?).map_err(|_| StateError("too many kept rows".into()))?;
+        let mut seqs = std::collections::HashSet::new();
+        for (_, k) in by_key.values() {
+            for row in &k.rows {
+                if row.seq >= next_seq || !seqs.insert(row.seq) {
+                    return bad("a kept row's arrival number is repeated or ahead");
                 }
-                ids.is_empty()
             }
         }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Ids::One(x) => std::slice::from_ref(x),
-            Ids::Many(ids) => ids,
+        if expiry.iter().any(|&(_, seq, _)| seq >= next_seq) || (!spilled && seqs.len() != kept) {
+            return bad("the kept rows and their count disagree");
         }
+        self.by_key = by_key;
+        self.expiry = expiry;
+        self.keep = keep;
+        self.next_seq = next_seq;
+        self.kept = kept;
+        Ok(())
     }
 }
 
@@ -341,8 +413,24 @@ fn same_row(
     Ok(true)
 }
 
-/// A row reference for output: `(side's batch, row)`, or none for NULL padding.
-type Ref = Option<(u32, u32)>;
+/// Whether a left row at `lt` and a right row at `rt` are within `bounds` (always, without).
+fn within(bounds: Option<Bounds>, lt: i64, rt: i64) -> bool {
+    match bounds {
+        Some(b) => {
+            let d = lt.saturating_sub(rt);
+            b.lower <= d && d <= b.upper
+        }
+        None => true,
+    }
+}
+
+/// The name of a join input's table in the state backend.
+fn side_name(node: &str, side: usize) -> String {
+    format!("{node}#{}", if side == LEFT { "left" } else { "right" })
+}
+
+/// A row reference for output: `(batch, row)`, or none for NULL padding.
+type Ref = Option<(Arc<RecordBatch>, u32)>;
 
 /// The Join operator.
 pub struct Join {
@@ -356,8 +444,8 @@ pub struct Join {
     bounds: Option<Bounds>,
     residual: Option<Condition>,
     sides: [Side; 2],
-    /// Key bytes of kept rows, by side and row id (for dropping them).
-    row_keys: [Vec<KeyBytes>; 2],
+    /// Where kept rows live (kept for restores).
+    backend: StateBackend,
     watermark: i64,
     /// `max(upper, −lower, 0)`: how far the output watermark trails the input's.
     delay: i64,
@@ -365,13 +453,15 @@ pub struct Join {
 }
 
 impl Join {
-    /// A join of `left` and `right` producing `schema` (left columns, then right columns).
+    /// A join of `left` and `right` producing `schema` (left columns, then right columns),
+    /// keeping rows in `backend`.
     pub fn new(
         name: &str,
         spec: &JoinSpec,
         left: SchemaRef,
         right: SchemaRef,
         schema: SchemaRef,
+        backend: &StateBackend,
     ) -> Result<Join, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("join node `{name}`: {m}"));
         let widths = [left.fields().len(), right.fields().len()];
@@ -414,6 +504,11 @@ impl Join {
             schema,
             kind: spec.kind,
             widths,
+            sides: [
+                Side::new(Arc::clone(&left), backend, &side_name(name, LEFT)),
+                Side::new(Arc::clone(&right), backend, &side_name(name, RIGHT)),
+            ],
+            backend: backend.clone(),
             input_schemas: [left, right],
             keys: [spec.left_keys.clone(), spec.right_keys.clone()],
             encoders: [
@@ -422,17 +517,6 @@ impl Join {
             ],
             bounds,
             residual: spec.residual.clone().map(Condition::new),
-            sides: [
-                Side {
-                    keep: true,
-                    ..Side::default()
-                },
-                Side {
-                    keep: true,
-                    ..Side::default()
-                },
-            ],
-            row_keys: [Vec::new(), Vec::new()],
             watermark: i64::MIN,
             delay,
             late: LateRows::default(),
@@ -450,7 +534,7 @@ impl Join {
 
     /// Rows kept per input (left, right).
     pub fn kept_rows(&self) -> [usize; 2] {
-        [LEFT, RIGHT].map(|s| self.sides[s].rows.iter().filter(|r| r.is_some()).count())
+        [LEFT, RIGHT].map(|s| self.sides[s].kept)
     }
 
     fn arrow_err(&self, e: arrow::error::ArrowError) -> RuntimeError {
@@ -474,48 +558,43 @@ impl Join {
         }
     }
 
-    /// Whether a left row at `lt` and a right row at `rt` are within the bounds.
-    fn within(&self, lt: i64, rt: i64) -> bool {
-        match self.bounds {
-            Some(b) => {
-                let d = lt.saturating_sub(rt);
-                b.lower <= d && d <= b.upper
-            }
-            None => true,
-        }
-    }
-
     /// Output rows for `(left, right)` references (`None` = NULL padding).
     fn build(&self, pairs: &[(Ref, Ref)]) -> Result<RecordBatch, RuntimeError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for side in [LEFT, RIGHT] {
-            // Sources: the referenced batches, then one NULL row.
-            let mut sources: Vec<u32> = pairs
-                .iter()
-                .filter_map(|p| if side == LEFT { p.0 } else { p.1 })
-                .map(|(b, _)| b)
-                .collect();
-            sources.sort_unstable();
-            sources.dedup();
-            let null_source = sources.len();
-            let indices: Vec<(usize, usize)> = pairs
-                .iter()
-                .map(|p| match if side == LEFT { p.0 } else { p.1 } {
-                    Some((b, r)) => (sources.binary_search(&b).unwrap_or(null_source), r as usize),
-                    None => (null_source, 0),
+            // Sources: the referenced batches (by address), then one NULL row.
+            let mut sources: Vec<&RecordBatch> = Vec::new();
+            let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
+            let refs = pairs.iter().map(|p| if side == LEFT { &p.0 } else { &p.1 });
+            let mut indices: Vec<(usize, usize)> = refs
+                .map(|r| match r {
+                    Some((b, row)) => {
+                        let at = *index.entry(Arc::as_ptr(b)).or_insert_with(|| {
+                            sources.push(b.as_ref());
+                            sources.len() - 1
+                        });
+                        (at, *row as usize)
+                    }
+                    None => (usize::MAX, 0),
                 })
                 .collect();
+            let null_source = sources.len();
+            for i in &mut indices {
+                if i.0 == usize::MAX {
+                    i.0 = null_source;
+                }
+            }
             for c in 0..self.widths[side] {
                 let field = self.input_schemas[side].field(c);
                 let mut arrays: Vec<ArrayRef> = Vec::with_capacity(sources.len() + 1);
-                for &b in &sources {
-                    let batch = self.sides[side].batch(b).ok_or_else(|| {
+                for b in &sources {
+                    let column = b.columns().get(c).ok_or_else(|| {
                         RuntimeError::Plan(format!(
-                            "join node `{}`: a kept batch is gone",
+                            "join node `{}`: a kept row has too few columns",
                             self.name
                         ))
                     })?;
-                    arrays.push(batch.column(c).clone());
+                    arrays.push(Arc::clone(column));
                 }
                 arrays.push(new_null_array(field.data_type(), 1));
                 let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
@@ -546,44 +625,37 @@ impl Join {
     fn expire(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
         let mut padded: Vec<(Ref, Ref)> = Vec::new();
         for side in [LEFT, RIGHT] {
-            while let Some(&(at, id)) = self.sides[side].expiry.first() {
+            while let Some(&(at, seq, id)) = self.sides[side].expiry.first() {
                 if at > w {
                     break;
                 }
                 self.sides[side].expiry.pop_first();
-                let key = std::mem::take(&mut self.row_keys[side][id as usize]);
-                let key = key.as_slice();
-                // The row's batch stays until this round's padded rows are built.
-                let Some(kept) = self.sides[side].rows.get(id as usize).copied().flatten() else {
+                let Some(pos) = self.sides[side]
+                    .rows_mut(id)
+                    .and_then(|rows| rows.rows.iter().position(|k| k.seq == seq))
+                else {
+                    continue;
+                };
+                let Some(kept) = self.sides[side].drop_row(id, pos) else {
                     continue;
                 };
                 if !kept.matched && self.preserves(side) {
                     let r = Some((kept.batch, kept.row));
                     padded.push(if side == LEFT { (r, None) } else { (None, r) });
-                    if let Some(Some((_, n))) =
-                        self.sides[side].batches.get_mut(kept.batch as usize)
-                    {
-                        // Held for the build below.
-                        *n += 1;
-                    }
                 }
-                self.sides[side].drop_row(key, id);
             }
         }
         if !padded.is_empty() {
             out.push(Event::Batch(self.build(&padded)?));
-            for (l, r) in &padded {
-                for (side, rf) in [(LEFT, l), (RIGHT, r)] {
-                    if let Some((b, _)) = rf
-                        && let Some(Some((_, n))) = self.sides[side].batches.get_mut(*b as usize)
-                    {
-                        *n = n.saturating_sub(1);
-                    }
-                    if let Some((b, _)) = rf {
-                        self.sides[side].release_if_unused(*b);
-                    }
-                }
-            }
+        }
+        Ok(())
+    }
+
+    /// Keeps each input's resident budget of keys in memory (see `KeyedState::settle`).
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        for side in &mut self.sides {
+            side.settle()
+                .map_err(|e| RuntimeError::backend(&self.name, e))?;
         }
         Ok(())
     }
@@ -596,25 +668,23 @@ impl Join {
     fn forget(&mut self, side: usize, rows: &RecordBatch) -> Result<(), RuntimeError> {
         let (keys, valid) = self.encoders[side].encode_exprs(&self.name, &self.keys[side], rows)?;
         for (i, _) in valid.iter().enumerate().filter(|(_, v)| **v) {
-            let key = keys.key(i);
-            let Some(ids) = self.sides[side].by_key.get_by_key(key) else {
+            let Some(id) = self.sides[side].by_key.find(keys.key(i)) else {
+                continue;
+            };
+            let Some(kept) = self.sides[side].rows_mut(id) else {
                 continue;
             };
             let mut found = None;
-            for &id in ids.as_slice() {
-                let Some(k) = self.sides[side].rows.get(id as usize).copied().flatten() else {
-                    continue;
-                };
-                let Some(kept) = self.sides[side].batch(k.batch) else {
-                    continue;
-                };
-                if same_row(rows, i, kept, k.row as usize).map_err(|e| self.arrow_err(e))? {
-                    found = Some(id);
+            for (pos, k) in kept.rows.iter().enumerate() {
+                if same_row(rows, i, &k.batch, k.row as usize)
+                    .map_err(|e| RuntimeError::arrow(&self.name, e))?
+                {
+                    found = Some(pos);
                     break;
                 }
             }
-            if let Some(id) = found {
-                self.sides[side].drop_row(key, id);
+            if let Some(pos) = found {
+                self.sides[side].drop_row(id, pos);
             }
         }
         Ok(())
@@ -660,46 +730,51 @@ impl Join {
         self.late.keep(&self.name, &batch, late)?;
         let (keys, valid) =
             self.encoders[side].encode_exprs(&self.name, &self.keys[side], &batch)?;
-        let b = self.sides[side].add_batch(batch);
+        let batch = Arc::new(batch);
         // Probe the other input.
         let mut pairs: Vec<(Ref, Ref)> = Vec::new();
         let mut probe_rows: Vec<u32> = Vec::new();
-        let mut partners: Vec<u32> = Vec::new();
+        // Per pair, the partner's key id and position among its key's rows.
+        let mut partners: Vec<(u32, u32)> = Vec::new();
+        let bounds = self.bounds;
         for i in 0..n {
             if !on_time[i] || !valid[i] {
                 continue;
             }
             let ts = times.as_ref().map_or(0, |t| t.value(i));
-            let Some(ids) = self.sides[other].by_key.get_by_key(keys.key(i)) else {
+            let Some(id) = self.sides[other].by_key.find(keys.key(i)) else {
                 continue;
             };
-            for &id in ids.as_slice() {
-                let Some(k) = self.sides[other].rows[id as usize] else {
-                    continue;
-                };
+            let Some(kept) = self.sides[other].rows_mut(id) else {
+                continue;
+            };
+            for (pos, k) in kept.rows.iter().enumerate() {
                 let (lt, rt) = if side == LEFT { (ts, k.ts) } else { (k.ts, ts) };
-                if !self.within(lt, rt) {
+                if !within(bounds, lt, rt) {
                     continue;
                 }
-                let mine = Some((b, i as u32));
-                let theirs = Some((k.batch, k.row));
+                let mine = Some((Arc::clone(&batch), i as u32));
+                let theirs = Some((Arc::clone(&k.batch), k.row));
                 pairs.push(if side == LEFT {
                     (mine, theirs)
                 } else {
                     (theirs, mine)
                 });
                 probe_rows.push(i as u32);
-                partners.push(id);
+                partners.push((id, pos as u32));
             }
         }
         let mut matched = vec![false; n];
         if !pairs.is_empty() {
             let joined = self.build(&pairs)?;
             let (joined, mask) = self.apply_residual(joined)?;
-            for (j, (&i, &id)) in probe_rows.iter().zip(&partners).enumerate() {
+            for (j, (&i, &(id, pos))) in probe_rows.iter().zip(&partners).enumerate() {
                 if mask.as_ref().is_none_or(|m| m.value(j)) {
                     matched[i as usize] = true;
-                    if let Some(Some(k)) = self.sides[other].rows.get_mut(id as usize) {
+                    if let Some(k) = self.sides[other]
+                        .rows_mut(id)
+                        .and_then(|rows| rows.rows.get_mut(pos as usize))
+                    {
                         k.matched = true;
                     }
                 }
@@ -718,33 +793,27 @@ impl Join {
             let expiry = self.expiry(side, ts);
             let kept = keep && self.sides[side].keep && valid[i] && expiry > self.watermark;
             if kept {
-                let key = keys.key(i);
-                let id = self.sides[side].keep_row(
-                    key,
+                let (id, seq) = self.sides[side].keep_row(
+                    keys.key(i),
                     Kept {
-                        batch: b,
+                        batch: Arc::clone(&batch),
                         row: i as u32,
                         ts,
                         matched: matched[i],
+                        seq: 0,
                     },
                 );
-                let slots = &mut self.row_keys[side];
-                if slots.len() <= id as usize {
-                    slots.resize(id as usize + 1, KeyBytes::default());
-                }
-                slots[id as usize] = KeyBytes::new(key);
                 if self.bounds.is_some() {
-                    self.sides[side].expiry.insert((expiry, id));
+                    self.sides[side].expiry.insert((expiry, seq, id));
                 }
             } else if !matched[i] && self.preserves(side) {
-                let r = Some((b, i as u32));
+                let r = Some((Arc::clone(&batch), i as u32));
                 padded.push(if side == LEFT { (r, None) } else { (None, r) });
             }
         }
         if !padded.is_empty() {
             out.push(Event::Batch(self.build(&padded)?));
         }
-        self.sides[side].release_if_unused(b);
         Ok(())
     }
 }
@@ -756,7 +825,8 @@ impl Operator for Join {
         batch: RecordBatch,
         out: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
-        self.process(input, batch, true, out)
+        self.process(input, batch, true, out)?;
+        self.settle()
     }
 
     /// Changes of an updating input (regular inner joins only: the compiler refuses others), in
@@ -806,7 +876,7 @@ impl Operator for Join {
             }
             start = end;
         }
-        Ok(())
+        self.settle()
     }
 
     fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -815,6 +885,7 @@ impl Operator for Join {
             if self.bounds.is_some() {
                 self.expire(w, out)?;
             }
+            self.settle()?;
         }
         let held = if w == i64::MAX {
             w
@@ -832,7 +903,6 @@ impl Operator for Join {
             let other = 1 - input.min(1);
             self.sides[other].keep = false;
             self.sides[other].clear();
-            self.row_keys[other].clear();
         }
         Ok(())
     }
@@ -851,7 +921,7 @@ impl Operator for Join {
         let err = |e| RuntimeError::state(&self.name, e);
         w.u32(JOIN_STATE_LAYOUT);
         w.i64(self.watermark);
-        for side in &self.sides {
+        for side in &mut self.sides {
             side.snapshot(w).map_err(err)?;
         }
         Ok(true)
@@ -861,17 +931,25 @@ impl Operator for Join {
         let err = |e| RuntimeError::state(&self.name, e);
         r.expect_tag("join", JOIN_STATE_LAYOUT).map_err(err)?;
         let watermark = r.i64().map_err(err)?;
-        let (left, left_keys) = Side::restore(r, &self.input_schemas[LEFT]).map_err(err)?;
-        let (right, right_keys) = Side::restore(r, &self.input_schemas[RIGHT]).map_err(err)?;
+        let mut sides = [LEFT, RIGHT].map(|s| {
+            Side::new(
+                Arc::clone(&self.input_schemas[s]),
+                &self.backend,
+                &side_name(&self.name, s),
+            )
+        });
+        for (s, side) in sides.iter_mut().enumerate() {
+            side.restore(r, &self.backend, &side_name(&self.name, s))
+                .map_err(err)?;
+        }
         self.watermark = watermark;
-        self.sides = [left, right];
-        self.row_keys = [left_keys, right_keys];
+        self.sides = sides;
         Ok(())
     }
 }
 
-/// The layout of a join's checkpoint state (bumped when it changes).
-const JOIN_STATE_LAYOUT: u32 = 1;
+/// The layout of a join's checkpoint state (bumped when it changes): 2 keeps rows per key.
+const JOIN_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -910,6 +988,11 @@ mod tests {
     }
 
     fn join(kind: JoinKind, interval: Option<IntervalBounds>) -> Join {
+        join_in(kind, interval, &StateBackend::memory())
+    }
+
+    /// The join keeping its rows in `backend`.
+    fn join_in(kind: JoinKind, interval: Option<IntervalBounds>, backend: &StateBackend) -> Join {
         let key = Expr::column(0, DataType::BigInt, true);
         let spec = JoinSpec {
             kind,
@@ -926,7 +1009,7 @@ mod tests {
                 .map(|f| f.as_ref().clone())
                 .collect::<Vec<_>>(),
         ));
-        Join::new("j", &spec, schema("l"), schema("r"), out).unwrap()
+        Join::new("j", &spec, schema("l"), schema("r"), out, backend).unwrap()
     }
 
     fn rows(events: &[Event]) -> usize {
@@ -958,6 +1041,12 @@ mod tests {
             Step::Batch(RIGHT, batch("r", &[(1, 102), (2, 201)])),
         ];
         let out = check_restore(&|| Box::new(join(JoinKind::Inner, None)), &steps);
+        let rocksdb = crate::testkit::rocksdb_backend(1);
+        let spilled = check_restore(
+            &|| Box::new(join_in(JoinKind::Inner, None, &rocksdb)),
+            &steps,
+        );
+        assert_eq!(spilled, out, "spilled to RocksDB");
         let pair = |kind: &str, l: (i64, i64), r: (i64, i64)| {
             format!(
                 r#"{kind}{{"lk":{},"lts":"{}","rk":{},"rts":"{}"}}"#,
@@ -1077,7 +1166,7 @@ mod tests {
             Step::Watermark(115),
             r(&[(1, 128), (3, 113), (2, 125)]),
             Step::Watermark(125),
-            // Unmatched rows expiring together are padded in row-id order: ids of freed rows.
+            // Unmatched rows expiring together are padded in arrival order.
             l(&[(5, 140), (6, 140), (7, 140), (2, 131)]),
             Step::Watermark(i64::MAX),
         ];
@@ -1089,8 +1178,8 @@ mod tests {
             JoinKind::Full,
         ] {
             for residual in [false, true] {
-                let make = || {
-                    let mut j = join(kind, Some(interval()));
+                let make_in = |backend: &StateBackend| {
+                    let mut j = join_in(kind, Some(interval()), backend);
                     if residual {
                         // l.ts <> r.ts + 6 ms
                         j.residual = Some(Condition::new(crate::testkit::bin(
@@ -1110,9 +1199,15 @@ mod tests {
                     }
                     j
                 };
+                let make = || make_in(&StateBackend::memory());
                 let whole = check_restore(&|| Box::new(make()), &steps);
                 let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
                 assert!(rows >= 4, "{kind:?}: {whole:?}");
+                // With one key resident per input, the others' rows spill between steps, are
+                // read back when probed or expired, and are checkpointed from RocksDB.
+                let rocksdb = crate::testkit::rocksdb_backend(1);
+                let spilled = check_restore(&|| Box::new(make_in(&rocksdb)), &steps);
+                assert_eq!(spilled, whole, "{kind:?}: spilled to RocksDB");
                 let mut j = make();
                 drive(&mut j, &steps, &mut Vec::new()).unwrap();
                 assert_eq!(j.late_rows(), 2, "{kind:?}");
@@ -1132,6 +1227,12 @@ mod tests {
         let whole = check_restore(&|| Box::new(join(JoinKind::Inner, None)), &steps);
         let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
         assert_eq!(rows, 10, "{whole:?}");
+        let rocksdb = crate::testkit::rocksdb_backend(1);
+        let spilled = check_restore(
+            &|| Box::new(join_in(JoinKind::Inner, None, &rocksdb)),
+            &steps,
+        );
+        assert_eq!(spilled, whole, "spilled to RocksDB");
         // Restored after the reference ended, the join still keeps only the reference's rows.
         let mut j = join(JoinKind::Inner, None);
         drive(&mut j, &steps[..5], &mut Vec::new()).unwrap();

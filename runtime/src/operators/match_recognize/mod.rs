@@ -120,6 +120,19 @@ struct Partition {
     last_ts: i64,
     /// Whether the partition is in the operator's TTL queue.
     ttl_queued: bool,
+    /// Read back from RocksDB since last fed: its rows are in a batch of their own, which the
+    /// next compaction copies into the shared one ([`reloaded_rows`]).
+    reloaded: bool,
+}
+
+/// Queues the rows of a partition read back from RocksDB for the next compaction: a batch per
+/// partition costs every column's array structures per key (kilobytes for a few rows), where the
+/// compacted batch shares them across keys.
+fn reloaded_rows(p: &mut Partition, key: &KeyBytes, retained: &mut Vec<(KeyBytes, u64)>) {
+    if p.reloaded {
+        p.reloaded = false;
+        retained.extend((0..p.rows.len() as u64).map(|i| (key.clone(), p.first + i)));
+    }
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
@@ -602,6 +615,7 @@ impl MatchRecognize {
             .partitions
             .get_mut(id)
             .ok_or_else(|| lost_partition(&self.name))?;
+        reloaded_rows(partition, &key, &mut self.retained);
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -775,6 +789,7 @@ impl MatchRecognize {
             let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
+            reloaded_rows(partition, &key, &mut self.retained);
             partition.queued = false;
             let Partition {
                 matcher,
@@ -956,6 +971,7 @@ impl MatchRecognize {
             let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
+            reloaded_rows(partition, &key, &mut self.retained);
             let due = partition.last_ts.saturating_add(ttl);
             if due >= wm {
                 self.idle_deadlines.push(std::cmp::Reverse(Due(due, key)));
@@ -1008,7 +1024,9 @@ impl MatchRecognize {
         }
         let refs: Vec<&RowRef> = rows.iter().collect();
         let columns =
-            gather(&refs, self.row_schema.fields().len()).map_err(|e| self.arrow_err(e))?;
+            // By batch address: rows read back from RocksDB come one batch per partition.
+            snapshot::gather_by_batch(&refs, self.row_schema.fields().len())
+                .map_err(|e| self.arrow_err(e))?;
         let n = rows.len();
         drop(refs);
         drop(rows);
@@ -1863,6 +1881,8 @@ impl Operator for MatchRecognize {
         self.expire()?;
         self.expire_idle()?;
         self.emit(out)?;
+        // Partitions read back for expiry share a batch again.
+        self.compact()?;
         out.push(Event::Watermark(watermark_ms));
         self.settle()
     }

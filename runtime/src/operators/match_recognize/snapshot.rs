@@ -87,7 +87,8 @@ pub(super) fn partition_codec(
                 ),
                 next: 0,
             };
-            let p = read_partition(r, &program, variables, &mut rows)?;
+            let mut p = read_partition(r, &program, variables, &mut rows)?;
+            p.reloaded = true;
             if rows.next != stored.len() {
                 return Err(StateError(format!(
                     "a spilled partition holds {} rows and refers to {}",
@@ -297,7 +298,7 @@ impl Rows {
 /// The columns (`width` of them) of `rows`, in order. Like `gather`, but finding each row's batch
 /// by address: state holds rows of many batches (one per compaction) in partition order, where
 /// `gather`'s look-back over the batches seen so far would cost rows × batches.
-fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+pub(super) fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
     let mut batches: Vec<&RecordBatch> = Vec::new();
     let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
     let indices: Vec<(usize, usize)> = rows
@@ -369,6 +370,7 @@ fn read_partition(
         queued,
         last_ts,
         ttl_queued,
+        reloaded: false,
     })
 }
 
