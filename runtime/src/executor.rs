@@ -812,8 +812,13 @@ impl<'c> Executor<'c> {
                     Some(Box::new(if jit { agg.compiled(&*input(0)?) } else { agg }))
                 }
                 PlanOp::WindowAggregate(spec) => {
-                    let window =
-                        WindowAggregate::new(&node.name, spec, &*input(0)?, schema.clone())?;
+                    let window = WindowAggregate::new(
+                        &node.name,
+                        spec,
+                        &*input(0)?,
+                        schema.clone(),
+                        backend,
+                    )?;
                     Some(Box::new(if jit {
                         window.compiled(&*input(0)?)
                     } else {

@@ -16,6 +16,7 @@ use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::accumulator_for;
 use crate::operators::agg::key::{FxBuild, KeyEncoder, group_key_type};
 use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
+use crate::state::StateBackend;
 use crate::state::codec::{StateError, StateReader, StateWriter};
 
 /// Rows per output batch at most.
@@ -154,16 +155,19 @@ pub struct WindowAggregate {
     ready: Vec<OutRow>,
     /// Each aggregate's argument and FILTER (when it has them), in aggregate order.
     exprs: ExprGroup,
+    /// Where sliced windows' keys live (kept for restores).
+    backend: StateBackend,
 }
 
 impl WindowAggregate {
     /// A window aggregation over rows of `input`, producing `schema` (the group columns, then
-    /// one column per aggregate).
+    /// one column per aggregate), keeping sliced windows' keys in `backend`.
     pub fn new(
         name: &str,
         spec: &WindowAggregateSpec,
         input: &ArrowSchema,
         schema: SchemaRef,
+        backend: &StateBackend,
     ) -> Result<WindowAggregate, RuntimeError> {
         let plan_err = |m: String| RuntimeError::Plan(format!("window node `{name}`: {m}"));
         let width = input.fields().len();
@@ -217,6 +221,8 @@ impl WindowAggregate {
             kind => State::Sliced(SlicedState::new(
                 Slicing::of(&kind).ok_or_else(|| plan_err(format!("invalid window {kind:?}")))?,
                 aggs.len(),
+                backend,
+                name,
             )),
         };
         let exprs = ExprGroup::new(
@@ -242,7 +248,19 @@ impl WindowAggregate {
             seq: 0,
             late: LateRows::default(),
             ready: Vec::new(),
+            backend: backend.clone(),
         })
+    }
+
+    /// Keeps the backend's resident budget of keys in memory (sliced windows; see
+    /// `KeyedState::settle`).
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        match &mut self.state {
+            State::Sliced(state) => state
+                .settle()
+                .map_err(|e| RuntimeError::backend(&self.name, e)),
+            State::Session { .. } => Ok(()),
+        }
     }
 
     /// The same node with its arguments and FILTERs computed by compiled code where the JIT
@@ -483,7 +501,7 @@ impl Operator for WindowAggregate {
             }
         }
         self.late.keep(&self.name, &batch, late)?;
-        Ok(())
+        self.settle()
     }
 
     fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -501,7 +519,7 @@ impl Operator for WindowAggregate {
             }
         }
         out.push(Event::Watermark(w));
-        Ok(())
+        self.settle()
     }
 
     fn late_rows(&self) -> u64 {
@@ -520,7 +538,7 @@ impl Operator for WindowAggregate {
         w.u32(WINDOW_AGGREGATE_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
-        let keys: Vec<&[u8]> = match &self.state {
+        let keys: Vec<&[u8]> = match &mut self.state {
             State::Sliced(state) => {
                 state.snapshot(w).map_err(err)?;
                 state.keys().collect()
@@ -542,14 +560,18 @@ impl Operator for WindowAggregate {
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
         let name = &self.name;
         let err = |e| RuntimeError::state(name, e);
-        r.expect_tag("window aggregation", WINDOW_AGGREGATE_STATE_LAYOUT)
-            .map_err(err)?;
+        let layout = r.u32().map_err(err)?;
+        if !(1..=WINDOW_AGGREGATE_STATE_LAYOUT).contains(&layout) {
+            return Err(err(StateError(format!(
+                "window aggregation state has layout {layout}, this fsql reads layouts 1 to {WINDOW_AGGREGATE_STATE_LAYOUT}"
+            ))));
+        }
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
         let width = self.aggs.len();
         match &mut self.state {
             State::Sliced(state) => {
-                state.restore(r).map_err(err)?;
+                state.restore(r, layout, &self.backend, name).map_err(err)?;
                 self.keys.restore_keys(r, state.keys()).map_err(err)
             }
             State::Session { sessions, .. } => {
@@ -563,8 +585,9 @@ impl Operator for WindowAggregate {
     }
 }
 
-/// The layout of a window aggregation's checkpoint state (bumped when it changes).
-const WINDOW_AGGREGATE_STATE_LAYOUT: u32 = 1;
+/// The layout of a window aggregation's checkpoint state (bumped when it changes): 2 stores
+/// sliced windows key-major (`SlicedState::snapshot`); sessions are alike in both.
+const WINDOW_AGGREGATE_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -633,7 +656,7 @@ mod tests {
             Field::new("window_end", ts, false),
             Field::new("n", ArrowType::Int64, false),
         ]));
-        WindowAggregate::new("w", &spec, &input_schema(), out).unwrap()
+        WindowAggregate::new("w", &spec, &input_schema(), out, &StateBackend::memory()).unwrap()
     }
 
     fn rows(events: &[Event]) -> Vec<(String, i64, i64)> {
@@ -720,6 +743,15 @@ mod tests {
     /// `window` over (k, v, ts), grouped by k (sessions partitioned by `partition`): COUNT(*),
     /// COUNT(*) FILTER (WHERE v > 2), SUM, MAX, COUNT(DISTINCT), FIRST_VALUE and LAST_VALUE of v.
     fn windowed(window: WindowKind, partition: Vec<usize>) -> WindowAggregate {
+        windowed_in(window, partition, &StateBackend::memory())
+    }
+
+    /// [`windowed`], keeping sliced windows' keys in `backend`.
+    fn windowed_in(
+        window: WindowKind,
+        partition: Vec<usize>,
+        backend: &StateBackend,
+    ) -> WindowAggregate {
         use crate::testkit::{bin, col, lit};
         use fsql_plan::{BinaryOp, Literal};
         let v = || col(1, DataType::BigInt);
@@ -767,7 +799,7 @@ mod tests {
             aggregates,
         };
         let out = Arc::new(ArrowSchema::new(fields));
-        WindowAggregate::new("w", &spec, &valued_schema(), out).unwrap()
+        WindowAggregate::new("w", &spec, &valued_schema(), out, backend).unwrap()
     }
 
     /// TUMBLE, HOP, CUMULATE and SESSION (global and per key) over out-of-order rows of several
@@ -835,10 +867,18 @@ mod tests {
             (WindowKind::Session { gap_ms: 4 * MIN }, vec![]),
             (WindowKind::Session { gap_ms: 4 * MIN }, vec![0]),
         ];
+        // With one key resident, every other key's slices are spilled between steps, read back
+        // when a row or a firing window needs them, and checkpointed from RocksDB.
+        let rocksdb = crate::testkit::rocksdb_backend(1);
         for (kind, partition) in &kinds {
             let whole = check_restore(&|| Box::new(windowed(*kind, partition.clone())), &steps);
             let results = whole.iter().filter(|l| !l.starts_with("watermark")).count();
             assert!(results >= 8, "{kind:?}: {whole:?}");
+            let spilled = check_restore(
+                &|| Box::new(windowed_in(*kind, partition.clone(), &rocksdb)),
+                &steps,
+            );
+            assert_eq!(spilled, whole, "{kind:?}: spilled to RocksDB");
         }
         // The steps do hold late rows.
         let mut op = windowed(kinds[0].0, vec![]);

@@ -1,39 +1,89 @@
-//! The state of a sliced window aggregation (TUMBLE, HOP, CUMULATE): per slice, one accumulator
-//! set per key.
+//! The state of a sliced window aggregation (TUMBLE, HOP, CUMULATE): per key, one accumulator
+//! set per slice holding it.
 //!
-//! Keys are numbered once (a [`KeyedState`]), so a slice finds a key's accumulators by number and a
-//! firing window merges its slices into a dense scratch table indexed by key number — no hashing
-//! of key bytes per (slice, key) when a HOP window merges `size / slide` slices.
+//! Keys are numbered once (a [`KeyedState`]) and each key's value holds its slices'
+//! accumulators, so the RocksDB backend spills a key with all of them; a slice lists the keys it
+//! holds, in first-seen order, which is the order a firing window emits them in. A window of
+//! several slices (HOP, CUMULATE) merges its slices into a dense scratch table indexed by key
+//! number.
+//!
+//! Layout 1 (before the RocksDB backend reached windows) kept accumulators per slice, by key
+//! position; [`SlicedState::restore`] still reads it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Slicing;
 use crate::operators::agg::accumulator::Accumulator;
-use crate::operators::agg::key::FxBuild;
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
-/// A numbered key: how many slices hold it, and where it was last found — the slice it was last
-/// added to and its position there — so a key's next row in the same slice (every row of a
-/// TUMBLE window) needs no lookup in the slice.
-#[derive(Clone, Copy)]
-struct KeyEntry {
-    slices: u32,
-    last_pos: u32,
-    /// The end of that slice; `NO_SLICE` when it is freed.
-    last_slice: i64,
+/// A numbered key's accumulators: `width` per slice holding the key, by slice end.
+#[derive(Clone, Debug, Default)]
+struct KeySlices {
+    /// Slice ends, ascending.
+    ends: Vec<i64>,
+    /// `width` accumulators per slice, in the order of `ends`.
+    accs: Vec<Accumulator>,
 }
 
-const NO_SLICE: i64 = i64::MIN;
+impl KeySlices {
+    /// The position of slice `end` in `ends`.
+    fn find(&self, end: i64) -> Option<usize> {
+        match self.ends.last() {
+            // Rows mostly come for a key's newest slice.
+            Some(&last) if last == end => Some(self.ends.len() - 1),
+            _ => self.ends.binary_search(&end).ok(),
+        }
+    }
 
-/// One slice: per key number, one accumulator per aggregate, stored flat (`width` per key) in
-/// first-seen order of the keys. `index` holds the positions of the keys whose last slice is a
-/// later one (the others are found through their [`KeyEntry`]).
+    fn encode(&self, w: &mut StateWriter) {
+        w.count(self.ends.len());
+        for &e in &self.ends {
+            w.i64(e);
+        }
+        for acc in &self.accs {
+            acc.encode(w);
+        }
+    }
+
+    fn decode(r: &mut StateReader<'_>, width: usize) -> Result<KeySlices, StateError> {
+        let n = r.count()?;
+        let mut ends: Vec<i64> = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let e = r.i64()?;
+            if ends.last().is_some_and(|&l| l >= e) {
+                return Err(StateError(format!(
+                    "a key's slices are not ascending at {e}"
+                )));
+            }
+            ends.push(e);
+        }
+        let total = n
+            .checked_mul(width)
+            .ok_or_else(|| StateError("too many accumulators".into()))?;
+        let mut accs = Vec::with_capacity(total.min(1 << 16));
+        for _ in 0..total {
+            accs.push(Accumulator::decode(r)?);
+        }
+        Ok(KeySlices { ends, accs })
+    }
+}
+
+/// How a key's slices are stored in RocksDB (and, in memory, in a checkpoint).
+fn codec(width: usize) -> ValueCodec<KeySlices> {
+    ValueCodec {
+        encode: Box::new(|k: &KeySlices, w: &mut StateWriter| {
+            k.encode(w);
+            Ok(())
+        }),
+        decode: Box::new(move |r: &mut StateReader<'_>| KeySlices::decode(r, width)),
+    }
+}
+
+/// One slice: the numbers of the keys it holds, in first-seen order.
 #[derive(Default)]
 struct Slice {
-    index: HashMap<u32, u32, FxBuild>,
     ids: Vec<u32>,
-    accs: Vec<Accumulator>,
 }
 
 /// A fired window's result for one key.
@@ -50,8 +100,8 @@ pub(super) struct SlicedState {
     slicing: Slicing,
     /// Accumulators per key (the aggregates).
     width: usize,
-    /// The numbering of live keys (a key leaves when no slice holds it).
-    keys: KeyedState<KeyEntry>,
+    /// The live keys with their slices (a key leaves when no slice holds it).
+    keys: KeyedState<KeySlices>,
     /// By slice end.
     slices: BTreeMap<i64, Slice>,
     /// Windows with at least one slice, as (end, start), not yet fired.
@@ -66,11 +116,17 @@ pub(super) struct SlicedState {
 }
 
 impl SlicedState {
-    pub(super) fn new(slicing: Slicing, width: usize) -> SlicedState {
+    /// The state of a node named `name`, keeping its keys in `backend`.
+    pub(super) fn new(
+        slicing: Slicing,
+        width: usize,
+        backend: &StateBackend,
+        name: &str,
+    ) -> SlicedState {
         SlicedState {
             slicing,
             width,
-            keys: KeyedState::default(),
+            keys: KeyedState::new(backend, name, || codec(width)),
             slices: BTreeMap::new(),
             pending: BTreeSet::new(),
             slot: Vec::new(),
@@ -108,39 +164,27 @@ impl SlicedState {
                 .extend(self.windows.iter().map(|&(s, e)| (e, s)));
             self.slices.insert(slice_end, Slice::default());
         }
-        let id = self.keys.id_or_insert_with(key, || KeyEntry {
-            slices: 0,
-            last_pos: 0,
-            last_slice: NO_SLICE,
-        });
-        let entry = *self.keys.get(id)?;
-        if entry.last_slice == slice_end {
-            let at = entry.last_pos as usize;
-            let slice = self.slices.get_mut(&slice_end)?;
-            return slice.accs.get_mut(at * self.width..(at + 1) * self.width);
-        }
-        // The key's last slice is another one: its position there goes into that slice's index.
-        if let Some(last) = self.slices.get_mut(&entry.last_slice) {
-            last.index.insert(id, entry.last_pos);
-        }
-        let slice = self.slices.get_mut(&slice_end)?;
-        let (at, slices) = match slice.index.get(&id) {
-            Some(&at) => (at as usize, entry.slices),
+        let width = self.width;
+        let id = self.keys.id_or_insert_with(key, KeySlices::default);
+        let ks = self.keys.get_mut(id)?;
+        let at = match ks.find(slice_end) {
+            Some(at) => at,
             None => {
-                let at = slice.ids.len();
-                slice.ids.push(id);
-                slice.accs.extend(new());
-                (at, entry.slices + 1)
+                let at = ks.ends.partition_point(|&e| e < slice_end);
+                ks.ends.insert(at, slice_end);
+                let accs = new();
+                ks.accs.splice(at * width..at * width, accs);
+                self.slices.get_mut(&slice_end)?.ids.push(id);
+                at
             }
         };
-        if let Some(e) = self.keys.get_mut(id) {
-            *e = KeyEntry {
-                slices,
-                last_pos: at as u32,
-                last_slice: slice_end,
-            };
-        }
-        slice.accs.get_mut(at * self.width..(at + 1) * self.width)
+        ks.accs.get_mut(at * width..(at + 1) * width)
+    }
+
+    /// Between batches: keeps at most the backend's resident budget of keys in memory (see
+    /// `KeyedState::settle`).
+    pub(super) fn settle(&mut self) -> Result<(), StateError> {
+        self.keys.settle()
     }
 
     /// Fires the windows ending at or before `w + 1` (by end, keys in first-seen order), emitting
@@ -182,23 +226,47 @@ impl SlicedState {
                     }
                 }
             };
-            // One slice (TUMBLE, and CUMULATE's first step): its accumulators are the result;
-            // several: the merged scratch.
-            let (ids, accs) = match cursor.single.and_then(|se| self.slices.get(&se)) {
-                Some(slice) => (&slice.ids, &slice.accs),
-                None => (&self.merged_ids, &self.merged),
+            let total = match cursor.single {
+                Some(se) => self.slices.get(&se).map_or(0, |s| s.ids.len()),
+                None => self.merged_ids.len(),
             };
-            let take = (max_rows - emitted).min(ids.len() - cursor.next);
+            let take = (max_rows - emitted).min(total - cursor.next);
             for g in cursor.next..cursor.next + take {
-                emit(Fired {
-                    start: cursor.start,
-                    end: cursor.end,
-                    key: self.keys.key(ids[g]),
-                    accs: &accs[g * width..(g + 1) * width],
-                });
+                match cursor.single {
+                    // One slice (TUMBLE, and CUMULATE's first step): the key's accumulators
+                    // of that slice are the result.
+                    Some(se) => {
+                        let Some(&id) = self.slices.get(&se).and_then(|s| s.ids.get(g)) else {
+                            continue;
+                        };
+                        // Read back first if spilled; then borrowed with the key bytes.
+                        if self.keys.get_mut(id).is_none() {
+                            continue;
+                        }
+                        let Some(ks) = self.keys.get(id) else {
+                            continue;
+                        };
+                        let Some(at) = ks.find(se) else {
+                            continue;
+                        };
+                        emit(Fired {
+                            start: cursor.start,
+                            end: cursor.end,
+                            key: self.keys.key(id),
+                            accs: &ks.accs[at * width..(at + 1) * width],
+                        });
+                    }
+                    // Several: the merged scratch.
+                    None => emit(Fired {
+                        start: cursor.start,
+                        end: cursor.end,
+                        key: self.keys.key(self.merged_ids[g]),
+                        accs: &self.merged[g * width..(g + 1) * width],
+                    }),
+                }
             }
             emitted += take;
-            if cursor.next + take < ids.len() {
+            if cursor.next + take < total {
                 self.cursor = Some(Cursor {
                     next: cursor.next + take,
                     ..cursor
@@ -224,9 +292,15 @@ impl SlicedState {
         let width = self.width;
         self.merged_ids.clear();
         self.merged.clear();
-        for slice in self.slices.range(start + 1..=end).map(|(_, s)| s) {
-            for (g, &id) in slice.ids.iter().enumerate() {
-                let accs = &slice.accs[g * width..(g + 1) * width];
+        for (&se, slice) in self.slices.range(start + 1..=end) {
+            for &id in &slice.ids {
+                let Some(ks) = self.keys.get_mut(id) else {
+                    continue;
+                };
+                let Some(at) = ks.find(se) else {
+                    continue;
+                };
+                let accs = &ks.accs[at * width..(at + 1) * width];
                 let i = id as usize;
                 if self.slot.len() <= i {
                     self.slot.resize(i + 1, u32::MAX);
@@ -251,33 +325,28 @@ impl SlicedState {
 
     /// Frees the slices no window after `w` needs; always false (nothing left to emit).
     fn free_slices(&mut self, w: i64) -> bool {
+        let width = self.width;
         while let Some((&se, _)) = self.slices.first_key_value() {
             if self.slicing.last_window_end(se) - 1 > w {
                 break;
             }
-            if let Some((_, slice)) = self.slices.pop_first() {
-                for id in slice.ids {
-                    self.release(id, se);
+            let Some((_, slice)) = self.slices.pop_first() else {
+                break;
+            };
+            for id in slice.ids {
+                let Some(ks) = self.keys.get_mut(id) else {
+                    continue;
+                };
+                if let Some(at) = ks.find(se) {
+                    ks.ends.remove(at);
+                    ks.accs.drain(at * width..(at + 1) * width);
+                }
+                if ks.ends.is_empty() {
+                    self.keys.remove(id);
                 }
             }
         }
         false
-    }
-}
-
-impl SlicedState {
-    /// The slice ending at `se`, which held key `id`, was freed.
-    fn release(&mut self, id: u32, se: i64) {
-        let Some(k) = self.keys.get_mut(id) else {
-            return;
-        };
-        k.slices = k.slices.saturating_sub(1);
-        if k.last_slice == se {
-            k.last_slice = NO_SLICE;
-        }
-        if k.slices == 0 {
-            self.keys.remove(id);
-        }
     }
 }
 
@@ -288,17 +357,22 @@ impl SlicedState {
         self.keys.keys()
     }
 
-    /// Writes the state for a checkpoint: the key numbering with its ids (slices name keys by
-    /// id), each slice's keys, accumulators and index, and the windows not fired yet. Between
-    /// batches no firing is under way, so the merge scratch holds nothing to keep.
-    pub(super) fn snapshot(&self, w: &mut StateWriter) -> Result<(), StateError> {
+    /// Writes the state for a checkpoint (layout 2 of a window aggregation): whether the keys'
+    /// slices are in RocksDB, the keys with their ids (slices name keys by id) and, in memory,
+    /// each one's slices and accumulators (with RocksDB they are in its checkpoint), each slice's
+    /// keys in order, and the windows not fired yet. Between batches no firing is under way, so
+    /// the merge scratch holds nothing to keep.
+    pub(super) fn snapshot(&mut self, w: &mut StateWriter) -> Result<(), StateError> {
         if self.cursor.is_some() {
             return Err(StateError("a window is half emitted".into()));
         }
+        let spilled = self.keys.in_rocksdb();
+        if spilled {
+            self.keys.flush()?;
+        }
+        w.bool(spilled);
         self.keys.snapshot(w, |k, w| {
-            w.u32(k.slices);
-            w.u32(k.last_pos);
-            w.i64(k.last_slice);
+            k.encode(w);
             Ok(())
         })?;
         w.count(self.slices.len());
@@ -307,17 +381,6 @@ impl SlicedState {
             w.count(slice.ids.len());
             for &id in &slice.ids {
                 w.u32(id);
-            }
-            for acc in &slice.accs {
-                acc.encode(w);
-            }
-            // Sorted, so equal state gives equal bytes.
-            let mut index: Vec<(u32, u32)> = slice.index.iter().map(|(&i, &at)| (i, at)).collect();
-            index.sort_unstable();
-            w.count(index.len());
-            for (id, at) in index {
-                w.u32(id);
-                w.u32(at);
             }
         }
         w.count(self.pending.len());
@@ -328,64 +391,44 @@ impl SlicedState {
         Ok(())
     }
 
-    /// Replaces the (empty) state with what [`SlicedState::snapshot`] wrote, checking that
-    /// slices, positions and key entries agree, so no later lookup goes out of range.
-    pub(super) fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    /// Replaces the (empty) state with what [`SlicedState::snapshot`] wrote in `layout` (1: the
+    /// slice-major layout before, turned key-major here), checking that slices and keys agree,
+    /// so no later lookup goes out of range.
+    pub(super) fn restore(
+        &mut self,
+        r: &mut StateReader<'_>,
+        layout: u32,
+        backend: &StateBackend,
+        name: &str,
+    ) -> Result<(), StateError> {
         let bad = |m: String| Err(StateError(m));
-        let keys = KeyedState::restore(r, |r| {
-            Ok(KeyEntry {
-                slices: r.u32()?,
-                last_pos: r.u32()?,
-                last_slice: r.i64()?,
-            })
-        })?;
-        // Per key id: the slices holding it, and the last slice it was seen in (no duplicates).
-        let mut held = vec![0u32; keys.id_bound()];
-        let mut seen_in = vec![usize::MAX; keys.id_bound()];
-        let mut slices = BTreeMap::new();
-        for n in 0..r.count()? {
-            let end = r.i64()?;
-            let len = r.count()?;
-            let mut ids = Vec::with_capacity(len);
-            for _ in 0..len {
-                let id = r.u32()?;
-                let i = id as usize;
-                if keys.get(id).is_none() || seen_in.get(i) == Some(&n) {
-                    return bad(format!("slice {end} holds key {id} twice or unnumbered"));
-                }
-                seen_in[i] = n;
-                held[i] += 1;
-                ids.push(id);
-            }
-            let Some(width) = len.checked_mul(self.width) else {
-                return bad(format!("slice {end} has too many keys"));
+        let width = self.width;
+        let (keys, slices) = if layout == 1 {
+            restore_slice_major(r, width)?
+        } else {
+            let keys = if r.bool()? {
+                KeyedState::restore_spilled(r, backend, name, || codec(width))?
+            } else {
+                KeyedState::restore(r, |r| KeySlices::decode(r, width))?
             };
-            let mut accs = Vec::new();
-            for _ in 0..width {
-                accs.push(Accumulator::decode(r)?);
-            }
-            let mut index = HashMap::default();
+            let mut slices = BTreeMap::new();
             for _ in 0..r.count()? {
-                let (id, at) = (r.u32()?, r.u32()?);
-                if ids.get(at as usize) != Some(&id) || index.insert(id, at).is_some() {
-                    return bad(format!("slice {end} indexes key {id} at {at} wrongly"));
+                let end = r.i64()?;
+                let ids = (0..r.count()?)
+                    .map(|_| r.u32())
+                    .collect::<Result<Vec<u32>, _>>()?;
+                if slices.insert(end, Slice { ids }).is_some() {
+                    return bad(format!("slice {end} appears twice"));
                 }
             }
-            if slices.insert(end, Slice { index, ids, accs }).is_some() {
-                return bad(format!("slice {end} appears twice"));
-            }
-        }
-        for (id, k) in keys.values() {
-            let last = slices
-                .get(&k.last_slice)
-                .and_then(|s: &Slice| s.ids.get(k.last_pos as usize));
-            if k.slices != held[id as usize]
-                || k.slices == 0
-                || (k.last_slice != NO_SLICE && last != Some(&id))
-            {
-                return bad(format!("key {id}'s slices disagree with the slices"));
-            }
-        }
+            (keys, slices)
+        };
+        check_slices(&keys, &slices)?;
+        let keys = if keys.in_rocksdb() {
+            keys
+        } else {
+            keys.into_backend(backend, name, || codec(width))?
+        };
         let mut pending = BTreeSet::new();
         for _ in 0..r.count()? {
             let (end, start) = (r.i64()?, r.i64()?);
@@ -399,6 +442,85 @@ impl SlicedState {
         self.cursor = None;
         Ok(())
     }
+}
+
+/// Every slice names live keys, each at most once; with the keys' slices in memory, every key
+/// holds exactly the slices that name it.
+fn check_slices(
+    keys: &KeyedState<KeySlices>,
+    slices: &BTreeMap<i64, Slice>,
+) -> Result<(), StateError> {
+    let mut named: Vec<Vec<i64>> = vec![Vec::new(); keys.id_bound()];
+    for (&end, slice) in slices {
+        for &id in &slice.ids {
+            let Some(ends) = named.get_mut(id as usize).filter(|_| keys.contains_id(id)) else {
+                return Err(StateError(format!(
+                    "slice {end} holds an unnumbered key {id}"
+                )));
+            };
+            if ends.last() == Some(&end) {
+                return Err(StateError(format!("slice {end} holds key {id} twice")));
+            }
+            ends.push(end);
+        }
+    }
+    if keys.in_rocksdb() {
+        // The keys' slices are in RocksDB: read back when used.
+        return Ok(());
+    }
+    for (id, k) in keys.values() {
+        let ends = named.get(id as usize).map_or(&[][..], Vec::as_slice);
+        if k.ends.is_empty() || k.ends != ends {
+            return Err(StateError(format!(
+                "key {id}'s slices disagree with the slices"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads layout 1 (per slice: its keys' ids, `width` accumulators per key, and an index), the
+/// key numbering first, and turns it key-major.
+fn restore_slice_major(
+    r: &mut StateReader<'_>,
+    width: usize,
+) -> Result<(KeyedState<KeySlices>, BTreeMap<i64, Slice>), StateError> {
+    let bad = |m: String| Err(StateError(m));
+    // A key's entry then: how many slices hold it, and where it was last found.
+    let mut keys = KeyedState::restore(r, |r| {
+        r.u32()?;
+        r.u32()?;
+        r.i64()?;
+        Ok(KeySlices::default())
+    })?;
+    let mut slices = BTreeMap::new();
+    for _ in 0..r.count()? {
+        let end = r.i64()?;
+        let ids = (0..r.count()?)
+            .map(|_| r.u32())
+            .collect::<Result<Vec<u32>, _>>()?;
+        for &id in &ids {
+            let Some(ks) = keys.get_mut(id) else {
+                return bad(format!("slice {end} holds an unnumbered key {id}"));
+            };
+            if ks.ends.last().is_some_and(|&l| l >= end) {
+                return bad(format!("slice {end} holds key {id} twice or out of order"));
+            }
+            ks.ends.push(end);
+            for _ in 0..width {
+                ks.accs.push(Accumulator::decode(r)?);
+            }
+        }
+        // The index of keys last seen in later slices: derivable, so only read.
+        for _ in 0..r.count()? {
+            r.u32()?;
+            r.u32()?;
+        }
+        if slices.insert(end, Slice { ids }).is_some() {
+            return bad(format!("slice {end} appears twice"));
+        }
+    }
+    Ok((keys, slices))
 }
 
 /// Where an interrupted firing resumes.
@@ -452,7 +574,8 @@ mod tests {
             slide_ms: 10,
             offset_ms: 0,
         };
-        let mut state = SlicedState::new(Slicing::of(&kind).unwrap(), 1);
+        let mut state =
+            SlicedState::new(Slicing::of(&kind).unwrap(), 1, &StateBackend::memory(), "w");
         for (t, key) in [(1, 1u8), (2, 2), (3, 1), (12, 3), (13, 1), (25, 2)] {
             let se = state.slice_end(t);
             let accs = state
