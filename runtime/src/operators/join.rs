@@ -18,9 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::interleave::interleave;
 use arrow::datatypes::SchemaRef;
@@ -32,6 +30,7 @@ use crate::operator::{Changes, Event, LateRows, Operator};
 use crate::operators::agg::key::KeyEncoder;
 use crate::operators::window::event_millis;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::row_codec::{self, RowCodec};
 use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 const LEFT: usize = 0;
@@ -112,63 +111,33 @@ impl KeyRows {
     }
 }
 
-/// The columns of `rows` (of `width` columns) gathered into one batch of `schema`, in order.
+/// `rows` gathered into one batch of `schema`, in order.
 fn gather(rows: &[&Kept], schema: &SchemaRef) -> Result<RecordBatch, StateError> {
-    let bad = |e| StateError(format!("gathering kept rows: {e}"));
-    let mut sources: Vec<&RecordBatch> = Vec::new();
-    let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
-    let indices: Vec<(usize, usize)> = rows
+    let refs: Vec<(&RecordBatch, usize)> = rows
         .iter()
-        .map(|k| {
-            let at = *index.entry(Arc::as_ptr(&k.batch)).or_insert_with(|| {
-                sources.push(k.batch.as_ref());
-                sources.len() - 1
-            });
-            (at, k.row as usize)
-        })
+        .map(|k| (k.batch.as_ref(), k.row as usize))
         .collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-    if sources.is_empty() {
-        return RecordBatch::try_new_with_options(
-            Arc::clone(schema),
-            schema
-                .fields()
-                .iter()
-                .map(|f| new_null_array(f.data_type(), 0))
-                .collect(),
-            &options,
-        )
-        .map_err(bad);
-    }
-    let columns = (0..schema.fields().len())
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&arrays, &indices)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(bad)
+    row_codec::gather(&refs, schema)
 }
 
-/// How a key's kept rows are stored in RocksDB: the rows (of the input `schema`) as one batch,
-/// then [`KeyRows::write_meta`].
-fn key_rows_codec(schema: SchemaRef) -> ValueCodec<KeyRows> {
-    let input = Arc::clone(&schema);
+/// How a key's kept rows are stored in RocksDB: the rows ([`RowCodec`]), then
+/// [`KeyRows::write_meta`].
+fn key_rows_codec(rows: RowCodec) -> ValueCodec<KeyRows> {
+    let rows = Arc::new(rows);
+    let read = Arc::clone(&rows);
     ValueCodec {
         encode: Box::new(move |k: &KeyRows, w: &mut StateWriter| {
-            let rows: Vec<&Kept> = k.rows.iter().collect();
-            w.rows(&[gather(&rows, &schema)?])?;
+            let refs: Vec<(&RecordBatch, usize)> = k
+                .rows
+                .iter()
+                .map(|k| (k.batch.as_ref(), k.row as usize))
+                .collect();
+            rows.encode(&refs, w)?;
             k.write_meta(w);
             Ok(())
         }),
         decode: Box::new(move |r: &mut StateReader<'_>| {
-            let stored = r.rows_as(&input)?;
-            let batch = Arc::new(
-                stored
-                    .batch()
-                    .cloned()
-                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&input))),
-            );
+            let batch = Arc::new(read.decode(r)?);
             let mut next = 0;
             let mut rows = KeyRows::read_meta(r, &batch, &mut next)?;
             if next != batch.num_rows() {
@@ -202,9 +171,9 @@ struct Side {
 
 impl Side {
     fn new(schema: SchemaRef, backend: &StateBackend, name: &str) -> Side {
-        let codec_schema = Arc::clone(&schema);
+        let rows = RowCodec::new(Arc::clone(&schema));
         Side {
-            by_key: KeyedState::new(backend, name, || key_rows_codec(codec_schema)),
+            by_key: KeyedState::new(backend, name, || key_rows_codec(rows)),
             schema,
             expiry: BTreeSet::new(),
             keep: true,
@@ -312,6 +281,15 @@ impl Side {
             self.by_key.flush()?;
         }
         w.bool(spilled);
+        if spilled {
+            // The columns spilled rows were written with: a restore across a new source column
+            // reads them by name.
+            let names = RowCodec::new(Arc::clone(&self.schema)).names();
+            w.count(names.len());
+            for n in &names {
+                w.str(n);
+            }
+        }
         w.bool(self.keep);
         let rows: Vec<&Kept> = self
             .by_key
@@ -347,6 +325,15 @@ impl Side {
     ) -> Result<(), StateError> {
         let bad = |m: &str| Err(StateError(m.into()));
         let spilled = r.bool()?;
+        let mut rows_codec = RowCodec::new(Arc::clone(&self.schema));
+        if spilled {
+            let names = (0..r.count()?)
+                .map(|_| r.str().map(str::to_string))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows_codec = rows_codec.with_written(&names).ok_or_else(|| {
+                StateError("spilled rows have columns the input does not have".into())
+            })?;
+        }
         let keep = r.bool()?;
         let stored = r.rows_as(&self.schema)?;
         let batch = Arc::new(
@@ -355,8 +342,7 @@ impl Side {
                 .cloned()
                 .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))),
         );
-        let codec_schema = Arc::clone(&self.schema);
-        let codec = || key_rows_codec(codec_schema);
+        let codec = || key_rows_codec(rows_codec);
         let mut next = 0;
         let by_key = if spilled {
             KeyedState::restore_spilled(r, backend, name, codec)?

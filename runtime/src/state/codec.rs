@@ -305,6 +305,11 @@ impl<'a> StateReader<'a> {
         }
     }
 
+    /// The bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Checks that every byte was read: trailing bytes mean the layouts disagree.
     pub fn finish(&self) -> Result<(), StateError> {
         if self.pos == self.buf.len() {

@@ -13,6 +13,7 @@
 mod backend;
 pub mod codec;
 mod keyed;
+pub(crate) mod row_codec;
 
 pub use backend::{RocksCheckpoint, StateBackend};
 pub(crate) use keyed::{KeyedState, ValueCodec, prefetch};

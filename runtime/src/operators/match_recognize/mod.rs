@@ -47,6 +47,7 @@ use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
 use crate::state::codec::{StateReader, StateWriter};
+use crate::state::row_codec::RowCodec;
 use crate::state::{KeyedState, StateBackend};
 use crate::text::units_per_second;
 
@@ -412,7 +413,11 @@ impl MatchRecognize {
             spec.rows_per_match != RowsPerMatch::AllWithUnmatched && !program.contains(&Inst::Start)
         });
         let partitions = KeyedState::new(backend, name, || {
-            snapshot::partition_codec(program.clone(), spec.variables.len(), row_schema.clone())
+            snapshot::partition_codec(
+                program.clone(),
+                spec.variables.len(),
+                RowCodec::new(row_schema.clone()),
+            )
         });
         Ok(MatchRecognize {
             name: name.to_string(),

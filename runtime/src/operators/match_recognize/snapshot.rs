@@ -32,9 +32,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::kernels::interleave::interleave;
-use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 
 use super::matcher::Matcher;
@@ -44,6 +43,7 @@ use crate::error::RuntimeError;
 use crate::operator::batch_with_schema;
 use crate::operators::agg::key::KeyBytes;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
+use crate::state::row_codec::RowCodec;
 use crate::state::{KeyedState, ValueCodec};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
@@ -51,48 +51,38 @@ use crate::state::{KeyedState, ValueCodec};
 pub(super) const MR_STATE_LAYOUT: u32 = 2;
 
 /// How the RocksDB backend stores one partition: its stored rows (the input's columns, then the
-/// derived values) as one batch, then what [`write_partition`] writes.
+/// derived values; [`RowCodec`]), then what [`write_partition`] writes. `rows` reads rows written
+/// before the input gained columns too ([`RowCodec::with_written`]).
 pub(super) fn partition_codec(
     program: Vec<Inst>,
     variables: usize,
-    row_schema: SchemaRef,
+    rows: RowCodec,
 ) -> ValueCodec<Partition> {
-    let width = row_schema.fields().len();
-    let schema = Arc::clone(&row_schema);
+    let rows = Arc::new(rows);
+    let read = Arc::clone(&rows);
     ValueCodec {
         encode: Box::new(move |p: &Partition, w: &mut StateWriter| {
-            let rows: Vec<&RowRef> = p.rows.iter().map(|s| &s.row).collect();
-            if rows.is_empty() {
-                w.rows(&[])?;
-            } else {
-                let gathered = |e| StateError(format!("gathering a partition's rows: {e}"));
-                let columns = gather_by_batch(&rows, width).map_err(gathered)?;
-                let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-                let batch =
-                    RecordBatch::try_new_with_options(Arc::clone(&schema), columns, &options)
-                        .map_err(gathered)?;
-                w.rows(&[batch])?;
-            }
+            let refs: Vec<(&RecordBatch, usize)> = p
+                .rows
+                .iter()
+                .map(|s| (s.row.batch.as_ref(), s.row.index))
+                .collect();
+            rows.encode(&refs, w)?;
             write_partition(p, w);
             Ok(())
         }),
         decode: Box::new(move |r: &mut StateReader<'_>| {
-            let stored = r.rows_as(&row_schema)?;
+            let stored = read.decode(r)?;
+            let n = stored.num_rows();
             let mut rows = Rows {
-                batch: Arc::new(
-                    stored
-                        .batch()
-                        .cloned()
-                        .unwrap_or_else(|| RecordBatch::new_empty(row_schema.clone())),
-                ),
+                batch: Arc::new(stored),
                 next: 0,
             };
             let mut p = read_partition(r, &program, variables, &mut rows)?;
             p.reloaded = true;
-            if rows.next != stored.len() {
+            if rows.next != n {
                 return Err(StateError(format!(
-                    "a spilled partition holds {} rows and refers to {}",
-                    stored.len(),
+                    "a spilled partition holds {n} rows and refers to {}",
                     rows.next
                 )));
             }
@@ -119,6 +109,15 @@ impl MatchRecognize {
         }
         w.u32(MR_STATE_LAYOUT);
         w.bool(spilled);
+        if spilled {
+            // The columns spilled rows were written with: a restore across a new source column
+            // reads them by name.
+            let names = RowCodec::new(Arc::clone(&self.row_schema)).names();
+            w.count(names.len());
+            for n in &names {
+                w.str(n);
+            }
+        }
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
         let rows: Vec<&RowRef> = self
@@ -191,8 +190,17 @@ impl MatchRecognize {
 
     fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
         let spilled = match r.u32()? {
-            1 => false,
-            MR_STATE_LAYOUT => r.bool()?,
+            1 => None,
+            MR_STATE_LAYOUT => {
+                if r.bool()? {
+                    let names = (0..r.count()?)
+                        .map(|_| r.str().map(str::to_string))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Some(names)
+                } else {
+                    None
+                }
+            }
             other => {
                 return Err(StateError(format!(
                     "MATCH_RECOGNIZE state has layout {other}, this fsql reads layouts 1 and {MR_STATE_LAYOUT}"
@@ -213,16 +221,23 @@ impl MatchRecognize {
             next: 0,
         };
         let variables = self.spec.variables.len();
-        let codec = || {
-            partition_codec(
-                self.program.clone(),
-                variables,
-                Arc::clone(&self.row_schema),
-            )
-        };
-        let partitions = if spilled {
-            KeyedState::restore_spilled(r, &self.backend, &self.name, codec)?
+        let partitions = if let Some(names) = spilled {
+            let rows = RowCodec::new(Arc::clone(&self.row_schema))
+                .with_written(&names)
+                .ok_or_else(|| {
+                    StateError("spilled rows have columns the input does not have".into())
+                })?;
+            KeyedState::restore_spilled(r, &self.backend, &self.name, || {
+                partition_codec(self.program.clone(), variables, rows)
+            })?
         } else {
+            let codec = || {
+                partition_codec(
+                    self.program.clone(),
+                    variables,
+                    RowCodec::new(Arc::clone(&self.row_schema)),
+                )
+            };
             KeyedState::restore(r, |r| {
                 read_partition(r, &self.program, variables, &mut rows)
             })?
