@@ -236,57 +236,28 @@ fn narrow_match(spec: &MatchRecognizeSpec, map: &InputMap) -> Option<MatchRecogn
 }
 
 fn narrow_navigation(n: &Navigation, row: &dyn Fn(usize) -> Option<usize>) -> Option<Navigation> {
-    Some(match n {
-        Navigation::Prev { column, offset } => Navigation::Prev {
-            column: row(*column)?,
-            offset: *offset,
-        },
-        Navigation::Next { column, offset } => Navigation::Next {
-            column: row(*column)?,
-            offset: *offset,
-        },
-        Navigation::First {
-            var,
-            column,
-            offset,
-        } => Navigation::First {
-            var: *var,
-            column: row(*column)?,
-            offset: *offset,
-        },
-        Navigation::Last {
-            var,
-            column,
-            offset,
-        } => Navigation::Last {
-            var: *var,
-            column: row(*column)?,
-            offset: *offset,
-        },
-        Navigation::Aggregate {
-            function,
-            var,
-            column,
-        } => Navigation::Aggregate {
-            function: *function,
-            var: *var,
-            column: match column {
-                Some(c) => Some(row(*c)?),
-                None => None,
-            },
-        },
-        Navigation::Shifted { logical, by } => Navigation::Shifted {
-            logical: Box::new(narrow_navigation(logical, row)?),
-            by: *by,
-        },
-        Navigation::Final(inner) => Navigation::Final(Box::new(narrow_navigation(inner, row)?)),
-        Navigation::Classifier
+    let mut out = n.clone();
+    match &mut out {
+        Navigation::Prev { column, .. }
+        | Navigation::Next { column, .. }
+        | Navigation::First { column, .. }
+        | Navigation::Last { column, .. }
+        | Navigation::Aggregate {
+            column: Some(column),
+            ..
+        } => *column = row(*column)?,
+        Navigation::Shifted { logical: inner, .. } | Navigation::Final(inner) => {
+            **inner = narrow_navigation(inner, row)?;
+        }
+        Navigation::Aggregate { column: None, .. }
+        | Navigation::Classifier
         | Navigation::ClassifierOf(_)
         | Navigation::MatchNumber
         | Navigation::MatchRowtime
         | Navigation::TimedOut
-        | Navigation::Expected => n.clone(),
-    })
+        | Navigation::Expected => {}
+    }
+    Some(out)
 }
 
 fn narrow_aggregates(
@@ -324,65 +295,53 @@ fn narrow_sort_keys(
         .collect()
 }
 
+/// Every expression of `exprs` rewritten with `col`.
+fn remap_all(exprs: &[Expr], col: &dyn Fn(usize) -> Option<usize>) -> Option<Vec<Expr>> {
+    exprs.iter().map(|e| remap(e, col)).collect()
+}
+
+/// A column of a join's output row (the left columns, then the right ones) at its old position.
+fn joined<'a>(left: &'a InputMap, right: &'a InputMap) -> impl Fn(usize) -> Option<usize> + 'a {
+    move |i| match i.checked_sub(left.new_width()) {
+        Some(j) => right.old_position(j).map(|j| left.old_width + j),
+        None => left.old_position(i),
+    }
+}
+
 fn narrow_temporal_join(
     spec: &TemporalJoinSpec,
     left: &InputMap,
     right: &InputMap,
 ) -> Option<TemporalJoinSpec> {
-    let l = |i: usize| left.old_position(i);
-    let r = |i: usize| right.old_position(i);
-    let both = |i: usize| match i.checked_sub(left.new_width()) {
-        Some(j) => right.old_position(j).map(|j| left.old_width + j),
-        None => left.old_position(i),
-    };
-    let mut out = spec.clone();
-    out.left_keys = spec
-        .left_keys
-        .iter()
-        .map(|e| remap(e, &l))
-        .collect::<Option<_>>()?;
-    out.right_keys = spec
-        .right_keys
-        .iter()
-        .map(|e| remap(e, &r))
-        .collect::<Option<_>>()?;
-    out.left_time = l(spec.left_time)?;
-    out.right_time = r(spec.right_time)?;
-    out.residual = match &spec.residual {
-        Some(e) => Some(remap(e, &both)?),
-        None => None,
-    };
-    Some(out)
+    Some(TemporalJoinSpec {
+        left_keys: remap_all(&spec.left_keys, &col(left))?,
+        right_keys: remap_all(&spec.right_keys, &col(right))?,
+        left_time: left.old_position(spec.left_time)?,
+        right_time: right.old_position(spec.right_time)?,
+        residual: match &spec.residual {
+            Some(e) => Some(remap(e, &joined(left, right))?),
+            None => None,
+        },
+        ..spec.clone()
+    })
 }
 
 fn narrow_join(spec: &JoinSpec, left: &InputMap, right: &InputMap) -> Option<JoinSpec> {
-    let l = |i: usize| left.old_position(i);
-    let r = |i: usize| right.old_position(i);
-    // The residual reads the left columns, then the right ones.
-    let both = |i: usize| match i.checked_sub(left.new_width()) {
-        Some(j) => right.old_position(j).map(|j| left.old_width + j),
-        None => left.old_position(i),
-    };
-    let mut out = spec.clone();
-    out.left_keys = spec
-        .left_keys
-        .iter()
-        .map(|e| remap(e, &l))
-        .collect::<Option<_>>()?;
-    out.right_keys = spec
-        .right_keys
-        .iter()
-        .map(|e| remap(e, &r))
-        .collect::<Option<_>>()?;
-    if let Some(b) = &mut out.interval {
-        b.left_time = l(b.left_time)?;
-        b.right_time = r(b.right_time)?;
+    let mut interval = spec.interval;
+    if let Some(b) = &mut interval {
+        b.left_time = left.old_position(b.left_time)?;
+        b.right_time = right.old_position(b.right_time)?;
     }
-    out.residual = match &spec.residual {
-        Some(e) => Some(remap(e, &both)?),
-        None => None,
-    };
-    Some(out)
+    Some(JoinSpec {
+        left_keys: remap_all(&spec.left_keys, &col(left))?,
+        right_keys: remap_all(&spec.right_keys, &col(right))?,
+        interval,
+        residual: match &spec.residual {
+            Some(e) => Some(remap(e, &joined(left, right))?),
+            None => None,
+        },
+        ..spec.clone()
+    })
 }
 
 #[cfg(test)]
@@ -419,7 +378,10 @@ mod tests {
         let map = InputMap::by_name(&schema(&["k", "t", "a"]), &schema(&["k", "x", "t", "a"]))
             .expect("columns added");
         // The new plan reads k, t, a at 0, 2, 3; before the new column x they were at 0, 1, 2.
-        assert_eq!(over(0, 2, 3).narrowed(&[map.clone()]), Some(over(0, 1, 2)));
+        assert_eq!(
+            over(0, 2, 3).narrowed(std::slice::from_ref(&map)),
+            Some(over(0, 1, 2))
+        );
         // An operator that reads the new column has no old form.
         assert_eq!(over(0, 2, 1).narrowed(&[map]), None);
     }

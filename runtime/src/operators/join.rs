@@ -282,13 +282,7 @@ impl Side {
         }
         w.bool(spilled);
         if spilled {
-            // The columns spilled rows were written with: a restore across a new source column
-            // reads them by name.
-            let names = RowCodec::new(Arc::clone(&self.schema)).names();
-            w.count(names.len());
-            for n in &names {
-                w.str(n);
-            }
+            RowCodec::new(Arc::clone(&self.schema)).write_names(w);
         }
         w.bool(self.keep);
         let rows: Vec<&Kept> = self
@@ -327,12 +321,7 @@ impl Side {
         let spilled = r.bool()?;
         let mut rows_codec = RowCodec::new(Arc::clone(&self.schema));
         if spilled {
-            let names = (0..r.count()?)
-                .map(|_| r.str().map(str::to_string))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows_codec = rows_codec.with_written(&names).ok_or_else(|| {
-                StateError("spilled rows have columns the input does not have".into())
-            })?;
+            rows_codec = rows_codec.read_names(r)?;
         }
         let keep = r.bool()?;
         let stored = r.rows_as(&self.schema)?;

@@ -58,7 +58,7 @@ impl RowCodec {
     /// This codec, also reading rows written with the columns `names` (an older input's, which
     /// the current schema has with columns added): their cells go to the columns of the same
     /// name, and the added columns are NULL. `None` when a name is not in the schema.
-    pub(crate) fn with_written(mut self, names: &[String]) -> Option<RowCodec> {
+    fn with_written(mut self, names: &[String]) -> Option<RowCodec> {
         if names.len() != self.schema.fields().len() {
             let map = names
                 .iter()
@@ -69,13 +69,22 @@ impl RowCodec {
         Some(self)
     }
 
-    /// The column names rows are written with (what [`RowCodec::with_written`] takes back).
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
+    /// Writes the column names rows are written with, for an operator's state file: a restore
+    /// across a new source column reads older spilled rows by name ([`RowCodec::read_names`]).
+    pub(crate) fn write_names(&self, w: &mut StateWriter) {
+        w.count(self.schema.fields().len());
+        for f in self.schema.fields() {
+            w.str(f.name());
+        }
+    }
+
+    /// This codec, also reading the rows written with the names [`RowCodec::write_names`] wrote.
+    pub(crate) fn read_names(self, r: &mut StateReader<'_>) -> Result<RowCodec, StateError> {
+        let names = (0..r.count()?)
+            .map(|_| r.str().map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_written(&names)
+            .ok_or_else(|| StateError("spilled rows have columns the input does not have".into()))
     }
 
     /// Writes `rows` (each a batch of this schema and a row of it), in order: a tag, then their
@@ -349,7 +358,10 @@ mod tests {
             wide.decode(&mut StateReader::new(&bytes)).is_err(),
             "without the old names the widths disagree"
         );
-        let wide = wide.with_written(&narrow.names()).unwrap();
+        let mut w = StateWriter::default();
+        narrow.write_names(&mut w);
+        let names = w.into_bytes();
+        let wide = wide.read_names(&mut StateReader::new(&names)).unwrap();
         let back = wide.decode(&mut StateReader::new(&bytes)).unwrap();
         assert_eq!(back.num_columns(), 8);
         assert_eq!(back.column(1).null_count(), 1);

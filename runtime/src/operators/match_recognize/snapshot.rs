@@ -7,7 +7,8 @@
 //! rows waiting for the watermark, the set of partitions with an open attempt, the deadline and
 //! TTL queues, the watermark and the arrival counter. Layout, after [`MR_STATE_LAYOUT`]:
 //!
-//! 1. whether the partitions are in RocksDB, the watermark and the arrival counter;
+//! 1. whether the partitions are in RocksDB (then the columns their spilled rows are written
+//!    with), the watermark and the arrival counter;
 //! 2. every row state refers to, as one batch of stored rows (the input's columns, then the
 //!    derived values): each partition's rows oldest first, partitions in id order, then the
 //!    waiting rows in arrival order. The parts below name no row: each takes the next one, in
@@ -110,13 +111,7 @@ impl MatchRecognize {
         w.u32(MR_STATE_LAYOUT);
         w.bool(spilled);
         if spilled {
-            // The columns spilled rows were written with: a restore across a new source column
-            // reads them by name.
-            let names = RowCodec::new(Arc::clone(&self.row_schema)).names();
-            w.count(names.len());
-            for n in &names {
-                w.str(n);
-            }
+            RowCodec::new(Arc::clone(&self.row_schema)).write_names(w);
         }
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
@@ -191,16 +186,10 @@ impl MatchRecognize {
     fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
         let spilled = match r.u32()? {
             1 => None,
-            MR_STATE_LAYOUT => {
-                if r.bool()? {
-                    let names = (0..r.count()?)
-                        .map(|_| r.str().map(str::to_string))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Some(names)
-                } else {
-                    None
-                }
-            }
+            MR_STATE_LAYOUT => match r.bool()? {
+                true => Some(RowCodec::new(Arc::clone(&self.row_schema)).read_names(r)?),
+                false => None,
+            },
             other => {
                 return Err(StateError(format!(
                     "MATCH_RECOGNIZE state has layout {other}, this fsql reads layouts 1 and {MR_STATE_LAYOUT}"
@@ -221,12 +210,7 @@ impl MatchRecognize {
             next: 0,
         };
         let variables = self.spec.variables.len();
-        let partitions = if let Some(names) = spilled {
-            let rows = RowCodec::new(Arc::clone(&self.row_schema))
-                .with_written(&names)
-                .ok_or_else(|| {
-                    StateError("spilled rows have columns the input does not have".into())
-                })?;
+        let partitions = if let Some(rows) = spilled {
             KeyedState::restore_spilled(r, &self.backend, &self.name, || {
                 partition_codec(self.program.clone(), variables, rows)
             })?
