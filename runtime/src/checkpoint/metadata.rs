@@ -102,18 +102,18 @@ pub struct NodeEntry {
     pub done: bool,
     /// The file holding its state (`None`: it has none) and that file's size and digest.
     pub state: Option<StateFile>,
-    /// The schemas the definition digest covers, for operators whose state a restore can carry
-    /// across inputs that gained columns (OVER, MATCH_RECOGNIZE, joins; see
-    /// `fsql_plan::InputMap`). Absent for other operators and in older checkpoints.
+    /// The columns of the node's inputs, for stateful operators whose state a restore can carry
+    /// across inputs that gained columns (see `fsql_plan::InputMap`). Absent for other
+    /// operators and in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<NodeColumns>,
 }
 
-/// A node's input and output schemas when its checkpoint was taken.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A node's input columns when its checkpoint was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeColumns {
-    pub inputs: Vec<fsql_plan::Schema>,
-    pub output: fsql_plan::Schema,
+    /// Per input, its column names in order.
+    pub inputs: Vec<Vec<String>>,
 }
 
 /// An operator's state file in a checkpoint directory.

@@ -67,9 +67,10 @@ fn digest(op: &fsql_plan::Operator, inputs: &[&Schema], output: &Schema) -> Stri
     fsql_plan::sha256_hex(&json)
 }
 
-/// The schemas of node `index` a checkpoint records when its operator's state can be restored
-/// across inputs that gained columns (those [`Operator::narrowed`](fsql_plan::Operator::narrowed)
-/// maps, and only when their inputs' column names are unique).
+/// The input column names of node `index` a checkpoint records when its operator's state can be
+/// restored across inputs that gained columns (those
+/// [`Operator::narrowed`](fsql_plan::Operator::narrowed) maps, and only when their inputs' column
+/// names are unique). Names suffice: a kept column keeps its type, which the digest checks.
 fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
     let node = pipeline.nodes.get(index)?;
     let maps: Vec<fsql_plan::InputMap> = node
@@ -83,18 +84,20 @@ fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
     let inputs = node
         .inputs
         .iter()
-        .map(|i| pipeline.node(*i).map(|n| n.schema.clone()))
+        .map(|i| {
+            pipeline
+                .node(*i)
+                .map(|n| n.schema.fields.iter().map(|f| f.name.clone()).collect())
+        })
         .collect::<Option<_>>()?;
-    Some(NodeColumns {
-        inputs,
-        output: node.schema.clone(),
-    })
+    Some(NodeColumns { inputs })
 }
 
 /// The columns node `index` has gained since `entry` was checkpointed, when its state can be
 /// restored as it is with rows widened: its inputs are the recorded ones with nullable columns
-/// added, it reads none of them, and its output is the recorded one with them passed through.
-/// `None` when the node changed in any other way.
+/// added, it reads none of them, and its output is the recorded one with them passed through —
+/// the node, mapped back to the recorded columns (their types taken from the inputs now), has
+/// the recorded digest. `None` when the node changed in any other way.
 fn gained_columns(pipeline: &Pipeline, index: usize, entry: &NodeEntry) -> Option<Vec<String>> {
     let node = pipeline.nodes.get(index)?;
     let old = entry.columns.as_ref()?;
@@ -102,12 +105,20 @@ fn gained_columns(pipeline: &Pipeline, index: usize, entry: &NodeEntry) -> Optio
         return None;
     }
     let mut maps = Vec::with_capacity(old.inputs.len());
+    let mut inputs = Vec::with_capacity(old.inputs.len());
     let mut added = Vec::new();
-    for (was, id) in old.inputs.iter().zip(&node.inputs) {
+    for (names, id) in old.inputs.iter().zip(&node.inputs) {
         let now = &pipeline.node(*id)?.schema;
-        let map = fsql_plan::InputMap::by_name(was, now)?;
+        let was = Schema::new(
+            names
+                .iter()
+                .map(|n| now.fields.iter().find(|f| &f.name == n).cloned())
+                .collect::<Option<_>>()?,
+        );
+        let map = fsql_plan::InputMap::by_name(&was, now)?;
         added.extend(map.added().map(|c| now.fields[c].name.clone()));
         maps.push(map);
+        inputs.push(was);
     }
     if added.is_empty() {
         return None;
@@ -121,9 +132,8 @@ fn gained_columns(pipeline: &Pipeline, index: usize, entry: &NodeEntry) -> Optio
             .cloned()
             .collect(),
     );
-    let inputs: Vec<&Schema> = old.inputs.iter().collect();
-    (output == old.output && digest(&narrowed, &inputs, &old.output) == entry.definition)
-        .then_some(added)
+    let inputs: Vec<&Schema> = inputs.iter().collect();
+    (digest(&narrowed, &inputs, &output) == entry.definition).then_some(added)
 }
 
 /// The files a run appends to besides its sinks: the late-data file (`pipeline.late-data.path`)
