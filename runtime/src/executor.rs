@@ -845,7 +845,6 @@ impl<'c> Executor<'c> {
                     pipeline.emit,
                     jit,
                     state_ttl_ms(&pipeline.settings)?,
-                    backend,
                 )?)),
                 PlanOp::Predict(spec) => {
                     let decl = pipeline

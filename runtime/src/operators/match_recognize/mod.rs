@@ -46,9 +46,8 @@ use crate::error::RuntimeError;
 use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
+use crate::state::KeyedState;
 use crate::state::codec::{StateReader, StateWriter};
-use crate::state::row_codec::RowCodec;
-use crate::state::{KeyedState, StateBackend};
 use crate::text::units_per_second;
 
 /// A row of an input batch (its columns, then the derived values): the batch is shared by all its
@@ -121,19 +120,6 @@ struct Partition {
     last_ts: i64,
     /// Whether the partition is in the operator's TTL queue.
     ttl_queued: bool,
-    /// Read back from RocksDB since last fed: its rows are in a batch of their own, which the
-    /// next compaction copies into the shared one ([`reloaded_rows`]).
-    reloaded: bool,
-}
-
-/// Queues the rows of a partition read back from RocksDB for the next compaction: a batch per
-/// partition costs every column's array structures per key (kilobytes for a few rows), where the
-/// compacted batch shares them across keys.
-fn reloaded_rows(p: &mut Partition, key: &KeyBytes, retained: &mut Vec<(KeyBytes, u64)>) {
-    if p.reloaded {
-        p.reloaded = false;
-        retained.extend((0..p.rows.len() as u64).map(|i| (key.clone(), p.first + i)));
-    }
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
@@ -222,9 +208,6 @@ pub struct MatchRecognize {
     /// Encodes the further ORDER BY columns (with `order_then`).
     then: Option<arrow::row::RowConverter>,
     partitions: KeyedState<Partition>,
-    /// Where partitions live (kept for restores): with RocksDB, beyond the resident budget a
-    /// partition's matcher and rows are spilled between batches.
-    backend: StateBackend,
     /// The partitions with an open attempt: a small set, so that the check a row that starts
     /// nothing needs (is an attempt open in its partition?) stays in cache.
     active: std::collections::HashSet<KeyBytes, FxBuild>,
@@ -311,7 +294,6 @@ impl MatchRecognize {
     /// The operator for `spec`, producing `schema` (ONE ROW PER MATCH: partition columns, then
     /// measures; ALL ROWS PER MATCH: partition and ordering columns, measures, the other input
     /// columns). With `jit`, conditions, measures and derived values run compiled.
-    #[allow(clippy::too_many_arguments)] // the node's plan, its pipeline settings, its backend
     pub fn new(
         name: &str,
         spec: &MatchRecognizeSpec,
@@ -320,7 +302,6 @@ impl MatchRecognize {
         emit: EmitMode,
         jit: bool,
         state_ttl_ms: Option<i64>,
-        backend: &StateBackend,
     ) -> Result<MatchRecognize, RuntimeError> {
         let program = program::compile(&spec.pattern)
             .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
@@ -412,13 +393,6 @@ impl MatchRecognize {
         let idle_skip = first_mask.filter(|_| {
             spec.rows_per_match != RowsPerMatch::AllWithUnmatched && !program.contains(&Inst::Start)
         });
-        let partitions = KeyedState::new(backend, name, || {
-            snapshot::partition_codec(
-                program.clone(),
-                spec.variables.len(),
-                RowCodec::new(row_schema.clone()),
-            )
-        });
         Ok(MatchRecognize {
             name: name.to_string(),
             spec: spec.clone(),
@@ -428,8 +402,7 @@ impl MatchRecognize {
             emit,
             keys: KeyEncoder::new(spec.partition_by.clone()),
             then: None,
-            partitions,
-            backend: backend.clone(),
+            partitions: KeyedState::default(),
             active: std::collections::HashSet::with_hasher(FxBuild),
             waiting: Vec::new(),
             arrivals: 0,
@@ -453,14 +426,6 @@ impl MatchRecognize {
             eval: EvalShape::new(spec, &row_schema),
             row_schema,
         })
-    }
-
-    /// Keeps the backend's resident budget of partitions in memory (see `KeyedState::settle`),
-    /// failing when a spilled partition could not be read back.
-    fn settle(&mut self) -> Result<(), RuntimeError> {
-        self.partitions
-            .settle()
-            .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     /// `batch` with the derived values after its columns (the stored row's shape).
@@ -620,7 +585,6 @@ impl MatchRecognize {
             .partitions
             .get_mut(id)
             .ok_or_else(|| lost_partition(&self.name))?;
-        reloaded_rows(partition, &key, &mut self.retained);
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -794,7 +758,6 @@ impl MatchRecognize {
             let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
-            reloaded_rows(partition, &key, &mut self.retained);
             partition.queued = false;
             let Partition {
                 matcher,
@@ -976,7 +939,6 @@ impl MatchRecognize {
             let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
                 continue;
             };
-            reloaded_rows(partition, &key, &mut self.retained);
             let due = partition.last_ts.saturating_add(ttl);
             if due >= wm {
                 self.idle_deadlines.push(std::cmp::Reverse(Due(due, key)));
@@ -1029,9 +991,7 @@ impl MatchRecognize {
         }
         let refs: Vec<&RowRef> = rows.iter().collect();
         let columns =
-            // By batch address: rows read back from RocksDB come one batch per partition.
-            snapshot::gather_by_batch(&refs, self.row_schema.fields().len())
-                .map_err(|e| self.arrow_err(e))?;
+            gather(&refs, self.row_schema.fields().len()).map_err(|e| self.arrow_err(e))?;
         let n = rows.len();
         drop(refs);
         drop(rows);
@@ -1870,8 +1830,7 @@ impl Operator for MatchRecognize {
             self.compact()?;
         }
         self.late.keep(&self.name, &input, late)?;
-        self.emit(out)?;
-        self.settle()
+        self.emit(out)
     }
 
     fn on_watermark(
@@ -1886,10 +1845,8 @@ impl Operator for MatchRecognize {
         self.expire()?;
         self.expire_idle()?;
         self.emit(out)?;
-        // Partitions read back for expiry share a batch again.
-        self.compact()?;
         out.push(Event::Watermark(watermark_ms));
-        self.settle()
+        Ok(())
     }
 
     fn on_end(&mut self, out: &mut Vec<Event>) -> Result<(), RuntimeError> {
@@ -2077,17 +2034,8 @@ mod differential {
                 EmitMode::Arrival
             };
             let spec = spec(p.clone(), &sets, skip);
-            let mut op = MatchRecognize::new(
-                "mr",
-                &spec,
-                &input,
-                output.clone(),
-                emit,
-                true,
-                None,
-                &StateBackend::memory(),
-            )
-            .expect("the operator builds");
+            let mut op = MatchRecognize::new("mr", &spec, &input, output.clone(), emit, true, None)
+                .expect("the operator builds");
             let mut out = Vec::new();
             let mut failed = false;
             let mut at = 0;

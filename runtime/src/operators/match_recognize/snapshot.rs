@@ -7,16 +7,13 @@
 //! rows waiting for the watermark, the set of partitions with an open attempt, the deadline and
 //! TTL queues, the watermark and the arrival counter. Layout, after [`MR_STATE_LAYOUT`]:
 //!
-//! 1. whether the partitions are in RocksDB (then the columns their spilled rows are written
-//!    with), the watermark and the arrival counter;
+//! 1. the watermark and the arrival counter;
 //! 2. every row state refers to, as one batch of stored rows (the input's columns, then the
 //!    derived values): each partition's rows oldest first, partitions in id order, then the
 //!    waiting rows in arrival order. The parts below name no row: each takes the next one, in
 //!    that order, and a restored row is a reference into this one batch;
 //! 3. the partitions ([`KeyedState::snapshot`], ids kept), each with its rows' times and whether
-//!    a match took them, then its [`Matcher`]. With the RocksDB backend only their keys: each
-//!    partition's value — its own rows as one batch, then the same — is in RocksDB's checkpoint
-//!    ([`partition_codec`]), and step 2 holds the waiting rows only;
+//!    a match took them, then its [`Matcher`];
 //! 4. the waiting rows' times, condition masks, ordering bytes, arrival numbers and keys;
 //! 5. the partitions with an open attempt, the deadline queue and the TTL queue, by key, sorted
 //!    (the same state always gives the same bytes).
@@ -43,58 +40,15 @@ use super::{Due, MatchRecognize, Partition, RowRef, Stored, Waiting};
 use crate::error::RuntimeError;
 use crate::operator::batch_with_schema;
 use crate::operators::agg::key::KeyBytes;
+use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
-use crate::state::row_codec::RowCodec;
-use crate::state::{KeyedState, ValueCodec};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
-/// Layout 2 added the storage flag (layout 1 is layout 2 in memory, without it).
-pub(super) const MR_STATE_LAYOUT: u32 = 2;
-
-/// How the RocksDB backend stores one partition: its stored rows (the input's columns, then the
-/// derived values; [`RowCodec`]), then what [`write_partition`] writes. `rows` reads rows written
-/// before the input gained columns too ([`RowCodec::with_written`]).
-pub(super) fn partition_codec(
-    program: Vec<Inst>,
-    variables: usize,
-    rows: RowCodec,
-) -> ValueCodec<Partition> {
-    let rows = Arc::new(rows);
-    let read = Arc::clone(&rows);
-    ValueCodec {
-        encode: Box::new(move |p: &Partition, w: &mut StateWriter| {
-            let refs: Vec<(&RecordBatch, usize)> = p
-                .rows
-                .iter()
-                .map(|s| (s.row.batch.as_ref(), s.row.index))
-                .collect();
-            rows.encode(&refs, w)?;
-            write_partition(p, w);
-            Ok(())
-        }),
-        decode: Box::new(move |r: &mut StateReader<'_>| {
-            let stored = read.decode(r)?;
-            let n = stored.num_rows();
-            let mut rows = Rows {
-                batch: Arc::new(stored),
-                next: 0,
-            };
-            let mut p = read_partition(r, &program, variables, &mut rows)?;
-            p.reloaded = true;
-            if rows.next != n {
-                return Err(StateError(format!(
-                    "a spilled partition holds {n} rows and refers to {}",
-                    rows.next
-                )));
-            }
-            Ok(p)
-        }),
-    }
-}
+pub(super) const MR_STATE_LAYOUT: u32 = 1;
 
 impl MatchRecognize {
     /// Writes the node's state (see the module documentation for the layout).
-    pub(super) fn write_state(&mut self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
         // `emit` outputs every match found before a step returns, so none is pending here.
         if !self.found.is_empty() {
@@ -103,22 +57,12 @@ impl MatchRecognize {
                 self.found.len()
             ))));
         }
-        // With RocksDB the partitions are in its checkpoint: only their keys are written here.
-        let spilled = self.partitions.in_rocksdb();
-        if spilled {
-            self.partitions.flush().map_err(err)?;
-        }
         w.u32(MR_STATE_LAYOUT);
-        w.bool(spilled);
-        if spilled {
-            RowCodec::new(Arc::clone(&self.row_schema)).write_names(w);
-        }
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
         let rows: Vec<&RowRef> = self
             .partitions
             .values()
-            .filter(|_| !spilled)
             .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
             .chain(self.waiting.iter().map(|x| &x.row))
             .collect();
@@ -184,18 +128,7 @@ impl MatchRecognize {
     }
 
     fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
-        let spilled = match r.u32()? {
-            1 => None,
-            MR_STATE_LAYOUT => match r.bool()? {
-                true => Some(RowCodec::new(Arc::clone(&self.row_schema)).read_names(r)?),
-                false => None,
-            },
-            other => {
-                return Err(StateError(format!(
-                    "MATCH_RECOGNIZE state has layout {other}, this fsql reads layouts 1 and {MR_STATE_LAYOUT}"
-                )));
-            }
-        };
+        r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT)?;
         let watermark_ms = r.i64()?;
         let arrivals = r.u64()?;
         // A counter near `u64::MAX` could only overflow later.
@@ -210,23 +143,9 @@ impl MatchRecognize {
             next: 0,
         };
         let variables = self.spec.variables.len();
-        let partitions = if let Some(rows) = spilled {
-            KeyedState::restore_spilled(r, &self.backend, &self.name, || {
-                partition_codec(self.program.clone(), variables, rows)
-            })?
-        } else {
-            let codec = || {
-                partition_codec(
-                    self.program.clone(),
-                    variables,
-                    RowCodec::new(Arc::clone(&self.row_schema)),
-                )
-            };
-            KeyedState::restore(r, |r| {
-                read_partition(r, &self.program, variables, &mut rows)
-            })?
-            .into_backend(&self.backend, &self.name, codec)?
-        };
+        let partitions = KeyedState::restore(r, |r| {
+            read_partition(r, &self.program, variables, &mut rows)
+        })?;
         let mut waiting = Vec::new();
         for _ in 0..r.count()? {
             waiting.push(Waiting {
@@ -297,7 +216,7 @@ impl Rows {
 /// The columns (`width` of them) of `rows`, in order. Like `gather`, but finding each row's batch
 /// by address: state holds rows of many batches (one per compaction) in partition order, where
 /// `gather`'s look-back over the batches seen so far would cost rows × batches.
-pub(super) fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
     let mut batches: Vec<&RecordBatch> = Vec::new();
     let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
     let indices: Vec<(usize, usize)> = rows
@@ -369,7 +288,6 @@ fn read_partition(
         queued,
         last_ts,
         ttl_queued,
-        reloaded: false,
     })
 }
 
@@ -411,7 +329,6 @@ mod tests {
 
     use super::*;
     use crate::operator::Operator;
-    use crate::state::StateBackend;
     use crate::testkit::{Step, bin, check_restore, col, lit};
 
     const MINUTE: i64 = 60_000;
@@ -589,11 +506,6 @@ mod tests {
 
         /// The node, with the output schema the planner gives it.
         fn operator(&self, emit: EmitMode) -> Box<dyn Operator> {
-            self.operator_in(emit, &StateBackend::memory())
-        }
-
-        /// The node keeping its partitions in `backend`.
-        fn operator_in(&self, emit: EmitMode, backend: &StateBackend) -> Box<dyn Operator> {
             let spec = &self.spec;
             let input = input();
             let field = |c: &usize| input.field(*c).clone();
@@ -625,7 +537,6 @@ mod tests {
                     emit,
                     false,
                     self.ttl_ms,
-                    backend,
                 )
                 .expect("the operator builds"),
             )
@@ -642,12 +553,6 @@ mod tests {
                         whole.iter().any(|l| !l.starts_with("watermark")),
                         "{emit:?}: no output"
                     );
-                    // With RocksDB and one partition resident, every other partition's matcher
-                    // and rows are spilled between steps, read back, and checkpointed from
-                    // RocksDB: the same output, restored after any step.
-                    let rocksdb = crate::testkit::rocksdb_backend(1);
-                    let spilled = check_restore(&|| self.operator_in(emit, &rocksdb), &steps());
-                    assert_eq!(spilled, whole, "{emit:?}: spilled to RocksDB");
                     whole
                 })
                 .collect()
@@ -945,13 +850,11 @@ mod tests {
             let bytes = w.into_bytes();
             let mut r = StateReader::new(&bytes);
             r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT).unwrap();
-            assert!(!r.bool().unwrap(), "in memory");
             r.i64().unwrap();
             r.u64().unwrap();
             let ipc_len = r.bytes().unwrap().len();
-            // The tag, the storage flag, the watermark, the arrival counter and the IPC
-            // stream's length.
-            let ipc = 29..29 + ipc_len;
+            // The tag, the watermark, the arrival counter and the IPC stream's length.
+            let ipc = 28..28 + ipc_len;
             let mut refused = 0;
             for at in (0..bytes.len()).filter(|at| !ipc.contains(at)) {
                 for flip in [0x01, 0x80, 0xff] {
