@@ -13,6 +13,8 @@
 mod backend;
 pub mod codec;
 mod keyed;
+pub mod snapshot;
 
 pub use backend::{RocksCheckpoint, StateBackend};
-pub(crate) use keyed::{KeyedState, ValueCodec, prefetch};
+pub(crate) use keyed::{KeyedState, SharedEncode, ValueCodec, prefetch};
+pub use snapshot::{StatePart, StateSnapshot};
