@@ -224,6 +224,19 @@ impl Checkpointing {
     }
 }
 
+/// Lowers the calling thread (a checkpoint's writer) to the lowest CPU priority, so that where
+/// the pipeline and the writer compete for a core the pipeline wins: a checkpoint then takes
+/// longer to become durable instead of slowing the pipeline. Best effort (Linux only).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; a failure only leaves its
+    // priority as it was.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 /// Why `e` happened, without the `checkpoint:` prefix its message would repeat.
 fn reason(e: RuntimeError) -> String {
     match e {
@@ -397,7 +410,10 @@ impl Executor<'_> {
         let store = ck.store.clone();
         let writer = std::thread::Builder::new()
             .name(format!("fsql-checkpoint-{id}"))
-            .spawn(move || store.finish(&tmp, &mut meta, files).map(|(_, bytes)| bytes))
+            .spawn(move || {
+                lowest_priority();
+                store.finish(&tmp, &mut meta, files).map(|(_, bytes)| bytes)
+            })
             .map_err(|e| {
                 RuntimeError::Checkpoint(format!("starting the checkpoint's writer thread: {e}"))
             })?;
