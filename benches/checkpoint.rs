@@ -8,9 +8,14 @@
 //! 1. **Checkpoint**: the first `N` events (every card once), then the run is stopped: its last
 //!    checkpoint holds all `N` cards. Reported: its state bytes and the time it took.
 //! 2. **Recovery**: a run over the same directory restores it and stops: the restore time.
-//! 3. **Throughput**: all `2N` events without checkpoints, then with a checkpoint every
-//!    `FSQL_CHECKPOINT_INTERVAL` (default 10 s), alternating twice; events per CPU-second of the
-//!    executor thread, and the ratio.
+//! 3. **Throughput**: all `2N` events without checkpoints, with a checkpoint every
+//!    `FSQL_CHECKPOINT_INTERVAL` (default 10 s) taken synchronously (`state.backend.async` =
+//!    `false`: the pipeline waits until the files are durable, as before asynchronous snapshots),
+//!    and with asynchronous ones (the default), alternating `FSQL_CHECKPOINT_ROUNDS` times
+//!    (default 2). Reported per run: events per wall-clock second and per CPU-second of the
+//!    executor thread, both up to the source's last row (the run's final checkpoint and its
+//!    shutdown are left out), the checkpoints completed meanwhile, the time the pipeline waited
+//!    for them, and their time from taking to durable.
 //!
 //! Each part runs once per state backend: `FSQL_CHECKPOINT_BACKENDS` (default `hashmap,rocksdb`).
 //! With RocksDB, `FSQL_STATE_RESIDENT_KEYS` sets `state.backend.rocksdb.resident-keys` (default
@@ -25,9 +30,9 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fsql_compiler::{CompileOptions, compile_source};
 use fsql_plan::{NodeId, Pipeline};
@@ -36,7 +41,7 @@ use fsql_runtime::{Event, RunOptions, RunSummary};
 fn pipeline(
     cards: u64,
     events: u64,
-    checkpoints: Option<(&Path, &str)>,
+    checkpoints: Option<(&Path, &str, bool)>,
     backend: &str,
 ) -> Pipeline {
     let resident = std::env::var("FSQL_STATE_RESIDENT_KEYS").map_or(String::new(), |n| {
@@ -44,9 +49,10 @@ fn pipeline(
     });
     let backend = format!("SET 'state.backend' = '{backend}'; {resident}");
     let settings = match checkpoints {
-        Some((dir, interval)) => format!(
+        Some((dir, interval, asynchronous)) => format!(
             "SET 'execution.checkpointing.interval' = '{interval}';
-             SET 'execution.checkpointing.dir' = '{}';",
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'state.backend.async' = '{asynchronous}';",
             dir.display()
         ),
         None => String::new(),
@@ -85,36 +91,58 @@ fn thread_cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// Runs `pipeline`, stopping once its source emitted `stop_after` rows (if given); returns the
-/// summary and the executor thread's CPU time.
-fn run(pipeline: &Pipeline, stop_after: Option<u64>, stopped: bool) -> (RunSummary, Duration) {
+/// What one run measured up to its source's last row (`stop_after`, or every row): wall-clock
+/// time from the start and the executor thread's CPU time.
+struct Measured {
+    summary: RunSummary,
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Runs `pipeline`, stopping once its source emitted `stop_after` rows (if given; `stopped`:
+/// stops before the first poll); measures up to the source's `last_row`-th row.
+fn run(pipeline: &Pipeline, stop_after: Option<u64>, stopped: bool, last_row: u64) -> Measured {
     let stop = Arc::new(AtomicBool::new(stopped));
     let seen = Arc::new(AtomicU64::new(0));
     let source = NodeId(0);
-    let trace = stop_after.map(|limit| {
-        let (stop, seen) = (stop.clone(), seen.clone());
+    let start = Instant::now();
+    let cpu0 = thread_cpu();
+    let at_end: Arc<Mutex<Option<(Duration, Duration)>>> = Arc::default();
+    let trace = {
+        let (stop, seen, at_end) = (stop.clone(), seen.clone(), at_end.clone());
         Box::new(move |node: NodeId, event: &Event| {
-            if let (true, Event::Batch(b)) = (node == source, event)
-                && seen.fetch_add(b.num_rows() as u64, Ordering::Relaxed) + b.num_rows() as u64
-                    >= limit
-            {
-                stop.store(true, Ordering::Relaxed);
+            if let (true, Event::Batch(b)) = (node == source, event) {
+                let n =
+                    seen.fetch_add(b.num_rows() as u64, Ordering::Relaxed) + b.num_rows() as u64;
+                if stop_after.is_some_and(|limit| n >= limit) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if n >= last_row
+                    && let Ok(mut end) = at_end.lock()
+                    && end.is_none()
+                {
+                    *end = Some((start.elapsed(), thread_cpu() - cpu0));
+                }
             }
         }) as fsql_runtime::executor::EventTrace
-    });
-    let cpu = thread_cpu();
+    };
     let summary = fsql_runtime::run(
         pipeline,
         RunOptions {
             unthrottled: true,
             stop: Some(stop),
-            trace,
+            trace: Some(trace),
             ..RunOptions::default()
         },
         &mut |_, _, _| {},
     )
     .unwrap_or_else(|e| panic!("the benchmark pipeline runs: {e}"));
-    (summary, thread_cpu() - cpu)
+    let (wall, cpu) = at_end
+        .lock()
+        .ok()
+        .and_then(|e| *e)
+        .unwrap_or((start.elapsed(), thread_cpu() - cpu0));
+    Measured { summary, wall, cpu }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -148,12 +176,16 @@ fn main() {
 
 fn bench(cards: u64, interval: &str, backend: &str) {
     let events = 2 * cards;
+    let rounds: usize = std::env::var("FSQL_CHECKPOINT_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
 
-    // 1. One checkpoint of every card's state.
+    // 1. One checkpoint of every card's state (taken when the run stops: synchronously).
     let dir = scratch("state");
-    let full = pipeline(cards, events, Some((&dir, "1 h")), backend);
-    let (summary, _) = run(&full, Some(cards), false);
-    let taken = summary.checkpoints.clone().expect("checkpointing is on");
+    let full = pipeline(cards, events, Some((&dir, "1 h", true)), backend);
+    let m = run(&full, Some(cards), false, cards);
+    let taken = m.summary.checkpoints.clone().expect("checkpointing is on");
     println!("| {cards} cards of 24 h OVER state (COUNT, SUM) | |");
     println!("| --- | ---: |");
     println!(
@@ -162,13 +194,13 @@ fn bench(cards: u64, interval: &str, backend: &str) {
         taken.largest_bytes as f64 / cards as f64
     );
     println!(
-        "| checkpoint: duration (the pipeline waits) | {:.2} s |",
+        "| checkpoint: duration, taken and written while the pipeline waits | {:.2} s |",
         taken.taking.as_secs_f64()
     );
 
     // 2. Restoring it.
-    let (summary, _) = run(&full, None, true);
-    let restored = summary.checkpoints.expect("checkpointing is on");
+    let m = run(&full, None, true, 0);
+    let restored = m.summary.checkpoints.expect("checkpointing is on");
     let (id, took) = restored
         .restored_from
         .expect("the run restored the checkpoint");
@@ -180,38 +212,44 @@ fn bench(cards: u64, interval: &str, backend: &str) {
     );
     let _ = std::fs::remove_dir_all(&dir);
 
-    // 3. Throughput with and without periodic checkpoints, alternating.
+    // 3. Throughput without checkpoints, with synchronous and with asynchronous ones, alternating.
     let plain = pipeline(cards, events, None, backend);
-    let mut without = Vec::new();
-    let mut with = Vec::new();
-    let mut spent = Vec::new();
-    for round in 0..2 {
-        let (_, cpu) = run(&plain, None, false);
-        without.push(events as f64 / cpu.as_secs_f64());
-        let dir = scratch(&format!("periodic-{round}"));
-        let (summary, cpu) = run(
-            &pipeline(cards, events, Some((&dir, interval)), backend),
-            None,
-            false,
-        );
-        let c = summary.checkpoints.expect("checkpointing is on");
-        with.push(events as f64 / cpu.as_secs_f64());
-        spent.push((c.taken, c.taking, cpu));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     println!();
     println!(
-        "| {events} events, {cards} cards | without checkpoints | checkpoint every {interval} | ratio |"
+        "| {events} events, {cards} cards, checkpoint every {interval} | events/s (wall) | events/CPU-s (executor) | wall ratio | CPU ratio | checkpoints | pipeline waited | taken → durable (mean) |"
     );
-    println!("| --- | ---: | ---: | ---: |");
-    for (round, ((a, b), (taken, taking, cpu))) in without.iter().zip(&with).zip(&spent).enumerate()
-    {
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for round in 0..rounds {
+        let base = run(&plain, None, false, events);
+        let base_wall = events as f64 / base.wall.as_secs_f64();
+        let base_cpu = events as f64 / base.cpu.as_secs_f64();
         println!(
-            "| round {} | {a:.0} events/CPU-s | {b:.0} events/CPU-s ({taken} checkpoints, {:.2} s of {:.2} s) | {:.3} |",
-            round + 1,
-            taking.as_secs_f64(),
-            cpu.as_secs_f64(),
-            b / a
+            "| round {}: no checkpoints | {base_wall:.0} | {base_cpu:.0} | 1 | 1 | | | |",
+            round + 1
         );
+        for (label, asynchronous) in [("synchronous", false), ("asynchronous", true)] {
+            let dir = scratch(&format!("periodic-{round}-{label}"));
+            let m = run(
+                &pipeline(cards, events, Some((&dir, interval, asynchronous)), backend),
+                None,
+                false,
+                events,
+            );
+            let c = m.summary.checkpoints.expect("checkpointing is on");
+            let wall = events as f64 / m.wall.as_secs_f64();
+            let cpu = events as f64 / m.cpu.as_secs_f64();
+            // The run's last checkpoint (after the source's last row) is in the counts too.
+            println!(
+                "| round {}: {label} | {wall:.0} | {cpu:.0} | {:.3} | {:.3} | {} | {:.2} s of {:.2} s | {:.2} s |",
+                round + 1,
+                wall / base_wall,
+                cpu / base_cpu,
+                c.taken,
+                c.taking.as_secs_f64(),
+                m.summary.elapsed.as_secs_f64(),
+                c.completing.as_secs_f64() / c.taken.max(1) as f64
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -152,11 +152,12 @@ pub fn run(plan: &Plan, flags: &RunFlags) -> Result<bool, String> {
             format!(", resumed from chk-{id} in {:.3} s", took.as_secs_f64())
         });
         eprintln!(
-            "checkpoints: {} taken in {} (largest {:.1} MiB, {:.3} s spent){resumed}",
+            "checkpoints: {} taken in {} (largest {:.1} MiB; the pipeline waited {:.3} s, taken to durable {:.3} s){resumed}",
             c.taken,
             c.dir,
             c.largest_bytes as f64 / (1024.0 * 1024.0),
-            c.taking.as_secs_f64()
+            c.taking.as_secs_f64(),
+            c.completing.as_secs_f64()
         );
     }
     if summary.late() > 0 {

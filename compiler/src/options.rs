@@ -427,6 +427,10 @@ const SETTINGS: &[SettingInfo] = &[
         check: positive,
     },
     SettingInfo {
+        key: "state.backend.async",
+        check: boolean,
+    },
+    SettingInfo {
         key: "table.exec.mini-batch.size",
         check: positive,
     },

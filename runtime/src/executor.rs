@@ -195,8 +195,12 @@ pub struct CheckpointSummary {
     pub dir: String,
     /// Checkpoints this run took (the last one where it ended or was stopped).
     pub taken: u64,
-    /// Time spent taking them (the pipeline waits meanwhile).
+    /// Time the pipeline waited for checkpoints: taking them (operators hand over their state,
+    /// sinks flush) and, where it must, waiting for one to be complete.
     pub taking: Duration,
+    /// Time from taking each checkpoint to its completion (its files durable), summed: the
+    /// files are written while the pipeline goes on.
+    pub completing: Duration,
     /// The state bytes of the largest one.
     pub largest_bytes: u64,
     /// The checkpoint the run resumed from, and how long restoring it took.
@@ -337,7 +341,13 @@ pub fn run(
     let result = exec.run_loop(stop.as_deref(), reporter.as_mut());
     // A last checkpoint where the run ended or was stopped: a restart resumes exactly there
     // (and a transactional sink commits what the run wrote).
-    let result = result.and_then(|stopped| exec.checkpoint().map(|()| stopped));
+    let result = match result {
+        Ok(stopped) => exec.checkpoint().map(|()| stopped),
+        Err(e) => {
+            exec.abandon_checkpoint();
+            Err(e)
+        }
+    };
     let closed = exec.close();
     let stopped = result?;
     closed?;
@@ -1139,9 +1149,7 @@ impl<'c> Executor<'c> {
                 }
             }
             let now = Instant::now();
-            if self.checkpointing.as_ref().is_some_and(|c| c.due(now)) {
-                self.checkpoint()?;
-            }
+            self.checkpoint_tick(now)?;
             if self.commit_pending {
                 self.finish_commit()?;
             } else if self.sources.iter().any(|s| s.source.commit_due(now)) {
@@ -1368,6 +1376,7 @@ impl<'c> Executor<'c> {
                 dir: c.dir().display().to_string(),
                 taken: c.taken,
                 taking: c.taking,
+                completing: c.completing,
                 largest_bytes: c.largest_bytes,
                 restored_from: self.restored_from,
             }),

@@ -11,6 +11,7 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 
 use crate::error::RuntimeError;
+use crate::state::StateSnapshot;
 use crate::state::codec::{StateReader, StateWriter};
 
 /// What a row of an updating relation does to it (Flink's `RowKind`).
@@ -180,6 +181,18 @@ pub trait Operator {
         Err(RuntimeError::Checkpoint(
             "this operator's state cannot be checkpointed yet".into(),
         ))
+    }
+
+    /// The operator's state for a checkpoint, as the checkpoint's writer thread will write it:
+    /// the same bytes as [`Operator::snapshot`], but an operator with large state may return
+    /// parts that are encoded later, on that thread, from a view of its state frozen now
+    /// ([`StateSnapshot`]), so the pipeline does not wait for the encoding. `None`: stateless.
+    /// The default encodes everything now through [`Operator::snapshot`].
+    fn snapshot_parts(&mut self) -> Result<Option<StateSnapshot>, RuntimeError> {
+        let mut w = StateWriter::default();
+        Ok(self
+            .snapshot(&mut w)?
+            .then(|| StateSnapshot::ready(w.into_bytes())))
     }
 
     /// Replaces the operator's (empty) state with what [`Operator::snapshot`] wrote.

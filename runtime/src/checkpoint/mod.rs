@@ -6,15 +6,24 @@
 //! A checkpoint is taken there, every `execution.checkpointing.interval`:
 //!
 //! 1. sinks make their output durable ([`crate::operator::Operator::flush`]);
-//! 2. every operator writes its state ([`crate::operator::Operator::snapshot`], bytes in the
-//!    [`crate::state::codec`] encoding), sources their positions ([`crate::source::Source::position`]),
-//!    the executor the watermarks and the number of control updates applied;
-//! 3. [`store::CheckpointStore::write`] makes it durable and visible atomically: files go into
-//!    `chk-<n>.inprogress/`, are synced, and the directory is renamed to `chk-<n>/` with its
-//!    `_metadata` last. A directory without `_metadata` is not a checkpoint;
-//! 4. sinks are told it is complete ([`crate::operator::Operator::checkpoint_complete`]): the
-//!    transactional Kafka sink commits its transaction there;
+//! 2. every operator hands over its state ([`crate::operator::Operator::snapshot_parts`]: bytes
+//!    in the [`crate::state::codec`] encoding, or a view of its state frozen now that is encoded
+//!    later), sources their positions ([`crate::source::Source::position`]), the executor the
+//!    watermarks and the number of control updates applied; the RocksDB backend makes its
+//!    checkpoint (hard links) into `chk-<n>.inprogress/` ([`store::CheckpointStore::begin`]).
+//!    Up to here the pipeline waits;
+//! 3. a writer thread, while the pipeline goes on, encodes what was deferred and
+//!    [`store::CheckpointStore::finish`]es the checkpoint: state files written, hashed and
+//!    synced, `_metadata` last, and the directory renamed to `chk-<n>/`. A directory without
+//!    `_metadata` is not a checkpoint, so a crash before the rename leaves the previous one;
+//! 4. once the executor sees the writer done, sinks are told it is complete
+//!    ([`crate::operator::Operator::checkpoint_complete`]): the transactional Kafka sink commits
+//!    its transaction there (with such a sink the pipeline waits for this, so that no output of
+//!    after the checkpoint goes into the transaction it commits);
 //! 5. older checkpoints beyond `execution.checkpointing.num-retained` are deleted.
+//!
+//! One checkpoint is in flight at a time. `SET 'state.backend.async' = 'false'` makes the
+//! pipeline wait for every checkpoint to complete.
 //!
 //! `fsql run` restores the latest complete checkpoint of its directory before it reads anything.
 //! See `docs/operations.md` for the guarantees each sink gives.
@@ -42,16 +51,22 @@ pub const DIR: &str = "execution.checkpointing.dir";
 pub const DIR_LEGACY: &str = "state.checkpoints.dir";
 /// `SET 'execution.checkpointing.num-retained'`: complete checkpoints kept (default 1, as Flink).
 pub const NUM_RETAINED: &str = "execution.checkpointing.num-retained";
+/// `SET 'state.backend.async'` (Flink 1's name): `'true'` (the default) writes a checkpoint's
+/// files while the pipeline goes on; `'false'` makes the pipeline wait until they are durable.
+pub const ASYNC: &str = "state.backend.async";
 
 /// How a pipeline checkpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointConfig {
-    /// Time between the end of one checkpoint and the start of the next.
+    /// Time between the completion of one checkpoint (its files durable) and the start of the
+    /// next.
     pub interval: Duration,
     /// The checkpoint directory (`chk-<n>/` directories inside).
     pub dir: PathBuf,
     /// Complete checkpoints kept (at least 1).
     pub retained: usize,
+    /// Whether the pipeline goes on while a checkpoint's files are written ([`ASYNC`]).
+    pub asynchronous: bool,
 }
 
 impl CheckpointConfig {
@@ -90,10 +105,21 @@ impl CheckpointConfig {
                     ))
                 })?,
         };
+        let asynchronous = match settings.get(ASYNC).map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                return Err(RuntimeError::Checkpoint(format!(
+                    "'{ASYNC}' must be 'true' or 'false', got '{v}'"
+                )));
+            }
+        };
         Ok(Some(CheckpointConfig {
             interval,
             dir,
             retained,
+            asynchronous,
         }))
     }
 }
@@ -126,7 +152,8 @@ mod tests {
             CheckpointConfig {
                 interval: Duration::from_secs(10),
                 dir: PathBuf::from("/tmp/chk"),
-                retained: 1
+                retained: 1,
+                asynchronous: true,
             }
         );
         let e = CheckpointConfig::from_settings(&settings(&[(INTERVAL, "10 s")])).unwrap_err();
@@ -138,5 +165,20 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains(NUM_RETAINED), "{e}");
+        let sync = CheckpointConfig::from_settings(&settings(&[
+            (INTERVAL, "1 s"),
+            (DIR, "c"),
+            (ASYNC, "False"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(!sync.asynchronous);
+        let e = CheckpointConfig::from_settings(&settings(&[
+            (INTERVAL, "1 s"),
+            (DIR, "c"),
+            (ASYNC, "sometimes"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains(ASYNC), "{e}");
     }
 }

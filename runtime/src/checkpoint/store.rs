@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::metadata::{FORMAT, Metadata, StateFile};
 use crate::error::RuntimeError;
+use crate::state::StateSnapshot;
 
 /// The name of a checkpoint's metadata file.
 pub const METADATA_FILE: &str = "_metadata";
@@ -96,33 +97,61 @@ impl CheckpointStore {
         files: Vec<(usize, String, Vec<u8>)>,
         more: impl FnOnce(&Path, &mut Metadata) -> Result<(), RuntimeError>,
     ) -> Result<PathBuf, RuntimeError> {
+        let tmp = self.begin(meta.id)?;
+        more(&tmp, meta)?;
+        let files = files
+            .into_iter()
+            .map(|(i, name, bytes)| (i, name, StateSnapshot::ready(bytes)))
+            .collect();
+        self.finish(&tmp, meta, files).map(|(done, _)| done)
+    }
+
+    /// The first phase of writing checkpoint `id`: its empty `chk-<id>.inprogress/` directory
+    /// (a leftover of an interrupted write removed first). Nothing there is a checkpoint until
+    /// [`CheckpointStore::finish`] renames it.
+    pub fn begin(&self, id: u64) -> Result<PathBuf, RuntimeError> {
         fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let name = format!("chk-{}", meta.id);
-        let tmp = self.dir.join(format!("{name}.inprogress"));
+        let tmp = self.dir.join(format!("chk-{id}.inprogress"));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
         }
         fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
-        for (node, file, bytes) in files {
+        Ok(tmp)
+    }
+
+    /// The second phase (on the checkpoint's writer thread, while the pipeline runs on): writes
+    /// each node's state file into `tmp` (encoding deferred parts, hashing as it writes) and
+    /// fills in the metadata's sizes and digests, then `_metadata`, syncs, and renames `tmp` to
+    /// `chk-<n>/`. Returns the checkpoint's directory and its state files' bytes.
+    pub fn finish(
+        &self,
+        tmp: &Path,
+        meta: &mut Metadata,
+        files: Vec<(usize, String, StateSnapshot)>,
+    ) -> Result<(PathBuf, u64), RuntimeError> {
+        let mut total = 0;
+        for (node, file, state) in files {
             let path = tmp.join(&file);
-            write_synced(&path, &bytes)?;
+            let name = meta.nodes.get(node).map_or("", |n| n.name.as_str());
+            let (bytes, sha256) = write_parts_synced(&path, state, name)?;
+            total += bytes;
             if let Some(entry) = meta.nodes.get_mut(node) {
                 entry.state = Some(StateFile {
                     file,
-                    bytes: bytes.len() as u64,
-                    sha256: fsql_plan::sha256_hex(&bytes),
+                    bytes,
+                    sha256,
                 });
             }
         }
-        more(&tmp, meta)?;
         let json = serde_json::to_vec_pretty(meta)
             .map_err(|e| RuntimeError::Checkpoint(format!("encoding the metadata: {e}")))?;
         write_synced(&tmp.join(METADATA_FILE), &json)?;
-        sync_dir(&tmp)?;
+        sync_dir(tmp)?;
+        let name = format!("chk-{}", meta.id);
         let done = self.dir.join(&name);
-        fs::rename(&tmp, &done).map_err(|e| io(&done, e))?;
+        fs::rename(tmp, &done).map_err(|e| io(&done, e))?;
         sync_dir(&self.dir)?;
-        Ok(done)
+        Ok((done, total))
     }
 
     /// Deletes complete checkpoints older than the newest `keep`, and leftovers of interrupted
@@ -206,6 +235,36 @@ pub fn state_file_name(index: usize, name: &str) -> String {
         .take(64)
         .collect();
     format!("{index:04}-{clean}.state")
+}
+
+/// Writes `state`'s parts (node `node`'s) to a new file at `path`, synced; returns its length
+/// and SHA-256 (`sha256:<hex>`), computed as the bytes go out.
+fn write_parts_synced(
+    path: &Path,
+    state: StateSnapshot,
+    node: &str,
+) -> Result<(u64, String), RuntimeError> {
+    use sha2::{Digest, Sha256};
+    let file = fs::File::create(path).map_err(|e| io(path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    state.write_to(
+        |bytes: &[u8]| {
+            hasher.update(bytes);
+            len += bytes.len() as u64;
+            out.write_all(bytes).map_err(|e| io(path, e))
+        },
+        |e| RuntimeError::state(node, e),
+    )?;
+    let file = out.into_inner().map_err(|e| io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| io(path, e))?;
+    let mut hex = String::with_capacity(7 + 64);
+    hex.push_str("sha256:");
+    for b in hasher.finalize() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    Ok((len, hex))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {

@@ -1,8 +1,21 @@
 //! The executor's side of checkpoints: taking them between polls and restoring one before the
 //! first poll (see [`crate::checkpoint`] for the protocol).
+//!
+//! A checkpoint has two phases. **Taking** it (between two polls, the pipeline waits): sinks
+//! flush, operators hand over their state ([`Operator::snapshot_parts`]: bytes, or a view frozen
+//! now that a background thread encodes), sources their positions, the RocksDB backend its
+//! checkpoint (hard links). **Completing** it (on the checkpoint's writer thread, while the
+//! pipeline goes on): state files encoded, hashed, written and synced, then `_metadata`, then
+//! the rename to `chk-<n>/`. Only when the executor sees the writer thread done is the
+//! checkpoint complete: sinks are told (the exactly-once Kafka sink commits), older ones are
+//! retained or deleted. One checkpoint is in flight at a time; a crash before the rename
+//! leaves the previous complete checkpoint the newest.
+//!
+//! [`Operator::snapshot_parts`]: crate::operator::Operator::snapshot_parts
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fsql_plan::{Pipeline, Schema};
@@ -15,8 +28,8 @@ use crate::checkpoint::{
 };
 use crate::error::RuntimeError;
 use crate::source::split_watermarks::SplitWatermarks;
-use crate::state::RocksCheckpoint;
 use crate::state::codec::{StateReader, StateWriter};
+use crate::state::{RocksCheckpoint, StateSnapshot};
 
 /// How long a restore waits for the control stream to replay the updates the checkpoint had
 /// applied.
@@ -37,12 +50,27 @@ pub(super) struct Checkpointing {
     /// The number of the last checkpoint taken or restored.
     last_id: u64,
     next_at: Instant,
-    /// Checkpoints taken by this run, the time they took, and the largest one's state bytes.
+    /// Checkpoints completed by this run; the time the pipeline waited for checkpoints (taking
+    /// them, and waiting for one to complete where it must); the time from taking each to its
+    /// completion, summed; and the largest one's state bytes.
     pub(super) taken: u64,
     pub(super) taking: Duration,
+    pub(super) completing: Duration,
     pub(super) largest_bytes: u64,
     /// The RocksDB files of the last checkpoint taken or restored (to tell which are new).
     previous_rocksdb: Option<RocksCheckpoint>,
+    /// The checkpoint being completed by its writer thread.
+    in_flight: Option<InFlight>,
+}
+
+/// A checkpoint taken and not complete yet: its writer thread is writing its files.
+struct InFlight {
+    id: u64,
+    taken_at: Instant,
+    /// Bytes the RocksDB backend's checkpoint added (written already).
+    rocksdb_bytes: u64,
+    /// Returns the state files' bytes once `chk-<id>/` is durable.
+    writer: JoinHandle<Result<u64, RuntimeError>>,
 }
 
 /// The RocksDB checkpoint's directory inside a `chk-<n>` directory.
@@ -251,18 +279,40 @@ impl Checkpointing {
             last_id,
             taken: 0,
             taking: Duration::ZERO,
+            completing: Duration::ZERO,
             largest_bytes: 0,
             previous_rocksdb: None,
+            in_flight: None,
         })
     }
 
+    /// Whether the next checkpoint is due: its interval has passed since the last one completed
+    /// (and none is in flight).
     pub(super) fn due(&self, now: Instant) -> bool {
-        now >= self.next_at
+        now >= self.next_at && self.in_flight.is_none()
+    }
+
+    /// Whether a checkpoint is being completed.
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
     }
 
     /// The checkpoint directory.
     pub(super) fn dir(&self) -> &Path {
         self.store.dir()
+    }
+}
+
+/// Lowers the calling thread (a checkpoint's writer) to the lowest CPU priority, so that where
+/// the pipeline and the writer compete for a core the pipeline wins: a checkpoint then takes
+/// longer to become durable instead of slowing the pipeline. Best effort (Linux only).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; a failure only leaves its
+    // priority as it was.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 
@@ -311,39 +361,76 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Takes a checkpoint now: sinks flush, then state, positions and watermarks are written,
-    /// then sinks are told it is complete.
+    /// Takes a checkpoint now and waits until it is complete (the last checkpoint of a run, and
+    /// every checkpoint of a pipeline with an exactly-once Kafka sink, whose transaction must
+    /// commit before more output goes into it). One still in flight is completed first.
     pub(super) fn checkpoint(&mut self) -> Result<(), RuntimeError> {
+        self.complete_checkpoint(true)?;
+        self.take_checkpoint()?;
+        self.complete_checkpoint(true)
+    }
+
+    /// Between polls: takes a checkpoint when one is due, and completes the one in flight when
+    /// its writer thread is done.
+    pub(super) fn checkpoint_tick(&mut self, now: Instant) -> Result<(), RuntimeError> {
+        let Some(ck) = &self.checkpointing else {
+            return Ok(());
+        };
+        if ck.in_flight() {
+            self.complete_checkpoint(false)
+        } else if ck.due(now) {
+            let wait = self.transactional || !ck.config.asynchronous;
+            self.take_checkpoint()?;
+            // The transaction holds everything sent since the last commit: output after this
+            // checkpoint must not go into the one that commits with it.
+            self.complete_checkpoint(wait)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A run that failed: waits for the checkpoint in flight (its files stay if it got that
+    /// far: it is consistent) without completing it for the sinks.
+    pub(super) fn abandon_checkpoint(&mut self) {
+        if let Some(f) = self.checkpointing.as_mut().and_then(|c| c.in_flight.take()) {
+            let _ = f.writer.join();
+        }
+    }
+
+    /// The first phase of a checkpoint (the pipeline waits): sinks flush, then operators' state,
+    /// positions and watermarks are taken, and the RocksDB backend's checkpoint made; the
+    /// writer thread then writes the checkpoint's files.
+    fn take_checkpoint(&mut self) -> Result<(), RuntimeError> {
         let Some(mut ck) = self.checkpointing.take() else {
             return Ok(());
         };
         let started = Instant::now();
-        let result = self.write_checkpoint(&mut ck);
-        let now = Instant::now();
-        ck.taking += now - started;
-        ck.next_at = now + ck.config.interval;
+        let result = self.begin_checkpoint(&mut ck, started);
+        ck.taking += started.elapsed();
         self.checkpointing = Some(ck);
         result
     }
 
-    fn write_checkpoint(&mut self, ck: &mut Checkpointing) -> Result<(), RuntimeError> {
+    fn begin_checkpoint(
+        &mut self,
+        ck: &mut Checkpointing,
+        started: Instant,
+    ) -> Result<(), RuntimeError> {
         for node in &mut self.nodes {
             if let Some(op) = node.op.as_mut() {
                 op.flush().map_err(|e| in_node(&node.metrics.name, e))?;
             }
         }
         let id = ck.last_id + 1;
-        let mut files = Vec::new();
+        let mut files: Vec<(usize, String, StateSnapshot)> = Vec::new();
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter_mut().enumerate() {
-            if let Some(op) = node.op.as_mut() {
-                let mut w = StateWriter::default();
-                if op
-                    .snapshot(&mut w)
+            if let Some(op) = node.op.as_mut()
+                && let Some(state) = op
+                    .snapshot_parts()
                     .map_err(|e| in_node(&node.metrics.name, e))?
-                {
-                    files.push((i, state_file_name(i, &node.metrics.name), w.into_bytes()));
-                }
+            {
+                files.push((i, state_file_name(i, &node.metrics.name), state));
             }
             nodes.push(NodeEntry {
                 name: node.metrics.name.clone(),
@@ -392,26 +479,70 @@ impl Executor<'_> {
             state_backend: self.backend.name().into(),
             rocksdb: None,
         };
-        let bytes: usize = files.iter().map(|(_, _, b)| b.len()).sum();
-        let backend = &self.backend;
-        let previous = &mut ck.previous_rocksdb;
-        ck.store.write_with(&mut meta, files, |dir, meta| {
-            // Every operator flushed its changed values while writing its snapshot.
-            meta.rocksdb = backend.checkpoint(&dir.join(ROCKSDB_DIR), previous.as_ref())?;
-            previous.clone_from(&meta.rocksdb);
-            Ok(())
+        let tmp = ck.store.begin(id)?;
+        // Every operator flushed its changed values while handing over its state; RocksDB's
+        // checkpoint (memtables flushed, SST files hard-linked) is consistent only now.
+        meta.rocksdb = self
+            .backend
+            .checkpoint(&tmp.join(ROCKSDB_DIR), ck.previous_rocksdb.as_ref())?;
+        ck.previous_rocksdb.clone_from(&meta.rocksdb);
+        let rocksdb_bytes = meta.rocksdb.as_ref().map_or(0, |r| r.new_bytes);
+        let store = ck.store.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("fsql-checkpoint-{id}"))
+            .spawn(move || {
+                lowest_priority();
+                store.finish(&tmp, &mut meta, files).map(|(_, bytes)| bytes)
+            })
+            .map_err(|e| {
+                RuntimeError::Checkpoint(format!("starting the checkpoint's writer thread: {e}"))
+            })?;
+        ck.in_flight = Some(InFlight {
+            id,
+            taken_at: started,
+            rocksdb_bytes,
+            writer,
+        });
+        Ok(())
+    }
+
+    /// The second phase's end: once the writer thread has made the checkpoint in flight durable
+    /// (`wait`: waiting for it), sinks are told it is complete and older checkpoints are
+    /// retained or deleted. A checkpoint that failed to write fails the run.
+    fn complete_checkpoint(&mut self, wait: bool) -> Result<(), RuntimeError> {
+        let Some(ck) = self.checkpointing.as_mut() else {
+            return Ok(());
+        };
+        match &ck.in_flight {
+            Some(f) if wait || f.writer.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(f) = ck.in_flight.take() else {
+            return Ok(());
+        };
+        let waiting = Instant::now();
+        let written = f.writer.join().map_err(|_| {
+            RuntimeError::Checkpoint(format!("checkpoint {}: its writer thread panicked", f.id))
         })?;
-        let bytes = bytes as u64 + meta.rocksdb.as_ref().map_or(0, |r| r.new_bytes);
+        let now = Instant::now();
+        ck.taking += now - waiting;
+        ck.next_at = now + ck.config.interval;
+        let bytes = written? + f.rocksdb_bytes;
+        ck.completing += now - f.taken_at;
         ck.largest_bytes = ck.largest_bytes.max(bytes);
-        ck.last_id = id;
+        ck.last_id = f.id;
         ck.taken += 1;
+        let retained = ck.config.retained;
         for node in &mut self.nodes {
             if let Some(op) = node.op.as_mut() {
-                op.checkpoint_complete(id)
+                op.checkpoint_complete(f.id)
                     .map_err(|e| in_node(&node.metrics.name, e))?;
             }
         }
-        ck.store.retain(ck.config.retained)
+        match &self.checkpointing {
+            Some(ck) => ck.store.retain(retained),
+            None => Ok(()),
+        }
     }
 
     /// Restores checkpoint `meta` (read from `path`) into the freshly built graph: operator

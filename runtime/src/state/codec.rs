@@ -41,6 +41,11 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
+    /// A writer appending to `buf` (what it holds already stays in front).
+    pub fn appending(buf: Vec<u8>) -> StateWriter {
+        StateWriter { buf }
+    }
+
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
@@ -119,6 +124,21 @@ impl StateWriter {
         let rows = concat_batches(&first.schema(), parts)
             .map_err(|e| StateError(format!("gathering rows: {e}")))?;
         self.batch(&rows)
+    }
+
+    /// Appends bytes another writer produced (a part of the same snapshot encoded elsewhere).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// The bytes written so far.

@@ -16,17 +16,56 @@
 //! drops them from memory; an access by id or key ([`KeyedState::id_or_insert_with`],
 //! [`KeyedState::get_mut`]) reads a spilled value back. A spilled key keeps its id and key bytes
 //! in memory, so ids held in operators' queues and side vectors stay valid.
+//!
+//! **Asynchronous snapshots** ([`KeyedState::snapshot_deferred`]): a checkpoint *freezes* the
+//! table (nothing is copied) and the checkpoint's writer thread encodes the slots as they were
+//! then, in id order, while the pipeline goes on. Before the table changes a slot the writer has
+//! not encoded yet, it encodes that slot itself (copy-on-write at the granularity of one key, as
+//! Flink's copy-on-write state map does), so the bytes are exactly those of a snapshot taken at
+//! the freeze. Slots never move while frozen: a table about to outgrow its storage, cleared or
+//! dropped first finishes (or abandons) the frozen snapshot.
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
 use super::backend::{RocksTable, StateBackend};
 use super::codec::{StateError, StateReader, StateWriter};
+use super::snapshot::DeferredPart;
 use crate::operators::agg::key::{KeyBytes, hash_key};
 
 /// One live key: its bytes and its value.
 struct Slot<V> {
     key: KeyBytes,
     value: V,
+}
+
+/// The place of one id: a live key's slot, or nothing.
+///
+/// Cells are read through `&` and written only through the table's `&mut` methods. While a
+/// snapshot is frozen, the checkpoint's writer thread reads cells too: it reads a cell only after
+/// claiming its mark in [`Frozen`], and the table claims a cell's mark before it writes the cell,
+/// so the two never touch one cell at once.
+struct Cell<V>(UnsafeCell<Option<Slot<V>>>);
+
+impl<V> Cell<V> {
+    fn new(slot: Option<Slot<V>>) -> Cell<V> {
+        Cell(UnsafeCell::new(slot))
+    }
+
+    /// The cell's content.
+    ///
+    /// # Safety
+    /// No `&mut` to this cell's content may exist: the table gives them out only from its
+    /// `&mut` methods after claiming the cell, and the writer thread never makes one.
+    #[inline]
+    unsafe fn read(&self) -> &Option<Slot<V>> {
+        // SAFETY: the caller guarantees no writer of this cell (see the contract above).
+        unsafe { &*self.0.get() }
+    }
 }
 
 /// Per-key state by key bytes, with dense, reusable ids.
@@ -38,8 +77,11 @@ struct Slot<V> {
 /// assert_eq!(counts.key(id), b"card-1");
 /// ```
 pub(crate) struct KeyedState<V> {
+    /// The snapshot being encoded from the table as it was when frozen. Declared first, so it
+    /// is dropped (abandoned, waiting for the writer to let go of the slots) before the slots.
+    frozen: Option<FrozenHandle<V>>,
     index: HashTable<u32>,
-    slots: Vec<Option<Slot<V>>>,
+    slots: Vec<Cell<V>>,
     free: Vec<u32>,
     hash: fn(&[u8]) -> u64,
     /// The RocksDB backend's resident set; `None` in memory (every value resident).
@@ -49,6 +91,7 @@ pub(crate) struct KeyedState<V> {
 impl<V> Default for KeyedState<V> {
     fn default() -> KeyedState<V> {
         KeyedState {
+            frozen: None,
             index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -69,6 +112,9 @@ pub(crate) struct ValueCodec<V> {
 pub(crate) type EncodeValue<V> = dyn Fn(&V, &mut StateWriter) -> Result<(), StateError>;
 /// Reads one value (a [`ValueCodec`]'s decoder).
 pub(crate) type DecodeValue<V> = dyn Fn(&mut StateReader<'_>) -> Result<V, StateError>;
+/// Writes one value on the checkpoint's writer thread ([`KeyedState::snapshot_deferred`]).
+pub(crate) type SharedEncode<V> =
+    dyn Fn(&V, &mut StateWriter) -> Result<(), StateError> + Send + Sync;
 
 /// Per-id flag of the resident set: used since the clock hand last passed.
 const REFERENCED: u8 = 1;
@@ -95,9 +141,9 @@ struct Spill<V> {
 
 impl<V> Spill<V> {
     /// Marks `id` used (and, as the caller may change it, changed), reading its value back from
-    /// RocksDB when it is spilled.
+    /// RocksDB when it is spilled. The caller holds the table mutably and claimed `id`.
     #[inline]
-    fn touch(&mut self, id: u32, slots: &mut [Option<Slot<V>>]) {
+    fn touch(&mut self, id: u32, slots: &[Cell<V>]) {
         if let Some(f) = self.flags.get_mut(id as usize) {
             *f |= REFERENCED | DIRTY;
             if *f & SPILLED != 0 {
@@ -107,7 +153,7 @@ impl<V> Spill<V> {
     }
 
     #[cold]
-    fn load(&mut self, id: u32, slots: &mut [Option<Slot<V>>]) {
+    fn load(&mut self, id: u32, slots: &[Cell<V>]) {
         let value = match self.table.get(id) {
             Ok(Some(bytes)) => {
                 let mut r = StateReader::new(&bytes);
@@ -118,8 +164,12 @@ impl<V> Spill<V> {
             ))),
             Err(e) => Err(e),
         };
-        match (value, slots.get_mut(id as usize)) {
-            (Ok(v), Some(Some(slot))) => {
+        // SAFETY: the caller holds the table mutably and claimed `id` (see `touch`).
+        let slot = slots
+            .get(id as usize)
+            .and_then(|c| unsafe { &mut *c.0.get() }.as_mut());
+        match (value, slot) {
+            (Ok(v), Some(slot)) => {
                 slot.value = v;
                 if let Some(f) = self.flags.get_mut(id as usize) {
                     *f &= !SPILLED;
@@ -149,6 +199,236 @@ impl<V> Spill<V> {
         self.flags
             .get(id as usize)
             .is_some_and(|f| f & SPILLED != 0)
+    }
+}
+
+/// A frozen snapshot's mark of one id: not encoded yet.
+const PENDING: u8 = 0;
+/// Being encoded (by the writer thread, or by the table before it changes the slot).
+const BUSY: u8 = 1;
+/// Encoded: the table may change the slot.
+const DONE: u8 = 2;
+
+/// A snapshot of a table frozen for the checkpoint's writer thread (see the module docs).
+struct Frozen<V> {
+    /// The table's cells when it was frozen: they do not move until the snapshot is encoded
+    /// (the table finishes it before it could reallocate them, and abandons it before it frees
+    /// them).
+    cells: *const Cell<V>,
+    /// Per id in the snapshot: [`PENDING`], [`BUSY`] or [`DONE`].
+    marks: Box<[AtomicU8]>,
+    /// Slots the table encoded before changing them.
+    copied: Mutex<Copies>,
+    /// Whether values are written (in memory) or only keys (RocksDB holds the values).
+    with_values: bool,
+    encode: Arc<SharedEncode<V>>,
+    /// The free list when frozen.
+    free: Vec<u32>,
+    /// Whether the snapshot was encoded (or abandoned), and the bytes when the table encoded
+    /// it itself. Whoever encodes holds the lock meanwhile, so the cells are read by one
+    /// encoder at most, and never after this is set.
+    result: Mutex<Encoded>,
+    /// Every id's mark is [`DONE`]: the table need not claim any more.
+    finished: AtomicBool,
+}
+
+/// The slots a frozen table encoded itself before changing them: their bytes one after the
+/// other (no allocation per slot), and where each id's are.
+#[derive(Default)]
+struct Copies {
+    bytes: Vec<u8>,
+    /// Id → (offset, length) in `bytes`.
+    at: HashMap<u32, (usize, usize)>,
+    /// A slot that could not be encoded.
+    failed: Option<(u32, StateError)>,
+}
+
+// SAFETY: `cells` points into the table's storage, which stays allocated and in place while the
+// snapshot may read it (see `Frozen::cells`); the writer thread only reads (`V: Sync`) cells it
+// claimed, which the table does not write meanwhile.
+unsafe impl<V: Send + Sync> Send for Frozen<V> {}
+// SAFETY: as above; every other field is thread-safe.
+unsafe impl<V: Send + Sync> Sync for Frozen<V> {}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes one slot as [`KeyedState::snapshot`] does.
+fn encode_slot<V>(
+    slot: &Option<Slot<V>>,
+    with_values: bool,
+    value: &mut dyn FnMut(&V, &mut StateWriter) -> Result<(), StateError>,
+    w: &mut StateWriter,
+) -> Result<(), StateError> {
+    match slot {
+        None => w.bool(false),
+        Some(slot) => {
+            w.bool(true);
+            w.bytes(slot.key.as_slice());
+            if with_values {
+                value(&slot.value, w)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a frozen snapshot was encoded (or abandoned), and its bytes when the table encoded it.
+type Encoded = (bool, Option<Result<Vec<u8>, StateError>>);
+
+/// Bytes a frozen snapshot's encoder gathers before handing them on.
+const CHUNK: usize = 4 << 20;
+
+impl<V> Frozen<V> {
+    /// The cell of `id`.
+    ///
+    /// # Safety
+    /// `id` has a mark, and the caller claimed it (set it [`BUSY`]).
+    unsafe fn cell(&self, id: usize) -> &Option<Slot<V>> {
+        // SAFETY: the cells stay in place while frozen, `id` is in bounds, and the claim keeps
+        // the table from writing the cell.
+        unsafe { (*self.cells.add(id)).read() }
+    }
+
+    /// Before the table changes slot `id` (table side): encodes it first if the writer has not.
+    /// Returns whether every slot is encoded (the table may forget the snapshot).
+    #[inline]
+    fn claim(&self, id: u32) -> bool {
+        if let Some(mark) = self.marks.get(id as usize)
+            && mark.load(Ordering::Acquire) != DONE
+        {
+            self.claim_slow(id as usize, mark);
+        }
+        self.finished.load(Ordering::Acquire)
+    }
+
+    #[cold]
+    fn claim_slow(&self, id: usize, mark: &AtomicU8) {
+        loop {
+            match mark.compare_exchange(PENDING, BUSY, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    // SAFETY: `id` has a mark, claimed just now.
+                    let slot = unsafe { self.cell(id) };
+                    let mut value = |v: &V, w: &mut StateWriter| (self.encode)(v, w);
+                    let mut copies = lock(&self.copied);
+                    let from = copies.bytes.len();
+                    let mut w = StateWriter::appending(std::mem::take(&mut copies.bytes));
+                    let r = encode_slot(slot, self.with_values, &mut value, &mut w);
+                    copies.bytes = w.into_bytes();
+                    match r {
+                        Ok(()) => {
+                            let len = copies.bytes.len() - from;
+                            copies.at.insert(id as u32, (from, len));
+                        }
+                        Err(e) => {
+                            copies.bytes.truncate(from);
+                            copies.failed.get_or_insert((id as u32, e));
+                        }
+                    }
+                    drop(copies);
+                    mark.store(DONE, Ordering::Release);
+                    return;
+                }
+                Err(DONE) => return,
+                // The writer is encoding it: a few microseconds.
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// Encodes the snapshot into `out` (writer side, or the table finishing it itself): every
+    /// slot in id order, the table's own copies for those it claimed first.
+    fn encode(&self, out: &mut dyn FnMut(&[u8])) -> Result<(), StateError> {
+        let mut w = StateWriter::default();
+        w.count(self.marks.len());
+        let mut value = |v: &V, w: &mut StateWriter| (self.encode)(v, w);
+        for (id, mark) in self.marks.iter().enumerate() {
+            if mark
+                .compare_exchange(PENDING, BUSY, Ordering::Acquire, Ordering::Acquire)
+                .is_ok()
+            {
+                // SAFETY: `id` has a mark, claimed just now.
+                let slot = unsafe { self.cell(id) };
+                let r = encode_slot(slot, self.with_values, &mut value, &mut w);
+                mark.store(DONE, Ordering::Release);
+                r?;
+            } else {
+                // The table claimed it: its copy is there once the mark is DONE (right after).
+                while mark.load(Ordering::Acquire) != DONE {
+                    std::thread::yield_now();
+                }
+                let mut copies = lock(&self.copied);
+                let copy = copies.at.get(&(id as u32)).copied();
+                match (copy, copies.failed.take()) {
+                    (_, Some((_, e))) => return Err(e),
+                    (Some((from, len)), None) => {
+                        w.extend(copies.bytes.get(from..from + len).unwrap_or_default());
+                    }
+                    (None, None) => {
+                        return Err(StateError(format!(
+                            "the frozen snapshot lost the copy of key {id}"
+                        )));
+                    }
+                }
+            }
+            if w.len() >= CHUNK {
+                out(&std::mem::take(&mut w).into_bytes());
+            }
+        }
+        w.count(self.free.len());
+        for &id in &self.free {
+            w.u32(id);
+        }
+        out(&w.into_bytes());
+        Ok(())
+    }
+
+    /// The snapshot's bytes into `out` (writer side): encodes them unless the table has.
+    fn take(&self, out: &mut dyn FnMut(&[u8])) -> Result<(), StateError> {
+        let mut result = lock(&self.result);
+        let r = if result.0 {
+            match result.1.take() {
+                Some(bytes) => bytes.map(|b| out(&b)),
+                None => Err(StateError("the frozen snapshot was taken twice".into())),
+            }
+        } else {
+            result.0 = true;
+            self.encode(out)
+        };
+        drop(result);
+        self.finished.store(true, Ordering::Release);
+        r
+    }
+}
+
+/// The table's hold on its frozen snapshot: dropping it (the table dropped while the writer
+/// may still read its slots) abandons the snapshot, waiting for an encoding under way.
+struct FrozenHandle<V>(Arc<Frozen<V>>);
+
+impl<V> FrozenHandle<V> {
+    /// Encodes the snapshot on this thread unless the writer has already: before the slots move.
+    fn finish(self) {
+        let mut result = lock(&self.0.result);
+        if !result.0 {
+            let mut bytes = Vec::new();
+            let r = self.0.encode(&mut |b| bytes.extend_from_slice(b));
+            *result = (true, Some(r.map(|()| bytes)));
+        }
+    }
+}
+
+impl<V> Drop for FrozenHandle<V> {
+    fn drop(&mut self) {
+        let mut result = lock(&self.0.result);
+        if !result.0 {
+            *result = (
+                true,
+                Some(Err(StateError(
+                    "the operator's state was dropped before its checkpoint was written".into(),
+                ))),
+            );
+        }
     }
 }
 
@@ -185,6 +465,34 @@ impl<V> KeyedState<V> {
         }
     }
 
+    /// Before the table changes slot `id`: the frozen snapshot encodes it first.
+    #[inline]
+    fn claim(&mut self, id: u32) {
+        if let Some(f) = &self.frozen
+            && f.0.claim(id)
+        {
+            self.frozen = None;
+        }
+    }
+
+    /// Finishes the frozen snapshot (encoding what the writer has not) before the slots move.
+    fn thaw(&mut self) {
+        if let Some(f) = self.frozen.take() {
+            f.finish();
+        }
+    }
+
+    /// The slot of `id`, for changing it (claimed first).
+    #[inline]
+    fn slot_mut(&mut self, id: u32) -> Option<&mut Option<Slot<V>>> {
+        self.claim(id);
+        // SAFETY: `&mut self` and the claim: nothing else reads or writes this cell. (Through
+        // `&` to the storage: a `&mut` to all of it would overlap the cells the writer reads.)
+        self.slots
+            .get(id as usize)
+            .map(|c| unsafe { &mut *c.0.get() })
+    }
+
     /// The id of `key`, if it has state.
     #[inline]
     pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
@@ -198,33 +506,44 @@ impl<V> KeyedState<V> {
     #[inline]
     pub(crate) fn id_or_insert_with(&mut self, key: &[u8], new: impl FnOnce() -> V) -> u32 {
         let h = (self.hash)(key);
-        let KeyedState {
-            index,
-            slots,
-            free,
-            hash,
-            spill,
-        } = self;
-        if let Some(&id) = index.find(h, |&id| key_of(slots, id) == Some(key)) {
-            if let Some(spill) = spill {
-                spill.touch(id, slots);
+        if let Some(&id) = {
+            let slots = &self.slots;
+            self.index.find(h, |&id| key_of(slots, id) == Some(key))
+        } {
+            if self.spill.is_some() {
+                self.claim(id);
+                if let Some(spill) = &mut self.spill {
+                    spill.touch(id, &self.slots);
+                }
             }
             return id;
         }
-        let slot = Some(Slot {
+        let slot = Slot {
             key: KeyBytes::new(key),
             value: new(),
-        });
-        let id = match free.pop() {
+        };
+        let id = match self.free.pop() {
             Some(id) => {
-                slots[id as usize] = slot;
+                if let Some(cell) = self.slot_mut(id) {
+                    *cell = Some(slot);
+                }
                 id
             }
             None => {
-                slots.push(slot);
-                (slots.len() - 1) as u32
+                if self.frozen.is_some() && self.slots.len() == self.slots.capacity() {
+                    self.thaw();
+                }
+                self.slots.push(Cell::new(Some(slot)));
+                (self.slots.len() - 1) as u32
             }
         };
+        let KeyedState {
+            index,
+            slots,
+            hash,
+            spill,
+            ..
+        } = self;
         let hash = *hash;
         index.insert_unique(h, id, |&id| key_of(slots, id).map_or(0, hash));
         if let Some(spill) = spill {
@@ -237,7 +556,7 @@ impl<V> KeyedState<V> {
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, key: &[u8], new: impl FnOnce() -> V) -> &mut V {
         let id = self.id_or_insert_with(key, new);
-        match self.slots.get_mut(id as usize) {
+        match self.slot_mut(id) {
             Some(Some(slot)) => &mut slot.value,
             // `id_or_insert_with` returns the id of a filled slot.
             _ => unreachable!("key {id} has no slot"),
@@ -268,24 +587,21 @@ impl<V> KeyedState<V> {
         if self.spill.as_ref().is_some_and(|s| s.is_spilled(id)) {
             return None;
         }
-        self.slots
-            .get(id as usize)
-            .and_then(Option::as_ref)
-            .map(|s| &s.value)
+        slot_of(&self.slots, id).map(|s| &s.value)
     }
 
     /// The value of `id`, read back first if it is spilled (`None` when that failed:
     /// [`KeyedState::settle`] reports why).
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut V> {
+        self.claim(id);
         if let Some(spill) = &mut self.spill {
-            spill.touch(id, &mut self.slots);
+            spill.touch(id, &self.slots);
             if spill.is_spilled(id) {
                 return None;
             }
         }
-        self.slots
-            .get_mut(id as usize)
+        self.slot_mut(id)
             .and_then(Option::as_mut)
             .map(|s| &mut s.value)
     }
@@ -297,8 +613,9 @@ impl<V> KeyedState<V> {
 
     /// Drops the state of `id` (in RocksDB too); the id may be given to a new key.
     pub(crate) fn remove(&mut self, id: u32) -> Option<V> {
+        self.claim(id);
         if let Some(spill) = &mut self.spill {
-            spill.touch(id, &mut self.slots);
+            spill.touch(id, &self.slots);
             if let Some(f) = spill.flags.get_mut(id as usize)
                 && key_of(&self.slots, id).is_some()
             {
@@ -315,13 +632,14 @@ impl<V> KeyedState<V> {
         if let Ok(e) = self.index.find_entry((self.hash)(key), |&i| i == id) {
             e.remove();
         }
-        let slot = self.slots.get_mut(id as usize)?.take()?;
+        let slot = self.slot_mut(id)?.take()?;
         self.free.push(id);
         Some(slot.value)
     }
 
     /// Drops every key's state.
     pub(crate) fn clear(&mut self) {
+        self.thaw();
         if let Some(spill) = &mut self.spill {
             if let Err(e) = spill.table.clear() {
                 spill.error.get_or_insert(e);
@@ -352,26 +670,20 @@ impl<V> KeyedState<V> {
 
     /// The ids holding keys, in id order.
     pub(crate) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_some())
-            .map(|(id, _)| id as u32)
+        (0..self.slots.len() as u32).filter(|&id| slot_of(&self.slots, id).is_some())
     }
 
     /// The keys with state.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.slots.iter().flatten().map(|s| s.key.as_slice())
+        (0..self.slots.len() as u32).filter_map(|id| key_of(&self.slots, id))
     }
 
     /// Every (id, value) resident in memory (with the RocksDB backend, spilled ones are left out).
     pub(crate) fn values(&self) -> impl Iterator<Item = (u32, &V)> {
         let spill = self.spill.as_deref();
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(move |(id, _)| !spill.is_some_and(|s| s.is_spilled(*id as u32)))
-            .filter_map(|(id, s)| s.as_ref().map(|s| (id as u32, &s.value)))
+        (0..self.slots.len() as u32)
+            .filter(move |id| !spill.is_some_and(|s| s.is_spilled(*id)))
+            .filter_map(|id| slot_of(&self.slots, id).map(|s| (id, &s.value)))
     }
 
     /// Writes every key and value (`value` writes one), keeping ids and the free list as they
@@ -384,23 +696,45 @@ impl<V> KeyedState<V> {
         mut value: impl FnMut(&V, &mut StateWriter) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         w.count(self.slots.len());
-        for slot in &self.slots {
-            match slot {
-                None => w.bool(false),
-                Some(slot) => {
-                    w.bool(true);
-                    w.bytes(slot.key.as_slice());
-                    if self.spill.is_none() {
-                        value(&slot.value, w)?;
-                    }
-                }
-            }
+        for id in 0..self.slots.len() as u32 {
+            let slot = self.slots.get(id as usize);
+            // SAFETY: `&self`: the table writes no cell meanwhile.
+            let slot = slot.map_or(&None, |c| unsafe { c.read() });
+            encode_slot(slot, self.spill.is_none(), &mut value, w)?;
         }
         w.count(self.free.len());
         for &id in &self.free {
             w.u32(id);
         }
         Ok(())
+    }
+
+    /// Freezes the table for a snapshot the checkpoint's writer thread encodes: returns the
+    /// encoder of the bytes [`KeyedState::snapshot`] would write now (`value` writes one value;
+    /// with the RocksDB backend, flush first: only keys are written). Nothing is copied now;
+    /// until the writer is done, the table encodes a slot itself before it changes it.
+    pub(crate) fn snapshot_deferred(&mut self, value: Arc<SharedEncode<V>>) -> DeferredPart
+    where
+        V: Send + Sync + 'static,
+    {
+        self.thaw();
+        // Room to grow while frozen: the cells must not move before the writer is done.
+        self.slots.reserve(self.slots.len() / 4 + 1024);
+        let len = self.slots.len();
+        let frozen = Arc::new(Frozen {
+            cells: self.slots.as_ptr(),
+            marks: (0..len).map(|_| AtomicU8::new(PENDING)).collect(),
+            copied: Mutex::new(Copies::default()),
+            with_values: self.spill.is_none(),
+            encode: value,
+            free: self.free.clone(),
+            result: Mutex::new((false, None)),
+            finished: AtomicBool::new(len == 0),
+        });
+        if len > 0 {
+            self.frozen = Some(FrozenHandle(Arc::clone(&frozen)));
+        }
+        Box::new(move |out: &mut dyn FnMut(&[u8])| frozen.take(out))
     }
 
     /// Reads what [`KeyedState::snapshot`] wrote in memory (`value` reads one value), with the
@@ -420,7 +754,7 @@ impl<V> KeyedState<V> {
     ) -> Result<KeyedState<V>, StateError> {
         let n = r.count()?;
         for id in 0..n {
-            let slot = if r.bool()? {
+            if r.bool()? {
                 let key = r.bytes()?;
                 if state.find(key).is_some() {
                     return Err(StateError(format!("key {key:?} appears twice")));
@@ -428,33 +762,41 @@ impl<V> KeyedState<V> {
                 let id = u32::try_from(id).map_err(|_| StateError("too many keys".into()))?;
                 let h = (state.hash)(key);
                 let value = value(r)?;
-                state.slots.push(Some(Slot {
+                state.slots.push(Cell::new(Some(Slot {
                     key: KeyBytes::new(key),
                     value,
-                }));
+                })));
                 let KeyedState {
                     index, slots, hash, ..
                 } = &mut state;
                 let hash = *hash;
                 index.insert_unique(h, id, |&id| key_of(slots, id).map_or(0, hash));
-                continue;
             } else {
-                None
-            };
-            state.slots.push(slot);
+                state.slots.push(Cell::new(None));
+            }
         }
         if let Some(spill) = &mut state.spill {
             // Every restored key starts spilled: its value is in RocksDB.
-            spill.flags = state
-                .slots
-                .iter()
-                .map(|s| if s.is_some() { SPILLED } else { 0 })
+            spill.flags = (0..state.slots.len() as u32)
+                .map(|id| {
+                    if slot_of(&state.slots, id).is_some() {
+                        SPILLED
+                    } else {
+                        0
+                    }
+                })
                 .collect();
         }
         let free = r.count()?;
         for _ in 0..free {
             let id = r.u32()?;
-            if !matches!(state.slots.get(id as usize), Some(None)) {
+            if !matches!(
+                state
+                    .slots
+                    .get(id as usize)
+                    .map(|_| slot_of(&state.slots, id)),
+                Some(None)
+            ) {
                 return Err(StateError(format!("free id {id} is not an empty slot")));
             }
             state.free.push(id);
@@ -510,11 +852,11 @@ impl<V: Default> KeyedState<V> {
         name: &str,
         codec: impl FnOnce() -> ValueCodec<V>,
     ) -> Result<KeyedState<V>, StateError> {
-        let mut spill = KeyedState::<V>::new(backend, name, codec).spill;
+        let mut spill = KeyedState::<V>::new(backend, name, codec).spill.take();
         if let Some(spill) = &mut spill {
-            for (id, slot) in self.slots.iter().enumerate() {
-                if slot.is_some() {
-                    spill.inserted(id as u32);
+            for id in 0..self.slots.len() as u32 {
+                if slot_of(&self.slots, id).is_some() {
+                    spill.inserted(id);
                 }
             }
         }
@@ -535,8 +877,8 @@ impl<V: Default> KeyedState<V> {
         }
         let mut ids = Vec::new();
         let mut bytes = Vec::new();
-        for (id, (f, slot)) in spill.flags.iter_mut().zip(slots.iter()).enumerate() {
-            if let Some(slot) = slot
+        for (id, f) in spill.flags.iter_mut().enumerate() {
+            if let Some(slot) = slot_of(slots, id as u32)
                 && *f & (DIRTY | SPILLED) == DIRTY
             {
                 let mut w = StateWriter::default();
@@ -555,8 +897,7 @@ impl<V: Default> KeyedState<V> {
     /// resident budget is in memory (RocksDB backend; nothing in memory), and reports the first
     /// spilled value that could not be read back since the last call.
     pub(crate) fn settle(&mut self) -> Result<(), StateError> {
-        let KeyedState { slots, spill, .. } = self;
-        let Some(spill) = spill.as_deref_mut() else {
+        let Some(spill) = self.spill.as_deref_mut() else {
             return Ok(());
         };
         if let Some(e) = spill.error.take() {
@@ -567,24 +908,37 @@ impl<V: Default> KeyedState<V> {
         }
         let mut evicted = Vec::new();
         let mut bytes = Vec::new();
-        let n = spill.flags.len().min(slots.len());
+        let n = spill.flags.len().min(self.slots.len());
         // Two sweeps clear every second chance, so the loop ends.
         let mut steps = 2 * n + 1;
         let mut failed = None;
-        while spill.resident > spill.budget && steps > 0 {
+        while let Some(spill) = self.spill.as_deref_mut() {
+            if spill.resident <= spill.budget || steps == 0 {
+                break;
+            }
             steps -= 1;
             let id = spill.hand;
             spill.hand = if id + 1 >= n { 0 } else { id + 1 };
-            let (Some(f), Some(Some(slot))) = (spill.flags.get_mut(id), slots.get_mut(id)) else {
+            match spill.flags.get(id) {
+                Some(f) if *f & (SPILLED | REFERENCED) == 0 => {}
+                Some(f) if *f & SPILLED == 0 => {
+                    spill.flags[id] &= !REFERENCED;
+                    continue;
+                }
+                _ => continue,
+            }
+            if slot_of(&self.slots, id as u32).is_none() {
+                continue;
+            }
+            // The slot's value is replaced: a frozen snapshot encodes it first.
+            self.claim(id as u32);
+            let KeyedState { slots, spill, .. } = self;
+            // SAFETY: `&mut self` and the claim just made.
+            let slot = slots.get(id).map(|c| unsafe { &mut *c.0.get() });
+            let (Some(spill), Some(Some(slot))) = (spill.as_deref_mut(), slot) else {
                 continue;
             };
-            if *f & SPILLED != 0 {
-                continue;
-            }
-            if *f & REFERENCED != 0 {
-                *f &= !REFERENCED;
-                continue;
-            }
+            let f = &mut spill.flags[id];
             if *f & DIRTY != 0 {
                 let mut w = StateWriter::default();
                 if let Err(e) = (spill.codec.encode)(&slot.value, &mut w) {
@@ -598,19 +952,28 @@ impl<V: Default> KeyedState<V> {
             *f = SPILLED;
             spill.resident -= 1;
         }
-        spill
-            .table
-            .put_all(evicted.iter().copied().zip(bytes.iter().map(Vec::as_slice)))?;
+        if let Some(spill) = self.spill.as_deref() {
+            spill
+                .table
+                .put_all(evicted.iter().copied().zip(bytes.iter().map(Vec::as_slice)))?;
+        }
         failed.map_or(Ok(()), Err)
     }
 }
 
+/// The slot of `id`, if it holds a key.
 #[inline]
-fn key_of<V>(slots: &[Option<Slot<V>>], id: u32) -> Option<&[u8]> {
+fn slot_of<V>(slots: &[Cell<V>], id: u32) -> Option<&Slot<V>> {
+    // SAFETY: a shared borrow of the cells: the table writes none meanwhile (it writes only
+    // through `&mut self`), and the writer thread only reads.
     slots
         .get(id as usize)
-        .and_then(Option::as_ref)
-        .map(|s| s.key.as_slice())
+        .and_then(|c| unsafe { c.read() }.as_ref())
+}
+
+#[inline]
+fn key_of<V>(slots: &[Cell<V>], id: u32) -> Option<&[u8]> {
+    slot_of(slots, id).map(|s| s.key.as_slice())
 }
 
 /// A read prefetch hint (no effect on other architectures).
@@ -716,6 +1079,119 @@ mod tests {
             assert_eq!(found, (i % 2 == 1).then_some(i), "key {i}");
         }
         assert_eq!(t.len(), 50_000);
+    }
+
+    fn snapshot_bytes(t: &KeyedState<u64>) -> Vec<u8> {
+        let mut w = StateWriter::default();
+        t.snapshot(&mut w, |v, w| {
+            w.u64(*v);
+            Ok(())
+        })
+        .unwrap();
+        w.into_bytes()
+    }
+
+    fn shared_u64() -> Arc<SharedEncode<u64>> {
+        Arc::new(|v: &u64, w: &mut StateWriter| {
+            w.u64(*v);
+            Ok(())
+        })
+    }
+
+    fn run_part(part: DeferredPart) -> Result<Vec<u8>, StateError> {
+        let mut bytes = Vec::new();
+        part(&mut |b| bytes.extend_from_slice(b))?;
+        Ok(bytes)
+    }
+
+    #[test]
+    fn a_frozen_snapshot_is_the_table_as_it_was_frozen_however_it_changes_meanwhile() {
+        for concurrent in [false, true] {
+            let mut t: KeyedState<u64> = KeyedState::default();
+            for k in 0..20_000u64 {
+                t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+            }
+            for id in (0..20_000).step_by(7) {
+                t.remove(id);
+            }
+            let want = snapshot_bytes(&t);
+            let mut part = Some(t.snapshot_deferred(shared_u64()));
+            let writer = if concurrent {
+                part.take().map(|p| std::thread::spawn(move || run_part(p)))
+            } else {
+                None
+            };
+            // Changes of every kind while frozen: values, removals, ids reused, new keys well
+            // past the room reserved at the freeze (the table finishes the snapshot before its
+            // storage moves), a clear.
+            for id in (0..20_000).rev() {
+                if let Some(v) = t.get_mut(id) {
+                    *v += 1_000_000;
+                }
+                if id % 3 == 0 {
+                    t.remove(id);
+                }
+            }
+            for k in 0..40_000u64 {
+                t.id_or_insert_with(format!("new-{k}").as_bytes(), || k);
+            }
+            let got = match (writer, part) {
+                (Some(w), _) => w.join().expect("writer"),
+                // The writer runs after all the changes (the table finished the snapshot when
+                // its storage had to grow).
+                (None, Some(p)) => run_part(p),
+                (None, None) => Err(StateError("no part".into())),
+            };
+            assert_eq!(got.expect("encoded"), want, "concurrent: {concurrent}");
+            t.clear();
+            assert_eq!(t.len(), 0);
+        }
+        // Frozen, then the writer runs after the table finished it (its storage had to grow).
+        let mut t: KeyedState<u64> = KeyedState::default();
+        for k in 0..100u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+        }
+        let want = snapshot_bytes(&t);
+        let part = t.snapshot_deferred(shared_u64());
+        for k in 0..5000u64 {
+            *t.get_or_insert_with(format!("card-{k}").as_bytes(), || 0) += 1;
+        }
+        assert_eq!(run_part(part).unwrap(), want);
+        // Dropped before the writer ran: the part fails instead of reading freed memory.
+        let part = t.snapshot_deferred(shared_u64());
+        drop(t);
+        let e = run_part(part).unwrap_err();
+        assert!(e.0.contains("dropped before"), "{e}");
+        // An empty table.
+        let mut t: KeyedState<u64> = KeyedState::default();
+        let want = snapshot_bytes(&t);
+        let part = t.snapshot_deferred(shared_u64());
+        t.id_or_insert_with(b"a", || 1);
+        assert_eq!(run_part(part).unwrap(), want);
+    }
+
+    #[test]
+    fn a_frozen_rocksdb_snapshot_holds_the_keys_as_they_were() {
+        let backend = rocks(2);
+        let mut t = KeyedState::new(&backend, "t", u64_codec);
+        for k in 0..500u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+            t.settle().unwrap();
+        }
+        t.flush().unwrap();
+        let want = snapshot_bytes(&t);
+        let part = t.snapshot_deferred(shared_u64());
+        let writer = std::thread::spawn(move || run_part(part));
+        // Reading back, spilling and removing keys while frozen.
+        for id in 0..500u32 {
+            if id % 2 == 0 {
+                t.remove(id);
+            } else {
+                *t.get_mut(id).unwrap() += 1;
+            }
+            t.settle().unwrap();
+        }
+        assert_eq!(writer.join().expect("writer").unwrap(), want);
     }
 
     fn rocks(resident: usize) -> StateBackend {

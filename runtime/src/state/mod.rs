@@ -14,6 +14,8 @@ mod backend;
 pub mod codec;
 mod keyed;
 pub(crate) mod row_codec;
+pub mod snapshot;
 
 pub use backend::{RocksCheckpoint, StateBackend};
-pub(crate) use keyed::{KeyedState, ValueCodec, prefetch};
+pub(crate) use keyed::{KeyedState, SharedEncode, ValueCodec, prefetch};
+pub use snapshot::{StatePart, StateSnapshot};

@@ -44,8 +44,8 @@ use fsql_plan::{EmitMode, OverSpec};
 use crate::compiled::ExprGroup;
 use crate::error::RuntimeError;
 use crate::operator::{Event, LateRows, Operator};
-use crate::state::StateBackend;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
+use crate::state::{StateBackend, StateSnapshot};
 
 use self::layout::Layout;
 use self::partition::{BatchColumns, OneBatch, Partitions, RowRef};
@@ -645,17 +645,40 @@ impl Operator for Over {
     /// Partitions (rows, spans, accumulators), the expiry queue, the watermark and arrival
     /// counter, and the rows waiting for the watermark (re-buffered on restore).
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
+        if let Some(parts) = self.snapshot_parts()? {
+            let bytes = parts
+                .into_bytes()
+                .map_err(|e| RuntimeError::state(&self.name, e))?;
+            w.extend(&bytes);
+        }
+        Ok(true)
+    }
+
+    /// [`Operator::snapshot`]'s bytes, the partitions and the expiry queue encoded by the
+    /// checkpoint's writer thread: the partition table is frozen (copy-on-write per key), the
+    /// queue copied (16 bytes a partition).
+    fn snapshot_parts(&mut self) -> Result<Option<StateSnapshot>, RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
         self.partitions.flush().map_err(err)?;
+        let mut w = StateWriter::default();
         w.u32(OVER_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
-        self.partitions.snapshot(&self.layout, w).map_err(err)?;
-        w.count(self.expiry.len());
-        for e in &self.expiry {
-            w.i64(e.at);
-            w.u32(e.pid);
-        }
+        let mut snapshot = StateSnapshot::ready(w.into_bytes());
+        self.partitions
+            .snapshot_deferred(&self.layout, &mut snapshot);
+        let expiry = self.expiry.clone();
+        snapshot.push_deferred(move |out: &mut dyn FnMut(&[u8])| {
+            let mut w = StateWriter::default();
+            w.count(expiry.len());
+            for e in &expiry {
+                w.i64(e.at);
+                w.u32(e.pid);
+            }
+            out(&w.into_bytes());
+            Ok(())
+        });
+        let mut w = StateWriter::default();
         match self.pending.waiting_rows().map_err(|e| self.arrow_err(e))? {
             None => w.bool(false),
             Some(rows) => {
@@ -668,7 +691,8 @@ impl Operator for Over {
                 }
             }
         }
-        Ok(true)
+        snapshot.push_ready(w.into_bytes());
+        Ok(Some(snapshot))
     }
 
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {

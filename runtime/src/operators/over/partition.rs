@@ -7,11 +7,13 @@
 //! enter at `end` and leave at `start` (bounded frames only). A bounded `COUNT(*)` keeps no
 //! accumulator: it is `end - start`.
 
+use std::sync::Arc;
+
 use super::layout::{AggPlan, Frame, Func, Layout};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
 use crate::operators::agg::value::{Value, ValueColumn};
 use crate::state::codec::{StateError, StateReader, StateWriter};
-use crate::state::{KeyedState, StateBackend, ValueCodec, prefetch};
+use crate::state::{KeyedState, SharedEncode, StateBackend, StateSnapshot, ValueCodec, prefetch};
 
 static NULL: Value = Value::Null;
 /// The argument of `COUNT(*)`: any non-NULL value.
@@ -783,16 +785,22 @@ impl Partitions {
         id
     }
 
-    /// Writes every partition (rows, spans, accumulators) for a checkpoint; ids are kept, so
-    /// the operator's expiry queue, which names partitions by id, stays valid. With the RocksDB
-    /// backend the values are in its checkpoint and only keys and ids are written here.
-    pub(crate) fn snapshot(&self, layout: &Layout, w: &mut StateWriter) -> Result<(), StateError> {
+    /// Every partition (rows, spans, accumulators) for a checkpoint, ids kept (so the operator's
+    /// expiry queue, which names partitions by id, stays valid): the storage flag now, then the
+    /// partitions frozen as they are now and encoded by the checkpoint's writer thread (see
+    /// [`KeyedState::snapshot_deferred`]). With the RocksDB backend (flush first) the values are
+    /// in its checkpoint and only keys and ids are written.
+    pub(crate) fn snapshot_deferred(&mut self, layout: &Layout, snapshot: &mut StateSnapshot) {
         let shape = Shape::of(layout);
+        let mut w = StateWriter::default();
         w.bool(self.table.in_rocksdb());
-        self.table.snapshot(w, |p, w| encode_partition(shape, p, w))
+        snapshot.push_ready(w.into_bytes());
+        let encode: Arc<SharedEncode<Partition>> =
+            Arc::new(move |p: &Partition, w: &mut StateWriter| encode_partition(shape, p, w));
+        snapshot.push_deferred(self.table.snapshot_deferred(encode));
     }
 
-    /// Reads what [`Partitions::snapshot`] wrote (OVER state layout 3) into `backend` (as node
+    /// Reads what [`Partitions::snapshot_deferred`] wrote (OVER state layout 3) into `backend` (as node
     /// `name`'s).
     pub(crate) fn restore(
         r: &mut StateReader<'_>,
@@ -1085,21 +1093,22 @@ mod tests {
         w.into_bytes()
     }
 
-    fn layout_3(parts: &Partitions, l: &Layout) -> Vec<u8> {
-        let mut w = StateWriter::default();
-        parts.snapshot(l, &mut w).expect("snapshot");
-        w.into_bytes()
+    fn layout_3(parts: &mut Partitions, l: &Layout) -> Vec<u8> {
+        let mut s = StateSnapshot::default();
+        parts.snapshot_deferred(l, &mut s);
+        s.into_bytes().expect("snapshot")
     }
 
     #[test]
     fn a_layout_2_checkpoint_restores_the_same_partitions() {
         let l = layout();
-        let parts = filled(&l);
+        let mut parts = filled(&l);
         let memory = StateBackend::memory();
         let old = layout_2(&parts, &l);
-        let back = Partitions::restore_flat(&mut StateReader::new(&old), &l, &memory, "over", true)
-            .expect("restores");
-        assert_eq!(layout_3(&back, &l), layout_3(&parts, &l));
+        let mut back =
+            Partitions::restore_flat(&mut StateReader::new(&old), &l, &memory, "over", true)
+                .expect("restores");
+        assert_eq!(layout_3(&mut back, &l), layout_3(&mut parts, &l));
         // a's third row is an hour after its first two, which left every frame and were
         // dropped: the state restored is not the trivial one.
         let a = parts.table.get(0).expect("a");
@@ -1121,12 +1130,12 @@ mod tests {
     #[test]
     fn a_layout_3_checkpoint_restores_and_refuses_spans_outside_the_rows() {
         let l = layout();
-        let parts = filled(&l);
+        let mut parts = filled(&l);
         let memory = StateBackend::memory();
-        let bytes = layout_3(&parts, &l);
-        let back = Partitions::restore(&mut StateReader::new(&bytes), &l, &memory, "over")
+        let bytes = layout_3(&mut parts, &l);
+        let mut back = Partitions::restore(&mut StateReader::new(&bytes), &l, &memory, "over")
             .expect("restores");
-        assert_eq!(layout_3(&back, &l), bytes);
+        assert_eq!(layout_3(&mut back, &l), bytes);
 
         let b = parts.table.get(1).expect("b");
         let mut w = StateWriter::default();

@@ -1341,3 +1341,90 @@ fn a_restored_operator_continues_exactly_where_the_checkpointed_one_was() {
         assert_eq!(in_rocks, whole, "{emit:?}: RocksDB and memory differ");
     }
 }
+
+#[test]
+fn an_asynchronous_snapshot_holds_the_state_of_the_moment_it_was_taken() {
+    // Two identical operators: one snapshotted synchronously, one frozen at the same point and
+    // encoded on another thread while it processes more rows (changing, removing and adding
+    // partitions, reusing ids). The frozen one's bytes are the synchronous one's.
+    let w = range(30 * MINUTE);
+    let aggs = || {
+        vec![
+            agg("c", F::Count, vec![], w, DataType::BigInt),
+            agg("s", F::Sum, vec![v()], w, DataType::Double),
+            agg("mn", F::Min, vec![v()], w, DataType::Double),
+        ]
+    };
+    let keys: Vec<String> = (0..3000).map(|k| format!("card-{k}")).collect();
+    let rows_at = |from: usize, to: usize, t: i64| -> RecordBatch {
+        let rows: Vec<Row> = (from..to)
+            .map(|i| {
+                (
+                    i as i64,
+                    keys[i % keys.len()].as_str(),
+                    Some(i as f64),
+                    at(0, 0) + t,
+                )
+            })
+            .collect();
+        batch(&rows)
+    };
+    let rocks = crate::testkit::rocksdb_backend(50);
+    let backends = [StateBackend::memory(), rocks];
+    for backend in &backends {
+        let mut sync = over_in(
+            &input_schema(),
+            vec![1],
+            3,
+            aggs(),
+            EmitMode::Arrival,
+            backend,
+        );
+        // The same node name would share the RocksDB key range: give the second its own.
+        let other = crate::testkit::rocksdb_backend(50);
+        let frozen_backend = if backend.working_dir().is_some() {
+            &other
+        } else {
+            backend
+        };
+        let mut frozen = over_in(
+            &input_schema(),
+            vec![1],
+            3,
+            aggs(),
+            EmitMode::Arrival,
+            frozen_backend,
+        );
+        let mut out = Vec::new();
+        for op in [&mut sync, &mut frozen] {
+            op.on_batch(0, rows_at(0, 3000, 0), &mut out).unwrap();
+            op.on_watermark(at(0, 0) + 1000, &mut out).unwrap();
+            // Half the keys again, so partitions differ in size.
+            op.on_batch(0, rows_at(0, 1500, MINUTE), &mut out).unwrap();
+        }
+        let mut want = StateWriter::default();
+        assert!(sync.snapshot(&mut want).unwrap());
+        let parts = frozen.snapshot_parts().unwrap().expect("stateful");
+        assert!(parts.is_deferred(), "the partitions are encoded later");
+        let writer = std::thread::spawn(move || parts.into_bytes());
+        // Meanwhile: every partition changes, then they all expire and their ids are reused.
+        frozen
+            .on_batch(0, rows_at(1000, 9000, 20 * MINUTE), &mut out)
+            .unwrap();
+        frozen.on_watermark(at(1, 0), &mut out).unwrap();
+        frozen
+            .on_batch(0, rows_at(0, 3000, 2 * HOUR), &mut out)
+            .unwrap();
+        let got = writer.join().expect("writer").expect("encoded");
+        assert_eq!(got, want.into_bytes(), "{:?}", backend.name());
+        // And a frozen operator dropped before its writer ran leaves a failing part, not a
+        // dangling read.
+        let parts = frozen.snapshot_parts().unwrap().expect("stateful");
+        drop(frozen);
+        let e = parts.into_bytes().unwrap_err();
+        assert!(
+            e.0.contains("dropped before its checkpoint was written"),
+            "{e}"
+        );
+    }
+}
