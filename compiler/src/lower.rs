@@ -34,6 +34,13 @@ pub struct Rel {
 }
 
 impl Rel {
+    /// Its projections, or (it has none) the identity over its columns.
+    fn projections_or_identity(&self) -> Vec<Expr> {
+        self.projections
+            .clone()
+            .unwrap_or_else(|| column_refs(&self.schema.fields))
+    }
+
     /// Node `input`'s rows as they are.
     pub fn node(input: NodeId, schema: Schema, event_time: Option<usize>) -> Rel {
         Rel {
@@ -183,13 +190,7 @@ fn lift_predictions(
         };
         // The row so far, then the features.
         let width = rel.schema.fields.len();
-        let mut projections: Vec<Expr> = rel
-            .schema
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
-            .collect();
+        let mut projections: Vec<Expr> = column_refs(&rel.schema.fields);
         let mut names: Vec<String> = rel.schema.fields.iter().map(|f| f.name.clone()).collect();
         for (i, arg) in args.iter().enumerate() {
             let feature = lower_expr(arg, schema)?;
@@ -332,11 +333,7 @@ fn lower(
             // The filter's rows are its input's: drop what scoring appended.
             let width = f.input.schema().fields().len();
             if rel.schema.fields.len() > width {
-                let columns = rel.schema.fields[..width]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
-                    .collect();
+                let columns = column_refs(&rel.schema.fields[..width]);
                 rel = project(rel, columns, None);
             }
             limit_rank(&rel, nodes);
@@ -534,14 +531,7 @@ fn window_aggregate(
     if rel.filter.as_ref().is_some_and(touches_window) {
         return Err(misuse());
     }
-    let mut projections: Vec<Expr> = rel.projections.clone().unwrap_or_else(|| {
-        rel.schema
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
-            .collect()
-    });
+    let mut projections: Vec<Expr> = rel.projections_or_identity();
     let mut fields = rel.schema.fields.clone();
     // Virtual window columns become placeholders (the time column) with a role.
     let mut roles: Vec<Option<GroupColumn>> = Vec::with_capacity(projections.len());
@@ -791,14 +781,7 @@ fn group_aggregate(
         ));
     }
     let input_schema = a.input.schema();
-    let mut projections: Vec<Expr> = rel.projections.clone().unwrap_or_else(|| {
-        rel.schema
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
-            .collect()
-    });
+    let mut projections: Vec<Expr> = rel.projections_or_identity();
     let mut fields = rel.schema.fields.clone();
     let mut keys = Vec::new();
     for g in &a.group_expr {
@@ -1412,6 +1395,15 @@ pub fn schema_of(schema: &DFSchema, names: &[String]) -> Result<Schema, Unsuppor
         .map(Schema::new)
 }
 
+/// A reference to each of `fields`, in order (an identity projection).
+fn column_refs(fields: &[fsql_plan::Field]) -> Vec<Expr> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
+        .collect()
+}
+
 /// Replaces column references of `expr` by the expressions they stand for.
 pub(crate) fn inline(expr: Expr, projections: &[Expr]) -> Expr {
     let Expr {
@@ -1563,14 +1555,7 @@ pub fn materialize(rel: Rel, nodes: &mut Vec<Node>, name: &str) -> NodeId {
     if is_identity(&rel, nodes) {
         return rel.input;
     }
-    let projections = rel.projections.unwrap_or_else(|| {
-        rel.schema
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| Expr::column(i, f.data_type.clone(), f.nullable))
-            .collect()
-    });
+    let projections = rel.projections_or_identity();
     push_node(
         nodes,
         name.to_string(),

@@ -72,6 +72,11 @@ impl InputMap {
         self.old_of_new.get(i).copied().flatten()
     }
 
+    /// The old positions of current columns `columns`; `None` when one is new.
+    pub fn old_positions(&self, columns: &[usize]) -> Option<Vec<usize>> {
+        columns.iter().map(|&c| self.old_position(c)).collect()
+    }
+
     /// The positions of the new columns.
     pub fn added(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.old_of_new.len()).filter(|&i| self.old_of_new[i].is_none())
@@ -116,9 +121,6 @@ impl Operator {
     /// rows that are widened on restore (OVER's waiting rows, a pattern's rows, a join's or
     /// TopN's kept rows, versions, session rows).
     pub fn narrowed(&self, maps: &[InputMap]) -> Option<Operator> {
-        let cols = |map: &InputMap, c: &[usize]| -> Option<Vec<usize>> {
-            c.iter().map(|&c| map.old_position(c)).collect()
-        };
         Some(match (self, maps) {
             (Operator::Over(spec), [map]) => Operator::Over(narrow_over(spec, map)?),
             (Operator::MatchRecognize(spec), [map]) => {
@@ -132,14 +134,14 @@ impl Operator {
             }
             (Operator::GroupAggregate(spec), [map]) => {
                 let mut out = spec.clone();
-                out.keys = cols(map, &spec.keys)?;
+                out.keys = map.old_positions(&spec.keys)?;
                 out.aggregates = narrow_aggregates(&spec.aggregates, &col(map))?;
                 Operator::GroupAggregate(out)
             }
             (Operator::WindowAggregate(spec), [map]) => {
                 let mut out = spec.clone();
                 out.time = map.old_position(spec.time)?;
-                out.partition = cols(map, &spec.partition)?;
+                out.partition = map.old_positions(&spec.partition)?;
                 out.group = spec
                     .group
                     .iter()
@@ -154,18 +156,18 @@ impl Operator {
             (Operator::WindowAssign(spec), [map]) => {
                 let mut out = spec.clone();
                 out.time = map.old_position(spec.time)?;
-                out.partition = cols(map, &spec.partition)?;
+                out.partition = map.old_positions(&spec.partition)?;
                 Operator::WindowAssign(out)
             }
             (Operator::Rank(spec), [map]) => {
                 let mut out = spec.clone();
-                out.partition_by = cols(map, &spec.partition_by)?;
+                out.partition_by = map.old_positions(&spec.partition_by)?;
                 out.order_by = narrow_sort_keys(&spec.order_by, &col(map))?;
                 Operator::Rank(out)
             }
             (Operator::WindowRank(spec), [map]) => {
                 let mut out = spec.clone();
-                out.partition_by = cols(map, &spec.partition_by)?;
+                out.partition_by = map.old_positions(&spec.partition_by)?;
                 out.window_end = map.old_position(spec.window_end)?;
                 out.order_by = narrow_sort_keys(&spec.order_by, &col(map))?;
                 Operator::WindowRank(out)
@@ -178,18 +180,10 @@ impl Operator {
 fn narrow_over(spec: &OverSpec, map: &InputMap) -> Option<OverSpec> {
     let col = |i: usize| map.old_position(i);
     let mut out = spec.clone();
-    out.partition_by = spec
-        .partition_by
-        .iter()
-        .map(|&c| col(c))
-        .collect::<Option<_>>()?;
+    out.partition_by = map.old_positions(&spec.partition_by)?;
     out.order_by = col(spec.order_by)?;
     for a in &mut out.aggregates {
-        a.args = a
-            .args
-            .iter()
-            .map(|e| remap(e, &col))
-            .collect::<Option<_>>()?;
+        a.args = remap_all(&a.args, &col)?;
     }
     Some(out)
 }
@@ -200,29 +194,18 @@ fn narrow_match(spec: &MatchRecognizeSpec, map: &InputMap) -> Option<MatchRecogn
     // navigations.
     let row = |i: usize| map.row_position(i);
     let mut out = spec.clone();
-    out.partition_by = spec
-        .partition_by
-        .iter()
-        .map(|&c| col(c))
-        .collect::<Option<_>>()?;
+    out.partition_by = map.old_positions(&spec.partition_by)?;
     out.order_by = col(spec.order_by)?;
     out.order_then = spec
         .order_then
         .iter()
         .map(|&(c, asc)| Some((col(c)?, asc)))
         .collect::<Option<_>>()?;
-    out.derived = spec
-        .derived
-        .iter()
-        .map(|e| remap(e, &col))
-        .collect::<Option<_>>()?;
+    out.derived = remap_all(&spec.derived, &col)?;
     out.defines = spec
         .defines
         .iter()
-        .map(|d| match d {
-            Some(e) => remap(e, &row).map(Some),
-            None => Some(None),
-        })
+        .map(|d| remap_opt(d.as_ref(), &row))
         .collect::<Option<_>>()?;
     out.navigations = spec
         .navigations
@@ -266,17 +249,11 @@ fn narrow_aggregates(
 ) -> Option<Vec<GroupAggregate>> {
     aggs.iter()
         .map(|a| {
-            let mut out = a.clone();
-            out.args = a
-                .args
-                .iter()
-                .map(|e| remap(e, col))
-                .collect::<Option<_>>()?;
-            out.filter = match &a.filter {
-                Some(f) => Some(remap(f, col)?),
-                None => None,
-            };
-            Some(out)
+            Some(GroupAggregate {
+                args: remap_all(&a.args, col)?,
+                filter: remap_opt(a.filter.as_ref(), col)?,
+                ..a.clone()
+            })
         })
         .collect()
 }
@@ -293,6 +270,14 @@ fn narrow_sort_keys(
             })
         })
         .collect()
+}
+
+/// `e`, if any, rewritten with `col`; `None` when it reads a column without an old position.
+fn remap_opt(e: Option<&Expr>, col: &dyn Fn(usize) -> Option<usize>) -> Option<Option<Expr>> {
+    match e {
+        Some(e) => remap(e, col).map(Some),
+        None => Some(None),
+    }
 }
 
 /// Every expression of `exprs` rewritten with `col`.
@@ -318,10 +303,7 @@ fn narrow_temporal_join(
         right_keys: remap_all(&spec.right_keys, &col(right))?,
         left_time: left.old_position(spec.left_time)?,
         right_time: right.old_position(spec.right_time)?,
-        residual: match &spec.residual {
-            Some(e) => Some(remap(e, &joined(left, right))?),
-            None => None,
-        },
+        residual: remap_opt(spec.residual.as_ref(), &joined(left, right))?,
         ..spec.clone()
     })
 }
@@ -336,10 +318,7 @@ fn narrow_join(spec: &JoinSpec, left: &InputMap, right: &InputMap) -> Option<Joi
         left_keys: remap_all(&spec.left_keys, &col(left))?,
         right_keys: remap_all(&spec.right_keys, &col(right))?,
         interval,
-        residual: match &spec.residual {
-            Some(e) => Some(remap(e, &joined(left, right))?),
-            None => None,
-        },
+        residual: remap_opt(spec.residual.as_ref(), &joined(left, right))?,
         ..spec.clone()
     })
 }

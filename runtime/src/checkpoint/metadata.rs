@@ -102,18 +102,11 @@ pub struct NodeEntry {
     pub done: bool,
     /// The file holding its state (`None`: it has none) and that file's size and digest.
     pub state: Option<StateFile>,
-    /// The columns of the node's inputs, for stateful operators whose state a restore can carry
-    /// across inputs that gained columns (see `fsql_plan::InputMap`). Absent for other
+    /// Per input, its column names in order: for stateful operators whose state a restore can
+    /// carry across inputs that gained columns (see `fsql_plan::InputMap`). Absent for other
     /// operators and in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub columns: Option<NodeColumns>,
-}
-
-/// A node's input columns when its checkpoint was taken.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeColumns {
-    /// Per input, its column names in order.
-    pub inputs: Vec<Vec<String>>,
+    pub input_columns: Option<Vec<Vec<String>>>,
 }
 
 /// An operator's state file in a checkpoint directory.

@@ -38,7 +38,7 @@ use std::time::Duration;
 use crate::error::RuntimeError;
 
 pub use metadata::{
-    AppendedFile, Metadata, NodeColumns, NodeEntry, PartitionOffset, SourceEntry, SourcePosition,
+    AppendedFile, Metadata, NodeEntry, PartitionOffset, SourceEntry, SourcePosition,
 };
 pub use store::CheckpointStore;
 

@@ -303,7 +303,7 @@ mod tests {
                 inputs_ended: vec![false],
                 done: false,
                 state: None,
-                columns: None,
+                input_columns: None,
             }],
             appended: vec![],
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use fsql_plan::{Pipeline, Schema};
 
 use super::Executor;
-use crate::checkpoint::metadata::{FORMAT, NodeColumns, NodeEntry};
+use crate::checkpoint::metadata::{FORMAT, NodeEntry};
 use crate::checkpoint::store::{read_state, state_file_name};
 use crate::checkpoint::{
     AppendedFile, CheckpointConfig, CheckpointStore, Metadata, SourceEntry, SourcePosition,
@@ -42,9 +42,9 @@ pub(super) struct Checkpointing {
     pipeline: String,
     /// Per node, the digest of its definition.
     definitions: Vec<String>,
-    /// Per node, the schemas its digest covers when a restore can widen its state
+    /// Per node, its inputs' column names when a restore can widen its state
     /// ([`widenable_columns`]).
-    columns: Vec<Option<NodeColumns>>,
+    input_columns: Vec<Option<Vec<Vec<String>>>>,
     /// The files the run appends to besides its sinks ([`appended_files`]).
     appended: Vec<PathBuf>,
     /// The number of the last checkpoint taken or restored.
@@ -99,26 +99,25 @@ fn digest(op: &fsql_plan::Operator, inputs: &[&Schema], output: &Schema) -> Stri
 /// restored across inputs that gained columns (those
 /// [`Operator::narrowed`](fsql_plan::Operator::narrowed) maps, and only when their inputs' column
 /// names are unique). Names suffice: a kept column keeps its type, which the digest checks.
-fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
+fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<Vec<Vec<String>>> {
     let node = pipeline.nodes.get(index)?;
-    let maps: Vec<fsql_plan::InputMap> = node
+    let inputs: Vec<&Schema> = node
         .inputs
         .iter()
         .map(|i| pipeline.node(*i).map(|n| &n.schema))
-        .map(|s| s.and_then(|s| fsql_plan::InputMap::by_name(s, s)))
+        .collect::<Option<_>>()?;
+    let maps: Vec<fsql_plan::InputMap> = inputs
+        .iter()
+        .map(|s| fsql_plan::InputMap::by_name(s, s))
         .collect::<Option<_>>()?;
     // Operators `narrowed` does not map are matched by their digest alone.
     node.op.narrowed(&maps)?;
-    let inputs = node
-        .inputs
-        .iter()
-        .map(|i| {
-            pipeline
-                .node(*i)
-                .map(|n| n.schema.fields.iter().map(|f| f.name.clone()).collect())
-        })
-        .collect::<Option<_>>()?;
-    Some(NodeColumns { inputs })
+    Some(
+        inputs
+            .iter()
+            .map(|s| s.fields.iter().map(|f| f.name.clone()).collect())
+            .collect(),
+    )
 }
 
 /// The columns node `index` has gained since `entry` was checkpointed, when its state can be
@@ -128,14 +127,14 @@ fn widenable_columns(pipeline: &Pipeline, index: usize) -> Option<NodeColumns> {
 /// the recorded digest. `None` when the node changed in any other way.
 fn gained_columns(pipeline: &Pipeline, index: usize, entry: &NodeEntry) -> Option<Vec<String>> {
     let node = pipeline.nodes.get(index)?;
-    let old = entry.columns.as_ref()?;
-    if old.inputs.len() != node.inputs.len() {
+    let old = entry.input_columns.as_ref()?;
+    if old.len() != node.inputs.len() {
         return None;
     }
-    let mut maps = Vec::with_capacity(old.inputs.len());
-    let mut inputs = Vec::with_capacity(old.inputs.len());
+    let mut maps = Vec::with_capacity(old.len());
+    let mut inputs = Vec::with_capacity(old.len());
     let mut added = Vec::new();
-    for (names, id) in old.inputs.iter().zip(&node.inputs) {
+    for (names, id) in old.iter().zip(&node.inputs) {
         let now = &pipeline.node(*id)?.schema;
         let was = Schema::new(
             names
@@ -272,7 +271,7 @@ impl Checkpointing {
             definitions: (0..pipeline.nodes.len())
                 .map(|i| definition(pipeline, i))
                 .collect(),
-            columns: (0..pipeline.nodes.len())
+            input_columns: (0..pipeline.nodes.len())
                 .map(|i| widenable_columns(pipeline, i))
                 .collect(),
             appended: appended_files(pipeline),
@@ -441,7 +440,7 @@ impl Executor<'_> {
                 inputs_ended: node.ended.clone(),
                 done: node.done,
                 state: None,
-                columns: ck.columns.get(i).cloned().flatten(),
+                input_columns: ck.input_columns.get(i).cloned().flatten(),
             });
         }
         let mut sources = Vec::with_capacity(self.sources.len());

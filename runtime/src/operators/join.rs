@@ -324,7 +324,7 @@ impl Side {
             rows_codec = rows_codec.read_names(r)?;
         }
         let keep = r.bool()?;
-        let stored = r.rows_as(&self.schema)?;
+        let stored = r.rows(&self.schema)?;
         let batch = Arc::new(
             stored
                 .batch()

@@ -38,7 +38,7 @@ fn encode_ranked(ranked: &[Ranked], w: &mut StateWriter) -> Result<(), StateErro
 /// Reads what [`encode_ranked`] wrote (rows of `input`; rows written before it gained columns
 /// are widened).
 fn decode_ranked(r: &mut StateReader<'_>, input: &Schema) -> Result<Vec<Ranked>, StateError> {
-    let mut rows = r.rows_as(input)?;
+    let mut rows = r.rows(input)?;
     let ranked = (0..r.count()?)
         .map(|_| {
             Ok(Ranked {

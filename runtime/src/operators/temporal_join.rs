@@ -345,7 +345,7 @@ impl Operator for TemporalJoin {
         };
         self.watermark = r.i64().map_err(err)?;
         self.seq = r.u64().map_err(err)?;
-        let mut rows = r.rows_as(&self.inputs[0]).map_err(err)?;
+        let mut rows = r.rows(&self.inputs[0]).map_err(err)?;
         let mut waiting = BTreeMap::new();
         for _ in 0..rows.len() {
             let at = (r.i64().map_err(err)?, r.u64().map_err(err)?);
@@ -358,7 +358,7 @@ impl Operator for TemporalJoin {
                 return Err(twice("a waiting row"));
             }
         }
-        let mut rows = r.rows_as(&self.inputs[1]).map_err(err)?;
+        let mut rows = r.rows(&self.inputs[1]).map_err(err)?;
         let codec = || versions_codec(Arc::clone(&self.inputs[1]));
         let versions = if spilled {
             KeyedState::restore_spilled(r, &self.backend, name, codec)
@@ -417,7 +417,7 @@ fn versions_codec(right: SchemaRef) -> ValueCodec<BTreeMap<i64, RecordBatch>> {
             Ok(())
         }),
         decode: Box::new(move |r| {
-            let mut rows = r.rows_as(&right)?;
+            let mut rows = r.rows(&right)?;
             let v = read_times(r, &mut rows)?;
             rows.finish()?;
             Ok(v)

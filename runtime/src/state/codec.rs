@@ -266,32 +266,9 @@ impl<'a> StateReader<'a> {
             .unwrap_or_else(|_| Err(StateError("decoding rows: malformed Arrow IPC data".into())))
     }
 
-    /// Reads what [`StateWriter::rows`] wrote; the rows must have `width` columns (the input's).
-    pub fn rows(&mut self, width: usize) -> Result<StoredRows, StateError> {
-        let n = self.count()?;
-        if n == 0 {
-            return Ok(StoredRows {
-                rows: None,
-                next: 0,
-            });
-        }
-        let rows = self.batch()?;
-        if rows.num_rows() != n || rows.num_columns() != width {
-            return Err(StateError(format!(
-                "{} rows of {} columns where {n} rows of {width} were written",
-                rows.num_rows(),
-                rows.num_columns()
-            )));
-        }
-        Ok(StoredRows {
-            rows: Some(rows),
-            next: 0,
-        })
-    }
-
     /// Reads what [`StateWriter::rows`] wrote for an input now of `schema`: rows written before
     /// the input gained columns are widened to it ([`widen`]).
-    pub fn rows_as(&mut self, schema: &Schema) -> Result<StoredRows, StateError> {
+    pub fn rows(&mut self, schema: &Schema) -> Result<StoredRows, StateError> {
         let n = self.count()?;
         if n == 0 {
             return Ok(StoredRows {
@@ -503,7 +480,7 @@ mod tests {
             Field::new("device", DataType::Utf8, true),
             Field::new("n", DataType::Int64, true),
         ]);
-        let got = StateReader::new(&bytes).rows_as(&wide).unwrap();
+        let got = StateReader::new(&bytes).rows(&wide).unwrap();
         let got = got.batch().unwrap();
         assert_eq!(got.schema().as_ref(), &wide);
         assert_eq!(got.column(1).null_count(), 2);
@@ -527,7 +504,7 @@ mod tests {
             Field::new("n", DataType::Float64, true),
         ]);
         for to in [not_null, dropped, retyped] {
-            let e = StateReader::new(&bytes).rows_as(&to).unwrap_err();
+            let e = StateReader::new(&bytes).rows(&to).unwrap_err();
             assert!(e.0.contains("stored rows do not fit the input"), "{e:?}");
         }
     }
@@ -620,7 +597,7 @@ mod tests {
     fn kept_rows_round_trip_as_one_batch_and_are_handed_out_in_order() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
         let batch = RecordBatch::try_new(
-            schema,
+            schema.clone(),
             vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
         )
         .unwrap();
@@ -630,7 +607,7 @@ mod tests {
         w.rows(&[]).unwrap();
         let bytes = w.into_bytes();
         let mut r = StateReader::new(&bytes);
-        let mut rows = r.rows(1).unwrap();
+        let mut rows = r.rows(&schema).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows.next_row().unwrap(), batch.slice(2, 1));
         assert!(rows.finish().is_err(), "two rows were not handed out");
@@ -638,10 +615,14 @@ mod tests {
         assert_eq!(rows.next_row().unwrap(), batch.slice(1, 1));
         assert!(rows.next_row().is_err(), "only three rows were written");
         rows.finish().unwrap();
-        let none = r.rows(1).unwrap();
+        let none = r.rows(&schema).unwrap();
         assert!(none.is_empty() && none.batch().is_none());
         r.finish().unwrap();
-        // Rows of another width are refused.
-        assert!(StateReader::new(&bytes).rows(2).is_err());
+        // Rows that do not fit the input (here: it has a NOT NULL column they lack) are refused.
+        let other = Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("m", DataType::Int64, false),
+        ]);
+        assert!(StateReader::new(&bytes).rows(&other).is_err());
     }
 }

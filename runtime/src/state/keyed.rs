@@ -1314,18 +1314,9 @@ mod tests {
         memory.remove(9);
         *t.get_mut(20).unwrap() = 1;
         *memory.get_mut(20).unwrap() = 1;
-        let snapshot = |t: &KeyedState<u64>| {
-            let mut w = StateWriter::default();
-            t.snapshot(&mut w, |v, w| {
-                w.u64(*v);
-                Ok(())
-            })
-            .unwrap();
-            w.into_bytes()
-        };
         t.flush().unwrap();
-        let keys_only = snapshot(&t);
-        let inline = snapshot(&memory);
+        let keys_only = snapshot_bytes(&t);
+        let inline = snapshot_bytes(&memory);
         assert!(
             keys_only.len() + 39 * 8 == inline.len(),
             "no values in the snapshot"

@@ -120,7 +120,7 @@ impl RowCodec {
         let types = match (r.u8()?, &self.types) {
             (CELLS, Some(types)) => types,
             (IPC, _) => {
-                let rows = r.rows_as(&self.schema)?;
+                let rows = r.rows(&self.schema)?;
                 return Ok(rows
                     .batch()
                     .cloned()

@@ -27,21 +27,19 @@
 //! [`Operator::restore`]: crate::operator::Operator::restore
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::compute::kernels::interleave::interleave;
-use arrow::error::ArrowError;
+use arrow::array::RecordBatch;
 
 use super::matcher::Matcher;
 use super::program::Inst;
 use super::{Due, MatchRecognize, Partition, RowRef, Stored, Waiting};
 use crate::error::RuntimeError;
-use crate::operator::batch_with_schema;
 use crate::operators::agg::key::KeyBytes;
 use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
+use crate::state::row_codec;
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
 pub(super) const MR_STATE_LAYOUT: u32 = 1;
@@ -60,19 +58,15 @@ impl MatchRecognize {
         w.u32(MR_STATE_LAYOUT);
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
-        let rows: Vec<&RowRef> = self
+        // By batch address: state holds rows of many batches (one per compaction).
+        let rows: Vec<(&RecordBatch, usize)> = self
             .partitions
             .values()
             .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
             .chain(self.waiting.iter().map(|x| &x.row))
+            .map(|r| (r.batch.as_ref(), r.index))
             .collect();
-        let batch = if rows.is_empty() {
-            RecordBatch::new_empty(self.row_schema.clone())
-        } else {
-            let columns = gather_by_batch(&rows, self.row_schema.fields().len())
-                .map_err(|e| self.arrow_err(e))?;
-            batch_with_schema(&self.name, &self.row_schema, columns, rows.len())?
-        };
+        let batch = row_codec::gather(&rows, &self.row_schema).map_err(err)?;
         w.batch(&batch).map_err(err)?;
         self.partitions
             .snapshot(w, |p, w| {
@@ -211,30 +205,6 @@ impl Rows {
             index: self.next - 1,
         })
     }
-}
-
-/// The columns (`width` of them) of `rows`, in order. Like `gather`, but finding each row's batch
-/// by address: state holds rows of many batches (one per compaction) in partition order, where
-/// `gather`'s look-back over the batches seen so far would cost rows × batches.
-fn gather_by_batch(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, ArrowError> {
-    let mut batches: Vec<&RecordBatch> = Vec::new();
-    let mut index: HashMap<*const RecordBatch, usize> = HashMap::new();
-    let indices: Vec<(usize, usize)> = rows
-        .iter()
-        .map(|r| {
-            let k = *index.entry(Arc::as_ptr(&r.batch)).or_insert_with(|| {
-                batches.push(r.batch.as_ref());
-                batches.len() - 1
-            });
-            (k, r.index)
-        })
-        .collect();
-    (0..width)
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&arrays, &indices)
-        })
-        .collect()
 }
 
 /// Writes a partition: its bookkeeping, its rows' times and flags (the rows themselves are in the

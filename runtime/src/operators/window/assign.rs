@@ -118,7 +118,7 @@ impl Operator for WindowAssign {
         // The input: the output without window_start, window_end and window_time.
         let n = self.schema.fields().len().saturating_sub(3);
         let input = ArrowSchema::new(self.schema.fields()[..n].to_vec());
-        let mut rows = r.rows_as(&input).map_err(err)?;
+        let mut rows = r.rows(&input).map_err(err)?;
         sessions
             .restore(r, |r| (0..r.count()?).map(|_| rows.next_row()).collect())
             .map_err(err)?;

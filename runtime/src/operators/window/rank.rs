@@ -265,7 +265,7 @@ impl Operator for WindowRank {
         let kept = if in_rocksdb {
             KeyedState::restore_spilled(r, &self.backend, name, || codec(input)).map_err(err)?
         } else {
-            let mut rows = r.rows_as(&input).map_err(err)?;
+            let mut rows = r.rows(&input).map_err(err)?;
             let kept = KeyedState::restore(r, |r| {
                 (0..r.count()?)
                     .map(|_| {

@@ -413,10 +413,7 @@ impl SlicedState {
             };
             let mut slices = BTreeMap::new();
             for _ in 0..r.count()? {
-                let end = r.i64()?;
-                let ids = (0..r.count()?)
-                    .map(|_| r.u32())
-                    .collect::<Result<Vec<u32>, _>>()?;
+                let (end, ids) = read_slice(r)?;
                 if slices.insert(end, Slice { ids }).is_some() {
                     return bad(format!("slice {end} appears twice"));
                 }
@@ -442,6 +439,13 @@ impl SlicedState {
         self.cursor = None;
         Ok(())
     }
+}
+
+/// A slice's end and the ids of the keys it holds (both layouts start a slice so).
+fn read_slice(r: &mut StateReader<'_>) -> Result<(i64, Vec<u32>), StateError> {
+    let end = r.i64()?;
+    let ids = (0..r.count()?).map(|_| r.u32()).collect::<Result<_, _>>()?;
+    Ok((end, ids))
 }
 
 /// Every slice names live keys, each at most once; with the keys' slices in memory, every key
@@ -495,10 +499,7 @@ fn restore_slice_major(
     })?;
     let mut slices = BTreeMap::new();
     for _ in 0..r.count()? {
-        let end = r.i64()?;
-        let ids = (0..r.count()?)
-            .map(|_| r.u32())
-            .collect::<Result<Vec<u32>, _>>()?;
+        let (end, ids) = read_slice(r)?;
         for &id in &ids {
             let Some(ks) = keys.get_mut(id) else {
                 return bad(format!("slice {end} holds an unnumbered key {id}"));
