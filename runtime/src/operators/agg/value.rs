@@ -275,6 +275,19 @@ impl ValueType {
 }
 
 /// Arrow types whose values are integers (held as [`Value::Int`]).
+/// Whether [`ValueColumn::new`] reads a column of `t` (as [`Repr::Full`]) into NULL, boolean,
+/// integer or float values only: what [`ValueColumn::word`] gives as words.
+pub(crate) fn reads_as_word(t: &ArrowType) -> bool {
+    matches!(
+        t,
+        ArrowType::Null
+            | ArrowType::Boolean
+            | ArrowType::Float16
+            | ArrowType::Float32
+            | ArrowType::Float64
+    ) || is_int_backed(t)
+}
+
 fn is_int_backed(t: &ArrowType) -> bool {
     is_plain_int(t)
         || matches!(
@@ -301,6 +314,62 @@ fn is_plain_int(t: &ArrowType) -> bool {
             | ArrowType::UInt32
             | ArrowType::UInt64
     )
+}
+
+/// A NULL, boolean, integer or float [`Value`] packed as a tag (two bits) and a word: how OVER
+/// keeps such stored columns per row, in 8 bytes and two bits instead of a 24-byte value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Word {
+    pub tag: u8,
+    pub bits: i64,
+}
+
+impl Word {
+    pub(crate) const NULL: Word = Word { tag: 0, bits: 0 };
+
+    #[inline]
+    pub(crate) fn int(v: i64) -> Word {
+        Word { tag: 1, bits: v }
+    }
+
+    #[inline]
+    pub(crate) fn float(v: f64) -> Word {
+        Word {
+            tag: 2,
+            bits: v.to_bits() as i64,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bool(v: bool) -> Word {
+        Word {
+            tag: 3,
+            bits: i64::from(v),
+        }
+    }
+
+    /// The word of `v`, if it is NULL, a boolean, an integer or a float.
+    #[inline]
+    pub(crate) fn of(v: &Value) -> Option<Word> {
+        Some(match v {
+            Value::Null => Word::NULL,
+            Value::Int(i) => Word::int(*i),
+            Value::Float(f) => Word::float(*f),
+            Value::Bool(b) => Word::bool(*b),
+            _ => return None,
+        })
+    }
+
+    /// The value (`tag` is taken modulo 4).
+    #[inline]
+    pub(crate) fn value(self) -> Value {
+        match self.tag & 3 {
+            0 => Value::Null,
+            1 => Value::Int(self.bits),
+            2 => Value::Float(f64::from_bits(self.bits as u64)),
+            _ => Value::Bool(self.bits != 0),
+        }
+    }
 }
 
 /// How a stored argument column is read.
@@ -370,6 +439,36 @@ impl ValueColumn {
                     "OVER aggregates over {other} values"
                 )));
             }
+        })
+    }
+
+    /// Whether [`ValueColumn::word`] reads this column.
+    pub(crate) fn has_words(&self) -> bool {
+        matches!(
+            self,
+            ValueColumn::Null
+                | ValueColumn::Presence(_)
+                | ValueColumn::Bool(_)
+                | ValueColumn::Int(_)
+                | ValueColumn::Float(_)
+        )
+    }
+
+    /// The value of row `i` as a [`Word`], if the column [`has_words`](Self::has_words).
+    #[inline]
+    pub(crate) fn word(&self, i: usize) -> Option<Word> {
+        let null = |nulls: Option<&NullBuffer>| nulls.is_some_and(|n| n.is_null(i));
+        Some(match self {
+            ValueColumn::Null => Word::NULL,
+            ValueColumn::Presence(nulls) if null(nulls.as_ref()) => Word::NULL,
+            ValueColumn::Presence(_) => Word::int(1),
+            ValueColumn::Bool(a) if a.is_null(i) => Word::NULL,
+            ValueColumn::Bool(a) => Word::bool(a.value(i)),
+            ValueColumn::Int(a) if a.is_null(i) => Word::NULL,
+            ValueColumn::Int(a) => Word::int(a.value(i)),
+            ValueColumn::Float(a) if a.is_null(i) => Word::NULL,
+            ValueColumn::Float(a) => Word::float(a.value(i)),
+            _ => return None,
         })
     }
 

@@ -6,7 +6,7 @@ use arrow::datatypes::DataType as ArrowType;
 use fsql_plan::{AggregateFunction, Expr, OverFrame, OverSpec};
 
 use crate::operators::agg::accumulator::{AccKind, AccSpec};
-use crate::operators::agg::value::{Repr, ValueType};
+use crate::operators::agg::value::{Repr, ValueType, reads_as_word};
 use crate::operators::agg::{accumulator_for, value_type};
 
 /// A frame, with RANGE offsets in the event-time column's unit.
@@ -63,6 +63,26 @@ pub(crate) struct AggPlan {
     pub target: ArrowType,
 }
 
+/// The most stored columns kept as words (their NULL-and-variant tags, two bits each, fill one
+/// word per row).
+pub(crate) const MAX_WORD_COLUMNS: u32 = 32;
+
+/// The stored columns whose values are always NULL, a boolean, an integer (dates, times and
+/// timestamps included) or a float: see [`Layout::word_columns`].
+fn word_columns(stored: &[(Expr, Repr)]) -> u64 {
+    let mut mask = 0u64;
+    for (c, (expr, repr)) in stored.iter().enumerate().take(64) {
+        let word = match repr {
+            Repr::Presence | Repr::Float => true,
+            Repr::Full => reads_as_word(&expr.data_type.to_arrow()),
+        };
+        if word && mask.count_ones() < MAX_WORD_COLUMNS {
+            mask |= 1 << c;
+        }
+    }
+    mask
+}
+
 /// The compiled spec.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
@@ -79,6 +99,12 @@ pub(crate) struct Layout {
     /// Words kept per row: its event time, and its arrival sequence when FIRST_VALUE or
     /// LAST_VALUE orders peers by it.
     pub row_words: usize,
+    /// Which stored columns are kept as a word per row rather than a [`Value`]: bit `c` for
+    /// column `c`, set for booleans, integers, timestamps and floats (a word and two tag bits
+    /// instead of 24 bytes), at most [`MAX_WORD_COLUMNS`] of them.
+    ///
+    /// [`Value`]: crate::operators::agg::value::Value
+    pub word_columns: u64,
     /// When every aggregate is a sliding RANGE frame: the longest offset. A partition whose
     /// newest row is older than `watermark - expire_after` has nothing any later row can see, so
     /// it is dropped.
@@ -107,6 +133,7 @@ impl Layout {
             accs: 0,
             spans: 0,
             row_words: 1,
+            word_columns: 0,
             expire_after: None,
         };
         for (agg, target) in spec.aggregates.iter().zip(targets) {
@@ -175,6 +202,7 @@ impl Layout {
             });
         }
         layout.share_spans();
+        layout.word_columns = word_columns(&layout.stored);
         let all_range = layout
             .aggs
             .iter()

@@ -266,10 +266,18 @@ impl Over {
             .map_err(|e| RuntimeError::eval(&self.name, e))?;
         let (stored, defaults) = values.split_at(self.layout.stored.len());
         let mut columns = BatchColumns::default();
-        for (a, (_, repr)) in stored.iter().zip(&self.layout.stored) {
-            columns
-                .stored
-                .push(ValueColumn::new(a, *repr).map_err(|e| self.arrow_err(e))?);
+        for (c, (a, (_, repr))) in stored.iter().zip(&self.layout.stored).enumerate() {
+            let column = ValueColumn::new(a, *repr).map_err(|e| self.arrow_err(e))?;
+            // Word columns are kept packed per row (`Layout::word_columns`), which holds for the
+            // types the layout chose them by.
+            if c < 64 && self.layout.word_columns & (1 << c) != 0 && !column.has_words() {
+                return Err(RuntimeError::Plan(format!(
+                    "OVER node `{}`: argument {c} is {}, not a number or boolean",
+                    self.name,
+                    a.data_type()
+                )));
+            }
+            columns.stored.push(column);
         }
         for (a, (_, t)) in defaults.iter().zip(&self.layout.defaults) {
             let mut a = a.clone();

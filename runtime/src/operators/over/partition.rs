@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::layout::{AggPlan, Frame, Func, Layout};
 use crate::operators::agg::accumulator::{AccSpec, Accumulator, RowKey};
-use crate::operators::agg::value::{Value, ValueColumn};
+use crate::operators::agg::value::{Value, ValueColumn, Word};
 use crate::state::codec::{StateError, StateReader, StateWriter};
 use crate::state::{KeyedState, SharedEncode, StateBackend, StateSnapshot, ValueCodec, prefetch};
 
@@ -65,9 +65,11 @@ impl Batches for OneBatch<'_> {
 /// the rows move down (or the buffer doubles) when a row is added at the end of a full buffer.
 #[derive(Debug, Default)]
 struct RowBuffer {
-    /// Per row, [`Layout::row_words`] words: its event time, then its arrival sequence.
+    /// Per row, [`Shape::stride`] words: its event time, its arrival sequence when kept
+    /// ([`Layout::row_words`]), then, when some stored columns are words
+    /// ([`Layout::word_columns`]), their tags (two bits each) and one word each.
     words: Box<[i64]>,
-    /// Per row, `Layout::stored.len()` values.
+    /// Per row, the [`Shape::values`] stored columns that are not words.
     values: Box<[Value]>,
     head: u32,
     len: u32,
@@ -77,19 +79,85 @@ struct RowBuffer {
 /// [`Layout`]).
 #[derive(Clone, Copy, Debug)]
 struct Shape {
-    words: usize,
+    /// The row key's words: event time, and arrival sequence when kept.
+    key_words: usize,
+    /// Words per row: the key's, then the tag word and one per word column, if any.
+    stride: usize,
+    /// Stored columns kept as words ([`Layout::word_columns`]).
+    word_columns: u64,
+    /// Stored columns kept as values, per row.
     values: usize,
     spans: usize,
     accs: usize,
 }
 
+/// Where a stored column's value of a row is.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// Word `k` of the row's word columns.
+    Word(usize),
+    /// Value `k` of the row's values.
+    Value(usize),
+}
+
 impl Shape {
     fn of(layout: &Layout) -> Shape {
+        let words = layout.word_columns.count_ones() as usize;
         Shape {
-            words: layout.row_words,
-            values: layout.stored.len(),
+            key_words: layout.row_words,
+            stride: layout.row_words + if words > 0 { 1 + words } else { 0 },
+            word_columns: layout.word_columns,
+            values: layout.stored.len() - words,
             spans: layout.spans,
             accs: layout.accs,
+        }
+    }
+
+    /// Where stored column `c` is kept.
+    #[inline]
+    fn place(self, c: usize) -> Place {
+        let below = if c >= 64 {
+            self.word_columns
+        } else {
+            self.word_columns & ((1u64 << c) - 1)
+        };
+        let k = below.count_ones() as usize;
+        if c < 64 && self.word_columns & (1 << c) != 0 {
+            Place::Word(k)
+        } else {
+            Place::Value(c - k)
+        }
+    }
+
+    /// Stored columns in all.
+    fn columns(self) -> usize {
+        self.word_columns.count_ones() as usize + self.values
+    }
+}
+
+/// A stored value read from a [`RowBuffer`]: rebuilt from a word, or borrowed.
+enum Read<'a> {
+    Word(Value),
+    Value(&'a Value),
+}
+
+impl std::ops::Deref for Read<'_> {
+    type Target = Value;
+
+    #[inline]
+    fn deref(&self) -> &Value {
+        match self {
+            Read::Word(v) => v,
+            Read::Value(v) => v,
+        }
+    }
+}
+
+impl Read<'_> {
+    fn into_owned(self) -> Value {
+        match self {
+            Read::Word(v) => v,
+            Read::Value(v) => v.clone(),
         }
     }
 }
@@ -101,7 +169,7 @@ impl RowBuffer {
     }
 
     fn capacity(&self, shape: Shape) -> usize {
-        self.words.len() / shape.words
+        self.words.len() / shape.stride
     }
 
     #[inline]
@@ -109,9 +177,9 @@ impl RowBuffer {
         if i >= self.len {
             return (i64::MIN, 0);
         }
-        let at = (self.head + i) as usize * shape.words;
+        let at = (self.head + i) as usize * shape.stride;
         let ts = self.words.get(at).copied().unwrap_or(i64::MIN);
-        let seq = if shape.words > 1 {
+        let seq = if shape.key_words > 1 {
             self.words.get(at + 1).map_or(0, |s| *s as u64)
         } else {
             0
@@ -125,14 +193,30 @@ impl RowBuffer {
     }
 
     #[inline]
-    fn value(&self, shape: Shape, i: u32, col: Option<usize>) -> &Value {
-        match col {
-            None => &ONE,
-            Some(c) if i < self.len => self
-                .values
-                .get((self.head + i) as usize * shape.values + c)
-                .unwrap_or(&NULL),
-            Some(_) => &NULL,
+    fn value(&self, shape: Shape, i: u32, col: Option<usize>) -> Read<'_> {
+        let Some(c) = col else {
+            return Read::Value(&ONE);
+        };
+        if i >= self.len {
+            return Read::Value(&NULL);
+        }
+        let row = (self.head + i) as usize;
+        match shape.place(c) {
+            Place::Word(k) => {
+                let at = row * shape.stride + shape.key_words;
+                let tags = self.words.get(at).copied().unwrap_or(0);
+                let bits = self.words.get(at + 1 + k).copied().unwrap_or(0);
+                Read::Word(
+                    Word {
+                        tag: (tags >> (2 * k)) as u8,
+                        bits,
+                    }
+                    .value(),
+                )
+            }
+            Place::Value(k) => {
+                Read::Value(self.values.get(row * shape.values + k).unwrap_or(&NULL))
+            }
         }
     }
 
@@ -146,15 +230,15 @@ impl RowBuffer {
         if head > 0 && head >= cap / 2 {
             // At least half the buffer was evicted since the rows last moved: move them down.
             self.words
-                .copy_within(head * shape.words..(head + len) * shape.words, 0);
+                .copy_within(head * shape.stride..(head + len) * shape.stride, 0);
             self.values[..(head + len) * shape.values].rotate_left(head * shape.values);
             self.head = 0;
             return;
         }
         let new_cap = (cap * 2).max(1);
-        let mut words = vec![0i64; new_cap * shape.words].into_boxed_slice();
-        words[..len * shape.words]
-            .copy_from_slice(&self.words[head * shape.words..(head + len) * shape.words]);
+        let mut words = vec![0i64; new_cap * shape.stride].into_boxed_slice();
+        words[..len * shape.stride]
+            .copy_from_slice(&self.words[head * shape.stride..(head + len) * shape.stride]);
         let mut values: Box<[Value]> = std::iter::repeat_with(|| Value::Null)
             .take(new_cap * shape.values)
             .collect();
@@ -169,22 +253,64 @@ impl RowBuffer {
         self.head = 0;
     }
 
+    /// Writes row `key` at buffer slot `slot`, its stored columns from `column(c)`.
+    fn write_with(
+        &mut self,
+        shape: Shape,
+        slot: usize,
+        key: RowKey,
+        mut column: impl FnMut(usize, Place) -> Stored,
+    ) {
+        let Some(w) = self
+            .words
+            .get_mut(slot * shape.stride..(slot + 1) * shape.stride)
+        else {
+            return;
+        };
+        w[0] = key.0;
+        if shape.key_words > 1
+            && let Some(seq) = w.get_mut(1)
+        {
+            *seq = key.1 as i64;
+        }
+        let (_, packed) = w.split_at_mut(shape.key_words);
+        let mut tags = 0i64;
+        for c in 0..shape.columns() {
+            let place = shape.place(c);
+            match (place, column(c, place)) {
+                (Place::Word(k), Stored::Word(word)) => {
+                    tags |= i64::from(word.tag & 3) << (2 * k);
+                    if let Some(to) = packed.get_mut(1 + k) {
+                        *to = word.bits;
+                    }
+                }
+                (Place::Value(k), Stored::Value(v)) => {
+                    if let Some(to) = self.values.get_mut(slot * shape.values + k) {
+                        *to = v;
+                    }
+                }
+                // Not reached: words go to word places (see `Stored`); a mismatch stores NULL.
+                (Place::Word(_), Stored::Value(_)) | (Place::Value(_), Stored::Word(_)) => {
+                    debug_assert!(false, "stored column {c} does not fit its place");
+                }
+            }
+        }
+        if let Some(t) = packed.first_mut() {
+            *t = tags;
+        }
+    }
+
     /// Writes row `key` (the `row` of `cols`) at buffer slot `slot`.
     fn write(&mut self, shape: Shape, slot: usize, key: RowKey, cols: &BatchColumns, row: u32) {
-        if let Some(w) = self
-            .words
-            .get_mut(slot * shape.words..(slot + 1) * shape.words)
-        {
-            w[0] = key.0;
-            if let Some(seq) = w.get_mut(1) {
-                *seq = key.1 as i64;
+        self.write_with(shape, slot, key, |c, place| {
+            let col = cols.stored.get(c);
+            match place {
+                Place::Word(_) => {
+                    Stored::Word(col.and_then(|c| c.word(row as usize)).unwrap_or(Word::NULL))
+                }
+                Place::Value(_) => Stored::Value(col.map_or(Value::Null, |c| c.get(row as usize))),
             }
-        }
-        for (j, c) in cols.stored.iter().enumerate() {
-            if let Some(v) = self.values.get_mut(slot * shape.values + j) {
-                *v = c.get(row as usize);
-            }
-        }
+        });
     }
 
     fn push(&mut self, shape: Shape, key: RowKey, cols: &BatchColumns, row: u32) {
@@ -200,8 +326,8 @@ impl RowBuffer {
         let (head, len) = (self.head as usize, self.len as usize);
         let at = head + (at as usize).min(len);
         self.words.copy_within(
-            at * shape.words..(head + len) * shape.words,
-            (at + 1) * shape.words,
+            at * shape.stride..(head + len) * shape.stride,
+            (at + 1) * shape.stride,
         );
         self.values[at * shape.values..(head + len + 1) * shape.values].rotate_right(shape.values);
         self.write(shape, at, key, cols, row);
@@ -255,7 +381,7 @@ impl RowBuffer {
     /// `x` of the row `offset` rows before position `i`, if retained.
     fn lag(&self, shape: Shape, i: u32, offset: u64, col: Option<usize>) -> Option<Value> {
         let j = u64::from(i).checked_sub(offset)?;
-        (j < u64::from(self.len)).then(|| self.value(shape, j as u32, col).clone())
+        (j < u64::from(self.len)).then(|| self.value(shape, j as u32, col).into_owned())
     }
 
     /// The address of the oldest row's data, for a prefetch.
@@ -263,13 +389,19 @@ impl RowBuffer {
         let w = self
             .words
             .as_ptr()
-            .wrapping_add(self.head as usize * shape.words);
+            .wrapping_add(self.head as usize * shape.stride);
         let v = self
             .values
             .as_ptr()
             .wrapping_add(self.head as usize * shape.values);
         (w.cast(), v.cast())
     }
+}
+
+/// A stored column's value of a row being written: a word for a word column, else a value.
+enum Stored {
+    Word(Word),
+    Value(Value),
 }
 
 /// The rows an aggregate holds: `[start, end)`, positions in its partition's [`RowBuffer`]
@@ -331,7 +463,7 @@ fn shrink(
             acc.retract(
                 spec,
                 buf.key(shape, st.start),
-                buf.value(shape, st.start, col),
+                &buf.value(shape, st.start, col),
             );
         }
         st.start += 1;
@@ -399,7 +531,7 @@ impl PartitionMut<'_> {
                                 acc.add(
                                     spec,
                                     buf.key(shape, st.end),
-                                    buf.value(shape, st.end, plan.col),
+                                    &buf.value(shape, st.end, plan.col),
                                 );
                             }
                             st.end += 1;
@@ -420,7 +552,7 @@ impl PartitionMut<'_> {
                                 acc.add(
                                     spec,
                                     buf.key(shape, st.end),
-                                    buf.value(shape, st.end, plan.col),
+                                    &buf.value(shape, st.end, plan.col),
                                 );
                             }
                             st.end += 1;
@@ -494,7 +626,7 @@ impl PartitionMut<'_> {
                     };
                     let mut acc = spec.new_acc();
                     for i in from..at {
-                        acc.add(spec, buf.key(shape, i), buf.value(shape, i, plan.col));
+                        acc.add(spec, buf.key(shape, i), &buf.value(shape, i, plan.col));
                     }
                     acc.add(spec, key, &own(plan.col));
                     set(out, r.out, acc.result(spec));
@@ -519,7 +651,7 @@ impl PartitionMut<'_> {
                 Frame::Range(p) => {
                     if r.ts >= max_ts.saturating_sub(p) {
                         if let Some(acc) = acc.as_deref_mut() {
-                            acc.add(spec, key, v);
+                            acc.add(spec, key, &v);
                         }
                     } else {
                         st.start += 1;
@@ -529,7 +661,7 @@ impl PartitionMut<'_> {
                 Frame::Rows(n) => {
                     if at >= st.start {
                         if let Some(acc) = acc.as_deref_mut() {
-                            acc.add(spec, key, v);
+                            acc.add(spec, key, &v);
                         }
                         st.end += 1;
                         shrink(acc.as_deref_mut(), spec, buf, (shape, plan.col), st, |st| {
@@ -542,7 +674,7 @@ impl PartitionMut<'_> {
                 }
                 Frame::UnboundedRange | Frame::UnboundedRows => {
                     if let Some(acc) = acc.as_deref_mut() {
-                        acc.add(spec, key, v);
+                        acc.add(spec, key, &v);
                     }
                     st.end += 1;
                     set(out, r.out, result_of(spec, acc.as_deref(), *st));
@@ -643,25 +775,24 @@ fn encode_partition(shape: Shape, p: &Partition, w: &mut StateWriter) -> Result<
     Ok(())
 }
 
-/// Writes a partition's newest event time and rows.
+/// Writes a partition's newest event time and rows: every row's key words, then every row's
+/// stored values in column order (word columns written as the values they hold, so the bytes do
+/// not depend on how rows are packed in memory).
 fn encode_rows(shape: Shape, p: &Partition, w: &mut StateWriter) {
     w.i64(p.max_ts);
     let rows = &p.rows;
     w.u32(rows.len);
-    let (from, to) = (rows.head as usize, (rows.head + rows.len) as usize);
-    for word in rows
-        .words
-        .get(from * shape.words..to * shape.words)
-        .unwrap_or(&[])
-    {
-        w.i64(*word);
+    for i in 0..rows.len {
+        let (ts, seq) = rows.key(shape, i);
+        w.i64(ts);
+        if shape.key_words > 1 {
+            w.i64(seq as i64);
+        }
     }
-    for v in rows
-        .values
-        .get(from * shape.values..to * shape.values)
-        .unwrap_or(&[])
-    {
-        v.encode(w);
+    for i in 0..rows.len {
+        for c in 0..shape.columns() {
+            rows.value(shape, i, Some(c)).encode(w);
+        }
     }
 }
 
@@ -697,22 +828,50 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
     let max_ts = r.i64()?;
     let len = r.u32()?;
     let n = len as usize;
-    let mut words = Vec::with_capacity(n.min(1 << 20) * shape.words);
-    for _ in 0..n * shape.words {
-        words.push(r.i64()?);
+    let mut keys = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        let ts = r.i64()?;
+        let seq = if shape.key_words > 1 { r.i64()? as u64 } else { 0 };
+        keys.push((ts, seq));
     }
-    let mut values = Vec::with_capacity(n.min(1 << 20) * shape.values);
-    for _ in 0..n * shape.values {
+    let columns = shape.columns();
+    let mut values = Vec::with_capacity(n.min(1 << 20) * columns);
+    for _ in 0..n * columns {
         values.push(Value::decode(r)?);
+    }
+    for (i, v) in values.iter().enumerate() {
+        if let Place::Word(_) = shape.place(i % columns.max(1))
+            && Word::of(v).is_none()
+        {
+            return Err(StateError(format!(
+                "stored column {} holds {v:?}, not a number or boolean",
+                i % columns.max(1)
+            )));
+        }
+    }
+    let mut rows = RowBuffer {
+        words: vec![0; n * shape.stride].into_boxed_slice(),
+        values: std::iter::repeat_with(|| Value::Null)
+            .take(n * shape.values)
+            .collect(),
+        head: 0,
+        len,
+    };
+    let mut values = values.into_iter();
+    for (slot, key) in keys.into_iter().enumerate() {
+        let row: Vec<Value> = values.by_ref().take(columns).collect();
+        let mut row = row.into_iter();
+        rows.write_with(shape, slot, key, |_, place| {
+            let v = row.next().unwrap_or_default();
+            match place {
+                Place::Word(_) => Stored::Word(Word::of(&v).unwrap_or(Word::NULL)),
+                Place::Value(_) => Stored::Value(v),
+            }
+        });
     }
     Ok(Partition {
         max_ts,
-        rows: RowBuffer {
-            words: words.into_boxed_slice(),
-            values: values.into_boxed_slice(),
-            head: 0,
-            len,
-        },
+        rows,
         spans: Box::default(),
         accs: Box::default(),
     })
@@ -1005,6 +1164,112 @@ mod tests {
         };
         let targets = vec![arrow::datatypes::DataType::Int64; 3];
         Layout::new(&spec, |ms| ms, &targets).expect("layout")
+    }
+
+    /// A layout storing a BIGINT, a STRING, a DOUBLE and a BOOLEAN column (LAG of each).
+    fn mixed_layout() -> Layout {
+        let lag = |c: usize, t: DataType| OverAggregate {
+            function: AggregateFunction::Lag { offset: 1 },
+            args: vec![Expr::column(c, t.clone(), true)],
+            distinct: false,
+            frame: OverFrame::UnboundedRows,
+            data_type: t,
+        };
+        let spec = OverSpec {
+            partition_by: vec![],
+            order_by: 4,
+            aggregates: vec![
+                lag(0, DataType::BigInt),
+                lag(1, DataType::String),
+                lag(2, DataType::Double),
+                lag(3, DataType::Boolean),
+            ],
+        };
+        let targets: Vec<arrow::datatypes::DataType> =
+            spec.aggregates.iter().map(|a| a.data_type.to_arrow()).collect();
+        Layout::new(&spec, |ms| ms, &targets).expect("layout")
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_kept_as_words_and_written_as_values() {
+        use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+        let l = mixed_layout();
+        let shape = Shape::of(&l);
+        // The BIGINT, DOUBLE and BOOLEAN columns are words (a tag word and three words per
+        // row after the event time); the string is a value.
+        assert_eq!(l.word_columns, 0b1101);
+        assert_eq!((shape.stride, shape.values), (5, 1));
+        let long = "a string longer than twenty-two bytes";
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![Some(-3), None, Some(i64::MAX)])),
+            Arc::new(StringArray::from(vec![Some("x"), Some(long), None])),
+            Arc::new(Float64Array::from(vec![Some(-0.0), Some(f64::NAN), None])),
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+        ];
+        let cols = BatchColumns {
+            stored: arrays
+                .iter()
+                .zip(&l.stored)
+                .map(|(a, (_, repr))| ValueColumn::new(a, *repr).expect("column"))
+                .collect(),
+            defaults: Vec::new(),
+        };
+        let rows = |buf: &RowBuffer| -> Vec<Vec<Value>> {
+            (0..buf.len())
+                .map(|i| (0..4).map(|c| buf.value(shape, i, Some(c)).into_owned()).collect())
+                .collect()
+        };
+        let expected = |row: usize| -> Vec<Value> { (0..4).map(|c| cols.stored[c].get(row)).collect() };
+        let mut buf = RowBuffer::default();
+        buf.push(shape, (10, 0), &cols, 0);
+        buf.push(shape, (30, 0), &cols, 2);
+        buf.insert(shape, 1, (20, 0), &cols, 1);
+        assert_eq!(rows(&buf), vec![expected(0), expected(1), expected(2)]);
+        assert_eq!(
+            (0..3).map(|i| buf.ts(shape, i)).collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
+        buf.evict_front(shape, 1);
+        assert_eq!(rows(&buf), vec![expected(1), expected(2)]);
+
+        // The checkpoint holds every row's event time, then every value in column order: the
+        // bytes of the unpacked form, so checkpoints of earlier versions still read.
+        let p = Partition {
+            max_ts: 30,
+            rows: buf,
+            spans: Box::default(),
+            accs: Box::default(),
+        };
+        let mut w = StateWriter::default();
+        encode_rows(shape, &p, &mut w);
+        let bytes = w.into_bytes();
+        let mut unpacked = StateWriter::default();
+        unpacked.i64(30);
+        unpacked.u32(2);
+        unpacked.i64(20);
+        unpacked.i64(30);
+        for row in [1, 2] {
+            for v in expected(row) {
+                v.encode(&mut unpacked);
+            }
+        }
+        assert_eq!(bytes, unpacked.into_bytes());
+        let back = decode_rows(shape, &mut StateReader::new(&bytes)).expect("decodes");
+        assert_eq!(rows(&back.rows), vec![expected(1), expected(2)]);
+
+        // A string where a word column is expected is refused, not misread.
+        let mut bad = StateWriter::default();
+        bad.i64(0);
+        bad.u32(1);
+        bad.i64(0);
+        for v in [Value::str("not a number"), Value::Null, Value::Null, Value::Null] {
+            v.encode(&mut bad);
+        }
+        let bad = bad.into_bytes();
+        let Err(err) = decode_rows(shape, &mut StateReader::new(&bad)) else {
+            panic!("a string was read into a word column");
+        };
+        assert!(err.0.contains("not a number or boolean"), "{}", err.0);
     }
 
     fn span(start: u32, end: u32) -> Span {
