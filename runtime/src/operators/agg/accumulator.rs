@@ -90,6 +90,46 @@ impl AccSpec {
         }
     }
 
+    /// Whether the aggregate's result over a frame can be read off the frame's rows alone, with
+    /// no state of its own: a sliding MIN or MAX, or a sliding `COUNT(DISTINCT)`. OVER computes
+    /// those by scanning small frames and keeps value counts only for large ones
+    /// ([`Accumulator::unkept`]).
+    pub(crate) fn scannable(&self) -> bool {
+        self.bounded
+            && match self.kind {
+                AccKind::Min | AccKind::Max => true,
+                AccKind::Count => self.distinct,
+                _ => false,
+            }
+    }
+
+    /// The aggregate of `values` (the non-NULL values of a frame of a [`scannable`] aggregate,
+    /// in any order), what an accumulator holding them gives.
+    ///
+    /// [`scannable`]: AccSpec::scannable
+    pub(crate) fn scan<V: std::ops::Deref<Target = Value>>(
+        &self,
+        values: impl Iterator<Item = V> + Clone,
+    ) -> Value {
+        match self.kind {
+            AccKind::Count => {
+                let mut n = 0i64;
+                for (i, v) in values.clone().enumerate() {
+                    if !values.clone().take(i).any(|w| *w == *v) {
+                        n += 1;
+                    }
+                }
+                Value::Int(n)
+            }
+            AccKind::Min => values
+                .min_by(|a, b| (**a).cmp(&**b))
+                .map_or(Value::Null, |v| (*v).clone()),
+            _ => values
+                .max_by(|a, b| (**a).cmp(&**b))
+                .map_or(Value::Null, |v| (*v).clone()),
+        }
+    }
+
     /// An empty accumulator.
     pub(crate) fn new_acc(&self) -> Accumulator {
         let state = match self.kind {
@@ -142,6 +182,20 @@ impl AccSpec {
 #[derive(Clone, Debug)]
 pub(crate) struct Accumulator {
     state: State,
+}
+
+impl Accumulator {
+    /// No state: the aggregate (a [`AccSpec::scannable`] one) is computed from its frame's rows
+    /// by whoever holds them. Adding and retracting do nothing; its result is NULL.
+    pub(crate) fn unkept() -> Accumulator {
+        Accumulator {
+            state: State::Unkept,
+        }
+    }
+
+    pub(crate) fn is_unkept(&self) -> bool {
+        matches!(self.state, State::Unkept)
+    }
 }
 
 /// DISTINCT: how many rows of the frame hold each value; only a value's first occurrence
@@ -197,11 +251,20 @@ enum State {
     /// Boxed (as is `Ends`'s deque): few aggregates are DISTINCT, and an inline map would make
     /// every accumulator of every key larger.
     Distinct(Box<Distinct>),
+    /// See [`Accumulator::unkept`]; never written to a checkpoint (its owner writes the state
+    /// its rows make instead).
+    Unkept,
 }
 
 impl State {
     fn encode(&self, w: &mut StateWriter) {
         match self {
+            // Its owner writes the state its rows make instead; were it written, a restore
+            // refuses it (tag 9) rather than read an empty state.
+            State::Unkept => {
+                debug_assert!(false, "an unkept accumulator was written");
+                w.u8(9);
+            }
             State::Count(n) => {
                 w.u8(0);
                 w.i64(*n);
@@ -447,6 +510,7 @@ impl Accumulator {
             state => state,
         };
         match state {
+            State::Unkept => Value::Null,
             State::Count(n) => Value::Int(*n),
             State::Int { sum, n } => match spec.kind {
                 _ if *n == 0 => Value::Null,
@@ -522,6 +586,7 @@ impl State {
     #[inline]
     fn add(&mut self, spec: &AccSpec, key: RowKey, v: &Value) {
         match self {
+            State::Unkept => {}
             State::Count(n) => *n += 1,
             State::Int { sum, n } => {
                 if let Value::Int(x) = v {
@@ -591,6 +656,7 @@ impl State {
     #[inline]
     fn retract(&mut self, _spec: &AccSpec, key: RowKey, v: &Value) {
         match self {
+            State::Unkept => {}
             State::Count(n) => *n -= 1,
             State::Int { sum, n } => {
                 if let Value::Int(x) = v {

@@ -51,6 +51,9 @@ pub(crate) struct AggPlan {
     /// Its accumulator among a partition's [`Layout::accs`]; `None` for LAG, which reads the
     /// rows, and for a bounded `COUNT(*)`, which is the length of its frame.
     pub acc: Option<usize>,
+    /// A sliding MIN, MAX or `COUNT(DISTINCT)` ([`AccSpec::scannable`]): its accumulator is
+    /// kept only while its frame holds many rows; smaller frames are scanned.
+    pub scan: bool,
     /// Its span among a partition's [`Layout::spans`]: aggregates of one frame hold the same
     /// rows, so they share one.
     pub span: usize,
@@ -190,11 +193,13 @@ impl Layout {
                 }
                 Func::Lag { .. } => None,
             };
+            let scan = acc.is_some() && matches!(func, Func::Acc(spec) if spec.scannable());
             layout.aggs.push(AggPlan {
                 func,
                 frame,
                 col,
                 acc,
+                scan,
                 span: 0,
                 writes_span: false,
                 result,

@@ -435,6 +435,7 @@ impl Partition {
                 .aggs
                 .iter()
                 .filter_map(|a| match (a.func, a.acc) {
+                    (Func::Acc(_), Some(_)) if a.scan => Some(Accumulator::unkept()),
                     (Func::Acc(spec), Some(_)) => Some(spec.new_acc()),
                     _ => None,
                 })
@@ -470,13 +471,65 @@ fn shrink(
     }
 }
 
-/// An aggregate's result from its frame's state.
+/// A scannable aggregate ([`AggPlan::scan`]) keeps its accumulator while its frame holds more
+/// than this many rows (from then on until the frame is down to half of it); a smaller frame's
+/// result is computed from its rows. Most keys of a fraud pipeline (a card, a device, an IP)
+/// have a few payments in a day: their `COUNT(DISTINCT)`s and sliding MIN/MAX keep no value
+/// counts at all.
+const SCAN_ROWS: u32 = 8;
+
+/// An aggregate's result from its frame's state, or (an unkept accumulator) its frame's rows.
 #[inline]
-fn result_of(spec: &AccSpec, acc: Option<&Accumulator>, span: Span) -> Value {
+fn result_of(
+    spec: &AccSpec,
+    acc: Option<&Accumulator>,
+    span: Span,
+    buf: &RowBuffer,
+    (shape, col): (Shape, Option<usize>),
+) -> Value {
     match acc {
+        Some(acc) if acc.is_unkept() => spec.scan(
+            (span.start..span.end)
+                .map(|i| buf.value(shape, i, col))
+                .filter(|v| !v.is_null()),
+        ),
         Some(acc) => acc.result(spec),
         // A bounded COUNT(*): the rows in its frame.
         None => Value::Int(i64::from(span.end - span.start)),
+    }
+}
+
+/// The accumulator of `spec` holding rows `span` of `buf`.
+fn kept(
+    spec: &AccSpec,
+    buf: &RowBuffer,
+    (shape, col): (Shape, Option<usize>),
+    span: Span,
+) -> Accumulator {
+    let mut acc = spec.new_acc();
+    for i in span.start..span.end {
+        acc.add(spec, buf.key(shape, i), &buf.value(shape, i, col));
+    }
+    acc
+}
+
+/// Keeps a scannable aggregate's accumulator when its frame `span` grew past [`SCAN_ROWS`]
+/// rows, and lets it go when the frame shrank to half of that.
+#[inline]
+fn keep_or_scan(
+    acc: &mut Accumulator,
+    spec: &AccSpec,
+    buf: &RowBuffer,
+    at: (Shape, Option<usize>),
+    span: Span,
+) {
+    let len = span.end - span.start;
+    if acc.is_unkept() {
+        if len > SCAN_ROWS {
+            *acc = kept(spec, buf, at, span);
+        }
+    } else if len <= SCAN_ROWS / 2 {
+        *acc = Accumulator::unkept();
     }
 }
 
@@ -542,7 +595,7 @@ impl PartitionMut<'_> {
                                 st.start < st.end && buf.ts(shape, st.start) < lo
                             });
                         }
-                        let v = result_of(spec, acc.as_deref(), *st);
+                        let v = result_of(spec, acc.as_deref(), *st, buf, (shape, plan.col));
                         for r in rows {
                             set(out, r.out, v.clone());
                         }
@@ -566,8 +619,17 @@ impl PartitionMut<'_> {
                                     |st| u64::from(st.end - st.start) > n.saturating_add(1),
                                 );
                             }
-                            set(out, r.out, result_of(spec, acc.as_deref(), *st));
+                            set(
+                                out,
+                                r.out,
+                                result_of(spec, acc.as_deref(), *st, buf, (shape, plan.col)),
+                            );
                         }
+                    }
+                    if plan.scan
+                        && let Some(acc) = acc
+                    {
+                        keep_or_scan(acc, spec, buf, (shape, plan.col), span);
                     }
                 }
             }
@@ -677,7 +739,11 @@ impl PartitionMut<'_> {
                         acc.add(spec, key, &v);
                     }
                     st.end += 1;
-                    set(out, r.out, result_of(spec, acc.as_deref(), *st));
+                    set(
+                        out,
+                        r.out,
+                        result_of(spec, acc.as_deref(), *st, buf, (shape, plan.col)),
+                    );
                 }
             }
             store_span(&mut self.p.spans, plan, span);
@@ -761,16 +827,55 @@ pub(crate) struct Partitions {
     created: Vec<u32>,
 }
 
+/// A scannable aggregate's accumulator ([`AggPlan::scan`]): what rebuilds it from its rows.
+#[derive(Clone, Copy, Debug)]
+struct ScanAcc {
+    acc: usize,
+    spec: AccSpec,
+    span: usize,
+    col: Option<usize>,
+}
+
+/// The layout's scannable accumulators.
+fn scans(layout: &Layout) -> Arc<[ScanAcc]> {
+    layout
+        .aggs
+        .iter()
+        .filter(|a| a.scan)
+        .filter_map(|a| match (a.func, a.acc) {
+            (Func::Acc(spec), Some(acc)) => Some(ScanAcc {
+                acc,
+                spec,
+                span: a.span,
+                col: a.col,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Writes a partition: its rows, then its spans and accumulators (its checkpoint encoding, also
-/// what the RocksDB backend stores).
-fn encode_partition(shape: Shape, p: &Partition, w: &mut StateWriter) -> Result<(), StateError> {
+/// what the RocksDB backend stores). An unkept accumulator is written as the one its rows make,
+/// so the bytes do not depend on which accumulators a partition keeps.
+fn encode_partition(
+    shape: Shape,
+    scans: &[ScanAcc],
+    p: &Partition,
+    w: &mut StateWriter,
+) -> Result<(), StateError> {
     encode_rows(shape, p, w);
     for span in &p.spans {
         w.u32(span.start);
         w.u32(span.end);
     }
-    for acc in &p.accs {
-        acc.encode(w);
+    for (a, acc) in p.accs.iter().enumerate() {
+        match scans.iter().find(|s| s.acc == a) {
+            Some(s) if acc.is_unkept() => {
+                let span = p.spans.get(s.span).copied().unwrap_or_default();
+                kept(&s.spec, &p.rows, (shape, s.col), span).encode(w);
+            }
+            _ => acc.encode(w),
+        }
     }
     Ok(())
 }
@@ -901,9 +1006,9 @@ fn share_spans(per_agg: &[Span], layout: &Layout) -> Result<Vec<Span>, StateErro
 }
 
 /// The RocksDB backend's encoding of partitions of `shape`.
-fn codec(shape: Shape) -> ValueCodec<Partition> {
+fn codec(shape: Shape, scans: Arc<[ScanAcc]>) -> ValueCodec<Partition> {
     ValueCodec {
-        encode: Box::new(move |p, w| encode_partition(shape, p, w)),
+        encode: Box::new(move |p, w| encode_partition(shape, &scans, p, w)),
         decode: Box::new(move |r| decode_partition(shape, r)),
     }
 }
@@ -913,7 +1018,7 @@ impl Partitions {
     pub(crate) fn new(backend: &StateBackend, name: &str, layout: &Layout) -> Partitions {
         let shape = Shape::of(layout);
         Partitions {
-            table: KeyedState::new(backend, name, || codec(shape)),
+            table: KeyedState::new(backend, name, || codec(shape, scans(layout))),
             created: Vec::new(),
         }
     }
@@ -954,8 +1059,11 @@ impl Partitions {
         let mut w = StateWriter::default();
         w.bool(self.table.in_rocksdb());
         snapshot.push_ready(w.into_bytes());
+        let scans = scans(layout);
         let encode: Arc<SharedEncode<Partition>> =
-            Arc::new(move |p: &Partition, w: &mut StateWriter| encode_partition(shape, p, w));
+            Arc::new(move |p: &Partition, w: &mut StateWriter| {
+                encode_partition(shape, &scans, p, w)
+            });
         snapshot.push_deferred(self.table.snapshot_deferred(encode));
     }
 
@@ -969,12 +1077,12 @@ impl Partitions {
     ) -> Result<Partitions, StateError> {
         let shape = Shape::of(layout);
         let table = if r.bool()? {
-            KeyedState::restore_spilled(r, backend, name, || codec(shape))?
+            KeyedState::restore_spilled(r, backend, name, || codec(shape, scans(layout)))?
         } else {
             KeyedState::restore(r, |r| decode_partition(shape, r))?.into_backend(
                 backend,
                 name,
-                || codec(shape),
+                || codec(shape, scans(layout)),
             )?
         };
         Ok(Partitions {
@@ -1042,7 +1150,7 @@ impl Partitions {
             p.accs = accs;
         }
         Ok(Partitions {
-            table: table.into_backend(backend, name, || codec(shape))?,
+            table: table.into_backend(backend, name, || codec(shape, scans(layout)))?,
             created: Vec::new(),
         })
     }
@@ -1272,6 +1380,68 @@ mod tests {
         assert!(err.0.contains("not a number or boolean"), "{}", err.0);
     }
 
+    #[test]
+    fn an_unkept_accumulator_is_written_as_the_one_its_rows_make() {
+        let v = Expr::column(0, DataType::BigInt, true);
+        let agg = |function, distinct| OverAggregate {
+            function,
+            args: vec![v.clone()],
+            distinct,
+            frame: OverFrame::Range {
+                preceding_ms: 3_600_000,
+            },
+            data_type: DataType::BigInt,
+        };
+        let spec = OverSpec {
+            partition_by: vec![],
+            order_by: 1,
+            aggregates: vec![
+                agg(AggregateFunction::Max, false),
+                agg(AggregateFunction::Count, true),
+            ],
+        };
+        let l = Layout::new(&spec, |ms| ms, &vec![arrow::datatypes::DataType::Int64; 2])
+            .expect("layout");
+        assert!(l.aggs.iter().all(|a| a.scan));
+        let values: arrow::array::ArrayRef =
+            Arc::new(arrow::array::Int64Array::from(vec![Some(5), None, Some(7), Some(5)]));
+        let cols = BatchColumns {
+            stored: vec![ValueColumn::new(&values, l.stored[0].1).expect("column")],
+            defaults: Vec::new(),
+        };
+        let mut parts = Partitions::new(&StateBackend::memory(), "over", &l);
+        let mut results = vec![vec![Value::Null; 4]; 2];
+        let pid = parts.id(b"k", &l);
+        for row in 0..4u32 {
+            let r = RowRef {
+                ts: i64::from(row),
+                seq: u64::from(row),
+                pid,
+                slot: 0,
+                row,
+                out: row,
+            };
+            parts.process_arrival(pid, &l, &r, &OneBatch(&cols), &mut results, i64::MAX);
+        }
+        assert_eq!(results[0], [5, 5, 7, 7].map(Value::Int));
+        assert_eq!(results[1], [1, 1, 2, 2].map(Value::Int));
+        let shape = Shape::of(&l);
+        let encoded = |p: &Partition| {
+            let mut w = StateWriter::default();
+            encode_partition(shape, &scans(&l), p, &mut w).expect("encodes");
+            w.into_bytes()
+        };
+        let p = parts.get_mut(pid).expect("partition");
+        // Four rows: below `SCAN_ROWS`, so nothing is kept.
+        assert!(p.accs.iter().all(Accumulator::is_unkept));
+        let unkept = encoded(p);
+        for s in scans(&l).iter() {
+            p.accs[s.acc] = kept(&s.spec, &p.rows, (shape, s.col), p.spans[s.span]);
+        }
+        assert!(p.accs.iter().all(|a| !a.is_unkept()));
+        assert_eq!(unkept, encoded(p));
+    }
+
     fn span(start: u32, end: u32) -> Span {
         Span { start, end }
     }
@@ -1404,7 +1574,7 @@ mod tests {
 
         let b = parts.table.get(1).expect("b");
         let mut w = StateWriter::default();
-        encode_partition(Shape::of(&l), b, &mut w).expect("encodes");
+        encode_partition(Shape::of(&l), &scans(&l), b, &mut w).expect("encodes");
         let mut damaged = w.into_bytes();
         // b's rows: max_ts (8 bytes), its count (4), one word (8), one value (tag 2 + 8 bytes):
         // its first span's end follows; point it past the one row.

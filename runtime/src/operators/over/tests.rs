@@ -1027,11 +1027,16 @@ fn check_brute_force(frames: &[(&str, OverFrame)], lag: bool, emit: EmitMode, se
     }
 }
 
-const ALL_FRAMES: [(&str, OverFrame); 5] = [
+/// Short frames, and frames whose row counts rise past and fall back below the size up to which
+/// MIN, MAX and COUNT(DISTINCT) are computed by scanning their rows (`SCAN_ROWS`, 8).
+const ALL_FRAMES: [(&str, OverFrame); 8] = [
     ("range5", OverFrame::Range { preceding_ms: 5 }),
     ("range0", OverFrame::Range { preceding_ms: 0 }),
+    ("range30", OverFrame::Range { preceding_ms: 30 }),
+    ("range60", OverFrame::Range { preceding_ms: 60 }),
     ("unb_range", OverFrame::UnboundedRange),
     ("rows3", OverFrame::Rows { preceding: 3 }),
+    ("rows12", OverFrame::Rows { preceding: 12 }),
     ("unb_rows", OverFrame::UnboundedRows),
 ];
 
