@@ -54,6 +54,10 @@ pub(crate) struct AggPlan {
     /// A sliding MIN, MAX or `COUNT(DISTINCT)` ([`AccSpec::scannable`]): its accumulator is
     /// kept only while its frame holds many rows; smaller frames are scanned.
     pub scan: bool,
+    /// Where its accumulator is in a partition's: the kept ones first
+    /// ([`Layout::kept_accs`]), then the scannable ones, present only while one of them is
+    /// kept.
+    pub at: usize,
     /// Its span among a partition's [`Layout::spans`]: aggregates of one frame hold the same
     /// rows, so they share one.
     pub span: usize,
@@ -95,8 +99,10 @@ pub(crate) struct Layout {
     /// the type of the LAG argument they are cast to.
     pub defaults: Vec<(Expr, ArrowType)>,
     pub aggs: Vec<AggPlan>,
-    /// Accumulators per partition.
+    /// Accumulators per partition (as checkpoints hold them: in aggregate order).
     pub accs: usize,
+    /// Those that are not scannable (see [`AggPlan::at`]).
+    pub kept_accs: usize,
     /// Spans per partition: one per distinct frame (LAG's apart from the aggregates').
     pub spans: usize,
     /// Words kept per row: its event time, and its arrival sequence when FIRST_VALUE or
@@ -134,6 +140,7 @@ impl Layout {
             defaults: Vec::new(),
             aggs: Vec::new(),
             accs: 0,
+            kept_accs: 0,
             spans: 0,
             row_words: 1,
             word_columns: 0,
@@ -200,6 +207,7 @@ impl Layout {
                 col,
                 acc,
                 scan,
+                at: 0,
                 span: 0,
                 writes_span: false,
                 result,
@@ -207,6 +215,7 @@ impl Layout {
             });
         }
         layout.share_spans();
+        layout.place_accs();
         layout.word_columns = word_columns(&layout.stored);
         let all_range = layout
             .aggs
@@ -223,6 +232,22 @@ impl Layout {
                 .max();
         }
         Ok(layout)
+    }
+
+    /// Places the accumulators: the kept ones first, then the scannable ones.
+    fn place_accs(&mut self) {
+        let with_acc = |a: &&mut AggPlan| a.acc.is_some();
+        self.kept_accs = self
+            .aggs
+            .iter()
+            .filter(|a| a.acc.is_some() && !a.scan)
+            .count();
+        let (mut kept, mut scanned) = (0, self.kept_accs);
+        for a in self.aggs.iter_mut().filter(with_acc) {
+            let next = if a.scan { &mut scanned } else { &mut kept };
+            a.at = *next;
+            *next += 1;
+        }
     }
 
     /// Gives aggregates of one frame one span, the last of them writing it.

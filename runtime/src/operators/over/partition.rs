@@ -88,7 +88,10 @@ struct Shape {
     /// Stored columns kept as values, per row.
     values: usize,
     spans: usize,
+    /// Accumulators in a checkpoint...
     accs: usize,
+    /// ... and those a partition always keeps ([`Layout::kept_accs`]).
+    kept_accs: usize,
 }
 
 /// Where a stored column's value of a row is.
@@ -110,6 +113,7 @@ impl Shape {
             values: layout.stored.len() - words,
             spans: layout.spans,
             accs: layout.accs,
+            kept_accs: layout.kept_accs,
         }
     }
 
@@ -435,8 +439,7 @@ impl Partition {
                 .aggs
                 .iter()
                 .filter_map(|a| match (a.func, a.acc) {
-                    (Func::Acc(_), Some(_)) if a.scan => Some(Accumulator::unkept()),
-                    (Func::Acc(spec), Some(_)) => Some(spec.new_acc()),
+                    (Func::Acc(spec), Some(_)) if !a.scan => Some(spec.new_acc()),
                     _ => None,
                 })
                 .collect(),
@@ -514,7 +517,7 @@ fn kept(
 }
 
 /// Keeps a scannable aggregate's accumulator when its frame `span` grew past [`SCAN_ROWS`]
-/// rows, and lets it go when the frame shrank to half of that.
+/// rows, and lets it go (true) when the frame shrank to half of that.
 #[inline]
 fn keep_or_scan(
     acc: &mut Accumulator,
@@ -522,14 +525,41 @@ fn keep_or_scan(
     buf: &RowBuffer,
     at: (Shape, Option<usize>),
     span: Span,
-) {
+) -> bool {
     let len = span.end - span.start;
     if acc.is_unkept() {
         if len > SCAN_ROWS {
             *acc = kept(spec, buf, at, span);
         }
+        false
     } else if len <= SCAN_ROWS / 2 {
         *acc = Accumulator::unkept();
+        true
+    } else {
+        false
+    }
+}
+
+/// Keeps scannable accumulator `acc` at `at` of a partition's `accs`, making room for the
+/// scannable ones first (`all` accumulators).
+fn keep_scanned(accs: &mut Box<[Accumulator]>, at: usize, acc: Accumulator, all: usize) {
+    if accs.len() <= at {
+        let mut grown = std::mem::take(accs).into_vec();
+        grown.resize_with(all, Accumulator::unkept);
+        *accs = grown.into_boxed_slice();
+    }
+    if let Some(slot) = accs.get_mut(at) {
+        *slot = acc;
+    }
+}
+
+/// Drops a partition's scannable accumulators (those after the `kept` ones) when none of them
+/// is kept any more.
+fn drop_unkept(accs: &mut Box<[Accumulator]>, kept: usize) {
+    if accs.len() > kept && accs.iter().skip(kept).all(Accumulator::is_unkept) {
+        let mut shrunk = std::mem::take(accs).into_vec();
+        shrunk.truncate(kept);
+        *accs = shrunk.into_boxed_slice();
     }
 }
 
@@ -561,7 +591,14 @@ impl PartitionMut<'_> {
                 continue;
             };
             let st = &mut span;
-            let mut acc = plan.acc.and_then(|a| self.p.accs.get_mut(a));
+            // A scannable accumulator not kept by this partition: unkept until its frame grows.
+            let mut absent = Accumulator::unkept();
+            let mut acc = match (plan.acc, self.p.accs.get_mut(plan.at)) {
+                (None, _) => None,
+                (Some(_), Some(acc)) => Some(acc),
+                (Some(_), None) => Some(&mut absent),
+            };
+            let mut let_go = false;
             match &plan.func {
                 Func::Lag { offset, default } => {
                     for (j, r) in rows.iter().enumerate() {
@@ -629,9 +666,14 @@ impl PartitionMut<'_> {
                     if plan.scan
                         && let Some(acc) = acc
                     {
-                        keep_or_scan(acc, spec, buf, (shape, plan.col), span);
+                        let_go = keep_or_scan(acc, spec, buf, (shape, plan.col), span);
                     }
                 }
+            }
+            if !absent.is_unkept() {
+                keep_scanned(&mut self.p.accs, plan.at, absent, layout.accs);
+            } else if let_go {
+                drop_unkept(&mut self.p.accs, layout.kept_accs);
             }
             store_span(&mut self.p.spans, plan, span);
         }
@@ -707,7 +749,8 @@ impl PartitionMut<'_> {
                 store_span(&mut self.p.spans, plan, span);
                 continue;
             };
-            let mut acc = plan.acc.and_then(|a| self.p.accs.get_mut(a));
+            // (A scannable accumulator this partition does not keep takes nothing.)
+            let mut acc = plan.acc.and_then(|_| self.p.accs.get_mut(plan.at));
             let v = buf.value(shape, at, plan.col);
             match plan.frame {
                 Frame::Range(p) => {
@@ -827,27 +870,35 @@ pub(crate) struct Partitions {
     created: Vec<u32>,
 }
 
-/// A scannable aggregate's accumulator ([`AggPlan::scan`]): what rebuilds it from its rows.
+/// One accumulator of a partition's checkpoint (in aggregate order): where the partition holds
+/// it ([`AggPlan::at`]) and, for a scannable one, what rebuilds it from the partition's rows.
+#[derive(Clone, Copy, Debug)]
+struct AccAt {
+    at: usize,
+    scan: Option<ScanAcc>,
+}
+
+/// A scannable aggregate ([`AggPlan::scan`]): its spec, span and stored column.
 #[derive(Clone, Copy, Debug)]
 struct ScanAcc {
-    acc: usize,
     spec: AccSpec,
     span: usize,
     col: Option<usize>,
 }
 
-/// The layout's scannable accumulators.
-fn scans(layout: &Layout) -> Arc<[ScanAcc]> {
+/// The layout's accumulators in checkpoint order.
+fn acc_order(layout: &Layout) -> Arc<[AccAt]> {
     layout
         .aggs
         .iter()
-        .filter(|a| a.scan)
         .filter_map(|a| match (a.func, a.acc) {
-            (Func::Acc(spec), Some(acc)) => Some(ScanAcc {
-                acc,
-                spec,
-                span: a.span,
-                col: a.col,
+            (Func::Acc(spec), Some(_)) => Some(AccAt {
+                at: a.at,
+                scan: a.scan.then_some(ScanAcc {
+                    spec,
+                    span: a.span,
+                    col: a.col,
+                }),
             }),
             _ => None,
         })
@@ -855,11 +906,11 @@ fn scans(layout: &Layout) -> Arc<[ScanAcc]> {
 }
 
 /// Writes a partition: its rows, then its spans and accumulators (its checkpoint encoding, also
-/// what the RocksDB backend stores). An unkept accumulator is written as the one its rows make,
-/// so the bytes do not depend on which accumulators a partition keeps.
+/// what the RocksDB backend stores). A scannable accumulator the partition does not keep is
+/// written as the one its rows make, so the bytes do not depend on which ones it keeps.
 fn encode_partition(
     shape: Shape,
-    scans: &[ScanAcc],
+    order: &[AccAt],
     p: &Partition,
     w: &mut StateWriter,
 ) -> Result<(), StateError> {
@@ -868,16 +919,48 @@ fn encode_partition(
         w.u32(span.start);
         w.u32(span.end);
     }
-    for (a, acc) in p.accs.iter().enumerate() {
-        match scans.iter().find(|s| s.acc == a) {
-            Some(s) if acc.is_unkept() => {
+    for a in order {
+        match (p.accs.get(a.at), a.scan) {
+            (Some(acc), _) if !acc.is_unkept() => acc.encode(w),
+            (_, Some(s)) => {
                 let span = p.spans.get(s.span).copied().unwrap_or_default();
                 kept(&s.spec, &p.rows, (shape, s.col), span).encode(w);
             }
-            _ => acc.encode(w),
+            (acc, None) => {
+                return Err(StateError(format!(
+                    "accumulator {} of a partition is {acc:?}",
+                    a.at
+                )));
+            }
         }
     }
     Ok(())
+}
+
+/// Puts the accumulators of a checkpoint (`accs`, in `order`) where partition `p` (its spans
+/// read) keeps them. A scannable one whose frame is small is not kept (scanning its rows gives
+/// the same), and when none is, the partition holds the kept ones alone.
+fn place_accs(
+    p: &mut Partition,
+    accs: impl IntoIterator<Item = Accumulator>,
+    order: &[AccAt],
+    kept_accs: usize,
+) {
+    let mut placed: Vec<Accumulator> = order.iter().map(|_| Accumulator::unkept()).collect();
+    for (acc, a) in accs.into_iter().zip(order) {
+        let small = a.scan.is_some_and(|s| {
+            p.spans
+                .get(s.span)
+                .is_some_and(|span| span.end - span.start <= SCAN_ROWS)
+        });
+        if let Some(slot) = placed.get_mut(a.at)
+            && !small
+        {
+            *slot = acc;
+        }
+    }
+    p.accs = placed.into_boxed_slice();
+    drop_unkept(&mut p.accs, kept_accs);
 }
 
 /// Writes a partition's newest event time and rows: every row's key words, then every row's
@@ -902,7 +985,11 @@ fn encode_rows(shape: Shape, p: &Partition, w: &mut StateWriter) {
 }
 
 /// Reads what [`encode_partition`] wrote, checking that its spans lie within its rows.
-fn decode_partition(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, StateError> {
+fn decode_partition(
+    shape: Shape,
+    order: &[AccAt],
+    r: &mut StateReader<'_>,
+) -> Result<Partition, StateError> {
     let mut p = decode_rows(shape, r)?;
     let mut spans = Vec::with_capacity(shape.spans);
     for _ in 0..shape.spans {
@@ -923,7 +1010,7 @@ fn decode_partition(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, 
         accs.push(Accumulator::decode(r)?);
     }
     p.spans = spans.into_boxed_slice();
-    p.accs = accs.into_boxed_slice();
+    place_accs(&mut p, accs, order, shape.kept_accs);
     Ok(p)
 }
 
@@ -936,7 +1023,11 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
     let mut keys = Vec::with_capacity(n.min(1 << 20));
     for _ in 0..n {
         let ts = r.i64()?;
-        let seq = if shape.key_words > 1 { r.i64()? as u64 } else { 0 };
+        let seq = if shape.key_words > 1 {
+            r.i64()? as u64
+        } else {
+            0
+        };
         keys.push((ts, seq));
     }
     let columns = shape.columns();
@@ -1006,10 +1097,11 @@ fn share_spans(per_agg: &[Span], layout: &Layout) -> Result<Vec<Span>, StateErro
 }
 
 /// The RocksDB backend's encoding of partitions of `shape`.
-fn codec(shape: Shape, scans: Arc<[ScanAcc]>) -> ValueCodec<Partition> {
+fn codec(shape: Shape, order: Arc<[AccAt]>) -> ValueCodec<Partition> {
+    let decode_order = order.clone();
     ValueCodec {
-        encode: Box::new(move |p, w| encode_partition(shape, &scans, p, w)),
-        decode: Box::new(move |r| decode_partition(shape, r)),
+        encode: Box::new(move |p, w| encode_partition(shape, &order, p, w)),
+        decode: Box::new(move |r| decode_partition(shape, &decode_order, r)),
     }
 }
 
@@ -1018,7 +1110,7 @@ impl Partitions {
     pub(crate) fn new(backend: &StateBackend, name: &str, layout: &Layout) -> Partitions {
         let shape = Shape::of(layout);
         Partitions {
-            table: KeyedState::new(backend, name, || codec(shape, scans(layout))),
+            table: KeyedState::new(backend, name, || codec(shape, acc_order(layout))),
             created: Vec::new(),
         }
     }
@@ -1059,10 +1151,10 @@ impl Partitions {
         let mut w = StateWriter::default();
         w.bool(self.table.in_rocksdb());
         snapshot.push_ready(w.into_bytes());
-        let scans = scans(layout);
+        let order = acc_order(layout);
         let encode: Arc<SharedEncode<Partition>> =
             Arc::new(move |p: &Partition, w: &mut StateWriter| {
-                encode_partition(shape, &scans, p, w)
+                encode_partition(shape, &order, p, w)
             });
         snapshot.push_deferred(self.table.snapshot_deferred(encode));
     }
@@ -1077,12 +1169,13 @@ impl Partitions {
     ) -> Result<Partitions, StateError> {
         let shape = Shape::of(layout);
         let table = if r.bool()? {
-            KeyedState::restore_spilled(r, backend, name, || codec(shape, scans(layout)))?
+            KeyedState::restore_spilled(r, backend, name, || codec(shape, acc_order(layout)))?
         } else {
-            KeyedState::restore(r, |r| decode_partition(shape, r))?.into_backend(
+            let order = acc_order(layout);
+            KeyedState::restore(r, |r| decode_partition(shape, &order, r))?.into_backend(
                 backend,
                 name,
-                || codec(shape, scans(layout)),
+                || codec(shape, acc_order(layout)),
             )?
         };
         Ok(Partitions {
@@ -1133,9 +1226,10 @@ impl Partitions {
             )));
         }
         let spans = share_spans(&per_agg, layout)?;
+        let order = acc_order(layout);
         let mut accs = accs.into_iter();
         for (id, spans) in spans.chunks(layout.spans.max(1)).take(bound).enumerate() {
-            let accs: Box<[Accumulator]> = accs.by_ref().take(layout.accs).collect();
+            let accs: Vec<Accumulator> = accs.by_ref().take(layout.accs).collect();
             let Some(p) = table.get_mut(id as u32) else {
                 continue;
             };
@@ -1147,10 +1241,10 @@ impl Partitions {
                 )));
             }
             p.spans = spans.into();
-            p.accs = accs;
+            place_accs(p, accs, &order, layout.kept_accs);
         }
         Ok(Partitions {
-            table: table.into_backend(backend, name, || codec(shape, scans(layout)))?,
+            table: table.into_backend(backend, name, || codec(shape, acc_order(layout)))?,
             created: Vec::new(),
         })
     }
@@ -1293,8 +1387,11 @@ mod tests {
                 lag(3, DataType::Boolean),
             ],
         };
-        let targets: Vec<arrow::datatypes::DataType> =
-            spec.aggregates.iter().map(|a| a.data_type.to_arrow()).collect();
+        let targets: Vec<arrow::datatypes::DataType> = spec
+            .aggregates
+            .iter()
+            .map(|a| a.data_type.to_arrow())
+            .collect();
         Layout::new(&spec, |ms| ms, &targets).expect("layout")
     }
 
@@ -1324,10 +1421,15 @@ mod tests {
         };
         let rows = |buf: &RowBuffer| -> Vec<Vec<Value>> {
             (0..buf.len())
-                .map(|i| (0..4).map(|c| buf.value(shape, i, Some(c)).into_owned()).collect())
+                .map(|i| {
+                    (0..4)
+                        .map(|c| buf.value(shape, i, Some(c)).into_owned())
+                        .collect()
+                })
                 .collect()
         };
-        let expected = |row: usize| -> Vec<Value> { (0..4).map(|c| cols.stored[c].get(row)).collect() };
+        let expected =
+            |row: usize| -> Vec<Value> { (0..4).map(|c| cols.stored[c].get(row)).collect() };
         let mut buf = RowBuffer::default();
         buf.push(shape, (10, 0), &cols, 0);
         buf.push(shape, (30, 0), &cols, 2);
@@ -1370,7 +1472,12 @@ mod tests {
         bad.i64(0);
         bad.u32(1);
         bad.i64(0);
-        for v in [Value::str("not a number"), Value::Null, Value::Null, Value::Null] {
+        for v in [
+            Value::str("not a number"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ] {
             v.encode(&mut bad);
         }
         let bad = bad.into_bytes();
@@ -1403,8 +1510,12 @@ mod tests {
         let l = Layout::new(&spec, |ms| ms, &vec![arrow::datatypes::DataType::Int64; 2])
             .expect("layout");
         assert!(l.aggs.iter().all(|a| a.scan));
-        let values: arrow::array::ArrayRef =
-            Arc::new(arrow::array::Int64Array::from(vec![Some(5), None, Some(7), Some(5)]));
+        let values: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            Some(5),
+            None,
+            Some(7),
+            Some(5),
+        ]));
         let cols = BatchColumns {
             stored: vec![ValueColumn::new(&values, l.stored[0].1).expect("column")],
             defaults: Vec::new(),
@@ -1426,20 +1537,28 @@ mod tests {
         assert_eq!(results[0], [5, 5, 7, 7].map(Value::Int));
         assert_eq!(results[1], [1, 1, 2, 2].map(Value::Int));
         let shape = Shape::of(&l);
+        let order = acc_order(&l);
         let encoded = |p: &Partition| {
             let mut w = StateWriter::default();
-            encode_partition(shape, &scans(&l), p, &mut w).expect("encodes");
+            encode_partition(shape, &order, p, &mut w).expect("encodes");
             w.into_bytes()
         };
         let p = parts.get_mut(pid).expect("partition");
-        // Four rows: below `SCAN_ROWS`, so nothing is kept.
-        assert!(p.accs.iter().all(Accumulator::is_unkept));
+        // Four rows: below `SCAN_ROWS`, so the partition holds no accumulator at all.
+        assert_eq!(p.accs.len(), 0);
         let unkept = encoded(p);
-        for s in scans(&l).iter() {
-            p.accs[s.acc] = kept(&s.spec, &p.rows, (shape, s.col), p.spans[s.span]);
+        for a in order.iter() {
+            let s = a.scan.expect("scannable");
+            let acc = kept(&s.spec, &p.rows, (shape, s.col), p.spans[s.span]);
+            keep_scanned(&mut p.accs, a.at, acc, l.accs);
         }
+        assert_eq!(p.accs.len(), 2);
         assert!(p.accs.iter().all(|a| !a.is_unkept()));
         assert_eq!(unkept, encoded(p));
+        // Read back, a small frame's accumulators are not kept again.
+        let back = decode_partition(shape, &order, &mut StateReader::new(&unkept)).expect("reads");
+        assert_eq!(back.accs.len(), 0);
+        assert_eq!(encoded(&back), unkept);
     }
 
     fn span(start: u32, end: u32) -> Span {
@@ -1574,13 +1693,17 @@ mod tests {
 
         let b = parts.table.get(1).expect("b");
         let mut w = StateWriter::default();
-        encode_partition(Shape::of(&l), &scans(&l), b, &mut w).expect("encodes");
+        encode_partition(Shape::of(&l), &acc_order(&l), b, &mut w).expect("encodes");
         let mut damaged = w.into_bytes();
         // b's rows: max_ts (8 bytes), its count (4), one word (8), one value (tag 2 + 8 bytes):
         // its first span's end follows; point it past the one row.
         let at = 8 + 4 + 8 + 9 + 4;
         damaged[at..at + 4].copy_from_slice(&5u32.to_le_bytes());
-        let Err(err) = decode_partition(Shape::of(&l), &mut StateReader::new(&damaged)) else {
+        let Err(err) = decode_partition(
+            Shape::of(&l),
+            &acc_order(&l),
+            &mut StateReader::new(&damaged),
+        ) else {
             panic!("a span past the rows was read");
         };
         assert!(err.0.contains("outside"), "{}", err.0);
