@@ -85,17 +85,79 @@ fn batch_slot<'b>(batches: &mut Vec<&'b RecordBatch>, r: &'b RowRef) -> usize {
 
 /// The columns (`width` of them) of `rows`, in order, gathered from their batches.
 fn gather(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
+    gather_where(rows, width, |_| true)
+}
+
+/// [`gather`] of the columns `kept` holds for; the others are left empty (no rows).
+fn gather_where(
+    rows: &[&RowRef],
+    width: usize,
+    kept: impl Fn(usize) -> bool,
+) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
     let mut batches: Vec<&RecordBatch> = Vec::new();
     let mut indices = Vec::with_capacity(rows.len());
     for r in rows {
         indices.push((batch_slot(&mut batches, r), r.index));
     }
     (0..width)
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&arrays, &indices)
+        .map(|c| match batches.first() {
+            Some(b) if !kept(c) => Ok(b.column(c).slice(0, 0)),
+            _ => {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &indices)
+            }
         })
         .collect()
+}
+
+/// With `ONE ROW PER MATCH`, which of the `width` input columns a stored row must keep: the
+/// partition and order columns (output, ordering), and every column a condition, navigation or
+/// measure reads. `None` with `ALL ROWS PER MATCH` (every column is output).
+fn kept_columns(spec: &MatchRecognizeSpec, width: usize) -> Option<Vec<bool>> {
+    if spec.rows_per_match.all_rows() {
+        return None;
+    }
+    let mut read: Vec<usize> = spec.partition_by.clone();
+    read.push(spec.order_by);
+    read.extend(spec.order_then.iter().map(|(c, _)| *c));
+    for (nav, _) in &spec.navigations {
+        navigation_columns(nav, spec.order_by, &mut read);
+    }
+    for e in spec
+        .defines
+        .iter()
+        .flatten()
+        .chain(spec.measures.iter().map(|m| &m.expr))
+    {
+        read.extend(e.columns());
+    }
+    let mut kept = vec![false; width];
+    for c in read {
+        if let Some(k) = kept.get_mut(c) {
+            *k = true;
+        }
+    }
+    Some(kept)
+}
+
+/// The stored-row columns navigation `nav` reads (`rowtime`: the time attribute's).
+fn navigation_columns(nav: &Navigation, rowtime: usize, out: &mut Vec<usize>) {
+    match nav {
+        Navigation::Prev { column, .. }
+        | Navigation::Next { column, .. }
+        | Navigation::First { column, .. }
+        | Navigation::Last { column, .. } => out.push(*column),
+        Navigation::Aggregate { column, .. } => out.extend(*column),
+        Navigation::Shifted { logical, .. } => navigation_columns(logical, rowtime, out),
+        Navigation::Final(inner) => navigation_columns(inner, rowtime, out),
+        Navigation::MatchRowtime => out.push(rowtime),
+        Navigation::Classifier
+        | Navigation::ClassifierOf(_)
+        | Navigation::MatchNumber
+        | Navigation::TimedOut
+        | Navigation::Expected => {}
+    }
 }
 
 /// A row of a partition.
@@ -234,6 +296,10 @@ pub struct MatchRecognize {
     derived: ExprGroup,
     /// The stored row: the input's columns, then `derived`.
     row_schema: SchemaRef,
+    /// With `ONE ROW PER MATCH`, the input columns anything reads from a stored row (keys,
+    /// order, conditions, navigations, measures); the others are dropped (NULL, and nullable in
+    /// `row_schema`) when rows are compacted into state. `None`: every column is output.
+    kept_columns: Option<Vec<bool>>,
     /// The shape of the rows a condition is evaluated over, built once.
     eval: EvalShape,
     /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
@@ -305,7 +371,18 @@ impl MatchRecognize {
     ) -> Result<MatchRecognize, RuntimeError> {
         let program = program::compile(&spec.pattern)
             .map_err(|m| RuntimeError::Plan(format!("`{name}`: {m}")))?;
-        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let kept_columns = kept_columns(spec, input.fields().len());
+        let mut fields: Vec<Field> = input
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(c, f)| {
+                let dropped = kept_columns
+                    .as_ref()
+                    .is_some_and(|kept| !kept.get(c).copied().unwrap_or(true));
+                f.as_ref().clone().with_nullable(f.is_nullable() || dropped)
+            })
+            .collect();
         for (k, e) in spec.derived.iter().enumerate() {
             let name = MatchRecognizeSpec::derived_name(k);
             fields.push(Field::new(name, e.data_type.to_arrow(), true));
@@ -425,6 +502,7 @@ impl MatchRecognize {
             derived,
             eval: EvalShape::new(spec, &row_schema),
             row_schema,
+            kept_columns,
         })
     }
 
@@ -585,6 +663,11 @@ impl MatchRecognize {
             .partitions
             .get_mut(id)
             .ok_or_else(|| lost_partition(&self.name))?;
+        if partition.rows.len() == partition.rows.capacity() && partition.rows.len() < 4 {
+            // Most partitions hold a row or two: grow one row at a time up to 4 (a deque's
+            // first growth would make room for 4 at once).
+            partition.rows.reserve_exact(1);
+        }
         partition.rows.push_back(Stored {
             row,
             ts,
@@ -990,9 +1073,21 @@ impl MatchRecognize {
             return Ok(());
         }
         let refs: Vec<&RowRef> = rows.iter().collect();
-        let columns =
-            gather(&refs, self.row_schema.fields().len()).map_err(|e| self.arrow_err(e))?;
         let n = rows.len();
+        let stored = |c: usize| {
+            self.kept_columns
+                .as_ref()
+                .is_none_or(|kept| kept.get(c).copied().unwrap_or(true))
+        };
+        let mut columns = gather_where(&refs, self.row_schema.fields().len(), stored)
+            .map_err(|e| self.arrow_err(e))?;
+        for (c, f) in self.row_schema.fields().iter().enumerate() {
+            if !stored(c)
+                && let Some(column) = columns.get_mut(c)
+            {
+                *column = arrow::array::new_null_array(f.data_type(), n);
+            }
+        }
         drop(refs);
         drop(rows);
         let batch = Arc::new(batch_with_schema(&self.name, &self.row_schema, columns, n)?);
@@ -1978,6 +2073,34 @@ mod differential {
             within_ms: None,
             emit_timeouts: false,
         }
+    }
+
+    #[test]
+    fn one_row_per_match_keeps_only_the_columns_it_reads() {
+        // Input (key, c, ts, seq): ALL ROWS PER MATCH outputs every column, so keeps them all.
+        let mut s = spec(
+            Pattern::Var(0),
+            &[vec!['a'], vec![], vec![], vec![]],
+            AfterMatch::PastLastRow,
+        );
+        assert_eq!(kept_columns(&s, 4), None);
+        // ONE ROW PER MATCH: the key and the time, `c` (the conditions) and `seq` (FIRST(seq)).
+        s.rows_per_match = RowsPerMatch::One;
+        assert_eq!(kept_columns(&s, 4), Some(vec![true; 4]));
+        // Without the conditions and FIRST(seq), `c` and `seq` are read by nothing.
+        s.defines = vec![None; VARS];
+        s.navigations = vec![(Navigation::MatchNumber, DataType::BigInt)];
+        s.measures = vec![Measure {
+            name: "n".into(),
+            expr: col(4, DataType::BigInt),
+        }];
+        assert_eq!(kept_columns(&s, 4), Some(vec![true, false, true, false]));
+        // A measure reading `seq` of the last row keeps it.
+        s.measures.push(Measure {
+            name: "seq".into(),
+            expr: col(3, DataType::BigInt),
+        });
+        assert_eq!(kept_columns(&s, 4), Some(vec![true, false, true, true]));
     }
 
     #[test]

@@ -62,7 +62,8 @@ impl Batches for OneBatch<'_> {
 
 /// Retained rows in (event time, arrival) order, addressed by position: 0 is the oldest row
 /// retained. Stored contiguously from `head`; evicting rows from the front only moves `head`, and
-/// the rows move down (or the buffer doubles) when a row is added at the end of a full buffer.
+/// the rows move down (or the buffer grows by half) when a row is added at the end of a full
+/// buffer.
 #[derive(Debug, Default)]
 struct RowBuffer {
     /// Per row, [`Shape::stride`] words: its event time, its arrival sequence when kept
@@ -239,7 +240,9 @@ impl RowBuffer {
             self.head = 0;
             return;
         }
-        let new_cap = (cap * 2).max(1);
+        // Grown by half (1, 2, 3, 4, 6, 9, ...): most partitions hold a few rows, and a buffer
+        // doubled to 4 for a third row would keep a quarter of its memory unused.
+        let new_cap = cap + (cap / 2).max(1);
         let mut words = vec![0i64; new_cap * shape.stride].into_boxed_slice();
         words[..len * shape.stride]
             .copy_from_slice(&self.words[head * shape.stride..(head + len) * shape.stride]);
