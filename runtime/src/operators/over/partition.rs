@@ -66,9 +66,10 @@ impl Batches for OneBatch<'_> {
 /// buffer.
 #[derive(Debug, Default)]
 struct RowBuffer {
-    /// Per row, [`Shape::stride`] words: its event time, its arrival sequence when kept
-    /// ([`Layout::row_words`]), then, when some stored columns are words
-    /// ([`Layout::word_columns`]), their tags (two bits each) and one word each.
+    /// First the partition's [`Shape::spans`] spans, a word each (so a partition needs no
+    /// allocation of its own for them); then per row, [`Shape::stride`] words: its event time,
+    /// its arrival sequence when kept ([`Layout::row_words`]), then, when some stored columns
+    /// are words ([`Layout::word_columns`]), their tags (two bits each) and one word each.
     words: Box<[i64]>,
     /// Per row, the [`Shape::values`] stored columns that are not words.
     values: Box<[Value]>,
@@ -174,7 +175,37 @@ impl RowBuffer {
     }
 
     fn capacity(&self, shape: Shape) -> usize {
-        self.words.len() / shape.stride
+        self.words.len().saturating_sub(shape.spans) / shape.stride
+    }
+
+    /// An empty buffer with room for `spans` spans.
+    fn with_spans(spans: usize) -> RowBuffer {
+        RowBuffer {
+            words: vec![0; spans].into_boxed_slice(),
+            ..RowBuffer::default()
+        }
+    }
+
+    /// The rows' words (after the spans).
+    #[inline]
+    fn row_words(&self, shape: Shape) -> &[i64] {
+        self.words.get(shape.spans..).unwrap_or_default()
+    }
+
+    /// Span `k`, if the buffer has it.
+    #[inline]
+    fn span(&self, k: usize) -> Option<Span> {
+        self.words.get(k).map(|&w| Span {
+            start: w as u32,
+            end: ((w as u64) >> 32) as u32,
+        })
+    }
+
+    #[inline]
+    fn set_span(&mut self, k: usize, span: Span) {
+        if let Some(w) = self.words.get_mut(k) {
+            *w = (u64::from(span.start) | (u64::from(span.end) << 32)) as i64;
+        }
     }
 
     #[inline]
@@ -183,9 +214,10 @@ impl RowBuffer {
             return (i64::MIN, 0);
         }
         let at = (self.head + i) as usize * shape.stride;
-        let ts = self.words.get(at).copied().unwrap_or(i64::MIN);
+        let words = self.row_words(shape);
+        let ts = words.get(at).copied().unwrap_or(i64::MIN);
         let seq = if shape.key_words > 1 {
-            self.words.get(at + 1).map_or(0, |s| *s as u64)
+            words.get(at + 1).map_or(0, |s| *s as u64)
         } else {
             0
         };
@@ -209,8 +241,9 @@ impl RowBuffer {
         match shape.place(c) {
             Place::Word(k) => {
                 let at = row * shape.stride + shape.key_words;
-                let tags = self.words.get(at).copied().unwrap_or(0);
-                let bits = self.words.get(at + 1 + k).copied().unwrap_or(0);
+                let words = self.row_words(shape);
+                let tags = words.get(at).copied().unwrap_or(0);
+                let bits = words.get(at + 1 + k).copied().unwrap_or(0);
                 Read::Word(
                     Word {
                         tag: (tags >> (2 * k)) as u8,
@@ -234,8 +267,11 @@ impl RowBuffer {
         }
         if head > 0 && head >= cap / 2 {
             // At least half the buffer was evicted since the rows last moved: move them down.
-            self.words
-                .copy_within(head * shape.stride..(head + len) * shape.stride, 0);
+            let base = shape.spans;
+            self.words.copy_within(
+                base + head * shape.stride..base + (head + len) * shape.stride,
+                base,
+            );
             self.values[..(head + len) * shape.values].rotate_left(head * shape.values);
             self.head = 0;
             return;
@@ -243,9 +279,13 @@ impl RowBuffer {
         // Grown by half (1, 2, 3, 4, 6, 9, ...): most partitions hold a few rows, and a buffer
         // doubled to 4 for a third row would keep a quarter of its memory unused.
         let new_cap = cap + (cap / 2).max(1);
-        let mut words = vec![0i64; new_cap * shape.stride].into_boxed_slice();
-        words[..len * shape.stride]
-            .copy_from_slice(&self.words[head * shape.stride..(head + len) * shape.stride]);
+        let base = shape.spans;
+        let mut words = vec![0i64; base + new_cap * shape.stride].into_boxed_slice();
+        let header = base.min(self.words.len());
+        words[..header].copy_from_slice(&self.words[..header]);
+        words[base..base + len * shape.stride].copy_from_slice(
+            &self.words[base + head * shape.stride..base + (head + len) * shape.stride],
+        );
         let mut values: Box<[Value]> = std::iter::repeat_with(|| Value::Null)
             .take(new_cap * shape.values)
             .collect();
@@ -268,9 +308,10 @@ impl RowBuffer {
         key: RowKey,
         mut column: impl FnMut(usize, Place) -> Stored,
     ) {
+        let base = shape.spans;
         let Some(w) = self
             .words
-            .get_mut(slot * shape.stride..(slot + 1) * shape.stride)
+            .get_mut(base + slot * shape.stride..base + (slot + 1) * shape.stride)
         else {
             return;
         };
@@ -332,9 +373,10 @@ impl RowBuffer {
         self.reserve_one(shape);
         let (head, len) = (self.head as usize, self.len as usize);
         let at = head + (at as usize).min(len);
+        let base = shape.spans;
         self.words.copy_within(
-            at * shape.stride..(head + len) * shape.stride,
-            (at + 1) * shape.stride,
+            base + at * shape.stride..base + (head + len) * shape.stride,
+            base + (at + 1) * shape.stride,
         );
         self.values[at * shape.values..(head + len + 1) * shape.values].rotate_right(shape.values);
         self.write(shape, at, key, cols, row);
@@ -396,7 +438,7 @@ impl RowBuffer {
         let w = self
             .words
             .as_ptr()
-            .wrapping_add(self.head as usize * shape.stride);
+            .wrapping_add(shape.spans + self.head as usize * shape.stride);
         let v = self
             .values
             .as_ptr()
@@ -425,9 +467,8 @@ struct Span {
 pub(crate) struct Partition {
     /// The newest event time processed (`i64::MIN` before the first row).
     pub max_ts: i64,
+    /// Its rows, and its [`Layout::spans`] spans.
     rows: RowBuffer,
-    /// [`Layout::spans`] spans.
-    spans: Box<[Span]>,
     /// [`Layout::accs`] accumulators.
     accs: Box<[Accumulator]>,
 }
@@ -436,8 +477,7 @@ impl Partition {
     fn new(layout: &Layout) -> Partition {
         Partition {
             max_ts: i64::MIN,
-            rows: RowBuffer::default(),
-            spans: vec![Span::default(); layout.spans].into_boxed_slice(),
+            rows: RowBuffer::with_spans(layout.spans),
             accs: layout
                 .aggs
                 .iter()
@@ -590,7 +630,7 @@ impl PartitionMut<'_> {
         }
         let end = buf.len();
         for (plan, out) in layout.aggs.iter().zip(results.iter_mut()) {
-            let Some(mut span) = self.p.spans.get(plan.span).copied() else {
+            let Some(mut span) = buf.span(plan.span) else {
                 continue;
             };
             let st = &mut span;
@@ -678,7 +718,7 @@ impl PartitionMut<'_> {
             } else if let_go {
                 drop_unkept(&mut self.p.accs, layout.kept_accs);
             }
-            store_span(&mut self.p.spans, plan, span);
+            store_span(buf, plan, span);
         }
         self.p.max_ts = self.p.max_ts.max(ts);
         self.evict(layout, horizon);
@@ -743,13 +783,13 @@ impl PartitionMut<'_> {
         }
         buf.insert(shape, at, key, cols, r.row);
         for (plan, out) in layout.aggs.iter().zip(results.iter_mut()) {
-            let Some(mut span) = self.p.spans.get(plan.span).copied() else {
+            let Some(mut span) = buf.span(plan.span) else {
                 continue;
             };
             let st = &mut span;
             let Func::Acc(spec) = &plan.func else {
                 st.end += 1;
-                store_span(&mut self.p.spans, plan, span);
+                store_span(buf, plan, span);
                 continue;
             };
             // (A scannable accumulator this partition does not keep takes nothing.)
@@ -792,7 +832,7 @@ impl PartitionMut<'_> {
                     );
                 }
             }
-            store_span(&mut self.p.spans, plan, span);
+            store_span(buf, plan, span);
         }
         self.evict(layout, horizon);
     }
@@ -815,7 +855,7 @@ impl PartitionMut<'_> {
             let i = u64::from(k);
             let ts = ts_at(i);
             for plan in &layout.aggs {
-                let Some(st) = self.p.spans.get(plan.span) else {
+                let Some(st) = buf.span(plan.span) else {
                     continue;
                 };
                 let needed = match (plan.func, plan.frame) {
@@ -838,10 +878,14 @@ impl PartitionMut<'_> {
             k += 1;
         }
         if k > 0 {
-            self.p.rows.evict_front(shape, k);
-            for st in self.p.spans.iter_mut() {
-                st.start = st.start.saturating_sub(k);
-                st.end = st.end.saturating_sub(k);
+            let rows = &mut self.p.rows;
+            rows.evict_front(shape, k);
+            for s in 0..shape.spans {
+                if let Some(mut st) = rows.span(s) {
+                    st.start = st.start.saturating_sub(k);
+                    st.end = st.end.saturating_sub(k);
+                    rows.set_span(s, st);
+                }
             }
         }
     }
@@ -850,11 +894,9 @@ impl PartitionMut<'_> {
 /// Stores the bounds aggregate `plan` moved its span to, if it is the span's last aggregate:
 /// every aggregate of a span starts from the same bounds and moves them alike.
 #[inline]
-fn store_span(spans: &mut [Span], plan: &AggPlan, span: Span) {
-    if plan.writes_span
-        && let Some(st) = spans.get_mut(plan.span)
-    {
-        *st = span;
+fn store_span(rows: &mut RowBuffer, plan: &AggPlan, span: Span) {
+    if plan.writes_span {
+        rows.set_span(plan.span, span);
     }
 }
 
@@ -918,7 +960,8 @@ fn encode_partition(
     w: &mut StateWriter,
 ) -> Result<(), StateError> {
     encode_rows(shape, p, w);
-    for span in &p.spans {
+    for k in 0..shape.spans {
+        let span = p.rows.span(k).unwrap_or_default();
         w.u32(span.start);
         w.u32(span.end);
     }
@@ -926,7 +969,7 @@ fn encode_partition(
         match (p.accs.get(a.at), a.scan) {
             (Some(acc), _) if !acc.is_unkept() => acc.encode(w),
             (_, Some(s)) => {
-                let span = p.spans.get(s.span).copied().unwrap_or_default();
+                let span = p.rows.span(s.span).unwrap_or_default();
                 kept(&s.spec, &p.rows, (shape, s.col), span).encode(w);
             }
             (acc, None) => {
@@ -952,8 +995,8 @@ fn place_accs(
     let mut placed: Vec<Accumulator> = order.iter().map(|_| Accumulator::unkept()).collect();
     for (acc, a) in accs.into_iter().zip(order) {
         let small = a.scan.is_some_and(|s| {
-            p.spans
-                .get(s.span)
+            p.rows
+                .span(s.span)
                 .is_some_and(|span| span.end - span.start <= SCAN_ROWS)
         });
         if let Some(slot) = placed.get_mut(a.at)
@@ -994,8 +1037,7 @@ fn decode_partition(
     r: &mut StateReader<'_>,
 ) -> Result<Partition, StateError> {
     let mut p = decode_rows(shape, r)?;
-    let mut spans = Vec::with_capacity(shape.spans);
-    for _ in 0..shape.spans {
+    for k in 0..shape.spans {
         let span = Span {
             start: r.u32()?,
             end: r.u32()?,
@@ -1006,13 +1048,12 @@ fn decode_partition(
                 span.start, span.end, p.rows.len
             )));
         }
-        spans.push(span);
+        p.rows.set_span(k, span);
     }
     let mut accs = Vec::with_capacity(shape.accs);
     for _ in 0..shape.accs {
         accs.push(Accumulator::decode(r)?);
     }
-    p.spans = spans.into_boxed_slice();
     place_accs(&mut p, accs, order, shape.kept_accs);
     Ok(p)
 }
@@ -1049,7 +1090,7 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
         }
     }
     let mut rows = RowBuffer {
-        words: vec![0; n * shape.stride].into_boxed_slice(),
+        words: vec![0; shape.spans + n * shape.stride].into_boxed_slice(),
         values: std::iter::repeat_with(|| Value::Null)
             .take(n * shape.values)
             .collect(),
@@ -1071,7 +1112,6 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
     Ok(Partition {
         max_ts,
         rows,
-        spans: Box::default(),
         accs: Box::default(),
     })
 }
@@ -1243,7 +1283,9 @@ impl Partitions {
                     p.rows.len
                 )));
             }
-            p.spans = spans.into();
+            for (k, span) in spans.iter().enumerate() {
+                p.rows.set_span(k, *span);
+            }
             place_accs(p, accs, &order, layout.kept_accs);
         }
         Ok(Partitions {
@@ -1433,7 +1475,7 @@ mod tests {
         };
         let expected =
             |row: usize| -> Vec<Value> { (0..4).map(|c| cols.stored[c].get(row)).collect() };
-        let mut buf = RowBuffer::default();
+        let mut buf = RowBuffer::with_spans(shape.spans);
         buf.push(shape, (10, 0), &cols, 0);
         buf.push(shape, (30, 0), &cols, 2);
         buf.insert(shape, 1, (20, 0), &cols, 1);
@@ -1450,7 +1492,6 @@ mod tests {
         let p = Partition {
             max_ts: 30,
             rows: buf,
-            spans: Box::default(),
             accs: Box::default(),
         };
         let mut w = StateWriter::default();
@@ -1552,7 +1593,8 @@ mod tests {
         let unkept = encoded(p);
         for a in order.iter() {
             let s = a.scan.expect("scannable");
-            let acc = kept(&s.spec, &p.rows, (shape, s.col), p.spans[s.span]);
+            let span = p.rows.span(s.span).expect("span");
+            let acc = kept(&s.spec, &p.rows, (shape, s.col), span);
             keep_scanned(&mut p.accs, a.at, acc, l.accs);
         }
         assert_eq!(p.accs.len(), 2);
@@ -1637,8 +1679,9 @@ mod tests {
         for id in 0..bound as u32 {
             let p = parts.table.get(id).expect("live");
             for plan in &l.aggs {
-                w.u32(p.spans[plan.span].start);
-                w.u32(p.spans[plan.span].end);
+                let span = p.rows.span(plan.span).expect("span");
+                w.u32(span.start);
+                w.u32(span.end);
             }
         }
         w.count(bound * l.accs);
@@ -1670,8 +1713,8 @@ mod tests {
         // dropped: the state restored is not the trivial one.
         let a = parts.table.get(0).expect("a");
         assert_eq!(
-            (a.rows.len(), &a.spans[..]),
-            (1, &[span(0, 1), span(0, 1)][..])
+            (a.rows.len(), a.rows.span(0), a.rows.span(1)),
+            (1, Some(span(0, 1)), Some(span(0, 1)))
         );
 
         let mut rocks = old.clone();
