@@ -171,9 +171,21 @@ impl SlicedState {
             Some(at) => at,
             None => {
                 let at = ks.ends.partition_point(|&e| e < slice_end);
+                if ks.ends.len() < 4 {
+                    // Most keys hold a slice or two (a TUMBLE window is one): room for exactly
+                    // one more, where a vector's first growth would make room for four.
+                    ks.ends.reserve_exact(1);
+                }
                 ks.ends.insert(at, slice_end);
                 let accs = new();
-                ks.accs.splice(at * width..at * width, accs);
+                if ks.accs.is_empty() {
+                    ks.accs = accs;
+                } else {
+                    if ks.ends.len() <= 4 {
+                        ks.accs.reserve_exact(width);
+                    }
+                    ks.accs.splice(at * width..at * width, accs);
+                }
                 self.slices.get_mut(&slice_end)?.ids.push(id);
                 at
             }
