@@ -88,7 +88,7 @@ fn gather(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, arrow::error:
     gather_where(rows, width, |_| true)
 }
 
-/// [`gather`] of the columns `kept` holds for; the others are left empty (no rows).
+/// [`gather`] of the columns `kept` holds for; the others are all NULL.
 fn gather_where(
     rows: &[&RowRef],
     width: usize,
@@ -101,7 +101,10 @@ fn gather_where(
     }
     (0..width)
         .map(|c| match batches.first() {
-            Some(b) if !kept(c) => Ok(b.column(c).slice(0, 0)),
+            Some(b) if !kept(c) => Ok(arrow::array::new_null_array(
+                b.column(c).data_type(),
+                rows.len(),
+            )),
             _ => {
                 let arrays: Vec<&dyn Array> =
                     batches.iter().map(|b| b.column(c).as_ref()).collect();
@@ -1052,7 +1055,8 @@ impl MatchRecognize {
 
     /// Copies the rows stored since the last call out of their input batches into one batch of
     /// their own, so that state holds the rows live attempts need rather than whole input
-    /// batches (one long attempt would otherwise keep a batch of thousands of rows alive).
+    /// batches (one long attempt would otherwise keep a batch of thousands of rows alive), and
+    /// of those rows only the columns the node reads ([`MatchRecognize::kept_columns`]).
     fn compact(&mut self) -> Result<(), RuntimeError> {
         if self.retained.is_empty() {
             return Ok(());
@@ -1079,15 +1083,8 @@ impl MatchRecognize {
                 .as_ref()
                 .is_none_or(|kept| kept.get(c).copied().unwrap_or(true))
         };
-        let mut columns = gather_where(&refs, self.row_schema.fields().len(), stored)
+        let columns = gather_where(&refs, self.row_schema.fields().len(), stored)
             .map_err(|e| self.arrow_err(e))?;
-        for (c, f) in self.row_schema.fields().iter().enumerate() {
-            if !stored(c)
-                && let Some(column) = columns.get_mut(c)
-            {
-                *column = arrow::array::new_null_array(f.data_type(), n);
-            }
-        }
         drop(refs);
         drop(rows);
         let batch = Arc::new(batch_with_schema(&self.name, &self.row_schema, columns, n)?);

@@ -283,9 +283,13 @@ impl RowBuffer {
         let mut words = vec![0i64; base + new_cap * shape.stride].into_boxed_slice();
         let header = base.min(self.words.len());
         words[..header].copy_from_slice(&self.words[..header]);
-        words[base..base + len * shape.stride].copy_from_slice(
-            &self.words[base + head * shape.stride..base + (head + len) * shape.stride],
-        );
+        if let (Some(to), Some(from)) = (
+            words.get_mut(base..base + len * shape.stride),
+            self.words
+                .get(base + head * shape.stride..base + (head + len) * shape.stride),
+        ) {
+            to.copy_from_slice(from);
+        }
         let mut values: Box<[Value]> = std::iter::repeat_with(|| Value::Null)
             .take(new_cap * shape.values)
             .collect();
@@ -337,9 +341,16 @@ impl RowBuffer {
                         *to = v;
                     }
                 }
-                // Not reached: words go to word places (see `Stored`); a mismatch stores NULL.
-                (Place::Word(_), Stored::Value(_)) | (Place::Value(_), Stored::Word(_)) => {
+                // Not reached (`write` and `decode_rows` give each place its kind); a mismatch
+                // stores NULL.
+                (Place::Word(_), Stored::Value(_)) => {
                     debug_assert!(false, "stored column {c} does not fit its place");
+                }
+                (Place::Value(k), Stored::Word(_)) => {
+                    debug_assert!(false, "stored column {c} does not fit its place");
+                    if let Some(to) = self.values.get_mut(slot * shape.values + k) {
+                        *to = Value::Null;
+                    }
                 }
             }
         }
