@@ -1388,6 +1388,19 @@ INSERT INTO out_top SELECT card_id, window_start, payment_id FROM (
         "the join joins"
     );
 
+    // Every output of a resumed run equals the uninterrupted run's.
+    let same_outputs = |run: &Path, label: &str| {
+        for file in [
+            "out.jsonl",
+            "out_mr.jsonl",
+            "out_join.jsonl",
+            "out_win.jsonl",
+            "out_top.jsonl",
+        ] {
+            assert_eq!(lines(run, file), lines(&reference, file), "{label}: {file}");
+        }
+    };
+
     let run = dir.join("run");
     std::fs::create_dir_all(&run).expect("dir");
     stop_after_a_while(&write(&run, "p1.fsql", v1));
@@ -1403,15 +1416,7 @@ INSERT INTO out_top SELECT card_id, window_start, payment_id FROM (
             && stderr.contains("input gained column(s) `merchant_id`"),
         "{stderr}"
     );
-    for file in [
-        "out.jsonl",
-        "out_mr.jsonl",
-        "out_join.jsonl",
-        "out_win.jsonl",
-        "out_top.jsonl",
-    ] {
-        assert_eq!(lines(&run, file), lines(&reference, file), "{file}");
-    }
+    same_outputs(&run, "memory");
 
     // The same upgrade with state in RocksDB and 100 of the 2,000 cards resident per operator:
     // rows spilled before the new column are read back by name, with it NULL.
@@ -1435,19 +1440,7 @@ INSERT INTO out_top SELECT card_id, window_start, payment_id FROM (
         stderr.contains("input gained column(s) `merchant_id`"),
         "{stderr}"
     );
-    for file in [
-        "out.jsonl",
-        "out_mr.jsonl",
-        "out_join.jsonl",
-        "out_win.jsonl",
-        "out_top.jsonl",
-    ] {
-        assert_eq!(
-            lines(&run, file),
-            lines(&reference, file),
-            "rocksdb: {file}"
-        );
-    }
+    same_outputs(&run, "rocksdb");
     let run = dir.join("run");
 
     // An aggregate over the new column changes the OVER node's state: refused.

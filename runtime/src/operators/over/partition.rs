@@ -782,10 +782,15 @@ impl PartitionMut<'_> {
                         Frame::Rows(n) => at.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
                         _ => at,
                     };
-                    let mut acc = spec.new_acc();
-                    for i in from..at {
-                        acc.add(spec, buf.key(shape, i), &buf.value(shape, i, plan.col));
-                    }
+                    let mut acc = kept(
+                        spec,
+                        buf,
+                        (shape, plan.col),
+                        Span {
+                            start: from,
+                            end: at,
+                        },
+                    );
                     acc.add(spec, key, &own(plan.col));
                     set(out, r.out, acc.result(spec));
                 }
@@ -1085,19 +1090,20 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
         };
         keys.push((ts, seq));
     }
+    // Each value as its column keeps it: a word column's must be one.
     let columns = shape.columns();
-    let mut values = Vec::with_capacity(n.min(1 << 20) * columns);
-    for _ in 0..n * columns {
-        values.push(Value::decode(r)?);
-    }
-    for (i, v) in values.iter().enumerate() {
-        if let Place::Word(_) = shape.place(i % columns.max(1))
-            && Word::of(v).is_none()
-        {
-            return Err(StateError(format!(
-                "stored column {} holds {v:?}, not a number or boolean",
-                i % columns.max(1)
-            )));
+    let mut cells = Vec::with_capacity(n.min(1 << 20) * columns);
+    for _ in 0..n {
+        for c in 0..columns {
+            let v = Value::decode(r)?;
+            cells.push(match shape.place(c) {
+                Place::Word(_) => Stored::Word(Word::of(&v).ok_or_else(|| {
+                    StateError(format!(
+                        "stored column {c} holds {v:?}, not a number or boolean"
+                    ))
+                })?),
+                Place::Value(_) => Stored::Value(v),
+            });
         }
     }
     let mut rows = RowBuffer {
@@ -1108,16 +1114,10 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
         head: 0,
         len,
     };
-    let mut values = values.into_iter();
+    let mut cells = cells.into_iter();
     for (slot, key) in keys.into_iter().enumerate() {
-        let row: Vec<Value> = values.by_ref().take(columns).collect();
-        let mut row = row.into_iter();
-        rows.write_with(shape, slot, key, |_, place| {
-            let v = row.next().unwrap_or_default();
-            match place {
-                Place::Word(_) => Stored::Word(Word::of(&v).unwrap_or(Word::NULL)),
-                Place::Value(_) => Stored::Value(v),
-            }
+        rows.write_with(shape, slot, key, |_, _| {
+            cells.next().unwrap_or(Stored::Word(Word::NULL))
         });
     }
     Ok(Partition {
