@@ -22,7 +22,7 @@
 //! then, in id order, while the pipeline goes on. Before the table changes a slot the writer has
 //! not encoded yet, it encodes that slot itself (copy-on-write at the granularity of one key, as
 //! Flink's copy-on-write state map does), so the bytes are exactly those of a snapshot taken at
-//! the freeze. Slots never move while frozen: a table about to outgrow its storage, cleared or
+//! the freeze. Slots never move (they are stored in [`Chunked`] storage); a table cleared or
 //! dropped first finishes (or abandons) the frozen snapshot.
 
 use std::cell::UnsafeCell;
@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hashbrown::HashTable;
 
 use super::backend::{RocksTable, StateBackend};
+use super::chunked::{Addresses, Chunked};
 use super::codec::{StateError, StateReader, StateWriter};
 use super::snapshot::DeferredPart;
 use crate::operators::agg::key::{KeyBytes, hash_key};
@@ -81,7 +82,7 @@ pub(crate) struct KeyedState<V> {
     /// is dropped (abandoned, waiting for the writer to let go of the slots) before the slots.
     frozen: Option<FrozenHandle<V>>,
     index: HashTable<u32>,
-    slots: Vec<Cell<V>>,
+    slots: Chunked<Cell<V>>,
     free: Vec<u32>,
     hash: fn(&[u8]) -> u64,
     /// The RocksDB backend's resident set; `None` in memory (every value resident).
@@ -93,7 +94,7 @@ impl<V> Default for KeyedState<V> {
         KeyedState {
             frozen: None,
             index: HashTable::new(),
-            slots: Vec::new(),
+            slots: Chunked::default(),
             free: Vec::new(),
             hash: hash_key,
             spill: None,
@@ -143,7 +144,7 @@ impl<V> Spill<V> {
     /// Marks `id` used (and, as the caller may change it, changed), reading its value back from
     /// RocksDB when it is spilled. The caller holds the table mutably and claimed `id`.
     #[inline]
-    fn touch(&mut self, id: u32, slots: &[Cell<V>]) {
+    fn touch(&mut self, id: u32, slots: &Chunked<Cell<V>>) {
         if let Some(f) = self.flags.get_mut(id as usize) {
             *f |= REFERENCED | DIRTY;
             if *f & SPILLED != 0 {
@@ -153,7 +154,7 @@ impl<V> Spill<V> {
     }
 
     #[cold]
-    fn load(&mut self, id: u32, slots: &[Cell<V>]) {
+    fn load(&mut self, id: u32, slots: &Chunked<Cell<V>>) {
         let value = match self.table.get(id) {
             Ok(Some(bytes)) => {
                 let mut r = StateReader::new(&bytes);
@@ -211,10 +212,9 @@ const DONE: u8 = 2;
 
 /// A snapshot of a table frozen for the checkpoint's writer thread (see the module docs).
 struct Frozen<V> {
-    /// The table's cells when it was frozen: they do not move until the snapshot is encoded
-    /// (the table finishes it before it could reallocate them, and abandons it before it frees
-    /// them).
-    cells: *const Cell<V>,
+    /// The table's cells when it was frozen: they never move, and the table abandons the
+    /// snapshot before it frees them.
+    cells: Addresses<Cell<V>>,
     /// Per id in the snapshot: [`PENDING`], [`BUSY`] or [`DONE`].
     marks: Box<[AtomicU8]>,
     /// Slots the table encoded before changing them.
@@ -286,9 +286,13 @@ impl<V> Frozen<V> {
     /// # Safety
     /// `id` has a mark, and the caller claimed it (set it [`BUSY`]).
     unsafe fn cell(&self, id: usize) -> &Option<Slot<V>> {
-        // SAFETY: the cells stay in place while frozen, `id` is in bounds, and the claim keeps
-        // the table from writing the cell.
-        unsafe { (*self.cells.add(id)).read() }
+        // SAFETY: the cells stay in place and alive while frozen, and the claim keeps the table
+        // from writing the cell.
+        match unsafe { self.cells.get(id) } {
+            // SAFETY: as above.
+            Some(cell) => unsafe { cell.read() },
+            None => &None,
+        }
     }
 
     /// Before the table changes slot `id` (table side): encodes it first if the writer has not.
@@ -407,7 +411,8 @@ impl<V> Frozen<V> {
 struct FrozenHandle<V>(Arc<Frozen<V>>);
 
 impl<V> FrozenHandle<V> {
-    /// Encodes the snapshot on this thread unless the writer has already: before the slots move.
+    /// Encodes the snapshot on this thread unless the writer has already: before the slots are
+    /// freed, or frozen again.
     fn finish(self) {
         let mut result = lock(&self.0.result);
         if !result.0 {
@@ -475,7 +480,8 @@ impl<V> KeyedState<V> {
         }
     }
 
-    /// Finishes the frozen snapshot (encoding what the writer has not) before the slots move.
+    /// Finishes the frozen snapshot (encoding what the writer has not) before the slots are freed
+    /// or frozen again.
     fn thaw(&mut self) {
         if let Some(f) = self.frozen.take() {
             f.finish();
@@ -529,13 +535,7 @@ impl<V> KeyedState<V> {
                 }
                 id
             }
-            None => {
-                if self.frozen.is_some() && self.slots.len() == self.slots.capacity() {
-                    self.thaw();
-                }
-                self.slots.push(Cell::new(Some(slot)));
-                (self.slots.len() - 1) as u32
-            }
+            None => self.slots.push(Cell::new(Some(slot))) as u32,
         };
         let KeyedState {
             index,
@@ -718,11 +718,9 @@ impl<V> KeyedState<V> {
         V: Send + Sync + 'static,
     {
         self.thaw();
-        // Room to grow while frozen: the cells must not move before the writer is done.
-        self.slots.reserve(self.slots.len() / 4 + 1024);
         let len = self.slots.len();
         let frozen = Arc::new(Frozen {
-            cells: self.slots.as_ptr(),
+            cells: self.slots.addresses(),
             marks: (0..len).map(|_| AtomicU8::new(PENDING)).collect(),
             copied: Mutex::new(Copies::default()),
             with_values: self.spill.is_none(),
@@ -963,7 +961,7 @@ impl<V: Default> KeyedState<V> {
 
 /// The slot of `id`, if it holds a key.
 #[inline]
-fn slot_of<V>(slots: &[Cell<V>], id: u32) -> Option<&Slot<V>> {
+fn slot_of<V>(slots: &Chunked<Cell<V>>, id: u32) -> Option<&Slot<V>> {
     // SAFETY: a shared borrow of the cells: the table writes none meanwhile (it writes only
     // through `&mut self`), and the writer thread only reads.
     slots
@@ -972,7 +970,7 @@ fn slot_of<V>(slots: &[Cell<V>], id: u32) -> Option<&Slot<V>> {
 }
 
 #[inline]
-fn key_of<V>(slots: &[Cell<V>], id: u32) -> Option<&[u8]> {
+fn key_of<V>(slots: &Chunked<Cell<V>>, id: u32) -> Option<&[u8]> {
     slot_of(slots, id).map(|s| s.key.as_slice())
 }
 

@@ -11,6 +11,7 @@
 //! Memory is measured per live (key, window) entry by `benches/state_size.rs`.
 
 mod backend;
+mod chunked;
 pub mod codec;
 mod keyed;
 pub(crate) mod row_codec;

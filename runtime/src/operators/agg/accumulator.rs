@@ -91,14 +91,15 @@ impl AccSpec {
     }
 
     /// Whether the aggregate's result over a frame can be read off the frame's rows alone, with
-    /// no state of its own: a sliding MIN or MAX, or a sliding `COUNT(DISTINCT)`. OVER computes
-    /// those by scanning small frames and keeps value counts only for large ones
-    /// ([`Accumulator::unkept`]).
+    /// no state of its own, exactly as its accumulator gives it: a sliding MIN or MAX, COUNT
+    /// (DISTINCT or not), or SUM or AVG of integers or decimals (exact sums, whatever the order;
+    /// not floating point, whose sum depends on it). OVER computes those by scanning small
+    /// frames and keeps accumulators only for large ones ([`Accumulator::unkept`]).
     pub(crate) fn scannable(&self) -> bool {
         self.bounded
             && match self.kind {
-                AccKind::Min | AccKind::Max => true,
-                AccKind::Count => self.distinct,
+                AccKind::Min | AccKind::Max | AccKind::Count => true,
+                AccKind::Sum(d) | AccKind::Avg(d, _) => !self.distinct && d != Domain::Float,
                 _ => false,
             }
     }
@@ -112,7 +113,7 @@ impl AccSpec {
         values: impl Iterator<Item = V> + Clone,
     ) -> Value {
         match self.kind {
-            AccKind::Count => {
+            AccKind::Count if self.distinct => {
                 let mut n = 0i64;
                 for (i, v) in values.clone().enumerate() {
                     if !values.clone().take(i).any(|w| *w == *v) {
@@ -120,6 +121,27 @@ impl AccSpec {
                     }
                 }
                 Value::Int(n)
+            }
+            AccKind::Count => Value::Int(values.count() as i64),
+            AccKind::Sum(Domain::Int) | AccKind::Avg(Domain::Int, _) => {
+                let (mut sum, mut n) = (0i64, 0i64);
+                for v in values {
+                    if let Value::Int(x) = *v {
+                        sum = sum.wrapping_add(x);
+                        n += 1;
+                    }
+                }
+                State::Int { sum, n }.result(self)
+            }
+            AccKind::Sum(_) | AccKind::Avg(..) => {
+                let (mut sum, mut n) = (0i128, 0i64);
+                for v in values {
+                    if let Value::Decimal(x) = *v {
+                        sum = sum.wrapping_add(x.get());
+                        n += 1;
+                    }
+                }
+                dec_result(self, Dec::new(sum), n)
             }
             AccKind::Min => values
                 .min_by(|a, b| (**a).cmp(&**b))
@@ -504,12 +526,19 @@ impl Accumulator {
 
     /// The aggregate over the rows added and not retracted.
     pub(crate) fn result(&self, spec: &AccSpec) -> Value {
-        let state = match &self.state {
-            State::Distinct(d) => &d.inner,
-            State::CountDistinct(seen) => return Value::Int(seen.len() as i64),
-            state => state,
-        };
-        match state {
+        match &self.state {
+            State::Distinct(d) => d.inner.result(spec),
+            State::CountDistinct(seen) => Value::Int(seen.len() as i64),
+            state => state.result(spec),
+        }
+    }
+}
+
+impl State {
+    /// The aggregate this state holds (the inner state of a DISTINCT accumulator, or a whole
+    /// one's other than DISTINCT's).
+    fn result(&self, spec: &AccSpec) -> Value {
+        match self {
             State::Unkept => Value::Null,
             State::Count(n) => Value::Int(*n),
             State::Int { sum, n } => match spec.kind {
@@ -536,11 +565,7 @@ impl Accumulator {
                 }
                 _ => Value::Float(*sum),
             },
-            State::Dec(d) => match spec.kind {
-                _ if d.n == 0 => Value::Null,
-                AccKind::Avg(Domain::Decimal { scale }, out) => avg(d.sum.get(), scale, d.n, out),
-                _ => Value::Decimal(d.sum),
-            },
+            State::Dec(d) => dec_result(spec, d.sum, d.n),
             State::Multiset(m) => {
                 let e = if spec.kind == AccKind::Min {
                     m.first()
@@ -744,6 +769,15 @@ fn as_f64(v: &Value) -> Option<f64> {
         Value::Float(f) => Some(*f),
         Value::Int(i) => Some(*i as f64),
         _ => None,
+    }
+}
+
+/// A decimal SUM or AVG of `n` values summing to `sum`.
+fn dec_result(spec: &AccSpec, sum: Dec, n: i64) -> Value {
+    match spec.kind {
+        _ if n == 0 => Value::Null,
+        AccKind::Avg(Domain::Decimal { scale }, out) => avg(sum.get(), scale, n, out),
+        _ => Value::Decimal(sum),
     }
 }
 

@@ -85,14 +85,15 @@ fn batch_slot<'b>(batches: &mut Vec<&'b RecordBatch>, r: &'b RowRef) -> usize {
 
 /// The columns (`width` of them) of `rows`, in order, gathered from their batches.
 fn gather(rows: &[&RowRef], width: usize) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
-    gather_where(rows, width, |_| true)
+    gather_where(rows, width, |_| None)
 }
 
-/// [`gather`] of the columns `kept` holds for; the others are all NULL.
+/// [`gather`] of the columns `dropped` gives no array for (it gives all-NULL arrays, shared
+/// between batches, for the columns not kept).
 fn gather_where(
     rows: &[&RowRef],
     width: usize,
-    kept: impl Fn(usize) -> bool,
+    mut dropped: impl FnMut(usize) -> Option<ArrayRef>,
 ) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
     let mut batches: Vec<&RecordBatch> = Vec::new();
     let mut indices = Vec::with_capacity(rows.len());
@@ -100,12 +101,9 @@ fn gather_where(
         indices.push((batch_slot(&mut batches, r), r.index));
     }
     (0..width)
-        .map(|c| match batches.first() {
-            Some(b) if !kept(c) => Ok(arrow::array::new_null_array(
-                b.column(c).data_type(),
-                rows.len(),
-            )),
-            _ => {
+        .map(|c| match dropped(c) {
+            Some(nulls) => Ok(nulls),
+            None => {
                 let arrays: Vec<&dyn Array> =
                     batches.iter().map(|b| b.column(c).as_ref()).collect();
                 interleave(&arrays, &indices)
@@ -1078,12 +1076,15 @@ impl MatchRecognize {
         }
         let refs: Vec<&RowRef> = rows.iter().collect();
         let n = rows.len();
-        let stored = |c: usize| {
-            self.kept_columns
+        let (kept_columns, eval) = (&self.kept_columns, &mut self.eval);
+        // The NULLs of the columns not kept are slices of one array per column.
+        let dropped = |c: usize| {
+            let stored = kept_columns
                 .as_ref()
-                .is_none_or(|kept| kept.get(c).copied().unwrap_or(true))
+                .is_none_or(|kept| kept.get(c).copied().unwrap_or(true));
+            (!stored).then(|| eval.nulls(c, n))
         };
-        let columns = gather_where(&refs, self.row_schema.fields().len(), stored)
+        let columns = gather_where(&refs, self.row_schema.fields().len(), dropped)
             .map_err(|e| self.arrow_err(e))?;
         drop(refs);
         drop(rows);

@@ -981,6 +981,16 @@ fn encode_partition(
         w.u32(span.start);
         w.u32(span.end);
     }
+    encode_accs(shape, order, p, w)
+}
+
+/// Writes the accumulators of partition `p` in checkpoint `order` (see [`encode_partition`]).
+fn encode_accs(
+    shape: Shape,
+    order: &[AccAt],
+    p: &Partition,
+    w: &mut StateWriter,
+) -> Result<(), StateError> {
     for a in order {
         match (p.accs.get(a.at), a.scan) {
             (Some(acc), _) if !acc.is_unkept() => acc.encode(w),
@@ -1697,9 +1707,8 @@ mod tests {
         }
         w.count(bound * l.accs);
         for id in 0..bound as u32 {
-            for acc in parts.table.get(id).expect("live").accs.iter() {
-                acc.encode(&mut w);
-            }
+            let p = parts.table.get(id).expect("live");
+            encode_accs(shape, &acc_order(l), p, &mut w).expect("accumulators");
         }
         w.into_bytes()
     }

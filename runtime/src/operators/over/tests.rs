@@ -10,8 +10,8 @@ use arrow::array::{
 use arrow::datatypes::Float64Type;
 use arrow::util::display::array_value_to_string;
 use fsql_plan::{
-    AggregateFunction as F, DataType, Expr, Field, Literal, OverAggregate, OverFrame, OverSpec,
-    Schema,
+    AggregateFunction as F, DataType, Expr, ExprKind, Field, Literal, OverAggregate, OverFrame,
+    OverSpec, Schema,
 };
 
 use super::*;
@@ -894,6 +894,13 @@ fn functions() -> Vec<(&'static str, F, bool)> {
         ("count_distinct", F::Count, true),
         ("sum_distinct", F::Sum, true),
         ("lag2", F::Lag { offset: 2 }, false),
+        // Over `CAST(v AS BIGINT)` and `CAST(v AS DECIMAL(10, 2))`: exact sums, which small
+        // frames compute by scanning their rows.
+        ("sum_int", F::Sum, false),
+        ("avg_int", F::Avg, false),
+        ("count_int", F::Count, false),
+        ("sum_dec", F::Sum, false),
+        ("avg_dec", F::Avg, false),
     ]
 }
 
@@ -927,6 +934,12 @@ fn naive(name: &str, vals: &[Option<f64>], lag: Option<f64>) -> Option<f64> {
         "count_distinct" => Some(uniq.len() as f64),
         "sum_distinct" => (!uniq.is_empty()).then(|| sum(&uniq)),
         "lag2" => lag,
+        "sum_int" | "sum_dec" => naive("sum", vals, lag),
+        "count_int" => naive("count", vals, lag),
+        // AVG of BIGINT is a BIGINT, truncated toward zero (Flink).
+        "avg_int" => naive("avg", vals, lag).map(f64::trunc),
+        // AVG of DECIMAL(10, 2) is a DECIMAL(38, 6), rounded half up.
+        "avg_dec" => naive("avg", vals, lag).map(|a| (a * 1e6).round() / 1e6),
         _ => unreachable!(),
     }
 }
@@ -970,15 +983,24 @@ fn brute_force_aggs(frames: &[(&str, OverFrame)], lag: bool) -> Vec<(String, Ove
             if !lag && name == "lag2" {
                 continue;
             }
-            let args = if name == "count_star" {
-                vec![]
-            } else {
-                vec![v()]
+            let cast = |t: DataType| Expr {
+                kind: ExprKind::Cast {
+                    arg: Box::new(v()),
+                    safe: false,
+                },
+                data_type: t,
+                nullable: true,
             };
-            let t = if matches!(f, F::Count) {
-                DataType::BigInt
-            } else {
-                DataType::Double
+            let dec = |precision, scale| DataType::Decimal { precision, scale };
+            let (args, t) = match name {
+                "count_star" => (vec![], DataType::BigInt),
+                "sum_int" | "avg_int" | "count_int" => {
+                    (vec![cast(DataType::BigInt)], DataType::BigInt)
+                }
+                "sum_dec" => (vec![cast(dec(10, 2))], dec(38, 2)),
+                "avg_dec" => (vec![cast(dec(10, 2))], dec(38, 6)),
+                _ if matches!(f, F::Count) => (vec![v()], DataType::BigInt),
+                _ => (vec![v()], DataType::Double),
             };
             let mut a = agg(&format!("{name}_{fname}"), f, args, *frame, t);
             a.1.distinct = dist;
