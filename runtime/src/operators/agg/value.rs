@@ -288,7 +288,7 @@ pub(crate) fn reads_as_word(t: &ArrowType) -> bool {
     ) || is_int_backed(t)
 }
 
-fn is_int_backed(t: &ArrowType) -> bool {
+pub(crate) fn is_int_backed(t: &ArrowType) -> bool {
     is_plain_int(t)
         || matches!(
             t,

@@ -157,8 +157,11 @@ impl PcSet {
 #[derive(Debug, Default)]
 pub(crate) struct Matcher {
     threads: Vec<Thread>,
-    /// Per attempt (start row), its preferred match so far, not final yet.
-    candidates: Vec<Found>,
+    /// Per attempt (start row), its preferred match so far (a *candidate*), or with `EMIT
+    /// TIMEOUTS`, the attempt `WITHIN` ended without a match (`Found::timed_out`): not final
+    /// yet, reported in start order by `settle`. One vector for both, as most partitions have
+    /// neither (an attempt has one or the other, never both).
+    found: Vec<Found>,
     /// Rows before this one start no attempt (set by skips).
     resume_at: u64,
     /// The number of rows seen.
@@ -167,9 +170,6 @@ pub(crate) struct Matcher {
     pub matches: u64,
     /// Set when a closure exceeded [`MAX_CLOSURE_STEPS`].
     overflow: bool,
-    /// Attempts `WITHIN` ended without a match (with `EMIT TIMEOUTS`), reported in start order
-    /// with the matches by `settle`.
-    timed_out: Vec<Found>,
 }
 
 impl Matcher {
@@ -186,7 +186,7 @@ impl Matcher {
     /// Whether no attempt is in progress (no threads alive, no match or timed-out attempt waiting
     /// to be final).
     pub fn is_idle(&self) -> bool {
-        self.threads.is_empty() && self.candidates.is_empty() && self.timed_out.is_empty()
+        self.threads.is_empty() && self.found.is_empty()
     }
 
     /// The earliest row any live attempt or pending match refers to (rows before it are no
@@ -195,8 +195,7 @@ impl Matcher {
         self.threads
             .iter()
             .map(|t| t.start)
-            .chain(self.candidates.iter().map(|c| c.start))
-            .chain(self.timed_out.iter().map(|f| f.start))
+            .chain(self.found.iter().map(|f| f.start))
             .min()
             .unwrap_or(self.rows)
     }
@@ -259,7 +258,10 @@ impl Matcher {
     ) -> Result<Vec<Found>, SkipError> {
         let row = self.rows;
         self.rows += 1;
-        let mut next = Vec::new();
+        // Room for as many threads as there were: a partition usually keeps one or two, and a
+        // vector grown from empty would hold four (a partition's threads live as long as it
+        // has an attempt open: hundreds of thousands of partitions).
+        let mut next = Vec::with_capacity(self.threads.len());
         let mut matched = Vec::new();
         let mut k = 0;
         for t in std::mem::take(&mut self.threads) {
@@ -293,6 +295,9 @@ impl Matcher {
         }
         if next.len() > MAX_THREADS || self.overflow {
             return Err(SkipError::TooManyThreads);
+        }
+        if next.capacity() > 2 * next.len() {
+            next.shrink_to_fit();
         }
         self.threads = next;
         self.settle(skip)
@@ -350,13 +355,10 @@ impl Matcher {
     /// Records `t`'s attempt as timed out with `t`'s rows, unless the attempt has a match or is
     /// already recorded (its more preferred thread came first), or `t` has no row.
     fn time_out(&mut self, program: &[Inst], t: &Thread) {
-        if t.last.is_none()
-            || self.candidates.iter().any(|c| c.start == t.start)
-            || self.timed_out.iter().any(|f| f.start == t.start)
-        {
+        if t.last.is_none() || self.found.iter().any(|f| f.start == t.start) {
             return;
         }
-        self.timed_out.push(Found {
+        self.found.push(Found {
             start: t.start,
             last: t.last.clone(),
             timed_out: Some(program[t.pc].var().map(|(v, _)| v)),
@@ -427,8 +429,9 @@ impl Matcher {
                     // The most preferred thread of the attempt to match so far (an empty match
                     // too): it replaces an earlier candidate, which came from a less preferred
                     // thread.
-                    self.candidates.retain(|c| c.start != t.start);
-                    self.candidates.push(Found {
+                    self.found
+                        .retain(|c| c.timed_out.is_some() || c.start != t.start);
+                    self.found.push(Found {
                         start: t.start,
                         last: t.last,
                         timed_out: None,
@@ -446,22 +449,24 @@ impl Matcher {
         let mut out = Vec::new();
         loop {
             let earliest_thread = self.threads.iter().map(|t| t.start).min();
-            let earliest = |v: &[Found]| {
-                v.iter()
+            let earliest = |timed_out: bool| {
+                self.found
+                    .iter()
                     .enumerate()
-                    .min_by_key(|(_, c)| c.start)
-                    .map(|(i, c)| (i, c.start))
+                    .filter(|(_, f)| f.timed_out.is_some() == timed_out)
+                    .min_by_key(|(_, f)| f.start)
+                    .map(|(i, f)| (i, f.start))
             };
             // The earliest match or timed-out attempt, once no earlier (or, for a match, equal)
             // attempt is still alive: its rows and skip are then final.
-            let (candidate, timed_out) = (earliest(&self.candidates), earliest(&self.timed_out));
+            let (candidate, timed_out) = (earliest(false), earliest(true));
             if let Some((pos, start)) = timed_out
                 && candidate.is_none_or(|(_, c)| start < c)
             {
                 if earliest_thread.is_some_and(|t| t < start) {
                     break;
                 }
-                out.push(self.timed_out.swap_remove(pos));
+                out.push(self.found.swap_remove(pos));
                 continue;
             }
             let Some((pos, start)) = candidate else {
@@ -470,7 +475,7 @@ impl Matcher {
             if earliest_thread.is_some_and(|t| t <= start) {
                 break;
             }
-            let found = self.candidates.swap_remove(pos);
+            let found = self.found.swap_remove(pos);
             self.matches += 1;
             let resume = match skip.after {
                 // After an empty match, matching resumes at the next row whatever the skip.
@@ -497,8 +502,7 @@ impl Matcher {
             };
             // Attempts the skip passes over were never attempts, timed out or not.
             self.threads.retain(|t| t.start >= resume);
-            self.candidates.retain(|c| c.start >= resume);
-            self.timed_out.retain(|f| f.start >= resume);
+            self.found.retain(|f| f.start >= resume);
             self.resume_at = self.resume_at.max(resume);
             out.push(found);
         }
@@ -517,12 +521,14 @@ impl Matcher {
     /// Writes the matcher for a checkpoint (see [`Matcher::restore`]).
     pub fn snapshot(&self, w: &mut StateWriter) {
         let mut table = StepTable::default();
-        let lists = self.threads.iter().map(|t| &t.last).chain(
-            self.candidates
-                .iter()
-                .chain(&self.timed_out)
-                .map(|f| &f.last),
-        );
+        // Matches first, then timed-out attempts (as two lists).
+        let candidates = || self.found.iter().filter(|f| f.timed_out.is_none());
+        let timed_out = || self.found.iter().filter(|f| f.timed_out.is_some());
+        let lists = self
+            .threads
+            .iter()
+            .map(|t| &t.last)
+            .chain(candidates().chain(timed_out()).map(|f| &f.last));
         for last in lists {
             table.add(last);
         }
@@ -543,7 +549,7 @@ impl Matcher {
             w.u64(t.start);
             w.u64(table.position(t.last.as_deref()));
         }
-        for found in [&self.candidates, &self.timed_out] {
+        for found in [candidates().collect::<Vec<_>>(), timed_out().collect()] {
             w.count(found.len());
             for f in found {
                 w.u64(f.start);
@@ -618,8 +624,9 @@ impl Matcher {
                 last: step_at(r, &steps)?,
             });
         }
-        let mut found = [Vec::new(), Vec::new()];
-        for list in &mut found {
+        // Matches, then timed-out attempts (each list holding only its kind).
+        let mut found = Vec::new();
+        for list in [false, true] {
             for _ in 0..r.count()? {
                 let start = r.u64()?;
                 let last = step_at(r, &steps)?;
@@ -637,22 +644,30 @@ impl Matcher {
                     }
                     b => return Err(StateError(format!("match kind {b}"))),
                 };
-                list.push(Found {
+                if timed_out.is_some() != list {
+                    return Err(StateError(format!(
+                        "an attempt of kind {timed_out:?} in the list of {}",
+                        if list {
+                            "timed-out attempts"
+                        } else {
+                            "matches"
+                        }
+                    )));
+                }
+                found.push(Found {
                     start,
                     last,
                     timed_out,
                 });
             }
         }
-        let [candidates, timed_out] = found;
         Ok(Matcher {
             threads,
-            candidates,
+            found,
             resume_at,
             rows,
             matches,
             overflow,
-            timed_out,
         })
     }
 }

@@ -3,10 +3,10 @@
 //! column's unit, its accumulator and its result type.
 
 use arrow::datatypes::DataType as ArrowType;
-use fsql_plan::{AggregateFunction, Expr, OverFrame, OverSpec};
+use fsql_plan::{AggregateFunction, Expr, ExprKind, OverFrame, OverSpec};
 
 use crate::operators::agg::accumulator::{AccKind, AccSpec};
-use crate::operators::agg::value::{Repr, ValueType, reads_as_word};
+use crate::operators::agg::value::{Repr, ValueType, is_int_backed, reads_as_word};
 use crate::operators::agg::{accumulator_for, value_type};
 
 /// A frame, with RANGE offsets in the event-time column's unit.
@@ -76,13 +76,14 @@ pub(crate) const MAX_WORD_COLUMNS: u32 = 32;
 
 /// The stored columns whose values are always NULL, a boolean, an integer (dates, times and
 /// timestamps included) or a float: see [`Layout::word_columns`].
-fn word_columns(stored: &[(Expr, Repr)]) -> u64 {
+fn word_columns(stored: &[(Expr, Repr)], time_column: Option<usize>) -> u64 {
     let mut mask = 0u64;
     for (c, (expr, repr)) in stored.iter().enumerate().take(64) {
-        let word = match repr {
-            Repr::Presence | Repr::Float => true,
-            Repr::Full => reads_as_word(&expr.data_type.to_arrow()),
-        };
+        let word = Some(c) != time_column
+            && match repr {
+                Repr::Presence | Repr::Float => true,
+                Repr::Full => reads_as_word(&expr.data_type.to_arrow()),
+            };
         if word && mask.count_ones() < MAX_WORD_COLUMNS {
             mask |= 1 << c;
         }
@@ -114,6 +115,9 @@ pub(crate) struct Layout {
     ///
     /// [`Value`]: crate::operators::agg::value::Value
     pub word_columns: u64,
+    /// The stored column that is the ORDER BY column itself (`LAG(ts)`, for the time since the
+    /// previous event): a row reads it off its event time, so it takes no room of its own.
+    pub time_column: Option<usize>,
     /// When every aggregate is a sliding RANGE frame: the longest offset. A partition whose
     /// newest row is older than `watermark - expire_after` has nothing any later row can see, so
     /// it is dropped.
@@ -144,6 +148,7 @@ impl Layout {
             spans: 0,
             row_words: 1,
             word_columns: 0,
+            time_column: None,
             expire_after: None,
         };
         for (agg, target) in spec.aggregates.iter().zip(targets) {
@@ -216,7 +221,12 @@ impl Layout {
         }
         layout.share_spans();
         layout.place_accs();
-        layout.word_columns = word_columns(&layout.stored);
+        layout.time_column = layout.stored.iter().position(|(e, repr)| {
+            *repr == Repr::Full
+                && e.kind == ExprKind::Column(spec.order_by)
+                && is_int_backed(&e.data_type.to_arrow())
+        });
+        layout.word_columns = word_columns(&layout.stored, layout.time_column);
         let all_range = layout
             .aggs
             .iter()

@@ -87,6 +87,8 @@ struct Shape {
     stride: usize,
     /// Stored columns kept as words ([`Layout::word_columns`]).
     word_columns: u64,
+    /// The stored column read off the row's event time ([`Layout::time_column`]).
+    time_column: Option<usize>,
     /// Stored columns kept as values, per row.
     values: usize,
     spans: usize,
@@ -103,6 +105,8 @@ enum Place {
     Word(usize),
     /// Value `k` of the row's values.
     Value(usize),
+    /// The row's event time ([`Layout::time_column`]).
+    Time,
 }
 
 impl Shape {
@@ -112,7 +116,8 @@ impl Shape {
             key_words: layout.row_words,
             stride: layout.row_words + if words > 0 { 1 + words } else { 0 },
             word_columns: layout.word_columns,
-            values: layout.stored.len() - words,
+            time_column: layout.time_column,
+            values: layout.stored.len() - words - usize::from(layout.time_column.is_some()),
             spans: layout.spans,
             accs: layout.accs,
             kept_accs: layout.kept_accs,
@@ -128,16 +133,19 @@ impl Shape {
             self.word_columns & ((1u64 << c) - 1)
         };
         let k = below.count_ones() as usize;
-        if c < 64 && self.word_columns & (1 << c) != 0 {
-            Place::Word(k)
-        } else {
-            Place::Value(c - k)
+        match self.time_column {
+            Some(t) if t == c => Place::Time,
+            _ if c < 64 && self.word_columns & (1 << c) != 0 => Place::Word(k),
+            Some(t) if t < c => Place::Value(c - k - 1),
+            _ => Place::Value(c - k),
         }
     }
 
     /// Stored columns in all.
     fn columns(self) -> usize {
-        self.word_columns.count_ones() as usize + self.values
+        self.word_columns.count_ones() as usize
+            + self.values
+            + usize::from(self.time_column.is_some())
     }
 }
 
@@ -255,6 +263,7 @@ impl RowBuffer {
             Place::Value(k) => {
                 Read::Value(self.values.get(row * shape.values + k).unwrap_or(&NULL))
             }
+            Place::Time => Read::Word(Value::Int(self.ts(shape, i))),
         }
     }
 
@@ -341,6 +350,8 @@ impl RowBuffer {
                         *to = v;
                     }
                 }
+                // The row's event time, written above.
+                (Place::Time, _) => {}
                 // Not reached (`write` and `decode_rows` give each place its kind); a mismatch
                 // stores NULL.
                 (Place::Word(_), Stored::Value(_)) => {
@@ -368,6 +379,7 @@ impl RowBuffer {
                     Stored::Word(col.and_then(|c| c.word(row as usize)).unwrap_or(Word::NULL))
                 }
                 Place::Value(_) => Stored::Value(col.map_or(Value::Null, |c| c.get(row as usize))),
+                Place::Time => Stored::Word(Word::NULL),
             }
         });
     }
@@ -1103,7 +1115,7 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
     // Each value as its column keeps it: a word column's must be one.
     let columns = shape.columns();
     let mut cells = Vec::with_capacity(n.min(1 << 20) * columns);
-    for _ in 0..n {
+    for &(ts, _) in &keys {
         for c in 0..columns {
             let v = Value::decode(r)?;
             cells.push(match shape.place(c) {
@@ -1113,6 +1125,14 @@ fn decode_rows(shape: Shape, r: &mut StateReader<'_>) -> Result<Partition, State
                     ))
                 })?),
                 Place::Value(_) => Stored::Value(v),
+                Place::Time => match v {
+                    Value::Int(t) if t == ts => Stored::Word(Word::NULL),
+                    _ => {
+                        return Err(StateError(format!(
+                            "stored column {c} holds {v:?}, not its row's event time {ts}"
+                        )));
+                    }
+                },
             });
         }
     }
@@ -1550,6 +1570,105 @@ mod tests {
             panic!("a string was read into a word column");
         };
         assert!(err.0.contains("not a number or boolean"), "{}", err.0);
+    }
+
+    #[test]
+    fn the_event_time_column_is_read_off_the_row_and_written_as_a_value() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+        let ts = DataType::Timestamp { precision: 3 };
+        let lag = |c: usize, t: DataType| OverAggregate {
+            function: AggregateFunction::Lag { offset: 1 },
+            args: vec![Expr::column(c, t.clone(), true)],
+            distinct: false,
+            frame: OverFrame::UnboundedRows,
+            data_type: t,
+        };
+        // `LAG(ts)` over `ORDER BY ts` (column 1), beside a string and a BIGINT.
+        let spec = OverSpec {
+            partition_by: vec![],
+            order_by: 1,
+            aggregates: vec![
+                lag(0, DataType::String),
+                lag(1, ts.clone()),
+                lag(2, DataType::BigInt),
+            ],
+        };
+        let targets: Vec<arrow::datatypes::DataType> = spec
+            .aggregates
+            .iter()
+            .map(|a| a.data_type.to_arrow())
+            .collect();
+        let l = Layout::new(&spec, |ms| ms, &targets).expect("layout");
+        let shape = Shape::of(&l);
+        // The event time takes no room: a row is its time, a tag word and the BIGINT's word,
+        // and the string.
+        assert_eq!(l.time_column, Some(1));
+        assert_eq!(l.word_columns, 0b100);
+        assert_eq!((shape.stride, shape.values, shape.columns()), (3, 1, 3));
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("x"), None])),
+            Arc::new(TimestampMillisecondArray::from(vec![10, 20])),
+            Arc::new(Int64Array::from(vec![None, Some(7)])),
+        ];
+        let cols = BatchColumns {
+            stored: arrays
+                .iter()
+                .zip(&l.stored)
+                .map(|(a, (_, repr))| ValueColumn::new(a, *repr).expect("column"))
+                .collect(),
+            defaults: Vec::new(),
+        };
+        let expected =
+            |row: usize| -> Vec<Value> { (0..3).map(|c| cols.stored[c].get(row)).collect() };
+        let rows = |buf: &RowBuffer| -> Vec<Vec<Value>> {
+            (0..buf.len())
+                .map(|i| {
+                    (0..3)
+                        .map(|c| buf.value(shape, i, Some(c)).into_owned())
+                        .collect()
+                })
+                .collect()
+        };
+        let mut buf = RowBuffer::with_spans(shape.spans);
+        buf.push(shape, (10, 0), &cols, 0);
+        buf.push(shape, (20, 0), &cols, 1);
+        assert_eq!(rows(&buf), vec![expected(0), expected(1)]);
+        assert_eq!(expected(1)[1], Value::Int(20));
+
+        // Checkpoints hold the time as the column's value, as when it had room of its own.
+        let p = Partition {
+            max_ts: 20,
+            rows: buf,
+            accs: Box::default(),
+        };
+        let mut w = StateWriter::default();
+        encode_rows(shape, &p, &mut w);
+        let bytes = w.into_bytes();
+        let unpacked = |time_value: i64| {
+            let mut u = StateWriter::default();
+            u.i64(20);
+            u.u32(2);
+            u.i64(10);
+            u.i64(20);
+            for row in [0, 1] {
+                let mut values = expected(row);
+                if row == 1 {
+                    values[1] = Value::Int(time_value);
+                }
+                for v in values {
+                    v.encode(&mut u);
+                }
+            }
+            u.into_bytes()
+        };
+        assert_eq!(bytes, unpacked(20));
+        let back = decode_rows(shape, &mut StateReader::new(&bytes)).expect("decodes");
+        assert_eq!(rows(&back.rows), vec![expected(0), expected(1)]);
+        // A time column that is not its row's time is refused, not silently replaced.
+        let Err(err) = decode_rows(shape, &mut StateReader::new(&unpacked(21))) else {
+            panic!("a time column other than the row's time was read");
+        };
+        assert!(err.0.contains("event time"), "{}", err.0);
     }
 
     #[test]
