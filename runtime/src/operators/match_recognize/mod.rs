@@ -183,6 +183,8 @@ struct Partition {
     last_ts: i64,
     /// Whether the partition is in the operator's TTL queue.
     ttl_queued: bool,
+    /// Tells this partition from an earlier one of its id in the queues ([`Due`]).
+    stamp: u32,
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
@@ -230,20 +232,48 @@ enum Kind {
     Unmatched,
 }
 
-/// A partition whose oldest attempt expires at `.0` (ordered by time, then key).
-#[derive(PartialEq, Eq)]
-struct Due(i64, KeyBytes);
+/// A queue entry: partition `id` (the one of that `stamp`: an entry outlives a partition dropped
+/// meanwhile, whose id another may take) is due at `at` — its oldest attempt expires, or the TTL
+/// may end it. 16 bytes, by id rather than key: there is one per partition and queue (millions);
+/// the partitions due in one pass are taken in (time, key) order ([`pop_due`]).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: i64,
+    id: u32,
+    stamp: u32,
+}
 
-impl Ord for Due {
-    fn cmp(&self, other: &Due) -> std::cmp::Ordering {
-        (self.0, self.1.as_slice()).cmp(&(other.0, other.1.as_slice()))
+impl Due {
+    fn of(at: i64, id: u32, p: &Partition) -> std::cmp::Reverse<Due> {
+        std::cmp::Reverse(Due {
+            at,
+            id,
+            stamp: p.stamp,
+        })
     }
 }
 
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Due) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// A queue of partitions, earliest first.
+type DueQueue = std::collections::BinaryHeap<std::cmp::Reverse<Due>>;
+
+/// Takes the entries of `queue` due by `ready(at)` whose partition is still the one queued, in
+/// (time, key) order: the order matches and timeouts come out in.
+fn pop_due(
+    queue: &mut DueQueue,
+    partitions: &KeyedState<Partition>,
+    ready: impl Fn(i64) -> bool,
+) -> Vec<Due> {
+    let mut due = Vec::new();
+    while let Some(&std::cmp::Reverse(d)) = queue.peek()
+        && ready(d.at)
+    {
+        queue.pop();
+        if partitions.get(d.id).is_some_and(|p| p.stamp == d.stamp) {
+            due.push(d);
+        }
     }
+    due.sort_by(|a, b| (a.at, partitions.key(a.id)).cmp(&(b.at, partitions.key(b.id))));
+    due
 }
 
 /// A row waiting for the watermark (watermark order).
@@ -305,12 +335,14 @@ pub struct MatchRecognize {
     eval: EvalShape,
     /// Partitions with live attempts by when their oldest one expires (with `WITHIN`), so a
     /// watermark visits only the partitions it affects.
-    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
+    deadlines: DueQueue,
     /// `SET 'state.ttl'` in milliseconds of event time: a partition fed no row for longer (behind
     /// the watermark) ends as if its input ended, and its state is dropped.
     ttl_ms: Option<i64>,
     /// Partitions by when the TTL may end them (checked again when popped: a later row moves it).
-    idle_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
+    idle_deadlines: DueQueue,
+    /// The next partition's [`Partition::stamp`].
+    stamps: u32,
     /// The pattern's first variables as a mask, when all read the row alone: a row none of them
     /// accepts starts no attempt.
     first_mask: Option<u64>,
@@ -495,9 +527,10 @@ impl MatchRecognize {
             wave: Vec::new(),
             wave_keys: std::collections::HashSet::with_hasher(FxBuild),
             forget_idle,
-            deadlines: std::collections::BinaryHeap::new(),
+            deadlines: DueQueue::new(),
             ttl_ms: state_ttl_ms.filter(|t| *t > 0),
-            idle_deadlines: std::collections::BinaryHeap::new(),
+            idle_deadlines: DueQueue::new(),
+            stamps: 1,
             row_only,
             guards,
             derived,
@@ -654,12 +687,18 @@ impl MatchRecognize {
             // It starts no attempt and no attempt is open: nothing to do.
             return Ok(());
         }
+        let stamp = self.stamps;
+        let keys = self.partitions.len();
         let id = self
             .partitions
             .id_or_insert_with(key.as_slice(), || Partition {
                 last_ts: i64::MIN,
+                stamp,
                 ..Partition::default()
             });
+        if self.partitions.len() > keys {
+            self.stamps = stamp.wrapping_add(1);
+        }
         let partition = self
             .partitions
             .get_mut(id)
@@ -802,8 +841,7 @@ impl MatchRecognize {
         if let (Some(ttl), false, false) = (self.ttl_ms, forget, partition.ttl_queued) {
             partition.ttl_queued = true;
             let due = partition.last_ts.saturating_add(ttl);
-            self.idle_deadlines
-                .push(std::cmp::Reverse(Due(due, key.clone())));
+            self.idle_deadlines.push(Due::of(due, id, partition));
         }
         if idle {
             self.active.remove(key.as_slice());
@@ -814,9 +852,9 @@ impl MatchRecognize {
             && let Some(deadline) = partition.deadline(w)
         {
             partition.queued = true;
-            self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
+            self.deadlines.push(Due::of(deadline, id, partition));
         } else if forget {
-            self.partitions.remove_key(key.as_slice());
+            self.partitions.remove(id);
         }
         Ok(())
     }
@@ -831,15 +869,8 @@ impl MatchRecognize {
         let wm = self.watermark_ms;
         let horizon = wm.saturating_add(1);
         let (timeouts, unmatched) = (self.timeouts(), self.with_unmatched());
-        while self
-            .deadlines
-            .peek()
-            .is_some_and(|std::cmp::Reverse(Due(t, _))| *t <= horizon)
-        {
-            let Some(std::cmp::Reverse(Due(_, key))) = self.deadlines.pop() else {
-                break;
-            };
-            let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
+        for Due { id, .. } in pop_due(&mut self.deadlines, &self.partitions, |t| t <= horizon) {
+            let Some(partition) = self.partitions.get_mut(id) else {
                 continue;
             };
             partition.queued = false;
@@ -858,14 +889,19 @@ impl MatchRecognize {
                 .map_err(|e| skip_error(&self.name, &self.spec, e))?;
             collect(partition, found, &mut self.found);
             prune(partition, unmatched.then_some(&mut self.found));
-            if partition.matcher.is_idle() {
-                self.active.remove(key.as_slice());
-            }
-            if let Some(deadline) = partition.deadline(within) {
+            let idle = partition.matcher.is_idle();
+            let forget = if let Some(deadline) = partition.deadline(within) {
                 partition.queued = true;
-                self.deadlines.push(std::cmp::Reverse(Due(deadline, key)));
-            } else if self.forget_idle && partition.matcher.is_idle() && partition.rows.is_empty() {
-                self.partitions.remove_key(key.as_slice());
+                self.deadlines.push(Due::of(deadline, id, partition));
+                false
+            } else {
+                self.forget_idle && idle && partition.rows.is_empty()
+            };
+            if idle {
+                self.active.remove(self.partitions.key(id));
+            }
+            if forget {
+                self.partitions.remove(id);
             }
         }
         Ok(())
@@ -1012,24 +1048,18 @@ impl MatchRecognize {
             return Ok(());
         };
         let wm = self.watermark_ms;
-        while self
-            .idle_deadlines
-            .peek()
-            .is_some_and(|std::cmp::Reverse(Due(t, _))| *t < wm)
-        {
-            let Some(std::cmp::Reverse(Due(_, key))) = self.idle_deadlines.pop() else {
-                break;
-            };
-            let Some(partition) = self.partitions.get_mut_by_key(key.as_slice()) else {
+        for Due { id, .. } in pop_due(&mut self.idle_deadlines, &self.partitions, |t| t < wm) {
+            let Some(partition) = self.partitions.get_mut(id) else {
                 continue;
             };
             let due = partition.last_ts.saturating_add(ttl);
             if due >= wm {
-                self.idle_deadlines.push(std::cmp::Reverse(Due(due, key)));
+                self.idle_deadlines.push(Due::of(due, id, partition));
                 continue;
             }
+            let key = KeyBytes::new(self.partitions.key(id));
             self.finish_partition(key.as_slice())?;
-            self.partitions.remove_key(key.as_slice());
+            self.partitions.remove(id);
             self.active.remove(key.as_slice());
         }
         Ok(())
@@ -1977,6 +2007,53 @@ impl Operator for MatchRecognize {
 /// generated patterns and partitioned inputs split into random batches, in both emit modes: what
 /// the operator adds — partitions, ordering, the rows it skips, drops and copies — must not change
 /// which matches are found.
+#[cfg(test)]
+mod due_queue {
+    use super::*;
+
+    #[test]
+    fn due_partitions_come_in_time_then_key_order_and_dropped_ones_not_at_all() {
+        let mut partitions: KeyedState<Partition> = KeyedState::default();
+        let mut queue = DueQueue::new();
+        // Ids in the opposite order of keys: the queue's own order (time, id) is not the one
+        // partitions are processed in.
+        for (stamp, key) in (1..).zip([b"d".as_slice(), b"c", b"b", b"a"]) {
+            let id = partitions.id_or_insert_with(key, || Partition {
+                stamp,
+                ..Partition::default()
+            });
+            let p = partitions.get(id).expect("partition");
+            queue.push(Due::of(if key == b"d" { 5 } else { 10 }, id, p));
+        }
+        // "c" is dropped, and its id taken by "e" (queued later, at 20): the entry queued for
+        // "c" names a partition that is gone.
+        let c = partitions.find(b"c").expect("c");
+        partitions.remove(c);
+        let e = partitions.id_or_insert_with(b"e", || Partition {
+            stamp: 99,
+            ..Partition::default()
+        });
+        assert_eq!(e, c, "the id is reused");
+        queue.push(Due::of(20, e, partitions.get(e).expect("e")));
+
+        let keys = |due: Vec<Due>| -> Vec<(i64, Vec<u8>)> {
+            due.iter()
+                .map(|d| (d.at, partitions.key(d.id).to_vec()))
+                .collect()
+        };
+        let due = pop_due(&mut queue, &partitions, |t| t <= 10);
+        assert_eq!(
+            keys(due),
+            vec![(5, b"d".to_vec()), (10, b"a".to_vec()), (10, b"b".to_vec())]
+        );
+        assert_eq!(
+            keys(pop_due(&mut queue, &partitions, |t| t <= 20)),
+            vec![(20, b"e".to_vec())]
+        );
+        assert!(queue.is_empty());
+    }
+}
+
 #[cfg(test)]
 mod differential {
     use std::collections::BTreeMap;

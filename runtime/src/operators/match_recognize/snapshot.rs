@@ -27,14 +27,14 @@
 //! [`Operator::restore`]: crate::operator::Operator::restore
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
 use super::matcher::Matcher;
 use super::program::Inst;
-use super::{Due, MatchRecognize, Partition, RowRef, Stored, Waiting};
+use super::{Due, DueQueue, MatchRecognize, Partition, RowRef, Stored, Waiting};
 use crate::error::RuntimeError;
 use crate::operators::agg::key::KeyBytes;
 use crate::state::KeyedState;
@@ -88,8 +88,8 @@ impl MatchRecognize {
         for key in active {
             w.bytes(key);
         }
-        write_queue(&self.deadlines, w);
-        write_queue(&self.idle_deadlines, w);
+        write_queue(&self.deadlines, &self.partitions, w);
+        write_queue(&self.idle_deadlines, &self.partitions, w);
         Ok(())
     }
 
@@ -115,6 +115,7 @@ impl MatchRecognize {
         self.active.extend(active);
         self.deadlines = deadlines;
         self.idle_deadlines = idle_deadlines;
+        self.stamps = 1;
         self.found.clear();
         // The restored rows are in one batch of their own already: nothing to compact.
         self.retained.clear();
@@ -161,14 +162,16 @@ impl MatchRecognize {
         for _ in 0..r.count()? {
             active.push(KeyBytes::new(r.bytes()?));
         }
+        let deadlines = read_queue(r, &partitions)?;
+        let idle_deadlines = read_queue(r, &partitions)?;
         Ok(Decoded {
             watermark_ms,
             arrivals,
             partitions,
             waiting,
             active,
-            deadlines: read_queue(r)?,
-            idle_deadlines: read_queue(r)?,
+            deadlines,
+            idle_deadlines,
         })
     }
 }
@@ -180,8 +183,8 @@ struct Decoded {
     partitions: KeyedState<Partition>,
     waiting: Vec<Waiting>,
     active: Vec<KeyBytes>,
-    deadlines: BinaryHeap<Reverse<Due>>,
-    idle_deadlines: BinaryHeap<Reverse<Due>>,
+    deadlines: DueQueue,
+    idle_deadlines: DueQueue,
 }
 
 /// The restored stored rows, handed out in the order they were written.
@@ -258,26 +261,43 @@ fn read_partition(
         queued,
         last_ts,
         ttl_queued,
+        // Restored partitions share stamp 0: the restored queues name only them (see
+        // `read_queue`), and partitions made later take stamps from 1.
+        stamp: 0,
     })
 }
 
-/// Writes a queue of partitions by time, sorted.
-fn write_queue(queue: &BinaryHeap<Reverse<Due>>, w: &mut StateWriter) {
-    let mut due: Vec<&Due> = queue.iter().map(|Reverse(d)| d).collect();
+/// Writes a queue of partitions as (time, key), sorted; entries of partitions dropped since they
+/// were queued are left out.
+fn write_queue(queue: &DueQueue, partitions: &KeyedState<Partition>, w: &mut StateWriter) {
+    let mut due: Vec<(i64, &[u8])> = queue
+        .iter()
+        .filter(|Reverse(d)| partitions.get(d.id).is_some_and(|p| p.stamp == d.stamp))
+        .map(|Reverse(d)| (d.at, partitions.key(d.id)))
+        .collect();
     due.sort_unstable();
     w.count(due.len());
-    for Due(at, key) in due {
-        w.i64(*at);
-        w.bytes(key.as_slice());
+    for (at, key) in due {
+        w.i64(at);
+        w.bytes(key);
     }
 }
 
-/// Reads what [`write_queue`] wrote.
-fn read_queue(r: &mut StateReader<'_>) -> Result<BinaryHeap<Reverse<Due>>, StateError> {
-    let mut queue = BinaryHeap::new();
+/// Reads what [`write_queue`] wrote, for the restored `partitions` (an entry of a key without a
+/// partition, which checkpoints of earlier versions could hold, is dropped: its partition was).
+fn read_queue(
+    r: &mut StateReader<'_>,
+    partitions: &KeyedState<Partition>,
+) -> Result<DueQueue, StateError> {
+    let mut queue = DueQueue::new();
     for _ in 0..r.count()? {
         let at = r.i64()?;
-        queue.push(Reverse(Due(at, KeyBytes::new(r.bytes()?))));
+        let key = r.bytes()?;
+        if let Some(id) = partitions.find(key)
+            && let Some(p) = partitions.get(id)
+        {
+            queue.push(Due::of(at, id, p));
+        }
     }
     Ok(queue)
 }
