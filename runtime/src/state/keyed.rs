@@ -291,7 +291,10 @@ impl<V> Frozen<V> {
         match unsafe { self.cells.get(id) } {
             // SAFETY: as above.
             Some(cell) => unsafe { cell.read() },
-            None => &None,
+            None => {
+                debug_assert!(false, "id {id} has a mark but no cell");
+                &None
+            }
         }
     }
 

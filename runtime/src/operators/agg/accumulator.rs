@@ -112,6 +112,7 @@ impl AccSpec {
         &self,
         values: impl Iterator<Item = V> + Clone,
     ) -> Value {
+        debug_assert!(self.scannable(), "{self:?} is not computed by scanning");
         match self.kind {
             AccKind::Count if self.distinct => {
                 let mut n = 0i64;

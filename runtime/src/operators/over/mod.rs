@@ -81,6 +81,7 @@ impl Unit {
 /// An expiry check: partition `pid` may be droppable once the watermark reaches `at`. A
 /// partition has exactly one (queued when it is created), and only its check removes it, so a check never
 /// outlives its partition and needs no generation to tell a reused id apart.
+///
 /// Packed to 12 bytes: one per partition of eleven million in the reference pipeline at a
 /// million cards.
 #[derive(Clone, Copy, Debug)]

@@ -1454,31 +1454,57 @@ mod tests {
         Layout::new(&spec, |ms| ms, &targets).expect("layout")
     }
 
-    /// A layout storing a BIGINT, a STRING, a DOUBLE and a BOOLEAN column (LAG of each).
-    fn mixed_layout() -> Layout {
-        let lag = |c: usize, t: DataType| OverAggregate {
+    /// A layout of `LAG(c)` of each column `c` of `types`, ordered by column `order_by`.
+    fn lag_layout(types: &[DataType], order_by: usize) -> Layout {
+        let lag = |c: usize, t: &DataType| OverAggregate {
             function: AggregateFunction::Lag { offset: 1 },
             args: vec![Expr::column(c, t.clone(), true)],
             distinct: false,
             frame: OverFrame::UnboundedRows,
-            data_type: t,
+            data_type: t.clone(),
         };
         let spec = OverSpec {
             partition_by: vec![],
-            order_by: 4,
-            aggregates: vec![
-                lag(0, DataType::BigInt),
-                lag(1, DataType::String),
-                lag(2, DataType::Double),
-                lag(3, DataType::Boolean),
-            ],
+            order_by,
+            aggregates: types.iter().enumerate().map(|(c, t)| lag(c, t)).collect(),
         };
-        let targets: Vec<arrow::datatypes::DataType> = spec
-            .aggregates
-            .iter()
-            .map(|a| a.data_type.to_arrow())
-            .collect();
+        let targets: Vec<arrow::datatypes::DataType> =
+            types.iter().map(DataType::to_arrow).collect();
         Layout::new(&spec, |ms| ms, &targets).expect("layout")
+    }
+
+    /// A layout storing a BIGINT, a STRING, a DOUBLE and a BOOLEAN column (LAG of each).
+    fn mixed_layout() -> Layout {
+        let types = [
+            DataType::BigInt,
+            DataType::String,
+            DataType::Double,
+            DataType::Boolean,
+        ];
+        lag_layout(&types, 4)
+    }
+
+    /// The stored columns of `l` over `arrays`.
+    fn stored_columns(l: &Layout, arrays: &[arrow::array::ArrayRef]) -> BatchColumns {
+        BatchColumns {
+            stored: arrays
+                .iter()
+                .zip(&l.stored)
+                .map(|(a, (_, repr))| ValueColumn::new(a, *repr).expect("column"))
+                .collect(),
+            defaults: Vec::new(),
+        }
+    }
+
+    /// The first `columns` stored values of every row of `buf`.
+    fn stored_rows(buf: &RowBuffer, shape: Shape, columns: usize) -> Vec<Vec<Value>> {
+        (0..buf.len())
+            .map(|i| {
+                (0..columns)
+                    .map(|c| buf.value(shape, i, Some(c)).into_owned())
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -1497,23 +1523,8 @@ mod tests {
             Arc::new(Float64Array::from(vec![Some(-0.0), Some(f64::NAN), None])),
             Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
         ];
-        let cols = BatchColumns {
-            stored: arrays
-                .iter()
-                .zip(&l.stored)
-                .map(|(a, (_, repr))| ValueColumn::new(a, *repr).expect("column"))
-                .collect(),
-            defaults: Vec::new(),
-        };
-        let rows = |buf: &RowBuffer| -> Vec<Vec<Value>> {
-            (0..buf.len())
-                .map(|i| {
-                    (0..4)
-                        .map(|c| buf.value(shape, i, Some(c)).into_owned())
-                        .collect()
-                })
-                .collect()
-        };
+        let cols = stored_columns(&l, &arrays);
+        let rows = |buf: &RowBuffer| stored_rows(buf, shape, 4);
         let expected =
             |row: usize| -> Vec<Value> { (0..4).map(|c| cols.stored[c].get(row)).collect() };
         let mut buf = RowBuffer::with_spans(shape.spans);
@@ -1575,30 +1586,13 @@ mod tests {
     #[test]
     fn the_event_time_column_is_read_off_the_row_and_written_as_a_value() {
         use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
-        let ts = DataType::Timestamp { precision: 3 };
-        let lag = |c: usize, t: DataType| OverAggregate {
-            function: AggregateFunction::Lag { offset: 1 },
-            args: vec![Expr::column(c, t.clone(), true)],
-            distinct: false,
-            frame: OverFrame::UnboundedRows,
-            data_type: t,
-        };
         // `LAG(ts)` over `ORDER BY ts` (column 1), beside a string and a BIGINT.
-        let spec = OverSpec {
-            partition_by: vec![],
-            order_by: 1,
-            aggregates: vec![
-                lag(0, DataType::String),
-                lag(1, ts.clone()),
-                lag(2, DataType::BigInt),
-            ],
-        };
-        let targets: Vec<arrow::datatypes::DataType> = spec
-            .aggregates
-            .iter()
-            .map(|a| a.data_type.to_arrow())
-            .collect();
-        let l = Layout::new(&spec, |ms| ms, &targets).expect("layout");
+        let types = [
+            DataType::String,
+            DataType::Timestamp { precision: 3 },
+            DataType::BigInt,
+        ];
+        let l = lag_layout(&types, 1);
         let shape = Shape::of(&l);
         // The event time takes no room: a row is its time, a tag word and the BIGINT's word,
         // and the string.
@@ -1610,25 +1604,10 @@ mod tests {
             Arc::new(TimestampMillisecondArray::from(vec![10, 20])),
             Arc::new(Int64Array::from(vec![None, Some(7)])),
         ];
-        let cols = BatchColumns {
-            stored: arrays
-                .iter()
-                .zip(&l.stored)
-                .map(|(a, (_, repr))| ValueColumn::new(a, *repr).expect("column"))
-                .collect(),
-            defaults: Vec::new(),
-        };
+        let cols = stored_columns(&l, &arrays);
         let expected =
             |row: usize| -> Vec<Value> { (0..3).map(|c| cols.stored[c].get(row)).collect() };
-        let rows = |buf: &RowBuffer| -> Vec<Vec<Value>> {
-            (0..buf.len())
-                .map(|i| {
-                    (0..3)
-                        .map(|c| buf.value(shape, i, Some(c)).into_owned())
-                        .collect()
-                })
-                .collect()
-        };
+        let rows = |buf: &RowBuffer| stored_rows(buf, shape, 3);
         let mut buf = RowBuffer::with_spans(shape.spans);
         buf.push(shape, (10, 0), &cols, 0);
         buf.push(shape, (20, 0), &cols, 1);
