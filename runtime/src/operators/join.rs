@@ -183,12 +183,26 @@ impl Side {
         }
     }
 
-    /// The rows of key `id` (read back first if spilled), to be changed or probed.
+    /// The rows of key `id` (read back first if spilled), to be changed.
     fn rows_mut(&mut self, id: u32) -> Option<&mut KeyRows> {
+        self.rows_as(id, true)
+    }
+
+    /// The rows of key `id` (read back first if spilled), to be probed: not marked changed, so
+    /// the RocksDB backend does not write them again.
+    fn rows_probed(&mut self, id: u32) -> Option<&KeyRows> {
+        self.rows_as(id, false).map(|rows| &*rows)
+    }
+
+    fn rows_as(&mut self, id: u32, change: bool) -> Option<&mut KeyRows> {
         let Side {
             by_key, reloaded, ..
         } = self;
-        let rows = by_key.get_mut(id)?;
+        let rows = if change {
+            by_key.get_mut(id)?
+        } else {
+            by_key.get_mut_unchanged(id)?
+        };
         if rows.reloaded {
             rows.reloaded = false;
             reloaded.push(id);
@@ -215,7 +229,8 @@ impl Side {
         let batch = Arc::new(gather(&refs, &self.schema)?);
         let mut next = 0u32;
         for &id in &ids {
-            if let Some(k) = self.by_key.get_mut(id) {
+            // The same rows in a shared batch: the key's encoding is unchanged.
+            if let Some(k) = self.by_key.get_mut_unchanged(id) {
                 for row in &mut k.rows {
                     row.batch = Arc::clone(&batch);
                     row.row = next;
@@ -720,7 +735,7 @@ impl Join {
             let Some(id) = self.sides[other].by_key.find(keys.key(i)) else {
                 continue;
             };
-            let Some(kept) = self.sides[other].rows_mut(id) else {
+            let Some(kept) = self.sides[other].rows_probed(id) else {
                 continue;
             };
             for (pos, k) in kept.rows.iter().enumerate() {
@@ -746,9 +761,16 @@ impl Join {
             for (j, (&i, &(id, pos))) in probe_rows.iter().zip(&partners).enumerate() {
                 if mask.as_ref().is_none_or(|m| m.value(j)) {
                     matched[i as usize] = true;
-                    if let Some(k) = self.sides[other]
-                        .rows_mut(id)
-                        .and_then(|rows| rows.rows.get_mut(pos as usize))
+                    // Marked changed only when it first matches.
+                    let side = &mut self.sides[other];
+                    let first = side
+                        .rows_probed(id)
+                        .and_then(|rows| rows.rows.get(pos as usize))
+                        .is_some_and(|k| !k.matched);
+                    if first
+                        && let Some(k) = side
+                            .rows_mut(id)
+                            .and_then(|rows| rows.rows.get_mut(pos as usize))
                     {
                         k.matched = true;
                     }

@@ -145,8 +145,14 @@ impl<V> Spill<V> {
     /// RocksDB when it is spilled. The caller holds the table mutably and claimed `id`.
     #[inline]
     fn touch(&mut self, id: u32, slots: &Chunked<Cell<V>>) {
+        self.touch_as(id, slots, DIRTY);
+    }
+
+    /// [`Spill::touch`], marking `id` `changed` (`DIRTY` or not).
+    #[inline]
+    fn touch_as(&mut self, id: u32, slots: &Chunked<Cell<V>>, changed: u8) {
         if let Some(f) = self.flags.get_mut(id as usize) {
-            *f |= REFERENCED | DIRTY;
+            *f |= REFERENCED | changed;
             if *f & SPILLED != 0 {
                 self.load(id, slots);
             }
@@ -600,6 +606,25 @@ impl<V> KeyedState<V> {
         self.claim(id);
         if let Some(spill) = &mut self.spill {
             spill.touch(id, &self.slots);
+            if spill.is_spilled(id) {
+                return None;
+            }
+        }
+        self.slot_mut(id)
+            .and_then(Option::as_mut)
+            .map(|s| &mut s.value)
+    }
+
+    /// The value of `id`, read back first if it is spilled, for a change that leaves what it
+    /// encodes to as it is (bookkeeping kept only in memory, rows moved into a batch shared with
+    /// other keys) or none at all (a join probing the rows it holds). Unlike
+    /// [`KeyedState::get_mut`] the value is not marked changed, so the RocksDB backend does not
+    /// write it again at the next checkpoint, nor when it spills it.
+    #[inline]
+    pub(crate) fn get_mut_unchanged(&mut self, id: u32) -> Option<&mut V> {
+        self.claim(id);
+        if let Some(spill) = &mut self.spill {
+            spill.touch_as(id, &self.slots, 0);
             if spill.is_spilled(id) {
                 return None;
             }
@@ -1257,6 +1282,50 @@ mod tests {
         assert!(!stale.exists() && live.exists());
         drop(next);
         let _ = std::fs::remove_dir_all(live);
+    }
+
+    #[test]
+    fn a_value_read_back_unchanged_is_not_written_again() {
+        use std::sync::atomic::AtomicUsize;
+        let writes = Arc::new(AtomicUsize::new(0));
+        let codec = {
+            let writes = Arc::clone(&writes);
+            move || ValueCodec {
+                encode: Box::new(move |v: &u64, w: &mut StateWriter| {
+                    writes.fetch_add(1, Ordering::Relaxed);
+                    w.u64(*v);
+                    Ok(())
+                }),
+                decode: Box::new(|r: &mut StateReader<'_>| r.u64()),
+            }
+        };
+        let backend = rocks(1);
+        let mut t = KeyedState::new(&backend, "t", codec);
+        for k in 0..10u64 {
+            t.id_or_insert_with(format!("card-{k}").as_bytes(), || k);
+            t.settle().unwrap();
+        }
+        t.flush().unwrap();
+        let written = writes.load(Ordering::Relaxed);
+        assert!(written >= 10, "every new value is written once: {written}");
+        // Read back and spilled again, unchanged: nothing is written, and the values are intact.
+        for round in 0..2 {
+            for k in 0..10u32 {
+                assert_eq!(
+                    t.get_mut_unchanged(k).copied(),
+                    Some(u64::from(k)),
+                    "{round}"
+                );
+                t.settle().unwrap();
+            }
+            t.flush().unwrap();
+        }
+        assert_eq!(writes.load(Ordering::Relaxed), written);
+        // Read back through `get_mut`, a value counts as changed and is written again.
+        t.get_mut(3);
+        t.settle().unwrap();
+        t.flush().unwrap();
+        assert_eq!(writes.load(Ordering::Relaxed), written + 1);
     }
 
     #[test]
