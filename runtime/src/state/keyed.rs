@@ -603,16 +603,7 @@ impl<V> KeyedState<V> {
     /// [`KeyedState::settle`] reports why).
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut V> {
-        self.claim(id);
-        if let Some(spill) = &mut self.spill {
-            spill.touch(id, &self.slots);
-            if spill.is_spilled(id) {
-                return None;
-            }
-        }
-        self.slot_mut(id)
-            .and_then(Option::as_mut)
-            .map(|s| &mut s.value)
+        self.get_mut_as(id, DIRTY)
     }
 
     /// The value of `id`, read back first if it is spilled, for a change that leaves what it
@@ -622,9 +613,15 @@ impl<V> KeyedState<V> {
     /// write it again at the next checkpoint, nor when it spills it.
     #[inline]
     pub(crate) fn get_mut_unchanged(&mut self, id: u32) -> Option<&mut V> {
+        self.get_mut_as(id, 0)
+    }
+
+    /// The value of `id`, read back first if it is spilled, marked `changed` (`DIRTY` or not).
+    #[inline]
+    fn get_mut_as(&mut self, id: u32, changed: u8) -> Option<&mut V> {
         self.claim(id);
         if let Some(spill) = &mut self.spill {
-            spill.touch_as(id, &self.slots, 0);
+            spill.touch_as(id, &self.slots, changed);
             if spill.is_spilled(id) {
                 return None;
             }
@@ -1288,15 +1285,18 @@ mod tests {
     fn a_value_read_back_unchanged_is_not_written_again() {
         use std::sync::atomic::AtomicUsize;
         let writes = Arc::new(AtomicUsize::new(0));
+        // `u64_codec`, counting the values it encodes.
         let codec = {
             let writes = Arc::clone(&writes);
-            move || ValueCodec {
-                encode: Box::new(move |v: &u64, w: &mut StateWriter| {
-                    writes.fetch_add(1, Ordering::Relaxed);
-                    w.u64(*v);
-                    Ok(())
-                }),
-                decode: Box::new(|r: &mut StateReader<'_>| r.u64()),
+            move || {
+                let ValueCodec { encode, decode } = u64_codec();
+                ValueCodec {
+                    encode: Box::new(move |v: &u64, w: &mut StateWriter| {
+                        writes.fetch_add(1, Ordering::Relaxed);
+                        encode(v, w)
+                    }),
+                    decode,
+                }
             }
         };
         let backend = rocks(1);

@@ -272,7 +272,7 @@ fn pop_due(
             due.push(d);
         }
     }
-    due.sort_by(|a, b| (a.at, partitions.key(a.id)).cmp(&(b.at, partitions.key(b.id))));
+    due.sort_by_key(|d| (d.at, partitions.key(d.id)));
     due
 }
 

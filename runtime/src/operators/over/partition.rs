@@ -1496,6 +1496,18 @@ mod tests {
         }
     }
 
+    /// What [`encode_rows`] writes of a partition of `buf` whose newest event time is `max_ts`.
+    fn rows_bytes(shape: Shape, max_ts: i64, buf: RowBuffer) -> Vec<u8> {
+        let p = Partition {
+            max_ts,
+            rows: buf,
+            accs: Box::default(),
+        };
+        let mut w = StateWriter::default();
+        encode_rows(shape, &p, &mut w);
+        w.into_bytes()
+    }
+
     /// The first `columns` stored values of every row of `buf`.
     fn stored_rows(buf: &RowBuffer, shape: Shape, columns: usize) -> Vec<Vec<Value>> {
         (0..buf.len())
@@ -1541,14 +1553,7 @@ mod tests {
 
         // The checkpoint holds every row's event time, then every value in column order: the
         // bytes of the unpacked form, so checkpoints of earlier versions still read.
-        let p = Partition {
-            max_ts: 30,
-            rows: buf,
-            accs: Box::default(),
-        };
-        let mut w = StateWriter::default();
-        encode_rows(shape, &p, &mut w);
-        let bytes = w.into_bytes();
+        let bytes = rows_bytes(shape, 30, buf);
         let mut unpacked = StateWriter::default();
         unpacked.i64(30);
         unpacked.u32(2);
@@ -1615,14 +1620,7 @@ mod tests {
         assert_eq!(expected(1)[1], Value::Int(20));
 
         // Checkpoints hold the time as the column's value, as when it had room of its own.
-        let p = Partition {
-            max_ts: 20,
-            rows: buf,
-            accs: Box::default(),
-        };
-        let mut w = StateWriter::default();
-        encode_rows(shape, &p, &mut w);
-        let bytes = w.into_bytes();
+        let bytes = rows_bytes(shape, 20, buf);
         let unpacked = |time_value: i64| {
             let mut u = StateWriter::default();
             u.i64(20);
