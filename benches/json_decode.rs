@@ -80,6 +80,7 @@ fn options() -> OpenOptions {
         unthrottled: true,
         capture_sinks: false,
         resume: Default::default(),
+        columns_read: None,
     }
 }
 

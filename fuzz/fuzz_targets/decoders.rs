@@ -223,6 +223,7 @@ fuzz_target!(|data: &[u8]| {
         unthrottled: true,
         capture_sinks: false,
         resume: Default::default(),
+        columns_read: None,
     };
     // Options the decoder refuses (e.g. a delimiter that is also the quote) are errors at open.
     let Ok(mut source) = FileSource::open(&case.spec, &options) else {

@@ -169,6 +169,19 @@ impl Expr {
         }
     }
 
+    /// Sets `read[i]` for every input column `i` the expression reads (positions past `read`'s
+    /// end are ignored).
+    pub fn mark_columns(&self, read: &mut [bool]) {
+        if let ExprKind::Column(i) = self.kind
+            && let Some(r) = read.get_mut(i)
+        {
+            *r = true;
+        }
+        for child in self.children() {
+            child.mark_columns(read);
+        }
+    }
+
     /// The direct children of this node.
     pub fn children(&self) -> Vec<&Expr> {
         match &self.kind {

@@ -55,6 +55,53 @@ impl Pipeline {
             .map(|n| n.id)
             .collect()
     }
+
+    /// Which physical columns of source node `id` the pipeline reads, so that its connector can
+    /// leave the others NULL instead of decoding them (projection pushdown). `None` means every
+    /// column: `id` is not a source, or a consumer is not a `Calc` (other operators may read or
+    /// forward any column).
+    ///
+    /// ```
+    /// # use fsql_plan::Pipeline;
+    /// // A pipeline without nodes has no source to ask about.
+    /// assert_eq!(Pipeline::default().source_columns_read(fsql_plan::NodeId(0)), None);
+    /// ```
+    pub fn source_columns_read(&self, id: NodeId) -> Option<Vec<bool>> {
+        let node = self.node(id)?;
+        let Operator::Source(spec) = &node.op else {
+            return None;
+        };
+        if spec.columns.len() != node.schema.fields.len() {
+            return None;
+        }
+        let mut outputs = vec![false; spec.columns.len()];
+        for consumer in self.consumers(id) {
+            let Operator::Calc {
+                filter,
+                projections,
+            } = &self.node(consumer)?.op
+            else {
+                return None;
+            };
+            for e in filter.iter().chain(projections) {
+                e.mark_columns(&mut outputs);
+            }
+        }
+        if let Some(wm) = &spec.watermark {
+            wm.expr.mark_columns(&mut outputs);
+            if let Some(r) = outputs.get_mut(wm.rowtime) {
+                *r = true;
+            }
+        }
+        if let Some(r) = node.event_time.and_then(|t| outputs.get_mut(t)) {
+            *r = true;
+        }
+        let mut read = vec![false; spec.physical.fields.len()];
+        for (column, _) in spec.columns.iter().zip(&outputs).filter(|(_, r)| **r) {
+            column.mark_columns(&mut read);
+        }
+        Some(read)
+    }
 }
 
 /// One operator with its output schema.
@@ -526,4 +573,91 @@ pub struct Rule {
     /// A BOOLEAN expression over the ruleset's input row; the rule fires when it is TRUE.
     pub condition: Expr,
     pub decision: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::{BinaryOp, ExprKind};
+    use crate::types::{DataType, Field};
+
+    fn column(i: usize) -> Expr {
+        Expr::column(i, DataType::BigInt, true)
+    }
+
+    fn node(id: u32, inputs: &[u32], fields: usize, op: Operator) -> Node {
+        let schema = (0..fields)
+            .map(|i| Field::new(format!("c{i}"), DataType::BigInt, true))
+            .collect();
+        Node {
+            id: NodeId(id),
+            name: format!("n{id}"),
+            inputs: inputs.iter().map(|&i| NodeId(i)).collect(),
+            schema: Schema::new(schema),
+            event_time: None,
+            op,
+        }
+    }
+
+    fn calc(filter: Option<Expr>, projections: Vec<Expr>) -> Operator {
+        Operator::Calc {
+            filter,
+            projections,
+        }
+    }
+
+    /// Physical `p0..p4`; output columns `p0, p1, p2, p3 + p4`, the watermark on `p1`.
+    fn source() -> Operator {
+        let physical = (0..5)
+            .map(|i| Field::new(format!("p{i}"), DataType::BigInt, true))
+            .collect();
+        let sum = Expr {
+            kind: ExprKind::Binary {
+                op: BinaryOp::Plus,
+                left: Box::new(column(3)),
+                right: Box::new(column(4)),
+            },
+            data_type: DataType::BigInt,
+            nullable: true,
+        };
+        Operator::Source(SourceSpec {
+            table: "t".into(),
+            connector: ConnectorSpec {
+                connector: "filesystem".into(),
+                options: Default::default(),
+                base_dir: String::new(),
+            },
+            physical: Schema::new(physical),
+            columns: vec![column(0), column(1), column(2), sum],
+            watermark: Some(WatermarkSpec {
+                rowtime: 1,
+                expr: column(1),
+                max_out_of_orderness_ms: Some(0),
+            }),
+            metadata: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_source_read_by_calcs_reads_their_columns_its_computed_columns_and_its_watermark() {
+        let mut p = Pipeline {
+            nodes: vec![
+                node(0, &[], 4, source()),
+                node(1, &[0], 1, calc(None, vec![column(0)])),
+                node(2, &[0], 4, calc(Some(column(3)), vec![])),
+            ],
+            ..Pipeline::default()
+        };
+        // p0 by a projection, p1 by the watermark, p3 and p4 through the computed column a
+        // filter reads; nothing reads p2.
+        assert_eq!(
+            p.source_columns_read(NodeId(0)),
+            Some(vec![true, true, false, true, true])
+        );
+        // Not a source.
+        assert_eq!(p.source_columns_read(NodeId(1)), None);
+        // Any other consumer may read every column.
+        p.nodes.push(node(3, &[0], 4, Operator::Union));
+        assert_eq!(p.source_columns_read(NodeId(0)), None);
+    }
 }

@@ -296,6 +296,7 @@ pub fn run(
             .as_ref()
             .map(|(_, meta)| checkpointing::resume_positions(meta))
             .unwrap_or_default(),
+        columns_read: None,
     };
     // The RocksDB backend's working instance starts from the restored checkpoint's files.
     let rocks_restore = restore.as_ref().and_then(|(path, meta)| {
@@ -744,7 +745,13 @@ impl<'c> Executor<'c> {
                                 let derive = !t.has_explicit_watermarks();
                                 (Box::new(t), derive)
                             }
-                            None => (open_source(spec, open)?, true),
+                            None => {
+                                let open = OpenOptions {
+                                    columns_read: pipeline.source_columns_read(node.id),
+                                    ..open.clone()
+                                };
+                                (open_source(spec, &open)?, true)
+                            }
                         };
                     sources.push(SourceDriver::new(
                         i,

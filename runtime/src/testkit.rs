@@ -292,6 +292,7 @@ pub fn open_options(max_rows: usize, unthrottled: bool) -> crate::source::OpenOp
         unthrottled,
         capture_sinks: false,
         resume: Default::default(),
+        columns_read: None,
     }
 }
 

@@ -323,7 +323,7 @@ impl KafkaSource {
             })?),
             None => Duration::from_secs(5),
         };
-        let (layout, value, key, meta, quiet) = decoders(spec)?;
+        let (layout, value, key, meta, quiet) = decoders(spec, options.columns_read.as_deref())?;
         let shared = Arc::new(Shared {
             topics: topics.clone(),
             commit: group,
@@ -842,10 +842,12 @@ fn is_fatal(e: &KafkaError) -> bool {
     )
 }
 
-/// The decoders and the column layout of `spec`.
+/// The decoders and the column layout of `spec`; the value's decoder leaves the physical columns
+/// `read` does not mark NULL (key columns are always decoded).
 #[allow(clippy::type_complexity)]
 fn decoders(
     spec: &SourceSpec,
+    read: Option<&[bool]>,
 ) -> Result<
     (
         Vec<ColumnSource>,
@@ -866,6 +868,7 @@ fn decoders(
     let mut layout = Vec::new();
     let mut meta = Vec::new();
     let mut value_fields = Vec::new();
+    let mut value_read = Vec::new();
     let mut key_cols = Vec::new();
     for (i, f) in spec.physical.fields.iter().enumerate() {
         if let Some(key) = spec.metadata.get(&i) {
@@ -879,6 +882,7 @@ fn decoders(
         } else {
             layout.push(ColumnSource::Value(value_fields.len()));
             value_fields.push(f.clone());
+            value_read.push(read.is_none_or(|r| r.get(i).copied().unwrap_or(true)));
         }
         if in_key {
             key_cols.push(f.clone());
@@ -899,12 +903,18 @@ fn decoders(
         None
     } else {
         let (format_key, prefix) = value_format_option(opts);
-        Some(sub_decoder(spec, value_fields, format_key, prefix)?)
+        Some(sub_decoder(
+            spec,
+            value_fields,
+            Some(&value_read),
+            format_key,
+            prefix,
+        )?)
     };
     let key = if key_cols.is_empty() {
         None
     } else {
-        Some(sub_decoder(spec, key_cols, "key.format", "key.")?)
+        Some(sub_decoder(spec, key_cols, None, "key.format", "key.")?)
     };
     let quiet = value.as_ref().is_some_and(|v| v.1) || key.as_ref().is_some_and(|k| k.1);
     Ok((layout, value.map(|v| v.0), key.map(|k| k.0), meta, quiet))
@@ -915,6 +925,7 @@ fn decoders(
 fn sub_decoder(
     spec: &SourceSpec,
     fields: Vec<fsql_plan::Field>,
+    read: Option<&[bool]>,
     format_key: &str,
     prefix: &str,
 ) -> Result<(Box<dyn RecordDecoder>, bool), RuntimeError> {
@@ -944,7 +955,7 @@ fn sub_decoder(
         watermark: None,
         metadata: BTreeMap::new(),
     };
-    decoder_for(&sub, &["json", "csv", "raw"])
+    decoder_for(&sub, &["json", "csv", "raw"], read)
 }
 
 /// Every partition of `topics` (an unknown topic is an error, as in Flink).

@@ -339,7 +339,7 @@ fn next_cell(f: &mut FieldGen, now_ms: i64, strings: &mut String) -> Cell {
             *next = (*next + 1).min(*end + 1);
             match f.kind {
                 Kind::Float | Kind::Double => Cell::Float(v as f64),
-                Kind::Decimal { scale, .. } => Cell::Decimal(
+                Kind::Decimal { scale, .. } => Cell::decimal(
                     v.saturating_mul(10i128.saturating_pow(u32::try_from(scale).unwrap_or(0))),
                 ),
                 Kind::String | Kind::Bytes => {
@@ -355,7 +355,7 @@ fn next_cell(f: &mut FieldGen, now_ms: i64, strings: &mut String) -> Cell {
         Gen::RandomDecimal { min, max } => {
             let span = max.saturating_sub(*min).max(0) as u128 + 1;
             let v = (u128::from(f.rng.next_u64()) % span) as i128;
-            Cell::Decimal(min.saturating_add(v))
+            Cell::decimal(min.saturating_add(v))
         }
         Gen::RandomString { length, var_len } => {
             let len = if *var_len && *length > 0 {

@@ -13,7 +13,6 @@
 //! then keeps the row with the bad field set to NULL; fsql skips the whole record.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
@@ -21,6 +20,7 @@ use arrow::datatypes::SchemaRef;
 use fsql_plan::SourceSpec;
 
 use super::dead_letter::{DEAD_LETTER_PATH, DeadLetter};
+use super::line_reader::LineReader;
 use super::record_decoder::{RecordDecoder, decoder_for};
 use super::{MalformedRecord, OpenOptions, Source, SourceContext, SourcePoll, runtime_schema};
 use crate::checkpoint::SourcePosition;
@@ -73,7 +73,7 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 struct OpenFile {
     display: String,
-    reader: BufReader<File>,
+    reader: LineReader<File>,
     line_no: u64,
 }
 
@@ -87,7 +87,6 @@ pub struct FileSource {
     max_rows: usize,
     quiet: bool,
     dead_letter: Option<DeadLetter>,
-    buf: Vec<u8>,
     /// Lines read so far over all files, in order (the checkpoint position).
     lines: u64,
 }
@@ -105,7 +104,8 @@ impl FileSource {
         } else {
             files.push(path);
         }
-        let (decoder, quiet) = decoder_for(spec, &["json", "csv"])?;
+        let (decoder, quiet) =
+            decoder_for(spec, &["json", "csv"], options.columns_read.as_deref())?;
         let dead_letter = opts
             .get(DEAD_LETTER_PATH)
             .map(|p| DeadLetter::new(resolve(&spec.connector.base_dir, p)));
@@ -118,7 +118,6 @@ impl FileSource {
             max_rows: options.batch.max_rows.max(1),
             quiet,
             dead_letter,
-            buf: Vec::new(),
             lines: 0,
         })
     }
@@ -135,37 +134,36 @@ impl FileSource {
 }
 
 impl FileSource {
-    /// Reads the next line of the files, in order, into `buf` (opening the next file when one
-    /// ends); `false` when every file is read.
-    fn next_line(&mut self) -> Result<bool, RuntimeError> {
+    /// Finds the next line of the files, in order (opening the next file when one ends): its
+    /// bytes in the current file's reader, without the `\n`; `None` when every file is read.
+    fn next_line(&mut self) -> Result<Option<std::ops::Range<usize>>, RuntimeError> {
         loop {
             if self.current.is_none() {
                 let Some(path) = self.files.next() else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let display = path.display().to_string();
                 let file = File::open(&path).map_err(|e| RuntimeError::io(&display, e))?;
                 self.current = Some(OpenFile {
                     display,
-                    reader: BufReader::new(file),
+                    reader: LineReader::new(file),
                     line_no: 0,
                 });
             }
             let Some(file) = self.current.as_mut() else {
-                return Ok(false);
+                return Ok(None);
             };
-            self.buf.clear();
-            let read = file
+            let Some(line) = file
                 .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| RuntimeError::io(&file.display, e))?;
-            if read == 0 {
+                .next_line()
+                .map_err(|e| RuntimeError::io(&file.display, e))?
+            else {
                 self.current = None;
                 continue;
-            }
+            };
             file.line_no += 1;
             self.lines += 1;
-            return Ok(true);
+            return Ok(Some(line));
         }
     }
 }
@@ -174,23 +172,17 @@ impl Source for FileSource {
     fn poll(&mut self, ctx: &mut SourceContext<'_>) -> Result<SourcePoll, RuntimeError> {
         let mut rows = 0;
         while rows < self.max_rows {
-            if !self.next_line()? {
+            let Some(line) = self.next_line()? else {
                 break;
-            }
+            };
             let Some(file) = self.current.as_ref() else {
                 break;
             };
-            let mut bytes = self.buf.as_slice();
-            if let Some(b) = bytes.strip_suffix(b"\n") {
-                bytes = b;
-            }
+            let mut bytes = file.reader.line(line);
             if let Some(b) = bytes.strip_suffix(b"\r") {
                 bytes = b;
             }
-            let result = match std::str::from_utf8(bytes) {
-                Ok(line) => self.decoder.decode(line),
-                Err(e) => Err(format!("invalid UTF-8: {e}")),
-            };
+            let result = self.decoder.decode(bytes);
             match result {
                 Ok(true) => rows += 1,
                 Ok(false) => {}
@@ -228,7 +220,7 @@ impl Source for FileSource {
                 "a checkpoint gives this file table a Kafka position",
             ));
         };
-        while self.lines < n && self.next_line()? {}
+        while self.lines < n && self.next_line()?.is_some() {}
         Ok(())
     }
 }
@@ -391,6 +383,87 @@ mod tests {
         assert_eq!(lines[0]["line"], 2);
         assert_eq!(lines[0]["raw"], "not json at all");
         assert!(lines[2]["error"].as_str().unwrap().contains("yesterday"));
+    }
+
+    /// Reads `data` as `json_schema()` rows through a `Calc` projecting `projections` (column
+    /// positions), or straight into a `Collect` when `None`: the rows and the malformed count.
+    fn read_projected(name: &str, data: &str, projections: Option<&[usize]>) -> (Vec<String>, u64) {
+        let dir = temp_dir(name);
+        std::fs::write(dir.join("a.json"), data).unwrap();
+        let table = json_schema();
+        let mut p = PlanBuilder::new();
+        let src = p.source(source_spec(
+            "events",
+            connector(
+                "filesystem",
+                &[("path", "a.json"), ("format", "json")],
+                dir.to_str().unwrap(),
+            ),
+            table.clone(),
+        ));
+        let (input, out_schema) = match projections {
+            Some(columns) => {
+                let fields: Vec<_> = columns.iter().map(|i| table.fields[*i].clone()).collect();
+                let exprs = columns
+                    .iter()
+                    .map(|i| col(*i, table.fields[*i].data_type.clone()))
+                    .collect();
+                let schema = fsql_plan::Schema::new(fields);
+                let calc = p.add(
+                    "calc",
+                    &[src.0],
+                    schema.clone(),
+                    PlanOp::Calc {
+                        filter: None,
+                        projections: exprs,
+                    },
+                );
+                (calc.0, schema)
+            }
+            None => (src.0, table),
+        };
+        let q = p.add("q", &[input], out_schema, PlanOp::Collect);
+        let (got, summary) = run_collect(&p.pipeline, RunOptions::default());
+        (
+            got.get(&q.0).map(|b| rows(b)).unwrap_or_default(),
+            summary.malformed(),
+        )
+    }
+
+    #[test]
+    fn json_fields_no_operator_reads_are_not_decoded() {
+        // `amount` is not a number in the second record; `name` has an escape in the third.
+        let data = concat!(
+            r#"{"id": 1, "name": "a", "amount": 1.5}"#,
+            "\n",
+            r#"{"id": 2, "name": "b", "amount": "lots"}"#,
+            "\n",
+            r#"{"id": 3, "name": "c\u0041", "amount": 2}"#,
+            "\n",
+        );
+        // Only `id` and `name` are read: the bad amount is never converted (as in Flink, whose
+        // JSON format decodes only the projected fields).
+        let (got, malformed) = read_projected("json-projected", data, Some(&[0, 1]));
+        assert_eq!(
+            got,
+            [
+                r#"{"id":1,"name":"a"}"#,
+                r#"{"id":2,"name":"b"}"#,
+                r#"{"id":3,"name":"cA"}"#
+            ]
+        );
+        assert_eq!(malformed, 0);
+        // Read whole, the record with the bad amount is malformed.
+        let (got, malformed) = read_projected("json-whole", data, None);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(malformed, 1);
+        // A record that is not JSON is malformed whatever is read.
+        let (got, malformed) = read_projected(
+            "json-projected-bad",
+            "{\"id\": 1, \"amount\": [}\n",
+            Some(&[0]),
+        );
+        assert_eq!((got.len(), malformed), (0, 1));
     }
 
     #[test]

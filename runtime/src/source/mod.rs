@@ -17,6 +17,8 @@ pub mod datagen;
 pub mod dead_letter;
 pub mod filesystem;
 mod json_decode;
+mod json_lexer;
+mod line_reader;
 pub mod nexmark;
 pub mod payments;
 pub(crate) mod record_decoder;
@@ -191,6 +193,7 @@ pub fn runtime_schema(schema: &Schema) -> SchemaRef {
 }
 
 /// Everything a connector needs to open.
+#[derive(Clone)]
 pub struct OpenOptions {
     /// Batch size and linger.
     pub batch: BatchConfig,
@@ -200,6 +203,9 @@ pub struct OpenOptions {
     pub capture_sinks: bool,
     /// Positions to resume from (a checkpoint's), by table.
     pub resume: std::collections::BTreeMap<String, crate::checkpoint::SourcePosition>,
+    /// The physical columns the pipeline reads ([`fsql_plan::Pipeline::source_columns_read`];
+    /// `None`: all). The `json` format leaves the others NULL without decoding them.
+    pub columns_read: Option<Vec<bool>>,
 }
 
 /// Opens the connector of `spec`.

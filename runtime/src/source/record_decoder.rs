@@ -36,9 +36,9 @@ pub(crate) trait RecordDecoder {
     /// Appends the staged record as one row.
     fn commit(&mut self);
 
-    /// Stages and commits `line`.
-    fn decode(&mut self, line: &str) -> Result<bool, String> {
-        let staged = self.stage(line)?;
+    /// Stages and commits the record `bytes`.
+    fn decode(&mut self, bytes: &[u8]) -> Result<bool, String> {
+        let staged = self.stage_bytes(bytes)?;
         if staged {
             self.commit();
         }
@@ -72,10 +72,12 @@ pub(crate) fn builders(
 }
 
 /// The decoder of `spec`'s `'format'` option (one of `allowed`) for its physical columns, and
-/// whether malformed records are skipped quietly (`'<format>.ignore-parse-errors'`).
+/// whether malformed records are skipped quietly (`'<format>.ignore-parse-errors'`). `read`
+/// marks the columns the pipeline reads (`None`: all); `json` leaves the others NULL.
 pub(crate) fn decoder_for(
     spec: &SourceSpec,
     allowed: &[&str],
+    read: Option<&[bool]>,
 ) -> Result<(Box<dyn RecordDecoder>, bool), RuntimeError> {
     let opts = &spec.connector.options;
     let format = opts
@@ -86,7 +88,10 @@ pub(crate) fn decoder_for(
     match format.as_str() {
         "json" if allowed.contains(&"json") => {
             let quiet = super::option_bool(opts, &spec.table, "json.ignore-parse-errors")?;
-            Ok((Box::new(super::json_decode::JsonDecoder::new(spec)?), quiet))
+            Ok((
+                Box::new(super::json_decode::JsonDecoder::new(spec, read)?),
+                quiet,
+            ))
         }
         "csv" if allowed.contains(&"csv") => {
             let quiet = super::option_bool(opts, &spec.table, "csv.ignore-parse-errors")?;
