@@ -326,3 +326,28 @@ impl ColumnBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decimal_cell_holds_its_value_whatever_its_sign_and_size() {
+        for v in [
+            0,
+            1,
+            -1,
+            -150,
+            1 << 64,
+            -(1 << 64),
+            (1 << 64) - 1,
+            i128::MAX,
+            i128::MIN,
+        ] {
+            let Cell::Decimal(unscaled) = Cell::decimal(v) else {
+                panic!("not a decimal cell");
+            };
+            assert_eq!(unscaled.get(), v);
+        }
+    }
+}
