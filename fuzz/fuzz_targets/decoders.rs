@@ -6,6 +6,9 @@
 //! followed by the file's bytes (see `Case::parse`). Invariants checked: no panic, every batch has
 //! the table's runtime schema, and no record is dropped silently: every line is a row, a
 //! malformed record, or a line the format skips (blank; a `#` comment with `csv.allow-comments`).
+//! And when the format is JSON, every column a STRING and the file UTF-8, the rows are exactly
+//! what `serde_json` reads: a line is a row when it is a JSON object, with each column the value
+//! its field gives a STRING column.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -190,6 +193,32 @@ impl<'a> Case<'a> {
         }
     }
 
+    /// The rows `serde_json` reads from the file, when the check applies (JSON, every column a
+    /// STRING, the file UTF-8): each column's text, `None` for NULL.
+    fn expected_string_rows(&self) -> Option<Vec<Vec<Option<String>>>> {
+        let fields = &self.spec.physical.fields;
+        if self.csv || fields.iter().any(|f| f.data_type != DataType::String) {
+            return None;
+        }
+        let text = std::str::from_utf8(self.content).ok()?;
+        let mut rows = Vec::new();
+        for line in text.split_inclusive('\n') {
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(line) {
+                let row = fields
+                    .iter()
+                    .map(|f| object.get(&f.name).and_then(as_string_column))
+                    .collect();
+                rows.push(row);
+            }
+        }
+        Some(rows)
+    }
+
     /// Lines the format skips without a row or a malformed record (the documented rules).
     fn skipped_lines(&self) -> u64 {
         let mut skipped = 0;
@@ -208,6 +237,34 @@ impl<'a> Case<'a> {
         }
         skipped
     }
+}
+
+/// What a STRING column takes from a JSON value (docs/language.md, 5.1): a scalar as text (a
+/// fractional number as Java writes a double), a nested value as its JSON text, `null` as NULL.
+fn as_string_column(v: &serde_json::Value) -> Option<String> {
+    Some(match v {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let mut s = String::new();
+            fsql_runtime::text::format_java_double(n.as_f64()?, &mut s);
+            s
+        }
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        nested => nested.to_string(),
+    })
+}
+
+/// A row's columns' text (the columns are STRINGs), read back from the row as the `json` sinks
+/// render it.
+fn string_columns(rendered: &str, names: &[String]) -> Vec<Option<String>> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(rendered).expect("a rendered row is a JSON object");
+    names
+        .iter()
+        .map(|n| object.get(n).and_then(|v| v.as_str().map(str::to_string)))
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -232,6 +289,15 @@ fuzz_target!(|data: &[u8]| {
     let schema = runtime_schema(&case.spec.physical);
     let lines = case.content.split_inclusive(|b| *b == b'\n').count() as u64;
     let (mut rows, mut malformed) = (0u64, 0u64);
+    let expected = case.expected_string_rows();
+    let names: Vec<String> = case
+        .spec
+        .physical
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut got = Vec::new();
     let mut out = String::new();
     loop {
         let mut report = |_: &fsql_runtime::MalformedRecord| {};
@@ -249,6 +315,9 @@ fuzz_target!(|data: &[u8]| {
                 for row in 0..batch.num_rows() {
                     out.clear();
                     format::json_row(&batch, row, &mut out);
+                    if expected.is_some() {
+                        got.push(string_columns(&out, &names));
+                    }
                     format::flink_row(&batch, row, fsql_runtime::RowKind::Insert, &mut out);
                 }
             }
@@ -263,4 +332,7 @@ fuzz_target!(|data: &[u8]| {
         lines,
         "lines dropped silently: {rows} rows, {malformed} malformed of {lines} lines"
     );
+    if let Some(expected) = expected {
+        assert_eq!(got, expected, "rows other than serde_json's");
+    }
 });
