@@ -1,9 +1,9 @@
 //! A JSON lexer over one record: the tokens the `json` decoder reads, straight off the record's
 //! bytes.
 //!
-//! It accepts exactly the JSON text `serde_json` accepts (RFC 8259, nesting at most 128 deep) and
-//! classifies numbers as `serde_json` does, so that the decoder's conversions are Flink's whatever
-//! the lexer. It is a separate, hand-written scanner because decoding was the whole cost of a
+//! It accepts the JSON text `serde_json` accepts (RFC 8259, nesting fewer than 128 levels deep)
+//! and classifies numbers as `serde_json` does, so that the decoder's conversions are Flink's
+//! whatever the lexer; unlike `serde_json` it does not check that a skipped string is UTF-8. It is a separate, hand-written scanner because decoding was the whole cost of a
 //! query that reads a topic and projects it (Nexmark q0–q2): field names are compared in place,
 //! strings without escapes are borrowed, numbers are read in one pass, and the values of fields no
 //! column names are skipped without being decoded.
@@ -29,7 +29,7 @@ impl fmt::Display for SyntaxError {
 
 /// A JSON number, classified as `serde_json` classifies it: a non-negative integer that fits
 /// `u64`, a negative one that fits `i64`, anything else (fractions, exponents, `-0`, integers out
-/// of range) a float. `text` is the number as written, for exact DECIMAL conversion.
+/// of range) a float. [`Lexer::number`] also gives it as written, for exact DECIMAL conversion.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Number {
     PosInt(u64),
@@ -48,22 +48,18 @@ pub(crate) enum Text<'a> {
 /// lexer hands out are checked (a byte above 0x7f outside a string is a syntax error anyway), and
 /// a skipped string is not, as Flink's JSON parser does not check fields it skips.
 pub(crate) struct Lexer<'a> {
-    text: &'a [u8],
+    bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Lexer<'a> {
-    pub(crate) fn new(text: &'a [u8]) -> Lexer<'a> {
-        Lexer { text, pos: 0 }
+    pub(crate) fn new(bytes: &'a [u8]) -> Lexer<'a> {
+        Lexer { bytes, pos: 0 }
     }
 
-    fn bytes(&self) -> &'a [u8] {
-        self.text
-    }
-
-    /// `text[start..end]` as text, or an error at `start`.
+    /// `bytes[start..end]` as text, or an error where it stops being UTF-8.
     fn utf8(&self, start: usize, end: usize) -> Result<&'a str, SyntaxError> {
-        std::str::from_utf8(&self.text[start..end]).map_err(|e| SyntaxError {
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| SyntaxError {
             what: "invalid UTF-8 in a string",
             at: start + e.valid_up_to(),
         })
@@ -80,7 +76,7 @@ impl<'a> Lexer<'a> {
 
     /// The next byte after whitespace, without consuming it.
     pub(crate) fn peek(&mut self) -> Option<u8> {
-        let bytes = self.bytes();
+        let bytes = self.bytes;
         while let Some(&b) = bytes.get(self.pos) {
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
@@ -107,7 +103,7 @@ impl<'a> Lexer<'a> {
         self.peek();
         let end = self.pos + expected.len();
         let equal = self
-            .bytes()
+            .bytes
             .get(self.pos..end)
             .is_some_and(|next| short_eq(next, expected));
         if equal {
@@ -140,7 +136,7 @@ impl<'a> Lexer<'a> {
         self.expect(b'"', "expected a string")?;
         let start = self.pos;
         let end = self.to_special(start);
-        match self.bytes().get(end) {
+        match self.bytes.get(end) {
             Some(b'"') => {
                 self.pos = end + 1;
                 Ok(Text::Borrowed(self.utf8(start, end)?))
@@ -167,7 +163,7 @@ impl<'a> Lexer<'a> {
                 out.push_str(self.utf8(from, end)?);
             }
             self.pos = end;
-            match self.bytes().get(end) {
+            match self.bytes.get(end) {
                 Some(b'"') => {
                     self.pos = end + 1;
                     return Ok(());
@@ -188,7 +184,7 @@ impl<'a> Lexer<'a> {
 
     /// One escape after its backslash, as the character it stands for.
     fn escape(&mut self) -> Result<char, SyntaxError> {
-        let Some(&b) = self.bytes().get(self.pos) else {
+        let Some(&b) = self.bytes.get(self.pos) else {
             return Err(self.error("the record ends inside a string"));
         };
         self.pos += 1;
@@ -205,7 +201,7 @@ impl<'a> Lexer<'a> {
                 let unit = self.hex4()?;
                 match unit {
                     0xD800..=0xDBFF => {
-                        if self.bytes().get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
                             return Err(self.error("a lone surrogate in a \\u escape"));
                         }
                         self.pos += 2;
@@ -234,7 +230,7 @@ impl<'a> Lexer<'a> {
     fn hex4(&mut self) -> Result<u16, SyntaxError> {
         let mut v: u16 = 0;
         for _ in 0..4 {
-            let Some(&b) = self.bytes().get(self.pos) else {
+            let Some(&b) = self.bytes.get(self.pos) else {
                 return Err(self.error("the record ends inside a string"));
             };
             let d = match b {
@@ -253,7 +249,7 @@ impl<'a> Lexer<'a> {
     /// there is none): sixteen bytes at a time with SSE2 (every x86-64 CPU has it), then byte by
     /// byte.
     fn to_special(&self, mut from: usize) -> usize {
-        let bytes = self.bytes();
+        let bytes = self.bytes;
         #[cfg(target_arch = "x86_64")]
         while let Some(chunk) = bytes.get(from..).and_then(|rest| rest.first_chunk::<16>()) {
             let found = special_mask(chunk);
@@ -271,9 +267,10 @@ impl<'a> Lexer<'a> {
         from
     }
 
-    /// Reads a number whose first byte (`-` or a digit) is next: its text and its value.
+    /// Reads a number whose first byte (`-` or a digit) is next: its bytes as written (ASCII) and
+    /// its value.
     pub(crate) fn number(&mut self) -> Result<(&'a [u8], Number), SyntaxError> {
-        let bytes = self.bytes();
+        let bytes = self.bytes;
         let start = self.pos;
         let mut i = start;
         let negative = bytes.get(i) == Some(&b'-');
@@ -344,7 +341,7 @@ impl<'a> Lexer<'a> {
 
     /// One or more digits from `i`; the offset after them.
     fn digits(&mut self, mut i: usize) -> Result<usize, SyntaxError> {
-        let bytes = self.bytes();
+        let bytes = self.bytes;
         let first = i;
         while let Some(b'0'..=b'9') = bytes.get(i) {
             i += 1;
@@ -359,7 +356,7 @@ impl<'a> Lexer<'a> {
     /// Consumes the literal `word` (`true`, `false`, `null`) whose first byte is next.
     pub(crate) fn literal(&mut self, word: &'static [u8]) -> Result<(), SyntaxError> {
         let end = self.pos + word.len();
-        if self.bytes().get(self.pos..end) == Some(word) {
+        if self.bytes.get(self.pos..end) == Some(word) {
             self.pos = end;
             Ok(())
         } else {
