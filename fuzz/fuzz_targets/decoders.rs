@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use fsql_plan::{ConnectorSpec, DataType, Field, Schema, SourceSpec};
 use fsql_runtime::source::filesystem::FileSource;
+use fsql_runtime::source::json_reference::string_column_value;
 use fsql_runtime::source::{OpenOptions, Source, SourceContext, SourcePoll, runtime_schema};
 use fsql_runtime::{BatchConfig, format};
 use libfuzzer_sys::fuzz_target;
@@ -211,7 +212,7 @@ impl<'a> Case<'a> {
             if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(line) {
                 let row = fields
                     .iter()
-                    .map(|f| object.get(&f.name).and_then(as_string_column))
+                    .map(|f| object.get(&f.name).and_then(string_column_value))
                     .collect();
                 rows.push(row);
             }
@@ -237,23 +238,6 @@ impl<'a> Case<'a> {
         }
         skipped
     }
-}
-
-/// What a STRING column takes from a JSON value (docs/language.md, 5.1): a scalar as text (a
-/// fractional number as Java writes a double), a nested value as its JSON text, `null` as NULL.
-fn as_string_column(v: &serde_json::Value) -> Option<String> {
-    Some(match v {
-        serde_json::Value::Null => return None,
-        serde_json::Value::Bool(b) => b.to_string(),
-        serde_json::Value::Number(n) if n.is_f64() => {
-            let mut s = String::new();
-            fsql_runtime::text::format_java_double(n.as_f64()?, &mut s);
-            s
-        }
-        serde_json::Value::Number(n) => n.to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        nested => nested.to_string(),
-    })
 }
 
 /// A row's columns' text (the columns are STRINGs), read back from the row as the `json` sinks

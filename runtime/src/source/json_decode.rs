@@ -414,6 +414,7 @@ mod tests {
     use fsql_plan::DataType;
 
     use super::*;
+    use crate::source::json_reference::string_column_value;
     use crate::source::rng::Rng;
     use crate::testkit::{connector, schema, source_spec};
 
@@ -437,22 +438,6 @@ mod tests {
                 other => Some(format!("{other:?}")),
             })
             .collect())
-    }
-
-    /// What Flink's rules give a STRING column for a JSON value, from serde_json's reading.
-    fn as_string_column(v: &serde_json::Value) -> Option<String> {
-        Some(match v {
-            serde_json::Value::Null => return None,
-            serde_json::Value::Bool(b) => b.to_string(),
-            serde_json::Value::Number(n) if n.is_f64() => {
-                let mut s = String::new();
-                text::format_java_double(n.as_f64()?, &mut s);
-                s
-            }
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::String(s) => s.clone(),
-            nested => nested.to_string(),
-        })
     }
 
     /// A random JSON value: scalars of every form, escapes, nesting.
@@ -586,7 +571,7 @@ mod tests {
             let theirs = match serde_json::from_str::<serde_json::Value>(&line) {
                 Ok(serde_json::Value::Object(fields)) => Ok(["a", "b", "c"]
                     .iter()
-                    .map(|k| fields.get(*k).and_then(as_string_column))
+                    .map(|k| fields.get(*k).and_then(string_column_value))
                     .collect::<Vec<_>>()),
                 Ok(_) => Err("not an object".to_string()),
                 Err(e) => Err(e.to_string()),

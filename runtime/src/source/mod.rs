@@ -18,6 +18,7 @@ pub mod dead_letter;
 pub mod filesystem;
 mod json_decode;
 mod json_lexer;
+pub mod json_reference;
 mod line_reader;
 pub mod nexmark;
 pub mod payments;
