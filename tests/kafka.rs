@@ -614,6 +614,15 @@ fn a_restarted_pipeline_resumes_from_its_group_offsets() {
         (0..45_000).collect::<Vec<_>>(),
         "no loss, no duplicates"
     );
+    // The same group with `earliest-offset` reads the topic from its start again, although the
+    // group's committed offsets are at its end.
+    let again = sql.replace(
+        "'scan.startup.mode' = 'group-offsets'",
+        "'scan.startup.mode' = 'earliest-offset'",
+    );
+    assert_ne!(again, sql);
+    let fourth = run_fsql(&dir, &again);
+    assert_eq!(rows_in(&String::from_utf8_lossy(&fourth.stderr)), 45_000);
 }
 
 /// Periodic commits run in the background, after the sink's acknowledgements: a run killed with
@@ -1155,4 +1164,266 @@ fn an_upsert_kafka_sink_writes_updates_and_deletes_as_tombstones() {
             record(30, Some(1)),
         ]
     );
+}
+
+/// A copy of one of the reference pipeline's files, edited for a test and written beside the
+/// original (so its `INCLUDE`s, model and reference table resolve); deleted when dropped.
+struct ReferenceCopy(PathBuf);
+
+impl ReferenceCopy {
+    fn new(file: &str, edit: impl FnOnce(String) -> String) -> ReferenceCopy {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/payments_risk");
+        let text = std::fs::read_to_string(dir.join(file)).expect("read the reference pipeline");
+        let copy = dir.join(format!(".{}.fsql", unique("kafka-test")));
+        std::fs::write(&copy, edit(text)).expect("write the copy");
+        ReferenceCopy(copy)
+    }
+
+    /// `fsql run` of the copy with `args` before it; panics unless it succeeds.
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(FSQL)
+            .arg("run")
+            .args(args)
+            .arg(&self.0)
+            .output()
+            .expect("fsql runs");
+        assert!(
+            out.status.success(),
+            "fsql run {} failed:\n{}",
+            self.0.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for ReferenceCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The values of a topic's records as JSON, after `expected` arrived (and a moment for more).
+fn topic_json(topic: &str, expected: usize) -> Vec<Value> {
+    consume_all(topic, expected, Duration::from_secs(60))
+        .into_iter()
+        .map(|c| json(&c.value.unwrap_or_default()))
+        .collect()
+}
+
+/// Rows as sorted tuples of the named fields' JSON text: a multiset to compare.
+fn fields(rows: &[Value], names: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            names
+                .iter()
+                .map(|n| r[*n].to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Issue 9's production shape: `pipelines/payments_risk/payments_risk_kafka.fsql`, fed by
+/// `payments_to_kafka.fsql`, decides every authorisation once, with the same decisions, scores,
+/// features, refund decisions and pattern alerts as the local-mode pipeline (`payments_risk.fsql`,
+/// the generator read in process) on the same payments; a payment far behind the watermark is
+/// decided too, a malformed one goes to the dead-letter topic and one without an event time to the
+/// late topic.
+#[test]
+fn the_reference_pipeline_on_kafka_decides_as_the_local_pipeline_does() {
+    const ROWS: u64 = 20_000;
+    const NAMES: [&str; 9] = [
+        "payments",
+        "payments-dead",
+        "payments-late",
+        "payment-decisions",
+        "payment-features",
+        "refund-decisions",
+        "pattern-alerts",
+        "payments-risk-control",
+        "payments-risk-control-acks",
+    ];
+    let topic: HashMap<&str, String> = NAMES.iter().map(|n| (*n, unique(n))).collect();
+    let names: Vec<&str> = topic.values().map(String::as_str).collect();
+    // One partition each: the pipeline reads the payments in the generator's order, as the
+    // local one does (in arrival mode, results follow the order rows arrive in).
+    let _topics = Topics::create(&names, 1);
+    let dir = scratch("reference");
+    let rows = |text: String| {
+        text.replace(
+            "'number-of-rows' = '200000'",
+            &format!("'number-of-rows' = '{ROWS}'"),
+        )
+    };
+    let on_kafka = |text: String| {
+        let mut text = rows(text).replace("127.0.0.1:9092", &brokers());
+        for name in NAMES {
+            text = text.replace(&format!("= '{name}'"), &format!("= '{}'", topic[name]));
+        }
+        text
+    };
+
+    // The payments, then a malformed record, an authorisation as old as the first payment (far behind
+    // the watermark) and one without an event time.
+    ReferenceCopy::new("payments_to_kafka.fsql", on_kafka).run(&[
+        "--unthrottled",
+        "--progress",
+        "0",
+    ]);
+    let payments = topic_json(&topic["payments"], ROWS as usize);
+    assert_eq!(payments.len(), ROWS as usize);
+    let auths = payments.iter().filter(|p| p["kind"] == "AUTH").count();
+    let refunds = payments.iter().filter(|p| p["kind"] == "REFUND").count();
+    let mut late = payments
+        .iter()
+        .rev()
+        .find(|p| p["kind"] == "AUTH")
+        .expect("an authorisation")
+        .clone();
+    late["payment_id"] = Value::from(1_000_000_000_u64);
+    late["ts"] = payments[0]["ts"].clone();
+    let mut timeless = late.clone();
+    timeless["payment_id"] = Value::from(1_000_000_001_u64);
+    timeless["ts"] = Value::Null;
+    produce(
+        &topic["payments"],
+        &[
+            (
+                "bad".into(),
+                Some("{\"payment_id\": \"not a number\"}".into()),
+            ),
+            ("late".into(), Some(late.to_string())),
+            ("timeless".into(), Some(timeless.to_string())),
+        ],
+    );
+
+    // The pipeline on Kafka, to the end of the topic.
+    let chk = dir.join("chk");
+    let pipeline = ReferenceCopy::new("payments_risk_kafka.fsql", |text| {
+        on_kafka(text)
+            .replace(
+                "'execution.checkpointing.dir' = 'checkpoints'",
+                &format!("'execution.checkpointing.dir' = '{}'", chk.display()),
+            )
+            .replace(
+                "'format' = 'json',\n  'scan.watermark.idle-timeout'",
+                "'format' = 'json',\n  'scan.bounded.mode' = 'latest-offset',\n  'scan.watermark.idle-timeout'",
+            )
+    });
+    let out = pipeline.run(&["--progress", "0"]);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("1 malformed"), "{summary}");
+
+    // The same pipeline in local mode: the generator's payments in process.
+    let local = ReferenceCopy::new("payments_risk.fsql", |text| {
+        rows(text).replace("'path' = 'out/", &format!("'path' = '{}/", dir.display()))
+    });
+    let printed = local.run(&["--unthrottled", "--progress", "0", "--format", "jsonl"]);
+    let local_decisions: Vec<Value> = String::from_utf8_lossy(&printed.stdout)
+        .lines()
+        .map(json)
+        .collect();
+    let read_lines = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(dir.join(name))
+            .expect("a local output file")
+            .lines()
+            .map(json)
+            .collect()
+    };
+    let (local_refunds, local_alerts) = (
+        read_lines("refund_decisions.jsonl"),
+        read_lines("pattern_alerts.jsonl"),
+    );
+    assert!(local_decisions.len() > 100 && !local_alerts.is_empty());
+
+    // Every authorisation decided once: in arrival order the late one too; the one without an
+    // event time cannot be placed in any window, and is not. The decisions that are not ALLOW are
+    // the ones local mode prints, with the same scores and rules.
+    let decisions = topic_json(&topic["payment-decisions"], auths + 1);
+    let mut decided: Vec<u64> = decisions
+        .iter()
+        .map(|d| d["payment_id"].as_u64().expect("payment_id"))
+        .collect();
+    let mut expected: Vec<u64> = payments
+        .iter()
+        .filter(|p| p["kind"] == "AUTH")
+        .map(|p| p["payment_id"].as_u64().expect("payment_id"))
+        .chain([1_000_000_000])
+        .collect();
+    decided.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(decided, expected, "every authorisation decided once");
+    let not_allowed: Vec<Value> = decisions
+        .iter()
+        .filter(|d| d["decision"] != "ALLOW" && d["payment_id"] != 1_000_000_000)
+        .cloned()
+        .collect();
+    let decision_fields = ["payment_id", "decision", "rule", "score", "ruleset_version"];
+    assert_eq!(
+        fields(&not_allowed, &decision_fields),
+        fields(&local_decisions, &decision_fields)
+    );
+
+    // Feature vectors: one per authorisation, with the features local mode prints.
+    let features = topic_json(&topic["payment-features"], auths + 1);
+    assert_eq!(features.len(), auths + 1);
+    let by_id: HashMap<u64, &Value> = features
+        .iter()
+        .map(|f| (f["payment_id"].as_u64().expect("payment_id"), f))
+        .collect();
+    for d in &local_decisions {
+        let f = by_id[&d["payment_id"].as_u64().expect("payment_id")];
+        for name in ["card_cnt_10m", "card_cnt_1h", "card_amt_1h"] {
+            assert_eq!(f[name], d[name], "{name} of {d}");
+        }
+    }
+
+    // Refund decisions (every refund; local mode writes those not ALLOW) and pattern alerts.
+    let refund_decisions = topic_json(&topic["refund-decisions"], refunds);
+    assert_eq!(refund_decisions.len(), refunds);
+    let refund_fields = ["payment_id", "auth_id", "decision", "rule"];
+    let flagged: Vec<Value> = refund_decisions
+        .into_iter()
+        .filter(|d| d["decision"] != "ALLOW")
+        .collect();
+    assert_eq!(
+        fields(&flagged, &refund_fields),
+        fields(&local_refunds, &refund_fields)
+    );
+    let alert_fields = [
+        "alert",
+        "card_id",
+        "merchant_id",
+        "payment_id",
+        "first_ts",
+        "last_ts",
+        "n_events",
+    ];
+    assert_eq!(
+        fields(
+            &topic_json(&topic["pattern-alerts"], local_alerts.len()),
+            &alert_fields
+        ),
+        fields(&local_alerts, &alert_fields)
+    );
+
+    // The malformed record in the dead-letter topic; the payment without an event time in the late
+    // topic, from each stateful operator that received it.
+    let dead = consume_all(&topic["payments-dead"], 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key.as_deref(), Some(&b"bad"[..]));
+    let late_rows = topic_json(&topic["payments-late"], 1);
+    assert!(!late_rows.is_empty());
+    for row in &late_rows {
+        assert!(
+            row["row"]
+                .as_str()
+                .is_some_and(|r| r.contains("\"payment_id\":1000000001")),
+            "{row}"
+        );
+    }
 }

@@ -585,40 +585,90 @@ fn java_float_layout(scientific: &str, out: &mut String) {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // The mantissa's digits without its point: `d` or `d.ddd`, ASCII.
+    let (first, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |from: usize, to: usize, out: &mut String| {
+        for i in from..to {
+            let d = if i < first.len() {
+                first.as_bytes().get(i)
+            } else {
+                rest.as_bytes().get(i - first.len())
+            };
+            out.push(char::from(*d.unwrap_or(&b'0')));
+        }
+    };
+    let len = first.len() + rest.len();
     if negative {
         out.push('-');
     }
     if (-3..7).contains(&exp) {
         if exp >= 0 {
             let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(&digits);
-                for _ in digits.len()..int_len {
-                    out.push('0');
-                }
-                out.push_str(".0");
+            digits(0, int_len, out);
+            out.push('.');
+            if len <= int_len {
+                out.push('0');
             } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
+                digits(int_len, len, out);
             }
         } else {
             out.push_str("0.");
             for _ in 0..(-exp - 1) {
                 out.push('0');
             }
-            out.push_str(&digits);
+            digits(0, len, out);
         }
     } else {
-        out.push_str(&digits[..1]);
+        digits(0, 1, out);
         out.push('.');
-        if digits.len() > 1 {
-            out.push_str(&digits[1..]);
+        if len > 1 {
+            digits(1, len, out);
         } else {
             out.push('0');
         }
         let _ = write!(out, "E{exp}");
+    }
+}
+
+/// A small text buffer on the stack: `{:e}` of a float without allocating a `String`.
+struct StackText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> StackText {
+        StackText {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// `{:e}` of `v` laid out as Java lays it out.
+fn java_layout(v: impl std::fmt::LowerExp, out: &mut String) {
+    let mut text = StackText::new();
+    if write!(text, "{v:e}").is_ok() {
+        java_float_layout(text.as_str(), out);
+    } else {
+        // Longer than any float's `{:e}`: not reached.
+        java_float_layout(&format!("{v:e}"), out);
     }
 }
 
@@ -632,7 +682,7 @@ pub fn format_java_double(v: f64, out: &mut String) {
     } else if v == 0.0 {
         out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
     } else {
-        java_float_layout(&format!("{v:e}"), out);
+        java_layout(v, out);
     }
 }
 
@@ -641,26 +691,36 @@ pub fn format_java_float(v: f32, out: &mut String) {
     if v.is_nan() || v.is_infinite() || v == 0.0 {
         format_java_double(f64::from(v), out);
     } else {
-        java_float_layout(&format!("{v:e}"), out);
+        java_layout(v, out);
     }
 }
 
 /// Appends `s` as a JSON string literal (quoted, escaped).
 pub fn push_json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+    let mut rest = s;
+    // Runs of characters that need no escape are copied whole.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        let (plain, tail) = rest.split_at(at);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        match chars.next() {
+            Some('"') => out.push_str("\\\""),
+            Some('\\') => out.push_str("\\\\"),
+            Some('\n') => out.push_str("\\n"),
+            Some('\r') => out.push_str("\\r"),
+            Some('\t') => out.push_str("\\t"),
+            Some(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            None => {}
         }
+        rest = chars.as_str();
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -762,6 +822,56 @@ mod tests {
         let mut s = String::new();
         format_java_float(0.1, &mut s);
         assert_eq!(s, "0.1");
+        for (v, expected) in [
+            (100.0, "100.0"),
+            (1_234_567.0, "1234567.0"),
+            (0.0123, "0.0123"),
+            (0.000_123, "1.23E-4"),
+            (-1.7976931348623157e308, "-1.7976931348623157E308"),
+        ] {
+            s.clear();
+            format_java_double(v, &mut s);
+            assert_eq!(s, expected);
+        }
+        // Every double's text reads back as the same double.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if !v.is_finite() {
+                continue;
+            }
+            s.clear();
+            format_java_double(v, &mut s);
+            assert_eq!(s.parse::<f64>().ok(), Some(v), "{s}");
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_escapes_them() {
+        for text in [
+            "",
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "tab\tnew\nline\r",
+            "\u{1}\u{1f}x",
+            "é€😀\"",
+            "\"\"",
+        ] {
+            let mut s = String::new();
+            push_json_string(text, &mut s);
+            assert_eq!(
+                serde_json::from_str::<String>(&s).ok().as_deref(),
+                Some(text),
+                "{s}"
+            );
+        }
+        let mut s = String::new();
+        push_json_string("q\"\u{7}", &mut s);
+        assert_eq!(s, "\"q\\\"\\u0007\"");
     }
 
     #[test]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PIPELINE = HERE.parent / "payments_risk.fsql"
+LOGIC = HERE.parent / "risk.fsql"
 DATA = HERE / "data"
 MODEL_FILE = HERE / "fraud_gbm.txt"
 METRICS_FILE = HERE / "metrics.json"
@@ -82,11 +83,21 @@ def fsql_binary() -> str:
     return found
 
 
+def pipeline_text() -> str:
+    """The local-mode pipeline with its logic (`INCLUDE 'risk.fsql';`) written in place, so the text
+    up to the model is the generator source followed by the feature views."""
+    entry = PIPELINE.read_text()
+    include = "INCLUDE 'risk.fsql';"
+    if include not in entry:
+        sys.exit(f"{PIPELINE.name} does not {include}")
+    return entry.replace(include, LOGIC.read_text(), 1)
+
+
 def model_inputs(pipeline: str) -> list[str]:
     """The column names of `CREATE MODEL fraud_gbm INPUT (...)` in the pipeline, in order."""
     m = re.search(r"CREATE MODEL fraud_gbm\s+INPUT\s*\((.*?)\)\s*OUTPUT", pipeline, re.S)
     if m is None:
-        sys.exit("payments_risk.fsql has no CREATE MODEL fraud_gbm INPUT (...)")
+        sys.exit("risk.fsql has no CREATE MODEL fraud_gbm INPUT (...)")
     body = re.sub(r"--[^\n]*", "", m.group(1))
     return [col.split()[0] for col in body.split(",") if col.strip()]
 
@@ -150,7 +161,7 @@ def main() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     fsql = fsql_binary()
-    pipeline = PIPELINE.read_text()
+    pipeline = pipeline_text()
     features = model_inputs(pipeline)
     DATA.mkdir(exist_ok=True)
     frames = {}

@@ -149,6 +149,9 @@ struct Shared {
     topics: Vec<String>,
     /// Whether offsets are committed (a group id is set).
     commit: bool,
+    /// Whether partitions start at the group's committed offsets (`group-offsets`): only then
+    /// does a committed offset at a bounded run's end mean the partition has nothing to read.
+    from_committed: bool,
     /// End offsets (exclusive) of a bounded run, by partition (set once, after connecting):
     /// nothing at or past them is read or committed.
     bounds: OnceLock<HashMap<Partition, i64>>,
@@ -327,6 +330,7 @@ impl KafkaSource {
         let shared = Arc::new(Shared {
             topics: topics.clone(),
             commit: group,
+            from_committed: mode == "group-offsets",
             ..Shared::default()
         });
         let consumer: BaseConsumer<Callbacks> = config
@@ -442,8 +446,9 @@ impl KafkaSource {
         let assigned = &self.assigned;
         self.finished.retain(|p| assigned.contains(p));
         if self.shared.bounds.get().is_some() {
-            // A partition whose committed offset is at its end already has nothing to read.
-            let committed = if self.shared.commit && !self.assigned.is_empty() {
+            // A partition that starts at its committed offset, which is at its end already,
+            // has nothing to read.
+            let committed = if self.shared.from_committed && !self.assigned.is_empty() {
                 self.consumer.committed(LOOKUP_TIMEOUT).ok()
             } else {
                 None
