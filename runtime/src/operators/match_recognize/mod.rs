@@ -46,8 +46,8 @@ use crate::error::RuntimeError;
 use crate::eval::{evaluate_predicate, timestamp_raw};
 use crate::operator::{Event, LateRows, Operator, batch_with_schema};
 use crate::operators::agg::key::{FxBuild, KeyBytes, KeyEncoder};
-use crate::state::KeyedState;
 use crate::state::codec::{StateReader, StateWriter};
+use crate::state::{KeyedState, StateSnapshot};
 use crate::text::units_per_second;
 
 /// A row of an input batch (its columns, then the derived values): the batch is shared by all its
@@ -1996,6 +1996,12 @@ impl Operator for MatchRecognize {
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         self.write_state(w)?;
         Ok(true)
+    }
+
+    /// [`Operator::snapshot`]'s bytes, the stored rows gathered and encoded by the checkpoint's
+    /// writer thread ([`MatchRecognize::state_parts`]).
+    fn snapshot_parts(&mut self) -> Result<Option<StateSnapshot>, RuntimeError> {
+        self.state_parts().map(Some)
     }
 
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {

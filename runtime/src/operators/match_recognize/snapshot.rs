@@ -1,6 +1,8 @@
 //! The checkpoint state of a `MATCH_RECOGNIZE` node: what [`Operator::snapshot`] writes and
 //! [`Operator::restore`] reads back, so that a restored node continues exactly like the one that
-//! was checkpointed (same output rows, in the same order, with the same match numbers).
+//! was checkpointed (same output rows, in the same order, with the same match numbers). A
+//! checkpoint gathers and encodes the stored rows on its writer thread, while the pipeline goes
+//! on ([`MatchRecognize::state_parts`]); the bytes are the same.
 //!
 //! A checkpoint is taken between two steps, when every final match has been output, so the state
 //! is the partitions (each one's matcher, its stored rows and its queue and TTL bookkeeping), the
@@ -37,16 +39,20 @@ use super::program::Inst;
 use super::{Due, DueQueue, MatchRecognize, Partition, RowRef, Stored, Waiting};
 use crate::error::RuntimeError;
 use crate::operators::agg::key::KeyBytes;
-use crate::state::KeyedState;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
 use crate::state::row_codec;
+use crate::state::{KeyedState, StateSnapshot};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
 pub(super) const MR_STATE_LAYOUT: u32 = 1;
 
 impl MatchRecognize {
-    /// Writes the node's state (see the module documentation for the layout).
-    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+    /// The node's state (see the module documentation for the layout) in three parts: the
+    /// stored rows (part 2 of the layout) are gathered into one batch and encoded by the
+    /// checkpoint's writer thread, everything else now. Rows are never changed once stored (a
+    /// [`RowRef`] shares its batch), so the references taken now are the rows as they are now;
+    /// the parts concatenated are the bytes a snapshot taken at once would be.
+    pub(super) fn state_parts(&self) -> Result<StateSnapshot, RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
         // `emit` outputs every match found before a step returns, so none is pending here.
         if !self.found.is_empty() {
@@ -55,21 +61,31 @@ impl MatchRecognize {
                 self.found.len()
             ))));
         }
+        let mut w = StateWriter::default();
         w.u32(MR_STATE_LAYOUT);
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
-        // By batch address: state holds rows of many batches (one per compaction).
-        let rows: Vec<(&RecordBatch, usize)> = self
+        let mut parts = StateSnapshot::ready(w.into_bytes());
+        let rows: Vec<(Arc<RecordBatch>, usize)> = self
             .partitions
             .values()
             .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
             .chain(self.waiting.iter().map(|x| &x.row))
-            .map(|r| (r.batch.as_ref(), r.index))
+            .map(|r| (Arc::clone(&r.batch), r.index))
             .collect();
-        let batch = row_codec::gather(&rows, &self.row_schema).map_err(err)?;
-        w.batch(&batch).map_err(err)?;
+        let schema = Arc::clone(&self.row_schema);
+        parts.push_deferred(move |out: &mut dyn FnMut(&[u8])| {
+            let rows: Vec<(&RecordBatch, usize)> =
+                rows.iter().map(|(b, i)| (b.as_ref(), *i)).collect();
+            let batch = row_codec::gather(&rows, &schema)?;
+            let mut w = StateWriter::default();
+            w.batch(&batch)?;
+            out(&w.into_bytes());
+            Ok(())
+        });
+        let mut w = StateWriter::default();
         self.partitions
-            .snapshot(w, |p, w| {
+            .snapshot(&mut w, |p, w| {
                 write_partition(p, w);
                 Ok(())
             })
@@ -88,8 +104,19 @@ impl MatchRecognize {
         for key in active {
             w.bytes(key);
         }
-        write_queue(&self.deadlines, &self.partitions, w);
-        write_queue(&self.idle_deadlines, &self.partitions, w);
+        write_queue(&self.deadlines, &self.partitions, &mut w);
+        write_queue(&self.idle_deadlines, &self.partitions, &mut w);
+        parts.push_ready(w.into_bytes());
+        Ok(parts)
+    }
+
+    /// Writes the node's state, every part encoded now ([`MatchRecognize::state_parts`]).
+    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+        let bytes = self
+            .state_parts()?
+            .into_bytes()
+            .map_err(|e| RuntimeError::state(&self.name, e))?;
+        w.extend(&bytes);
         Ok(())
     }
 
@@ -567,6 +594,16 @@ mod tests {
                 let mut w = StateWriter::default();
                 op.snapshot(&mut w).expect("snapshot");
                 let bytes = w.into_bytes();
+                // What a checkpoint writes, its rows encoded on the writer's side, is the same.
+                let parts = op
+                    .snapshot_parts()
+                    .expect("snapshot parts")
+                    .expect("stateful");
+                assert!(parts.is_deferred());
+                assert!(
+                    parts.into_bytes().expect("encoded") == bytes,
+                    "{emit:?}: the checkpoint's parts after step {cut} differ from the snapshot"
+                );
                 let mut restored = self.operator(emit);
                 restored
                     .restore(&mut StateReader::new(&bytes))
