@@ -209,14 +209,21 @@ fn consume_all(topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed>
 fn run_fsql(dir: &Path, sql: &str) -> Output {
     let file = dir.join(format!("{}.fsql", unique("pipeline")));
     std::fs::write(&file, sql).expect("write pipeline");
+    run_file(&file, &[])
+}
+
+/// `fsql run` of `file` with `args` before it; panics unless it succeeds.
+fn run_file(file: &Path, args: &[&str]) -> Output {
     let out = Command::new(FSQL)
         .arg("run")
-        .arg(&file)
+        .args(args)
+        .arg(file)
         .output()
         .expect("fsql runs");
     assert!(
         out.status.success(),
-        "fsql run failed:\n{}",
+        "fsql run {} failed:\n{}",
+        file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -1181,19 +1188,7 @@ impl ReferenceCopy {
 
     /// `fsql run` of the copy with `args` before it; panics unless it succeeds.
     fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(FSQL)
-            .arg("run")
-            .args(args)
-            .arg(&self.0)
-            .output()
-            .expect("fsql runs");
-        assert!(
-            out.status.success(),
-            "fsql run {} failed:\n{}",
-            self.0.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_file(&self.0, args)
     }
 }
 

@@ -585,44 +585,41 @@ fn java_float_layout(scientific: &str, out: &mut String) {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    // The mantissa's digits without its point: `d` or `d.ddd`, ASCII.
-    let (first, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = |from: usize, to: usize, out: &mut String| {
-        for i in from..to {
-            let d = if i < first.len() {
-                first.as_bytes().get(i)
-            } else {
-                rest.as_bytes().get(i - first.len())
-            };
-            out.push(char::from(*d.unwrap_or(&b'0')));
-        }
-    };
-    let len = first.len() + rest.len();
+    // The mantissa's digits without its point (`d` or `d.ddd`), on the stack.
+    let mut digits = StackText::new();
+    for part in mantissa.split('.') {
+        let _ = digits.write_str(part);
+    }
+    let digits = digits.as_str();
     if negative {
         out.push('-');
     }
     if (-3..7).contains(&exp) {
         if exp >= 0 {
             let int_len = exp as usize + 1;
-            digits(0, int_len, out);
-            out.push('.');
-            if len <= int_len {
-                out.push('0');
+            if digits.len() <= int_len {
+                out.push_str(digits);
+                for _ in digits.len()..int_len {
+                    out.push('0');
+                }
+                out.push_str(".0");
             } else {
-                digits(int_len, len, out);
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
             }
         } else {
             out.push_str("0.");
             for _ in 0..(-exp - 1) {
                 out.push('0');
             }
-            digits(0, len, out);
+            out.push_str(digits);
         }
     } else {
-        digits(0, 1, out);
+        out.push_str(&digits[..1]);
         out.push('.');
-        if len > 1 {
-            digits(1, len, out);
+        if digits.len() > 1 {
+            out.push_str(&digits[1..]);
         } else {
             out.push('0');
         }
@@ -630,7 +627,7 @@ fn java_float_layout(scientific: &str, out: &mut String) {
     }
 }
 
-/// A small text buffer on the stack: `{:e}` of a float without allocating a `String`.
+/// A small text buffer on the stack: `{:e}` of a float and its digits without allocating.
 struct StackText {
     bytes: [u8; 48],
     len: usize,
