@@ -185,6 +185,8 @@ struct Partition {
     ttl_queued: bool,
     /// Tells this partition from an earlier one of its id in the queues ([`Due`]).
     stamp: u32,
+    /// Whether a row of the partition is in the operator's wave (fed, not yet stepped).
+    in_wave: bool,
 }
 
 /// Row `seq` of a partition whose kept rows start at `first`.
@@ -301,9 +303,12 @@ pub struct MatchRecognize {
     /// Encodes the further ORDER BY columns (with `order_then`).
     then: Option<arrow::row::RowConverter>,
     partitions: KeyedState<Partition>,
-    /// The partitions with an open attempt: a small set, so that the check a row that starts
-    /// nothing needs (is an attempt open in its partition?) stays in cache.
-    active: std::collections::HashSet<KeyBytes, FxBuild>,
+    /// The partitions with an open attempt or a row in the wave, when idle partitions are kept
+    /// (`forget_idle` off): a set much smaller than `partitions`, so that the check a row that
+    /// starts nothing needs (is an attempt open in its partition?) stays in cache. When idle
+    /// partitions are dropped, `partitions` holds little more than the open ones, and the check
+    /// asks it instead.
+    active: Option<std::collections::HashSet<KeyBytes, FxBuild>>,
     waiting: Vec<Waiting>,
     arrivals: u64,
     watermark_ms: i64,
@@ -350,7 +355,7 @@ pub struct MatchRecognize {
     /// its row count (`^`) or match count (`MATCH_NUMBER()`).
     forget_idle: bool,
     /// Rows stored since the last [`MatchRecognize::compact`], by partition and number.
-    retained: Vec<(KeyBytes, u64)>,
+    retained: Vec<Retained>,
     /// `first_mask` when such a row changes nothing in a partition without an open attempt (no
     /// `^` counts rows, no unmatched row is output): it is then not even stored.
     idle_skip: Option<u64>,
@@ -358,8 +363,15 @@ pub struct MatchRecognize {
     /// partition (a *wave*), so that a condition that navigates is evaluated once per wave, over
     /// one batch, rather than once per row. Empty between two calls of the operator.
     wave: Vec<Fed>,
-    /// The partitions of `wave`'s rows.
-    wave_keys: std::collections::HashSet<KeyBytes, FxBuild>,
+}
+
+/// A row stored since the last compaction: row `seq` of partition `id`, the one of `stamp` (the
+/// partition may be dropped, and its id taken by another, before the rows are compacted).
+#[derive(Clone, Copy)]
+struct Retained {
+    id: u32,
+    stamp: u32,
+    seq: u64,
 }
 
 /// A row of the wave: its partition, and the (thread, variable) pairs it is tested against with
@@ -513,7 +525,7 @@ impl MatchRecognize {
             keys: KeyEncoder::new(spec.partition_by.clone()),
             then: None,
             partitions: KeyedState::default(),
-            active: std::collections::HashSet::with_hasher(FxBuild),
+            active: (!forget_idle).then(|| std::collections::HashSet::with_hasher(FxBuild)),
             waiting: Vec::new(),
             arrivals: 0,
             watermark_ms: i64::MIN,
@@ -525,7 +537,6 @@ impl MatchRecognize {
             idle_skip,
             retained: Vec::new(),
             wave: Vec::new(),
-            wave_keys: std::collections::HashSet::with_hasher(FxBuild),
             forget_idle,
             deadlines: DueQueue::new(),
             ttl_ms: state_ttl_ms.filter(|t| *t > 0),
@@ -676,33 +687,64 @@ impl MatchRecognize {
     /// flushed ([`MatchRecognize::flush_wave`]), which a second row of the same partition
     /// forces first.
     fn feed(&mut self, key: KeyBytes, row: RowRef, ts: i64, mask: u64) -> Result<(), RuntimeError> {
-        if self.wave_keys.contains(key.as_slice()) {
-            // The partition's previous row must be classified first.
-            self.flush_wave()?;
-        }
-        if let Some(first) = self.idle_skip
-            && mask & first == 0
-            && !self.active.contains(key.as_slice())
+        // A row that starts no attempt changes nothing in a partition without an open attempt
+        // or a row in the wave (which may open one): it is not even looked up.
+        let starts_nothing = self.idle_skip.is_some_and(|first| mask & first == 0);
+        let mut found = match &self.active {
+            Some(active) => {
+                if starts_nothing && !active.contains(key.as_slice()) {
+                    return Ok(());
+                }
+                self.partitions.find(key.as_slice())
+            }
+            None => {
+                let found = self.partitions.find(key.as_slice());
+                let busy = found
+                    .and_then(|id| self.partitions.get(id))
+                    .is_some_and(|p| p.in_wave || !p.matcher.is_idle());
+                if starts_nothing && !busy {
+                    return Ok(());
+                }
+                found
+            }
+        };
+        if let Some(id) = found
+            && self.partitions.get(id).is_some_and(|p| p.in_wave)
         {
-            // It starts no attempt and no attempt is open: nothing to do.
-            return Ok(());
+            // The partition's previous row must be classified first (which may drop it, or
+            // leave it without an open attempt).
+            self.flush_wave()?;
+            found = self.partitions.find(key.as_slice());
+            let open = found
+                .and_then(|id| self.partitions.get(id))
+                .is_some_and(|p| !p.matcher.is_idle());
+            if starts_nothing && !open {
+                return Ok(());
+            }
         }
-        let stamp = self.stamps;
-        let keys = self.partitions.len();
-        let id = self
-            .partitions
-            .id_or_insert_with(key.as_slice(), || Partition {
-                last_ts: i64::MIN,
-                stamp,
-                ..Partition::default()
-            });
-        if self.partitions.len() > keys {
-            self.stamps = stamp.wrapping_add(1);
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let stamp = self.stamps;
+                self.stamps = stamp.wrapping_add(1);
+                self.partitions
+                    .id_or_insert_with(key.as_slice(), || Partition {
+                        last_ts: i64::MIN,
+                        stamp,
+                        ..Partition::default()
+                    })
+            }
+        };
+        if let Some(active) = &mut self.active
+            && !active.contains(key.as_slice())
+        {
+            active.insert(key.clone());
         }
         let partition = self
             .partitions
             .get_mut(id)
             .ok_or_else(|| lost_partition(&self.name))?;
+        partition.in_wave = true;
         if partition.rows.len() == partition.rows.capacity() && partition.rows.len() < 4 {
             // Most partitions hold a row or two: grow one row at a time up to 4 (a deque's
             // first growth would make room for 4 at once).
@@ -719,7 +761,6 @@ impl MatchRecognize {
             .iter()
             .map(|&(_, v)| self.row_only[v] && mask & (1 << v) != 0)
             .collect();
-        self.wave_keys.insert(key.clone());
         self.wave.push(Fed {
             key,
             id,
@@ -738,7 +779,6 @@ impl MatchRecognize {
             return Ok(());
         }
         let mut wave = std::mem::take(&mut self.wave);
-        self.wave_keys.clear();
         self.decide(&mut wave)?;
         for fed in wave.drain(..) {
             self.step(fed)?;
@@ -811,6 +851,7 @@ impl MatchRecognize {
             .partitions
             .get_mut(id)
             .ok_or_else(|| lost_partition(&self.name))?;
+        partition.in_wave = false;
         let within = self.spec.within_ms;
         let Partition {
             matcher,
@@ -833,7 +874,11 @@ impl MatchRecognize {
         prune(partition, unmatched.then_some(&mut self.found));
         let seq = partition.matcher.rows() - 1;
         if partition.row(seq).is_some() {
-            self.retained.push((key.clone(), seq));
+            self.retained.push(Retained {
+                id,
+                stamp: partition.stamp,
+                seq,
+            });
         }
         partition.last_ts = partition.last_ts.max(ts);
         let idle = partition.matcher.is_idle();
@@ -843,10 +888,9 @@ impl MatchRecognize {
             let due = partition.last_ts.saturating_add(ttl);
             self.idle_deadlines.push(Due::of(due, id, partition));
         }
-        if idle {
-            self.active.remove(key.as_slice());
-        } else if !self.active.contains(key.as_slice()) {
-            self.active.insert(key.clone());
+        // Fed, it was made active; it stays so while an attempt is open.
+        if let (true, Some(active)) = (idle, &mut self.active) {
+            active.remove(key.as_slice());
         }
         if let (Some(w), false) = (within, partition.queued)
             && let Some(deadline) = partition.deadline(w)
@@ -897,8 +941,8 @@ impl MatchRecognize {
             } else {
                 self.forget_idle && idle && partition.rows.is_empty()
             };
-            if idle {
-                self.active.remove(self.partitions.key(id));
+            if let (true, Some(active)) = (idle, &mut self.active) {
+                active.remove(self.partitions.key(id));
             }
             if forget {
                 self.partitions.remove(id);
@@ -1060,7 +1104,9 @@ impl MatchRecognize {
             let key = KeyBytes::new(self.partitions.key(id));
             self.finish_partition(key.as_slice())?;
             self.partitions.remove(id);
-            self.active.remove(key.as_slice());
+            if let Some(active) = &mut self.active {
+                active.remove(key.as_slice());
+            }
         }
         Ok(())
     }
@@ -1089,16 +1135,17 @@ impl MatchRecognize {
         if self.retained.is_empty() {
             return Ok(());
         }
-        let mut kept: Vec<(KeyBytes, u64)> = Vec::new();
+        let mut kept: Vec<Retained> = Vec::new();
         let mut rows: Vec<RowRef> = Vec::new();
-        for (key, seq) in std::mem::take(&mut self.retained) {
+        for r in std::mem::take(&mut self.retained) {
             if let Some(stored) = self
                 .partitions
-                .get_by_key(key.as_slice())
-                .and_then(|p| p.row(seq))
+                .get(r.id)
+                .filter(|p| p.stamp == r.stamp)
+                .and_then(|p| p.row(r.seq))
             {
                 rows.push(stored.row.clone());
-                kept.push((key, seq));
+                kept.push(r);
             }
         }
         if rows.is_empty() {
@@ -1119,11 +1166,12 @@ impl MatchRecognize {
         drop(refs);
         drop(rows);
         let batch = Arc::new(batch_with_schema(&self.name, &self.row_schema, columns, n)?);
-        for (index, (key, seq)) in kept.into_iter().enumerate() {
+        for (index, r) in kept.into_iter().enumerate() {
             if let Some(stored) = self
                 .partitions
-                .get_mut_by_key(key.as_slice())
-                .and_then(|p| p.row_mut(seq))
+                .get_mut(r.id)
+                .filter(|p| p.stamp == r.stamp)
+                .and_then(|p| p.row_mut(r.seq))
             {
                 stored.row = RowRef {
                     batch: batch.clone(),
@@ -1979,7 +2027,9 @@ impl Operator for MatchRecognize {
         for key in keys {
             self.finish_partition(key.as_slice())?;
         }
-        self.active.clear();
+        if let Some(active) = &mut self.active {
+            active.clear();
+        }
         self.emit(out)
     }
 

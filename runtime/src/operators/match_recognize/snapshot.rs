@@ -98,7 +98,16 @@ impl MatchRecognize {
             w.u64(x.seq);
             w.bytes(x.key.as_slice());
         }
-        let mut active: Vec<&[u8]> = self.active.iter().map(KeyBytes::as_slice).collect();
+        // The partitions with an open attempt, by key.
+        let mut active: Vec<&[u8]> = match &self.active {
+            Some(active) => active.iter().map(KeyBytes::as_slice).collect(),
+            None => self
+                .partitions
+                .values()
+                .filter(|(_, p)| !p.matcher.is_idle())
+                .map(|(id, _)| self.partitions.key(id))
+                .collect(),
+        };
         active.sort_unstable();
         w.count(active.len());
         for key in active {
@@ -138,8 +147,10 @@ impl MatchRecognize {
         self.arrivals = arrivals;
         self.partitions = partitions;
         self.waiting = waiting;
-        self.active.clear();
-        self.active.extend(active);
+        if let Some(set) = &mut self.active {
+            set.clear();
+            set.extend(active);
+        }
         self.deadlines = deadlines;
         self.idle_deadlines = idle_deadlines;
         self.stamps = 1;
@@ -185,10 +196,7 @@ impl MatchRecognize {
                 rows.next
             )));
         }
-        let mut active = Vec::new();
-        for _ in 0..r.count()? {
-            active.push(KeyBytes::new(r.bytes()?));
-        }
+        let active = read_open(r, &partitions)?;
         let deadlines = read_queue(r, &partitions)?;
         let idle_deadlines = read_queue(r, &partitions)?;
         Ok(Decoded {
@@ -201,6 +209,43 @@ impl MatchRecognize {
             idle_deadlines,
         })
     }
+}
+
+/// Reads the keys of the partitions with an open attempt (in key order), checking that they are
+/// exactly the partitions whose matcher is not idle: the operator relies on it to skip rows.
+fn read_open(
+    r: &mut StateReader<'_>,
+    partitions: &KeyedState<Partition>,
+) -> Result<Vec<KeyBytes>, StateError> {
+    let open = partitions
+        .values()
+        .filter(|(_, p)| !p.matcher.is_idle())
+        .count();
+    let listed = r.count()?;
+    let mut active: Vec<KeyBytes> = Vec::with_capacity(listed.min(open));
+    for _ in 0..listed {
+        let key = r.bytes()?;
+        if active.last().is_some_and(|p| p.as_slice() >= key) {
+            return Err(StateError(
+                "the open partitions are not in key order".into(),
+            ));
+        }
+        if partitions
+            .get_by_key(key)
+            .is_none_or(|p| p.matcher.is_idle())
+        {
+            return Err(StateError(format!(
+                "partition {key:?} is listed as open but has no open attempt"
+            )));
+        }
+        active.push(KeyBytes::new(key));
+    }
+    if listed != open {
+        return Err(StateError(format!(
+            "{listed} partitions are listed as open where {open} have an open attempt"
+        )));
+    }
+    Ok(active)
 }
 
 /// The state [`MatchRecognize::decode`] read, installed only once all of it was read.
@@ -291,6 +336,7 @@ fn read_partition(
         // Restored partitions share stamp 0: the restored queues name only them (see
         // `read_queue`), and partitions made later take stamps from 1.
         stamp: 0,
+        in_wave: false,
     })
 }
 
@@ -850,6 +896,27 @@ mod tests {
         // `c5`'s match waited for the bound: its last row is also an `A`.
         assert!(some_line(&out, &[r#""card":"c5""#, r#""cls":"C""#]));
         assert!(!out.iter().flatten().any(|l| l.contains(r#""cls":"B""#)));
+    }
+
+    /// A checkpoint's list of open partitions must be exactly the partitions with an open
+    /// attempt: a row that starts nothing is skipped by it.
+    #[test]
+    fn a_partition_listed_as_open_without_an_open_attempt_is_refused() {
+        let mut partitions = KeyedState::<Partition>::default();
+        partitions.id_or_insert_with(b"a", Partition::default);
+        let list = |keys: &[&[u8]]| {
+            let mut w = StateWriter::default();
+            w.count(keys.len());
+            for k in keys {
+                w.bytes(k);
+            }
+            w.into_bytes()
+        };
+        let read = |bytes: &[u8]| read_open(&mut StateReader::new(bytes), &partitions);
+        assert!(read(&list(&[])).expect("none is open").is_empty());
+        let idle = read(&list(&[b"a"])).expect_err("`a` has no open attempt");
+        assert!(idle.0.contains("no open attempt"), "{}", idle.0);
+        assert!(read(&list(&[b"b"])).is_err(), "`b` is no partition");
     }
 
     /// Corrupt state is refused, or read as some other state, but never a panic: every byte of
