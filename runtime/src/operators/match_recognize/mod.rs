@@ -204,6 +204,11 @@ impl Partition {
         self.rows.get_mut(at)
     }
 
+    /// Whether an attempt is open (or a match waits to be final).
+    fn is_open(&self) -> bool {
+        !self.matcher.is_idle()
+    }
+
     /// When the oldest live attempt can no longer take a row: its first row's time + `within`.
     fn deadline(&self, within: i64) -> Option<i64> {
         self.matcher
@@ -681,6 +686,15 @@ impl MatchRecognize {
             .collect())
     }
 
+    /// The id of `key`'s partition, whether a row of it is in the wave, and whether it is open.
+    fn lookup(&self, key: &[u8]) -> (Option<u32>, bool, bool) {
+        let found = self.partitions.find(key);
+        match found.and_then(|id| self.partitions.get(id)) {
+            Some(p) => (found, p.in_wave, p.is_open()),
+            None => (found, false, false),
+        }
+    }
+
     /// Feeds one row to its partition's matcher: opens the attempt it may start and lists the
     /// (thread, variable) pairs it is tested against. The row joins the current wave; its
     /// conditions are evaluated, and its partition's matcher advanced, when the wave is
@@ -688,39 +702,26 @@ impl MatchRecognize {
     /// forces first.
     fn feed(&mut self, key: KeyBytes, row: RowRef, ts: i64, mask: u64) -> Result<(), RuntimeError> {
         // A row that starts no attempt changes nothing in a partition without an open attempt
-        // or a row in the wave (which may open one): it is not even looked up.
+        // (once the wave's row of its partition, which may open one, is classified).
         let starts_nothing = self.idle_skip.is_some_and(|first| mask & first == 0);
-        let mut found = match &self.active {
-            Some(active) => {
-                if starts_nothing && !active.contains(key.as_slice()) {
-                    return Ok(());
-                }
-                self.partitions.find(key.as_slice())
-            }
-            None => {
-                let found = self.partitions.find(key.as_slice());
-                let busy = found
-                    .and_then(|id| self.partitions.get(id))
-                    .is_some_and(|p| p.in_wave || !p.matcher.is_idle());
-                if starts_nothing && !busy {
-                    return Ok(());
-                }
-                found
-            }
-        };
-        if let Some(id) = found
-            && self.partitions.get(id).is_some_and(|p| p.in_wave)
+        if starts_nothing
+            && self
+                .active
+                .as_ref()
+                .is_some_and(|active| !active.contains(key.as_slice()))
         {
-            // The partition's previous row must be classified first (which may drop it, or
-            // leave it without an open attempt).
+            // Neither open nor in the wave: not even looked up in `partitions`.
+            return Ok(());
+        }
+        let (mut found, mut in_wave, mut open) = self.lookup(key.as_slice());
+        if in_wave {
+            // The partition's previous row must be classified first (which may drop it).
             self.flush_wave()?;
-            found = self.partitions.find(key.as_slice());
-            let open = found
-                .and_then(|id| self.partitions.get(id))
-                .is_some_and(|p| !p.matcher.is_idle());
-            if starts_nothing && !open {
-                return Ok(());
-            }
+            (found, in_wave, open) = self.lookup(key.as_slice());
+            debug_assert!(!in_wave, "the wave was flushed");
+        }
+        if starts_nothing && !open {
+            return Ok(());
         }
         let id = match found {
             Some(id) => id,

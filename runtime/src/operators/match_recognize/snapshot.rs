@@ -104,7 +104,7 @@ impl MatchRecognize {
             None => self
                 .partitions
                 .values()
-                .filter(|(_, p)| !p.matcher.is_idle())
+                .filter(|(_, p)| p.is_open())
                 .map(|(id, _)| self.partitions.key(id))
                 .collect(),
         };
@@ -217,10 +217,7 @@ fn read_open(
     r: &mut StateReader<'_>,
     partitions: &KeyedState<Partition>,
 ) -> Result<Vec<KeyBytes>, StateError> {
-    let open = partitions
-        .values()
-        .filter(|(_, p)| !p.matcher.is_idle())
-        .count();
+    let open = partitions.values().filter(|(_, p)| p.is_open()).count();
     let listed = r.count()?;
     let mut active: Vec<KeyBytes> = Vec::with_capacity(listed.min(open));
     for _ in 0..listed {
@@ -230,10 +227,7 @@ fn read_open(
                 "the open partitions are not in key order".into(),
             ));
         }
-        if partitions
-            .get_by_key(key)
-            .is_none_or(|p| p.matcher.is_idle())
-        {
+        if partitions.get_by_key(key).is_none_or(|p| !p.is_open()) {
             return Err(StateError(format!(
                 "partition {key:?} is listed as open but has no open attempt"
             )));
