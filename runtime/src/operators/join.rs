@@ -385,6 +385,109 @@ impl Side {
         self.kept = kept;
         Ok(())
     }
+
+    /// Reads a side of join state layout 1 (before rows were kept per key) into this (empty)
+    /// side: whether it keeps rows, the row slots (free, or the row's time and whether it
+    /// matched), the live rows in slot order, the free slots, each key's row slots in arrival
+    /// order and the expiry queue by row slot. A row's slot becomes its arrival number, so rows
+    /// expiring at the same time keep the order layout 1 gave them. Every slot must be free or
+    /// belong to exactly one key, and every expiry name a live row.
+    fn restore_layout_1(
+        &mut self,
+        r: &mut StateReader<'_>,
+        backend: &StateBackend,
+        name: &str,
+    ) -> Result<(), StateError> {
+        let bad = |m: &str| Err(StateError(m.into()));
+        let keep = r.bool()?;
+        let slots = r.count()?;
+        // Per slot: the row's time, whether it matched and its position among the live rows.
+        let mut meta: Vec<Option<(i64, bool, u32)>> = Vec::with_capacity(slots.min(1 << 16));
+        let mut live: u32 = 0;
+        for _ in 0..slots {
+            meta.push(if r.bool()? {
+                let m = (r.i64()?, r.bool()?, live);
+                live += 1;
+                Some(m)
+            } else {
+                None
+            });
+        }
+        let stored = r.rows(&self.schema)?;
+        if stored.len() != live as usize {
+            return bad("kept rows and their row slots disagree");
+        }
+        let batch = Arc::new(
+            stored
+                .batch()
+                .cloned()
+                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))),
+        );
+        let mut taken = vec![false; slots];
+        let free = r.count()?;
+        for _ in 0..free {
+            let id = r.u32()? as usize;
+            match (meta.get(id), taken.get_mut(id)) {
+                (Some(None), Some(t)) if !*t => *t = true,
+                _ => return bad("a free row slot is in use or free twice"),
+            }
+        }
+        if free + live as usize != slots {
+            return bad("an empty row slot is not free");
+        }
+        let by_key = KeyedState::restore(r, |r| {
+            let n = r.count()?;
+            if n == 0 {
+                return Err(StateError("a key without rows".into()));
+            }
+            let mut rows = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let id = r.u32()?;
+                let (ts, matched, row) = match (meta.get(id as usize), taken.get_mut(id as usize)) {
+                    (Some(Some(m)), Some(t)) if !*t => {
+                        *t = true;
+                        *m
+                    }
+                    _ => return Err(StateError("a key's row is free or another key's".into())),
+                };
+                rows.push(Kept {
+                    batch: Arc::clone(&batch),
+                    row,
+                    ts,
+                    matched,
+                    seq: u64::from(id),
+                });
+            }
+            Ok(KeyRows {
+                rows,
+                reloaded: false,
+            })
+        })?;
+        if taken.contains(&false) {
+            return bad("a kept row belongs to no key");
+        }
+        let mut key_of = vec![u32::MAX; slots];
+        for (key, k) in by_key.values() {
+            for row in &k.rows {
+                key_of[row.seq as usize] = key;
+            }
+        }
+        let mut expiry = BTreeSet::new();
+        for _ in 0..r.count()? {
+            let (at, id) = (r.i64()?, r.u32()?);
+            match key_of.get(id as usize) {
+                Some(&key) if key != u32::MAX && expiry.insert((at, u64::from(id), key)) => {}
+                _ => return bad("an expiry names a free row, or twice"),
+            }
+        }
+        let rows_codec = RowCodec::new(Arc::clone(&self.schema));
+        self.by_key = by_key.into_backend(backend, name, || key_rows_codec(rows_codec))?;
+        self.expiry = expiry;
+        self.keep = keep;
+        self.next_seq = slots as u64;
+        self.kept = live as usize;
+        Ok(())
+    }
 }
 
 /// Whether row `i` of `a` equals row `j` of `b` (same schema) in every column, NULL equal to NULL.
@@ -926,7 +1029,12 @@ impl Operator for Join {
 
     fn restore(&mut self, r: &mut StateReader<'_>) -> Result<(), RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
-        r.expect_tag("join", JOIN_STATE_LAYOUT).map_err(err)?;
+        let layout = r.u32().map_err(err)?;
+        if !(1..=JOIN_STATE_LAYOUT).contains(&layout) {
+            return Err(err(StateError(format!(
+                "join state has layout {layout}, this fsql reads layouts 1 to {JOIN_STATE_LAYOUT}"
+            ))));
+        }
         let watermark = r.i64().map_err(err)?;
         let mut sides = [LEFT, RIGHT].map(|s| {
             Side::new(
@@ -936,8 +1044,13 @@ impl Operator for Join {
             )
         });
         for (s, side) in sides.iter_mut().enumerate() {
-            side.restore(r, &self.backend, &side_name(&self.name, s))
-                .map_err(err)?;
+            let name = side_name(&self.name, s);
+            if layout == 1 {
+                side.restore_layout_1(r, &self.backend, &name)
+            } else {
+                side.restore(r, &self.backend, &name)
+            }
+            .map_err(err)?;
         }
         self.watermark = watermark;
         self.sides = sides;
@@ -945,7 +1058,8 @@ impl Operator for Join {
     }
 }
 
-/// The layout of a join's checkpoint state (bumped when it changes): 2 keeps rows per key.
+/// The layout of a join's checkpoint state (bumped when it changes): 2 keeps rows per key (1,
+/// rows in slots with a key index, is still read: [`Side::restore_layout_1`]).
 const JOIN_STATE_LAYOUT: u32 = 2;
 
 #[cfg(test)]
@@ -1148,25 +1262,54 @@ mod tests {
     /// can still be unmatched) and a regular join with a reference table that ends: out-of-order
     /// rows on both inputs, several keys, late rows and expiring rows, checkpointed after any step
     /// and restored, give exactly the uninterrupted output.
-    #[test]
-    fn a_restored_join_continues_exactly_where_the_checkpointed_one_was() {
-        use crate::testkit::{Step, check_restore, drive};
-        let l = |rows: &[(i64, i64)]| Step::Batch(LEFT, batch("l", rows));
-        let r = |rows: &[(i64, i64)]| Step::Batch(RIGHT, batch("r", rows));
-        let steps = vec![
-            l(&[(1, 100), (2, 100), (3, 103)]),
-            r(&[(1, 110), (1, 96), (3, 90)]),
-            l(&[(1, 98), (2, 120), (1, 97)]),
+    fn left(rows: &[(i64, i64)]) -> crate::testkit::Step {
+        crate::testkit::Step::Batch(LEFT, batch("l", rows))
+    }
+
+    fn right(rows: &[(i64, i64)]) -> crate::testkit::Step {
+        crate::testkit::Step::Batch(RIGHT, batch("r", rows))
+    }
+
+    /// An interval join's inputs: out-of-order rows on both, several keys, late rows and rows
+    /// expiring together.
+    fn interval_steps() -> Vec<crate::testkit::Step> {
+        use crate::testkit::Step;
+        vec![
+            left(&[(1, 100), (2, 100), (3, 103)]),
+            right(&[(1, 110), (1, 96), (3, 90)]),
+            left(&[(1, 98), (2, 120), (1, 97)]),
             Step::Watermark(104),
-            r(&[(2, 112), (1, 104), (1, 106)]),
-            l(&[(3, 109), (1, 130)]),
+            right(&[(2, 112), (1, 104), (1, 106)]),
+            left(&[(3, 109), (1, 130)]),
             Step::Watermark(115),
-            r(&[(1, 128), (3, 113), (2, 125)]),
+            right(&[(1, 128), (3, 113), (2, 125)]),
             Step::Watermark(125),
             // Unmatched rows expiring together are padded in arrival order.
-            l(&[(5, 140), (6, 140), (7, 140), (2, 131)]),
+            left(&[(5, 140), (6, 140), (7, 140), (2, 131)]),
             Step::Watermark(i64::MAX),
-        ];
+        ]
+    }
+
+    /// A regular join's inputs: stream rows before and after the reference (right) input ends.
+    fn regular_steps() -> Vec<crate::testkit::Step> {
+        use crate::testkit::Step;
+        vec![
+            // Stream rows before the reference is loaded wait for it.
+            left(&[(1, 10), (2, 11)]),
+            right(&[(1, 0), (2, 0), (3, 0)]),
+            right(&[(1, 1)]),
+            Step::End(RIGHT),
+            left(&[(2, 20), (3, 30), (1, 40), (4, 41)]),
+            Step::Watermark(50),
+            left(&[(1, 60), (3, 61)]),
+            Step::Watermark(i64::MAX),
+        ]
+    }
+
+    #[test]
+    fn a_restored_join_continues_exactly_where_the_checkpointed_one_was() {
+        use crate::testkit::{check_restore, drive};
+        let steps = interval_steps();
         let ts = DataType::Timestamp { precision: 3 };
         for kind in [
             JoinKind::Inner,
@@ -1210,17 +1353,7 @@ mod tests {
                 assert_eq!(j.late_rows(), 2, "{kind:?}");
             }
         }
-        let steps = vec![
-            // Stream rows before the reference is loaded wait for it.
-            l(&[(1, 10), (2, 11)]),
-            r(&[(1, 0), (2, 0), (3, 0)]),
-            r(&[(1, 1)]),
-            Step::End(RIGHT),
-            l(&[(2, 20), (3, 30), (1, 40), (4, 41)]),
-            Step::Watermark(50),
-            l(&[(1, 60), (3, 61)]),
-            Step::Watermark(i64::MAX),
-        ];
+        let steps = regular_steps();
         let whole = check_restore(&|| Box::new(join(JoinKind::Inner, None)), &steps);
         let rows = whole.iter().filter(|l| !l.starts_with("watermark")).count();
         assert_eq!(rows, 10, "{whole:?}");
@@ -1240,5 +1373,120 @@ mod tests {
         back.restore(&mut StateReader::new(&bytes)).unwrap();
         drive(&mut back, &steps[5..], &mut Vec::new()).unwrap();
         assert_eq!(back.kept_rows(), [0, 4]);
+    }
+
+    /// What join state layout 1 held for `j` (kept in memory): row slots numbered by arrival,
+    /// the live rows in slot order, the free slots, each key's slots and the expiry queue by slot.
+    /// Written as layout 1's `Side::snapshot` did (before 3f5c249).
+    fn layout_1(j: &Join) -> Vec<u8> {
+        let mut w = StateWriter::default();
+        w.u32(1);
+        w.i64(j.watermark);
+        for side in &j.sides {
+            w.bool(side.keep);
+            let mut slots: Vec<Option<&Kept>> = vec![None; side.next_seq as usize];
+            for (_, k) in side.by_key.values() {
+                for row in &k.rows {
+                    slots[row.seq as usize] = Some(row);
+                }
+            }
+            w.count(slots.len());
+            for slot in &slots {
+                w.bool(slot.is_some());
+                if let Some(k) = slot {
+                    w.i64(k.ts);
+                    w.bool(k.matched);
+                }
+            }
+            let live: Vec<&Kept> = slots.iter().flatten().copied().collect();
+            let rows = if live.is_empty() {
+                Vec::new()
+            } else {
+                vec![gather(&live, &side.schema).unwrap()]
+            };
+            w.rows(&rows).unwrap();
+            let free: Vec<u32> = (0..slots.len() as u32)
+                .filter(|&id| slots[id as usize].is_none())
+                .collect();
+            w.count(free.len());
+            for id in free {
+                w.u32(id);
+            }
+            side.by_key
+                .snapshot(&mut w, |k, w| {
+                    w.count(k.rows.len());
+                    for row in &k.rows {
+                        w.u32(row.seq as u32);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            w.count(side.expiry.len());
+            for &(at, seq, _) in &side.expiry {
+                w.i64(at);
+                w.u32(seq as u32);
+            }
+        }
+        w.into_bytes()
+    }
+
+    /// A checkpoint of join state layout 1, taken after any step, restores (in memory and
+    /// spilled to RocksDB) to exactly the state the join had, and the run goes on as if
+    /// uninterrupted; a cut one is refused.
+    #[test]
+    fn a_layout_1_checkpoint_restores_the_same_join() {
+        use crate::testkit::drive;
+        let memory = StateBackend::memory();
+        let rocksdb = crate::testkit::rocksdb_backend(1);
+        let cases: Vec<(JoinKind, Option<IntervalBounds>, Vec<crate::testkit::Step>)> = vec![
+            (JoinKind::Left, Some(interval()), interval_steps()),
+            (JoinKind::Full, Some(interval()), interval_steps()),
+            (JoinKind::Inner, None, regular_steps()),
+        ];
+        for (kind, bounds, steps) in cases {
+            let mut whole = Vec::new();
+            drive(&mut join(kind, bounds), &steps, &mut whole).unwrap();
+            for cut in 0..=steps.len() {
+                let mut before = Vec::new();
+                let mut first = join(kind, bounds);
+                drive(&mut first, &steps[..cut], &mut before).unwrap();
+                let old = layout_1(&first);
+                let mut now = StateWriter::default();
+                first.snapshot(&mut now).unwrap();
+                let now = now.into_bytes();
+                for (backend, in_memory) in [(&memory, true), (&rocksdb, false)] {
+                    let mut second = join_in(kind, bounds, backend);
+                    let mut r = StateReader::new(&old);
+                    second.restore(&mut r).unwrap();
+                    r.finish().unwrap();
+                    if in_memory {
+                        let mut again = StateWriter::default();
+                        second.snapshot(&mut again).unwrap();
+                        assert!(
+                            again.into_bytes() == now,
+                            "{kind:?}: layout 1 restored to another state at step {cut}"
+                        );
+                    }
+                    let mut out = before.clone();
+                    drive(&mut second, &steps[cut..], &mut out).unwrap();
+                    assert_eq!(out, whole, "{kind:?}: layout 1 restored at step {cut}");
+                }
+                for len in [0, old.len() / 3, old.len() - 1] {
+                    let mut r = StateReader::new(&old[..len]);
+                    let restored = join(kind, bounds).restore(&mut r);
+                    assert!(
+                        restored.is_err() || r.finish().is_err(),
+                        "{kind:?}: layout 1 cut to {len} bytes was accepted"
+                    );
+                }
+            }
+        }
+        // A layout this fsql does not know is refused by name.
+        let mut w = StateWriter::default();
+        w.u32(3);
+        let e = join(JoinKind::Inner, None)
+            .restore(&mut StateReader::new(&w.into_bytes()))
+            .unwrap_err();
+        assert!(e.to_string().contains("layout 3"), "{e}");
     }
 }
