@@ -811,6 +811,7 @@ impl<'c> Executor<'c> {
                     &node.name,
                     spec,
                     schema.clone(),
+                    backend,
                 )?)),
                 PlanOp::GroupAggregate(spec) => {
                     let retracting = node.inputs.iter().any(|i| {

@@ -16,8 +16,8 @@ use crate::operators::agg::accumulator::{AccSpec, Accumulator};
 use crate::operators::agg::accumulator_for;
 use crate::operators::agg::key::{FxBuild, KeyEncoder, group_key_type};
 use crate::operators::agg::value::{Repr, Value, ValueColumn, ValueType, build_array};
-use crate::state::StateBackend;
 use crate::state::codec::{StateError, StateReader, StateWriter};
+use crate::state::{KeyedState, StateBackend, ValueCodec};
 
 /// Rows per output batch at most.
 const MAX_OUTPUT_ROWS: usize = 64 * 1024;
@@ -32,56 +32,68 @@ struct AggSlot {
     target: ArrowType,
 }
 
-/// The accumulators of one key in one slice or window.
+/// The accumulators of one group key in one session.
 struct Group {
-    /// The row-encoded key.
-    key: Box<[u8]>,
+    /// The key's id in the operator's [`GroupKeys`].
+    key: u32,
     accs: Vec<Accumulator>,
 }
 
-/// Groups by key, in first-seen order.
+/// A session's groups, in first-seen order.
 #[derive(Default)]
 struct Groups {
-    index: HashMap<Box<[u8]>, u32, FxBuild>,
+    /// Group key id → position in `groups`.
+    index: HashMap<u32, u32, FxBuild>,
     groups: Vec<Group>,
 }
 
 impl Groups {
-    /// Adds `other`'s groups (another session of the same partition).
-    fn merge(&mut self, other: Groups, aggs: &[AggSlot]) {
-        let mut by_index: Vec<(&[u8], u32)> =
-            other.index.iter().map(|(k, &i)| (&k[..], i)).collect();
-        by_index.sort_by_key(|&(_, i)| i);
-        let mut groups: Vec<Option<Group>> = other.groups.into_iter().map(Some).collect();
-        for (bytes, i) in by_index {
-            let Some(theirs) = groups.get_mut(i as usize).and_then(Option::take) else {
-                continue;
-            };
-            let mut theirs = Some(theirs);
-            let mine = self.entry(bytes, || {
-                theirs.take().unwrap_or_else(|| Group {
-                    key: Box::default(),
-                    accs: vec![],
-                })
-            });
-            if let Some(theirs) = theirs {
-                for ((acc, other), a) in mine.accs.iter_mut().zip(&theirs.accs).zip(aggs) {
-                    acc.merge(&a.spec, other);
+    /// Adds `other`'s groups (another session of the same partition): a group key both hold
+    /// merges its accumulators, and `keys` counts one session fewer holding it.
+    fn merge(&mut self, other: Groups, aggs: &[AggSlot], keys: &mut GroupKeys) {
+        for theirs in other.groups {
+            match self.index.get(&theirs.key) {
+                Some(&i) => {
+                    if let Some(mine) = self.groups.get_mut(i as usize) {
+                        for ((acc, other), a) in mine.accs.iter_mut().zip(&theirs.accs).zip(aggs) {
+                            acc.merge(&a.spec, other);
+                        }
+                    }
+                    keys.release(theirs.key);
+                }
+                None => {
+                    self.index.insert(theirs.key, self.groups.len() as u32);
+                    self.groups.push(theirs);
                 }
             }
         }
     }
 
-    /// The group keys, in first-seen order.
-    fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.groups.iter().map(|g| &g.key[..])
+    /// The group of key id `key`, made by `make` (and counted in `keys`) when the session has
+    /// none yet.
+    fn entry(
+        &mut self,
+        key: u32,
+        keys: &mut GroupKeys,
+        make: impl FnOnce() -> Vec<Accumulator>,
+    ) -> &mut Group {
+        let i = match self.index.get(&key) {
+            Some(&i) => i as usize,
+            None => {
+                keys.hold(key);
+                self.index.insert(key, self.groups.len() as u32);
+                self.groups.push(Group { key, accs: make() });
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[i]
     }
 
-    /// Writes the groups (key and accumulators) in first-seen order; the index follows from them.
+    /// Writes the groups (key id and accumulators) in first-seen order; the index follows.
     fn encode(&self, w: &mut StateWriter) {
         w.count(self.groups.len());
         for g in &self.groups {
-            w.bytes(&g.key);
+            w.u32(g.key);
             for acc in &g.accs {
                 acc.encode(w);
             }
@@ -90,31 +102,90 @@ impl Groups {
 
     /// Reads what [`Groups::encode`] wrote, each group with `width` accumulators.
     fn decode(r: &mut StateReader<'_>, width: usize) -> Result<Groups, StateError> {
+        Groups::decode_with(r, width, |r| r.u32())
+    }
+
+    /// Reads groups of `width` accumulators, each key read by `key`: an id, or (layout 2) the
+    /// key bytes, which the caller numbers.
+    fn decode_with(
+        r: &mut StateReader<'_>,
+        width: usize,
+        mut key: impl FnMut(&mut StateReader<'_>) -> Result<u32, StateError>,
+    ) -> Result<Groups, StateError> {
         let mut groups = Groups::default();
         for i in 0..r.count()? {
-            let key: Box<[u8]> = r.bytes()?.into();
+            let key = key(r)?;
             let mut accs = Vec::with_capacity(width);
             for _ in 0..width {
                 accs.push(Accumulator::decode(r)?);
             }
-            if groups.index.insert(key.clone(), i as u32).is_some() {
+            if groups.index.insert(key, i as u32).is_some() {
                 return Err(StateError("a session holds a group twice".into()));
             }
             groups.groups.push(Group { key, accs });
         }
         Ok(groups)
     }
+}
 
-    fn entry(&mut self, key: &[u8], make: impl FnOnce() -> Group) -> &mut Group {
-        let i = match self.index.get(key) {
-            Some(&i) => i as usize,
-            None => {
-                self.index.insert(key.into(), self.groups.len() as u32);
-                self.groups.push(make());
-                self.groups.len() - 1
+/// The group keys of every session, each once, with the number of sessions holding it.
+/// Sessions name their groups by id, so a session spilled to RocksDB holds no key bytes: the
+/// keys stay in memory, as every table's keys do, and a checkpoint writes them as key columns.
+#[derive(Default)]
+struct GroupKeys(KeyedState<u32>);
+
+impl GroupKeys {
+    /// The id of `key`, numbered (held by no session yet) when new.
+    fn id(&mut self, key: &[u8]) -> u32 {
+        self.0.id_or_insert_with(key, || 0)
+    }
+
+    /// One more session holds key `id`.
+    fn hold(&mut self, id: u32) {
+        if let Some(n) = self.0.get_mut(id) {
+            *n += 1;
+        }
+    }
+
+    /// One session fewer holds key `id`: the key goes with its last session.
+    fn release(&mut self, id: u32) {
+        if let Some(n) = self.0.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.0.remove(id);
             }
-        };
-        &mut self.groups[i]
+        }
+    }
+
+    /// Whether the sessions' groups (`payloads`, all of them) hold exactly the kept keys, each
+    /// as many times as counted.
+    fn check_held(&self, payloads: &mut dyn Iterator<Item = &Groups>) -> Result<(), StateError> {
+        let mut held = vec![0u32; self.0.id_bound()];
+        for g in payloads.flat_map(|p| p.groups.iter()) {
+            match held.get_mut(g.key as usize) {
+                Some(n) if self.0.contains_id(g.key) => *n += 1,
+                _ => {
+                    return Err(StateError(format!(
+                        "a session holds unknown group key {}",
+                        g.key
+                    )));
+                }
+            }
+        }
+        for (id, &n) in self.0.values() {
+            if held.get(id as usize) != Some(&n) {
+                return Err(StateError(format!(
+                    "group key {id} is counted {n} times, held {} times",
+                    held.get(id as usize).copied().unwrap_or(0)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of key `id`.
+    fn key(&self, id: u32) -> Option<&[u8]> {
+        self.0.contains_id(id).then(|| self.0.key(id))
     }
 }
 
@@ -124,6 +195,7 @@ enum State {
     Session {
         sessions: Sessions<Groups>,
         partition: KeyEncoder,
+        groups: GroupKeys,
     },
 }
 
@@ -213,9 +285,24 @@ impl WindowAggregate {
                 if let Some(c) = spec.partition.iter().find(|c| **c >= width) {
                     return Err(plan_err(format!("partition column ${c} does not exist")));
                 }
+                let width = aggs.len();
                 State::Session {
-                    sessions: Sessions::new(gap_ms),
+                    sessions: Sessions::new(
+                        gap_ms,
+                        backend,
+                        name,
+                        ValueCodec {
+                            encode: Box::new(|g: &Groups, w: &mut StateWriter| {
+                                g.encode(w);
+                                Ok(())
+                            }),
+                            decode: Box::new(move |r: &mut StateReader<'_>| {
+                                Groups::decode(r, width)
+                            }),
+                        },
+                    ),
                     partition: KeyEncoder::new(spec.partition.clone()),
+                    groups: GroupKeys::default(),
                 }
             }
             kind => State::Sliced(SlicedState::new(
@@ -252,15 +339,13 @@ impl WindowAggregate {
         })
     }
 
-    /// Keeps the backend's resident budget of keys in memory (sliced windows; see
-    /// `KeyedState::settle`).
+    /// Keeps the backend's resident budget of keys in memory (see `KeyedState::settle`).
     fn settle(&mut self) -> Result<(), RuntimeError> {
         match &mut self.state {
-            State::Sliced(state) => state
-                .settle()
-                .map_err(|e| RuntimeError::backend(&self.name, e)),
-            State::Session { .. } => Ok(()),
+            State::Sliced(state) => state.settle(),
+            State::Session { sessions, .. } => sessions.settle(),
         }
+        .map_err(|e| RuntimeError::backend(&self.name, e))
     }
 
     /// The same node with its arguments and FILTERs computed by compiled code where the JIT
@@ -288,7 +373,7 @@ impl WindowAggregate {
 
     /// Fires windows ending at or before `w + 1` into `self.ready`, at most `MAX_OUTPUT_ROWS`
     /// rows of sliced windows at a time; returns whether more remain.
-    fn fire(&mut self, w: i64) -> bool {
+    fn fire(&mut self, w: i64) -> Result<bool, RuntimeError> {
         let aggs = &self.aggs;
         let ready = &mut self.ready;
         let results = |accs: &[Accumulator]| -> Vec<Value> {
@@ -298,7 +383,7 @@ impl WindowAggregate {
                 .collect()
         };
         match &mut self.state {
-            State::Sliced(state) => state.fire(
+            State::Sliced(state) => Ok(state.fire(
                 w,
                 MAX_OUTPUT_ROWS,
                 |into, from| {
@@ -314,19 +399,33 @@ impl WindowAggregate {
                         key: f.key.into(),
                     })
                 },
-            ),
-            State::Session { sessions, .. } => {
-                sessions.fire(w, |_, s: Session<Groups>| {
+            )),
+            State::Session {
+                sessions, groups, ..
+            } => {
+                let mut unknown = None;
+                sessions.fire(w, |s: Session<Groups>| {
                     for g in s.payload.groups {
+                        let Some(key) = groups.key(g.key) else {
+                            unknown = Some(g.key);
+                            continue;
+                        };
                         ready.push(OutRow {
                             start: s.start,
                             end: s.end,
                             results: results(&g.accs),
-                            key: g.key,
+                            key: key.into(),
                         });
+                        groups.release(g.key);
                     }
                 });
-                false
+                if let Some(id) = unknown {
+                    return Err(RuntimeError::backend(
+                        &self.name,
+                        StateError(format!("a session holds group key {id}, which is not kept")),
+                    ));
+                }
+                Ok(false)
             }
         }
     }
@@ -479,23 +578,24 @@ impl Operator for WindowAggregate {
                         update(accs, i, seq);
                     }
                 }
-                State::Session { sessions, .. } => {
+                State::Session {
+                    sessions,
+                    groups: group_keys,
+                    ..
+                } => {
                     let groups = sessions.add(
                         partition_keys.as_ref().map_or(&[][..], |k| k.key(i)),
-                        Vec::new,
                         t,
                         self.watermark,
                         Groups::default,
-                        |into, from| into.merge(from, aggs),
+                        |into, from| into.merge(from, aggs, group_keys),
                     );
                     let Some(groups) = groups else {
                         late.push(i as u32);
                         continue;
                     };
-                    let g = groups.entry(keys.key(i), || Group {
-                        key: keys.key(i).into(),
-                        accs: Self::new_accs(aggs),
-                    });
+                    let key = group_keys.id(keys.key(i));
+                    let g = groups.entry(key, group_keys, || Self::new_accs(aggs));
                     update(&mut g.accs, i, seq);
                 }
             }
@@ -508,7 +608,7 @@ impl Operator for WindowAggregate {
         if w > self.watermark {
             self.watermark = w;
             loop {
-                let more = self.fire(w);
+                let more = self.fire(w)?;
                 let ready = std::mem::take(&mut self.ready);
                 for chunk in ready.chunks(MAX_OUTPUT_ROWS) {
                     out.push(Event::Batch(self.build(chunk)?));
@@ -530,30 +630,36 @@ impl Operator for WindowAggregate {
         self.late.take()
     }
 
-    /// The watermark, the arrival counter (FIRST/LAST_VALUE order rows by it), the slices or
-    /// sessions with their accumulators, and the group keys as key columns (see
-    /// [`KeyEncoder::snapshot_keys`]). Results are emitted within `on_watermark`, so none wait.
+    /// The watermark, the arrival counter (FIRST/LAST_VALUE order rows by it), and the slices
+    /// with their keys, or the group keys with the number of sessions holding each and the
+    /// sessions; the keys also as key columns (see [`KeyEncoder::snapshot_keys`]). Results are
+    /// emitted within `on_watermark`, so none wait.
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
         w.u32(WINDOW_AGGREGATE_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
-        let keys: Vec<&[u8]> = match &mut self.state {
+        match &mut self.state {
             State::Sliced(state) => {
                 state.snapshot(w).map_err(err)?;
-                state.keys().collect()
+                let keys: Vec<&[u8]> = state.keys().collect();
+                self.keys.snapshot_keys(&keys, w).map_err(err)?;
             }
-            State::Session { sessions, .. } => {
-                sessions
-                    .snapshot(w, |groups, w| {
-                        groups.encode(w);
+            State::Session {
+                sessions, groups, ..
+            } => {
+                groups
+                    .0
+                    .snapshot(w, |n, w| {
+                        w.u32(*n);
                         Ok(())
                     })
                     .map_err(err)?;
-                sessions.payloads().flat_map(Groups::keys).collect()
+                let keys: Vec<&[u8]> = groups.0.keys().collect();
+                self.keys.snapshot_keys(&keys, w).map_err(err)?;
+                sessions.snapshot(w).map_err(err)?;
             }
-        };
-        self.keys.snapshot_keys(&keys, w).map_err(err)?;
+        }
         Ok(true)
     }
 
@@ -574,20 +680,51 @@ impl Operator for WindowAggregate {
                 state.restore(r, layout, &self.backend, name).map_err(err)?;
                 self.keys.restore_keys(r, state.keys()).map_err(err)
             }
-            State::Session { sessions, .. } => {
+            State::Session {
+                sessions, groups, ..
+            } if layout < 3 => {
+                // Layouts 1 and 2: each group with its key's bytes, the keys as key columns last.
+                let mut table = GroupKeys::default();
+                let mut order = Vec::new();
                 sessions
-                    .restore(r, |r| Groups::decode(r, width))
+                    .restore_layout_1(r, |r| {
+                        Groups::decode_with(r, width, |r| {
+                            let id = table.id(r.bytes()?);
+                            table.hold(id);
+                            order.push(id);
+                            Ok(id)
+                        })
+                    })
                     .map_err(err)?;
-                let keys = sessions.payloads().flat_map(Groups::keys);
-                self.keys.restore_keys(r, keys).map_err(err)
+                let keys = order.iter().filter_map(|&id| table.key(id));
+                self.keys.restore_keys(r, keys).map_err(err)?;
+                *groups = table;
+                Ok(())
+            }
+            State::Session {
+                sessions, groups, ..
+            } => {
+                let table = KeyedState::restore(r, |r| match r.u32()? {
+                    0 => Err(StateError("a group key no session holds".into())),
+                    n => Ok(n),
+                })
+                .map_err(err)?;
+                self.keys.restore_keys(r, table.keys()).map_err(err)?;
+                let table = GroupKeys(table);
+                sessions
+                    .restore(r, |payloads| table.check_held(payloads))
+                    .map_err(err)?;
+                *groups = table;
+                Ok(())
             }
         }
     }
 }
 
 /// The layout of a window aggregation's checkpoint state (bumped when it changes): 2 stores
-/// sliced windows key-major (`SlicedState::snapshot`); sessions are alike in both.
-const WINDOW_AGGREGATE_STATE_LAYOUT: u32 = 2;
+/// sliced windows key-major (`SlicedState::snapshot`); 3 numbers sessions' group keys
+/// ([`GroupKeys`]) and may leave the sessions in RocksDB (sliced windows as in 2).
+const WINDOW_AGGREGATE_STATE_LAYOUT: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -746,7 +883,7 @@ mod tests {
         windowed_in(window, partition, &StateBackend::memory())
     }
 
-    /// [`windowed`], keeping sliced windows' keys in `backend`.
+    /// [`windowed`], keeping its keys' slices or sessions in `backend`.
     fn windowed_in(
         window: WindowKind,
         partition: Vec<usize>,
@@ -884,5 +1021,98 @@ mod tests {
         let mut op = windowed(kinds[0].0, vec![]);
         drive(&mut op, &steps, &mut Vec::new()).unwrap();
         assert_eq!(op.late_rows(), 2);
+    }
+
+    /// What window aggregation state layout 2 held for `op` (sessions in memory): each group
+    /// with its key's bytes, and the keys as key columns in the order the groups were written.
+    fn session_layout_2(op: &WindowAggregate) -> Vec<u8> {
+        let State::Session {
+            sessions, groups, ..
+        } = &op.state
+        else {
+            panic!("not a session window");
+        };
+        let mut w = StateWriter::default();
+        w.u32(2);
+        w.i64(op.watermark);
+        w.u64(op.seq);
+        let mut order: Vec<&[u8]> = Vec::new();
+        sessions.snapshot_layout_1(&mut w, |g: &Groups, w| {
+            w.count(g.groups.len());
+            for group in &g.groups {
+                let key = groups.key(group.key).unwrap();
+                w.bytes(key);
+                order.push(key);
+                for acc in &group.accs {
+                    acc.encode(w);
+                }
+            }
+        });
+        op.keys.snapshot_keys(&order, &mut w).unwrap();
+        w.into_bytes()
+    }
+
+    /// A checkpoint of session windows in state layout 2 (group keys as bytes in each session),
+    /// taken after any step, restores in memory and spilled to RocksDB, and the run goes on
+    /// as if uninterrupted; a cut one is refused.
+    #[test]
+    fn a_layout_2_session_checkpoint_restores_the_same_sessions() {
+        use crate::testkit::{Step, drive};
+        let steps = vec![
+            Step::Batch(
+                0,
+                valued(&[("a", Some(1), 1), ("b", Some(2), 3), ("a", Some(3), 12)]),
+            ),
+            Step::Batch(
+                0,
+                valued(&[("a", None, 4), ("c", Some(5), 7), ("b", Some(2), 2)]),
+            ),
+            Step::Watermark(4 * MIN),
+            // ("a", 8) merges a's sessions [1, 8) and [12, 16).
+            Step::Batch(
+                0,
+                valued(&[("b", Some(7), 13), ("a", Some(1), 8), ("c", Some(9), 31)]),
+            ),
+            Step::Watermark(20 * MIN),
+            Step::Batch(
+                0,
+                valued(&[("c", Some(1), 33), ("b", Some(4), 21), ("a", Some(6), 24)]),
+            ),
+            Step::Watermark(i64::MAX),
+        ];
+        let session = WindowKind::Session { gap_ms: 4 * MIN };
+        let rocksdb = crate::testkit::rocksdb_backend(1);
+        for partition in [vec![], vec![0]] {
+            let mut whole = Vec::new();
+            drive(
+                &mut windowed(session, partition.clone()),
+                &steps,
+                &mut whole,
+            )
+            .unwrap();
+            for cut in 0..=steps.len() {
+                let mut before = Vec::new();
+                let mut first = windowed(session, partition.clone());
+                drive(&mut first, &steps[..cut], &mut before).unwrap();
+                let old = session_layout_2(&first);
+                for backend in [&StateBackend::memory(), &rocksdb] {
+                    let mut second = windowed_in(session, partition.clone(), backend);
+                    let mut r = StateReader::new(&old);
+                    second.restore(&mut r).unwrap();
+                    r.finish().unwrap();
+                    let mut out = before.clone();
+                    drive(&mut second, &steps[cut..], &mut out).unwrap();
+                    assert_eq!(out, whole, "{partition:?}: layout 2 restored at step {cut}");
+                }
+                for len in [0, old.len() / 2, old.len() - 1] {
+                    let mut r = StateReader::new(&old[..len]);
+                    let restored = windowed(session, partition.clone()).restore(&mut r);
+                    assert!(
+                        restored.is_err() || r.finish().is_err(),
+                        "layout 2 cut to {len} bytes was accepted"
+                    );
+                }
+            }
+        }
     }
 }
