@@ -2,17 +2,20 @@
 //! time to restore them, and the throughput of one pipeline with and without periodic
 //! checkpoints, side by side in one run.
 //!
-//! The pipeline: per card, COUNT and SUM over the last 24 hours (OVER, arrival order), over `2N`
-//! events (every card twice, 1 ms of event time apart, so every card is live to the end).
+//! The pipeline: per card, COUNT and SUM over the last 24 hours (OVER, arrival order), over `kN`
+//! events: every card in turn, `k` times (`FSQL_CHECKPOINT_EVENTS_PER_CARD`, default 2), a card's
+//! payments about 14 hours of event time apart, so every card is live to the end and holds its
+//! last two payments whatever `k` is: a steady state, which a longer run (a larger `k`) keeps
+//! while it spans several checkpoint intervals.
 //!
 //! 1. **Checkpoint**: the first `N` events (every card once), then the run is stopped: its last
 //!    checkpoint holds all `N` cards. Reported: its state bytes and the time it took.
 //! 2. **Recovery**: a run over the same directory restores it and stops: the restore time.
-//! 3. **Throughput**: all `2N` events without checkpoints, with a checkpoint every
+//! 3. **Throughput**: all `kN` events without checkpoints, with a checkpoint every
 //!    `FSQL_CHECKPOINT_INTERVAL` (default 10 s) taken synchronously (`state.backend.async` =
 //!    `false`: the pipeline waits until the files are durable, as before asynchronous snapshots),
 //!    and with asynchronous ones (the default), alternating `FSQL_CHECKPOINT_ROUNDS` times
-//!    (default 2). Reported per run: events per wall-clock second and per CPU-second of the
+//!    (default 2); `FSQL_CHECKPOINT_MODES` (default `synchronous,asynchronous`) picks the modes. Reported per run: events per wall-clock second and per CPU-second of the
 //!    executor thread, both up to the source's last row (the run's final checkpoint and its
 //!    shutdown are left out), the checkpoints completed meanwhile, the time the pipeline waited
 //!    for them, and their time from taking to durable.
@@ -38,12 +41,20 @@ use fsql_compiler::{CompileOptions, compile_source};
 use fsql_plan::{NodeId, Pipeline};
 use fsql_runtime::{Event, RunOptions, RunSummary};
 
+/// Event time between two payments, in milliseconds: a card's next payment comes `cards`
+/// payments later, about 14 hours on (12 h rounded up to whole milliseconds per payment), inside
+/// the 24-hour frame, so each card holds its last two.
+fn step_ms(cards: u64) -> u64 {
+    (12 * 3_600_000u64).div_ceil(cards.max(1))
+}
+
 fn pipeline(
     cards: u64,
     events: u64,
     checkpoints: Option<(&Path, &str, bool)>,
     backend: &str,
 ) -> Pipeline {
+    let step = step_ms(cards);
     let resident = std::env::var("FSQL_STATE_RESIDENT_KEYS").map_or(String::new(), |n| {
         format!("SET 'state.backend.rocksdb.resident-keys' = '{n}';")
     });
@@ -61,7 +72,7 @@ fn pipeline(
         "{settings} {backend}
          SET 'pipeline.emit-mode' = 'arrival';
          CREATE TABLE src (seq BIGINT, amount DOUBLE, card AS seq % {cards},
-           ts AS TO_TIMESTAMP_LTZ(seq, 3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           ts AS TO_TIMESTAMP_LTZ(seq * {step}, 3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
          WITH ('connector' = 'datagen', 'number-of-rows' = '{events}',
            'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0', 'fields.seq.end' = '{}',
            'fields.amount.min' = '0', 'fields.amount.max' = '5000');
@@ -175,7 +186,13 @@ fn main() {
 }
 
 fn bench(cards: u64, interval: &str, backend: &str) {
-    let events = 2 * cards;
+    let per_card: u64 = std::env::var("FSQL_CHECKPOINT_EVENTS_PER_CARD")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
+    let events = per_card.max(2) * cards;
+    let modes = std::env::var("FSQL_CHECKPOINT_MODES")
+        .unwrap_or_else(|_| "synchronous,asynchronous".into());
     let rounds: usize = std::env::var("FSQL_CHECKPOINT_ROUNDS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -228,6 +245,9 @@ fn bench(cards: u64, interval: &str, backend: &str) {
             round + 1
         );
         for (label, asynchronous) in [("synchronous", false), ("asynchronous", true)] {
+            if !modes.split(',').any(|m| m.trim() == label) {
+                continue;
+            }
             let dir = scratch(&format!("periodic-{round}-{label}"));
             let m = run(
                 &pipeline(cards, events, Some((&dir, interval, asynchronous)), backend),

@@ -174,7 +174,8 @@ impl<T: 'static> Sessions<T> {
         for s in ks.sessions.drain(first..last) {
             merge(&mut merged.payload, s.payload);
         }
-        self.live = self.live + 1 - (last - first);
+        // Saturating: the count comes from a checkpoint when the sessions are in RocksDB.
+        self.live = (self.live + 1).saturating_sub(last - first);
         ks.sessions.insert(first, merged);
         self.fire.insert((hi, slot));
         Some(&mut ks.sessions[first].payload)
