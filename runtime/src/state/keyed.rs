@@ -813,8 +813,8 @@ impl<V> KeyedState<V> {
     ) -> Result<KeyedState<V>, StateError> {
         let n = r.count()?;
         // The slots first, in id order, noting each key's hash; then the index, all at once.
-        // A slot takes a byte at least, which bounds a count read from a damaged file.
-        let mut hashes: Vec<(u64, u32)> = Vec::with_capacity(n.min(r.remaining()));
+        // (`count` refuses a count beyond the bytes left, and a slot takes a byte at least.)
+        let mut hashes: Vec<(u64, u32)> = Vec::with_capacity(n);
         for id in 0..n {
             if r.bool()? {
                 let key = r.bytes()?;
