@@ -12,7 +12,7 @@
 //! vectorised batch: [`Matcher::pending`] lists the (thread, variable) pairs the row must be
 //! tested against, [`Matcher::advance`] takes the results.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use fsql_plan::AfterMatch;
 
@@ -26,11 +26,11 @@ pub(crate) struct Step {
     pub var: u32,
     /// Matched inside an exclusion `{- ... -}`: not output by `ALL ROWS PER MATCH`.
     pub excluded: bool,
-    pub prev: Option<Rc<Step>>,
+    pub prev: Option<Arc<Step>>,
 }
 
 /// The steps of a thread (or a match), oldest first.
-pub(crate) fn steps_of(last: &Option<Rc<Step>>) -> Vec<&Step> {
+pub(crate) fn steps_of(last: &Option<Arc<Step>>) -> Vec<&Step> {
     let mut out = Vec::new();
     let mut at = last.as_deref();
     while let Some(step) = at {
@@ -42,7 +42,7 @@ pub(crate) fn steps_of(last: &Option<Rc<Step>>) -> Vec<&Step> {
 }
 
 /// The rows a thread (or a match) classified, oldest first, with their variables.
-pub(crate) fn rows_of(last: &Option<Rc<Step>>) -> Vec<(u64, usize)> {
+pub(crate) fn rows_of(last: &Option<Arc<Step>>) -> Vec<(u64, usize)> {
     steps_of(last)
         .into_iter()
         .map(|s| (s.row, s.var as usize))
@@ -54,7 +54,7 @@ pub(crate) struct Thread {
     pc: usize,
     /// The row the attempt started at.
     pub start: u64,
-    pub last: Option<Rc<Step>>,
+    pub last: Option<Arc<Step>>,
 }
 
 /// A match, or a partial match `WITHIN` ended: its start row and its classified rows (newest
@@ -62,7 +62,7 @@ pub(crate) struct Thread {
 #[derive(Clone, Debug)]
 pub(crate) struct Found {
     pub start: u64,
-    pub last: Option<Rc<Step>>,
+    pub last: Option<Arc<Step>>,
     /// For a partial match that timed out: the variable its preferred thread waited for
     /// (`Some(None)` when it waited for the partition's end, `$`).
     pub timed_out: Option<Option<usize>>,
@@ -282,7 +282,7 @@ impl Matcher {
             let stepped = Thread {
                 pc: t.pc + 1,
                 start: t.start,
-                last: Some(Rc::new(Step {
+                last: Some(Arc::new(Step {
                     row,
                     var: v as u32,
                     excluded,
@@ -512,7 +512,7 @@ impl Matcher {
 
 /// The checkpoint encoding of a matcher.
 ///
-/// Threads of one attempt share the older part of their step lists (`Rc<Step>`): the steps are
+/// Threads of one attempt share the older part of their step lists (`Arc<Step>`): the steps are
 /// written once each, as a table in which a step names its predecessor by its position in the
 /// table (always an earlier one), and threads, pending matches and timed-out attempts name their
 /// newest step the same way. A restored matcher so shares its steps as the checkpointed one did,
@@ -586,7 +586,7 @@ impl Matcher {
             )));
         }
         let n = r.count()?;
-        let mut steps: Vec<Rc<Step>> = Vec::with_capacity(n.min(1 << 20));
+        let mut steps: Vec<Arc<Step>> = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
             let row = r.u64()?;
             let var = r.u32()?;
@@ -598,7 +598,7 @@ impl Matcher {
                     "a row classified as variable {var} of {variables}"
                 )));
             }
-            steps.push(Rc::new(Step {
+            steps.push(Arc::new(Step {
                 row,
                 var,
                 excluded,
@@ -673,7 +673,7 @@ impl Matcher {
 }
 
 /// The step a reference read from `r` names in `steps` (0: none, `k`: `steps[k - 1]`).
-fn step_at(r: &mut StateReader<'_>, steps: &[Rc<Step>]) -> Result<Option<Rc<Step>>, StateError> {
+fn step_at(r: &mut StateReader<'_>, steps: &[Arc<Step>]) -> Result<Option<Arc<Step>>, StateError> {
     let k = r.u64()?;
     if k == 0 {
         return Ok(None);
@@ -696,7 +696,7 @@ struct StepTable<'a> {
 
 impl<'a> StepTable<'a> {
     /// Adds the steps of the list ending at `last` that are not in the table yet.
-    fn add(&mut self, last: &'a Option<Rc<Step>>) {
+    fn add(&mut self, last: &'a Option<Arc<Step>>) {
         let mut fresh = Vec::new();
         let mut at = last.as_deref();
         while let Some(step) = at {

@@ -1,8 +1,8 @@
 //! The checkpoint state of a `MATCH_RECOGNIZE` node: what [`Operator::snapshot`] writes and
 //! [`Operator::restore`] reads back, so that a restored node continues exactly like the one that
 //! was checkpointed (same output rows, in the same order, with the same match numbers). A
-//! checkpoint gathers and encodes the stored rows on its writer thread, while the pipeline goes
-//! on ([`MatchRecognize::state_parts`]); the bytes are the same.
+//! checkpoint encodes the stored rows and the partitions on its writer thread, while the
+//! pipeline goes on ([`MatchRecognize::state_parts`]); the bytes are the same.
 //!
 //! A checkpoint is taken between two steps, when every final match has been output, so the state
 //! is the partitions (each one's matcher, its stored rows and its queue and TTL bookkeeping), the
@@ -17,8 +17,12 @@
 //! 3. the partitions ([`KeyedState::snapshot`], ids kept), each with its rows' times and whether
 //!    a match took them, then its [`Matcher`];
 //! 4. the waiting rows' times, condition masks, ordering bytes, arrival numbers and keys;
-//! 5. the partitions with an open attempt, the deadline queue and the TTL queue, by key, sorted
-//!    (the same state always gives the same bytes).
+//! 5. the deadline queue and the TTL queue, by partition id (a restore keeps ids), sorted (the
+//!    same state always gives the same bytes). The partitions with an open attempt are found
+//!    from their matchers on restore (layout 1 listed them, and its queues named keys).
+//!
+//! Only part 1 and part 4 (the waiting rows, few) are encoded while the pipeline waits; the
+//! rest is encoded by the checkpoint's writer thread ([`MatchRecognize::state_parts`]).
 //!
 //! Reading checks every count, reference and program position, so corrupt bytes are an error,
 //! never a panic or an operator that could index out of bounds. (The rows' Arrow IPC stream is
@@ -41,18 +45,40 @@ use crate::error::RuntimeError;
 use crate::operators::agg::key::KeyBytes;
 use crate::state::codec::{StateError, StateReader, StateWriter, widen};
 use crate::state::row_codec;
-use crate::state::{KeyedState, StateSnapshot};
+use crate::state::{KeyedState, SharedEncode, StateSnapshot};
 
 /// The layout of a `MATCH_RECOGNIZE` node's checkpoint state (bumped when it changes).
-pub(super) const MR_STATE_LAYOUT: u32 = 1;
+/// 2 writes the queues by partition id and no list of open partitions (1, by key and with the
+/// list, is still read).
+pub(super) const MR_STATE_LAYOUT: u32 = 2;
 
 impl MatchRecognize {
-    /// The node's state (see the module documentation for the layout) in three parts: the
-    /// stored rows (part 2 of the layout) are gathered into one batch and encoded by the
-    /// checkpoint's writer thread, everything else now. Rows are never changed once stored (a
-    /// [`RowRef`] shares its batch), so the references taken now are the rows as they are now;
-    /// the parts concatenated are the bytes a snapshot taken at once would be.
-    pub(super) fn state_parts(&self) -> Result<StateSnapshot, RuntimeError> {
+    /// The node's state (see the module documentation for the layout) in four parts. The
+    /// checkpoint's writer thread gathers the stored rows (part 2 of the layout) into one batch
+    /// and encodes it, and encodes the partitions (part 3), frozen as they are now
+    /// ([`KeyedState::snapshot_deferred`]: the table encodes a partition itself before it changes
+    /// it while the writer is not done); the rest, small, is encoded now. Rows are never changed
+    /// once stored (a [`RowRef`] shares its batch), so the references taken now are the rows as
+    /// they are now; the parts concatenated are the bytes a snapshot taken at once would be.
+    pub(super) fn state_parts(&mut self) -> Result<StateSnapshot, RuntimeError> {
+        let (mut parts, stamps) = self.parts_before_queues()?;
+        // The queues, copied as they are (16 bytes an entry): the writer thread leaves out
+        // entries of partitions dropped since they were queued and sorts them.
+        let queues: [Vec<Due>; 2] = [&self.deadlines, &self.idle_deadlines]
+            .map(|q| q.iter().map(|&Reverse(d)| d).collect());
+        parts.push_deferred(move |out: &mut dyn FnMut(&[u8])| {
+            let mut w = StateWriter::default();
+            for queue in &queues {
+                write_queue(queue, &stamps, &mut w);
+            }
+            out(&w.into_bytes());
+            Ok(())
+        });
+        Ok(parts)
+    }
+
+    /// Parts 1 to 4 of the layout, and the stamp of each partition id (`None`: no partition).
+    fn parts_before_queues(&mut self) -> Result<(StateSnapshot, Vec<Option<u32>>), RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
         // `emit` outputs every match found before a step returns, so none is pending here.
         if !self.found.is_empty() {
@@ -66,13 +92,24 @@ impl MatchRecognize {
         w.i64(self.watermark_ms);
         w.u64(self.arrivals);
         let mut parts = StateSnapshot::ready(w.into_bytes());
-        let rows: Vec<(Arc<RecordBatch>, usize)> = self
-            .partitions
-            .values()
-            .flat_map(|(_, p)| p.rows.iter().map(|s| &s.row))
-            .chain(self.waiting.iter().map(|x| &x.row))
-            .map(|r| (Arc::clone(&r.batch), r.index))
-            .collect();
+        // One pass over the partitions in id order: the rows they refer to, and their stamps.
+        let mut rows: Vec<(Arc<RecordBatch>, usize)> = Vec::new();
+        let mut stamps: Vec<Option<u32>> = vec![None; self.partitions.id_bound()];
+        for (id, p) in self.partitions.values() {
+            if let Some(stamp) = stamps.get_mut(id as usize) {
+                *stamp = Some(p.stamp);
+            }
+            rows.extend(
+                p.rows
+                    .iter()
+                    .map(|s| (Arc::clone(&s.row.batch), s.row.index)),
+            );
+        }
+        rows.extend(
+            self.waiting
+                .iter()
+                .map(|x| (Arc::clone(&x.row.batch), x.row.index)),
+        );
         let schema = Arc::clone(&self.row_schema);
         parts.push_deferred(move |out: &mut dyn FnMut(&[u8])| {
             let rows: Vec<(&RecordBatch, usize)> =
@@ -83,13 +120,15 @@ impl MatchRecognize {
             out(&w.into_bytes());
             Ok(())
         });
-        let mut w = StateWriter::default();
-        self.partitions
-            .snapshot(&mut w, |p, w| {
+        // The partitions, frozen as they are now: the writer thread encodes them, and until it
+        // is done the table encodes a partition itself before it changes it.
+        let encode: Arc<SharedEncode<Partition>> =
+            Arc::new(|p: &Partition, w: &mut StateWriter| {
                 write_partition(p, w);
                 Ok(())
-            })
-            .map_err(err)?;
+            });
+        parts.push_deferred(self.partitions.snapshot_deferred(encode));
+        let mut w = StateWriter::default();
         w.count(self.waiting.len());
         for x in &self.waiting {
             w.i64(x.ts);
@@ -98,29 +137,12 @@ impl MatchRecognize {
             w.u64(x.seq);
             w.bytes(x.key.as_slice());
         }
-        // The partitions with an open attempt, by key.
-        let mut active: Vec<&[u8]> = match &self.active {
-            Some(active) => active.iter().map(KeyBytes::as_slice).collect(),
-            None => self
-                .partitions
-                .values()
-                .filter(|(_, p)| p.is_open())
-                .map(|(id, _)| self.partitions.key(id))
-                .collect(),
-        };
-        active.sort_unstable();
-        w.count(active.len());
-        for key in active {
-            w.bytes(key);
-        }
-        write_queue(&self.deadlines, &self.partitions, &mut w);
-        write_queue(&self.idle_deadlines, &self.partitions, &mut w);
         parts.push_ready(w.into_bytes());
-        Ok(parts)
+        Ok((parts, stamps))
     }
 
     /// Writes the node's state, every part encoded now ([`MatchRecognize::state_parts`]).
-    pub(super) fn write_state(&self, w: &mut StateWriter) -> Result<(), RuntimeError> {
+    pub(super) fn write_state(&mut self, w: &mut StateWriter) -> Result<(), RuntimeError> {
         let bytes = self
             .state_parts()?
             .into_bytes()
@@ -161,7 +183,13 @@ impl MatchRecognize {
     }
 
     fn decode(&self, r: &mut StateReader<'_>) -> Result<Decoded, StateError> {
-        r.expect_tag("MATCH_RECOGNIZE", MR_STATE_LAYOUT)?;
+        let layout = r.u32()?;
+        if !(1..=MR_STATE_LAYOUT).contains(&layout) {
+            return Err(StateError(format!(
+                "MATCH_RECOGNIZE state has layout {layout}, this fsql reads layouts 1 to \
+                 {MR_STATE_LAYOUT}"
+            )));
+        }
         let watermark_ms = r.i64()?;
         let arrivals = r.u64()?;
         // A counter near `u64::MAX` could only overflow later.
@@ -196,9 +224,24 @@ impl MatchRecognize {
                 rows.next
             )));
         }
-        let active = read_open(r, &partitions)?;
-        let deadlines = read_queue(r, &partitions)?;
-        let idle_deadlines = read_queue(r, &partitions)?;
+        let (active, deadlines, idle_deadlines) = if layout == 1 {
+            (
+                read_open_layout_1(r, &partitions)?,
+                read_queue_layout_1(r, &partitions)?,
+                read_queue_layout_1(r, &partitions)?,
+            )
+        } else {
+            let active = partitions
+                .values()
+                .filter(|(_, p)| p.is_open())
+                .map(|(id, _)| KeyBytes::new(partitions.key(id)))
+                .collect();
+            (
+                active,
+                read_queue(r, &partitions)?,
+                read_queue(r, &partitions)?,
+            )
+        };
         Ok(Decoded {
             watermark_ms,
             arrivals,
@@ -211,9 +254,10 @@ impl MatchRecognize {
     }
 }
 
-/// Reads the keys of the partitions with an open attempt (in key order), checking that they are
-/// exactly the partitions whose matcher is not idle: the operator relies on it to skip rows.
-fn read_open(
+/// Reads the keys of the partitions with an open attempt (in key order; layout 1 wrote them,
+/// layout 2 leaves them to be found), checking that they are exactly the partitions whose
+/// matcher is not idle: the operator relies on it to skip rows.
+fn read_open_layout_1(
     r: &mut StateReader<'_>,
     partitions: &KeyedState<Partition>,
 ) -> Result<Vec<KeyBytes>, StateError> {
@@ -334,25 +378,44 @@ fn read_partition(
     })
 }
 
-/// Writes a queue of partitions as (time, key), sorted; entries of partitions dropped since they
-/// were queued are left out.
-fn write_queue(queue: &DueQueue, partitions: &KeyedState<Partition>, w: &mut StateWriter) {
-    let mut due: Vec<(i64, &[u8])> = queue
+/// Writes a queue of partitions as (time, id), sorted, leaving out entries of partitions dropped
+/// since they were queued (`stamps`: each id's partition's stamp). Ids are the restored
+/// partitions' ids, so the same state always gives the same bytes.
+fn write_queue(queue: &[Due], stamps: &[Option<u32>], w: &mut StateWriter) {
+    let mut due: Vec<(i64, u32)> = queue
         .iter()
-        .filter(|Reverse(d)| partitions.get(d.id).is_some_and(|p| p.stamp == d.stamp))
-        .map(|Reverse(d)| (d.at, partitions.key(d.id)))
+        .filter(|d| stamps.get(d.id as usize).copied().flatten() == Some(d.stamp))
+        .map(|d| (d.at, d.id))
         .collect();
     due.sort_unstable();
     w.count(due.len());
-    for (at, key) in due {
+    for (at, id) in due {
         w.i64(at);
-        w.bytes(key);
+        w.u32(id);
     }
 }
 
-/// Reads what [`write_queue`] wrote, for the restored `partitions` (an entry of a key without a
-/// partition, which checkpoints of earlier versions could hold, is dropped: its partition was).
+/// Reads what [`write_queue`] wrote, for the restored `partitions`: every entry names one.
 fn read_queue(
+    r: &mut StateReader<'_>,
+    partitions: &KeyedState<Partition>,
+) -> Result<DueQueue, StateError> {
+    let n = r.count()?;
+    let mut queue = DueQueue::with_capacity(n);
+    for _ in 0..n {
+        let at = r.i64()?;
+        let id = r.u32()?;
+        let p = partitions.get(id).ok_or_else(|| {
+            StateError(format!("a queue names partition {id}, which has no state"))
+        })?;
+        queue.push(Due::of(at, id, p));
+    }
+    Ok(queue)
+}
+
+/// Reads a queue as layout 1 wrote it, (time, key) (an entry of a key without a partition, which
+/// checkpoints of earlier versions could hold, is dropped: its partition was).
+fn read_queue_layout_1(
     r: &mut StateReader<'_>,
     partitions: &KeyedState<Partition>,
 ) -> Result<DueQueue, StateError> {
@@ -386,7 +449,7 @@ mod tests {
 
     use super::*;
     use crate::operator::Operator;
-    use crate::testkit::{Step, bin, check_restore, col, lit};
+    use crate::testkit::{Step, bin, check_restore, col, drive, lit};
 
     const MINUTE: i64 = 60_000;
     /// The input's columns: card, amount, ts, id.
@@ -561,8 +624,13 @@ mod tests {
             }
         }
 
-        /// The node, with the output schema the planner gives it.
+        /// The node, boxed.
         fn operator(&self, emit: EmitMode) -> Box<dyn Operator> {
+            Box::new(self.node(emit))
+        }
+
+        /// The node, with the output schema the planner gives it.
+        fn node(&self, emit: EmitMode) -> MatchRecognize {
             let spec = &self.spec;
             let input = input();
             let field = |c: &usize| input.field(*c).clone();
@@ -585,18 +653,16 @@ mod tests {
                     .chain(measures)
                     .collect()
             };
-            Box::new(
-                MatchRecognize::new(
-                    "mr",
-                    spec,
-                    &input,
-                    Arc::new(Schema::new(fields)),
-                    emit,
-                    false,
-                    self.ttl_ms,
-                )
-                .expect("the operator builds"),
+            MatchRecognize::new(
+                "mr",
+                spec,
+                &input,
+                Arc::new(Schema::new(fields)),
+                emit,
+                false,
+                self.ttl_ms,
             )
+            .expect("the operator builds")
         }
 
         /// Checks restores after every step in both emit orders; the uninterrupted outputs.
@@ -621,7 +687,7 @@ mod tests {
         /// snapshot is the same bytes (flags and queues that change no output included).
         fn check_same_state(&self, emit: EmitMode) {
             let steps = steps();
-            let mut op = self.operator(emit);
+            let mut op = self.node(emit);
             let mut out = Vec::new();
             for (cut, step) in steps.iter().enumerate() {
                 match step {
@@ -656,8 +722,71 @@ mod tests {
                     again.into_bytes() == bytes,
                     "{emit:?}: the state restored after step {cut} differs"
                 );
+                // The same state as layout 1 wrote it restores to it.
+                let mut from_1 = self.operator(emit);
+                from_1
+                    .restore(&mut StateReader::new(&layout_1(&mut op)))
+                    .expect("layout 1 restores");
+                let mut again = StateWriter::default();
+                from_1.snapshot(&mut again).expect("snapshot after restore");
+                assert!(
+                    again.into_bytes() == bytes,
+                    "{emit:?}: the state restored from layout 1 after step {cut} differs"
+                );
+                // A checkpoint's parts taken now and encoded by another thread while the node
+                // runs on to the end (changing, ending and starting partitions) are the state
+                // as it was now.
+                let mut frozen = self.operator(emit);
+                let mut ignored = Vec::new();
+                drive(frozen.as_mut(), &steps[..=cut], &mut ignored).expect("the run");
+                let parts = frozen
+                    .snapshot_parts()
+                    .expect("snapshot parts")
+                    .expect("stateful");
+                let writer = std::thread::spawn(move || parts.into_bytes());
+                drive(frozen.as_mut(), &steps[cut + 1..], &mut ignored).expect("the run on");
+                let encoded = writer.join().expect("writer").expect("encoded");
+                assert!(
+                    encoded == bytes,
+                    "{emit:?}: a checkpoint frozen after step {cut} changed as the run went on"
+                );
             }
         }
+    }
+
+    /// The node's state as layout 1 wrote it (before 2 wrote its queues by id): the same parts 1
+    /// to 4, then the keys of the partitions with an open attempt and both queues by key, sorted.
+    fn layout_1(op: &mut MatchRecognize) -> Vec<u8> {
+        let (parts, _) = op.parts_before_queues().expect("parts");
+        let mut bytes = parts.into_bytes().expect("encoded");
+        bytes[..4].copy_from_slice(&1u32.to_le_bytes());
+        let table = &op.partitions;
+        let mut w = StateWriter::default();
+        let mut open: Vec<&[u8]> = table
+            .values()
+            .filter(|(_, p)| p.is_open())
+            .map(|(id, _)| table.key(id))
+            .collect();
+        open.sort_unstable();
+        w.count(open.len());
+        for key in open {
+            w.bytes(key);
+        }
+        for queue in [&op.deadlines, &op.idle_deadlines] {
+            let mut due: Vec<(i64, &[u8])> = queue
+                .iter()
+                .filter(|Reverse(d)| table.get(d.id).is_some_and(|p| p.stamp == d.stamp))
+                .map(|Reverse(d)| (d.at, table.key(d.id)))
+                .collect();
+            due.sort_unstable();
+            w.count(due.len());
+            for (at, key) in due {
+                w.i64(at);
+                w.bytes(key);
+            }
+        }
+        bytes.extend(w.into_bytes());
+        bytes
     }
 
     /// Whether some output line of each emit order contains every one of `parts`.
@@ -892,10 +1021,11 @@ mod tests {
         assert!(!out.iter().flatten().any(|l| l.contains(r#""cls":"B""#)));
     }
 
-    /// A checkpoint's list of open partitions must be exactly the partitions with an open
-    /// attempt: a row that starts nothing is skipped by it.
+    /// A layout 1 checkpoint's list of open partitions must be exactly the partitions with an
+    /// open attempt (a row that starts nothing is skipped by it), and a queue entry must name a
+    /// partition.
     #[test]
-    fn a_partition_listed_as_open_without_an_open_attempt_is_refused() {
+    fn a_partition_listed_as_open_without_an_open_attempt_or_queued_without_state_is_refused() {
         let mut partitions = KeyedState::<Partition>::default();
         partitions.id_or_insert_with(b"a", Partition::default);
         let list = |keys: &[&[u8]]| {
@@ -906,11 +1036,26 @@ mod tests {
             }
             w.into_bytes()
         };
-        let read = |bytes: &[u8]| read_open(&mut StateReader::new(bytes), &partitions);
+        let read = |bytes: &[u8]| read_open_layout_1(&mut StateReader::new(bytes), &partitions);
         assert!(read(&list(&[])).expect("none is open").is_empty());
         let idle = read(&list(&[b"a"])).expect_err("`a` has no open attempt");
         assert!(idle.0.contains("no open attempt"), "{}", idle.0);
         assert!(read(&list(&[b"b"])).is_err(), "`b` is no partition");
+        let queue = |ids: &[u32]| {
+            let mut w = StateWriter::default();
+            w.count(ids.len());
+            for &id in ids {
+                w.i64(1000);
+                w.u32(id);
+            }
+            w.into_bytes()
+        };
+        let read = |bytes: &[u8]| read_queue(&mut StateReader::new(bytes), &partitions);
+        assert_eq!(read(&queue(&[0])).expect("`a` is id 0").len(), 1);
+        let Err(missing) = read(&queue(&[0, 1])) else {
+            panic!("a queue entry of id 1, which has no partition, was read");
+        };
+        assert!(missing.0.contains("partition 1"), "{}", missing.0);
     }
 
     /// Corrupt state is refused, or read as some other state, but never a panic: every byte of
