@@ -515,10 +515,7 @@ impl Operator for GroupAggregate {
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
         w.u32(GROUP_AGGREGATE_STATE_LAYOUT);
-        w.bool(self.groups.in_rocksdb());
-        if self.groups.in_rocksdb() {
-            self.groups.flush().map_err(err)?;
-        }
+        self.groups.write_storage(w).map_err(err)?;
         self.groups
             .snapshot(w, |g, w| {
                 g.encode(w);
@@ -549,13 +546,16 @@ impl Operator for GroupAggregate {
         r.expect_tag("group aggregation", GROUP_AGGREGATE_STATE_LAYOUT)
             .map_err(err)?;
         let width = self.aggs.len();
-        let groups = if r.bool().map_err(err)? {
-            KeyedState::restore_spilled(r, &self.backend, name, || codec(width)).map_err(err)?
-        } else {
-            KeyedState::restore(r, |r| Group::decode(r, width))
-                .and_then(|g| g.into_backend(&self.backend, name, || codec(width)))
-                .map_err(err)?
-        };
+        let spilled = r.bool().map_err(err)?;
+        let groups = KeyedState::restore_checkpointed(
+            r,
+            spilled,
+            &self.backend,
+            name,
+            || codec(width),
+            |r| Group::decode(r, width),
+        )
+        .map_err(err)?;
         self.keys.restore_keys(r, groups.keys()).map_err(err)?;
         self.watermark = r.i64().map_err(err)?;
         if let Some(retention) = &mut self.retention {

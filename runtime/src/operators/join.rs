@@ -291,11 +291,7 @@ impl Side {
     /// expiry queue, the next arrival number and the number of rows kept. Key ids stay as they
     /// are: the expiry queue names keys by id.
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<(), StateError> {
-        let spilled = self.by_key.in_rocksdb();
-        if spilled {
-            self.by_key.flush()?;
-        }
-        w.bool(spilled);
+        let spilled = self.by_key.write_storage(w)?;
         if spilled {
             RowCodec::new(Arc::clone(&self.schema)).write_names(w);
         }
@@ -348,12 +344,9 @@ impl Side {
         );
         let codec = || key_rows_codec(rows_codec);
         let mut next = 0;
-        let by_key = if spilled {
-            KeyedState::restore_spilled(r, backend, name, codec)?
-        } else {
-            KeyedState::restore(r, |r| KeyRows::read_meta(r, &batch, &mut next))?
-                .into_backend(backend, name, codec)?
-        };
+        let by_key = KeyedState::restore_checkpointed(r, spilled, backend, name, codec, |r| {
+            KeyRows::read_meta(r, &batch, &mut next)
+        })?;
         if next != stored.len() {
             return bad("kept rows and their keys disagree");
         }

@@ -194,16 +194,12 @@ impl Operator for Rank {
         let err = |e| RuntimeError::state(&self.name, e);
         w.u32(RANK_STATE_LAYOUT);
         w.u64(self.seq);
-        w.bool(self.kept.in_rocksdb());
-        if self.kept.in_rocksdb() {
-            self.kept.flush().map_err(err)?;
-            self.kept.snapshot(w, |_, _| Ok(())).map_err(err)?;
-        } else {
-            let encode = codec(input_schema(&self.schema)).encode;
-            self.kept
-                .snapshot(w, |ranked, w| encode(ranked, w))
-                .map_err(err)?;
-        }
+        // With RocksDB the snapshot holds the keys alone (`encode` is not called).
+        self.kept.write_storage(w).map_err(err)?;
+        let encode = codec(input_schema(&self.schema)).encode;
+        self.kept
+            .snapshot(w, |ranked, w| encode(ranked, w))
+            .map_err(err)?;
         Ok(true)
     }
 
@@ -213,14 +209,17 @@ impl Operator for Rank {
         r.expect_tag("TopN", RANK_STATE_LAYOUT).map_err(err)?;
         self.seq = r.u64().map_err(err)?;
         let input = input_schema(&self.schema);
-        self.kept = if r.bool().map_err(err)? {
-            KeyedState::restore_spilled(r, &self.backend, name, || codec(input)).map_err(err)?
-        } else {
-            let decode = codec(Arc::clone(&input)).decode;
-            KeyedState::restore(r, |r| decode(r))
-                .and_then(|kept| kept.into_backend(&self.backend, name, || codec(input)))
-                .map_err(err)?
-        };
+        let spilled = r.bool().map_err(err)?;
+        let decode = codec(Arc::clone(&input)).decode;
+        self.kept = KeyedState::restore_checkpointed(
+            r,
+            spilled,
+            &self.backend,
+            name,
+            || codec(input),
+            |r| decode(r),
+        )
+        .map_err(err)?;
         Ok(())
     }
 }

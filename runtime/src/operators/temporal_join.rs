@@ -289,12 +289,8 @@ impl Operator for TemporalJoin {
     /// and the keys due for pruning.
     fn snapshot(&mut self, w: &mut StateWriter) -> Result<bool, RuntimeError> {
         let err = |e| RuntimeError::state(&self.name, e);
-        let spilled = self.versions.in_rocksdb();
-        if spilled {
-            self.versions.flush().map_err(err)?;
-        }
         w.u32(TEMPORAL_JOIN_STATE_LAYOUT);
-        w.bool(spilled);
+        let spilled = self.versions.write_storage(w).map_err(err)?;
         w.i64(self.watermark);
         w.u64(self.seq);
         let waiting: Vec<RecordBatch> = self.waiting.values().map(|v| v.row.clone()).collect();
@@ -360,13 +356,11 @@ impl Operator for TemporalJoin {
         }
         let mut rows = r.rows(&self.inputs[1]).map_err(err)?;
         let codec = || versions_codec(Arc::clone(&self.inputs[1]));
-        let versions = if spilled {
-            KeyedState::restore_spilled(r, &self.backend, name, codec)
-        } else {
-            KeyedState::restore(r, |r| read_times(r, &mut rows))
-                .and_then(|v| v.into_backend(&self.backend, name, codec))
-        }
-        .map_err(err)?;
+        let versions =
+            KeyedState::restore_checkpointed(r, spilled, &self.backend, name, codec, |r| {
+                read_times(r, &mut rows)
+            })
+            .map_err(err)?;
         rows.finish().map_err(err)?;
         let mut dirty = Vec::new();
         for _ in 0..r.count().map_err(err)? {

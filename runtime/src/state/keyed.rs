@@ -899,6 +899,24 @@ impl<V: Default> KeyedState<V> {
         Self::restore_into(state, r, |_| Ok(V::default()))
     }
 
+    /// Reads a table's snapshot into `backend`, by the flag [`KeyedState::write_storage`] wrote:
+    /// `spilled`, its keys ([`KeyedState::restore_spilled`]); else its keys and values (`value`
+    /// reads one), moved into the backend ([`KeyedState::into_backend`]).
+    pub(crate) fn restore_checkpointed(
+        r: &mut StateReader<'_>,
+        spilled: bool,
+        backend: &StateBackend,
+        name: &str,
+        codec: impl FnOnce() -> ValueCodec<V>,
+        value: impl FnMut(&mut StateReader<'_>) -> Result<V, StateError>,
+    ) -> Result<KeyedState<V>, StateError> {
+        if spilled {
+            Self::restore_spilled(r, backend, name, codec)
+        } else {
+            Self::restore(r, value)?.into_backend(backend, name, codec)
+        }
+    }
+
     /// Moves this table (restored in memory) into `backend`: with RocksDB, values beyond the
     /// resident budget are spilled right away.
     pub(crate) fn into_backend(
@@ -918,6 +936,17 @@ impl<V: Default> KeyedState<V> {
         self.spill = spill;
         self.settle()?;
         Ok(self)
+    }
+
+    /// Starts a checkpoint of the table: with RocksDB, writes the values changed since the last
+    /// one to it ([`KeyedState::flush`]), so its checkpoint holds every value; then writes and
+    /// returns whether the values are in RocksDB (`true`: the table's snapshot holds its keys
+    /// only). [`KeyedState::restore_checkpointed`] reads the snapshot back by this flag.
+    pub(crate) fn write_storage(&mut self, w: &mut StateWriter) -> Result<bool, StateError> {
+        self.flush()?;
+        let spilled = self.in_rocksdb();
+        w.bool(spilled);
+        Ok(spilled)
     }
 
     /// Before a checkpoint (RocksDB backend): writes every value changed since the last flush,

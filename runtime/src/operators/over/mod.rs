@@ -673,14 +673,14 @@ impl Operator for Over {
     /// queue copied (16 bytes a partition).
     fn snapshot_parts(&mut self) -> Result<Option<StateSnapshot>, RuntimeError> {
         let err = |e: StateError| RuntimeError::state(&self.name, e);
-        self.partitions.flush().map_err(err)?;
         let mut w = StateWriter::default();
         w.u32(OVER_STATE_LAYOUT);
         w.i64(self.watermark);
         w.u64(self.seq);
         let mut snapshot = StateSnapshot::ready(w.into_bytes());
         self.partitions
-            .snapshot_deferred(&self.layout, &mut snapshot);
+            .snapshot_deferred(&self.layout, &mut snapshot)
+            .map_err(err)?;
         let expiry = self.expiry.clone();
         snapshot.push_deferred(move |out: &mut dyn FnMut(&[u8])| {
             let mut w = StateWriter::default();

@@ -1199,12 +1199,6 @@ impl Partitions {
         }
     }
 
-    /// Before a checkpoint: writes the partitions changed since the last one to RocksDB (see
-    /// [`KeyedState::flush`]).
-    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
-        self.table.flush()
-    }
-
     /// Between batches: keeps at most the backend's resident budget of partitions' rows in
     /// memory (see [`KeyedState::settle`]).
     pub(crate) fn settle(&mut self) -> Result<(), StateError> {
@@ -1228,12 +1222,17 @@ impl Partitions {
     /// Every partition (rows, spans, accumulators) for a checkpoint, ids kept (so the operator's
     /// expiry queue, which names partitions by id, stays valid): the storage flag now, then the
     /// partitions frozen as they are now and encoded by the checkpoint's writer thread (see
-    /// [`KeyedState::snapshot_deferred`]). With the RocksDB backend (flush first) the values are
-    /// in its checkpoint and only keys and ids are written.
-    pub(crate) fn snapshot_deferred(&mut self, layout: &Layout, snapshot: &mut StateSnapshot) {
+    /// [`KeyedState::snapshot_deferred`]). With the RocksDB backend the changed values are
+    /// written to it first ([`KeyedState::write_storage`]): they are in its checkpoint, and only
+    /// keys and ids are written.
+    pub(crate) fn snapshot_deferred(
+        &mut self,
+        layout: &Layout,
+        snapshot: &mut StateSnapshot,
+    ) -> Result<(), StateError> {
         let shape = Shape::of(layout);
         let mut w = StateWriter::default();
-        w.bool(self.table.in_rocksdb());
+        self.table.write_storage(&mut w)?;
         snapshot.push_ready(w.into_bytes());
         let order = acc_order(layout);
         let encode: Arc<SharedEncode<Partition>> =
@@ -1241,6 +1240,7 @@ impl Partitions {
                 encode_partition(shape, &order, p, w)
             });
         snapshot.push_deferred(self.table.snapshot_deferred(encode));
+        Ok(())
     }
 
     /// Reads what [`Partitions::snapshot_deferred`] wrote (OVER state layout 3) into `backend` (as node
@@ -1252,16 +1252,16 @@ impl Partitions {
         name: &str,
     ) -> Result<Partitions, StateError> {
         let shape = Shape::of(layout);
-        let table = if r.bool()? {
-            KeyedState::restore_spilled(r, backend, name, || codec(shape, acc_order(layout)))?
-        } else {
-            let order = acc_order(layout);
-            KeyedState::restore(r, |r| decode_partition(shape, &order, r))?.into_backend(
-                backend,
-                name,
-                || codec(shape, acc_order(layout)),
-            )?
-        };
+        let spilled = r.bool()?;
+        let order = acc_order(layout);
+        let table = KeyedState::restore_checkpointed(
+            r,
+            spilled,
+            backend,
+            name,
+            || codec(shape, acc_order(layout)),
+            |r| decode_partition(shape, &order, r),
+        )?;
         Ok(Partitions {
             table,
             created: Vec::new(),
@@ -1811,7 +1811,7 @@ mod tests {
 
     fn layout_3(parts: &mut Partitions, l: &Layout) -> Vec<u8> {
         let mut s = StateSnapshot::default();
-        parts.snapshot_deferred(l, &mut s);
+        parts.snapshot_deferred(l, &mut s).expect("snapshot");
         s.into_bytes().expect("snapshot")
     }
 

@@ -209,9 +209,7 @@ impl Operator for WindowRank {
         w.i64(self.watermark);
         w.u64(self.seq);
         // Layout 2: whether the rows are in RocksDB (the snapshot holds the keys) or here.
-        w.bool(self.kept.in_rocksdb());
-        if self.kept.in_rocksdb() {
-            self.kept.flush().map_err(err)?;
+        if self.kept.write_storage(w).map_err(err)? {
             self.kept.snapshot(w, |_, _| Ok(())).map_err(err)?;
         } else {
             let rows: Vec<RecordBatch> = self

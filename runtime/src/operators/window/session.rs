@@ -215,9 +215,7 @@ impl<T: 'static> Sessions<T> {
     /// decide the order in which due sessions are emitted. With RocksDB, the changed sessions
     /// are written to it first.
     pub(super) fn snapshot(&mut self, w: &mut StateWriter) -> Result<(), StateError> {
-        let spilled = self.keys.in_rocksdb();
-        self.keys.flush()?;
-        w.bool(spilled);
+        self.keys.write_storage(w)?;
         let payload = &self.payload;
         self.keys.snapshot(w, |ks, w| ks.encode(payload, w))?;
         w.count(self.live);

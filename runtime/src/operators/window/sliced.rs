@@ -378,11 +378,7 @@ impl SlicedState {
         if self.cursor.is_some() {
             return Err(StateError("a window is half emitted".into()));
         }
-        let spilled = self.keys.in_rocksdb();
-        if spilled {
-            self.keys.flush()?;
-        }
-        w.bool(spilled);
+        self.keys.write_storage(w)?;
         self.keys.snapshot(w, |k, w| {
             k.encode(w);
             Ok(())
