@@ -21,8 +21,9 @@
 //!    same state always gives the same bytes). The partitions with an open attempt are found
 //!    from their matchers on restore (layout 1 listed them, and its queues named keys).
 //!
-//! Only part 1 and part 4 (the waiting rows, few) are encoded while the pipeline waits; the
-//! rest is encoded by the checkpoint's writer thread ([`MatchRecognize::state_parts`]).
+//! Only part 1 and part 4 (the waiting rows, few) are encoded while the pipeline waits, after
+//! one pass over the partitions that collects the stored rows' references; the rest is encoded
+//! by the checkpoint's writer thread ([`MatchRecognize::state_parts`]).
 //!
 //! Reading checks every count, reference and program position, so corrupt bytes are an error,
 //! never a panic or an operator that could index out of bounds. (The rows' Arrow IPC stream is
