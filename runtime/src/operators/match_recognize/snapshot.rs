@@ -54,13 +54,14 @@ use crate::state::{KeyedState, SharedEncode, StateSnapshot};
 pub(super) const MR_STATE_LAYOUT: u32 = 2;
 
 impl MatchRecognize {
-    /// The node's state (see the module documentation for the layout) in four parts. The
-    /// checkpoint's writer thread gathers the stored rows (part 2 of the layout) into one batch
-    /// and encodes it, and encodes the partitions (part 3), frozen as they are now
-    /// ([`KeyedState::snapshot_deferred`]: the table encodes a partition itself before it changes
-    /// it while the writer is not done); the rest, small, is encoded now. Rows are never changed
-    /// once stored (a [`RowRef`] shares its batch), so the references taken now are the rows as
-    /// they are now; the parts concatenated are the bytes a snapshot taken at once would be.
+    /// The node's state in the five parts of the layout (see the module documentation). The
+    /// checkpoint's writer thread gathers the stored rows (part 2) into one batch and encodes it,
+    /// encodes the partitions (part 3), frozen as they are now ([`KeyedState::snapshot_deferred`]:
+    /// the table encodes a partition itself before it changes it while the writer is not done),
+    /// and writes the queues (part 5) from copies; parts 1 and 4, small, are encoded now. Rows are
+    /// never changed once stored (a [`RowRef`] shares its batch), so the references taken now are
+    /// the rows as they are now; the parts concatenated are the bytes a snapshot taken at once
+    /// would be.
     pub(super) fn state_parts(&mut self) -> Result<StateSnapshot, RuntimeError> {
         let (mut parts, stamps) = self.parts_before_queues()?;
         // The queues, copied as they are (16 bytes an entry): the writer thread leaves out
