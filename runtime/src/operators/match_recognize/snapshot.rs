@@ -233,11 +233,17 @@ impl MatchRecognize {
                 read_queue_layout_1(r, &partitions)?,
             )
         } else {
-            let active = partitions
-                .values()
-                .filter(|(_, p)| p.is_open())
-                .map(|(id, _)| KeyBytes::new(partitions.key(id)))
-                .collect();
+            // Found from the matchers, and only where the node keeps the set (it forgets idle
+            // partitions otherwise, and needs none).
+            let active = if self.active.is_some() {
+                partitions
+                    .values()
+                    .filter(|(_, p)| p.is_open())
+                    .map(|(id, _)| KeyBytes::new(partitions.key(id)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             (
                 active,
                 read_queue(r, &partitions)?,
